@@ -1,0 +1,131 @@
+"""The Glider API key, read from Secrets Manager through Powertools' cached provider.
+
+The secret is a plain string or a JSON object with an "apiKey" field. The value lives only in
+an ApiKey, whose repr and str are redacted, so it cannot reach a log line by accident.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Final
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from glider_trigger.errors import SecretUnavailableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+# Errors worth retrying: the secret is there, Secrets Manager is just busy or unreachable.
+_RETRYABLE_CODES: Final = frozenset(
+    {"ThrottlingException", "InternalServiceError", "RequestTimeout", "ServiceUnavailable"}
+)
+_HINTS: Final = {
+    "ResourceNotFoundException": "the secret does not exist (check GLIDER_API_KEY_SECRET_ID)",
+    "AccessDeniedException": "the function's role lacks secretsmanager:GetSecretValue on it",
+    "DecryptionFailure": "the function's role cannot kms:Decrypt the secret's key",
+    "InvalidRequestException": "the secret is scheduled for deletion or disabled",
+}
+
+
+class ApiKey:
+    """A secret string that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ApiKey(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ApiKeyProvider:
+    def __init__(
+        self,
+        secret_id: str,
+        *,
+        max_age_seconds: int,
+        client: SecretsManagerClient | None = None,
+    ) -> None:
+        self._secret_id = secret_id
+        self._max_age = max_age_seconds
+        self._provider = SecretsProvider(boto3_client=client)
+
+    def get(self, *, refresh: bool = False) -> ApiKey:
+        """The cached key, or a fresh read when `refresh` (after a 401: it may have rotated)."""
+        try:
+            raw = self._provider.get(self._secret_id, max_age=self._max_age, force_fetch=refresh)
+        except GetParameterError as exc:
+            raise self._unavailable(exc) from exc
+        return _parse_secret(raw, self._secret_id)
+
+    def _unavailable(self, exc: GetParameterError) -> SecretUnavailableError:
+        # Powertools wraps the SDK error; the original is the implicit context.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ClientError):
+            code = str(cause.response.get("Error", {}).get("Code", "Unknown"))
+            retryable = code in _RETRYABLE_CODES
+            hint = _HINTS.get(code, "see the error code")
+            return SecretUnavailableError(
+                f"cannot read secret {self._secret_id!r}: {code}: {hint}", retryable=retryable
+            )
+        if isinstance(cause, BotoCoreError):
+            return SecretUnavailableError(
+                f"cannot reach Secrets Manager for {self._secret_id!r}: {type(cause).__name__}",
+                retryable=True,
+            )
+        return SecretUnavailableError(
+            f"cannot read secret {self._secret_id!r}: {type(cause or exc).__name__}",
+            retryable=False,
+        )
+
+
+def _parse_secret(raw: object, secret_id: str) -> ApiKey:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SecretUnavailableError(
+                f"secret {secret_id!r} is binary and not UTF-8 text", retryable=False
+            ) from None
+    if not isinstance(raw, str):
+        raise SecretUnavailableError(f"secret {secret_id!r} has no string value", retryable=False)
+    text = raw.strip()
+    if text.startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError:
+            # Never echo the parser's message: it quotes the secret's text.
+            raise SecretUnavailableError(
+                f"secret {secret_id!r} looks like JSON but does not parse", retryable=False
+            ) from None
+        key = document.get("apiKey") if isinstance(document, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            raise SecretUnavailableError(
+                f'secret {secret_id!r} is a JSON object without a non-empty "apiKey" field',
+                retryable=False,
+            )
+        text = key.strip()
+    if not text:
+        raise SecretUnavailableError(f"secret {secret_id!r} is empty", retryable=False)
+    if any(ord(char) < 0x21 or ord(char) > 0x7E for char in text):
+        # A header value cannot carry it; urllib3 would echo it in the exception.
+        raise SecretUnavailableError(
+            f"secret {secret_id!r} holds characters an HTTP header cannot carry",
+            retryable=False,
+        )
+    return ApiKey(text)

@@ -1,0 +1,163 @@
+"""The function's settings: one typed object, validated once from the environment.
+
+Every problem names the variable, so a misconfigured deployment fails at init with a message
+that says what to fix instead of failing later on the first event.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from glider_trigger.errors import ConfigurationError
+
+DEFAULT_GLIDER_API_BASE_URL = "https://api.glider.fi"
+
+_T = TypeVar("_T", int, float)
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    glider_api_base_url: str
+    api_key_secret_id: str
+    dlq_url: str
+    connect_timeout_seconds: float = 3.0
+    read_timeout_seconds: float = 10.0
+    max_attempts: int = 4
+    retry_base_delay_seconds: float = 0.5
+    retry_max_delay_seconds: float = 8.0
+    secret_cache_seconds: int = 300
+    default_skip_schedule_validation: bool = False
+    deadline_safety_margin_seconds: float = 2.0
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        return cls(
+            glider_api_base_url=_api_base_url(
+                env.get("GLIDER_API_BASE_URL", "").strip() or DEFAULT_GLIDER_API_BASE_URL
+            ),
+            api_key_secret_id=reader.required("GLIDER_API_KEY_SECRET_ID"),
+            dlq_url=_queue_url("DLQ_URL", reader.required("DLQ_URL")),
+            connect_timeout_seconds=reader.number(
+                "GLIDER_CONNECT_TIMEOUT_SECONDS",
+                float,
+                cls.connect_timeout_seconds,
+                low=0.1,
+                high=60,
+            ),
+            read_timeout_seconds=reader.number(
+                "GLIDER_READ_TIMEOUT_SECONDS",
+                float,
+                cls.read_timeout_seconds,
+                low=0.1,
+                high=300,
+            ),
+            max_attempts=reader.number(
+                "GLIDER_MAX_ATTEMPTS", int, cls.max_attempts, low=1, high=10
+            ),
+            retry_base_delay_seconds=reader.number(
+                "RETRY_BASE_DELAY_SECONDS",
+                float,
+                cls.retry_base_delay_seconds,
+                low=0,
+                high=60,
+            ),
+            retry_max_delay_seconds=reader.number(
+                "RETRY_MAX_DELAY_SECONDS",
+                float,
+                cls.retry_max_delay_seconds,
+                low=0,
+                high=300,
+            ),
+            secret_cache_seconds=reader.number(
+                "SECRET_CACHE_SECONDS",
+                int,
+                cls.secret_cache_seconds,
+                low=0,
+                high=86_400,
+            ),
+            default_skip_schedule_validation=reader.boolean(
+                "DEFAULT_SKIP_SCHEDULE_VALIDATION",
+                cls.default_skip_schedule_validation,
+            ),
+            deadline_safety_margin_seconds=reader.number(
+                "DEADLINE_SAFETY_MARGIN_SECONDS",
+                float,
+                cls.deadline_safety_margin_seconds,
+                low=0,
+                high=60,
+            ),
+        )
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def required(self, name: str) -> str:
+        value = self._env.get(name, "").strip()
+        if not value:
+            raise ConfigurationError(f"{name} is required but is not set")
+        return value
+
+    def number(self, name: str, kind: type[_T], default: _T, *, low: float, high: float) -> _T:
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {raw}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _api_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(f"GLIDER_API_BASE_URL must be an https URL, got {url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        # The API key travels in a header: plain http is only acceptable on this machine.
+        raise ConfigurationError(
+            f"GLIDER_API_BASE_URL must use https (http is allowed only for loopback), got {url!r}"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError(
+            "GLIDER_API_BASE_URL must not carry credentials, a query or a fragment"
+        )
+    return url.rstrip("/")
+
+
+def _queue_url(name: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or not parts.path.strip("/"):
+        raise ConfigurationError(f"{name} must be an SQS queue URL, got {url!r}")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

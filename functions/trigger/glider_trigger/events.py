@@ -1,0 +1,181 @@
+"""Turns every supported input into trigger requests, or a classified error.
+
+Supported shapes (see README "Event formats"):
+- constant input from EventBridge Scheduler or a rule target: {"portfolioId": ...} or
+  {"portfolioIds": [...]}, optional "skipScheduleValidation" and metadata;
+- an EventBridge event envelope whose "detail" holds that shape;
+- an SQS message body holding either of the above;
+- an on-failure destination record of this function, whose "requestPayload" holds any of them.
+Unknown fields are ignored; duplicate ids are triggered once; anything else is an
+InvalidInputError (dead-lettered verbatim by the caller). Nothing here raises anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from glider_trigger.errors import InvalidInputError, InvalidPortfolioIdError
+from glider_trigger.models import InputSource, ParsedInput, RejectedId, SourceKind, TriggerRequest
+
+# Opaque ids seen so far look like `port_abc123` or `ao04x0r6`. Letters, digits, `_` and `-`
+# cannot change a URL path; anything else is rejected before it reaches the HTTP client.
+PORTFOLIO_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+# Metadata is only echoed into logs: keep it short.
+_METADATA_FIELDS = ("scheduleArn", "scheduledTime", "idempotencyKey")
+_MAX_METADATA_CHARS = 256
+# An envelope inside an envelope is the most nesting any supported input has.
+_MAX_UNWRAP_DEPTH = 3
+
+
+def is_sqs_event(event: object) -> bool:
+    """Lambda's SQS event: {"Records": [{"eventSource": "aws:sqs", ...}, ...]}."""
+    if not isinstance(event, dict):
+        return False
+    records = event.get("Records")
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
+
+
+def validate_portfolio_id(portfolio_id: object) -> str:
+    if not isinstance(portfolio_id, str):
+        raise InvalidPortfolioIdError(
+            f"portfolio id must be a string, got {type(portfolio_id).__name__}"
+        )
+    if not PORTFOLIO_ID_PATTERN.fullmatch(portfolio_id):
+        raise InvalidPortfolioIdError(
+            f"portfolio id {portfolio_id[:140]!r} is not 1-128 letters, digits, '_' or '-'"
+        )
+    return portfolio_id
+
+
+def parse_event(event: object, *, default_skip: bool) -> ParsedInput:
+    """Parse a non-SQS invocation payload (schedule, rule, bus event, direct, destination)."""
+    return _parse(event, default_skip=default_skip, delivery=None, depth=0)
+
+
+def parse_sqs_body(body: object, *, message_id: str, default_skip: bool) -> ParsedInput:
+    """Parse one SQS record's body (a JSON string holding any supported shape)."""
+    if not isinstance(body, str):
+        raise InvalidInputError("SQS message body is not a string")
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInputError(f"SQS message body is not valid JSON: {exc}") from exc
+    source = InputSource(SourceKind.SQS, delivery_id=message_id)
+    return _parse(payload, default_skip=default_skip, delivery=source, depth=0)
+
+
+def _parse(
+    payload: object, *, default_skip: bool, delivery: InputSource | None, depth: int
+) -> ParsedInput:
+    if not isinstance(payload, dict):
+        raise InvalidInputError(f"input must be a JSON object, got {_json_type(payload)}")
+    if depth < _MAX_UNWRAP_DEPTH:
+        if _is_eventbridge_envelope(payload):
+            source = delivery or InputSource(
+                SourceKind.EVENTBRIDGE,
+                delivery_id=_short(payload.get("id")),
+                metadata=_metadata(payload, {"detailType": "detail-type", "eventSource": "source"}),
+            )
+            return _parse(
+                payload["detail"], default_skip=default_skip, delivery=source, depth=depth + 1
+            )
+        if _is_destination_record(payload):
+            source = delivery or InputSource(
+                SourceKind.LAMBDA_DESTINATION,
+                delivery_id=_short(payload["requestContext"].get("requestId")),
+                metadata=_metadata(payload["requestContext"], {"condition": "condition"}),
+            )
+            return _parse(
+                payload["requestPayload"],
+                default_skip=default_skip,
+                delivery=source,
+                depth=depth + 1,
+            )
+    return _parse_trigger_shape(payload, default_skip=default_skip, delivery=delivery)
+
+
+def _parse_trigger_shape(
+    payload: dict[str, Any], *, default_skip: bool, delivery: InputSource | None
+) -> ParsedInput:
+    skip = payload.get("skipScheduleValidation", default_skip)
+    if not isinstance(skip, bool):
+        # A consequential flag: "false" as a string must not silently mean anything.
+        raise InvalidInputError(
+            f"skipScheduleValidation must be true or false, got {_json_type(skip)}"
+        )
+    candidates = _candidate_ids(payload)
+    metadata = _metadata(payload, {name: name for name in _METADATA_FIELDS})
+    if delivery is None:
+        kind = SourceKind.SCHEDULE if "scheduleArn" in metadata else SourceKind.DIRECT
+        source = InputSource(kind, metadata=metadata)
+    else:
+        source = InputSource(delivery.kind, delivery.delivery_id, {**delivery.metadata, **metadata})
+    requests: dict[str, TriggerRequest] = {}
+    rejected: list[RejectedId] = []
+    seen_rejected: set[str] = set()
+    for candidate in candidates:
+        try:
+            portfolio_id = validate_portfolio_id(candidate)
+        except InvalidPortfolioIdError as exc:
+            key = json.dumps(candidate, sort_keys=True, default=str)
+            if key not in seen_rejected:
+                seen_rejected.add(key)
+                rejected.append(RejectedId(candidate, skip, exc))
+            continue
+        requests.setdefault(portfolio_id, TriggerRequest(portfolio_id, skip, source))
+    return ParsedInput(source, tuple(requests.values()), tuple(rejected))
+
+
+def _candidate_ids(payload: Mapping[str, Any]) -> list[object]:
+    has_one, has_many = "portfolioId" in payload, "portfolioIds" in payload
+    if not (has_one or has_many):
+        raise InvalidInputError(
+            "input has no portfolioId or portfolioIds "
+            f"(fields: {', '.join(sorted(map(str, payload))[:10]) or 'none'})"
+        )
+    candidates: list[object] = []
+    if has_one:
+        candidates.append(payload["portfolioId"])
+    if has_many:
+        many = payload["portfolioIds"]
+        if not isinstance(many, list):
+            raise InvalidInputError(f"portfolioIds must be a list, got {_json_type(many)}")
+        candidates.extend(many)
+    if not candidates:
+        raise InvalidInputError("portfolioIds is empty: nothing to trigger")
+    return candidates
+
+
+def _is_eventbridge_envelope(payload: Mapping[str, Any]) -> bool:
+    return "detail-type" in payload and isinstance(payload.get("detail"), dict)
+
+
+def _is_destination_record(payload: Mapping[str, Any]) -> bool:
+    return isinstance(payload.get("requestContext"), dict) and "requestPayload" in payload
+
+
+def _metadata(payload: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, str]:
+    kept = {}
+    for name, source_field in fields.items():
+        value = _short(payload.get(source_field))
+        if value is not None:
+            kept[name] = value
+    return kept
+
+
+def _short(value: object) -> str | None:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)[:_MAX_METADATA_CHARS]
+    return None
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number" if isinstance(value, int | float) else "unknown")

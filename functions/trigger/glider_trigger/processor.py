@@ -1,0 +1,181 @@
+"""Applies the delivery semantics of each input kind to trigger outcomes.
+
+- EventBridge, Scheduler and direct invocations: every failure is dead-lettered and a summary
+  is returned; only a DLQ that cannot be written makes the invocation fail (so that Lambda's
+  retries and the on-failure destination keep the event).
+- SQS records: a permanent failure is dead-lettered at once (the record then leaves the work
+  queue); a transient or systemic one raises RecordRetryRequested, which the batch processor
+  reports in batchItemFailures, so SQS redelivers it and its redrive policy has the last word.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from glider_trigger import dead_letter
+from glider_trigger.dead_letter import DeadLetter, DeadLetterQueue
+from glider_trigger.errors import (
+    DeadLetterWriteError,
+    FailureClass,
+    InvalidInputError,
+    TriggerError,
+    classify,
+)
+from glider_trigger.events import parse_event, parse_sqs_body
+from glider_trigger.models import (
+    Failed,
+    InputSource,
+    Outcome,
+    ParsedInput,
+    SourceKind,
+    Triggered,
+    TriggerRequest,
+)
+from glider_trigger.telemetry import Telemetry
+from glider_trigger.trigger import Deadline, RebalanceTrigger
+
+
+class RecordRetryRequested(Exception):
+    """An SQS record has work left that may succeed later: report it for redelivery."""
+
+
+@dataclass
+class InvocationSummary:
+    """What a non-SQS invocation did, returned to the caller (and shown by `make run`)."""
+
+    source: InputSource
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_response(self) -> dict[str, Any]:
+        triggered = sum(1 for result in self.results if result["outcome"] == "triggered")
+        return {
+            "source": self.source.kind.value,
+            "deliveryId": self.source.delivery_id,
+            "portfolios": len(self.results),
+            "triggered": triggered,
+            "deadLettered": len(self.results) - triggered,
+            "results": self.results,
+        }
+
+
+class TriggerProcessor:
+    def __init__(
+        self,
+        trigger: RebalanceTrigger,
+        dead_letters: DeadLetterQueue,
+        telemetry: Telemetry,
+        *,
+        default_skip_schedule_validation: bool,
+    ) -> None:
+        self._trigger = trigger
+        self._dead_letters = dead_letters
+        self._telemetry = telemetry
+        self._default_skip = default_skip_schedule_validation
+
+    def process_event(self, event: object, deadline: Deadline) -> InvocationSummary:
+        try:
+            parsed = parse_event(event, default_skip=self._default_skip)
+        except InvalidInputError as exc:
+            source = InputSource(SourceKind.DIRECT)
+            raw = json.dumps(event, default=str, ensure_ascii=True)
+            self._send([dead_letter.for_unparsable_input(raw, exc, source)])
+            self._telemetry.unparsable(exc, source)
+            summary = InvocationSummary(source)
+            summary.results.append(_failure_result(None, exc, classify(exc)))
+            return summary
+
+        outcomes = [self._trigger_one(request, deadline) for request in parsed.requests]
+        letters = self._rejected_letters(parsed)
+        letters += [dead_letter.for_failure(o) for o in outcomes if isinstance(o, Failed)]
+        self._send(letters)
+        for outcome in outcomes:
+            self._telemetry.outcome(outcome, action="dead-lettered")
+
+        summary = InvocationSummary(parsed.source)
+        summary.results.extend(
+            _failure_result(rejected.portfolio_id, rejected.error, classify(rejected.error))
+            for rejected in parsed.rejected
+        )
+        summary.results.extend(_outcome_result(outcome) for outcome in outcomes)
+        return summary
+
+    def process_sqs_record(self, body: str, message_id: str, deadline: Deadline) -> None:
+        """Raises RecordRetryRequested when the record should be redelivered."""
+        try:
+            parsed = parse_sqs_body(body, message_id=message_id, default_skip=self._default_skip)
+        except InvalidInputError as exc:
+            source = InputSource(SourceKind.SQS, delivery_id=message_id)
+            self._send([dead_letter.for_unparsable_input(body, exc, source)])
+            self._telemetry.unparsable(exc, source)
+            return
+
+        outcomes = [self._trigger_one(request, deadline) for request in parsed.requests]
+        failures = [outcome for outcome in outcomes if isinstance(outcome, Failed)]
+        permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
+        retry = [f for f in failures if f.failure_class != FailureClass.PERMANENT]
+        self._send(self._rejected_letters(parsed) + [dead_letter.for_failure(f) for f in permanent])
+        for outcome in outcomes:
+            action = (
+                "retry" if isinstance(outcome, Failed) and outcome in retry else "dead-lettered"
+            )
+            self._telemetry.outcome(outcome, action=action)
+        if retry:
+            reasons = ", ".join(f"{o.request.portfolio_id}: {o.error.reason}" for o in retry)
+            raise RecordRetryRequested(f"message {message_id} will be redelivered ({reasons})")
+
+    def _trigger_one(self, request: TriggerRequest, deadline: Deadline) -> Outcome:
+        try:
+            return self._trigger.trigger(request, deadline)
+        except Exception as exc:
+            # A bug must cost one portfolio a retry, not the whole batch its progress.
+            self._telemetry.logger.exception(
+                "Unexpected error while triggering", extra={"portfolio_id": request.portfolio_id}
+            )
+            error = TriggerError(f"unexpected {type(exc).__name__} while triggering")
+            return Failed(request, error, classify(error), attempts=0)
+
+    def _rejected_letters(self, parsed: ParsedInput) -> list[DeadLetter]:
+        for rejected in parsed.rejected:
+            self._telemetry.rejected(rejected.portfolio_id, rejected.error, parsed.source)
+        return [dead_letter.for_rejected_id(r, parsed.source) for r in parsed.rejected]
+
+    def _send(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        try:
+            self._dead_letters.send(letters)
+        except DeadLetterWriteError:
+            self._telemetry.logger.exception(
+                "Dead-letter queue write failed; the invocation fails so that AWS keeps the input",
+                extra={"dlq_url": self._dead_letters.queue_url, "messages": len(letters)},
+            )
+            raise
+        self._telemetry.dead_lettered(len(letters))
+
+
+def _outcome_result(outcome: Outcome) -> dict[str, Any]:
+    if isinstance(outcome, Triggered):
+        return {
+            "portfolioId": outcome.request.portfolio_id,
+            "outcome": "triggered",
+            "rebalanceId": outcome.receipt.rebalance_id,
+            "attempts": outcome.attempts,
+        }
+    result = _failure_result(outcome.request.portfolio_id, outcome.error, outcome.failure_class)
+    result["attempts"] = outcome.attempts
+    return result
+
+
+def _failure_result(
+    portfolio_id: object, error: TriggerError, failure_class: FailureClass
+) -> dict[str, Any]:
+    return {
+        "portfolioId": portfolio_id if isinstance(portfolio_id, str) else None,
+        "outcome": "dead-lettered",
+        "failureClass": failure_class.value,
+        "reason": error.reason,
+        "detail": str(error),
+    }

@@ -1,0 +1,96 @@
+"""Composition root: builds the real clients once per execution environment and wires them.
+
+Every client is built here and passed in, so that tests and `make run` can hand in their own
+(a moto server reached over AWS_ENDPOINT_URL, a PoolManager pointed at the emulator).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import boto3
+import urllib3
+from aws_lambda_powertools import Logger, Metrics
+from botocore.config import Config
+
+from glider_trigger.api_key import ApiKeyProvider
+from glider_trigger.config import Settings
+from glider_trigger.dead_letter import DeadLetterQueue
+from glider_trigger.glider_client import GliderClient, build_pool_manager
+from glider_trigger.processor import TriggerProcessor
+from glider_trigger.telemetry import Telemetry
+from glider_trigger.trigger import RebalanceTrigger, RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+# The SDK retries throttles itself (standard mode); bounded so a dependency outage cannot eat
+# the invocation. Endpoint and region come from the standard AWS environment.
+AWS_CLIENT_CONFIG = Config(
+    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
+)
+
+
+class RemainingTime(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ContextDeadline:
+    """The Lambda deadline, less a margin kept for dead-lettering and returning."""
+
+    context: RemainingTime
+    margin_seconds: float
+
+    def seconds_left(self) -> float:
+        return self.context.get_remaining_time_in_millis() / 1000 - self.margin_seconds
+
+
+def silence_sdk_debug_logs() -> None:
+    """botocore logs whole response bodies at DEBUG, and Secrets Manager's holds the key:
+    keep SDK and HTTP library loggers at INFO or above whatever the root level is."""
+    for name in ("botocore", "boto3", "urllib3", "s3transfer"):
+        sdk_logger = logging.getLogger(name)
+        if sdk_logger.getEffectiveLevel() < logging.INFO:
+            sdk_logger.setLevel(logging.INFO)
+
+
+def build_processor(
+    settings: Settings,
+    *,
+    logger: Logger,
+    metrics: Metrics,
+    sqs_client: SQSClient | None = None,
+    secrets_client: SecretsManagerClient | None = None,
+    http: urllib3.PoolManager | None = None,
+) -> TriggerProcessor:
+    silence_sdk_debug_logs()
+    session = boto3.session.Session()
+    api = GliderClient(
+        settings.glider_api_base_url,
+        connect_timeout_seconds=settings.connect_timeout_seconds,
+        read_timeout_seconds=settings.read_timeout_seconds,
+        http=http or build_pool_manager(),
+    )
+    api_keys = ApiKeyProvider(
+        settings.api_key_secret_id,
+        max_age_seconds=settings.secret_cache_seconds,
+        client=secrets_client or session.client("secretsmanager", config=AWS_CLIENT_CONFIG),
+    )
+    policy = RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_delay_seconds=settings.retry_base_delay_seconds,
+        max_delay_seconds=settings.retry_max_delay_seconds,
+    )
+    dead_letters = DeadLetterQueue(
+        settings.dlq_url, client=sqs_client or session.client("sqs", config=AWS_CLIENT_CONFIG)
+    )
+    return TriggerProcessor(
+        RebalanceTrigger(api, api_keys, policy),
+        dead_letters,
+        Telemetry(logger, metrics),
+        default_skip_schedule_validation=settings.default_skip_schedule_validation,
+    )

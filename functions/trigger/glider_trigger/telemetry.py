@@ -1,0 +1,132 @@
+"""Logs and metrics at the boundary: one structured line per portfolio outcome, EMF metrics.
+
+Field names are stable (dashboards and the `make run` summary read them). Nothing here ever
+receives the API key: outcomes and errors do not carry it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from glider_trigger.errors import GliderApiError, GliderTransportError, TriggerError
+from glider_trigger.models import Failed, InputSource, Outcome, Triggered
+
+METRIC_TRIGGERED = "RebalancesTriggered"
+METRIC_FAILED = "TriggerFailures"  # with a FailureClass dimension
+METRIC_DEAD_LETTERED = "DeadLettered"
+METRIC_API_LATENCY = "GliderApiLatency"
+
+
+class Telemetry:
+    def __init__(self, logger: Logger, metrics: Metrics) -> None:
+        self.logger = logger
+        self._metrics = metrics
+
+    def outcome(self, outcome: Outcome, *, action: str) -> None:
+        """`action` says where a failure goes next: dead-lettered, or retry (SQS redelivery)."""
+        for latency in outcome.api_latencies_ms:
+            self._metrics.add_metric(METRIC_API_LATENCY, MetricUnit.Milliseconds, latency)
+        fields = {
+            "portfolio_id": outcome.request.portfolio_id,
+            "attempts": outcome.attempts,
+            **source_fields(outcome.request.source),
+        }
+        if isinstance(outcome, Triggered):
+            receipt = outcome.receipt
+            self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
+            self.logger.info(
+                "Rebalance triggered",
+                extra={
+                    **fields,
+                    "outcome": "triggered",
+                    "rebalance_id": receipt.rebalance_id,
+                    "schedule_id": receipt.schedule_id,
+                    "glider_request_id": receipt.request_id,
+                    "glider_correlation_id": receipt.correlation_id,
+                },
+            )
+            return
+        self._failure(outcome, fields, action)
+
+    def rejected(self, portfolio_id: object, error: TriggerError, source: InputSource) -> None:
+        self._count_failure(error, "permanent")
+        self.logger.warning(
+            "Portfolio id rejected",
+            extra={
+                "portfolio_id": str(portfolio_id)[:140],
+                "outcome": "failed",
+                "action": "dead-lettered",
+                **error_fields(error),
+                **source_fields(source),
+            },
+        )
+
+    def unparsable(self, error: TriggerError, source: InputSource) -> None:
+        self._count_failure(error, "permanent")
+        self.logger.warning(
+            "Input rejected",
+            extra={
+                "outcome": "failed",
+                "action": "dead-lettered",
+                **error_fields(error),
+                **source_fields(source),
+            },
+        )
+
+    def dead_lettered(self, count: int) -> None:
+        if count:
+            self._metrics.add_metric(METRIC_DEAD_LETTERED, MetricUnit.Count, count)
+
+    def _failure(self, outcome: Failed, fields: dict[str, Any], action: str) -> None:
+        self._count_failure(outcome.error, outcome.failure_class.value)
+        log = self.logger.error if outcome.failure_class == "systemic" else self.logger.warning
+        log(
+            "Rebalance trigger failed",
+            extra={
+                **fields,
+                "outcome": "failed",
+                "action": action,
+                "failure_class": outcome.failure_class.value,
+                **error_fields(outcome.error),
+            },
+        )
+
+    def _count_failure(self, error: TriggerError, failure_class: str) -> None:
+        # A dimension per class would apply to every metric of the invocation's blob, so each
+        # failure is its own EMF record.
+        with single_metric(
+            name=METRIC_FAILED,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=self._metrics.namespace,
+            default_dimensions=self._metrics.default_dimensions,
+        ) as metric:
+            metric.add_dimension(name="FailureClass", value=failure_class)
+            metric.add_dimension(name="Reason", value=error.reason)
+
+
+def error_fields(error: TriggerError) -> dict[str, Any]:
+    fields: dict[str, Any] = {"reason": error.reason, "detail": str(error)}
+    if isinstance(error, GliderApiError):
+        fields |= {
+            "http_status": error.status,
+            "api_error_code": error.code,
+            "glider_request_id": error.request_id,
+            "glider_correlation_id": error.correlation_id,
+            "retry_after_seconds": error.retry_after_seconds,
+        }
+    if isinstance(error, GliderTransportError):
+        fields["maybe_delivered"] = error.maybe_delivered
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def source_fields(source: InputSource) -> dict[str, Any]:
+    fields: dict[str, Any] = {"source": source.kind.value}
+    if source.delivery_id:
+        fields["delivery_id"] = source.delivery_id
+    if source.metadata:
+        fields["source_metadata"] = dict(source.metadata)
+    return fields

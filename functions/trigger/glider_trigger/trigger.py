@@ -1,0 +1,140 @@
+"""The domain service: trigger one portfolio's rebalance, retrying what is worth retrying.
+
+Knows nothing of Lambda events or HTTP: it gets a request, a deadline, an API and a key source,
+and returns an Outcome. Retries use exponential backoff with full jitter, honour Retry-After,
+and never start an attempt that could not finish before the deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from glider_trigger.api_key import ApiKey
+from glider_trigger.errors import (
+    FailureClass,
+    GliderApiError,
+    NotAttemptedError,
+    TriggerError,
+    classify,
+)
+from glider_trigger.models import Failed, Outcome, Receipt, Triggered, TriggerRequest
+
+
+class GliderApi(Protocol):
+    worst_case_seconds: float
+
+    def trigger(
+        self, portfolio_id: str, *, skip_schedule_validation: bool, api_key: ApiKey
+    ) -> Receipt: ...
+
+
+class ApiKeySource(Protocol):
+    def get(self, *, refresh: bool = False) -> ApiKey: ...
+
+
+class Deadline(Protocol):
+    def seconds_left(self) -> float:
+        """Time left for work, safety margin already taken off."""
+        ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    base_delay_seconds: float = 0.5
+    max_delay_seconds: float = 8.0
+
+    def backoff_seconds(self, retry_number: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2^(n-1))] for the n-th retry."""
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (retry_number - 1))
+        return rng.uniform(0, ceiling)
+
+    def delay_before_retry(
+        self, error: TriggerError, retry_number: int, rng: random.Random
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None when it should not be retried
+        inside this invocation (a Retry-After longer than we are willing to wait)."""
+        jitter = self.backoff_seconds(retry_number, rng)
+        if isinstance(error, GliderApiError) and error.retry_after_seconds is not None:
+            if error.retry_after_seconds > self.max_delay_seconds:
+                return None
+            return error.retry_after_seconds + jitter * 0.1
+        return jitter
+
+
+class RebalanceTrigger:
+    def __init__(
+        self,
+        api: GliderApi,
+        api_keys: ApiKeySource,
+        policy: RetryPolicy,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._api = api
+        self._api_keys = api_keys
+        self._policy = policy
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def trigger(self, request: TriggerRequest, deadline: Deadline) -> Outcome:
+        attempts = 0
+        retries = 0
+        key_refreshed = refresh_key = False
+        latencies_ms: list[float] = []
+        last_error: TriggerError | None = None
+        while True:
+            if deadline.seconds_left() < self._api.worst_case_seconds:
+                last_error = last_error or NotAttemptedError(
+                    f"{max(deadline.seconds_left(), 0):.1f}s left in the invocation; an attempt "
+                    f"may take {self._api.worst_case_seconds:.1f}s"
+                )
+                return _failed(request, last_error, attempts, latencies_ms)
+            try:
+                api_key = self._api_keys.get(refresh=refresh_key)
+            except TriggerError as exc:
+                return _failed(request, exc, attempts, latencies_ms)
+            refresh_key = False
+
+            attempts += 1
+            started = self._clock()
+            try:
+                receipt = self._api.trigger(
+                    request.portfolio_id,
+                    skip_schedule_validation=request.skip_schedule_validation,
+                    api_key=api_key,
+                )
+            except TriggerError as exc:
+                latencies_ms.append((self._clock() - started) * 1000)
+                last_error = exc
+            else:
+                latencies_ms.append((self._clock() - started) * 1000)
+                return Triggered(request, receipt, attempts, tuple(latencies_ms))
+
+            unauthorized = isinstance(last_error, GliderApiError) and last_error.is_unauthorized
+            if unauthorized and not key_refreshed:
+                # The key may have been rotated since we cached it: read it again, once.
+                key_refreshed = refresh_key = True
+                continue
+            if classify(last_error) is not FailureClass.TRANSIENT:
+                return _failed(request, last_error, attempts, latencies_ms)
+            if attempts >= self._policy.max_attempts:
+                return _failed(request, last_error, attempts, latencies_ms)
+            retries += 1
+            delay = self._policy.delay_before_retry(last_error, retries, self._rng)
+            if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
+                return _failed(request, last_error, attempts, latencies_ms)
+            self._sleep(delay)
+
+
+def _failed(
+    request: TriggerRequest, error: TriggerError, attempts: int, latencies_ms: list[float]
+) -> Failed:
+    return Failed(request, error, classify(error), attempts, tuple(latencies_ms))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 import uuid
@@ -41,6 +42,8 @@ class MotoServer:
         self.endpoint_url = ""
 
     def start(self) -> MotoServer:
+        # werkzeug logs every request to stderr; the demo and test output stay readable without.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
@@ -70,7 +73,7 @@ class Deployment:
     """What `sam deploy` would create, on moto: the secret, the work queue and its DLQ."""
 
     moto: MotoServer
-    emulator_url: str
+    glider_api_url: str
     secret_id: str
     work_queue: Queue
     dlq: Queue
@@ -93,7 +96,7 @@ class Deployment:
             "AWS_DEFAULT_REGION": REGION,
             # The standard variable every boto3 client honours: no endpoint code of our own.
             "AWS_ENDPOINT_URL": self.moto.endpoint_url,
-            "GLIDER_API_BASE_URL": self.emulator_url,
+            "GLIDER_API_BASE_URL": self.glider_api_url,
             "GLIDER_API_KEY_SECRET_ID": self.secret_id,
             "DLQ_URL": self.dlq.url,
             "POWERTOOLS_SERVICE_NAME": "glider-rebalance-trigger",

@@ -1,0 +1,230 @@
+"""`make run`: every sample event through the real handler, on the embedded local stack.
+
+Starts a moto server (Secrets Manager, SQS) and the Glider API emulator on loopback, creates
+the secret and the queues, invokes the handler with each file in events/ as Lambda would (with
+a context that has a real deadline), and prints what happened to each portfolio (read from the
+function's own JSON log lines) and what ended up in the dead-letter queue.
+
+    make run                                  # the local demo, no AWS account, no Docker
+    make run RUN_ARGS=--verbose               # also print the raw JSON logs and EMF metrics
+    GLIDER_API_KEY=... make run RUN_ARGS="--real-api --portfolio-ids ao04x0r6"
+                                              # the real Glider API (real rebalances!)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import io
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from local.glider_emulator import Fault, GliderEmulator
+from local.lambda_context import LocalLambdaContext
+from local.stack import Deployment, MotoServer, attribute_values, deploy, environment, load_function
+
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+DEMO_API_KEY = "glider-local-demo-key"  # the emulator's key; not a real credential
+REAL_API_URL = "https://api.glider.fi"
+
+# Run order and what each sample shows; any other file in events/ runs afterwards.
+EVENT_NOTES = {
+    "schedule-single.json": "EventBridge Scheduler constant input, one portfolio",
+    "schedule-many.json": "Scheduler input, several ids (one duplicate, one without a schedule)",
+    "eventbridge-rule.json": "EventBridge bus event (rule target), one 503 then OK, one unknown",
+    "sqs-batch.json": "SQS batch: 429 then OK, OK, 503 x4, a path-bending id, a non-JSON body",
+    "direct-unknown-shape.json": "Direct invocation with an input of an unknown shape",
+}
+
+
+def prepare_emulator(emulator: GliderEmulator) -> None:
+    """The demo's portfolios, and scripted failures so that the failure paths show too."""
+    for portfolio_id in ("port_abc123", "port_def456", "port_ghi789", "port_busy01"):
+        emulator.add_portfolio(portfolio_id)
+    emulator.add_portfolio("port_flaky01")
+    emulator.script("port_flaky01", Fault.error(503, "API_000", "Service temporarily unavailable"))
+    emulator.add_portfolio("port_nosched", has_schedule=False)
+    emulator.script("port_busy01", Fault.rate_limited(retry_after=1))
+    emulator.add_portfolio("port_down01")
+    emulator.script("port_down01", *[Fault.error(503, "API_000", "Upstream unavailable")] * 4)
+    # port_gone01 is deliberately unknown: the API answers 404 API_200.
+
+
+class LineTap(io.TextIOBase):
+    """Collects what the function writes to stdout (JSON logs, EMF metrics) line by line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        *complete, self._partial = self._partial.split("\n")
+        self.lines.extend(line for line in complete if line.strip())
+        return len(text)
+
+    def take(self) -> list[str]:
+        taken, self.lines = self.lines, []
+        return taken
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--verbose", action="store_true", help="print raw logs and metrics")
+    parser.add_argument(
+        "--real-api",
+        action="store_true",
+        help="call the real Glider API (key from $GLIDER_API_KEY or a prompt); needs "
+        "--portfolio-ids; AWS stays local (moto)",
+    )
+    parser.add_argument("--portfolio-ids", default="", help="comma-separated ids (--real-api)")
+    args = parser.parse_args(argv)
+    if args.real_api and not args.portfolio_ids:
+        parser.error("--real-api needs --portfolio-ids: the sample ids do not exist on Glider")
+
+    moto = MotoServer().start()
+    emulator = GliderEmulator(api_keys=[DEMO_API_KEY]).start()
+    try:
+        if args.real_api:
+            api_key = os.environ.get("GLIDER_API_KEY") or getpass.getpass("Glider API key: ")
+            api_url = os.environ.get("GLIDER_API_BASE_URL") or REAL_API_URL
+            deployment = deploy(moto, emulator, api_key=api_key)
+            deployment.glider_api_url = api_url
+            ids = [i.strip() for i in args.portfolio_ids.split(",") if i.strip()]
+            events = [("portfolio-ids (command line)", {"portfolioIds": ids})]
+        else:
+            prepare_emulator(emulator)
+            deployment = deploy(moto, emulator, api_key=DEMO_API_KEY)
+            events = list(_sample_events())
+        _print_stack(moto, deployment, real_api=args.real_api)
+        run(deployment, events, verbose=args.verbose)
+        if not args.real_api:
+            print(
+                f"\nGlider emulator received {len(emulator.requests)} requests and triggered "
+                f"{len(emulator.rebalances)} rebalances."
+            )
+    finally:
+        emulator.stop()
+        moto.stop()
+    return 0
+
+
+def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool) -> None:
+    tap = LineTap()
+    with environment(deployment.environment()), contextlib.redirect_stdout(tap):
+        function = load_function()
+    _print_raw(tap.take(), verbose=verbose)
+    for name, event in events:
+        print(f"\n== {name}: {EVENT_NOTES.get(name, 'sample event')}")
+        context = LocalLambdaContext()
+        with environment(deployment.environment()), contextlib.redirect_stdout(tap):
+            try:
+                response = function.lambda_handler(event, context)
+            except Exception as exc:
+                response = None
+                error = f"{type(exc).__name__}: {exc}"
+            else:
+                error = ""
+        lines = tap.take()
+        for row in _outcome_rows(_log_records(lines)):
+            print(row)
+        if error:
+            print(f"   handler raised {error}: Lambda would retry and keep the event")
+        else:
+            print(f"   returned {_describe_response(response)}")
+        _print_raw(lines, verbose=verbose)
+    _print_dlq(deployment)
+
+
+def _sample_events() -> Iterator[tuple[str, Any]]:
+    files = sorted(EVENTS_DIR.glob("*.json"))
+    ordered = [EVENTS_DIR / n for n in EVENT_NOTES if (EVENTS_DIR / n).exists()]
+    for path in ordered + [f for f in files if f not in ordered]:
+        yield path.name, json.loads(path.read_text())
+
+
+def _log_records(lines: list[str]) -> list[dict[str, Any]]:
+    records = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and "message" in record and "_aws" not in record:
+                records.append(record)
+    return records
+
+
+def _outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
+    for record in records:
+        outcome = record.get("outcome")
+        where = record.get("delivery_id", "")
+        where = f"[{where[:8]}] " if record.get("source") == "sqs" and where else ""
+        portfolio = str(record.get("portfolio_id", "(input)"))
+        if outcome == "triggered":
+            attempts = record.get("attempts", 1)
+            yield (
+                f"   {where}{portfolio:<22} triggered      rebalanceId={record.get('rebalance_id')}"
+                f"  ({attempts} attempt{'s' if attempts != 1 else ''})"
+            )
+        elif outcome == "failed":
+            status = record.get("http_status")
+            http = f" HTTP {status}" if status else ""
+            code = f" {record['api_error_code']}" if record.get("api_error_code") else ""
+            action = "to the DLQ" if record.get("action") == "dead-lettered" else "retry (SQS)"
+            klass = record.get("failure_class", "permanent")
+            yield (
+                f"   {where}{portfolio:<22} FAILED {klass} {record.get('reason')}{http}{code}"
+                f" -> {action}: {textwrap.shorten(str(record.get('detail', '')), 70)}"
+            )
+        elif record.get("level") in ("ERROR", "CRITICAL"):
+            yield f"   {record.get('level')}: {record.get('message')}"
+
+
+def _describe_response(response: Mapping[str, Any] | None) -> str:
+    if response is None:
+        return "nothing"
+    if "batchItemFailures" in response:
+        failures = [f["itemIdentifier"][:8] for f in response["batchItemFailures"]]
+        return f"batchItemFailures={failures or '[]'} (SQS redelivers these)"
+    return (
+        f"{response.get('triggered')} triggered, {response.get('deadLettered')} dead-lettered "
+        f"of {response.get('portfolios')} (source: {response.get('source')})"
+    )
+
+
+def _print_dlq(deployment: Deployment) -> None:
+    messages = deployment.dlq_messages()
+    print(f"\n== Dead-letter queue: {len(messages)} message(s); each body is a replayable input")
+    for message in messages:
+        attrs = attribute_values(message)
+        facts = [attrs.get("failureClass", "?"), attrs.get("reason", "?")]
+        facts += [f"HTTP {attrs['httpStatus']}"] if "httpStatus" in attrs else []
+        facts += [attrs["apiErrorCode"]] if "apiErrorCode" in attrs else []
+        facts += [f"attempts={attrs.get('attempts')}", f"source={attrs.get('source')}"]
+        print(f"   {textwrap.shorten(message['Body'], 96)}")
+        print(f"      {' '.join(facts)}")
+
+
+def _print_stack(moto: MotoServer, deployment: Deployment, *, real_api: bool) -> None:
+    api = deployment.glider_api_url + (" (the REAL Glider API)" if real_api else " (emulator)")
+    print("Local stack on loopback:")
+    print(f"   moto server (Secrets Manager, SQS)  {moto.endpoint_url}")
+    print(f"   Glider API                          {api}")
+    print(f"   secret                              {deployment.secret_id}")
+    print(f"   work queue                          {deployment.work_queue.url}")
+    print(f"   dead-letter queue                   {deployment.dlq.url}")
+
+
+def _print_raw(lines: list[str], *, verbose: bool) -> None:
+    if verbose:
+        for line in lines:
+            print(f"   | {line}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

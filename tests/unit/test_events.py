@@ -1,0 +1,459 @@
+"""The input parser: every supported shape, every way an input can be wrong."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glider_trigger.errors import InvalidInputError, InvalidPortfolioIdError
+from glider_trigger.events import (
+    PORTFOLIO_ID_PATTERN,
+    is_sqs_event,
+    parse_event,
+    parse_sqs_body,
+    validate_portfolio_id,
+)
+from glider_trigger.models import ParsedInput, SourceKind
+
+SCHEDULE_ARN = "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/rebalance-daily"
+
+
+def ids(parsed: ParsedInput) -> list[str]:
+    return [request.portfolio_id for request in parsed.requests]
+
+
+# --- the trigger shape ---------------------------------------------------------------------
+
+
+def test_single_id_becomes_one_request() -> None:
+    parsed = parse_event({"portfolioId": "port_abc123"}, default_skip=False)
+
+    assert ids(parsed) == ["port_abc123"]
+    assert parsed.rejected == ()
+    assert parsed.requests[0].skip_schedule_validation is False
+    assert parsed.source.kind is SourceKind.DIRECT
+    assert parsed.requests[0].source == parsed.source
+
+
+def test_list_of_ids_becomes_one_request_each_in_order() -> None:
+    parsed = parse_event({"portfolioIds": ["b1", "a2", "c3"]}, default_skip=False)
+
+    assert ids(parsed) == ["b1", "a2", "c3"]
+
+
+def test_both_fields_are_a_union_single_id_first() -> None:
+    parsed = parse_event(
+        {"portfolioId": "port_one", "portfolioIds": ["port_two", "port_one", "port_three"]},
+        default_skip=False,
+    )
+
+    assert ids(parsed) == ["port_one", "port_two", "port_three"]
+
+
+def test_duplicates_are_triggered_once_and_first_order_is_kept() -> None:
+    parsed = parse_event(
+        {"portfolioIds": ["z9", "a1", "z9", "m5", "a1", "z9"]}, default_skip=False
+    )
+
+    assert ids(parsed) == ["z9", "a1", "m5"]
+
+
+def test_duplicate_invalid_ids_are_rejected_once() -> None:
+    parsed = parse_event({"portfolioIds": ["a/b", "ok1", "a/b", 7, 7]}, default_skip=False)
+
+    assert ids(parsed) == ["ok1"]
+    assert [r.portfolio_id for r in parsed.rejected] == ["a/b", 7]
+
+
+@pytest.mark.parametrize(
+    ("payload", "default_skip", "expected"),
+    [
+        ({"skipScheduleValidation": True}, False, True),
+        ({"skipScheduleValidation": False}, True, False),
+        ({}, False, False),
+        ({}, True, True),
+    ],
+)
+def test_skip_schedule_validation_explicit_or_default(
+    payload: dict[str, Any], default_skip: bool, expected: bool
+) -> None:
+    parsed = parse_event(
+        {"portfolioIds": ["p1", "p2"], **payload}, default_skip=default_skip
+    )
+
+    assert [r.skip_schedule_validation for r in parsed.requests] == [expected, expected]
+
+
+@pytest.mark.parametrize("value", ["true", "false", 1, 0, None, [], {}])
+def test_skip_schedule_validation_that_is_not_a_bool_is_invalid_input(value: object) -> None:
+    with pytest.raises(InvalidInputError, match="skipScheduleValidation"):
+        parse_event({"portfolioId": "p1", "skipScheduleValidation": value}, default_skip=False)
+
+
+def test_rejected_ids_carry_the_skip_flag_of_their_input() -> None:
+    parsed = parse_event(
+        {"portfolioIds": ["a b"], "skipScheduleValidation": True}, default_skip=False
+    )
+
+    assert parsed.rejected[0].skip_schedule_validation is True
+
+
+def test_unknown_fields_are_ignored() -> None:
+    parsed = parse_event(
+        {"portfolioId": "p1", "colour": "blue", "nested": {"x": [1, 2]}, "portfolio": "x/y"},
+        default_skip=False,
+    )
+
+    assert ids(parsed) == ["p1"]
+    assert parsed.rejected == ()
+
+
+# --- envelopes -----------------------------------------------------------------------------
+
+
+def test_eventbridge_envelope_is_unwrapped_and_keeps_its_identity() -> None:
+    event = {
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "Rebalance Requested",
+        "source": "com.example.portfolios",
+        "account": "123456789012",
+        "time": "2024-01-01T00:00:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {"portfolioIds": ["port_abc123"], "skipScheduleValidation": True},
+    }
+
+    parsed = parse_event(event, default_skip=False)
+
+    assert ids(parsed) == ["port_abc123"]
+    assert parsed.requests[0].skip_schedule_validation is True
+    assert parsed.source.kind is SourceKind.EVENTBRIDGE
+    assert parsed.source.delivery_id == "6a7e8feb-b491-4cf7-a9f1-bf3703467718"
+    assert parsed.source.metadata["detailType"] == "Rebalance Requested"
+    assert parsed.source.metadata["eventSource"] == "com.example.portfolios"
+    assert parsed.requests[0].source.kind is SourceKind.EVENTBRIDGE
+
+
+def test_eventbridge_envelope_whose_detail_lacks_ids_is_invalid_input() -> None:
+    event = {"id": "e1", "detail-type": "Something", "source": "x", "detail": {"other": 1}}
+
+    with pytest.raises(InvalidInputError, match="portfolioId"):
+        parse_event(event, default_skip=False)
+
+
+def test_scheduler_constant_input_is_a_schedule_with_its_metadata() -> None:
+    event = {
+        "portfolioId": "ao04x0r6",
+        "scheduleArn": SCHEDULE_ARN,
+        "scheduledTime": "2024-03-01T06:00:00Z",
+    }
+
+    parsed = parse_event(event, default_skip=False)
+
+    assert ids(parsed) == ["ao04x0r6"]
+    assert parsed.source.kind is SourceKind.SCHEDULE
+    assert parsed.source.metadata["scheduleArn"] == SCHEDULE_ARN
+    assert parsed.source.metadata["scheduledTime"] == "2024-03-01T06:00:00Z"
+
+
+def test_on_failure_destination_record_is_unwrapped() -> None:
+    record = {
+        "version": "1.0",
+        "timestamp": "2024-03-01T06:00:05.000Z",
+        "requestContext": {
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e812345678",
+            "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:trigger:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": {"portfolioIds": ["port_abc123", "A-b_9"]},
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "DLQ write failed"},
+    }
+
+    parsed = parse_event(record, default_skip=False)
+
+    assert ids(parsed) == ["port_abc123", "A-b_9"]
+    assert parsed.source.kind is SourceKind.LAMBDA_DESTINATION
+    assert parsed.source.delivery_id == "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    assert parsed.source.metadata["condition"] == "RetriesExhausted"
+
+
+def test_destination_record_holding_an_eventbridge_envelope_is_unwrapped_twice() -> None:
+    record = {
+        "requestContext": {"requestId": "r1", "condition": "RetriesExhausted"},
+        "requestPayload": {"id": "e1", "detail-type": "T", "detail": {"portfolioId": "p1"}},
+    }
+
+    parsed = parse_event(record, default_skip=False)
+
+    assert ids(parsed) == ["p1"]
+    assert parsed.source.kind is SourceKind.LAMBDA_DESTINATION
+
+
+def test_sqs_body_with_plain_shape() -> None:
+    body = json.dumps({"portfolioId": "port_abc123", "skipScheduleValidation": True})
+
+    parsed = parse_sqs_body(body, message_id="msg-1", default_skip=False)
+
+    assert ids(parsed) == ["port_abc123"]
+    assert parsed.requests[0].skip_schedule_validation is True
+    assert parsed.source.kind is SourceKind.SQS
+    assert parsed.source.delivery_id == "msg-1"
+
+
+def test_sqs_body_holding_an_envelope_stays_sqs_with_the_message_id() -> None:
+    body = json.dumps(
+        {
+            "id": "event-id-1",
+            "detail-type": "Rebalance Requested",
+            "source": "com.example",
+            "detail": {"portfolioIds": ["p1", "p2"]},
+        }
+    )
+
+    parsed = parse_sqs_body(body, message_id="059f36b4-87a3-44ab-83d2-661975830a7d", default_skip=True)
+
+    assert ids(parsed) == ["p1", "p2"]
+    assert parsed.source.kind is SourceKind.SQS
+    assert parsed.source.delivery_id == "059f36b4-87a3-44ab-83d2-661975830a7d"
+    assert all(r.skip_schedule_validation for r in parsed.requests)
+    assert all(r.source.kind is SourceKind.SQS for r in parsed.requests)
+
+
+# --- malformed input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({}, "no portfolioId or portfolioIds"),
+        ({"portfolio": "p1", "id": "x"}, "no portfolioId or portfolioIds"),
+        ({"portfolioIds": []}, "empty"),
+        ({"portfolioIds": "p1"}, "portfolioIds must be a list, got string"),
+        ({"portfolioIds": {"a": "p1"}}, "portfolioIds must be a list, got object"),
+        ({"portfolioIds": 5}, "portfolioIds must be a list, got number"),
+        ({"portfolioIds": None}, "portfolioIds must be a list, got null"),
+        (["p1"], "must be a JSON object, got array"),
+        ("p1", "must be a JSON object, got string"),
+        (None, "must be a JSON object, got null"),
+        (42, "must be a JSON object, got number"),
+        (True, "must be a JSON object, got boolean"),
+        ({"id": "e", "detail-type": "T", "detail": {}}, "no portfolioId"),
+        ({"requestContext": {"condition": "x"}, "requestPayload": "p1"}, "JSON object"),
+    ],
+)
+def test_malformed_input_is_invalid_input_that_says_what_is_wrong(
+    event: object, message: str
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_event(event, default_skip=False)
+
+    assert message in str(caught.value)
+    assert caught.value.reason == "MALFORMED_INPUT"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ("{\"portfolioId\": ", "not valid JSON"),
+        ("", "not valid JSON"),
+        ('["p1"]', "must be a JSON object, got array"),
+        ('"p1"', "must be a JSON object, got string"),
+        ("null", "must be a JSON object, got null"),
+        ("{}", "no portfolioId"),
+        ('{"portfolioIds": []}', "empty"),
+    ],
+)
+def test_malformed_sqs_body_is_invalid_input_that_says_what_is_wrong(
+    body: str, message: str
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_sqs_body(body, message_id="m1", default_skip=False)
+
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("body", [None, b'{"portfolioId": "p1"}', 12, {"portfolioId": "p1"}])
+def test_sqs_body_that_is_not_a_string_is_invalid_input(body: object) -> None:
+    with pytest.raises(InvalidInputError, match="not a string"):
+        parse_sqs_body(body, message_id="m1", default_skip=False)
+
+
+def test_deeply_nested_sqs_body_is_invalid_input_not_a_crash() -> None:
+    with pytest.raises(InvalidInputError):
+        parse_sqs_body("[" * 100_000 + "]" * 100_000, message_id="m1", default_skip=False)
+
+
+# --- portfolio ids -------------------------------------------------------------------------
+
+INVALID_IDS: list[object] = [
+    "../x",
+    "a/b",
+    "a?b",
+    "a#b",
+    "a b",
+    "a\nb",
+    "abc\n",
+    "",
+    "a" * 129,
+    "%2e%2e",
+    "portfölio",
+    "ポートフォリオ",
+    "-leading-dash",
+    "_leading_underscore",
+    123,
+    None,
+    True,
+    ["p1"],
+    {"id": "p1"},
+]
+VALID_IDS = ["port_abc123", "ao04x0r6", "A-b_9", "a", "9", "a" * 128]
+
+
+@pytest.mark.parametrize("bad", INVALID_IDS, ids=repr)
+def test_invalid_id_is_rejected_while_valid_ids_of_the_same_input_come_through(
+    bad: object,
+) -> None:
+    parsed = parse_event({"portfolioIds": ["port_abc123", bad, "ao04x0r6"]}, default_skip=False)
+
+    assert ids(parsed) == ["port_abc123", "ao04x0r6"]
+    assert len(parsed.rejected) == 1
+    assert parsed.rejected[0].portfolio_id == bad
+    assert isinstance(parsed.rejected[0].error, InvalidPortfolioIdError)
+    assert parsed.rejected[0].error.reason == "INVALID_PORTFOLIO_ID"
+
+
+@pytest.mark.parametrize("bad", INVALID_IDS, ids=repr)
+def test_validate_portfolio_id_refuses_invalid_ids(bad: object) -> None:
+    with pytest.raises(InvalidPortfolioIdError):
+        validate_portfolio_id(bad)
+
+
+@pytest.mark.parametrize("good", VALID_IDS)
+def test_validate_portfolio_id_accepts_valid_ids_unchanged(good: str) -> None:
+    assert validate_portfolio_id(good) == good
+    assert ids(parse_event({"portfolioId": good}, default_skip=False)) == [good]
+
+
+def test_single_invalid_id_gives_no_requests_and_one_rejection() -> None:
+    parsed = parse_event({"portfolioId": "../etc/passwd"}, default_skip=False)
+
+    assert parsed.requests == ()
+    assert [r.portfolio_id for r in parsed.rejected] == ["../etc/passwd"]
+
+
+# --- SQS event detection -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}, True),
+        ({"Records": [{"eventSource": "aws:sqs"}, {"eventSource": "aws:sqs"}]}, True),
+        ({"Records": []}, False),
+        ({"Records": [{"eventSource": "aws:sqs"}, {"eventSource": "aws:sns"}]}, False),
+        ({"Records": [{"eventSource": "aws:s3"}]}, False),
+        ({"Records": ["aws:sqs"]}, False),
+        ({"Records": {"eventSource": "aws:sqs"}}, False),
+        ({"portfolioId": "p1"}, False),
+        ([{"eventSource": "aws:sqs"}], False),
+        (None, False),
+    ],
+)
+def test_is_sqs_event(event: object, expected: bool) -> None:
+    assert is_sqs_event(event) is expected
+
+
+# --- properties ----------------------------------------------------------------------------
+
+_KEYS = st.sampled_from(
+    [
+        "portfolioId",
+        "portfolioIds",
+        "detail",
+        "detail-type",
+        "skipScheduleValidation",
+        "requestContext",
+        "requestPayload",
+        "id",
+        "scheduleArn",
+    ]
+) | st.text(max_size=10)
+_IDS = st.from_regex(PORTFOLIO_ID_PATTERN, fullmatch=True)
+_LEAVES = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | _IDS
+)
+JSON_VALUES = st.recursive(
+    _LEAVES,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(_KEYS, children, max_size=6),
+    max_leaves=40,
+)
+# Trigger-shaped objects (optionally inside envelopes), so that many examples are accepted.
+_ID_OR_ANY = _IDS | _LEAVES
+_TRIGGER_SHAPES = st.fixed_dictionaries(
+    {},
+    optional={
+        "portfolioId": _ID_OR_ANY,
+        "portfolioIds": st.lists(_ID_OR_ANY, max_size=6) | _LEAVES,
+        "skipScheduleValidation": st.booleans() | _LEAVES,
+        "scheduleArn": _LEAVES,
+        "extra": JSON_VALUES,
+    },
+)
+SHAPED = st.recursive(
+    _TRIGGER_SHAPES,
+    lambda inner: st.builds(
+        lambda detail, event_id: {"id": event_id, "detail-type": "T", "detail": detail},
+        inner,
+        _LEAVES,
+    )
+    | st.builds(
+        lambda payload, context: {"requestContext": context, "requestPayload": payload},
+        inner | JSON_VALUES,
+        st.dictionaries(_KEYS, _LEAVES, max_size=3),
+    ),
+    max_leaves=4,
+)
+ANY_EVENT = JSON_VALUES | SHAPED
+
+
+def _check_accepted(parsed: ParsedInput) -> None:
+    assert isinstance(parsed, ParsedInput)
+    for request in parsed.requests:
+        assert PORTFOLIO_ID_PATTERN.fullmatch(request.portfolio_id)
+    assert len({r.portfolio_id for r in parsed.requests}) == len(parsed.requests)
+    for rejected in parsed.rejected:
+        assert isinstance(rejected.error, InvalidPortfolioIdError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=ANY_EVENT, default_skip=st.booleans())
+def test_parse_event_returns_parsed_input_or_invalid_input_error(
+    event: object, default_skip: bool
+) -> None:
+    try:
+        parsed = parse_event(event, default_skip=default_skip)
+    except InvalidInputError:
+        return
+    _check_accepted(parsed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.text() | ANY_EVENT.map(json.dumps), default_skip=st.booleans())
+def test_parse_sqs_body_returns_parsed_input_or_invalid_input_error(
+    body: str, default_skip: bool
+) -> None:
+    try:
+        parsed = parse_sqs_body(body, message_id="m1", default_skip=default_skip)
+    except InvalidInputError:
+        return
+    _check_accepted(parsed)
+    assert parsed.source.kind is SourceKind.SQS
+    assert parsed.source.delivery_id == "m1"

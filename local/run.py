@@ -14,9 +14,7 @@ function's own JSON log lines) and what ended up in the dead-letter queue.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
-import io
 import json
 import os
 import sys
@@ -25,9 +23,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from local.function import LocalFunction, json_records
 from local.glider_emulator import Fault, GliderEmulator
-from local.lambda_context import LocalLambdaContext
-from local.stack import Deployment, MotoServer, attribute_values, deploy, environment, load_function
+from local.stack import Deployment, MotoServer, attribute_values, deploy
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 DEMO_API_KEY = "glider-local-demo-key"  # the emulator's key; not a real credential
@@ -54,24 +52,6 @@ def prepare_emulator(emulator: GliderEmulator) -> None:
     emulator.add_portfolio("port_down01")
     emulator.script("port_down01", *[Fault.error(503, "API_000", "Upstream unavailable")] * 4)
     # port_gone01 is deliberately unknown: the API answers 404 API_200.
-
-
-class LineTap(io.TextIOBase):
-    """Collects what the function writes to stdout (JSON logs, EMF metrics) line by line."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._partial = ""
-
-    def write(self, text: str) -> int:
-        self._partial += text
-        *complete, self._partial = self._partial.split("\n")
-        self.lines.extend(line for line in complete if line.strip())
-        return len(text)
-
-    def take(self) -> list[str]:
-        taken, self.lines = self.lines, []
-        return taken
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,23 +96,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool) -> None:
-    tap = LineTap()
-    with environment(deployment.environment()), contextlib.redirect_stdout(tap):
-        function = load_function()
-    _print_raw(tap.take(), verbose=verbose)
+    function = LocalFunction(deployment.environment())
+    _print_raw(function.new_lines(), verbose=verbose)
     for name, event in events:
         print(f"\n== {name}: {EVENT_NOTES.get(name, 'sample event')}")
-        context = LocalLambdaContext()
-        with environment(deployment.environment()), contextlib.redirect_stdout(tap):
-            try:
-                response = function.lambda_handler(event, context)
-            except Exception as exc:
-                response = None
-                error = f"{type(exc).__name__}: {exc}"
-            else:
-                error = ""
-        lines = tap.take()
-        for row in _outcome_rows(_log_records(lines)):
+        try:
+            response = function.invoke(event)
+        except Exception as exc:
+            response, error = None, f"{type(exc).__name__}: {exc}"
+        else:
+            error = ""
+        lines = function.new_lines()
+        for row in _outcome_rows([r for r in json_records(lines) if "_aws" not in r]):
             print(row)
         if error:
             print(f"   handler raised {error}: Lambda would retry and keep the event")
@@ -147,16 +122,6 @@ def _sample_events() -> Iterator[tuple[str, Any]]:
     ordered = [EVENTS_DIR / n for n in EVENT_NOTES if (EVENTS_DIR / n).exists()]
     for path in ordered + [f for f in files if f not in ordered]:
         yield path.name, json.loads(path.read_text())
-
-
-def _log_records(lines: list[str]) -> list[dict[str, Any]]:
-    records = []
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and "message" in record and "_aws" not in record:
-                records.append(record)
-    return records
 
 
 def _outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:

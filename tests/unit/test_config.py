@@ -1,0 +1,230 @@
+"""Settings.from_environment: defaults, and a message that names the variable to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from glider_trigger.config import DEFAULT_GLIDER_API_BASE_URL, Settings
+from glider_trigger.errors import ConfigurationError
+
+DLQ = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-dlq"
+REQUIRED = {"GLIDER_API_KEY_SECRET_ID": "glider/api-key", "DLQ_URL": DLQ}
+
+
+def settings_with(**overrides: str) -> Settings:
+    return Settings.from_environment({**REQUIRED, **overrides})
+
+
+def test_defaults() -> None:
+    settings = Settings.from_environment(REQUIRED)
+
+    assert settings == Settings(
+        glider_api_base_url="https://api.glider.fi",
+        api_key_secret_id="glider/api-key",
+        dlq_url=DLQ,
+        connect_timeout_seconds=3.0,
+        read_timeout_seconds=10.0,
+        max_attempts=4,
+        retry_base_delay_seconds=0.5,
+        retry_max_delay_seconds=8.0,
+        secret_cache_seconds=300,
+        default_skip_schedule_validation=False,
+        deadline_safety_margin_seconds=2.0,
+    )
+    assert DEFAULT_GLIDER_API_BASE_URL == "https://api.glider.fi"
+
+
+def test_blank_base_url_means_the_default() -> None:
+    assert settings_with(GLIDER_API_BASE_URL="  ").glider_api_base_url == "https://api.glider.fi"
+
+
+def test_values_are_read_and_typed() -> None:
+    settings = settings_with(
+        GLIDER_API_BASE_URL="https://glider.example.com",
+        GLIDER_CONNECT_TIMEOUT_SECONDS="1.5",
+        GLIDER_READ_TIMEOUT_SECONDS="20",
+        GLIDER_MAX_ATTEMPTS="10",
+        RETRY_BASE_DELAY_SECONDS="0",
+        RETRY_MAX_DELAY_SECONDS="30",
+        SECRET_CACHE_SECONDS="0",
+        DEFAULT_SKIP_SCHEDULE_VALIDATION="true",
+        DEADLINE_SAFETY_MARGIN_SECONDS="5",
+    )
+
+    assert settings.glider_api_base_url == "https://glider.example.com"
+    assert settings.connect_timeout_seconds == 1.5
+    assert settings.read_timeout_seconds == 20.0
+    assert settings.max_attempts == 10
+    assert isinstance(settings.max_attempts, int)
+    assert settings.retry_base_delay_seconds == 0.0
+    assert settings.retry_max_delay_seconds == 30.0
+    assert settings.secret_cache_seconds == 0
+    assert isinstance(settings.secret_cache_seconds, int)
+    assert settings.default_skip_schedule_validation is True
+    assert settings.deadline_safety_margin_seconds == 5.0
+
+
+@pytest.mark.parametrize("name", ["GLIDER_API_KEY_SECRET_ID", "DLQ_URL"])
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_missing_required_variable_is_named(name: str, value: str | None) -> None:
+    env = dict(REQUIRED)
+    if value is None:
+        del env[name]
+    else:
+        env[name] = value
+
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_environment(env)
+
+
+@pytest.mark.parametrize("url", ["sqs-queue", "https://sqs.eu-west-1.amazonaws.com/", "ftp://x/q"])
+def test_dlq_url_that_is_not_a_queue_url_is_named(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="DLQ_URL"):
+        settings_with(DLQ_URL=url)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://api.glider.fi", "https://api.glider.fi"),
+        ("https://api.glider.fi/", "https://api.glider.fi"),
+        ("https://api.glider.fi//", "https://api.glider.fi"),
+        ("  https://api.glider.fi/  ", "https://api.glider.fi"),
+        ("https://glider.example.com:8443/", "https://glider.example.com:8443"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        ("http://localhost:8080", "http://localhost:8080"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+    ],
+)
+def test_accepted_base_urls(url: str, expected: str) -> None:
+    assert settings_with(GLIDER_API_BASE_URL=url).glider_api_base_url == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://api.glider.fi", "https"),
+        ("http://10.0.0.5:8080", "https"),
+        ("http://localhost.evil.example", "https"),
+        ("http://127.0.0.1.nip.io", "https"),
+        ("ftp://api.glider.fi", "https"),
+        ("api.glider.fi", "https"),
+        ("https://", "https"),
+        ("https://user:secret@api.glider.fi", "credentials"),
+        ("https://token@api.glider.fi", "credentials"),
+        ("https://api.glider.fi/?env=prod", "query"),
+        ("https://api.glider.fi/#frag", "fragment"),
+    ],
+)
+def test_rejected_base_urls_name_the_variable(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        settings_with(GLIDER_API_BASE_URL=url)
+
+    assert "GLIDER_API_BASE_URL" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_rejected_base_url_message_does_not_echo_credentials() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        settings_with(GLIDER_API_BASE_URL="https://user:hunter2@api.glider.fi")
+
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[::1",  # urlsplit raises ValueError
+        "http://[not-an-ip]:8080",  # urlsplit raises ValueError
+        "https://api.glider.fi:99999",  # accepted; every call then fails as a transport error
+        "https://api.glider.fi:https",
+        "https://api.glider.fi?",  # an empty query: requests would go to "/?/v1/portfolio/..."
+        "https://api.glider.fi/#",
+    ],
+)
+def test_malformed_base_url_is_a_configuration_error_naming_the_variable(url: str) -> None:
+    # The module's promise: a misconfigured deployment fails at init, naming the variable.
+    with pytest.raises(ConfigurationError, match="GLIDER_API_BASE_URL"):
+        settings_with(GLIDER_API_BASE_URL=url)
+
+
+@pytest.mark.parametrize("url", ["https://[sqs.eu-west-1.amazonaws.com/1/q", "http://[x]/1/q"])
+def test_malformed_dlq_url_is_a_configuration_error_naming_the_variable(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="DLQ_URL"):
+        settings_with(DLQ_URL=url)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GLIDER_CONNECT_TIMEOUT_SECONDS", "0"),
+        ("GLIDER_CONNECT_TIMEOUT_SECONDS", "61"),
+        ("GLIDER_CONNECT_TIMEOUT_SECONDS", "three"),
+        ("GLIDER_CONNECT_TIMEOUT_SECONDS", "nan"),
+        ("GLIDER_READ_TIMEOUT_SECONDS", "0.05"),
+        ("GLIDER_READ_TIMEOUT_SECONDS", "301"),
+        ("GLIDER_READ_TIMEOUT_SECONDS", "inf"),
+        ("GLIDER_MAX_ATTEMPTS", "0"),
+        ("GLIDER_MAX_ATTEMPTS", "11"),
+        ("GLIDER_MAX_ATTEMPTS", "2.5"),
+        ("GLIDER_MAX_ATTEMPTS", "four"),
+        ("RETRY_BASE_DELAY_SECONDS", "-0.5"),
+        ("RETRY_BASE_DELAY_SECONDS", "61"),
+        ("RETRY_MAX_DELAY_SECONDS", "301"),
+        ("RETRY_MAX_DELAY_SECONDS", "1s"),
+        ("SECRET_CACHE_SECONDS", "-1"),
+        ("SECRET_CACHE_SECONDS", "86401"),
+        ("SECRET_CACHE_SECONDS", "300.0"),
+        ("DEADLINE_SAFETY_MARGIN_SECONDS", "61"),
+        ("DEADLINE_SAFETY_MARGIN_SECONDS", "-inf"),
+    ],
+)
+def test_bad_numbers_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        settings_with(**{name: value})
+
+    assert name in str(caught.value)
+    assert value in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("GLIDER_CONNECT_TIMEOUT_SECONDS", "0.1", 0.1),
+        ("GLIDER_CONNECT_TIMEOUT_SECONDS", "60", 60.0),
+        ("GLIDER_MAX_ATTEMPTS", "1", 1),
+        ("GLIDER_MAX_ATTEMPTS", " 10 ", 10),
+        ("SECRET_CACHE_SECONDS", "86400", 86400),
+    ],
+)
+def test_numbers_at_the_bounds_are_accepted(name: str, value: str, expected: float) -> None:
+    field = name.lower().removeprefix("glider_")
+    assert getattr(settings_with(**{name: value}), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        (" True ", True),
+        ("1", True),
+        ("yes", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("no", False),
+        ("", False),
+    ],
+)
+def test_booleans(value: str, expected: bool) -> None:
+    assert settings_with(DEFAULT_SKIP_SCHEDULE_VALIDATION=value).default_skip_schedule_validation is (
+        expected
+    )
+
+
+@pytest.mark.parametrize("value", ["maybe", "on", "off", "2", "y", "n", "truee", "-1"])
+def test_garbage_boolean_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="DEFAULT_SKIP_SCHEDULE_VALIDATION"):
+        settings_with(DEFAULT_SKIP_SCHEDULE_VALIDATION=value)

@@ -37,9 +37,11 @@ class LocalFunction:
         with environment(self.env), contextlib.redirect_stdout(self.output):
             self.module: ModuleType = load_function()
 
-    def invoke(self, event: Any, *, timeout_seconds: float = 120.0) -> Any:
+    def invoke(
+        self, event: Any, *, timeout_seconds: float = 120.0, context: Any | None = None
+    ) -> Any:
         """Call the handler as Lambda would; exceptions propagate as they would to Lambda."""
-        context = LocalLambdaContext(timeout_seconds=timeout_seconds)
+        context = context or LocalLambdaContext(timeout_seconds=timeout_seconds)
         with environment(self.env), contextlib.redirect_stdout(self.output):
             return self.module.lambda_handler(event, context)
 

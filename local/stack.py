@@ -191,6 +191,16 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
 
 def load_function() -> ModuleType:
     """Import the handler module afresh, as a new execution environment's init would."""
+    # Powertools configures a service's stdlib logger once per process and reuses it after;
+    # a new execution environment is a new process, so forget the previous configuration.
+    service_logger = logging.getLogger(
+        os.environ.get("POWERTOOLS_SERVICE_NAME", "service_undefined")
+    )
+    for handler in list(service_logger.handlers):
+        service_logger.removeHandler(handler)
+    for attribute in ("init", "powertools_handler"):
+        if hasattr(service_logger, attribute):
+            delattr(service_logger, attribute)
     if str(FUNCTION_DIR) not in sys.path:
         sys.path.insert(0, str(FUNCTION_DIR))
     sys.modules.pop("app", None)

@@ -219,9 +219,9 @@ def test_numbers_at_the_bounds_are_accepted(name: str, value: str, expected: flo
     ],
 )
 def test_booleans(value: str, expected: bool) -> None:
-    assert settings_with(DEFAULT_SKIP_SCHEDULE_VALIDATION=value).default_skip_schedule_validation is (
-        expected
-    )
+    assert settings_with(
+        DEFAULT_SKIP_SCHEDULE_VALIDATION=value
+    ).default_skip_schedule_validation is (expected)
 
 
 @pytest.mark.parametrize("value", ["maybe", "on", "off", "2", "y", "n", "truee", "-1"])

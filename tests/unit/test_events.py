@@ -55,9 +55,7 @@ def test_both_fields_are_a_union_single_id_first() -> None:
 
 
 def test_duplicates_are_triggered_once_and_first_order_is_kept() -> None:
-    parsed = parse_event(
-        {"portfolioIds": ["z9", "a1", "z9", "m5", "a1", "z9"]}, default_skip=False
-    )
+    parsed = parse_event({"portfolioIds": ["z9", "a1", "z9", "m5", "a1", "z9"]}, default_skip=False)
 
     assert ids(parsed) == ["z9", "a1", "m5"]
 
@@ -81,9 +79,7 @@ def test_duplicate_invalid_ids_are_rejected_once() -> None:
 def test_skip_schedule_validation_explicit_or_default(
     payload: dict[str, Any], default_skip: bool, expected: bool
 ) -> None:
-    parsed = parse_event(
-        {"portfolioIds": ["p1", "p2"], **payload}, default_skip=default_skip
-    )
+    parsed = parse_event({"portfolioIds": ["p1", "p2"], **payload}, default_skip=default_skip)
 
     assert [r.skip_schedule_validation for r in parsed.requests] == [expected, expected]
 
@@ -217,7 +213,9 @@ def test_sqs_body_holding_an_envelope_stays_sqs_with_the_message_id() -> None:
         }
     )
 
-    parsed = parse_sqs_body(body, message_id="059f36b4-87a3-44ab-83d2-661975830a7d", default_skip=True)
+    parsed = parse_sqs_body(
+        body, message_id="059f36b4-87a3-44ab-83d2-661975830a7d", default_skip=True
+    )
 
     assert ids(parsed) == ["p1", "p2"]
     assert parsed.source.kind is SourceKind.SQS
@@ -262,7 +260,7 @@ def test_malformed_input_is_invalid_input_that_says_what_is_wrong(
     ("body", "message"),
     [
         ("not json", "not valid JSON"),
-        ("{\"portfolioId\": ", "not valid JSON"),
+        ('{"portfolioId": ', "not valid JSON"),
         ("", "not valid JSON"),
         ('["p1"]', "must be a JSON object, got array"),
         ('"p1"', "must be a JSON object, got string"),
@@ -387,9 +385,7 @@ _KEYS = st.sampled_from(
     ]
 ) | st.text(max_size=10)
 _IDS = st.from_regex(PORTFOLIO_ID_PATTERN, fullmatch=True)
-_LEAVES = (
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | _IDS
-)
+_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | _IDS
 JSON_VALUES = st.recursive(
     _LEAVES,
     lambda children: st.lists(children, max_size=5) | st.dictionaries(_KEYS, children, max_size=6),
@@ -409,15 +405,17 @@ _TRIGGER_SHAPES = st.fixed_dictionaries(
 )
 SHAPED = st.recursive(
     _TRIGGER_SHAPES,
-    lambda inner: st.builds(
-        lambda detail, event_id: {"id": event_id, "detail-type": "T", "detail": detail},
-        inner,
-        _LEAVES,
-    )
-    | st.builds(
-        lambda payload, context: {"requestContext": context, "requestPayload": payload},
-        inner | JSON_VALUES,
-        st.dictionaries(_KEYS, _LEAVES, max_size=3),
+    lambda inner: (
+        st.builds(
+            lambda detail, event_id: {"id": event_id, "detail-type": "T", "detail": detail},
+            inner,
+            _LEAVES,
+        )
+        | st.builds(
+            lambda payload, context: {"requestContext": context, "requestPayload": payload},
+            inner | JSON_VALUES,
+            st.dictionaries(_KEYS, _LEAVES, max_size=3),
+        )
     ),
     max_leaves=4,
 )

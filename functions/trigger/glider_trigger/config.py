@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from glider_trigger.errors import ConfigurationError
 
@@ -131,8 +131,18 @@ class _Reader:
         raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
 
 
+def _split(name: str, url: str) -> SplitResult:
+    """urlsplit, with every malformation (bad IPv6 host, bad port) reported against `name`."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r}") from None
+    return parts
+
+
 def _api_base_url(url: str) -> str:
-    parts = urlsplit(url)
+    parts = _split("GLIDER_API_BASE_URL", url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigurationError(f"GLIDER_API_BASE_URL must be an https URL, got {url!r}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -140,7 +150,8 @@ def _api_base_url(url: str) -> str:
         raise ConfigurationError(
             f"GLIDER_API_BASE_URL must use https (http is allowed only for loopback), got {url!r}"
         )
-    if parts.query or parts.fragment or parts.username or parts.password:
+    # "?" and "#" also count when empty: the request path is appended to this URL.
+    if "?" in url or "#" in url or parts.username or parts.password:
         raise ConfigurationError(
             "GLIDER_API_BASE_URL must not carry credentials, a query or a fragment"
         )
@@ -148,7 +159,7 @@ def _api_base_url(url: str) -> str:
 
 
 def _queue_url(name: str, url: str) -> str:
-    parts = urlsplit(url)
+    parts = _split(name, url)
     if parts.scheme not in ("https", "http") or not parts.hostname or not parts.path.strip("/"):
         raise ConfigurationError(f"{name} must be an SQS queue URL, got {url!r}")
     return url

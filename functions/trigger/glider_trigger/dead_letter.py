@@ -191,8 +191,10 @@ def _batches(letters: Sequence[DeadLetter]) -> Iterator[list[DeadLetter]]:
     batch: list[DeadLetter] = []
     size = 0
     for letter in letters:
+        # SQS counts the body plus each attribute's name, data type and value.
         letter_size = len(letter.body.encode()) + sum(
-            len(name) + len(str(value)) for name, value in letter.attributes.items()
+            len(name) + len("String") + len(str(value).encode())
+            for name, value in letter.attributes.items()
         )
         if batch and (len(batch) == MAX_BATCH_ENTRIES or size + letter_size > MAX_BATCH_BYTES):
             yield batch

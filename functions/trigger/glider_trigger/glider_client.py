@@ -7,6 +7,7 @@ TriggerError. It does not retry (the trigger service owns retries) and never fol
 from __future__ import annotations
 
 import json
+import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -28,6 +29,7 @@ from glider_trigger.models import Receipt
 TRIGGER_PATH = "/v1/portfolio/{portfolio_id}/rebalance/schedule/trigger"
 # Success and error bodies are a few hundred bytes; anything near this is not Glider talking.
 MAX_RESPONSE_BYTES = 64 * 1024
+_DIGITS = re.compile(r"[0-9]+")
 USER_AGENT = "glider-rebalance-trigger/0.1 (+aws-lambda)"
 
 
@@ -178,7 +180,7 @@ def _error_code_and_message(document: dict[str, Any]) -> tuple[str | None, str |
 def _retry_after(header: str | None, document: dict[str, Any]) -> float | None:
     if header:
         header = header.strip()
-        if header.isdigit():
+        if _DIGITS.fullmatch(header):  # not str.isdigit(): it accepts "²", which float() refuses
             return float(header)
         try:
             return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())

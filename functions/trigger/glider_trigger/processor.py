@@ -79,6 +79,7 @@ class TriggerProcessor:
         try:
             parsed = parse_event(event, default_skip=self._default_skip)
         except InvalidInputError as exc:
+            self._telemetry.received(0)
             source = InputSource(SourceKind.DIRECT)
             raw = json.dumps(event, default=str, ensure_ascii=True)
             self._send([dead_letter.for_unparsable_input(raw, exc, source)])
@@ -87,6 +88,7 @@ class TriggerProcessor:
             summary.results.append(_failure_result(None, exc, classify(exc)))
             return summary
 
+        self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = [self._trigger_one(request, deadline) for request in parsed.requests]
         letters = self._rejected_letters(parsed)
         letters += [dead_letter.for_failure(o) for o in outcomes if isinstance(o, Failed)]
@@ -107,11 +109,13 @@ class TriggerProcessor:
         try:
             parsed = parse_sqs_body(body, message_id=message_id, default_skip=self._default_skip)
         except InvalidInputError as exc:
+            self._telemetry.received(0)
             source = InputSource(SourceKind.SQS, delivery_id=message_id)
             self._send([dead_letter.for_unparsable_input(body, exc, source)])
             self._telemetry.unparsable(exc, source)
             return
 
+        self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = [self._trigger_one(request, deadline) for request in parsed.requests]
         failures = [outcome for outcome in outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]

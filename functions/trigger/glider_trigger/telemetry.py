@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from glider_trigger.errors import GliderApiError, GliderTransportError, TriggerError
 from glider_trigger.models import Failed, InputSource, Outcome, Triggered
 
+METRIC_RECEIVED = "PortfolioIdsReceived"
 METRIC_TRIGGERED = "RebalancesTriggered"
 METRIC_FAILED = "TriggerFailures"  # with a FailureClass dimension
 METRIC_DEAD_LETTERED = "DeadLettered"
@@ -24,6 +25,10 @@ class Telemetry:
     def __init__(self, logger: Logger, metrics: Metrics) -> None:
         self.logger = logger
         self._metrics = metrics
+
+    def received(self, count: int) -> None:
+        """Ids that entered (0 for an unparsable input): the base every other count adds up to."""
+        self._metrics.add_metric(METRIC_RECEIVED, MetricUnit.Count, count)
 
     def outcome(self, outcome: Outcome, *, action: str) -> None:
         """`action` says where a failure goes next: dead-lettered, or retry (SQS redelivery)."""

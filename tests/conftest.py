@@ -1,0 +1,70 @@
+"""Shared fixtures: the local stack (a moto server over HTTP and the Glider API emulator, both
+on 127.0.0.1 and stopped here) and a Lambda context with a real deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from local.function import LocalFunction
+from local.glider_emulator import GliderEmulator
+from local.lambda_context import LocalLambdaContext
+from local.stack import Deployment, MotoServer, deploy
+
+API_KEY = "test-canary-key-7Hq2ZpXv9L"  # a canary: it must never show up in any output
+
+
+@pytest.fixture
+def lambda_context() -> Callable[..., LocalLambdaContext]:
+    """A fake LambdaContext whose remaining time really runs down."""
+
+    def make(timeout_seconds: float = 30.0) -> LocalLambdaContext:
+        return LocalLambdaContext(timeout_seconds=timeout_seconds)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[GliderEmulator]:
+    with GliderEmulator(api_keys=[API_KEY]) as glider:
+        for portfolio_id in ("port_abc123", "port_def456", "port_ghi789"):
+            glider.add_portfolio(portfolio_id)
+        yield glider
+
+
+@pytest.fixture
+def deployment(moto_server: MotoServer, emulator: GliderEmulator) -> Deployment:
+    return deploy(moto_server, emulator, api_key=API_KEY, max_receive_count=2)
+
+
+# Fast retries and timeouts, so failure paths take milliseconds; Retry-After up to 2 s is honoured.
+FAST_SETTINGS = {
+    "RETRY_BASE_DELAY_SECONDS": "0.01",
+    "RETRY_MAX_DELAY_SECONDS": "2",
+    "GLIDER_CONNECT_TIMEOUT_SECONDS": "1",
+    "GLIDER_READ_TIMEOUT_SECONDS": "0.5",
+    "DEADLINE_SAFETY_MARGIN_SECONDS": "0.5",
+}
+
+
+@pytest.fixture
+def start_function(deployment: Deployment) -> Callable[..., LocalFunction]:
+    """Start a fresh execution environment (module init) with environment overrides."""
+
+    def start(**overrides: str) -> LocalFunction:
+        return LocalFunction(deployment.environment(**{**FAST_SETTINGS, **overrides}))
+
+    return start
+
+
+@pytest.fixture
+def function(start_function: Callable[..., LocalFunction]) -> LocalFunction:
+    return start_function()

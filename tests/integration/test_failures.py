@@ -1,0 +1,201 @@
+"""Each failure class through the real handler: what is retried, how, and where it ends up."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from glider_trigger.errors import DeadLetterWriteError
+from local.function import LocalFunction
+from local.glider_emulator import Fault, GliderEmulator
+from local.stack import Deployment, attribute_values
+
+
+def only_result(response: dict[str, object]) -> dict[str, object]:
+    [result] = response["results"]  # type: ignore[misc]
+    return result  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.error(503, "API_000", "unavailable"),
+        Fault.error(500, "API_000", "boom"),
+        Fault.malformed(status=502, body=b"<html>bad gateway</html>"),
+        Fault.rate_limited(retry_after=0),
+        Fault.connection_reset(),
+        Fault.slow(1.5),  # longer than the 0.5 s read timeout
+    ],
+    ids=["503", "500", "502-html", "429", "reset", "read-timeout"],
+)
+def test_transient_failures_are_retried_within_the_invocation(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment, fault: Fault
+) -> None:
+    emulator.script("port_abc123", fault)
+
+    result = only_result(function.invoke({"portfolioId": "port_abc123"}))
+
+    assert result["outcome"] == "triggered"
+    assert result["attempts"] == 2
+    assert deployment.dlq_messages() == []
+
+
+def test_retry_after_is_honoured(function: LocalFunction, emulator: GliderEmulator) -> None:
+    emulator.script("port_abc123", Fault.rate_limited(retry_after=1))
+
+    function.invoke({"portfolioId": "port_abc123"})
+
+    first, second = (r for r in emulator.requests if r.portfolio_id == "port_abc123")
+    assert first.status == 429
+    assert second.received_at - first.received_at >= 1.0
+
+
+def test_a_retry_after_longer_than_the_budget_is_not_waited_for(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.script("port_abc123", Fault.rate_limited(retry_after=30))
+
+    started = time.monotonic()
+    result = only_result(function.invoke({"portfolioId": "port_abc123"}))
+
+    assert time.monotonic() - started < 5
+    assert result["reason"] == "RATE_LIMITED"
+    [letter] = deployment.dlq_messages()
+    assert attribute_values(letter)["retryAfterSeconds"] == "30"
+
+
+def test_transient_failures_exhaust_the_attempt_budget_then_dead_letter(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_function(GLIDER_MAX_ATTEMPTS="3")
+    emulator.script("port_abc123", *[Fault.error(503, "API_000", "still down")] * 5)
+
+    result = only_result(function.invoke({"portfolioId": "port_abc123"}))
+
+    assert result["failureClass"] == "transient"
+    assert len(emulator.requests) == 3
+    [letter] = deployment.dlq_messages()
+    assert json.loads(letter["Body"]) == {
+        "portfolioId": "port_abc123",
+        "skipScheduleValidation": False,
+    }
+    attributes = attribute_values(letter)
+    assert attributes["failureClass"] == "transient"
+    assert attributes["reason"] == "SERVER_ERROR"
+    assert attributes["httpStatus"] == "503"
+    assert attributes["apiErrorCode"] == "API_000"
+    assert attributes["detail"] == "still down"
+    assert attributes["attempts"] == "3"
+    assert attributes["gliderRequestId"].startswith("req_")
+    assert attributes["gliderCorrelationId"].startswith("corr_")
+    assert attributes["source"] == "direct"
+    assert attributes["failedAt"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    ("portfolio_id", "setup", "reason", "status"),
+    [
+        ("port_gone", None, "NOT_FOUND", "404"),
+        ("port_nosched", "no-schedule", "BAD_REQUEST", "400"),
+        ("port_abc123", Fault.error(403, "API_104", "Permission denied"), "FORBIDDEN", "403"),
+        (
+            "port_abc123",
+            Fault.error(403, "API_106", "Tenant disabled"),
+            "TENANT_UNAVAILABLE",
+            "403",
+        ),
+        ("port_abc123", Fault.malformed(status=200, body=b"ok"), "UNEXPECTED_RESPONSE", "200"),
+    ],
+)
+def test_permanent_and_systemic_failures_are_not_retried(
+    function: LocalFunction,
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    portfolio_id: str,
+    setup: object,
+    reason: str,
+    status: str,
+) -> None:
+    if setup == "no-schedule":
+        emulator.add_portfolio(portfolio_id, has_schedule=False)
+    elif isinstance(setup, Fault):
+        emulator.script(portfolio_id, setup)
+
+    result = only_result(function.invoke({"portfolioId": portfolio_id}))
+
+    assert result["reason"] == reason
+    assert len(emulator.requests) == 1
+    [letter] = deployment.dlq_messages()
+    assert attribute_values(letter)["httpStatus"] == status
+
+
+def test_a_rotated_key_is_refetched_once_after_a_401(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    assert function.invoke({"portfolioId": "port_abc123"})["triggered"] == 1  # key now cached
+    deployment.put_api_key(json.dumps({"apiKey": "rotated-key-2"}))
+    emulator.set_api_keys(["rotated-key-2"])
+
+    result = only_result(function.invoke({"portfolioId": "port_def456"}))
+
+    assert result["outcome"] == "triggered"
+    keys = [r.headers["x-api-key"] for r in emulator.requests if r.portfolio_id == "port_def456"]
+    assert keys == ["test-canary-key-7Hq2ZpXv9L", "rotated-key-2"]
+
+
+def test_a_key_refused_after_refetch_is_systemic(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.set_api_keys(["revoked-everything-else"])
+
+    result = only_result(function.invoke({"portfolioId": "port_abc123"}))
+
+    assert result["failureClass"] == "systemic"
+    assert result["reason"] == "UNAUTHORIZED"
+    assert len(emulator.requests) == 2  # the first try and one after refetching the key
+    [letter] = deployment.dlq_messages()
+    assert attribute_values(letter)["apiErrorCode"] == "API_102"
+
+
+def test_no_attempt_starts_that_cannot_finish_before_the_deadline(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment, lambda_context
+) -> None:
+    # 1.5 s left: less than the margin (0.5 s) plus a worst-case attempt (1 s + 0.5 s).
+    result = only_result(
+        function.invoke({"portfolioId": "port_abc123"}, context=lambda_context(1.5))
+    )
+
+    assert result["reason"] == "DEADLINE_EXCEEDED"
+    assert result["failureClass"] == "transient"
+    assert emulator.requests == []
+    [letter] = deployment.dlq_messages()
+    assert json.loads(letter["Body"])["portfolioId"] == "port_abc123"
+
+
+def test_backoff_stops_before_the_deadline_and_the_invocation_returns_in_time(
+    start_function, emulator: GliderEmulator, lambda_context
+) -> None:
+    function = start_function(
+        GLIDER_MAX_ATTEMPTS="10", RETRY_BASE_DELAY_SECONDS="1", RETRY_MAX_DELAY_SECONDS="1"
+    )
+    emulator.script("port_abc123", *[Fault.slow(1.0)] * 10)
+
+    started = time.monotonic()
+    result = only_result(function.invoke({"portfolioId": "port_abc123"}, context=lambda_context(5)))
+
+    assert time.monotonic() - started < 5
+    assert result["reason"] == "TIMEOUT"
+    assert 1 <= result["attempts"] < 10
+
+
+def test_an_unwritable_dlq_fails_the_invocation_so_aws_keeps_the_event(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    missing = deployment.dlq.url.rsplit("/", 1)[0] + "/no-such-queue"
+    function = start_function(DLQ_URL=missing)
+
+    with pytest.raises(DeadLetterWriteError, match="no-such-queue"):
+        function.invoke({"portfolioIds": ["port_abc123", "port_gone"]})
+    assert [r.portfolio_id for r in emulator.rebalances] == ["port_abc123"]

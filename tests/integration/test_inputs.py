@@ -1,0 +1,158 @@
+"""Every supported input kind through the real handler, a moto server and the Glider emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from local.function import LocalFunction
+from local.glider_emulator import GliderEmulator
+from local.stack import Deployment, attribute_values
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def trigger_bodies(emulator: GliderEmulator, portfolio_id: str) -> list[dict[str, object]]:
+    return [json.loads(r.body) for r in emulator.requests if r.portfolio_id == portfolio_id]
+
+
+def test_schedule_input_triggers_with_the_contract_request(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    response = function.invoke(json.loads((EVENTS / "schedule-single.json").read_text()))
+
+    assert response["triggered"] == 1
+    assert response["source"] == "schedule"
+    [request] = emulator.requests
+    assert request.method == "POST"
+    assert request.path == "/v1/portfolio/port_abc123/rebalance/schedule/trigger"
+    assert request.headers["x-api-key"] == "test-canary-key-7Hq2ZpXv9L"
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.body) == {"skipScheduleValidation": False}
+    [rebalance] = emulator.rebalances
+    assert response["results"] == [
+        {
+            "portfolioId": "port_abc123",
+            "outcome": "triggered",
+            "rebalanceId": rebalance.rebalance_id,
+            "attempts": 1,
+        }
+    ]
+
+
+def test_duplicate_ids_in_one_input_are_triggered_once(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    response = function.invoke(
+        {
+            "portfolioIds": ["port_abc123", "port_def456", "port_abc123"],
+            "portfolioId": "port_def456",
+        }
+    )
+
+    assert response["triggered"] == 2
+    assert sorted(r.portfolio_id for r in emulator.rebalances) == ["port_abc123", "port_def456"]
+
+
+def test_eventbridge_envelope_uses_its_detail(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    event = json.loads((EVENTS / "eventbridge-rule.json").read_text())
+    event["detail"] = {"portfolioIds": ["port_ghi789"], "skipScheduleValidation": True}
+
+    response = function.invoke(event)
+
+    assert response["source"] == "eventbridge"
+    assert response["deliveryId"] == event["id"]
+    assert trigger_bodies(emulator, "port_ghi789") == [{"skipScheduleValidation": True}]
+
+
+def test_skip_schedule_validation_defaults_from_the_environment(
+    start_function, emulator: GliderEmulator
+) -> None:
+    emulator.add_portfolio("port_nosched", has_schedule=False)
+    function = start_function(DEFAULT_SKIP_SCHEDULE_VALIDATION="true")
+
+    response = function.invoke({"portfolioIds": ["port_nosched", "port_abc123"]})
+
+    assert response["triggered"] == 2
+    assert trigger_bodies(emulator, "port_nosched") == [{"skipScheduleValidation": True}]
+    # An explicit false still wins over the default.
+    response = function.invoke({"portfolioId": "port_nosched", "skipScheduleValidation": False})
+    assert response["results"][0]["reason"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["../x", "a/b", "a?b=1", "a#b", "a b", "a\nb", "%2e%2e", "", "x" * 129, 42, None]
+)
+def test_an_id_that_could_bend_the_path_never_reaches_the_api(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment, bad_id: object
+) -> None:
+    response = function.invoke({"portfolioIds": [bad_id, "port_abc123"]})
+
+    assert [r.portfolio_id for r in emulator.requests] == ["port_abc123"]
+    assert response["triggered"] == 1
+    [letter] = deployment.dlq_messages()
+    assert json.loads(letter["Body"])["portfolioId"] == bad_id
+    attributes = attribute_values(letter)
+    assert attributes["reason"] == "INVALID_PORTFOLIO_ID"
+    assert attributes["failureClass"] == "permanent"
+
+
+def test_input_of_unknown_shape_is_dead_lettered_verbatim_without_raising(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    event = json.loads((EVENTS / "direct-unknown-shape.json").read_text())
+
+    response = function.invoke(event)
+
+    assert response["deadLettered"] == 1
+    assert response["results"][0]["reason"] == "MALFORMED_INPUT"
+    assert emulator.requests == []
+    [letter] = deployment.dlq_messages()
+    assert json.loads(letter["Body"]) == event
+    assert attribute_values(letter)["reason"] == "MALFORMED_INPUT"
+
+
+@pytest.mark.parametrize("event", [[], "port_abc123", {"portfolioIds": []}, {"portfolioIds": "x"}])
+def test_inputs_without_ids_are_classified_not_crashes(
+    function: LocalFunction, deployment: Deployment, event: object
+) -> None:
+    response = function.invoke(event)
+
+    assert response["results"][0]["reason"] == "MALFORMED_INPUT"
+    [letter] = deployment.dlq_messages()
+    assert json.loads(letter["Body"]) == event
+
+
+def test_an_on_failure_destination_record_replays_its_payload(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    record = {
+        "version": "1.0",
+        "timestamp": "2026-11-24T06:00:05.000Z",
+        "requestContext": {
+            "requestId": "c4a1c4b6-0000-4000-8000-000000000000",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:trigger:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": {"portfolioIds": ["port_def456"], "scheduleArn": "arn:x"},
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+    }
+
+    response = function.invoke(record)
+
+    assert response["source"] == "lambda-destination"
+    assert [r.portfolio_id for r in emulator.rebalances] == ["port_def456"]
+
+
+def test_every_sample_event_runs_without_raising(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.add_portfolio("port_nosched", has_schedule=False)
+    for path in sorted(EVENTS.glob("*.json")):
+        response = function.invoke(json.loads(path.read_text()))
+        assert isinstance(response, dict), path.name

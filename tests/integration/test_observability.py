@@ -1,0 +1,63 @@
+"""What an operator sees: structured logs per portfolio, EMF metrics, and connection reuse."""
+
+from __future__ import annotations
+
+from local.function import LocalFunction
+from local.glider_emulator import Fault, GliderEmulator
+
+
+def test_each_outcome_is_one_json_log_line_with_request_and_portfolio_ids(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.script("port_def456", Fault.error(404, "API_200", "Portfolio not found"))
+
+    function.invoke({"portfolioIds": ["port_abc123", "port_def456"]})
+
+    outcomes = {log["portfolio_id"]: log for log in function.logs if "outcome" in log}
+    triggered, failed = outcomes["port_abc123"], outcomes["port_def456"]
+    [rebalance] = emulator.rebalances
+    assert triggered["rebalance_id"] == rebalance.rebalance_id
+    assert triggered["schedule_id"] == rebalance.schedule_id
+    assert triggered["glider_request_id"] == rebalance.request_id
+    assert triggered["glider_correlation_id"] == rebalance.correlation_id
+    assert triggered["function_request_id"]  # the Lambda request id, from the context
+    assert failed["level"] == "WARNING"
+    assert failed["action"] == "dead-lettered"
+    assert failed["http_status"] == 404
+    assert failed["api_error_code"] == "API_200"
+    assert failed["glider_request_id"].startswith("req_")
+
+
+def test_metrics_are_emitted_as_emf(function: LocalFunction, emulator: GliderEmulator) -> None:
+    emulator.script("port_def456", Fault.error(503, "API_000", "down"))
+    function.invoke({"portfolioIds": ["port_abc123", "port_def456", "port_gone"]})
+
+    values: dict[str, list[float]] = {}
+    failure_classes = set()
+    for record in function.metrics:
+        for definition in record["_aws"]["CloudWatchMetrics"]:
+            for metric in definition["Metrics"]:
+                value = record[metric["Name"]]
+                values.setdefault(metric["Name"], []).extend(
+                    value if isinstance(value, list) else [value]
+                )
+        if "FailureClass" in record:
+            failure_classes.add(record["FailureClass"])
+        assert record["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "GliderRebalanceTrigger"
+
+    assert values["PortfolioIdsReceived"] == [3]
+    assert values["RebalancesTriggered"] == [1, 1]
+    assert values["DeadLettered"] == [1]
+    assert values["TriggerFailures"] == [1]
+    assert failure_classes == {"permanent"}
+    assert len(values["GliderApiLatency"]) == 4  # one per attempt: 1 + 2 + 1
+
+
+def test_one_keep_alive_connection_serves_every_call_of_a_warm_environment(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    function.invoke({"portfolioIds": ["port_abc123", "port_def456"]})
+    function.invoke({"portfolioId": "port_ghi789"})
+
+    assert len(emulator.rebalances) == 3
+    assert emulator.connections_opened == 1

@@ -1,0 +1,147 @@
+"""SQS input through a real moto queue, polled the way Lambda's event source mapping does:
+partial batch responses, redelivery, the redrive policy, and replaying the DLQ."""
+
+from __future__ import annotations
+
+import json
+
+from local.event_source import SqsEventSource
+from local.function import LocalFunction
+from local.glider_emulator import Fault, GliderEmulator
+from local.stack import Deployment, attribute_values
+
+
+def send(deployment: Deployment, *bodies: str) -> list[str]:
+    return [
+        deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=body)[
+            "MessageId"
+        ]
+        for body in bodies
+    ]
+
+
+def work_queue_depth(deployment: Deployment) -> int:
+    attributes = deployment.sqs.get_queue_attributes(
+        QueueUrl=deployment.work_queue.url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def test_a_batch_with_every_outcome_reports_only_the_transient_failure(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.script("port_def456", *[Fault.error(503, "API_000", "down")] * 4)
+    ok, transient, permanent, malformed = send(
+        deployment,
+        json.dumps({"portfolioId": "port_abc123"}),
+        json.dumps({"portfolioId": "port_def456"}),
+        json.dumps({"portfolioId": "port_unknown"}),
+        "not json at all",
+    )
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+
+    result = source.poll(function.invoke)
+
+    assert result is not None
+    assert result.response == {"batchItemFailures": [{"itemIdentifier": transient}]}
+    assert sorted(result.deleted) == sorted([ok, permanent, malformed])
+    assert [r.portfolio_id for r in emulator.rebalances] == ["port_abc123"]
+    assert len([r for r in emulator.requests if r.portfolio_id == "port_def456"]) == 4
+    letters = {m["Body"]: attribute_values(m) for m in deployment.dlq_messages()}
+    # The permanent failure is dead-lettered at once, the malformed body verbatim; the transient
+    # one is not in the DLQ yet: SQS redelivers it.
+    assert set(letters) == {
+        json.dumps({"portfolioId": "port_unknown", "skipScheduleValidation": False}),
+        "not json at all",
+    }
+    unknown = letters[json.dumps({"portfolioId": "port_unknown", "skipScheduleValidation": False})]
+    assert unknown["reason"] == "NOT_FOUND"
+    assert unknown["httpStatus"] == "404"
+    assert unknown["apiErrorCode"] == "API_200"
+    assert unknown["source"] == f"sqs:{permanent}"
+    assert letters["not json at all"]["source"] == f"sqs:{malformed}"
+
+
+def test_a_record_still_failing_after_max_receive_count_lands_in_the_dlq_via_redrive(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.script("port_def456", *[Fault.error(502, "API_000", "bad gateway")] * 20)
+    [message_id] = send(deployment, json.dumps({"portfolioId": "port_def456"}))
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+
+    deliveries = 0
+    while (result := source.poll(function.invoke)) is not None:
+        deliveries += 1
+        assert result.redelivered == [message_id]
+
+    assert deliveries == 2  # maxReceiveCount of this deployment
+    [letter] = deployment.dlq_messages()
+    assert letter["MessageId"] == message_id
+    assert json.loads(letter["Body"]) == {"portfolioId": "port_def456"}
+    assert work_queue_depth(deployment) == 0
+
+
+def test_a_redelivered_record_succeeds_once_the_api_recovers(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.script("port_ghi789", *[Fault.connection_reset()] * 4)
+    [message_id] = send(deployment, json.dumps({"portfolioId": "port_ghi789"}))
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+
+    first = source.poll(function.invoke)
+    second = source.poll(function.invoke)
+
+    assert first is not None
+    assert first.redelivered == [message_id]
+    assert second is not None
+    assert second.deleted == [message_id]
+    assert [r.portfolio_id for r in emulator.rebalances] == ["port_ghi789"]
+    assert deployment.dlq_messages() == []
+
+
+def test_a_systemic_failure_keeps_the_record_for_retry_not_the_dlq(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.set_api_keys(["a-key-we-do-not-have"])
+    [message_id] = send(deployment, json.dumps({"portfolioId": "port_abc123"}))
+
+    result = SqsEventSource(deployment.sqs, deployment.work_queue).poll(function.invoke)
+
+    assert result is not None
+    assert result.redelivered == [message_id]
+    assert deployment.dlq_messages() == []
+
+
+def test_dead_letters_replay_through_the_work_queue(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # A portfolio without a schedule fails permanently ...
+    emulator.add_portfolio("port_nosched", has_schedule=False)
+    function.invoke({"portfolioIds": ["port_nosched"], "skipScheduleValidation": True})
+    assert emulator.rebalances  # (sanity: the flag reaches the API)
+    emulator.reset()
+    function.invoke({"portfolioIds": ["port_nosched"]})
+    [letter] = deployment.dlq_messages()
+    # ... until its owner adds one; then the DLQ message, moved as is, replays it.
+    emulator.add_portfolio("port_nosched", has_schedule=True)
+    send(deployment, letter["Body"])
+
+    result = SqsEventSource(deployment.sqs, deployment.work_queue).poll(function.invoke)
+
+    assert result is not None
+    assert result.response == {"batchItemFailures": []}
+    assert [r.portfolio_id for r in emulator.rebalances] == ["port_nosched"]
+
+
+def test_an_unwritable_dlq_keeps_the_record_on_the_work_queue(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    missing = deployment.dlq.url.rsplit("/", 1)[0] + "/no-such-queue"
+    function = start_function(DLQ_URL=missing)
+    [message_id] = send(deployment, json.dumps({"portfolioId": "port_gone"}))
+
+    result = SqsEventSource(deployment.sqs, deployment.work_queue).poll(function.invoke)
+
+    assert result is not None
+    assert result.redelivered == [message_id]

@@ -1,0 +1,447 @@
+"""Dead letters: replayable bodies, attributes that say why, and the SQS batch writer."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from glider_trigger.dead_letter import (
+    MAX_ATTRIBUTES,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ENTRIES,
+    DeadLetter,
+    DeadLetterQueue,
+    _batches,
+    for_failure,
+    for_rejected_id,
+    for_unparsable_input,
+)
+from glider_trigger.errors import (
+    DeadLetterWriteError,
+    FailureClass,
+    GliderApiError,
+    GliderTransportError,
+    InvalidInputError,
+    InvalidPortfolioIdError,
+    TriggerError,
+    classify,
+)
+from glider_trigger.events import parse_event, parse_sqs_body
+from glider_trigger.models import Failed, InputSource, SourceKind, TriggerRequest
+
+NOW = datetime(2024, 3, 1, 6, 0, 5, 123456, tzinfo=UTC)
+QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-dlq"
+SCHEDULE_ARN = "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/daily"
+SQS_SOURCE = InputSource(SourceKind.SQS, delivery_id="059f36b4-87a3-44ab-83d2-661975830a7d")
+SCHEDULE_SOURCE = InputSource(SourceKind.SCHEDULE, metadata={"scheduleArn": SCHEDULE_ARN})
+
+
+def failed(
+    error: TriggerError,
+    *,
+    source: InputSource = SQS_SOURCE,
+    attempts: int = 3,
+    portfolio_id: str = "port_abc123",
+    skip: bool = False,
+) -> Failed:
+    request = TriggerRequest(portfolio_id, skip, source)
+    return Failed(request, error, classify(error), attempts)
+
+
+def api_error(**overrides: Any) -> GliderApiError:
+    fields: dict[str, Any] = {
+        "status": 404,
+        "code": "API_200",
+        "request_id": "req_efgh5678",
+        "correlation_id": "corr_abcd1234",
+    }
+    fields.update(overrides)
+    return GliderApiError("Portfolio not found", **fields)
+
+
+# --- for_failure ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skip", [True, False])
+@pytest.mark.parametrize("portfolio_id", ["port_abc123", "ao04x0r6", "A-b_9"])
+def test_failure_body_is_exactly_the_replayable_input(portfolio_id: str, skip: bool) -> None:
+    letter = for_failure(failed(api_error(), portfolio_id=portfolio_id, skip=skip), now=NOW)
+
+    assert json.loads(letter.body) == {
+        "portfolioId": portfolio_id,
+        "skipScheduleValidation": skip,
+    }
+    # Moving the DLQ back onto the work queue replays exactly this request...
+    replayed = parse_sqs_body(letter.body, message_id="replay-1", default_skip=not skip)
+    assert [(r.portfolio_id, r.skip_schedule_validation) for r in replayed.requests] == [
+        (portfolio_id, skip)
+    ]
+    assert replayed.rejected == ()
+    # ... and so does invoking the function with it directly.
+    direct = parse_event(json.loads(letter.body), default_skip=not skip)
+    assert [(r.portfolio_id, r.skip_schedule_validation) for r in direct.requests] == [
+        (portfolio_id, skip)
+    ]
+    assert letter.portfolio_id == portfolio_id
+
+
+def test_failure_attributes_say_why_and_carry_glider_ids() -> None:
+    letter = for_failure(failed(api_error(), attempts=1), now=NOW)
+
+    assert letter.attributes == {
+        "failureClass": "permanent",
+        "reason": "NOT_FOUND",
+        "detail": "Portfolio not found",
+        "attempts": 1,
+        "source": "sqs:059f36b4-87a3-44ab-83d2-661975830a7d",
+        "failedAt": "2024-03-01T06:00:05.123+00:00",
+        "httpStatus": 404,
+        "apiErrorCode": "API_200",
+        "gliderRequestId": "req_efgh5678",
+        "gliderCorrelationId": "corr_abcd1234",
+    }
+
+
+def test_source_of_a_scheduled_failure_names_the_schedule() -> None:
+    error = GliderTransportError("read timeout", timed_out=True, maybe_delivered=True)
+
+    letter = for_failure(failed(error, source=SCHEDULE_SOURCE, attempts=4), now=NOW)
+
+    assert letter.attributes["source"] == f"schedule:{SCHEDULE_ARN}"
+    assert letter.attributes["failureClass"] == "transient"
+    assert letter.attributes["reason"] == "TIMEOUT"
+    assert letter.attributes["attempts"] == 4
+    # No HTTP response: no made-up HTTP facts.
+    for name in ("httpStatus", "apiErrorCode", "gliderRequestId", "gliderCorrelationId"):
+        assert name not in letter.attributes
+
+
+def test_source_without_a_reference_is_just_the_kind() -> None:
+    letter = for_failure(failed(api_error(), source=InputSource(SourceKind.DIRECT)), now=NOW)
+
+    assert letter.attributes["source"] == "direct"
+
+
+def test_failed_at_defaults_to_now_in_utc() -> None:
+    before = datetime.now(UTC)
+    letter = for_failure(failed(api_error()))
+    after = datetime.now(UTC)
+
+    failed_at = datetime.fromisoformat(str(letter.attributes["failedAt"]))
+    assert failed_at.utcoffset() is not None
+    assert before.replace(microsecond=0) <= failed_at <= after
+
+
+def test_never_more_than_ten_attributes_and_the_overflow_goes_into_detail() -> None:
+    error = GliderApiError(
+        "Rate limit exceeded",
+        status=429,
+        code="API_004",
+        request_id="req_xyz789",
+        correlation_id="corr_abc123",
+        retry_after_seconds=42.0,
+    )
+
+    letter = for_failure(failed(error, source=SCHEDULE_SOURCE), now=NOW)
+
+    assert len(letter.attributes) <= MAX_ATTRIBUTES == 10
+    assert letter.attributes["httpStatus"] == 429
+    assert letter.attributes["apiErrorCode"] == "API_004"
+    assert letter.attributes["gliderRequestId"] == "req_xyz789"
+    assert letter.attributes["gliderCorrelationId"] == "corr_abc123"
+    detail = str(letter.attributes["detail"])
+    assert detail.startswith("Rate limit exceeded")
+    assert "retryAfterSeconds=42" in detail
+
+
+def test_empty_error_message_falls_back_to_the_reason() -> None:
+    letter = for_failure(failed(GliderApiError("", status=500)), now=NOW)
+
+    assert letter.attributes["detail"] == "SERVER_ERROR"
+
+
+def test_long_detail_is_truncated() -> None:
+    letter = for_failure(failed(GliderApiError("x" * 5000, status=500)), now=NOW)
+
+    assert len(str(letter.attributes["detail"])) == 1024
+
+
+def test_no_attribute_is_empty() -> None:
+    error = GliderApiError("", status=400, code="", request_id="", correlation_id="")
+
+    letter = for_failure(failed(error, source=InputSource(SourceKind.DIRECT)), now=NOW)
+
+    assert all(value != "" for value in letter.attributes.values())
+    assert "apiErrorCode" not in letter.attributes
+
+
+# --- rejected ids and unparsable input -----------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["../x", "a b", 123, None])
+def test_rejected_id_letter_keeps_the_id_and_is_permanent(bad: object) -> None:
+    parsed = parse_event(
+        {"portfolioIds": [bad], "skipScheduleValidation": True}, default_skip=False
+    )
+
+    letter = for_rejected_id(parsed.rejected[0], SQS_SOURCE, now=NOW)
+
+    assert json.loads(letter.body) == {"portfolioId": bad, "skipScheduleValidation": True}
+    assert letter.attributes["failureClass"] == "permanent"
+    assert letter.attributes["reason"] == "INVALID_PORTFOLIO_ID"
+    assert letter.attributes["attempts"] == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json at all",
+        '{"portfolioIds": []}',
+        '{ "portfolioId" :  "p1",\n "skipScheduleValidation": "yes" }',
+        '{"portfolioId": "caf\\u00e9"} \u00e9\u6f22\u5b57 \U0001f600',
+        "  \t\r\n",
+    ],
+)
+def test_unparsable_input_body_is_kept_byte_for_byte(raw: str) -> None:
+    error = InvalidInputError("input is not valid JSON")
+
+    letter = for_unparsable_input(raw, error, SQS_SOURCE, now=NOW)
+
+    assert letter.body == raw
+    assert letter.body.encode() == raw.encode()
+    assert letter.attributes["failureClass"] == "permanent"
+    assert letter.attributes["reason"] == "MALFORMED_INPUT"
+    assert letter.attributes["source"] == "sqs:059f36b4-87a3-44ab-83d2-661975830a7d"
+    assert letter.attributes["attempts"] == 0
+
+
+def test_rejected_id_error_class_is_permanent() -> None:
+    assert classify(InvalidPortfolioIdError("bad")) is FailureClass.PERMANENT
+
+
+# --- batching ------------------------------------------------------------------------------
+
+
+def letter(body: str = '{"portfolioId": "p1"}', **attributes: str | int) -> DeadLetter:
+    return DeadLetter(body=body, attributes=dict(attributes))
+
+
+@pytest.mark.parametrize(
+    ("count", "sizes"),
+    [(0, []), (1, [1]), (10, [10]), (11, [10, 1]), (25, [10, 10, 5]), (30, [10, 10, 10])],
+)
+def test_batches_hold_at_most_ten_entries(count: int, sizes: list[int]) -> None:
+    letters = [letter(f'{{"portfolioId": "p{i}"}}') for i in range(count)]
+
+    batches = list(_batches(letters))
+
+    assert [len(batch) for batch in batches] == sizes
+    assert [item for batch in batches for item in batch] == letters  # order kept, none lost
+    assert MAX_BATCH_ENTRIES == 10
+
+
+def test_batches_are_split_by_size() -> None:
+    big = ["x" * 100_000 for _ in range(5)]
+    letters = [letter(body, reason="MALFORMED_INPUT") for body in big]
+
+    batches = list(_batches(letters))
+
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    for batch in batches:
+        size = sum(
+            len(item.body.encode()) + sum(len(k) + len(str(v)) for k, v in item.attributes.items())
+            for item in batch
+        )
+        assert size <= MAX_BATCH_BYTES
+
+
+def test_batch_size_counts_bytes_not_characters() -> None:
+    # 60,000 three-byte characters: 180,000 bytes each; two of them exceed 256 KiB.
+    letters = [letter("\u6f22" * 60_000), letter("\u5b57" * 60_000)]
+
+    assert [len(batch) for batch in _batches(letters)] == [1, 1]
+
+
+def test_a_single_oversized_letter_still_gets_its_own_batch() -> None:
+    letters = [letter("a"), letter("x" * (MAX_BATCH_BYTES + 1)), letter("b")]
+
+    assert [len(batch) for batch in _batches(letters)] == [1, 1, 1]
+
+
+# --- DeadLetterQueue.send against a fake SQS client ----------------------------------------
+
+
+class FakeSqs:
+    """`send_message_batch` answers with scripted responses (a dict, a callable taking the
+    entries, or an exception to raise); every call is recorded."""
+
+    def __init__(self, *responses: Any) -> None:
+        self._responses = list(responses)
+        self.calls: list[dict[str, Any]] = []
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> Any:
+        self.calls.append({"QueueUrl": QueueUrl, "Entries": Entries})
+        if not self._responses:
+            pytest.fail("send_message_batch called more often than scripted")
+        response = self._responses.pop(0)
+        if isinstance(response, Exception):
+            raise response
+        if callable(response):
+            return response(Entries)
+        return response
+
+
+def all_ok(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Successful": [{"Id": e["Id"], "MessageId": f"m-{e['Id']}"} for e in entries]}
+
+
+def fail_ids(*ids: str, sender_fault: bool = False, code: str = "InternalError") -> Any:
+    def respond(entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "Successful": [
+                {"Id": e["Id"], "MessageId": "m"} for e in entries if e["Id"] not in ids
+            ],
+            "Failed": [
+                {"Id": i, "SenderFault": sender_fault, "Code": code, "Message": "try later"}
+                for i in ids
+            ],
+        }
+
+    return respond
+
+
+def client_error(code: str = "ServiceUnavailable") -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "SQS is unavailable"}}, "SendMessageBatch"
+    )
+
+
+class RecordingSleep:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def queue(client: FakeSqs, sleep: RecordingSleep) -> DeadLetterQueue:
+    return DeadLetterQueue(QUEUE_URL, client=client, sleep=sleep)  # type: ignore[arg-type]
+
+
+LETTERS = [for_failure(failed(api_error(), portfolio_id=f"port_{i}"), now=NOW) for i in range(3)]
+
+
+def test_send_writes_every_letter_with_typed_attributes() -> None:
+    client, sleep = FakeSqs(all_ok), RecordingSleep()
+
+    queue(client, sleep).send(LETTERS)
+
+    assert len(client.calls) == 1
+    call = client.calls[0]
+    assert call["QueueUrl"] == QUEUE_URL
+    assert [e["MessageBody"] for e in call["Entries"]] == [x.body for x in LETTERS]
+    assert len({e["Id"] for e in call["Entries"]}) == 3
+    attributes = call["Entries"][0]["MessageAttributes"]
+    assert attributes["reason"] == {"DataType": "String", "StringValue": "NOT_FOUND"}
+    assert attributes["httpStatus"] == {"DataType": "Number", "StringValue": "404"}
+    assert attributes["attempts"] == {"DataType": "Number", "StringValue": "3"}
+    assert sleep.delays == []
+
+
+def test_send_nothing_makes_no_call() -> None:
+    client = FakeSqs()
+
+    queue(client, RecordingSleep()).send([])
+
+    assert client.calls == []
+
+
+def test_send_splits_into_batches_of_ten() -> None:
+    letters = [letter(f'{{"portfolioId": "p{i}"}}') for i in range(23)]
+    client = FakeSqs(all_ok, all_ok, all_ok)
+
+    queue(client, RecordingSleep()).send(letters)
+
+    assert [len(call["Entries"]) for call in client.calls] == [10, 10, 3]
+    sent = [e["MessageBody"] for call in client.calls for e in call["Entries"]]
+    assert sent == [x.body for x in letters]
+
+
+def test_partially_failed_entries_are_retried_and_only_those() -> None:
+    client, sleep = FakeSqs(fail_ids("1"), all_ok), RecordingSleep()
+
+    queue(client, sleep).send(LETTERS)
+
+    assert len(client.calls) == 2
+    retried = client.calls[1]["Entries"]
+    assert [e["MessageBody"] for e in retried] == [LETTERS[1].body]
+    assert len(sleep.delays) == 1
+
+
+def test_entries_still_failing_raise_naming_the_count() -> None:
+    client = FakeSqs(fail_ids("0", "2"), fail_ids("0", "2"), fail_ids("2"))
+    sleep = RecordingSleep()
+
+    with pytest.raises(DeadLetterWriteError) as caught:
+        queue(client, sleep).send(LETTERS)
+
+    assert str(caught.value).startswith("1 message(s) could not be written")
+    assert QUEUE_URL in str(caught.value)
+    assert "InternalError" in str(caught.value)
+    assert len(client.calls) == 3
+    assert [[e["Id"] for e in call["Entries"]] for call in client.calls] == [
+        ["0", "1", "2"],
+        ["0", "2"],
+        ["0", "2"],
+    ]
+    assert len(sleep.delays) == 2
+
+
+def test_sender_fault_entries_are_not_retried() -> None:
+    client = FakeSqs(fail_ids("0", "1", sender_fault=True, code="InvalidParameterValue"))
+    sleep = RecordingSleep()
+
+    with pytest.raises(DeadLetterWriteError) as caught:
+        queue(client, sleep).send(LETTERS)
+
+    assert str(caught.value).startswith("2 message(s)")
+    assert "InvalidParameterValue" in str(caught.value)
+    assert len(client.calls) == 1
+    assert sleep.delays == []
+
+
+@pytest.mark.parametrize("error", [client_error(), EndpointConnectionError(endpoint_url=QUEUE_URL)])
+def test_failed_call_is_retried_then_succeeds(error: Exception) -> None:
+    client, sleep = FakeSqs(error, all_ok), RecordingSleep()
+
+    queue(client, sleep).send(LETTERS)
+
+    assert len(client.calls) == 2
+    assert len(client.calls[1]["Entries"]) == 3
+    assert len(sleep.delays) == 1
+
+
+def test_failed_call_is_retried_then_raises() -> None:
+    client = FakeSqs(client_error(), client_error(), client_error("AccessDenied"))
+    sleep = RecordingSleep()
+
+    with pytest.raises(DeadLetterWriteError) as caught:
+        queue(client, sleep).send(LETTERS)
+
+    assert str(caught.value).startswith("3 message(s)")
+    assert "ClientError" in str(caught.value)
+    assert len(client.calls) == 3
+    assert len(sleep.delays) == 2
+    assert all(delay > 0 for delay in sleep.delays)
+
+
+def test_a_failing_batch_stops_the_send() -> None:
+    letters = [letter(f'{{"portfolioId": "p{i}"}}') for i in range(12)]
+    client = FakeSqs(client_error(), client_error(), client_error())
+
+    with pytest.raises(DeadLetterWriteError, match="10 message"):
+        queue(client, RecordingSleep()).send(letters)

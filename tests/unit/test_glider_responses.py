@@ -1,0 +1,326 @@
+"""How Glider's answers become a Receipt or a TriggerError (shared/glider-api.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from glider_trigger.api_key import ApiKey
+from glider_trigger.errors import (
+    FailureClass,
+    GliderApiError,
+    InvalidPortfolioIdError,
+    TriggerError,
+    UnexpectedResponseError,
+    classify,
+)
+from glider_trigger.glider_client import GliderClient, _interpret, _retry_after
+from glider_trigger.models import Receipt
+
+SUCCESS = {
+    "success": True,
+    "data": {
+        "portfolioId": "port_abc123",
+        "scheduleId": "sched_abc123",
+        "rebalanceId": "rebal_def456",
+        "status": "triggered",
+        "message": "Portfolio rebalance triggered successfully",
+        "triggerTime": 1684734312,
+    },
+    "correlationId": "corr_abc123",
+    "requestId": "req_xyz789",
+    "timestamp": "2023-05-21T13:45:12.345Z",
+}
+ENVELOPE = {
+    "success": False,
+    "error": {"code": "API_200", "message": "Portfolio not found", "details": {}},
+    "correlationId": "corr_abcd1234",
+    "requestId": "req_efgh5678",
+    "timestamp": "2023-05-21T12:34:56.789Z",
+}
+RATE_LIMITED = {
+    "error": "Too Many Requests",
+    "message": "Rate limit exceeded. Try again in 42 seconds.",
+    "retryAfter": 42,
+    "correlationId": "corr_abc123",
+    "requestId": "req_xyz789",
+}
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+def body(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+def api_error(status: int, headers: dict[str, str], payload: bytes) -> GliderApiError:
+    with pytest.raises(GliderApiError) as caught:
+        _interpret(status, headers, payload)
+    return caught.value
+
+
+# --- success -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 201, 202])
+def test_success_body_becomes_a_receipt(status: int) -> None:
+    receipt = _interpret(status, JSON_HEADERS, body(SUCCESS))
+
+    assert receipt == Receipt(
+        rebalance_id="rebal_def456",
+        schedule_id="sched_abc123",
+        request_id="req_xyz789",
+        correlation_id="corr_abc123",
+        status="triggered",
+    )
+
+
+def test_ids_fall_back_to_response_headers() -> None:
+    document = {"success": True, "data": {"rebalanceId": "rebal_1"}}
+    headers = {"x-request-id": "req_h", "x-correlation-id": "corr_h"}
+
+    receipt = _interpret(200, headers, body(document))
+
+    assert receipt.rebalance_id == "rebal_1"
+    assert receipt.schedule_id is None
+    assert receipt.request_id == "req_h"
+    assert receipt.correlation_id == "corr_h"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        body({**SUCCESS, "success": False}),
+        body({**SUCCESS, "success": "true"}),
+        body({k: v for k, v in SUCCESS.items() if k != "success"}),
+        body({**SUCCESS, "data": None}),
+        body({**SUCCESS, "data": ["rebal_def456"]}),
+        body([SUCCESS]),
+        b"OK",
+        b"<html><body>Welcome</body></html>",
+        b"",
+        b"\xff\xfe\x00",
+    ],
+)
+def test_2xx_without_a_success_body_is_unexpected_and_never_retried(payload: bytes) -> None:
+    with pytest.raises(UnexpectedResponseError) as caught:
+        _interpret(200, JSON_HEADERS, payload)
+
+    assert caught.value.status == 200
+    assert classify(caught.value) is FailureClass.PERMANENT
+    assert "may or may not" in str(caught.value)
+
+
+def test_unexpected_2xx_keeps_the_glider_ids() -> None:
+    with pytest.raises(UnexpectedResponseError) as caught:
+        _interpret(204, {"x-request-id": "req_h"}, body({**SUCCESS, "success": False}))
+
+    assert caught.value.request_id == "req_xyz789"
+    assert caught.value.correlation_id == "corr_abc123"
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_error_envelope_becomes_an_api_error_with_code_message_and_ids() -> None:
+    error = api_error(404, JSON_HEADERS, body(ENVELOPE))
+
+    assert error.status == 404
+    assert error.code == "API_200"
+    assert str(error) == "Portfolio not found"
+    assert error.request_id == "req_efgh5678"
+    assert error.correlation_id == "corr_abcd1234"
+    assert error.retry_after_seconds is None
+    assert classify(error) is FailureClass.PERMANENT
+
+
+def test_no_schedule_400_is_permanent_bad_request() -> None:
+    document = {**ENVELOPE, "error": {"code": "API_002", "message": "No rebalance schedule"}}
+
+    error = api_error(400, JSON_HEADERS, body(document))
+
+    assert error.code == "API_002"
+    assert error.reason == "BAD_REQUEST"
+    assert classify(error) is FailureClass.PERMANENT
+
+
+def test_invalid_key_envelope_is_unauthorized() -> None:
+    document = {**ENVELOPE, "error": {"code": "API_102", "message": "Invalid API key"}}
+
+    error = api_error(401, JSON_HEADERS, body(document))
+
+    assert error.is_unauthorized
+    assert classify(error) is FailureClass.SYSTEMIC
+
+
+def test_429_body_with_retry_after_header_in_seconds() -> None:
+    error = api_error(429, {**JSON_HEADERS, "retry-after": "17"}, body(RATE_LIMITED))
+
+    assert error.status == 429
+    assert error.code is None
+    assert str(error) == "Rate limit exceeded. Try again in 42 seconds."
+    assert error.retry_after_seconds == 17.0  # the header wins over the body
+    assert error.request_id == "req_xyz789"
+    assert error.correlation_id == "corr_abc123"
+    assert error.reason == "RATE_LIMITED"
+    assert classify(error) is FailureClass.TRANSIENT
+
+
+def test_429_body_with_retry_after_http_date() -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+
+    error = api_error(429, {"retry-after": when}, body(RATE_LIMITED))
+
+    assert error.retry_after_seconds is not None
+    assert 110 <= error.retry_after_seconds <= 121
+
+
+def test_retry_after_http_date_in_the_past_means_now() -> None:
+    when = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
+
+    error = api_error(429, {"retry-after": when}, body({"error": "Too Many Requests"}))
+
+    assert error.retry_after_seconds == 0.0
+
+
+def test_429_with_only_the_body_retry_after() -> None:
+    error = api_error(429, JSON_HEADERS, body(RATE_LIMITED))
+
+    assert error.retry_after_seconds == 42.0
+
+
+@pytest.mark.parametrize("header", ["soon", "-5", "1.5e3", "", "Sun, 99 Foo 2024"])
+def test_unusable_retry_after_header_falls_back_to_the_body(header: str) -> None:
+    error = api_error(429, {"retry-after": header}, body(RATE_LIMITED))
+
+    assert error.retry_after_seconds == 42.0
+
+
+@pytest.mark.parametrize("value", [-1, "42", True, None, [42]])
+def test_unusable_body_retry_after_is_ignored(value: object) -> None:
+    error = api_error(429, {}, body({**RATE_LIMITED, "retryAfter": value}))
+
+    assert error.retry_after_seconds is None
+
+
+@pytest.mark.parametrize("header", ["\u00b2", "\u00b9", "\u00b3", "1\u00b2"])
+def test_odd_retry_after_header_is_still_a_classified_api_error(header: str) -> None:
+    # Header values arrive decoded as latin-1; "²" passes str.isdigit() but not float().
+    error = api_error(429, {"retry-after": header}, body(RATE_LIMITED))
+
+    assert error.status == 429
+    assert error.retry_after_seconds == 42.0
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("0", 0.0), ("120", 120.0), (" 8 ", 8.0), (None, None)],
+)
+def test_retry_after_header_values(header: str | None, expected: float | None) -> None:
+    assert _retry_after(header, {}) == expected
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_html_gateway_error_is_a_generic_transient_api_error(status: int) -> None:
+    html = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+    error = api_error(status, {"content-type": "text/html"}, html)
+
+    assert error.status == status
+    assert str(error) == f"HTTP {status} from Glider"
+    assert error.code is None
+    assert error.request_id is None
+    assert classify(error) is FailureClass.TRANSIENT
+
+
+def test_long_error_message_is_bounded() -> None:
+    document = {**ENVELOPE, "error": {"code": "API_000", "message": "x" * 10_000}}
+
+    error = api_error(500, {}, body(document))
+
+    assert len(str(error)) <= 512
+
+
+@pytest.mark.parametrize("payload", [body({"error": {"code": 5}}), body({"error": None}), b"[]"])
+def test_odd_error_bodies_still_become_api_errors(payload: bytes) -> None:
+    error = api_error(418, {}, payload)
+
+    assert error.status == 418
+    assert str(error) == "HTTP 418 from Glider"
+    assert error.code is None
+
+
+# --- GliderClient refuses to build a bad path ----------------------------------------------
+
+
+class NoNetwork:
+    """Stands in for the urllib3 PoolManager: any request fails the test."""
+
+    def request(self, *args: object, **kwargs: object) -> None:
+        pytest.fail(f"no request may be sent, got {args!r}")
+
+
+class Stop(Exception):
+    pass
+
+
+class RecordingHttp:
+    """Records the request, then stops the call before any response handling."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+        raise Stop
+
+
+def client(http: object) -> GliderClient:
+    return GliderClient(
+        "https://api.glider.fi/",
+        connect_timeout_seconds=3,
+        read_timeout_seconds=10,
+        http=http,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "a?b", "a#b", "%2e%2e", "", "a b", "é"])
+def test_client_refuses_an_invalid_portfolio_id_before_any_io(bad: str) -> None:
+    with pytest.raises(InvalidPortfolioIdError):
+        client(NoNetwork()).trigger(bad, skip_schedule_validation=False, api_key=ApiKey("k"))
+
+
+def test_client_posts_to_the_contract_path_with_the_key_header() -> None:
+    http = RecordingHttp()
+
+    with pytest.raises(Stop):
+        client(http).trigger("port_abc123", skip_schedule_validation=True, api_key=ApiKey("k1"))
+
+    ((args, kwargs),) = http.calls
+    assert args == (
+        "POST",
+        "https://api.glider.fi/v1/portfolio/port_abc123/rebalance/schedule/trigger",
+    )
+    assert json.loads(kwargs["body"]) == {"skipScheduleValidation": True}
+    assert kwargs["headers"]["X-API-KEY"] == "k1"
+    assert kwargs["headers"]["Content-Type"] == "application/json"
+    assert kwargs["redirect"] is False
+    assert kwargs["retries"] is False
+
+
+def test_client_worst_case_is_connect_plus_read_timeout() -> None:
+    assert client(NoNetwork()).worst_case_seconds == 13
+
+
+def test_every_outcome_of_interpret_is_a_receipt_or_a_trigger_error() -> None:
+    for status in (200, 400, 401, 403, 404, 409, 429, 500, 503):
+        for payload in (body(SUCCESS), body(ENVELOPE), body(RATE_LIMITED), b"garbage"):
+            try:
+                result = _interpret(status, {}, payload)
+            except TriggerError:
+                continue
+            assert isinstance(result, Receipt)
+            assert 200 <= status < 300

@@ -5,14 +5,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-# Lambda runs python3.13; the code also runs on 3.11+, the development default.
 SAM_REGION ?= us-east-1
+# `sam build` needs a python3.13 on PATH (the Lambda runtime). Where pyenv has one installed
+# but not selected, expose it next to the current version for the duration of the build.
+SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v pyenv >/dev/null \
+	&& v=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.[0-9]+)?$$' | tail -n 1) \
+	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck template unit integration build clean
+.PHONY: help install run test lint format typecheck template build-check unit integration build clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(INSTALLED): requirements-dev.txt layers/dependencies/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s)" % sys.version.split()[0])'
@@ -26,9 +30,9 @@ install: $(INSTALLED) ## Create .venv and install the pinned tooling
 run: $(INSTALLED) ## Run every sample event through the handler on a local stack (moto + Glider emulator)
 	$(BIN)/python -m local.run $(RUN_ARGS)
 
-test: lint typecheck template unit integration ## Lint, type-check, template checks and the whole test suite
+test: lint typecheck template build-check unit integration ## Lint, type-check, template checks, sam build and the whole test suite
 
-lint: $(INSTALLED)
+lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -36,21 +40,29 @@ format: $(INSTALLED) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: $(INSTALLED)
+typecheck: $(INSTALLED) ## mypy --strict on the function and local stack
 	$(BIN)/mypy
 
 template: $(INSTALLED) ## cfn-lint and sam validate --lint on template.yaml
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --template template.yaml --region $(SAM_REGION)
 
-unit: $(INSTALLED)
+build-check: $(INSTALLED) ## sam build into a scratch directory (skipped, loudly, without python3.13)
+	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
+		dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+		$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml --build-dir "$$dir/build" \
+			--cache-dir "$$dir/cache" >"$$dir/log" 2>&1 || { cat "$$dir/log"; exit 1; }; \
+		echo "sam build: OK ($$(ls "$$dir/build/DependenciesLayer/python" | grep -c dist-info) packages in the layer)"; \
+	else echo "sam build: SKIPPED, no python3.13 on PATH (install one to check the build)"; fi
+
+unit: $(INSTALLED) ## Unit tests (pure logic)
 	$(BIN)/pytest tests/unit
 
-integration: $(INSTALLED)
+integration: $(INSTALLED) ## Integration tests (real handler, moto server, Glider emulator)
 	$(BIN)/pytest tests/integration
 
-build: $(INSTALLED) ## sam build (needs python3.13 on PATH)
-	$(BIN)/sam build --template template.yaml
+build: $(INSTALLED) ## sam build into .aws-sam, ready for sam deploy (needs python3.13)
+	$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml
 
 clean: ## Remove .venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -199,3 +199,6 @@ def test_an_unwritable_dlq_fails_the_invocation_so_aws_keeps_the_event(
     with pytest.raises(DeadLetterWriteError, match="no-such-queue"):
         function.invoke({"portfolioIds": ["port_abc123", "port_gone"]})
     assert [r.portfolio_id for r in emulator.rebalances] == ["port_abc123"]
+    # What was done is still on record, although the invocation failed.
+    triggered = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert [log["portfolio_id"] for log in triggered] == ["port_abc123"]

@@ -38,7 +38,7 @@ TRANSIENT, PERMANENT, SYSTEMIC = (
         (503, None, TRANSIENT, "SERVER_ERROR"),
         (504, None, TRANSIENT, "SERVER_ERROR"),
         (400, "API_000", TRANSIENT, "BAD_REQUEST"),
-        (408, None, TRANSIENT, "CLIENT_ERROR"),
+        (408, None, TRANSIENT, "REQUEST_TIMEOUT"),
         # the request itself is wrong
         (400, None, PERMANENT, "BAD_REQUEST"),
         (400, "API_002", PERMANENT, "BAD_REQUEST"),
@@ -149,3 +149,11 @@ def test_secret_errors_depend_on_retryable(
 def test_other_errors(error: TriggerError, expected: FailureClass, reason: str) -> None:
     assert classify(error) is expected
     assert error.reason == reason
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_permanent_and_never_followed(status: int) -> None:
+    error = GliderApiError("moved", status=status)
+
+    assert classify(error) is FailureClass.PERMANENT
+    assert error.reason == "UNEXPECTED_REDIRECT"

@@ -109,9 +109,11 @@ class GliderApiError(TriggerError):
             return "RATE_LIMITED"
         if self.code in _TENANT_CODES:
             return "TENANT_UNAVAILABLE"
-        return _REASON_BY_STATUS.get(self.status) or (
-            "SERVER_ERROR" if self.status >= 500 else "CLIENT_ERROR"
-        )
+        if self.status >= 500:
+            return "SERVER_ERROR"
+        if 300 <= self.status < 400:
+            return "UNEXPECTED_REDIRECT"  # never followed: the key must not travel elsewhere
+        return _REASON_BY_STATUS.get(self.status, "CLIENT_ERROR")
 
     @property
     def is_rate_limited(self) -> bool:
@@ -140,6 +142,7 @@ _REASON_BY_STATUS = {
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
+    408: "REQUEST_TIMEOUT",
     409: "CONFLICT",
     422: "BAD_REQUEST",
 }

@@ -90,11 +90,12 @@ class TriggerProcessor:
 
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = [self._trigger_one(request, deadline) for request in parsed.requests]
+        # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
+        for outcome in outcomes:
+            self._telemetry.outcome(outcome, action="dead-lettered")
         letters = self._rejected_letters(parsed)
         letters += [dead_letter.for_failure(o) for o in outcomes if isinstance(o, Failed)]
         self._send(letters)
-        for outcome in outcomes:
-            self._telemetry.outcome(outcome, action="dead-lettered")
 
         summary = InvocationSummary(parsed.source)
         summary.results.extend(
@@ -120,12 +121,10 @@ class TriggerProcessor:
         failures = [outcome for outcome in outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
         retry = [f for f in failures if f.failure_class != FailureClass.PERMANENT]
-        self._send(self._rejected_letters(parsed) + [dead_letter.for_failure(f) for f in permanent])
         for outcome in outcomes:
-            action = (
-                "retry" if isinstance(outcome, Failed) and outcome in retry else "dead-lettered"
-            )
+            action = "retry" if outcome in retry else "dead-lettered"
             self._telemetry.outcome(outcome, action=action)
+        self._send(self._rejected_letters(parsed) + [dead_letter.for_failure(f) for f in permanent])
         if retry:
             reasons = ", ".join(f"{o.request.portfolio_id}: {o.error.reason}" for o in retry)
             raise RecordRetryRequested(f"message {message_id} will be redelivered ({reasons})")

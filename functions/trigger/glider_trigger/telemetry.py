@@ -64,6 +64,8 @@ class Telemetry:
                 "portfolio_id": str(portfolio_id)[:140],
                 "outcome": "failed",
                 "action": "dead-lettered",
+                "failure_class": "permanent",
+                "attempts": 0,
                 **error_fields(error),
                 **source_fields(source),
             },
@@ -76,6 +78,8 @@ class Telemetry:
             extra={
                 "outcome": "failed",
                 "action": "dead-lettered",
+                "failure_class": "permanent",
+                "attempts": 0,
                 **error_fields(error),
                 **source_fields(source),
             },

@@ -1,6 +1,7 @@
 """What Lambda's SQS event source mapping does, on a moto queue: receive a batch, invoke the
-handler with Lambda's SQS event, delete what succeeded, and let the reported failures (or the
-whole batch, if the handler raised) become visible again for redelivery."""
+handler with Lambda's SQS event, delete what succeeded, and leave the reported failures (or the
+whole batch, if the handler raised) alone: they come back when their visibility timeout ends
+(the queue's, or one the function set), and the queue's redrive policy has the last word."""
 
 from __future__ import annotations
 
@@ -53,14 +54,17 @@ class SqsEventSource:
         self._region = region
         self._batch_size = batch_size
 
-    def poll(self, invoke: Callable[[dict[str, Any]], Mapping[str, Any]]) -> PollResult | None:
-        """One batch; None when the queue has nothing visible."""
+    def poll(
+        self, invoke: Callable[[dict[str, Any]], Mapping[str, Any]], *, wait_seconds: int = 0
+    ) -> PollResult | None:
+        """One batch; None when nothing became visible within `wait_seconds`."""
         messages: list[dict[str, Any]] = [
             dict(m)
             for m in self._sqs.receive_message(
                 QueueUrl=self._queue.url,
                 MaxNumberOfMessages=self._batch_size,
                 AttributeNames=["All"],
+                WaitTimeSeconds=wait_seconds,
             ).get("Messages", [])
         ]
         if not messages:
@@ -75,12 +79,6 @@ class SqsEventSource:
             failed = {f["itemIdentifier"] for f in result.response.get("batchItemFailures", [])}
         for message in messages:
             if message["MessageId"] in failed:
-                # Stand-in for the visibility timeout running out: visible again at once.
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._queue.url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=0,
-                )
                 result.redelivered.append(message["MessageId"])
             else:
                 self._sqs.delete_message(
@@ -88,3 +86,12 @@ class SqsEventSource:
                 )
                 result.deleted.append(message["MessageId"])
         return result
+
+    def drain(
+        self, invoke: Callable[[dict[str, Any]], Mapping[str, Any]], *, idle_seconds: int = 2
+    ) -> list[PollResult]:
+        """Poll until nothing has become visible for `idle_seconds` (redeliveries included)."""
+        results = []
+        while (result := self.poll(invoke, wait_seconds=idle_seconds)) is not None:
+            results.append(result)
+        return results

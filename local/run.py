@@ -39,6 +39,8 @@ EVENT_NOTES = {
     "sqs-batch.json": "SQS batch: 429 then OK, OK, 503 x4, a path-bending id, a non-JSON body",
     "direct-unknown-shape.json": "Direct invocation with an input of an unknown shape",
 }
+REDELIVERY = "sqs-batch.json, delivered again"
+EVENT_NOTES[REDELIVERY] = "SQS redelivers the same messages: the idempotency guard at work"
 
 
 def prepare_emulator(emulator: GliderEmulator) -> None:
@@ -122,6 +124,10 @@ def _sample_events() -> Iterator[tuple[str, Any]]:
     ordered = [EVENTS_DIR / n for n in EVENT_NOTES if (EVENTS_DIR / n).exists()]
     for path in ordered + [f for f in files if f not in ordered]:
         yield path.name, json.loads(path.read_text())
+    redelivered = EVENTS_DIR / "sqs-batch.json"
+    if redelivered.exists():
+        # SQS delivers at least once: the same messages again must not trigger again.
+        yield REDELIVERY, json.loads(redelivered.read_text())
 
 
 def _outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
@@ -130,7 +136,12 @@ def _outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
         where = record.get("delivery_id", "")
         where = f"[{where[:8]}] " if record.get("source") == "sqs" and where else ""
         portfolio = str(record.get("portfolio_id", "(input)"))
-        if outcome == "triggered":
+        if outcome == "already-triggered":
+            yield (
+                f"   {where}{portfolio:<22} already triggered by an earlier delivery "
+                f"(rebalanceId={record.get('rebalance_id')}); not triggered again"
+            )
+        elif outcome == "triggered":
             attempts = record.get("attempts", 1)
             yield (
                 f"   {where}{portfolio:<22} triggered      rebalanceId={record.get('rebalance_id')}"
@@ -155,7 +166,9 @@ def _describe_response(response: Mapping[str, Any] | None) -> str:
         return "nothing"
     if "batchItemFailures" in response:
         failures = [f["itemIdentifier"][:8] for f in response["batchItemFailures"]]
-        return f"batchItemFailures={failures or '[]'} (SQS redelivers these)"
+        if not failures:
+            return "batchItemFailures=[] (every record is done: SQS deletes them)"
+        return f"batchItemFailures={failures} (SQS redelivers these)"
     return (
         f"{response.get('triggered')} triggered, {response.get('deadLettered')} dead-lettered "
         f"of {response.get('portfolios')} (source: {response.get('source')})"

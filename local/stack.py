@@ -25,6 +25,7 @@ from moto.server import ThreadedMotoServer
 from local.glider_emulator import GliderEmulator
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
@@ -77,6 +78,7 @@ class Deployment:
     secret_id: str
     work_queue: Queue
     dlq: Queue
+    idempotency_table: str
 
     @property
     def sqs(self) -> SQSClient:
@@ -99,6 +101,8 @@ class Deployment:
             "GLIDER_API_BASE_URL": self.glider_api_url,
             "GLIDER_API_KEY_SECRET_ID": self.secret_id,
             "DLQ_URL": self.dlq.url,
+            "IDEMPOTENCY_TABLE_NAME": self.idempotency_table,
+            "AWS_LAMBDA_FUNCTION_NAME": "glider-rebalance-trigger",
             "POWERTOOLS_SERVICE_NAME": "glider-rebalance-trigger",
             "POWERTOOLS_METRICS_NAMESPACE": "GliderRebalanceTrigger",
             "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -136,7 +140,20 @@ def deploy(
             ),
         },
     )
-    return Deployment(moto, emulator.base_url, secret["ARN"], work, dlq)
+    table = f"glider-rebalance-trigger-idempotency-{suffix}"
+    dynamodb: DynamoDBClient = moto.client("dynamodb")
+    # As the template creates it: Powertools' default key, TTL on its expiry attribute.
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
+    )
+    return Deployment(moto, emulator.base_url, secret["ARN"], work, dlq, table)
 
 
 def _create_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> Queue:

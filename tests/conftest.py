@@ -42,7 +42,8 @@ def emulator() -> Iterator[GliderEmulator]:
 
 @pytest.fixture
 def deployment(moto_server: MotoServer, emulator: GliderEmulator) -> Deployment:
-    return deploy(moto_server, emulator, api_key=API_KEY, max_receive_count=2)
+    # A 1 s visibility timeout: a reported failure comes back within a test, not 12 minutes.
+    return deploy(moto_server, emulator, api_key=API_KEY, max_receive_count=2, visibility_timeout=1)
 
 
 # Fast retries and timeouts, so failure paths take milliseconds; Retry-After up to 2 s is honoured.

@@ -22,7 +22,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from glider_trigger.config import Settings
 from glider_trigger.errors import ConfigurationError
 from glider_trigger.events import is_sqs_event
-from glider_trigger.runtime import ContextDeadline, build_processor
+from glider_trigger.processor import SqsMessage
+from glider_trigger.runtime import build_processor
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "glider-rebalance-trigger")
 metrics = Metrics(
@@ -43,13 +44,16 @@ batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, object]:
-    deadline = ContextDeadline(context, settings.deadline_safety_margin_seconds)
+    invocation = processor.begin(context)
     if is_sqs_event(event):
 
         def handle_record(record: SQSRecord) -> None:
-            processor.process_sqs_record(record.body, record.message_id, deadline)
+            message = SqsMessage(
+                record.message_id, record.body, record.receipt_handle, record.event_source_arn
+            )
+            processor.process_sqs_record(message, invocation)
 
         return process_partial_response(
             event=event, record_handler=handle_record, processor=batch_processor, context=context
         )
-    return processor.process_event(event, deadline).as_response()
+    return processor.process_event(event, invocation).as_response()

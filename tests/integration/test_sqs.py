@@ -71,7 +71,7 @@ def test_a_record_still_failing_after_max_receive_count_lands_in_the_dlq_via_red
     source = SqsEventSource(deployment.sqs, deployment.work_queue)
 
     deliveries = 0
-    while (result := source.poll(function.invoke)) is not None:
+    while (result := source.poll(function.invoke, wait_seconds=3)) is not None:
         deliveries += 1
         assert result.redelivered == [message_id]
 
@@ -90,7 +90,7 @@ def test_a_redelivered_record_succeeds_once_the_api_recovers(
     source = SqsEventSource(deployment.sqs, deployment.work_queue)
 
     first = source.poll(function.invoke)
-    second = source.poll(function.invoke)
+    second = source.poll(function.invoke, wait_seconds=3)
 
     assert first is not None
     assert first.redelivered == [message_id]

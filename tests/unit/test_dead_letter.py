@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -152,10 +152,13 @@ def test_never_more_than_ten_attributes_and_the_overflow_goes_into_detail() -> N
     assert letter.attributes["httpStatus"] == 429
     assert letter.attributes["apiErrorCode"] == "API_004"
     assert letter.attributes["gliderRequestId"] == "req_xyz789"
-    assert letter.attributes["gliderCorrelationId"] == "corr_abc123"
+    # When to replay: failedAt + Retry-After.
+    assert letter.attributes["retryAt"] == (NOW + timedelta(seconds=42)).isoformat(
+        timespec="seconds"
+    )
     detail = str(letter.attributes["detail"])
     assert detail.startswith("Rate limit exceeded")
-    assert "retryAfterSeconds=42" in detail
+    assert "gliderCorrelationId=corr_abc123" in detail
 
 
 def test_empty_error_message_falls_back_to_the_reason() -> None:

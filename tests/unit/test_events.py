@@ -455,3 +455,68 @@ def test_parse_sqs_body_returns_parsed_input_or_invalid_input_error(
     _check_accepted(parsed)
     assert parsed.source.kind is SourceKind.SQS
     assert parsed.source.delivery_id == "m1"
+
+
+# The de-duplication key of a delivery: the same work delivered again must produce the same key,
+# a different delivery a different one.
+SCHEDULE_ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/daily"
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"portfolioId": "p1"}, None),
+        (
+            {
+                "portfolioId": "p1",
+                "scheduleArn": SCHEDULE_ARN,
+                "scheduledTime": "2026-11-24T06:00Z",
+            },
+            f"schedule:{SCHEDULE_ARN}@2026-11-24T06:00Z",
+        ),
+        ({"portfolioId": "p1", "scheduleArn": SCHEDULE_ARN}, None),
+        ({"portfolioId": "p1", "idempotencyKey": "k-1", "scheduleArn": SCHEDULE_ARN}, "key:k-1"),
+        ({"detail-type": "X", "id": "ev-1", "detail": {"portfolioId": "p1"}}, "event:ev-1"),
+        (
+            {
+                "detail-type": "X",
+                "id": "ev-1",
+                "detail": {"portfolioId": "p1", "idempotencyKey": "k"},
+            },
+            "key:k",
+        ),
+        (
+            {"requestContext": {"requestId": "req-1"}, "requestPayload": {"portfolioId": "p1"}},
+            "lambda:req-1",
+        ),
+        (
+            {
+                "requestContext": {"requestId": "req-1"},
+                "requestPayload": {
+                    "detail-type": "X",
+                    "id": "ev-9",
+                    "detail": {"portfolioId": "p"},
+                },
+            },
+            "event:ev-9",
+        ),
+    ],
+)
+def test_dedupe_key_of_an_invocation_payload(
+    event: dict[str, object], expected: str | None
+) -> None:
+    assert parse_event(event, default_skip=False).source.dedupe_key == expected
+
+
+def test_an_sqs_message_is_keyed_by_its_message_id_unless_its_content_has_a_key() -> None:
+    plain = parse_sqs_body('{"portfolioId": "p1"}', message_id="m-1", default_skip=False)
+    envelope = parse_sqs_body(
+        '{"detail-type": "X", "id": "ev-1", "detail": {"portfolioId": "p1"}}',
+        message_id="m-2",
+        default_skip=False,
+    )
+
+    assert plain.source.dedupe_key == "sqs:m-1"
+    # EventBridge delivers at least once: the same event twice is two messages, one event id.
+    assert envelope.source.dedupe_key == "event:ev-1"
+    assert envelope.source.kind.value == "sqs"

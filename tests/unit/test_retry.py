@@ -25,7 +25,7 @@ from glider_trigger.models import (
     Triggered,
     TriggerRequest,
 )
-from glider_trigger.trigger import RebalanceTrigger, RetryPolicy
+from glider_trigger.trigger import Invocation, RebalanceTrigger, RetryPolicy
 
 REQUEST = TriggerRequest("port_abc123", True, InputSource(SourceKind.DIRECT))
 RECEIPT = Receipt("rebal_def456", "sched_abc123", "req_xyz789", "corr_abc123", "triggered")
@@ -137,7 +137,7 @@ def run(
         clock=lambda: 1000.0,
         rng=rng or seeded(7),
     )
-    return service.trigger(REQUEST, deadline), sleep, keys
+    return service.trigger(REQUEST, Invocation(deadline)), sleep, keys
 
 
 # --- RetryPolicy ---------------------------------------------------------------------------
@@ -393,24 +393,33 @@ def test_deadline_running_out_between_retries_keeps_the_last_real_error() -> Non
     assert sleep.delays == [0.5]
 
 
-@pytest.mark.parametrize(
-    ("retryable", "failure_class"),
-    [(True, FailureClass.TRANSIENT), (False, FailureClass.SYSTEMIC)],
-)
-def test_secret_unavailable_fails_without_calling_the_api(
-    retryable: bool, failure_class: FailureClass
-) -> None:
-    error = SecretUnavailableError("cannot read the secret", retryable=retryable)
+def test_an_unreadable_secret_is_systemic_and_never_calls_the_api() -> None:
+    error = SecretUnavailableError("cannot read the secret", retryable=False)
     api = FakeApi(RECEIPT)
 
-    outcome, sleep, _ = run(api, keys=FakeKeys(error))
+    outcome, sleep, keys = run(api, keys=FakeKeys(error))
 
     assert isinstance(outcome, Failed)
     assert outcome.error is error
-    assert outcome.failure_class is failure_class
+    assert outcome.failure_class is FailureClass.SYSTEMIC
     assert outcome.attempts == 0
     assert api.calls == []
     assert sleep.delays == []
+    assert len(keys.refreshes) == 1
+
+
+def test_a_throttled_secret_is_retried_with_backoff_then_reported_transient() -> None:
+    error = SecretUnavailableError("Secrets Manager throttled", retryable=True)
+    api = FakeApi(RECEIPT)
+
+    outcome, sleep, keys = run(api, keys=FakeKeys(error))
+
+    assert isinstance(outcome, Failed)
+    assert outcome.failure_class is FailureClass.TRANSIENT
+    assert outcome.attempts == 0  # the API was never called
+    assert api.calls == []
+    assert len(keys.refreshes) == 4  # the attempt budget
+    assert len(sleep.delays) == 3
 
 
 def test_secret_unavailable_on_refresh_after_401_is_reported() -> None:
@@ -430,3 +439,72 @@ def test_secret_unavailable_on_refresh_after_401_is_reported() -> None:
     assert outcome.attempts == 1
     assert len(api.calls) == 1
     assert keys.refreshes == [False, True]
+
+
+def invocation(threshold: int = 3) -> Invocation:
+    return Invocation(FakeDeadline(), breaker_threshold=threshold)
+
+
+def trigger_with(api: FakeApi, state: Invocation) -> Outcome:
+    service = RebalanceTrigger(
+        api,
+        FakeKeys(),
+        RetryPolicy(max_attempts=2, base_delay_seconds=0, max_delay_seconds=0),
+        sleep=lambda _: None,
+        clock=lambda: 0.0,
+        rng=seeded(1),
+    )
+    return service.trigger(REQUEST, state)
+
+
+def test_after_a_systemic_failure_the_rest_of_the_invocation_is_not_attempted() -> None:
+    state = invocation()
+    refused = GliderApiError("Permission denied", status=403, code="API_104")
+    first = trigger_with(FakeApi(refused), state)
+    untouched = FakeApi(RECEIPT)
+
+    second = trigger_with(untouched, state)
+
+    assert isinstance(first, Failed)
+    assert first.failure_class is FailureClass.SYSTEMIC
+    assert isinstance(second, Failed)
+    assert second.failure_class is FailureClass.SYSTEMIC
+    assert second.error.reason == "FORBIDDEN"
+    assert "not attempted" in str(second.error)
+    assert untouched.calls == []
+
+
+def test_the_circuit_opens_after_consecutive_transient_portfolios() -> None:
+    state = invocation(threshold=2)
+    down = GliderApiError("down", status=503, code="API_000")
+    for _ in range(2):
+        assert isinstance(trigger_with(FakeApi(down, down), state), Failed)
+    untouched = FakeApi(RECEIPT)
+
+    outcome = trigger_with(untouched, state)
+
+    assert isinstance(outcome, Failed)
+    assert outcome.error.reason == "CIRCUIT_OPEN"
+    assert outcome.failure_class is FailureClass.TRANSIENT
+    assert untouched.calls == []
+
+
+def test_a_success_or_a_permanent_answer_resets_the_circuit() -> None:
+    state = invocation(threshold=2)
+    down = GliderApiError("down", status=503, code="API_000")
+    trigger_with(FakeApi(down, down), state)
+    trigger_with(FakeApi(GliderApiError("nope", status=404, code="API_200")), state)
+    trigger_with(FakeApi(down, down), state)
+
+    outcome = trigger_with(FakeApi(RECEIPT), state)
+
+    assert isinstance(outcome, Triggered)
+
+
+def test_threshold_zero_disables_the_circuit() -> None:
+    state = invocation(threshold=0)
+    down = GliderApiError("down", status=503, code="API_000")
+    for _ in range(5):
+        trigger_with(FakeApi(down, down), state)
+
+    assert isinstance(trigger_with(FakeApi(RECEIPT), state), Triggered)

@@ -35,6 +35,9 @@ class Settings:
     secret_cache_seconds: int = 300
     default_skip_schedule_validation: bool = False
     deadline_safety_margin_seconds: float = 2.0
+    idempotency_table_name: str | None = None
+    idempotency_ttl_seconds: int = 86_400
+    circuit_breaker_threshold: int = 3
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -94,6 +97,17 @@ class Settings:
                 cls.deadline_safety_margin_seconds,
                 low=0,
                 high=60,
+            ),
+            idempotency_table_name=env.get("IDEMPOTENCY_TABLE_NAME", "").strip() or None,
+            idempotency_ttl_seconds=reader.number(
+                "IDEMPOTENCY_TTL_SECONDS",
+                int,
+                cls.idempotency_ttl_seconds,
+                low=60,
+                high=1_209_600,
+            ),
+            circuit_breaker_threshold=reader.number(
+                "CIRCUIT_BREAKER_THRESHOLD", int, cls.circuit_breaker_threshold, low=0, high=100
             ),
         )
 

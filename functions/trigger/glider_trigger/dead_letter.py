@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -91,6 +91,12 @@ def _attributes(
     now: datetime | None,
 ) -> dict[str, AttributeValue]:
     api = error if isinstance(error, GliderApiError) else None
+    failed_at = now or datetime.now(UTC)
+    retry_at = (
+        failed_at + timedelta(seconds=api.retry_after_seconds)
+        if api and api.retry_after_seconds
+        else None
+    )
     source_ref = source.delivery_id or source.metadata.get("scheduleArn")
     candidates: list[tuple[str, AttributeValue | None]] = [
         ("failureClass", failure_class.value),
@@ -98,12 +104,13 @@ def _attributes(
         ("detail", str(error)[:_MAX_DETAIL_CHARS] or error.reason),
         ("attempts", attempts),
         ("source", f"{source.kind.value}:{source_ref}" if source_ref else source.kind.value),
-        ("failedAt", (now or datetime.now(UTC)).isoformat(timespec="milliseconds")),
+        ("failedAt", failed_at.isoformat(timespec="milliseconds")),
         ("httpStatus", api.status if api else None),
+        # When Glider said a retry may succeed: a replay before then is likely to fail again.
+        ("retryAt", retry_at.isoformat(timespec="seconds") if retry_at else None),
         ("apiErrorCode", api.code if api else None),
         ("gliderRequestId", api.request_id if api else None),
         ("gliderCorrelationId", api.correlation_id if api else None),
-        ("retryAfterSeconds", api.retry_after_seconds if api else None),
     ]
     present = [(name, value) for name, value in candidates if value not in (None, "")]
     kept: dict[str, AttributeValue] = {

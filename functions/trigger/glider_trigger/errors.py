@@ -54,6 +54,37 @@ class NotAttemptedError(TriggerError):
     fixed_reason = "DEADLINE_EXCEEDED"
 
 
+class CircuitOpenError(TriggerError):
+    """Several portfolios in a row failed transiently: the API looks down, so the rest of the
+    invocation does not spend its time on full retry cycles."""
+
+    fixed_reason = "CIRCUIT_OPEN"
+
+
+class SystemicHaltError(TriggerError):
+    """Not attempted: an earlier call of this invocation failed in a way every call would."""
+
+    def __init__(self, cause: TriggerError) -> None:
+        super().__init__(f"not attempted after a systemic failure: {cause.reason}: {cause}")
+        self.cause = cause
+
+    @property
+    def reason(self) -> str:
+        return self.cause.reason
+
+
+class DuplicateInProgressError(TriggerError):
+    """Another invocation is triggering this same delivery right now."""
+
+    fixed_reason = "DUPLICATE_IN_PROGRESS"
+
+
+class IdempotencyUnavailableError(TriggerError):
+    """The de-duplication store cannot be read or written: not triggering is the safe choice."""
+
+    fixed_reason = "IDEMPOTENCY_STORE_UNAVAILABLE"
+
+
 class SecretUnavailableError(TriggerError):
     """The API key could not be read; `retryable` tells a throttle from a misconfiguration."""
 
@@ -149,18 +180,22 @@ _REASON_BY_STATUS = {
 
 
 def classify(error: TriggerError) -> FailureClass:
-    """The one place that decides what a failure means for retries and the DLQ."""
+    """The one place that decides what a failure means for retries and the DLQ.
+
+    Transport errors, a deadline too close, an open circuit, a duplicate in progress, an
+    unavailable idempotency store, and anything unforeseen are transient: the work is kept
+    (retried, then dead-lettered), never dropped.
+    """
     if isinstance(error, UnexpectedResponseError):
-        return FailureClass.PERMANENT
+        return FailureClass.PERMANENT  # the API may have acted on it: never retried blindly
     if isinstance(error, GliderApiError):
         return _classify_api_error(error)
-    if isinstance(error, GliderTransportError | NotAttemptedError):
-        return FailureClass.TRANSIENT
     if isinstance(error, SecretUnavailableError):
         return FailureClass.TRANSIENT if error.retryable else FailureClass.SYSTEMIC
+    if isinstance(error, SystemicHaltError):
+        return FailureClass.SYSTEMIC
     if isinstance(error, InvalidInputError | InvalidPortfolioIdError):
         return FailureClass.PERMANENT
-    # An error we did not foresee: keep the work (retry, then DLQ) rather than drop it.
     return FailureClass.TRANSIENT
 
 

@@ -67,7 +67,7 @@ def parse_sqs_body(body: object, *, message_id: str, default_skip: bool) -> Pars
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise InvalidInputError(f"SQS message body is not valid JSON: {exc}") from exc
-    source = InputSource(SourceKind.SQS, delivery_id=message_id)
+    source = InputSource(SourceKind.SQS, delivery_id=message_id, dedupe_key=f"sqs:{message_id}")
     return _parse(payload, default_skip=default_skip, delivery=source, depth=0)
 
 
@@ -78,27 +78,50 @@ def _parse(
         raise InvalidInputError(f"input must be a JSON object, got {_json_type(payload)}")
     if depth < _MAX_UNWRAP_DEPTH:
         if _is_eventbridge_envelope(payload):
-            source = delivery or InputSource(
+            event_id = _short(payload.get("id"))
+            layer = InputSource(
                 SourceKind.EVENTBRIDGE,
-                delivery_id=_short(payload.get("id")),
+                delivery_id=event_id,
                 metadata=_metadata(payload, {"detailType": "detail-type", "eventSource": "source"}),
+                dedupe_key=f"event:{event_id}" if event_id else None,
             )
             return _parse(
-                payload["detail"], default_skip=default_skip, delivery=source, depth=depth + 1
+                payload["detail"],
+                default_skip=default_skip,
+                delivery=_nest(delivery, layer),
+                depth=depth + 1,
             )
         if _is_destination_record(payload):
-            source = delivery or InputSource(
+            context = payload["requestContext"]
+            request_id = _short(context.get("requestId"))
+            layer = InputSource(
                 SourceKind.LAMBDA_DESTINATION,
-                delivery_id=_short(payload["requestContext"].get("requestId")),
-                metadata=_metadata(payload["requestContext"], {"condition": "condition"}),
+                delivery_id=request_id,
+                metadata=_metadata(context, {"condition": "condition"}),
+                # The failed invocation's key: what it had triggered stays triggered on replay.
+                dedupe_key=f"lambda:{request_id}" if request_id else None,
             )
             return _parse(
                 payload["requestPayload"],
                 default_skip=default_skip,
-                delivery=source,
+                delivery=_nest(delivery, layer),
                 depth=depth + 1,
             )
     return _parse_trigger_shape(payload, default_skip=default_skip, delivery=delivery)
+
+
+def _nest(outer: InputSource | None, inner: InputSource) -> InputSource:
+    """The transport (kind, delivery id) is the outermost layer's; the de-duplication key is the
+    innermost layer's that has one, because the content outlives its transport: an EventBridge
+    event delivered twice through an SQS target arrives as two messages with one event id."""
+    if outer is None:
+        return inner
+    return InputSource(
+        outer.kind,
+        outer.delivery_id,
+        {**outer.metadata, **inner.metadata},
+        inner.dedupe_key or outer.dedupe_key,
+    )
 
 
 def _parse_trigger_shape(
@@ -112,11 +135,10 @@ def _parse_trigger_shape(
         )
     candidates = _candidate_ids(payload)
     metadata = _metadata(payload, {name: name for name in _METADATA_FIELDS})
-    if delivery is None:
-        kind = SourceKind.SCHEDULE if "scheduleArn" in metadata else SourceKind.DIRECT
-        source = InputSource(kind, metadata=metadata)
-    else:
-        source = InputSource(delivery.kind, delivery.delivery_id, {**delivery.metadata, **metadata})
+    kind = SourceKind.SCHEDULE if "scheduleArn" in metadata else SourceKind.DIRECT
+    source = _nest(
+        delivery, InputSource(kind, metadata=metadata, dedupe_key=_content_key(metadata))
+    )
     requests: dict[str, TriggerRequest] = {}
     rejected: list[RejectedId] = []
     seen_rejected: set[str] = set()
@@ -131,6 +153,16 @@ def _parse_trigger_shape(
             continue
         requests.setdefault(portfolio_id, TriggerRequest(portfolio_id, skip, source))
     return ParsedInput(source, tuple(requests.values()), tuple(rejected))
+
+
+def _content_key(metadata: Mapping[str, str]) -> str | None:
+    """An upstream's own idempotencyKey, else a schedule occurrence (Scheduler stamps the same
+    ARN and scheduled time on every retry of one run)."""
+    if "idempotencyKey" in metadata:
+        return f"key:{metadata['idempotencyKey']}"
+    if "scheduleArn" in metadata and "scheduledTime" in metadata:
+        return f"schedule:{metadata['scheduleArn']}@{metadata['scheduledTime']}"
+    return None
 
 
 def _candidate_ids(payload: Mapping[str, Any]) -> list[object]:

@@ -24,6 +24,9 @@ class InputSource:
     kind: SourceKind
     delivery_id: str | None = None  # SQS messageId or EventBridge event id
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # What makes a second delivery of the same work recognisable (see events.py); None when
+    # only the Lambda request id can tell, which the processor then uses.
+    dedupe_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class Triggered:
     receipt: Receipt
     attempts: int
     api_latencies_ms: tuple[float, ...] = ()
+    # True when this delivery had been triggered before: the API was not called again.
+    already_triggered: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger import dead_letter
 from glider_trigger.dead_letter import DeadLetter, DeadLetterQueue
 from glider_trigger.errors import (
     DeadLetterWriteError,
     FailureClass,
+    GliderApiError,
     InvalidInputError,
     TriggerError,
     classify,
 )
 from glider_trigger.events import parse_event, parse_sqs_body
+from glider_trigger.idempotency import TriggerGuard
 from glider_trigger.models import (
     Failed,
     InputSource,
@@ -35,11 +39,36 @@ from glider_trigger.models import (
     TriggerRequest,
 )
 from glider_trigger.telemetry import Telemetry
-from glider_trigger.trigger import Deadline, RebalanceTrigger
+from glider_trigger.trigger import Invocation, RebalanceTrigger
+from glider_trigger.work_queue import WorkQueueVisibility
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 class RecordRetryRequested(Exception):
     """An SQS record has work left that may succeed later: report it for redelivery."""
+
+
+@dataclass(frozen=True)
+class SqsMessage:
+    """What the processor needs of one SQS record."""
+
+    message_id: str
+    body: str
+    receipt_handle: str
+    queue_arn: str
+
+
+@dataclass(frozen=True)
+class ContextDeadline:
+    """The Lambda deadline, less a margin kept for dead-lettering and returning."""
+
+    context: LambdaContext
+    margin_seconds: float
+
+    def seconds_left(self) -> float:
+        return self.context.get_remaining_time_in_millis() / 1000 - self.margin_seconds
 
 
 @dataclass
@@ -50,7 +79,8 @@ class InvocationSummary:
     results: list[dict[str, Any]] = field(default_factory=list)
 
     def as_response(self) -> dict[str, Any]:
-        triggered = sum(1 for result in self.results if result["outcome"] == "triggered")
+        done = ("triggered", "already-triggered")
+        triggered = sum(1 for result in self.results if result["outcome"] in done)
         return {
             "source": self.source.kind.value,
             "deliveryId": self.source.delivery_id,
@@ -68,14 +98,31 @@ class TriggerProcessor:
         dead_letters: DeadLetterQueue,
         telemetry: Telemetry,
         *,
+        guard: TriggerGuard,
+        visibility: WorkQueueVisibility,
         default_skip_schedule_validation: bool,
+        deadline_margin_seconds: float,
+        breaker_threshold: int,
     ) -> None:
         self._trigger = trigger
         self._dead_letters = dead_letters
         self._telemetry = telemetry
+        self._guard = guard
+        self._visibility = visibility
         self._default_skip = default_skip_schedule_validation
+        self._margin = deadline_margin_seconds
+        self._breaker_threshold = breaker_threshold
 
-    def process_event(self, event: object, deadline: Deadline) -> InvocationSummary:
+    def begin(self, context: LambdaContext) -> Invocation:
+        """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
+        self._guard.register(context)
+        return Invocation(
+            ContextDeadline(context, self._margin),
+            request_id=context.aws_request_id,
+            breaker_threshold=self._breaker_threshold,
+        )
+
+    def process_event(self, event: object, invocation: Invocation) -> InvocationSummary:
         try:
             parsed = parse_event(event, default_skip=self._default_skip)
         except InvalidInputError as exc:
@@ -89,7 +136,7 @@ class TriggerProcessor:
             return summary
 
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
-        outcomes = [self._trigger_one(request, deadline) for request in parsed.requests]
+        outcomes = [self._trigger_one(request, invocation) for request in parsed.requests]
         # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
         for outcome in outcomes:
             self._telemetry.outcome(outcome, action="dead-lettered")
@@ -105,8 +152,9 @@ class TriggerProcessor:
         summary.results.extend(_outcome_result(outcome) for outcome in outcomes)
         return summary
 
-    def process_sqs_record(self, body: str, message_id: str, deadline: Deadline) -> None:
+    def process_sqs_record(self, message: SqsMessage, invocation: Invocation) -> None:
         """Raises RecordRetryRequested when the record should be redelivered."""
+        body, message_id = message.body, message.message_id
         try:
             parsed = parse_sqs_body(body, message_id=message_id, default_skip=self._default_skip)
         except InvalidInputError as exc:
@@ -117,7 +165,7 @@ class TriggerProcessor:
             return
 
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
-        outcomes = [self._trigger_one(request, deadline) for request in parsed.requests]
+        outcomes = [self._trigger_one(request, invocation) for request in parsed.requests]
         failures = [outcome for outcome in outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
         retry = [f for f in failures if f.failure_class != FailureClass.PERMANENT]
@@ -126,12 +174,50 @@ class TriggerProcessor:
             self._telemetry.outcome(outcome, action=action)
         self._send(self._rejected_letters(parsed) + [dead_letter.for_failure(f) for f in permanent])
         if retry:
+            self._postpone_for_retry_after(message, retry)
             reasons = ", ".join(f"{o.request.portfolio_id}: {o.error.reason}" for o in retry)
             raise RecordRetryRequested(f"message {message_id} will be redelivered ({reasons})")
 
-    def _trigger_one(self, request: TriggerRequest, deadline: Deadline) -> Outcome:
+    def _postpone_for_retry_after(self, message: SqsMessage, retry: list[Failed]) -> None:
+        """A Retry-After longer than the invocation could wait becomes the message's visibility
+        timeout, so SQS redelivers it no sooner than Glider asked."""
+        waits = [
+            f.error.retry_after_seconds
+            for f in retry
+            if isinstance(f.error, GliderApiError) and f.error.retry_after_seconds
+        ]
+        if not waits:
+            return
         try:
-            return self._trigger.trigger(request, deadline)
+            seconds = self._visibility.postpone(
+                message.queue_arn, message.receipt_handle, max(waits)
+            )
+        except (ClientError, BotoCoreError):
+            # The default visibility timeout still brings the message back: log, do not fail.
+            self._telemetry.logger.warning(
+                "Could not postpone the message for its Retry-After",
+                exc_info=True,
+                extra={"delivery_id": message.message_id, "retry_after_seconds": max(waits)},
+            )
+            return
+        self._telemetry.logger.info(
+            "Message postponed for its Retry-After",
+            extra={"delivery_id": message.message_id, "visibility_timeout_seconds": seconds},
+        )
+
+    def _trigger_one(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
+        blocker = invocation.blocker()
+        if blocker is not None:  # decided before touching the idempotency store
+            return Failed(request, blocker, classify(blocker), attempts=0)
+        # Per portfolio per delivery; a direct invocation is known by its Lambda request id,
+        # which Lambda keeps across its own retries of an asynchronous invocation.
+        delivery = request.source.dedupe_key or f"invocation:{invocation.request_id}"
+        try:
+            return self._guard.run(
+                f"{delivery}#{request.portfolio_id}",
+                request,
+                lambda: self._trigger.trigger(request, invocation),
+            )
         except Exception as exc:
             # A bug must cost one portfolio a retry, not the whole batch its progress.
             self._telemetry.logger.exception(
@@ -163,7 +249,7 @@ def _outcome_result(outcome: Outcome) -> dict[str, Any]:
     if isinstance(outcome, Triggered):
         return {
             "portfolioId": outcome.request.portfolio_id,
-            "outcome": "triggered",
+            "outcome": "already-triggered" if outcome.already_triggered else "triggered",
             "rebalanceId": outcome.receipt.rebalance_id,
             "attempts": outcome.attempts,
         }

@@ -7,8 +7,7 @@ Every client is built here and passed in, so that tests and `make run` can hand 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import boto3
 import urllib3
@@ -19,11 +18,14 @@ from glider_trigger.api_key import ApiKeyProvider
 from glider_trigger.config import Settings
 from glider_trigger.dead_letter import DeadLetterQueue
 from glider_trigger.glider_client import GliderClient, build_pool_manager
+from glider_trigger.idempotency import IdempotencyGuard, NoGuard, TriggerGuard
 from glider_trigger.processor import TriggerProcessor
 from glider_trigger.telemetry import Telemetry
 from glider_trigger.trigger import RebalanceTrigger, RetryPolicy
+from glider_trigger.work_queue import WorkQueueVisibility
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
@@ -32,21 +34,6 @@ if TYPE_CHECKING:
 AWS_CLIENT_CONFIG = Config(
     connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
 )
-
-
-class RemainingTime(Protocol):
-    def get_remaining_time_in_millis(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class ContextDeadline:
-    """The Lambda deadline, less a margin kept for dead-lettering and returning."""
-
-    context: RemainingTime
-    margin_seconds: float
-
-    def seconds_left(self) -> float:
-        return self.context.get_remaining_time_in_millis() / 1000 - self.margin_seconds
 
 
 def silence_sdk_debug_logs() -> None:
@@ -66,9 +53,11 @@ def build_processor(
     sqs_client: SQSClient | None = None,
     secrets_client: SecretsManagerClient | None = None,
     http: urllib3.PoolManager | None = None,
+    dynamodb_client: DynamoDBClient | None = None,
 ) -> TriggerProcessor:
     silence_sdk_debug_logs()
     session = boto3.session.Session()
+    sqs = sqs_client or session.client("sqs", config=AWS_CLIENT_CONFIG)
     api = GliderClient(
         settings.glider_api_base_url,
         connect_timeout_seconds=settings.connect_timeout_seconds,
@@ -85,12 +74,33 @@ def build_processor(
         base_delay_seconds=settings.retry_base_delay_seconds,
         max_delay_seconds=settings.retry_max_delay_seconds,
     )
-    dead_letters = DeadLetterQueue(
-        settings.dlq_url, client=sqs_client or session.client("sqs", config=AWS_CLIENT_CONFIG)
-    )
+    dead_letters = DeadLetterQueue(settings.dlq_url, client=sqs)
     return TriggerProcessor(
         RebalanceTrigger(api, api_keys, policy),
         dead_letters,
         Telemetry(logger, metrics),
+        guard=_guard(settings, session, logger, dynamodb_client),
+        visibility=WorkQueueVisibility(client=sqs),
         default_skip_schedule_validation=settings.default_skip_schedule_validation,
+        deadline_margin_seconds=settings.deadline_safety_margin_seconds,
+        breaker_threshold=settings.circuit_breaker_threshold,
+    )
+
+
+def _guard(
+    settings: Settings,
+    session: boto3.session.Session,
+    logger: Logger,
+    client: DynamoDBClient | None,
+) -> TriggerGuard:
+    if settings.idempotency_table_name is None:
+        logger.warning(
+            "IDEMPOTENCY_TABLE_NAME is not set: running without the duplicate guard, so a "
+            "redelivered message or a retried event can trigger a portfolio twice"
+        )
+        return NoGuard()
+    return IdempotencyGuard(
+        settings.idempotency_table_name,
+        client=client or session.client("dynamodb", config=AWS_CLIENT_CONFIG),
+        expires_after_seconds=settings.idempotency_ttl_seconds,
     )

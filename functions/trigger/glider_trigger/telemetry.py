@@ -11,13 +11,21 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from glider_trigger.errors import GliderApiError, GliderTransportError, TriggerError
+from glider_trigger.errors import (
+    FailureClass,
+    GliderApiError,
+    GliderTransportError,
+    SystemicHaltError,
+    TriggerError,
+)
 from glider_trigger.models import Failed, InputSource, Outcome, Triggered
 
 METRIC_RECEIVED = "PortfolioIdsReceived"
 METRIC_TRIGGERED = "RebalancesTriggered"
 METRIC_FAILED = "TriggerFailures"  # with a FailureClass dimension
 METRIC_DEAD_LETTERED = "DeadLettered"
+METRIC_DUPLICATES = "DuplicateDeliveriesSkipped"
+METRIC_SYSTEMIC = "SystemicFailures"  # one per systemic error seen, not per id it stopped
 METRIC_API_LATENCY = "GliderApiLatency"
 
 
@@ -41,12 +49,17 @@ class Telemetry:
         }
         if isinstance(outcome, Triggered):
             receipt = outcome.receipt
-            self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
+            if outcome.already_triggered:
+                self._metrics.add_metric(METRIC_DUPLICATES, MetricUnit.Count, 1)
+            else:
+                self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
             self.logger.info(
-                "Rebalance triggered",
+                "Rebalance already triggered by an earlier delivery; not triggered again"
+                if outcome.already_triggered
+                else "Rebalance triggered",
                 extra={
                     **fields,
-                    "outcome": "triggered",
+                    "outcome": "already-triggered" if outcome.already_triggered else "triggered",
                     "rebalance_id": receipt.rebalance_id,
                     "schedule_id": receipt.schedule_id,
                     "glider_request_id": receipt.request_id,
@@ -91,6 +104,10 @@ class Telemetry:
 
     def _failure(self, outcome: Failed, fields: dict[str, Any], action: str) -> None:
         self._count_failure(outcome.error, outcome.failure_class.value)
+        if outcome.failure_class is FailureClass.SYSTEMIC and not isinstance(
+            outcome.error, SystemicHaltError
+        ):
+            self._metrics.add_metric(METRIC_SYSTEMIC, MetricUnit.Count, 1)
         log = self.logger.error if outcome.failure_class == "systemic" else self.logger.warning
         log(
             "Rebalance trigger failed",

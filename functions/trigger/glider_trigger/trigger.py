@@ -10,14 +10,17 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from glider_trigger.api_key import ApiKey
 from glider_trigger.errors import (
+    CircuitOpenError,
     FailureClass,
     GliderApiError,
     NotAttemptedError,
+    SecretUnavailableError,
+    SystemicHaltError,
     TriggerError,
     classify,
 )
@@ -66,6 +69,43 @@ class RetryPolicy:
         return jitter
 
 
+@dataclass
+class Invocation:
+    """What one invocation has learned so far, shared by all its triggers.
+
+    - After a systemic failure (a refused key, a missing secret, a disabled tenant) every other
+      call would fail the same way: the rest are not attempted.
+    - After `breaker_threshold` portfolios in a row failed transiently after their retries, the
+      API looks down: the rest fail fast as retryable instead of each waiting out its retries.
+    """
+
+    deadline: Deadline
+    request_id: str = ""
+    breaker_threshold: int = 3
+    halted_by: TriggerError | None = field(default=None, init=False)
+    consecutive_transient: int = field(default=0, init=False)
+
+    def blocker(self) -> TriggerError | None:
+        if self.halted_by is not None:
+            return SystemicHaltError(self.halted_by)
+        if self.breaker_threshold and self.consecutive_transient >= self.breaker_threshold:
+            return CircuitOpenError(
+                f"not attempted: the previous {self.consecutive_transient} portfolios failed "
+                "transiently; the API looks unavailable"
+            )
+        return None
+
+    def observe(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Triggered):
+            self.consecutive_transient = 0
+        elif outcome.failure_class is FailureClass.SYSTEMIC:
+            self.halted_by = self.halted_by or outcome.error
+        elif outcome.failure_class is FailureClass.TRANSIENT and outcome.attempts:
+            self.consecutive_transient += 1
+        elif outcome.failure_class is FailureClass.PERMANENT and outcome.attempts:
+            self.consecutive_transient = 0  # the API answered: it is up
+
+
 class RebalanceTrigger:
     def __init__(
         self,
@@ -84,9 +124,17 @@ class RebalanceTrigger:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
-    def trigger(self, request: TriggerRequest, deadline: Deadline) -> Outcome:
-        attempts = 0
-        retries = 0
+    def trigger(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
+        blocker = invocation.blocker()
+        if blocker is not None:
+            return _failed(request, blocker, 0, [])
+        outcome = self._attempt(request, invocation.deadline)
+        invocation.observe(outcome)
+        return outcome
+
+    def _attempt(self, request: TriggerRequest, deadline: Deadline) -> Outcome:
+        attempts = 0  # calls to the API
+        tries = 0  # calls to the API and retried reads of the key
         key_refreshed = refresh_key = False
         latencies_ms: list[float] = []
         last_error: TriggerError | None = None
@@ -97,26 +145,28 @@ class RebalanceTrigger:
                     f"may take {self._api.worst_case_seconds:.1f}s"
                 )
                 return _failed(request, last_error, attempts, latencies_ms)
+            tries += 1
             try:
                 api_key = self._api_keys.get(refresh=refresh_key)
-            except TriggerError as exc:
-                return _failed(request, exc, attempts, latencies_ms)
-            refresh_key = False
-
-            attempts += 1
-            started = self._clock()
-            try:
-                receipt = self._api.trigger(
-                    request.portfolio_id,
-                    skip_schedule_validation=request.skip_schedule_validation,
-                    api_key=api_key,
-                )
-            except TriggerError as exc:
-                latencies_ms.append((self._clock() - started) * 1000)
+            except SecretUnavailableError as exc:
+                # A throttled Secrets Manager is retried like a busy API; a missing secret is not.
                 last_error = exc
             else:
-                latencies_ms.append((self._clock() - started) * 1000)
-                return Triggered(request, receipt, attempts, tuple(latencies_ms))
+                refresh_key = False
+                attempts += 1
+                started = self._clock()
+                try:
+                    receipt = self._api.trigger(
+                        request.portfolio_id,
+                        skip_schedule_validation=request.skip_schedule_validation,
+                        api_key=api_key,
+                    )
+                except TriggerError as exc:
+                    latencies_ms.append((self._clock() - started) * 1000)
+                    last_error = exc
+                else:
+                    latencies_ms.append((self._clock() - started) * 1000)
+                    return Triggered(request, receipt, attempts, tuple(latencies_ms))
 
             unauthorized = isinstance(last_error, GliderApiError) and last_error.is_unauthorized
             if unauthorized and not key_refreshed:
@@ -125,10 +175,9 @@ class RebalanceTrigger:
                 continue
             if classify(last_error) is not FailureClass.TRANSIENT:
                 return _failed(request, last_error, attempts, latencies_ms)
-            if attempts >= self._policy.max_attempts:
+            if tries >= self._policy.max_attempts:
                 return _failed(request, last_error, attempts, latencies_ms)
-            retries += 1
-            delay = self._policy.delay_before_retry(last_error, retries, self._rng)
+            delay = self._policy.delay_before_retry(last_error, tries, self._rng)
             if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
                 return _failed(request, last_error, attempts, latencies_ms)
             self._sleep(delay)

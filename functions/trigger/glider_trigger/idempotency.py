@@ -1,0 +1,141 @@
+"""Nothing doubled: a delivery that has triggered a portfolio does not trigger it again.
+
+Powertools Idempotency on DynamoDB, keyed per portfolio per delivery (see events.py for the
+delivery key). Only a trigger that succeeded is remembered: a failed one deletes its record, so
+the redelivery or replay of a failure is attempted again. The Lambda context is registered per
+invocation, so a record left "in progress" by an interrupted invocation expires with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    BaseError,
+    IdempotencyAlreadyInProgressError,
+)
+
+from glider_trigger.errors import (
+    DuplicateInProgressError,
+    IdempotencyUnavailableError,
+    classify,
+)
+from glider_trigger.models import Failed, Outcome, Receipt, Triggered, TriggerRequest
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class TriggerGuard(Protocol):
+    def register(self, context: LambdaContext) -> None: ...
+
+    def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
+        """Run `trigger` unless `key` was triggered before; then return that earlier result."""
+        ...
+
+
+class NoGuard:
+    """Without IDEMPOTENCY_TABLE_NAME: every delivery triggers."""
+
+    def register(self, context: LambdaContext) -> None:
+        pass
+
+    def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
+        return trigger()
+
+
+class _NotRemembered(Exception):
+    """Raised inside the guarded call so that Powertools deletes the record of a failure."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__("trigger failed; not remembered")
+        self.outcome = outcome
+
+
+@dataclass
+class _Slot:
+    outcome: Outcome | None = None
+
+
+def _trigger_once(delivery: dict[str, str], trigger: Callable[[], Outcome], slot: _Slot) -> Any:
+    outcome = trigger()
+    slot.outcome = outcome
+    if isinstance(outcome, Failed):
+        raise _NotRemembered(outcome)
+    receipt = outcome.receipt
+    return {
+        "rebalanceId": receipt.rebalance_id,
+        "scheduleId": receipt.schedule_id,
+        "requestId": receipt.request_id,
+        "correlationId": receipt.correlation_id,
+        "status": receipt.status,
+    }
+
+
+class IdempotencyGuard:
+    def __init__(
+        self, table_name: str, *, client: DynamoDBClient, expires_after_seconds: int
+    ) -> None:
+        self._config = IdempotencyConfig(
+            event_key_jmespath="key", expires_after_seconds=expires_after_seconds
+        )
+        self._guarded = idempotent_function(
+            data_keyword_argument="delivery",
+            persistence_store=DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client),
+            config=self._config,
+        )(_trigger_once)
+
+    def register(self, context: LambdaContext) -> None:
+        self._config.register_lambda_context(context)
+
+    def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
+        slot = _Slot()
+        try:
+            stored = self._guarded(delivery={"key": key}, trigger=trigger, slot=slot)
+        except _NotRemembered as failure:
+            return failure.outcome
+        except IdempotencyAlreadyInProgressError:
+            return _failed(
+                request,
+                DuplicateInProgressError(
+                    "another invocation is triggering this delivery right now"
+                ),
+            )
+        except BaseError as exc:
+            if slot.outcome is not None:
+                # Triggered, but the success could not be recorded: report what happened.
+                return slot.outcome
+            return _failed(
+                request,
+                IdempotencyUnavailableError(
+                    f"idempotency store unavailable: {type(exc).__name__}: {exc}"
+                ),
+            )
+        if slot.outcome is not None:
+            return slot.outcome
+        return Triggered(request, _receipt(stored), attempts=0, already_triggered=True)
+
+
+def _receipt(stored: object) -> Receipt:
+    data = stored if isinstance(stored, dict) else {}
+    return Receipt(
+        rebalance_id=data.get("rebalanceId"),
+        schedule_id=data.get("scheduleId"),
+        request_id=data.get("requestId"),
+        correlation_id=data.get("correlationId"),
+        status=data.get("status"),
+    )
+
+
+def _failed(
+    request: TriggerRequest, error: DuplicateInProgressError | IdempotencyUnavailableError
+) -> Failed:
+    return Failed(request, error, classify(error), attempts=0)

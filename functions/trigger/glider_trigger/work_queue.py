@@ -1,0 +1,37 @@
+"""Postpones an SQS message's next delivery, to honour a Retry-After longer than an invocation
+can wait: the message's visibility timeout becomes the Retry-After."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit: 12 hours
+
+
+class WorkQueueVisibility:
+    def __init__(self, *, client: SQSClient) -> None:
+        self._client = client
+        self._urls: dict[str, str] = {}
+
+    def postpone(self, queue_arn: str, receipt_handle: str, seconds: float) -> int:
+        """Make the message visible again in `seconds` (rounded up); returns what was set."""
+        timeout = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(seconds)))
+        self._client.change_message_visibility(
+            QueueUrl=self._queue_url(queue_arn),
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=timeout,
+        )
+        return timeout
+
+    def _queue_url(self, queue_arn: str) -> str:
+        # arn:aws:sqs:<region>:<account>:<name>; GetQueueUrl keeps endpoints out of our code.
+        if queue_arn not in self._urls:
+            *_, account, name = queue_arn.split(":")
+            self._urls[queue_arn] = self._client.get_queue_url(
+                QueueName=name, QueueOwnerAWSAccountId=account
+            )["QueueUrl"]
+        return self._urls[queue_arn]

@@ -520,3 +520,42 @@ def test_an_sqs_message_is_keyed_by_its_message_id_unless_its_content_has_a_key(
     # EventBridge delivers at least once: the same event twice is two messages, one event id.
     assert envelope.source.dedupe_key == "event:ev-1"
     assert envelope.source.kind.value == "sqs"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000,  # nesting deeper than the JSON decoder's recursion limit
+        '{"portfolioId": ' * 50_000,
+        "\x00",
+        "",
+        " " * 1_000_000,
+    ],
+    ids=["deep-array", "deep-object", "nul", "empty", "1MB-blank"],
+)
+def test_pathological_sqs_bodies_are_classified_not_crashes(body: str) -> None:
+    with pytest.raises(InvalidInputError):
+        parse_sqs_body(body, message_id="m", default_skip=False)
+
+
+def test_an_envelope_nested_beyond_the_supported_depth_is_malformed() -> None:
+    nested: dict[str, object] = {}
+    level = nested
+    for _ in range(5_000):
+        inner: dict[str, object] = {}
+        level.update({"detail-type": "x", "detail": inner})
+        level = inner
+
+    with pytest.raises(InvalidInputError, match="no portfolioId"):
+        parse_event(nested, default_skip=False)
+
+
+def test_unicode_and_lone_surrogate_ids_are_rejected_one_by_one() -> None:
+    parsed = parse_sqs_body(
+        '{"portfolioIds": ["port_ok1", "p\\u00e9", "\\u4e2d", "\\ud800"]}',
+        message_id="m",
+        default_skip=False,
+    )
+
+    assert [r.portfolio_id for r in parsed.requests] == ["port_ok1"]
+    assert len(parsed.rejected) == 3

@@ -248,3 +248,27 @@ def test_a_long_retry_after_postpones_the_sqs_message_itself(
     assert later.deleted
     assert time.monotonic() - started >= 2.5
     assert rebalanced(emulator) == ["port_abc123"]
+
+
+def test_a_batch_that_runs_out_of_time_reports_the_rest_and_returns_before_the_deadline(
+    start_function, emulator: GliderEmulator
+) -> None:
+    function = start_function(GLIDER_READ_TIMEOUT_SECONDS="2")  # worst case 3 s an attempt
+    ids = [f"port_slow{n}" for n in range(5)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+        emulator.script(portfolio_id, Fault.slow(1.0))
+    event = sqs_event(*(json.dumps({"portfolioId": p}) for p in ids))
+
+    started = time.monotonic()
+    response = function.invoke(event, context=LocalLambdaContext(timeout_seconds=6))
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 6
+    reported = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    done = len(ids) - len(reported)
+    assert 1 <= done < len(ids)
+    assert reported == [f"msg-{n}" for n in range(done, len(ids))]  # nothing dropped
+    assert len(emulator.rebalances) == done
+    not_attempted = [log for log in function.logs if log.get("reason") == "DEADLINE_EXCEEDED"]
+    assert len(not_attempted) == len(reported)

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
+KEY_PREFIX = "glider-rebalance-trigger"
+
+
 class TriggerGuard(Protocol):
     def register(self, context: LambdaContext) -> None: ...
 
@@ -91,6 +94,9 @@ class IdempotencyGuard:
             data_keyword_argument="delivery",
             persistence_store=DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client),
             config=self._config,
+            # Fixed, so that renaming the function (Lambda's or ours) in a deployment does not
+            # change every key while redeliveries of the old ones are still arriving.
+            key_prefix=KEY_PREFIX,
         )(_trigger_once)
 
     def register(self, context: LambdaContext) -> None:

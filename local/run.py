@@ -1,9 +1,9 @@
 """`make run`: every sample event through the real handler, on the embedded local stack.
 
-Starts a moto server (Secrets Manager, SQS) and the Glider API emulator on loopback, creates
-the secret and the queues, invokes the handler with each file in events/ as Lambda would (with
-a context that has a real deadline), and prints what happened to each portfolio (read from the
-function's own JSON log lines) and what ended up in the dead-letter queue.
+Starts a moto server (Secrets Manager, SQS, DynamoDB) and the Glider API emulator on loopback,
+creates the secret, the queues and the idempotency table, invokes the handler with each file in
+events/ as Lambda would (with a context that has a real deadline), and prints what happened to
+each portfolio (read from the function's own JSON log lines) and what ended up in the DLQ.
 
     make run                                  # the local demo, no AWS account, no Docker
     make run RUN_ARGS=--verbose               # also print the raw JSON logs and EMF metrics
@@ -191,11 +191,12 @@ def _print_dlq(deployment: Deployment) -> None:
 def _print_stack(moto: MotoServer, deployment: Deployment, *, real_api: bool) -> None:
     api = deployment.glider_api_url + (" (the REAL Glider API)" if real_api else " (emulator)")
     print("Local stack on loopback:")
-    print(f"   moto server (Secrets Manager, SQS)  {moto.endpoint_url}")
-    print(f"   Glider API                          {api}")
-    print(f"   secret                              {deployment.secret_id}")
-    print(f"   work queue                          {deployment.work_queue.url}")
-    print(f"   dead-letter queue                   {deployment.dlq.url}")
+    print(f"   moto server (Secrets Manager, SQS, DynamoDB)  {moto.endpoint_url}")
+    print(f"   Glider API                                    {api}")
+    print(f"   secret                                        {deployment.secret_id}")
+    print(f"   work queue                                    {deployment.work_queue.url}")
+    print(f"   dead-letter queue                             {deployment.dlq.url}")
+    print(f"   idempotency table                             {deployment.idempotency_table}")
 
 
 def _print_raw(lines: list[str], *, verbose: bool) -> None:

@@ -1,5 +1,5 @@
-"""The embedded local stack: a moto server (Secrets Manager, SQS) and the Glider API emulator,
-both on loopback, plus the environment that points the function at them.
+"""The embedded local stack: a moto server (Secrets Manager, SQS, DynamoDB) and the Glider API
+emulator, both on loopback, plus the environment that points the function at them.
 
 Used by `make run` and by the integration tests; nothing here talks to AWS.
 """

@@ -272,3 +272,61 @@ def test_a_batch_that_runs_out_of_time_reports_the_rest_and_returns_before_the_d
     assert len(emulator.rebalances) == done
     not_attempted = [log for log in function.logs if log.get("reason") == "DEADLINE_EXCEEDED"]
     assert len(not_attempted) == len(reported)
+
+
+def test_replaying_an_on_failure_record_keeps_what_the_failed_invocation_triggered(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    context = LocalLambdaContext(timeout_seconds=30)
+    event = {"portfolioIds": ["port_abc123", "port_def456"]}
+    emulator.script("port_def456", *[Fault.error(503, "API_000", "down")] * 4)
+    function.invoke(event, context=context)
+    record = {  # what Lambda's on-failure destination would hold for that invocation
+        "requestContext": {"requestId": context.aws_request_id, "condition": "RetriesExhausted"},
+        "requestPayload": event,
+    }
+
+    response = function.invoke(record)
+
+    assert {r["portfolioId"]: r["outcome"] for r in response["results"]} == {
+        "port_abc123": "already-triggered",
+        "port_def456": "triggered",
+    }
+    assert rebalanced(emulator) == ["port_abc123", "port_def456"]
+
+
+def test_a_short_retry_after_does_not_shorten_the_queue_visibility_timeout(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.script("port_abc123", *[Fault.rate_limited(retry_after=0)] * 4)
+    event = sqs_event(json.dumps({"portfolioId": "port_abc123"}))
+    event["Records"][0]["eventSourceARN"] = deployment.work_queue.arn
+
+    response = function.invoke(event)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    assert not [log for log in function.logs if "postponed" in log["message"]]
+
+
+def test_a_concurrent_duplicate_event_is_left_to_the_invocation_handling_it(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_function(GLIDER_READ_TIMEOUT_SECONDS="5")
+    emulator.script("port_abc123", Fault.slow(1.5))
+    event = {"id": "ev-dup", "detail-type": "X", "detail": {"portfolioId": "port_abc123"}}
+    other_environment = LocalFunction(function.env)
+    first = threading.Thread(target=lambda: function.invoke(event))
+    first.start()
+    dynamodb = deployment.moto.client("dynamodb")
+    for _ in range(100):
+        if dynamodb.scan(TableName=deployment.idempotency_table)["Items"]:
+            break
+        time.sleep(0.02)
+
+    duplicate = other_environment.invoke(event)
+    first.join()
+
+    assert [r["outcome"] for r in duplicate["results"]] == ["in-progress-elsewhere"]
+    assert duplicate["deadLettered"] == 0
+    assert deployment.dlq_messages() == []  # a dead letter here would invite a double on replay
+    assert rebalanced(emulator) == ["port_abc123"]

@@ -118,7 +118,9 @@ def _attributes(
     }
     overflow = [f"{name}={value}" for name, value in present[MAX_ATTRIBUTES:]]
     if overflow:
-        kept["detail"] = f"{kept['detail']} ({', '.join(overflow)})"[:_MAX_DETAIL_CHARS]
+        # The folded facts go last but are never the part cut off.
+        suffix = f" ({', '.join(overflow)})"
+        kept["detail"] = str(kept["detail"])[: _MAX_DETAIL_CHARS - len(suffix)] + suffix
     return kept
 
 

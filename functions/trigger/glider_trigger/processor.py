@@ -21,6 +21,7 @@ from glider_trigger import dead_letter
 from glider_trigger.dead_letter import DeadLetter, DeadLetterQueue
 from glider_trigger.errors import (
     DeadLetterWriteError,
+    DuplicateInProgressError,
     FailureClass,
     GliderApiError,
     InvalidInputError,
@@ -79,14 +80,16 @@ class InvocationSummary:
     results: list[dict[str, Any]] = field(default_factory=list)
 
     def as_response(self) -> dict[str, Any]:
-        done = ("triggered", "already-triggered")
-        triggered = sum(1 for result in self.results if result["outcome"] in done)
+        def count(*outcomes: str) -> int:
+            return sum(1 for result in self.results if result["outcome"] in outcomes)
+
         return {
             "source": self.source.kind.value,
             "deliveryId": self.source.delivery_id,
             "portfolios": len(self.results),
-            "triggered": triggered,
-            "deadLettered": len(self.results) - triggered,
+            "triggered": count("triggered", "already-triggered"),
+            "deadLettered": count("dead-lettered"),
+            "inProgressElsewhere": count("in-progress-elsewhere"),
             "results": self.results,
         }
 
@@ -103,6 +106,7 @@ class TriggerProcessor:
         default_skip_schedule_validation: bool,
         deadline_margin_seconds: float,
         breaker_threshold: int,
+        longest_wait_seconds: float,
     ) -> None:
         self._trigger = trigger
         self._dead_letters = dead_letters
@@ -112,6 +116,7 @@ class TriggerProcessor:
         self._default_skip = default_skip_schedule_validation
         self._margin = deadline_margin_seconds
         self._breaker_threshold = breaker_threshold
+        self._longest_wait = longest_wait_seconds
 
     def begin(self, context: LambdaContext) -> Invocation:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
@@ -137,11 +142,23 @@ class TriggerProcessor:
 
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = [self._trigger_one(request, invocation) for request in parsed.requests]
+        # A concurrent duplicate is another invocation's work (and Lambda retries that one):
+        # a dead letter of it would only invite a second trigger on replay.
+        elsewhere = [
+            o
+            for o in outcomes
+            if isinstance(o, Failed) and isinstance(o.error, DuplicateInProgressError)
+        ]
         # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
         for outcome in outcomes:
-            self._telemetry.outcome(outcome, action="dead-lettered")
+            action = "none: in progress elsewhere" if outcome in elsewhere else "dead-lettered"
+            self._telemetry.outcome(outcome, action=action)
         letters = self._rejected_letters(parsed)
-        letters += [dead_letter.for_failure(o) for o in outcomes if isinstance(o, Failed)]
+        letters += [
+            dead_letter.for_failure(o)
+            for o in outcomes
+            if isinstance(o, Failed) and o not in elsewhere
+        ]
         self._send(letters)
 
         summary = InvocationSummary(parsed.source)
@@ -181,10 +198,14 @@ class TriggerProcessor:
     def _postpone_for_retry_after(self, message: SqsMessage, retry: list[Failed]) -> None:
         """A Retry-After longer than the invocation could wait becomes the message's visibility
         timeout, so SQS redelivers it no sooner than Glider asked."""
+        # Only a Retry-After the invocation would not wait for: a shorter one was waited out
+        # in the invocation, and the queue's own visibility timeout (720 s) is longer anyway.
         waits = [
             f.error.retry_after_seconds
             for f in retry
-            if isinstance(f.error, GliderApiError) and f.error.retry_after_seconds
+            if isinstance(f.error, GliderApiError)
+            and f.error.retry_after_seconds
+            and f.error.retry_after_seconds > self._longest_wait
         ]
         if not waits:
             return
@@ -211,7 +232,8 @@ class TriggerProcessor:
             return Failed(request, blocker, classify(blocker), attempts=0)
         # Per portfolio per delivery; a direct invocation is known by its Lambda request id,
         # which Lambda keeps across its own retries of an asynchronous invocation.
-        delivery = request.source.dedupe_key or f"invocation:{invocation.request_id}"
+        # (The same form as an on-failure destination record's key, so replaying one keeps it.)
+        delivery = request.source.dedupe_key or f"lambda:{invocation.request_id}"
         try:
             return self._guard.run(
                 f"{delivery}#{request.portfolio_id}",
@@ -255,6 +277,8 @@ def _outcome_result(outcome: Outcome) -> dict[str, Any]:
         }
     result = _failure_result(outcome.request.portfolio_id, outcome.error, outcome.failure_class)
     result["attempts"] = outcome.attempts
+    if isinstance(outcome.error, DuplicateInProgressError):
+        result["outcome"] = "in-progress-elsewhere"
     return result
 
 

@@ -13,7 +13,7 @@ SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v py
 	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck template build-check unit integration build clean
+.PHONY: help install run test lint format typecheck security audit template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ install: $(INSTALLED) ## Create .venv and install the pinned tooling
 run: $(INSTALLED) ## Run every sample event through the handler on a local stack (moto + Glider emulator)
 	$(BIN)/python -m local.run $(RUN_ARGS)
 
-test: lint typecheck template build-check unit integration ## Lint, type-check, template checks, sam build and the whole test suite
+test: lint typecheck security template build-check unit integration ## Lint, type-check, security and template checks, sam build and the whole test suite
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -42,6 +42,13 @@ format: $(INSTALLED) ## Apply ruff's fixes and formatting
 
 typecheck: $(INSTALLED) ## mypy --strict on the function and local stack
 	$(BIN)/mypy
+
+security: $(INSTALLED) ## bandit on the function code (each suppression justified in place)
+	$(BIN)/bandit -r functions/trigger -q
+
+audit: $(INSTALLED) ## pip-audit the pinned requirements (needs the vulnerability database online)
+	$(BIN)/pip-audit --strict --progress-spinner off -r layers/dependencies/requirements.txt
+	$(BIN)/pip-audit --strict --progress-spinner off -r requirements-dev.txt
 
 template: $(INSTALLED) ## cfn-lint and sam validate --lint on template.yaml
 	$(BIN)/cfn-lint template.yaml

@@ -122,7 +122,8 @@ class RebalanceTrigger:
         self._policy = policy
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        # Jitter spreads retries out; it protects nothing, so a CSPRNG would add nothing.
+        self._rng = rng or random.Random()  # noqa: S311  # nosec B311
 
     def trigger(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         blocker = invocation.blocker()

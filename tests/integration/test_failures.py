@@ -205,3 +205,22 @@ def test_an_unwritable_dlq_fails_the_invocation_so_aws_keeps_the_event(
     # What was done is still on record, although the invocation failed.
     triggered = [log for log in function.logs if log.get("outcome") == "triggered"]
     assert [log["portfolio_id"] for log in triggered] == ["port_abc123"]
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(200, "UNEXPECTED_RESPONSE"), (502, "SERVER_ERROR")]
+)
+def test_an_oversized_response_is_not_read_into_memory_and_is_classified(
+    start_function, emulator: GliderEmulator, status: int, reason: str
+) -> None:
+    function = start_function(GLIDER_MAX_ATTEMPTS="1")
+    huge = b'{"success": true, "data": {"pad": "' + b"x" * 5_000_000 + b'"}}'
+    emulator.script(
+        "port_abc123", Fault.malformed(status=status, body=huge, content_type="application/json")
+    )
+
+    result = only_result(function.invoke({"portfolioId": "port_abc123"}))
+
+    assert result["reason"] == reason
+    # The function kept working afterwards (the oversized connection was dropped, not reused).
+    assert only_result(function.invoke({"portfolioId": "port_def456"}))["outcome"] == "triggered"

@@ -4,6 +4,7 @@ and configuration that fails fast with the variable's name."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -142,3 +143,77 @@ def test_invalid_configuration_fails_at_init_naming_the_variable(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         start_function(**{variable: value})
+
+
+def _scripted(*faults: Fault) -> Callable[[GliderEmulator, Deployment], dict[str, str]]:
+    def arrange(emulator: GliderEmulator, deployment: Deployment) -> dict[str, str]:
+        emulator.script("port_abc123", *faults)
+        return {}
+
+    return arrange
+
+
+def _revoked(emulator: GliderEmulator, deployment: Deployment) -> dict[str, str]:
+    emulator.set_api_keys(["another-key"])
+    return {}
+
+
+def _dlq_gone(emulator: GliderEmulator, deployment: Deployment) -> dict[str, str]:
+    emulator.script("port_abc123", Fault.error(404, "API_200", "Portfolio not found"))
+    return {"DLQ_URL": deployment.dlq.url.rsplit("/", 1)[0] + "/missing"}
+
+
+def _table_gone(emulator: GliderEmulator, deployment: Deployment) -> dict[str, str]:
+    return {"IDEMPOTENCY_TABLE_NAME": "missing-table"}
+
+
+FAILURE_PATHS = {
+    "server-error": _scripted(*[Fault.error(503, "API_000", "down")] * 4),
+    "rate-limited": _scripted(Fault.rate_limited(retry_after=60)),
+    "timeout": _scripted(*[Fault.slow(1.0)] * 4),
+    "reset": _scripted(*[Fault.connection_reset()] * 4),
+    "lost-response": _scripted(Fault.lost_response(), Fault.lost_response()),
+    "not-found": _scripted(Fault.error(404, "API_200", "Portfolio not found")),
+    "forbidden": _scripted(Fault.error(403, "API_104", "Permission denied")),
+    "tenant": _scripted(Fault.error(403, "API_106", "Tenant disabled")),
+    "unexpected-2xx": _scripted(Fault.malformed(status=200, body=b"<html>")),
+    "unauthorized": _revoked,
+    "dlq-unwritable": _dlq_gone,
+    "idempotency-store-missing": _table_gone,
+}
+
+
+@pytest.mark.parametrize("arrange", FAILURE_PATHS.values(), ids=FAILURE_PATHS.keys())
+def test_the_key_stays_out_of_every_failure_path(
+    start_function,
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    arrange: Callable[[GliderEmulator, Deployment], dict[str, str]],
+) -> None:
+    overrides = arrange(emulator, deployment)
+    function = start_function(POWERTOOLS_LOG_LEVEL="DEBUG", **overrides)
+    outputs: list[str] = []
+    for event in (
+        {"portfolioIds": ["port_abc123", "port_def456"]},
+        {
+            "Records": [
+                {
+                    "messageId": "m-1",
+                    "receiptHandle": "h",
+                    "body": '{"portfolioId": "port_abc123"}',
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": deployment.work_queue.arn,
+                }
+            ]
+        },
+    ):
+        try:
+            outputs.append(json.dumps(function.invoke(event), default=str))
+        except Exception as exc:  # the DLQ path raises, as it must
+            outputs.append(f"{type(exc).__name__}: {exc!r} {exc.__cause__!r}")
+
+    everything = "\n".join(
+        [*outputs, *function.output.lines, json.dumps(deployment.dlq_messages())]
+    )
+    assert any(log.get("outcome") or log.get("level") == "ERROR" for log in function.logs)
+    assert API_KEY not in everything

@@ -8,6 +8,7 @@ invocation, so a record left "in progress" by an interrupted invocation expires 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -73,26 +74,28 @@ def _trigger_once(delivery: dict[str, str], trigger: Callable[[], Outcome], slot
     slot.outcome = outcome
     if isinstance(outcome, Failed):
         raise _NotRemembered(outcome)
-    receipt = outcome.receipt
-    return {
-        "rebalanceId": receipt.rebalance_id,
-        "scheduleId": receipt.schedule_id,
-        "requestId": receipt.request_id,
-        "correlationId": receipt.correlation_id,
-        "status": receipt.status,
-    }
+    return _stored(outcome)
 
 
 class IdempotencyGuard:
     def __init__(
-        self, table_name: str, *, client: DynamoDBClient, expires_after_seconds: int
+        self,
+        table_name: str,
+        *,
+        client: DynamoDBClient,
+        expires_after_seconds: int,
+        on_unrecorded: Callable[[str, str], None] = lambda portfolio_id, error: None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._config = IdempotencyConfig(
             event_key_jmespath="key", expires_after_seconds=expires_after_seconds
         )
+        self._store = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
+        self._on_unrecorded = on_unrecorded
+        self._sleep = sleep
         self._guarded = idempotent_function(
             data_keyword_argument="delivery",
-            persistence_store=DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client),
+            persistence_store=self._store,
             config=self._config,
             # Fixed, so that renaming the function (Lambda's or ours) in a deployment does not
             # change every key while redeliveries of the old ones are still arriving.
@@ -116,8 +119,10 @@ class IdempotencyGuard:
                 ),
             )
         except BaseError as exc:
-            if slot.outcome is not None:
-                # Triggered, but the success could not be recorded: report what happened.
+            if isinstance(slot.outcome, Triggered):
+                # Triggered, but recording it failed: try again, or a redelivery after this
+                # invocation's deadline (when its in-progress record lapses) triggers again.
+                self._record_success(key, request, slot.outcome, exc)
                 return slot.outcome
             return _failed(
                 request,
@@ -128,6 +133,31 @@ class IdempotencyGuard:
         if slot.outcome is not None:
             return slot.outcome
         return Triggered(request, _receipt(stored), attempts=0, already_triggered=True)
+
+    def _record_success(
+        self, key: str, request: TriggerRequest, outcome: Triggered, error: BaseError
+    ) -> None:
+        last: Exception = error
+        for delay in (0.1, 0.5):
+            self._sleep(delay)
+            try:
+                self._store.save_success(data={"key": key}, result=_stored(outcome))
+            except Exception as exc:  # noqa: BLE001 - any store failure: try again, then report
+                last = exc
+            else:
+                return
+        self._on_unrecorded(request.portfolio_id, f"{type(last).__name__}: {last}")
+
+
+def _stored(outcome: Triggered) -> dict[str, Any]:
+    receipt = outcome.receipt
+    return {
+        "rebalanceId": receipt.rebalance_id,
+        "scheduleId": receipt.schedule_id,
+        "requestId": receipt.request_id,
+        "correlationId": receipt.correlation_id,
+        "status": receipt.status,
+    }
 
 
 def _receipt(stored: object) -> Receipt:

@@ -71,6 +71,8 @@ class Triggered:
     api_latencies_ms: tuple[float, ...] = ()
     # True when this delivery had been triggered before: the API was not called again.
     already_triggered: bool = False
+    # Earlier attempts whose request left but whose answer was lost: each may have triggered too.
+    maybe_delivered_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Failed:
     failure_class: FailureClass
     attempts: int
     api_latencies_ms: tuple[float, ...] = ()
+    maybe_delivered_attempts: int = 0
 
 
 Outcome = Triggered | Failed

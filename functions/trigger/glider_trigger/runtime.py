@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # The SDK retries throttles itself (standard mode); bounded so a dependency outage cannot eat
 # the invocation. Endpoint and region come from the standard AWS environment.
 AWS_CLIENT_CONFIG = Config(
-    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3}
+    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}
 )
 
 
@@ -100,8 +100,17 @@ def _guard(
             "redelivered message or a retried event can trigger a portfolio twice"
         )
         return NoGuard()
+
+    def unrecorded(portfolio_id: str, error: str) -> None:
+        logger.error(
+            "Rebalance triggered but not recorded in the idempotency table: a redelivery after "
+            "this invocation's deadline would trigger it again",
+            extra={"portfolio_id": portfolio_id, "detail": error},
+        )
+
     return IdempotencyGuard(
         settings.idempotency_table_name,
         client=client or session.client("dynamodb", config=AWS_CLIENT_CONFIG),
         expires_after_seconds=settings.idempotency_ttl_seconds,
+        on_unrecorded=unrecorded,
     )

@@ -42,18 +42,23 @@ class Telemetry:
         """`action` says where a failure goes next: dead-lettered, or retry (SQS redelivery)."""
         for latency in outcome.api_latencies_ms:
             self._metrics.add_metric(METRIC_API_LATENCY, MetricUnit.Milliseconds, latency)
-        fields = {
+        fields: dict[str, Any] = {
             "portfolio_id": outcome.request.portfolio_id,
             "attempts": outcome.attempts,
             **source_fields(outcome.request.source),
         }
+        if outcome.maybe_delivered_attempts:
+            # Glider has no idempotency key: an attempt whose answer was lost may have
+            # triggered a rebalance too. Support needs these to reconcile.
+            fields["maybe_delivered_attempts"] = outcome.maybe_delivered_attempts
         if isinstance(outcome, Triggered):
             receipt = outcome.receipt
             if outcome.already_triggered:
                 self._metrics.add_metric(METRIC_DUPLICATES, MetricUnit.Count, 1)
             else:
                 self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
-            self.logger.info(
+            log = self.logger.warning if outcome.maybe_delivered_attempts else self.logger.info
+            log(
                 "Rebalance already triggered by an earlier delivery; not triggered again"
                 if outcome.already_triggered
                 else "Rebalance triggered",

@@ -18,6 +18,7 @@ from glider_trigger.errors import (
     CircuitOpenError,
     FailureClass,
     GliderApiError,
+    GliderTransportError,
     NotAttemptedError,
     SecretUnavailableError,
     SystemicHaltError,
@@ -138,6 +139,7 @@ class RebalanceTrigger:
         tries = 0  # calls to the API and retried reads of the key
         key_refreshed = refresh_key = False
         latencies_ms: list[float] = []
+        maybe_delivered = 0
         last_error: TriggerError | None = None
         while True:
             if deadline.seconds_left() < self._api.worst_case_seconds:
@@ -145,7 +147,7 @@ class RebalanceTrigger:
                     f"{max(deadline.seconds_left(), 0):.1f}s left in the invocation; an attempt "
                     f"may take {self._api.worst_case_seconds:.1f}s"
                 )
-                return _failed(request, last_error, attempts, latencies_ms)
+                return _failed(request, last_error, attempts, latencies_ms, maybe_delivered)
             tries += 1
             try:
                 api_key = self._api_keys.get(refresh=refresh_key)
@@ -165,26 +167,46 @@ class RebalanceTrigger:
                 except TriggerError as exc:
                     latencies_ms.append((self._clock() - started) * 1000)
                     last_error = exc
+                    if isinstance(exc, GliderTransportError) and exc.maybe_delivered:
+                        maybe_delivered += 1
                 else:
                     latencies_ms.append((self._clock() - started) * 1000)
-                    return Triggered(request, receipt, attempts, tuple(latencies_ms))
+                    return Triggered(
+                        request,
+                        receipt,
+                        attempts,
+                        tuple(latencies_ms),
+                        maybe_delivered_attempts=maybe_delivered,
+                    )
 
             unauthorized = isinstance(last_error, GliderApiError) and last_error.is_unauthorized
             if unauthorized and not key_refreshed:
                 # The key may have been rotated since we cached it: read it again, once.
                 key_refreshed = refresh_key = True
                 continue
-            if classify(last_error) is not FailureClass.TRANSIENT:
-                return _failed(request, last_error, attempts, latencies_ms)
-            if tries >= self._policy.max_attempts:
-                return _failed(request, last_error, attempts, latencies_ms)
+            if (
+                classify(last_error) is not FailureClass.TRANSIENT
+                or tries >= self._policy.max_attempts
+            ):
+                return _failed(request, last_error, attempts, latencies_ms, maybe_delivered)
             delay = self._policy.delay_before_retry(last_error, tries, self._rng)
             if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
-                return _failed(request, last_error, attempts, latencies_ms)
+                return _failed(request, last_error, attempts, latencies_ms, maybe_delivered)
             self._sleep(delay)
 
 
 def _failed(
-    request: TriggerRequest, error: TriggerError, attempts: int, latencies_ms: list[float]
+    request: TriggerRequest,
+    error: TriggerError,
+    attempts: int,
+    latencies_ms: list[float],
+    maybe_delivered: int = 0,
 ) -> Failed:
-    return Failed(request, error, classify(error), attempts, tuple(latencies_ms))
+    return Failed(
+        request,
+        error,
+        classify(error),
+        attempts,
+        tuple(latencies_ms),
+        maybe_delivered_attempts=maybe_delivered,
+    )

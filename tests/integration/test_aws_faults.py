@@ -1,0 +1,125 @@
+"""AWS-side faults, injected by a proxy between the function's boto3 clients and moto:
+Secrets Manager throttled or denying access, the idempotency table refusing a write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from local.fault_proxy import AwsFault, FaultProxy
+from local.function import LocalFunction
+from local.glider_emulator import Fault, GliderEmulator
+from local.stack import Deployment, MotoServer
+from tests.conftest import FAST_SETTINGS
+
+GET_SECRET = "secretsmanager.GetSecretValue"
+STORE_SUCCESS = "DynamoDB_20120810.UpdateItem"
+
+
+@pytest.fixture
+def proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
+    with FaultProxy(moto_server.endpoint_url) as fault_proxy:
+        yield fault_proxy
+
+
+@pytest.fixture
+def start_behind_proxy(deployment: Deployment, proxy: FaultProxy) -> Callable[..., LocalFunction]:
+    def start(**overrides: str) -> LocalFunction:
+        env = deployment.environment(**{**FAST_SETTINGS, **overrides})
+        env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
+        return LocalFunction(env)
+
+    return start
+
+
+def sqs_event(body: str) -> dict[str, object]:
+    return {
+        "Records": [
+            {
+                "messageId": "m-1",
+                "receiptHandle": "h",
+                "body": body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+            }
+        ]
+    }
+
+
+def test_a_throttled_secrets_manager_is_retried_and_the_trigger_goes_through(
+    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator
+) -> None:
+    function = start_behind_proxy()
+    # The SDK retries 3 times itself; 5 throttles exhaust one of the function's tries.
+    proxy.inject(GET_SECRET, AwsFault.throttling(), times=5)
+
+    [result] = function.invoke({"portfolioId": "port_abc123"})["results"]
+
+    assert result["outcome"] == "triggered"
+    assert proxy.injected[GET_SECRET] == 5
+    assert len(emulator.rebalances) == 1
+
+
+def test_access_denied_on_the_secret_is_systemic_and_names_secret_and_permission(
+    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_behind_proxy()
+    proxy.inject(GET_SECRET, AwsFault.access_denied())
+
+    response = function.invoke({"portfolioIds": ["port_abc123", "port_def456"]})
+
+    first, second = response["results"]
+    assert first["failureClass"] == "systemic"
+    assert deployment.secret_id in first["detail"]
+    assert "secretsmanager:GetSecretValue" in first["detail"]
+    assert second["detail"].startswith("not attempted after a systemic failure")
+    assert proxy.counts[GET_SECRET] == 1  # the halt: no second read for the second id
+    assert emulator.requests == []
+
+
+def test_a_success_the_table_refused_once_is_recorded_again(
+    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator
+) -> None:
+    function = start_behind_proxy()
+    proxy.inject(STORE_SUCCESS, AwsFault.access_denied(), times=1)
+    event = sqs_event(json.dumps({"portfolioId": "port_abc123"}))
+
+    first = function.invoke(event)
+    second = function.invoke(event)  # a redelivery
+
+    assert first == second == {"batchItemFailures": []}
+    assert len(emulator.rebalances) == 1
+    assert [log["outcome"] for log in function.logs if "outcome" in log] == [
+        "triggered",
+        "already-triggered",
+    ]
+
+
+def test_a_success_the_table_never_records_is_reported_loudly(
+    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator
+) -> None:
+    function = start_behind_proxy()
+    proxy.inject(STORE_SUCCESS, AwsFault.access_denied())
+
+    [result] = function.invoke({"portfolioId": "port_abc123"})["results"]
+
+    assert result["outcome"] == "triggered"  # what happened is reported as it happened
+    [error] = [log for log in function.logs if log["level"] == "ERROR"]
+    assert "not recorded in the idempotency table" in error["message"]
+    assert error["portfolio_id"] == "port_abc123"
+
+
+def test_an_attempt_whose_answer_was_lost_is_flagged_on_the_success_line(
+    start_behind_proxy, emulator: GliderEmulator
+) -> None:
+    function = start_behind_proxy()
+    emulator.script("port_abc123", Fault.lost_response())
+
+    function.invoke({"portfolioId": "port_abc123"})
+
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line["maybe_delivered_attempts"] == 1
+    assert line["level"] == "WARNING"
+    assert len(emulator.rebalances) == 2  # the repeat no client can prevent, now visible

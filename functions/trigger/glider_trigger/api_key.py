@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.errors import SecretUnavailableError
+from glider_trigger.lazy import Lazy
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -63,12 +64,15 @@ class ApiKeyProvider:
     ) -> None:
         self._secret_id = secret_id
         self._max_age = max_age_seconds
-        self._provider = SecretsProvider(boto3_client=client)
+        # Powertools touches the client when constructed: build it with the first read.
+        self._provider = Lazy(lambda: SecretsProvider(boto3_client=client))
 
     def get(self, *, refresh: bool = False) -> ApiKey:
         """The cached key, or a fresh read when `refresh` (after a 401: it may have rotated)."""
         try:
-            raw = self._provider.get(self._secret_id, max_age=self._max_age, force_fetch=refresh)
+            raw = self._provider.get().get(
+                self._secret_id, max_age=self._max_age, force_fetch=refresh
+            )
         except GetParameterError as exc:
             raise self._unavailable(exc) from exc
         return _parse_secret(raw, self._secret_id)

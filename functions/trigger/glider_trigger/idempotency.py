@@ -28,6 +28,7 @@ from glider_trigger.errors import (
     IdempotencyUnavailableError,
     classify,
 )
+from glider_trigger.lazy import Lazy
 from glider_trigger.models import Failed, Outcome, Receipt, Triggered, TriggerRequest
 
 if TYPE_CHECKING:
@@ -90,17 +91,22 @@ class IdempotencyGuard:
         self._config = IdempotencyConfig(
             event_key_jmespath="key", expires_after_seconds=expires_after_seconds
         )
-        self._store = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
+        # Powertools touches the client when constructed: build it with the first trigger.
+        self._store = Lazy(
+            lambda: DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
+        )
+        self._guarded = Lazy(
+            lambda: idempotent_function(
+                data_keyword_argument="delivery",
+                persistence_store=self._store.get(),
+                config=self._config,
+                # Fixed, so that renaming the function (Lambda's or ours) in a deployment does
+                # not change every key while redeliveries of the old ones are still arriving.
+                key_prefix=KEY_PREFIX,
+            )(_trigger_once)
+        )
         self._on_unrecorded = on_unrecorded
         self._sleep = sleep
-        self._guarded = idempotent_function(
-            data_keyword_argument="delivery",
-            persistence_store=self._store,
-            config=self._config,
-            # Fixed, so that renaming the function (Lambda's or ours) in a deployment does not
-            # change every key while redeliveries of the old ones are still arriving.
-            key_prefix=KEY_PREFIX,
-        )(_trigger_once)
 
     def register(self, context: LambdaContext) -> None:
         self._config.register_lambda_context(context)
@@ -108,7 +114,7 @@ class IdempotencyGuard:
     def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
         slot = _Slot()
         try:
-            stored = self._guarded(delivery={"key": key}, trigger=trigger, slot=slot)
+            stored = self._guarded.get()(delivery={"key": key}, trigger=trigger, slot=slot)
         except _NotRemembered as failure:
             return failure.outcome
         except IdempotencyAlreadyInProgressError:
@@ -141,7 +147,7 @@ class IdempotencyGuard:
         for delay in (0.1, 0.5):
             self._sleep(delay)
             try:
-                self._store.save_success(data={"key": key}, result=_stored(outcome))
+                self._store.get().save_success(data={"key": key}, result=_stored(outcome))
             except Exception as exc:  # noqa: BLE001 - any store failure: try again, then report
                 last = exc
             else:

@@ -7,7 +7,8 @@ Every client is built here and passed in, so that tests and `make run` can hand 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import urllib3
@@ -19,6 +20,7 @@ from glider_trigger.config import Settings
 from glider_trigger.dead_letter import DeadLetterQueue
 from glider_trigger.glider_client import GliderClient, build_pool_manager
 from glider_trigger.idempotency import IdempotencyGuard, NoGuard, TriggerGuard
+from glider_trigger.lazy import Lazy, LazyClient
 from glider_trigger.processor import TriggerProcessor
 from glider_trigger.telemetry import Telemetry
 from glider_trigger.trigger import RebalanceTrigger, RetryPolicy
@@ -56,8 +58,13 @@ def build_processor(
     dynamodb_client: DynamoDBClient | None = None,
 ) -> TriggerProcessor:
     silence_sdk_debug_logs()
-    session = boto3.session.Session()
-    sqs = sqs_client or session.client("sqs", config=AWS_CLIENT_CONFIG)
+    # Lambda sets AWS_REGION (and AWS_DEFAULT_REGION); botocore itself only reads the latter.
+    session = Lazy(lambda: boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None))
+
+    def lazy_client(service: str) -> Any:
+        return LazyClient(lambda: session.get().client(service, config=AWS_CLIENT_CONFIG))  # type: ignore[call-overload]
+
+    sqs: SQSClient = sqs_client or lazy_client("sqs")
     api = GliderClient(
         settings.glider_api_base_url,
         connect_timeout_seconds=settings.connect_timeout_seconds,
@@ -67,7 +74,7 @@ def build_processor(
     api_keys = ApiKeyProvider(
         settings.api_key_secret_id,
         max_age_seconds=settings.secret_cache_seconds,
-        client=secrets_client or session.client("secretsmanager", config=AWS_CLIENT_CONFIG),
+        client=secrets_client or lazy_client("secretsmanager"),
     )
     policy = RetryPolicy(
         max_attempts=settings.max_attempts,
@@ -79,7 +86,7 @@ def build_processor(
         RebalanceTrigger(api, api_keys, policy),
         dead_letters,
         Telemetry(logger, metrics),
-        guard=_guard(settings, session, logger, dynamodb_client),
+        guard=_guard(settings, logger, dynamodb_client or lazy_client("dynamodb")),
         visibility=WorkQueueVisibility(client=sqs),
         default_skip_schedule_validation=settings.default_skip_schedule_validation,
         deadline_margin_seconds=settings.deadline_safety_margin_seconds,
@@ -88,12 +95,7 @@ def build_processor(
     )
 
 
-def _guard(
-    settings: Settings,
-    session: boto3.session.Session,
-    logger: Logger,
-    client: DynamoDBClient | None,
-) -> TriggerGuard:
+def _guard(settings: Settings, logger: Logger, client: DynamoDBClient) -> TriggerGuard:
     if settings.idempotency_table_name is None:
         logger.warning(
             "IDEMPOTENCY_TABLE_NAME is not set: running without the duplicate guard, so a "
@@ -110,7 +112,7 @@ def _guard(
 
     return IdempotencyGuard(
         settings.idempotency_table_name,
-        client=client or session.client("dynamodb", config=AWS_CLIENT_CONFIG),
+        client=client,
         expires_after_seconds=settings.idempotency_ttl_seconds,
         on_unrecorded=unrecorded,
     )

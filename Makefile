@@ -13,7 +13,7 @@ SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v py
 	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format typecheck security audit chaos template build-check unit integration build clean
+.PHONY: help install run dlq test lint format typecheck security audit chaos template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,22 @@ install: $(INSTALLED) ## Create .venv and install the pinned tooling
 
 run: $(INSTALLED) ## Run every sample event through the handler on a local stack (moto + Glider emulator)
 	$(BIN)/python -m local.run $(RUN_ARGS)
+
+dlq: $(INSTALLED) ## Inspect and redrive the DLQ: make dlq ARGS='list --stack NAME'
+	@if [ -z "$(ARGS)" ]; then \
+		echo "usage: make dlq ARGS='COMMAND [OPTIONS]'   (all options: make dlq ARGS=--help)"; \
+		echo "queues: --stack NAME, or --dlq-url URL --work-queue-url URL, or DLQ_URL/WORK_QUEUE_URL"; \
+		echo "  make dlq ARGS='list --stack NAME'                    the DLQ as a table (--json, --limit N)"; \
+		echo "  make dlq ARGS='redrive --reason RATE_LIMITED --rate 5 --dry-run --stack NAME'"; \
+		echo "  make dlq ARGS='redrive --reason RATE_LIMITED --rate 5 --stack NAME'"; \
+		echo "                                                       replay one reason or class"; \
+		echo "  make dlq ARGS='redrive --rate 5 --stack NAME'        everything (message move task)"; \
+		echo "  make dlq ARGS='status --stack NAME'                  the message move tasks"; \
+		echo "against the moto server of make run (credentials and region as moto accepts them):"; \
+		echo "  AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_DEFAULT_REGION=us-east-1 \\"; \
+		echo "  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\"; \
+		echo "  DLQ_URL=http://127.0.0.1:PORT/123456789012/NAME WORK_QUEUE_URL=... make dlq ARGS=list"; \
+	else $(BIN)/python -m tools.dlq $(ARGS); fi
 
 test: lint typecheck security template build-check unit integration ## Lint, type-check, security and template checks, sam build and the whole test suite
 

@@ -745,9 +745,15 @@ class _Tally:
         for record in logs:
             if record.get("outcome") == "triggered":
                 self.trigger_sources[str(record.get("portfolio_id"))].add(str(record["source"]))
-        self.flags = Counter(
-            str(r.get("portfolio_id")) for r in logs if r.get("maybe_delivered") is True
-        )
+        # A final failure after sending (`maybe_delivered`), or earlier lost answers counted on
+        # the line of the attempt that finally succeeded or failed (`maybe_delivered_attempts`).
+        self.flags: Counter[str] = Counter()
+        for record in logs:
+            flagged = int(record.get("maybe_delivered_attempts") or 0)
+            flagged += 1 if record.get("maybe_delivered") is True else 0
+            if flagged:
+                self.flags[str(record.get("portfolio_id"))] += flagged
+
         self.final_failures = Counter(
             str(r.get("reason")) for r in logs if r.get("outcome") == "failed"
         )

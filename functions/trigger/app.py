@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from glider_trigger.config import Settings
@@ -46,14 +46,18 @@ batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, object]:
     invocation = processor.begin(context)
     if is_sqs_event(event):
+        prepared = processor.prepare_sqs_batch(
+            [
+                SqsMessage(r.message_id, r.body, r.receipt_handle, r.event_source_arn)
+                for r in SQSEvent(event).records
+            ],
+            invocation,
+        )
 
-        def handle_record(record: SQSRecord) -> None:
-            message = SqsMessage(
-                record.message_id, record.body, record.receipt_handle, record.event_source_arn
-            )
-            processor.process_sqs_record(message, invocation)
+        def settle_record(record: SQSRecord) -> None:
+            processor.settle_sqs_record(prepared[record.message_id])
 
         return process_partial_response(
-            event=event, record_handler=handle_record, processor=batch_processor, context=context
+            event=event, record_handler=settle_record, processor=batch_processor, context=context
         )
     return processor.process_event(event, invocation).as_response()

@@ -53,11 +53,28 @@ def test_metrics_are_emitted_as_emf(function: LocalFunction, emulator: GliderEmu
     assert len(values["GliderApiLatency"]) == 4  # one per attempt: 1 + 2 + 1
 
 
-def test_one_keep_alive_connection_serves_every_call_of_a_warm_environment(
+def test_keep_alive_connections_are_reused_across_warm_invocations(
     function: LocalFunction, emulator: GliderEmulator
 ) -> None:
     function.invoke({"portfolioIds": ["port_abc123", "port_def456"]})
+    opened = emulator.connections_opened
     function.invoke({"portfolioId": "port_ghi789"})
 
     assert len(emulator.rebalances) == 3
-    assert emulator.connections_opened == 1
+    assert 1 <= opened <= 2  # at most one per worker in use
+    assert emulator.connections_opened == opened  # the next invocation opened none
+
+
+def test_workers_run_in_parallel_but_never_open_more_connections_than_workers(
+    start_function, emulator: GliderEmulator
+) -> None:
+    function = start_function(MAX_CONCURRENCY="4")
+    ids = [f"port_p{n:02d}" for n in range(24)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+    emulator.set_latency(0.05)
+
+    response = function.invoke({"portfolioIds": ids})
+
+    assert response["triggered"] == 24
+    assert 1 < emulator.connections_opened <= 4

@@ -180,8 +180,10 @@ def test_a_concurrent_duplicate_waits_for_the_first_and_never_triggers(
 
 
 def test_a_systemic_failure_stops_calling_the_api_for_the_rest_of_the_batch(
-    function: LocalFunction, emulator: GliderEmulator
+    start_function, emulator: GliderEmulator
 ) -> None:
+    # One worker, so "the rest" is well defined; in parallel, calls already in flight finish.
+    function = start_function(MAX_CONCURRENCY="1")
     emulator.set_api_keys(["revoked"])
     event = sqs_event(*(json.dumps({"portfolioId": p}) for p in ("port_abc123", "port_def456")))
 
@@ -196,8 +198,9 @@ def test_a_systemic_failure_stops_calling_the_api_for_the_rest_of_the_batch(
 
 
 def test_eventbridge_ids_left_after_a_systemic_failure_are_dead_lettered_with_the_reason(
-    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    start_function, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
+    function = start_function(MAX_CONCURRENCY="1")
     emulator.script("port_abc123", Fault.error(403, "API_105", "Tenant not found"))
     function.invoke({"portfolioIds": ["port_abc123", "port_def456", "port_ghi789"]})
 
@@ -212,8 +215,9 @@ def test_eventbridge_ids_left_after_a_systemic_failure_are_dead_lettered_with_th
 
 
 def test_an_outage_opens_the_circuit_instead_of_retrying_every_portfolio(
-    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    start_function, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
+    function = start_function(MAX_CONCURRENCY="1")
     ids = [f"port_down{n}" for n in range(8)]
     for portfolio_id in ids:
         emulator.add_portfolio(portfolio_id)
@@ -253,7 +257,8 @@ def test_a_long_retry_after_postpones_the_sqs_message_itself(
 def test_a_batch_that_runs_out_of_time_reports_the_rest_and_returns_before_the_deadline(
     start_function, emulator: GliderEmulator
 ) -> None:
-    function = start_function(GLIDER_READ_TIMEOUT_SECONDS="2")  # worst case 3 s an attempt
+    # Worst case 3 s an attempt, one at a time: only some fit in the 6 s.
+    function = start_function(GLIDER_READ_TIMEOUT_SECONDS="2", MAX_CONCURRENCY="1")
     ids = [f"port_slow{n}" for n in range(5)]
     for portfolio_id in ids:
         emulator.add_portfolio(portfolio_id)

@@ -11,11 +11,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from glider_trigger.dead_letter import (
     MAX_ATTRIBUTES,
-    MAX_BATCH_BYTES,
-    MAX_BATCH_ENTRIES,
     DeadLetter,
     DeadLetterQueue,
-    _batches,
     for_failure,
     for_rejected_id,
     for_unparsable_input,
@@ -32,6 +29,7 @@ from glider_trigger.errors import (
 )
 from glider_trigger.events import parse_event, parse_sqs_body
 from glider_trigger.models import Failed, InputSource, SourceKind, TriggerRequest
+from glider_trigger.sqs_writer import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, _batches
 
 NOW = datetime(2024, 3, 1, 6, 0, 5, 123456, tzinfo=UTC)
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-dlq"

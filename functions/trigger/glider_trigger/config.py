@@ -38,6 +38,10 @@ class Settings:
     idempotency_table_name: str | None = None
     idempotency_ttl_seconds: int = 86_400
     circuit_breaker_threshold: int = 3
+    max_concurrency: int = 16
+    rate_limit_per_second: float | None = None
+    fanout_threshold: int = 50
+    work_queue_url: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +113,20 @@ class Settings:
             circuit_breaker_threshold=reader.number(
                 "CIRCUIT_BREAKER_THRESHOLD", int, cls.circuit_breaker_threshold, low=0, high=100
             ),
+            max_concurrency=reader.number(
+                "MAX_CONCURRENCY", int, cls.max_concurrency, low=1, high=128
+            ),
+            rate_limit_per_second=reader.optional_number(
+                "RATE_LIMIT_PER_SECOND", low=0.01, high=10_000
+            ),
+            fanout_threshold=reader.number(
+                "FANOUT_THRESHOLD", int, cls.fanout_threshold, low=1, high=100_000
+            ),
+            work_queue_url=(
+                _queue_url("WORK_QUEUE_URL", env["WORK_QUEUE_URL"].strip())
+                if env.get("WORK_QUEUE_URL", "").strip()
+                else None
+            ),
         )
 
 
@@ -133,6 +151,12 @@ class _Reader:
         if not low <= value <= high:
             raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {raw}")
         return value
+
+    def optional_number(self, name: str, *, low: float, high: float) -> float | None:
+        """Unset or empty means "no value" (e.g. no rate limit), not a default."""
+        if not self._env.get(name, "").strip():
+            return None
+        return self.number(name, float, 0.0, low=low, high=high)
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self._env.get(name, "").strip().lower()

@@ -21,8 +21,21 @@ class ConfigurationError(Exception):
     """An environment variable is missing or invalid; raised once, when the function starts."""
 
 
-class DeadLetterWriteError(Exception):
+class QueueWriteError(Exception):
+    """SQS refused messages even after retries; `unsent` says how many."""
+
+    def __init__(self, message: str, *, unsent: int) -> None:
+        super().__init__(message)
+        self.unsent = unsent
+
+
+class DeadLetterWriteError(QueueWriteError):
     """The DLQ refused a message: the invocation must fail so that AWS keeps the event."""
+
+
+class FanOutError(QueueWriteError):
+    """The work queue refused part of a fan-out: the invocation fails so that it is retried
+    (what was enqueued already is de-duplicated by its idempotency key)."""
 
 
 class TriggerError(Exception):

@@ -25,6 +25,7 @@ from glider_trigger.errors import (
 )
 from glider_trigger.events import validate_portfolio_id
 from glider_trigger.models import Receipt
+from glider_trigger.rate_limit import RateLimiter
 
 TRIGGER_PATH = "/v1/portfolio/{portfolio_id}/rebalance/schedule/trigger"
 # Success and error bodies are a few hundred bytes; anything near this is not Glider talking.
@@ -35,11 +36,13 @@ USER_AGENT = "glider-rebalance-trigger/0.1 (+aws-lambda)"
 
 def build_pool_manager(*, max_connections: int = 4) -> urllib3.PoolManager:
     """One pool for the life of the execution environment: connections are kept alive
-    across warm invocations. TLS is verified against the system trust store."""
+    across warm invocations, and never more of them than workers (`block`: a worker waits
+    for a free connection instead of opening one more). TLS is verified against the system
+    trust store."""
     return urllib3.PoolManager(
         num_pools=2,
         maxsize=max_connections,
-        block=False,
+        block=True,
         retries=False,
         cert_reqs="CERT_REQUIRED",
     )
@@ -53,7 +56,9 @@ class GliderClient:
         connect_timeout_seconds: float,
         read_timeout_seconds: float,
         http: urllib3.PoolManager | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
+        self._rate_limiter = rate_limiter
         self._base_url = base_url.rstrip("/")
         self._timeout = urllib3.Timeout(connect=connect_timeout_seconds, read=read_timeout_seconds)
         self._http = http or build_pool_manager()
@@ -108,6 +113,8 @@ class GliderClient:
                 maybe_delivered=True,
             ) from exc
         status, headers, payload = _read_bounded(response)
+        if self._rate_limiter is not None:
+            self._rate_limiter.observe(headers)  # slow down before Glider answers 429
         return _interpret(status, headers, payload)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from glider_trigger.errors import (
     DeadLetterWriteError,
     DuplicateInProgressError,
     FailureClass,
+    FanOutError,
     GliderApiError,
     InvalidInputError,
     TriggerError,
@@ -39,6 +41,7 @@ from glider_trigger.models import (
     Triggered,
     TriggerRequest,
 )
+from glider_trigger.sqs_writer import OutgoingMessage, QueueWriter
 from glider_trigger.telemetry import Telemetry
 from glider_trigger.trigger import Invocation, RebalanceTrigger
 from glider_trigger.work_queue import WorkQueueVisibility
@@ -61,6 +64,16 @@ class SqsMessage:
     queue_arn: str
 
 
+@dataclass
+class PreparedRecord:
+    """One SQS record after its portfolios were triggered, before its fate is settled."""
+
+    message: SqsMessage
+    parsed: ParsedInput | None
+    error: InvalidInputError | None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class ContextDeadline:
     """The Lambda deadline, less a margin kept for dead-lettering and returning."""
@@ -78,6 +91,7 @@ class InvocationSummary:
 
     source: InputSource
     results: list[dict[str, Any]] = field(default_factory=list)
+    fanned_out: int = 0
 
     def as_response(self) -> dict[str, Any]:
         def count(*outcomes: str) -> int:
@@ -86,7 +100,8 @@ class InvocationSummary:
         return {
             "source": self.source.kind.value,
             "deliveryId": self.source.delivery_id,
-            "portfolios": len(self.results),
+            "portfolios": len(self.results) + self.fanned_out,
+            "fannedOut": self.fanned_out,
             "triggered": count("triggered", "already-triggered"),
             "deadLettered": count("dead-lettered"),
             "inProgressElsewhere": count("in-progress-elsewhere"),
@@ -107,6 +122,9 @@ class TriggerProcessor:
         deadline_margin_seconds: float,
         breaker_threshold: int,
         longest_wait_seconds: float,
+        max_concurrency: int = 1,
+        work_queue: QueueWriter | None = None,
+        fanout_threshold: int = 50,
     ) -> None:
         self._trigger = trigger
         self._dead_letters = dead_letters
@@ -117,6 +135,9 @@ class TriggerProcessor:
         self._margin = deadline_margin_seconds
         self._breaker_threshold = breaker_threshold
         self._longest_wait = longest_wait_seconds
+        self._workers = max_concurrency
+        self._work_queue = work_queue
+        self._fanout_threshold = fanout_threshold
 
     def begin(self, context: LambdaContext) -> Invocation:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
@@ -141,23 +162,20 @@ class TriggerProcessor:
             return summary
 
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
-        outcomes = [self._trigger_one(request, invocation) for request in parsed.requests]
-        # A concurrent duplicate is another invocation's work (and Lambda retries that one):
-        # a dead letter of it would only invite a second trigger on replay.
-        elsewhere = [
-            o
-            for o in outcomes
-            if isinstance(o, Failed) and isinstance(o.error, DuplicateInProgressError)
-        ]
+        if self._work_queue is not None and len(parsed.requests) > self._fanout_threshold:
+            return self._fan_out(parsed, invocation, self._work_queue)
+        outcomes = self._trigger_all(parsed.requests, invocation)
         # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
         for outcome in outcomes:
-            action = "none: in progress elsewhere" if outcome in elsewhere else "dead-lettered"
+            action = "none: in progress elsewhere" if _elsewhere(outcome) else "dead-lettered"
             self._telemetry.outcome(outcome, action=action)
         letters = self._rejected_letters(parsed)
+        # A concurrent duplicate is another invocation's work (and Lambda retries that one):
+        # a dead letter of it would only invite a second trigger on replay.
         letters += [
             dead_letter.for_failure(o)
             for o in outcomes
-            if isinstance(o, Failed) and o not in elsewhere
+            if isinstance(o, Failed) and not _elsewhere(o)
         ]
         self._send(letters)
 
@@ -169,31 +187,103 @@ class TriggerProcessor:
         summary.results.extend(_outcome_result(outcome) for outcome in outcomes)
         return summary
 
-    def process_sqs_record(self, message: SqsMessage, invocation: Invocation) -> None:
+    def prepare_sqs_batch(
+        self, messages: Sequence[SqsMessage], invocation: Invocation
+    ) -> dict[str, PreparedRecord]:
+        """Parse every record and trigger all their portfolios at once, on the worker pool;
+        `settle_sqs_record` then applies each record's delivery semantics."""
+        prepared: list[PreparedRecord] = []
+        requests: list[tuple[PreparedRecord, TriggerRequest]] = []
+        for message in messages:
+            try:
+                parsed = parse_sqs_body(
+                    message.body, message_id=message.message_id, default_skip=self._default_skip
+                )
+            except InvalidInputError as exc:
+                prepared.append(PreparedRecord(message, None, exc))
+                continue
+            record = PreparedRecord(message, parsed, None)
+            prepared.append(record)
+            requests.extend((record, request) for request in parsed.requests)
+        outcomes = self._trigger_all([request for _, request in requests], invocation)
+        for (record, _), outcome in zip(requests, outcomes, strict=True):
+            record.outcomes.append(outcome)
+        return {record.message.message_id: record for record in prepared}
+
+    def settle_sqs_record(self, record: PreparedRecord) -> None:
         """Raises RecordRetryRequested when the record should be redelivered."""
-        body, message_id = message.body, message.message_id
-        try:
-            parsed = parse_sqs_body(body, message_id=message_id, default_skip=self._default_skip)
-        except InvalidInputError as exc:
+        message, parsed = record.message, record.parsed
+        if parsed is None:
+            assert record.error is not None  # noqa: S101  # nosec B101 - one of the two is set
             self._telemetry.received(0)
-            source = InputSource(SourceKind.SQS, delivery_id=message_id)
-            self._send([dead_letter.for_unparsable_input(body, exc, source)])
-            self._telemetry.unparsable(exc, source)
+            source = InputSource(SourceKind.SQS, delivery_id=message.message_id)
+            self._send([dead_letter.for_unparsable_input(message.body, record.error, source)])
+            self._telemetry.unparsable(record.error, source)
             return
 
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
-        outcomes = [self._trigger_one(request, invocation) for request in parsed.requests]
-        failures = [outcome for outcome in outcomes if isinstance(outcome, Failed)]
+        failures = [outcome for outcome in record.outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
         retry = [f for f in failures if f.failure_class != FailureClass.PERMANENT]
-        for outcome in outcomes:
-            action = "retry" if outcome in retry else "dead-lettered"
-            self._telemetry.outcome(outcome, action=action)
+        for outcome in record.outcomes:
+            retried = (
+                isinstance(outcome, Failed) and outcome.failure_class != FailureClass.PERMANENT
+            )
+            self._telemetry.outcome(outcome, action="retry" if retried else "dead-lettered")
         self._send(self._rejected_letters(parsed) + [dead_letter.for_failure(f) for f in permanent])
         if retry:
             self._postpone_for_retry_after(message, retry)
             reasons = ", ".join(f"{o.request.portfolio_id}: {o.error.reason}" for o in retry)
-            raise RecordRetryRequested(f"message {message_id} will be redelivered ({reasons})")
+            raise RecordRetryRequested(
+                f"message {message.message_id} will be redelivered ({reasons})"
+            )
+
+    def _fan_out(
+        self, parsed: ParsedInput, invocation: Invocation, work_queue: QueueWriter
+    ) -> InvocationSummary:
+        """Too many ids for one invocation: one work-queue message each, spread by the SQS
+        event source over concurrent invocations. Each carries the delivery's key, so a retry
+        of this fan-out (or a duplicate of its input) triggers nothing twice."""
+        delivery = parsed.source.dedupe_key or f"lambda:{invocation.request_id}"
+        messages = [
+            OutgoingMessage(
+                json.dumps(
+                    {
+                        "portfolioId": request.portfolio_id,
+                        "skipScheduleValidation": request.skip_schedule_validation,
+                        "idempotencyKey": delivery,
+                    }
+                )
+            )
+            for request in parsed.requests
+        ]
+        try:
+            work_queue.send(messages, parallelism=self._workers)
+        except FanOutError:
+            self._telemetry.logger.exception(
+                "Fan-out to the work queue failed; the invocation fails so that it is retried",
+                extra={"work_queue_url": work_queue.queue_url, "messages": len(messages)},
+            )
+            raise
+        self._telemetry.fanned_out(len(messages), work_queue.queue_url, parsed.source)
+        self._send(self._rejected_letters(parsed))
+        summary = InvocationSummary(parsed.source, fanned_out=len(messages))
+        summary.results.extend(
+            _failure_result(rejected.portfolio_id, rejected.error, classify(rejected.error))
+            for rejected in parsed.rejected
+        )
+        return summary
+
+    def _trigger_all(
+        self, requests: Sequence[TriggerRequest], invocation: Invocation
+    ) -> list[Outcome]:
+        """On a bounded worker pool over the shared keep-alive connection pool."""
+        if self._workers <= 1 or len(requests) <= 1:
+            return [self._trigger_one(request, invocation) for request in requests]
+        with ThreadPoolExecutor(
+            max_workers=min(self._workers, len(requests)), thread_name_prefix="trigger"
+        ) as pool:
+            return list(pool.map(lambda request: self._trigger_one(request, invocation), requests))
 
     def _postpone_for_retry_after(self, message: SqsMessage, retry: list[Failed]) -> None:
         """A Retry-After longer than the invocation could wait becomes the message's visibility
@@ -265,6 +355,10 @@ class TriggerProcessor:
             )
             raise
         self._telemetry.dead_lettered(len(letters))
+
+
+def _elsewhere(outcome: Outcome) -> bool:
+    return isinstance(outcome, Failed) and isinstance(outcome.error, DuplicateInProgressError)
 
 
 def _outcome_result(outcome: Outcome) -> dict[str, Any]:

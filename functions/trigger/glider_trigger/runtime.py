@@ -22,6 +22,8 @@ from glider_trigger.glider_client import GliderClient, build_pool_manager
 from glider_trigger.idempotency import IdempotencyGuard, NoGuard, TriggerGuard
 from glider_trigger.lazy import Lazy, LazyClient
 from glider_trigger.processor import TriggerProcessor
+from glider_trigger.rate_limit import RateLimiter
+from glider_trigger.sqs_writer import QueueWriter, WorkQueueWriter
 from glider_trigger.telemetry import Telemetry
 from glider_trigger.trigger import RebalanceTrigger, RetryPolicy
 from glider_trigger.work_queue import WorkQueueVisibility
@@ -65,11 +67,13 @@ def build_processor(
         return LazyClient(lambda: session.get().client(service, config=AWS_CLIENT_CONFIG))  # type: ignore[call-overload]
 
     sqs: SQSClient = sqs_client or lazy_client("sqs")
+    pacing = RateLimiter(settings.rate_limit_per_second)
     api = GliderClient(
         settings.glider_api_base_url,
         connect_timeout_seconds=settings.connect_timeout_seconds,
         read_timeout_seconds=settings.read_timeout_seconds,
-        http=http or build_pool_manager(),
+        http=http or build_pool_manager(max_connections=settings.max_concurrency),
+        rate_limiter=pacing,
     )
     api_keys = ApiKeyProvider(
         settings.api_key_secret_id,
@@ -83,7 +87,7 @@ def build_processor(
     )
     dead_letters = DeadLetterQueue(settings.dlq_url, client=sqs)
     return TriggerProcessor(
-        RebalanceTrigger(api, api_keys, policy),
+        RebalanceTrigger(api, api_keys, policy, pacing=pacing),
         dead_letters,
         Telemetry(logger, metrics),
         guard=_guard(settings, logger, dynamodb_client or lazy_client("dynamodb")),
@@ -92,7 +96,20 @@ def build_processor(
         deadline_margin_seconds=settings.deadline_safety_margin_seconds,
         breaker_threshold=settings.circuit_breaker_threshold,
         longest_wait_seconds=settings.retry_max_delay_seconds,
+        max_concurrency=settings.max_concurrency,
+        work_queue=_work_queue(settings, sqs, logger),
+        fanout_threshold=settings.fanout_threshold,
     )
+
+
+def _work_queue(settings: Settings, sqs: SQSClient, logger: Logger) -> QueueWriter | None:
+    if settings.work_queue_url is None:
+        logger.warning(
+            "WORK_QUEUE_URL is not set: inputs with more than FANOUT_THRESHOLD ids are "
+            "triggered inline instead of fanned out"
+        )
+        return None
+    return WorkQueueWriter(settings.work_queue_url, client=sqs)
 
 
 def _guard(settings: Settings, logger: Logger, client: DynamoDBClient) -> TriggerGuard:

@@ -25,6 +25,7 @@ METRIC_TRIGGERED = "RebalancesTriggered"
 METRIC_FAILED = "TriggerFailures"  # with a FailureClass dimension
 METRIC_DEAD_LETTERED = "DeadLettered"
 METRIC_DUPLICATES = "DuplicateDeliveriesSkipped"
+METRIC_FANNED_OUT = "PortfolioIdsFannedOut"
 METRIC_SYSTEMIC = "SystemicFailures"  # one per systemic error seen, not per id it stopped
 METRIC_API_LATENCY = "GliderApiLatency"
 
@@ -101,6 +102,13 @@ class Telemetry:
                 **error_fields(error),
                 **source_fields(source),
             },
+        )
+
+    def fanned_out(self, count: int, queue_url: str, source: InputSource) -> None:
+        self._metrics.add_metric(METRIC_FANNED_OUT, MetricUnit.Count, count)
+        self.logger.info(
+            "Input fanned out to the work queue",
+            extra={"fanned_out": count, "work_queue_url": queue_url, **source_fields(source)},
         )
 
     def dead_lettered(self, count: int) -> None:

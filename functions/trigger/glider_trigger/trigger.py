@@ -8,6 +8,7 @@ and never start an attempt that could not finish before the deadline.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from glider_trigger.errors import (
     classify,
 )
 from glider_trigger.models import Failed, Outcome, Receipt, Triggered, TriggerRequest
+from glider_trigger.rate_limit import RateLimiter
 
 
 class GliderApi(Protocol):
@@ -85,8 +87,14 @@ class Invocation:
     breaker_threshold: int = 3
     halted_by: TriggerError | None = field(default=None, init=False)
     consecutive_transient: int = field(default=0, init=False)
+    # Workers of one invocation share this state.
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def blocker(self) -> TriggerError | None:
+        with self._lock:
+            return self._blocker()
+
+    def _blocker(self) -> TriggerError | None:
         if self.halted_by is not None:
             return SystemicHaltError(self.halted_by)
         if self.breaker_threshold and self.consecutive_transient >= self.breaker_threshold:
@@ -97,6 +105,10 @@ class Invocation:
         return None
 
     def observe(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._observe(outcome)
+
+    def _observe(self, outcome: Outcome) -> None:
         if isinstance(outcome, Triggered):
             self.consecutive_transient = 0
         elif outcome.failure_class is FailureClass.SYSTEMIC:
@@ -117,7 +129,9 @@ class RebalanceTrigger:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        pacing: RateLimiter | None = None,
     ) -> None:
+        self._pacing = pacing
         self._api = api
         self._api_keys = api_keys
         self._policy = policy
@@ -156,6 +170,12 @@ class RebalanceTrigger:
                 last_error = exc
             else:
                 refresh_key = False
+                budget = deadline.seconds_left() - self._api.worst_case_seconds
+                if self._pacing is not None and not self._pacing.acquire(budget_seconds=budget):
+                    last_error = last_error or NotAttemptedError(
+                        "the client-side rate limit has no slot before the invocation's deadline"
+                    )
+                    return _failed(request, last_error, attempts, latencies_ms, maybe_delivered)
                 attempts += 1
                 started = self._clock()
                 try:

@@ -1,0 +1,146 @@
+"""Writes messages to an SQS queue with SendMessageBatch: batches of at most 10 entries and
+256 KiB, entries SQS reports as failed retried, and an error if any still cannot be written.
+Used for the DLQ and for fanning large inputs out to the work queue."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from glider_trigger.errors import FanOutError, QueueWriteError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import (
+        MessageAttributeValueTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
+
+MAX_BATCH_ENTRIES: Final = 10
+MAX_BATCH_BYTES: Final = 256 * 1024
+
+AttributeValue = str | int | float
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    body: str
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+
+
+class QueueWriter:
+    error_type: ClassVar[type[QueueWriteError]] = QueueWriteError
+
+    def __init__(
+        self,
+        queue_url: str,
+        *,
+        client: SQSClient,
+        max_send_attempts: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._queue_url = queue_url
+        self._client = client
+        self._max_send_attempts = max_send_attempts
+        self._sleep = sleep
+
+    @property
+    def queue_url(self) -> str:
+        return self._queue_url
+
+    def send(self, messages: Sequence[OutgoingMessage], *, parallelism: int = 1) -> None:
+        """Raises `error_type` naming how many messages could not be written."""
+        batches = list(_batches(messages))
+        if parallelism <= 1 or len(batches) <= 1:
+            for batch in batches:
+                self._send_batch(batch)
+            return
+        # Large fan-outs: 100,000 ids are 10,000 calls; one after another they would not fit
+        # in an invocation. Every batch is attempted; the first failure is raised after.
+        with ThreadPoolExecutor(max_workers=min(parallelism, len(batches))) as pool:
+            failures = [f for f in pool.map(self._try_batch, batches) if f is not None]
+        if failures:
+            unsent = sum(f.unsent for f in failures)
+            raise self.error_type(f"{unsent} message(s) in all: {failures[0]}", unsent=unsent)
+
+    def _try_batch(self, batch: list[OutgoingMessage]) -> QueueWriteError | None:
+        try:
+            self._send_batch(batch)
+        except QueueWriteError as exc:
+            return exc
+        return None
+
+    def _send_batch(self, batch: list[OutgoingMessage]) -> None:
+        pending = {str(index): message for index, message in enumerate(batch)}
+        problem = ""
+        attempt = 0
+        for attempt in range(1, self._max_send_attempts + 1):
+            if attempt > 1:
+                self._sleep(0.1 * 2**attempt)
+            try:
+                response = self._client.send_message_batch(
+                    QueueUrl=self._queue_url,
+                    Entries=[_entry(entry_id, message) for entry_id, message in pending.items()],
+                )
+            except (ClientError, BotoCoreError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                continue
+            failed = response.get("Failed", [])
+            pending = {item["Id"]: pending[item["Id"]] for item in failed}
+            if not pending:
+                return
+            problem = "; ".join(
+                sorted({f"{item['Code']}: {item.get('Message', '')}" for item in failed})
+            )
+            if any(item.get("SenderFault") for item in failed):
+                break  # the request itself is wrong (too large, bad attribute): retrying won't help
+        raise self.error_type(
+            f"{len(pending)} message(s) could not be written to {self._queue_url} "
+            f"after {attempt} attempt(s): {problem}",
+            unsent=len(pending),
+        )
+
+
+def _entry(entry_id: str, message: OutgoingMessage) -> SendMessageBatchRequestEntryTypeDef:
+    return {
+        "Id": entry_id,
+        "MessageBody": message.body,
+        "MessageAttributes": {
+            name: _attribute_value(value) for name, value in message.attributes.items()
+        },
+    }
+
+
+def _attribute_value(value: AttributeValue) -> MessageAttributeValueTypeDef:
+    if isinstance(value, float):
+        return {"DataType": "Number", "StringValue": f"{value:g}"}
+    if isinstance(value, int):
+        return {"DataType": "Number", "StringValue": str(value)}
+    return {"DataType": "String", "StringValue": value}
+
+
+def _batches(messages: Sequence[OutgoingMessage]) -> Iterator[list[OutgoingMessage]]:
+    batch: list[OutgoingMessage] = []
+    size = 0
+    for message in messages:
+        # SQS counts the body plus each attribute's name, data type and value.
+        message_size = len(message.body.encode()) + sum(
+            len(name) + len("String") + len(str(value).encode())
+            for name, value in message.attributes.items()
+        )
+        if batch and (len(batch) == MAX_BATCH_ENTRIES or size + message_size > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(message)
+        size += message_size
+    if batch:
+        yield batch
+
+
+class WorkQueueWriter(QueueWriter):
+    error_type = FanOutError

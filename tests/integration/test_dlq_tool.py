@@ -1,0 +1,609 @@
+"""tools/dlq.py against a moto server: list without consuming, redrive by reason, the message move
+task, status, and one-line errors. The DLQ is filled the way the function fills it (its own
+dead_letter module), plus an on-failure destination record and a Scheduler dead letter.
+
+moto 5.2.5 does not implement StartMessageMoveTask or ListMessageMoveTasks (it answers HTTP 500),
+so those two calls alone are answered by a stub registered on that one operation; every other
+call of those tests, and of every other test, goes to the moto server."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+import tools.dlq
+from glider_trigger.dead_letter import DeadLetterQueue, for_failure, for_unparsable_input
+from glider_trigger.errors import GliderApiError, InvalidInputError, TriggerError, classify
+from glider_trigger.models import Failed, InputSource, SourceKind, TriggerRequest
+from local.stack import (
+    FAKE_AWS_CREDENTIALS,
+    REGION,
+    MotoServer,
+    Queue,
+    attribute_values,
+    drain,
+)
+from tools.dlq import main
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEDULE_ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/glider-daily"
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:glider-rebalance-trigger"
+HEADER = ["PORTFOLIO", "REASON", "CLASS", "HTTP", "API CODE", "ATTEMPTS", "AGE", "SOURCE"]
+
+
+def failed(portfolio_id: str, error: TriggerError, attempts: int, source: InputSource) -> Failed:
+    return Failed(TriggerRequest(portfolio_id, False, source), error, classify(error), attempts)
+
+
+def sqs_source() -> InputSource:
+    return InputSource(SourceKind.SQS, delivery_id=str(uuid.uuid4()))
+
+
+def rate_limited() -> GliderApiError:
+    return GliderApiError(
+        "Too many requests",
+        status=429,
+        code="API_004",
+        request_id="req_1",
+        correlation_id="corr_1",
+        retry_after_seconds=30,
+    )
+
+
+DESTINATION_RECORD = {
+    "version": "1.0",
+    "timestamp": "2026-11-24T06:00:09.512Z",
+    "requestContext": {
+        "requestId": "c6af9ac6-7b61-11e6-9a41-93e812345678",
+        "functionArn": f"{FUNCTION_ARN}:$LATEST",
+        "condition": "RetriesExhausted",
+        "approximateInvokeCount": 3,
+    },
+    "requestPayload": {"portfolioIds": ["port_abc123", "port_def456"]},
+    "responseContext": {
+        "statusCode": 200,
+        "executedVersion": "$LATEST",
+        "functionError": "Unhandled",
+    },
+    "responsePayload": {"errorType": "DeadLetterWriteError", "errorMessage": "DLQ unavailable"},
+}
+SCHEDULER_INPUT = {"portfolioId": "port_sched01", "scheduleArn": SCHEDULE_ARN}
+
+
+def string(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": value}
+
+
+@pytest.fixture(autouse=True)
+def short_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto answers a short poll with everything visible; the tool's 1 s long poll is for SQS,
+    # whose short polls sample a subset of its servers.
+    monkeypatch.setattr(tools.dlq, "RECEIVE_WAIT_SECONDS", 0)
+
+
+@dataclass
+class Stack:
+    """The two queues as the template makes them: the work queue redrives to the DLQ."""
+
+    sqs: Any
+    work_queue: Queue
+    dlq: Queue
+
+    def dlq_messages(self) -> list[dict[str, Any]]:
+        return drain(self.sqs, self.dlq.url)
+
+
+@pytest.fixture(scope="module")
+def sqs(moto_server: MotoServer) -> Any:
+    return moto_server.client("sqs")
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer, sqs: Any, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """Fresh queues, and the standard AWS environment pointed at the moto server."""
+    suffix = uuid.uuid4().hex[:8]
+    dlq = create_queue(sqs, f"glider-dlq-{suffix}", {})
+    redrive = {"deadLetterTargetArn": dlq.arn, "maxReceiveCount": "5"}
+    work = create_queue(sqs, f"glider-work-{suffix}", {"RedrivePolicy": json.dumps(redrive)})
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_AWS_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # The standard variable: the tool has no endpoint option of its own.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    monkeypatch.setenv("DLQ_URL", dlq.url)
+    monkeypatch.setenv("WORK_QUEUE_URL", work.url)
+    return Stack(sqs, work, dlq)
+
+
+def create_queue(sqs: Any, name: str, attributes: dict[str, str]) -> Queue:
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    return Queue(url, arn["QueueArn"])
+
+
+@pytest.fixture
+def filled(aws: Stack) -> dict[str, str]:
+    """Seven dead letters; returns portfolio -> body."""
+    schedule = InputSource(SourceKind.SCHEDULE, metadata={"scheduleArn": SCHEDULE_ARN})
+    letters = [
+        for_failure(failed("port_busy01", rate_limited(), 3, sqs_source())),
+        for_failure(failed("port_busy02", rate_limited(), 1, schedule)),
+        for_failure(
+            failed(
+                "port_gone01",
+                GliderApiError("Not found", status=404, code="API_200"),
+                1,
+                sqs_source(),
+            ),
+        ),
+        for_failure(
+            failed(
+                "port_down01",
+                GliderApiError("Unavailable", status=503, code="API_000"),
+                4,
+                sqs_source(),
+            ),
+        ),
+        for_unparsable_input(
+            "not json at all", InvalidInputError("body is not valid JSON"), sqs_source()
+        ),
+    ]
+    DeadLetterQueue(aws.dlq.url, client=aws.sqs).send(letters)
+    sqs = aws.sqs
+    # Lambda's on-failure destination: an invocation record, no attributes.
+    sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=json.dumps(DESTINATION_RECORD))
+    # Scheduler's own dead letter: the target input, with Scheduler's attributes.
+    sqs.send_message(
+        QueueUrl=aws.dlq.url,
+        MessageBody=json.dumps(SCHEDULER_INPUT),
+        MessageAttributes={
+            "ERROR_CODE": string("Lambda.TooManyRequestsException"),
+            "ERROR_MESSAGE": string("Rate exceeded"),
+            "EXHAUSTED_RETRY_CONDITION": string("MaximumRetryAttempts"),
+            "RETRY_ATTEMPTS": string("185"),
+            "SCHEDULE_ARN": string(SCHEDULE_ARN),
+            "TARGET_ARN": string(FUNCTION_ARN),
+        },
+    )
+    bodies = {letter.portfolio_id or "(unparsable)": letter.body for letter in letters}
+    bodies["port_abc123,port_def456"] = json.dumps(DESTINATION_RECORD)
+    bodies["port_sched01"] = json.dumps(SCHEDULER_INPUT)
+    return bodies
+
+
+def visible(stack: Stack, url: str | None = None) -> int:
+    attributes = stack.sqs.get_queue_attributes(
+        QueueUrl=url or stack.dlq.url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def json_rows(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, dict[str, Any]]:
+    assert main(["list", "--json", *argv]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    return {row["portfolio"]: row for row in rows}
+
+
+class OneCallStubs:
+    """An SQS client on the moto server where only the operations given to `answer` are stubbed,
+    through botocore's before-call event (the hook Stubber itself uses; Stubber would stub every
+    call); each stubbed call's params are recorded, after botocore has validated them."""
+
+    def __init__(self, moto_server: MotoServer) -> None:
+        self.client = moto_server.client("sqs")  # its own: the handlers stay on this client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def answer(self, operation: str, response: dict[str, Any]) -> None:
+        def record(params: dict[str, Any], **_: Any) -> None:
+            self.calls.append((operation, dict(params)))
+
+        def respond(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+            return AWSResponse(None, 200, {}, None), {  # type: ignore[arg-type]
+                **response,
+                "ResponseMetadata": {"HTTPStatusCode": 200},
+            }
+
+        self.client.meta.events.register(f"before-parameter-build.sqs.{operation}", record)
+        self.client.meta.events.register(f"before-call.sqs.{operation}", respond)
+
+
+# --- list ------------------------------------------------------------------------------------
+
+
+def test_list_shows_every_message_with_its_columns_and_a_count_per_reason(
+    filled: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+
+    assert lines[0].split() == " ".join(HEADER).split()
+    rows = {line.split()[0]: line.split() for line in lines[1:8]}
+    assert set(rows) == set(filled)
+    assert rows["port_busy01"][:6] == [
+        "port_busy01",
+        "RATE_LIMITED",
+        "transient",
+        "429",
+        "API_004",
+        "3",
+    ]
+    assert all(re.fullmatch(r"\d+s", row[6]) for row in rows.values())  # sent just now
+    assert rows["port_busy01"][7].startswith("sqs:")
+    assert rows["port_busy02"][7] == f"schedule:{SCHEDULE_ARN}"[:59] + "~"
+    assert rows["port_gone01"][1:6] == ["NOT_FOUND", "permanent", "404", "API_200", "1"]
+    assert rows["port_down01"][1:6] == ["SERVER_ERROR", "transient", "503", "API_000", "4"]
+    assert rows["(unparsable)"][1:6] == ["MALFORMED_INPUT", "permanent", "-", "-", "0"]
+    destination = rows["port_abc123,port_def456"]
+    assert destination[1:6] == ["-", "-", "-", "-", "-"]
+    assert destination[7] == "lambda-destination:c6af9ac6-7b61-11e6-9a41-93e812345678"
+    assert rows["port_sched01"][1:6] == ["Lambda.TooManyRequestsException", "-", "-", "-", "185"]
+    assert "7 message(s) listed, ~7 in the DLQ." in out
+    assert lines[-1] == (
+        "By reason: RATE_LIMITED 2, - 1, Lambda.TooManyRequestsException 1, MALFORMED_INPUT 1, "
+        "NOT_FOUND 1, SERVER_ERROR 1"
+    )
+
+
+def test_list_consumes_nothing_and_hides_nothing_once_done(
+    filled: dict[str, str], aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = json_rows(capsys)
+    # Every message is visible again at once, not only when the hold runs out.
+    assert visible(aws) == 7
+    second = json_rows(capsys)
+
+    assert set(first) == set(second) == set(filled)
+    assert {r["messageId"] for r in first.values()} == {r["messageId"] for r in second.values()}
+    row = first["port_busy01"]
+    assert row["body"] == filled["port_busy01"]
+    assert (row["reason"], row["class"], row["httpStatus"], row["apiErrorCode"]) == (
+        "RATE_LIMITED",
+        "transient",
+        429,
+        "API_004",
+    )
+    assert row["attempts"] == 3
+    assert row["age"] == f"{row['ageSeconds']}s"
+    assert row["retryAt"]
+    assert first["port_sched01"]["source"] == f"schedule:{SCHEDULE_ARN}"
+    assert first["port_sched01"]["detail"] == "Rate exceeded"
+
+
+def test_list_limit_reads_past_the_first_batch_and_releases_the_rest(
+    aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n in range(23):
+        aws.sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=json.dumps({"portfolioId": f"p{n}"}))
+
+    assert len(json_rows(capsys, "--limit", "15")) == 15
+    assert len(json_rows(capsys)) == 23
+    assert visible(aws) == 23
+
+
+@pytest.mark.parametrize(
+    ("seconds", "age"),
+    [(None, "-"), (59.9, "59s"), (300, "5m"), (3 * 3600 + 59, "3h"), (2 * 86400, "2d")],
+)
+def test_ages_read_like_5m_3h_2d(seconds: float | None, age: str) -> None:
+    assert tools.dlq.human_age(seconds) == age
+
+
+def test_an_empty_dlq(aws: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out.startswith("The DLQ is empty")
+
+
+# --- redrive --reason --------------------------------------------------------------------------
+
+
+def test_redrive_by_reason_moves_exactly_those_bodies_without_attributes(
+    filled: dict[str, str],
+    aws: Stack,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(tools.dlq, "_sleep", sleep)
+
+    assert main(["redrive", "--reason", "RATE_LIMITED", "--rate", "5", "--yes"]) == 0
+
+    assert capsys.readouterr().out.splitlines()[-1] == "Moved 2, skipped 5 of another reason."
+    replayed = drain(aws.sqs, aws.work_queue.url)
+    assert sorted(m["Body"] for m in replayed) == sorted(
+        [filled["port_busy01"], filled["port_busy02"]]
+    )
+    assert all(attribute_values(m) == {} for m in replayed)
+    left = {attribute_values(m).get("reason", m["Body"]) for m in aws.dlq_messages()}
+    assert len(left) == 5
+    assert "RATE_LIMITED" not in left
+    # Two sends at 5 a second: the second waited about 0.2 s for its turn.
+    assert len(sleeps) == 1
+    assert 0.1 < sleeps[0] <= 0.2
+
+
+@pytest.mark.parametrize(
+    ("code", "moved"),
+    [
+        ("transient", {"port_busy01", "port_busy02", "port_down01"}),
+        ("not_found", {"port_gone01"}),
+        ("lambda.toomanyrequestsexception", {"port_sched01"}),
+    ],
+)
+def test_reason_matches_the_reason_column_or_the_class_ignoring_case(
+    filled: dict[str, str],
+    aws: Stack,
+    code: str,
+    moved: set[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["redrive", "--reason", code, "--yes"]) == 0
+
+    bodies = sorted(m["Body"] for m in drain(aws.sqs, aws.work_queue.url))
+    assert bodies == sorted(filled[p] for p in moved)
+    assert visible(aws) == 7 - len(moved)
+
+
+def test_dry_run_moves_nothing_and_says_what_would_move(
+    filled: dict[str, str], aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["redrive", "--reason", "rate_limited", "--dry-run"]) == 0
+
+    out = capsys.readouterr().out
+    assert [line.split()[3] for line in out.splitlines() if line.startswith("would move")] == [
+        "port_busy01",
+        "port_busy02",
+    ]
+    assert out.splitlines()[-1] == "Would move 2, skipped 5 of another reason."
+    assert visible(aws, aws.work_queue.url) == 0
+    assert visible(aws) == 7
+
+
+@pytest.mark.parametrize(("answer", "moved"), [("n\n", 0), ("", 0), ("yes\n", 2)])
+def test_redrive_asks_first_unless_yes(
+    filled: dict[str, str],
+    aws: Stack,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    moved: int,
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(answer))
+
+    status = main(["redrive", "--reason", "RATE_LIMITED"])
+
+    out = capsys.readouterr().out
+    assert "Each can trigger a real rebalance. [y/N]" in out
+    assert status == (0 if moved else 1)
+    assert visible(aws, aws.work_queue.url) == moved
+    assert visible(aws) == 7 - moved
+
+
+# --- redrive (message move task) and status --------------------------------------------------
+
+
+def test_redrive_without_reason_starts_a_message_move_task(
+    filled: dict[str, str],
+    aws: Stack,
+    moto_server: MotoServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stubs = OneCallStubs(moto_server)
+    stubs.answer("StartMessageMoveTask", {"TaskHandle": "eyJ0YXNrSWQiOiIxIn0="})
+    client, calls = stubs.client, stubs.calls
+
+    assert main(["redrive", "--rate", "5", "--yes"], sqs=client) == 0
+
+    assert calls == [
+        (
+            "StartMessageMoveTask",
+            {
+                "SourceArn": aws.dlq.arn,
+                "DestinationArn": aws.work_queue.arn,
+                "MaxNumberOfMessagesPerSecond": 5,
+            },
+        )
+    ]
+    assert "Started message move task eyJ0YXNrSWQiOiIxIn0=" in capsys.readouterr().out
+    # Without --rate, SQS's own pace; a dry run starts nothing.
+    assert main(["redrive", "--yes"], sqs=client) == 0
+    assert "MaxNumberOfMessagesPerSecond" not in calls[1][1]
+    assert main(["redrive", "--dry-run"], sqs=client) == 0
+    assert len(calls) == 2
+    assert "would start a message move task moving all ~7" in capsys.readouterr().out
+
+
+def test_status_lists_the_move_tasks_of_the_dlq(
+    filled: dict[str, str],
+    aws: Stack,
+    moto_server: MotoServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stubs = OneCallStubs(moto_server)
+    client, calls = stubs.client, stubs.calls
+    started = int(datetime(2026, 11, 24, 7, 0, tzinfo=UTC).timestamp() * 1000)
+    task = {
+        "SourceArn": aws.dlq.arn,
+        "DestinationArn": aws.work_queue.arn,
+        "MaxNumberOfMessagesPerSecond": 5,
+        "StartedTimestamp": started,
+    }
+    stubs.answer(
+        "ListMessageMoveTasks",
+        {
+            "Results": [
+                {
+                    **task,
+                    "TaskHandle": "h-1",
+                    "Status": "RUNNING",
+                    "ApproximateNumberOfMessagesMoved": 3,
+                    "ApproximateNumberOfMessagesToMove": 7,
+                },
+                {
+                    **task,
+                    "Status": "FAILED",
+                    "FailureReason": "AccessDenied",
+                    "ApproximateNumberOfMessagesMoved": 0,
+                },
+            ]
+        },
+    )
+
+    assert main(["status"], sqs=client) == 0
+
+    assert calls == [("ListMessageMoveTasks", {"SourceArn": aws.dlq.arn, "MaxResults": 10})]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "STATUS",
+        "MOVED",
+        "TO",
+        "MOVE",
+        "RATE",
+        "STARTED",
+        "DESTINATION",
+        "FAILURE",
+    ]
+    work_queue_name = aws.work_queue.arn.rsplit(":", 1)[-1]
+    assert lines[1].split() == [
+        "RUNNING",
+        "3",
+        "7",
+        "5",
+        "2026-11-24",
+        "07:00:00Z",
+        work_queue_name,
+        "-",
+    ]
+    assert lines[2].split()[:3] == ["FAILED", "0", "-"]
+    assert lines[2].split()[-1] == "AccessDenied"
+    assert "~7 message(s) in the DLQ" in lines[4]
+    assert lines[5].startswith("Running: h-1 (cancel: aws sqs cancel-message-move-task")
+
+
+def test_moto_without_move_tasks_gives_one_line_that_says_what_to_use(
+    filled: dict[str, str],
+    aws: Stack,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # moto's HTTP 500 is otherwise retried 4 times
+
+    assert main(["status"]) == 1
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if "tools.dlq" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith("python -m tools.dlq: error: ListMessageMoveTasks: 500: HTTP 500")
+    assert "use `redrive --reason CODE`" in errors[0]
+    assert visible(aws) == 7
+
+
+# --- queue selection and errors --------------------------------------------------------------
+
+
+def test_stack_outputs_select_the_queues(
+    aws: Stack, moto_server: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"glider-dlq-tool-{uuid.uuid4().hex[:8]}"
+    queue = {"Type": "AWS::SQS::Queue"}
+    template = {
+        "Resources": {"WorkQueue": queue, "DeadLetterQueue": queue},
+        "Outputs": {
+            "WorkQueueUrl": {"Value": {"Ref": "WorkQueue"}},
+            "WorkQueueArn": {"Value": {"Fn::GetAtt": ["WorkQueue", "Arn"]}},
+            "DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}},
+            "DeadLetterQueueArn": {"Value": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
+        },
+    }
+    cloudformation = moto_server.client("cloudformation")
+    cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in cloudformation.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
+    }
+    letter = for_failure(failed("port_stack01", rate_limited(), 2, sqs_source()))
+    DeadLetterQueue(outputs["DeadLetterQueueUrl"], client=aws.sqs).send([letter])
+
+    # The stack wins over $DLQ_URL (the fixture's DLQ, empty here), before or after the command.
+    assert list(json_rows(capsys, "--stack", name)) == ["port_stack01"]
+    assert main(["--stack", name, "redrive", "--reason", "RATE_LIMITED", "--yes"]) == 0
+
+    assert [m["Body"] for m in drain(aws.sqs, outputs["WorkQueueUrl"])] == [letter.body]
+    assert main(["list", "--stack", "no-such-stack"]) == 1
+    assert "error: stack no-such-stack: DescribeStacks: ValidationError" in capsys.readouterr().err
+
+
+def test_a_missing_queue_is_one_line_and_exit_1(
+    aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = aws.dlq.url.rsplit("/", 1)[0] + "/no-such-queue"
+    for argv in (
+        ["list", "--dlq-url", missing],
+        ["redrive", "--reason", "RATE_LIMITED", "--yes", "--work-queue-url", missing],
+        ["status", "--dlq-url", missing],
+    ):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith(f"python -m tools.dlq: error: queue {missing}: ")
+        assert "NonExistentQueue" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["purge"],
+        ["redrive", "--rate", "0"],
+        ["redrive", "--rate", "501"],
+        ["list", "--limit", "x"],
+    ],
+)
+def test_usage_errors_exit_2(
+    aws: Stack, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_without_any_queue_it_says_how_to_name_one(
+    aws: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DLQ_URL")
+    monkeypatch.delenv("WORK_QUEUE_URL")
+    assert main(["list"]) == 2
+    assert "pass --dlq-url URL or --stack NAME, or set DLQ_URL" in capsys.readouterr().err
+    monkeypatch.setenv("DLQ_URL", aws.dlq.url)
+    assert main(["redrive", "--reason", "RATE_LIMITED", "--yes"]) == 2
+    assert "no work queue" in capsys.readouterr().err
+
+
+def test_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.dlq", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "redrive --reason RATE_LIMITED --rate 5" in result.stdout

@@ -1,0 +1,1 @@
+"""Operator tools for the trigger function (run with `python -m tools.<name>`)."""

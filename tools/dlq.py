@@ -1,0 +1,776 @@
+"""Inspect and redrive the trigger function's dead-letter queue.
+
+    python -m tools.dlq list [--limit N] [--json]
+    python -m tools.dlq redrive [--reason CODE] [--rate N] [--dry-run] [--yes]
+    python -m tools.dlq status
+
+The queues come from --dlq-url and --work-queue-url, else from --stack NAME (the stack's outputs),
+else from $DLQ_URL and $WORK_QUEUE_URL. Region, credentials and endpoint come from the standard
+AWS environment (AWS_PROFILE, AWS_DEFAULT_REGION or AWS_REGION, AWS_ENDPOINT_URL for a moto
+server): the same command works against an account and against the local stack.
+
+`redrive` without --reason starts an SQS message move task (it moves everything, server side);
+`redrive --reason CODE` moves only the messages of one reason or failure class, one by one: send
+to the work queue first, delete from the DLQ after, so a failure can duplicate but never lose one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import ListMessageMoveTasksResultEntryTypeDef, MessageTypeDef
+
+PROG: Final = "python -m tools.dlq"
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+
+# Received messages stay invisible while a command scans the queue (so that each receive brings
+# messages not seen yet) and are made visible again as soon as it is done: `list` hides nothing
+# for longer than it runs, nor, should it die, for more than these seconds.
+LIST_HOLD_SECONDS: Final = 5
+# `redrive --reason` holds what it leaves in place for as long as the whole run should take
+# (a minute, plus the DLQ's depth at the given rate), at most SQS's 12 hours.
+REDRIVE_HOLD_SECONDS: Final = 60
+MAX_HOLD_SECONDS: Final = 12 * 3600
+UNRATED_SENDS_PER_SECOND: Final = 20  # a cautious guess at send + delete without --rate
+# A long poll asks every SQS server, so an empty answer means nothing is left to receive; a short
+# poll of a small queue can come back empty while messages remain.
+RECEIVE_WAIT_SECONDS = 1
+MAX_RATE: Final = 500  # StartMessageMoveTask's limit for MaxNumberOfMessagesPerSecond
+DEFAULT_LIST_LIMIT: Final = 100
+SQS_BATCH: Final = 10
+UNPARSABLE: Final = "(unparsable)"
+_UNWRAP_DEPTH: Final = 3  # as deep as the function itself unwraps envelopes
+_MAX_CELL: Final = {"PORTFOLIO": 40, "SOURCE": 60}
+_UNSUPPORTED_CODES: Final = frozenset(
+    {"InvalidAction", "UnsupportedOperation", "NotImplemented", "InternalFailure"}
+)
+
+EXAMPLES = f"""\
+examples:
+  {PROG} list --stack glider-rebalance-trigger
+  {PROG} list --json --limit 500 > dlq.jsonl
+  {PROG} redrive --reason RATE_LIMITED --rate 5 --dry-run
+  {PROG} redrive --reason RATE_LIMITED --rate 5
+  {PROG} redrive --reason transient --yes
+  {PROG} redrive --rate 10        (every message, with an SQS message move task)
+  {PROG} status
+
+  against a moto server (the local stack):
+  AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_DEFAULT_REGION=us-east-1 \\
+  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\
+  DLQ_URL=... WORK_QUEUE_URL=... {PROG} list
+
+--reason matches the REASON column of `list` (the function's reason attribute, else the ERROR_CODE
+of a Scheduler or EventBridge dead letter) or the CLASS column, ignoring case. Moving a message
+replays it: it can trigger a real rebalance, hence the confirmation (skip it with --yes).
+exit status: 0 done, 1 AWS error or aborted, 2 usage error.
+"""
+
+# Sleep used by the rate limiter; a module attribute so tests can observe it.
+_sleep = time.sleep
+
+
+class ToolError(Exception):
+    """A failure reported as one line, exit status 1."""
+
+
+class UsageError(Exception):
+    """A missing or contradictory option, exit status 2."""
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One DLQ message as `list` shows it."""
+
+    message_id: str
+    portfolio: str
+    reason: str | None
+    failure_class: str | None
+    http_status: str | None
+    api_error_code: str | None
+    attempts: str | None
+    age_seconds: float | None
+    source: str | None
+    detail: str | None
+    retry_at: str | None
+    sent_ms: int | None
+    body: str
+
+    @property
+    def age(self) -> str:
+        return human_age(self.age_seconds)
+
+    def cells(self) -> list[str]:
+        values = [
+            self.portfolio,
+            self.reason,
+            self.failure_class,
+            self.http_status,
+            self.api_error_code,
+            self.attempts,
+            self.age,
+            self.source,
+        ]
+        return [value or "-" for value in values]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "messageId": self.message_id,
+            "portfolio": self.portfolio,
+            "reason": self.reason,
+            "class": self.failure_class,
+            "httpStatus": _number(self.http_status),
+            "apiErrorCode": self.api_error_code,
+            "attempts": _number(self.attempts),
+            "age": self.age,
+            "ageSeconds": None if self.age_seconds is None else round(self.age_seconds),
+            "source": self.source,
+            "detail": self.detail,
+            "retryAt": self.retry_at,
+            "body": self.body,
+        }
+
+    def matches(self, code: str) -> bool:
+        wanted = code.casefold()
+        return any(
+            value and value.casefold() == wanted for value in (self.reason, self.failure_class)
+        )
+
+
+HEADERS: Final = ["PORTFOLIO", "REASON", "CLASS", "HTTP", "API CODE", "ATTEMPTS", "AGE", "SOURCE"]
+
+
+def to_row(message: MessageTypeDef, *, now: float) -> Row:
+    attributes = {
+        name: value.get("StringValue", "")
+        for name, value in message.get("MessageAttributes", {}).items()
+    }
+    body = message.get("Body", "")
+    payload, envelope = read_body(body)
+    sent = message.get("Attributes", {}).get("SentTimestamp", "")
+    sent_ms = int(sent) if sent.isdigit() else None
+    return Row(
+        message_id=message.get("MessageId", ""),
+        portfolio=portfolio_of(payload),
+        # Scheduler and EventBridge dead letters carry ERROR_CODE/RETRY_ATTEMPTS of their own.
+        reason=attributes.get("reason") or attributes.get("ERROR_CODE"),
+        failure_class=attributes.get("failureClass"),
+        http_status=attributes.get("httpStatus"),
+        api_error_code=attributes.get("apiErrorCode"),
+        attempts=attributes.get("attempts") or attributes.get("RETRY_ATTEMPTS"),
+        age_seconds=None if sent_ms is None else max(0.0, now - sent_ms / 1000),
+        source=source_of(attributes, envelope),
+        detail=attributes.get("detail") or attributes.get("ERROR_MESSAGE"),
+        retry_at=attributes.get("retryAt"),
+        sent_ms=sent_ms,
+        body=body,
+    )
+
+
+def read_body(body: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The input inside a body (EventBridge `detail` and on-failure `requestPayload` unwrapped,
+    as the function does), and the outermost envelope it came in, if any."""
+    try:
+        payload: object = json.loads(body)
+    except (ValueError, RecursionError):
+        return None, None
+    envelope = None
+    for _ in range(_UNWRAP_DEPTH):
+        if not isinstance(payload, dict):
+            break
+        if "detail-type" in payload and isinstance(payload.get("detail"), dict):
+            envelope = envelope or _envelope("eventbridge", payload.get("id"))
+            payload = payload["detail"]
+        elif isinstance(payload.get("requestContext"), dict) and "requestPayload" in payload:
+            request_id = payload["requestContext"].get("requestId")
+            envelope = envelope or _envelope("lambda-destination", request_id)
+            payload = payload["requestPayload"]
+        else:
+            break
+    return (payload if isinstance(payload, dict) else None), envelope
+
+
+def _envelope(kind: str, delivery_id: object) -> str:
+    return f"{kind}:{delivery_id}" if isinstance(delivery_id, str) and delivery_id else kind
+
+
+def portfolio_of(payload: dict[str, Any] | None) -> str:
+    if payload is None:
+        return UNPARSABLE
+    ids: list[object] = []
+    if "portfolioId" in payload:
+        ids.append(payload["portfolioId"])
+    if isinstance(payload.get("portfolioIds"), list):
+        ids.extend(payload["portfolioIds"])
+    text = ",".join(i if isinstance(i, str) else json.dumps(i) for i in ids)
+    return text or UNPARSABLE
+
+
+def source_of(attributes: dict[str, str], envelope: str | None) -> str | None:
+    if attributes.get("source"):
+        return attributes["source"]
+    if attributes.get("SCHEDULE_ARN"):
+        return f"schedule:{attributes['SCHEDULE_ARN']}"
+    if attributes.get("RULE_ARN"):
+        return f"rule:{attributes['RULE_ARN']}"
+    return envelope
+
+
+def human_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def _number(value: str | None) -> int | float | str | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() else number
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    cells = [
+        [_clip(cell, _MAX_CELL.get(header)) for header, cell in zip(headers, row, strict=True)]
+        for row in rows
+    ]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [list(headers), *cells]
+    ]
+
+
+def _clip(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[: width - 1] + "~"
+
+
+# --- queues ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Queues:
+    sqs: SQSClient
+    dlq_url: str
+    work_queue_url: str | None
+    origin: str  # where the URLs came from, for messages
+    arns: dict[str, str] = field(default_factory=dict)  # URL -> ARN, from the stack's outputs
+
+    def arn(self, url: str) -> str:
+        if url not in self.arns:
+            try:
+                attributes = self.sqs.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["QueueArn"]
+                )["Attributes"]
+            except (ClientError, BotoCoreError) as exc:
+                raise ToolError(f"queue {url}: {describe(exc)}") from exc
+            self.arns[url] = attributes["QueueArn"]
+        return self.arns[url]
+
+    def work_queue(self) -> str:
+        if not self.work_queue_url:
+            raise UsageError(
+                f"no work queue ({self.origin}): pass --work-queue-url URL or --stack NAME, "
+                "or set WORK_QUEUE_URL"
+            )
+        return self.work_queue_url
+
+    def depth(self, url: str) -> int:
+        """Approximate number of messages, visible or not (and a check that the queue exists)."""
+        try:
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+        except (ClientError, BotoCoreError) as exc:
+            raise ToolError(f"queue {url}: {describe(exc)}") from exc
+        return sum(int(value) for value in attributes.values())
+
+
+def resolve_queues(
+    args: argparse.Namespace, sqs: SQSClient, cloudformation: Callable[[], CloudFormationClient]
+) -> Queues:
+    dlq_flag: str | None = getattr(args, "dlq_url", None)
+    work_flag: str | None = getattr(args, "work_queue_url", None)
+    stack: str | None = getattr(args, "stack", None)
+    if stack:
+        outputs = stack_outputs(cloudformation(), stack)
+        dlq_url = dlq_flag or outputs.get("DeadLetterQueueUrl")
+        work_url = work_flag or outputs.get("WorkQueueUrl")
+        if not dlq_url:
+            raise ToolError(f"stack {stack} has no output DeadLetterQueueUrl")
+        queues = Queues(sqs, dlq_url, work_url, origin=f"stack {stack}")
+        for url_key, arn_key in (
+            ("DeadLetterQueueUrl", "DeadLetterQueueArn"),
+            ("WorkQueueUrl", "WorkQueueArn"),
+        ):
+            if outputs.get(url_key) and outputs.get(arn_key):
+                queues.arns[outputs[url_key]] = outputs[arn_key]
+        return queues
+    dlq_url = dlq_flag or os.environ.get("DLQ_URL")
+    if not dlq_url:
+        raise UsageError("no DLQ: pass --dlq-url URL or --stack NAME, or set DLQ_URL")
+    work_url = work_flag or os.environ.get("WORK_QUEUE_URL") or None
+    return Queues(sqs, dlq_url, work_url, origin="options and environment")
+
+
+def stack_outputs(cloudformation: CloudFormationClient, stack: str) -> dict[str, str]:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(f"stack {stack}: {describe(exc)}") from exc
+    return {
+        output["OutputKey"]: output["OutputValue"]
+        for found in stacks[:1]
+        for output in found.get("Outputs", [])
+        if "OutputKey" in output and "OutputValue" in output
+    }
+
+
+# --- receiving without consuming -------------------------------------------------------------
+
+
+class Scan:
+    """Each message of a queue once: received, held invisible, released by `release()`.
+
+    Holding is what lets the scan move on: a message made visible at once would be received
+    again by the next call (moto returns the oldest first; SQS samples), so a queue with more
+    than 10 messages could never be read past its first batch. Stops on an empty receive, or
+    when a receive brings back only messages already seen (their hold ran out).
+    """
+
+    def __init__(self, sqs: SQSClient, queue_url: str, *, hold_seconds: int) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._hold_seconds = hold_seconds
+        self._seen: set[str] = set()
+        self._held: dict[str, str] = {}  # message id -> its latest receipt handle
+
+    def messages(self) -> Iterator[MessageTypeDef]:
+        while True:
+            try:
+                batch = self._sqs.receive_message(
+                    QueueUrl=self._queue_url,
+                    MaxNumberOfMessages=SQS_BATCH,
+                    VisibilityTimeout=self._hold_seconds,
+                    WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
+                    MessageAttributeNames=["All"],
+                    MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+                ).get("Messages", [])
+            except (ClientError, BotoCoreError) as exc:
+                raise ToolError(f"queue {self._queue_url}: {describe(exc)}") from exc
+            fresh = []
+            for message in batch:
+                message_id = message.get("MessageId", "")
+                self._held[message_id] = message.get("ReceiptHandle", "")
+                if message_id not in self._seen:
+                    self._seen.add(message_id)
+                    fresh.append(message)
+            if not fresh:
+                return
+            yield from fresh
+
+    def forget(self, message_id: str) -> None:
+        """The message is gone (deleted): nothing to release."""
+        self._held.pop(message_id, None)
+
+    def release(self) -> None:
+        """Make every held message visible again; warns about any that stay hidden."""
+        handles = list(self._held.values())
+        self._held.clear()
+        stuck = 0
+        for start in range(0, len(handles), SQS_BATCH):
+            chunk = handles[start : start + SQS_BATCH]
+            try:
+                response = self._sqs.change_message_visibility_batch(
+                    QueueUrl=self._queue_url,
+                    Entries=[
+                        {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                        for index, handle in enumerate(chunk)
+                    ],
+                )
+            except (ClientError, BotoCoreError):
+                stuck += len(chunk)
+            else:
+                stuck += len(response.get("Failed", []))
+        if stuck:
+            print(
+                f"warning: {stuck} message(s) could not be made visible again at once; "
+                f"they will be within {self._hold_seconds} s",
+                file=sys.stderr,
+            )
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace, queues: Queues) -> int:
+    depth = queues.depth(queues.dlq_url)
+    scan = Scan(queues.sqs, queues.dlq_url, hold_seconds=LIST_HOLD_SECONDS)
+    now = time.time()
+    rows: list[Row] = []
+    try:
+        for message in scan.messages():
+            rows.append(to_row(message, now=now))
+            if len(rows) >= args.limit:
+                break
+    finally:
+        scan.release()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.as_json(), ensure_ascii=False))
+        return EXIT_OK
+    if not rows:
+        print(f"The DLQ is empty ({queues.dlq_url}).")
+        return EXIT_OK
+    for line in table(HEADERS, [row.cells() for row in rows]):
+        print(line)
+    counts = Counter(row.reason or "-" for row in rows)
+    more = f"; --limit {args.limit} reached" if len(rows) >= args.limit else ""
+    print(f"\n{len(rows)} message(s) listed, ~{depth} in the DLQ{more}.")
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    print("By reason: " + ", ".join(f"{reason} {count}" for reason, count in ranked))
+    return EXIT_OK
+
+
+def cmd_redrive(args: argparse.Namespace, queues: Queues) -> int:
+    if args.reason:
+        return _redrive_selected(args, queues)
+    return _redrive_all(args, queues)
+
+
+def _redrive_all(args: argparse.Namespace, queues: Queues) -> int:
+    """Every message, server side: StartMessageMoveTask."""
+    source_arn = queues.arn(queues.dlq_url)
+    destination_arn = queues.arn(queues.work_queue())
+    depth = queues.depth(queues.dlq_url)
+    pace = f"at most {args.rate}/s" if args.rate else "at SQS's own pace"
+    plan = f"all ~{depth} message(s) from {source_arn} to {destination_arn}, {pace}"
+    if args.dry_run:
+        print(f"Dry run: would start a message move task moving {plan}.")
+        return EXIT_OK
+    if not args.yes and not confirm(f"Move {plan}? Each can trigger a real rebalance."):
+        print("Aborted: nothing moved.")
+        return EXIT_ERROR
+    try:
+        if args.rate:
+            response = queues.sqs.start_message_move_task(
+                SourceArn=source_arn,
+                DestinationArn=destination_arn,
+                MaxNumberOfMessagesPerSecond=args.rate,
+            )
+        else:
+            response = queues.sqs.start_message_move_task(
+                SourceArn=source_arn, DestinationArn=destination_arn
+            )
+    except (ClientError, BotoCoreError) as exc:
+        raise move_task_error(exc) from exc
+    print(f"Started message move task {response['TaskHandle']}")
+    print(f"Follow it with: {PROG} status")
+    return EXIT_OK
+
+
+def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
+    """The messages of one reason or class: send each to the work queue, then delete it."""
+    work_url = queues.work_queue()
+    queues.depth(work_url)  # fail before touching the DLQ if the work queue is not there
+    depth = queues.depth(queues.dlq_url)
+    pace = f" at most {args.rate}/s" if args.rate else ""
+    if (
+        not args.dry_run
+        and not args.yes
+        and not confirm(
+            f"Replay the DLQ messages with reason or class {args.reason} (of ~{depth}) onto "
+            f"{work_url}{pace}? Each can trigger a real rebalance."
+        )
+    ):
+        print("Aborted: nothing moved.")
+        return EXIT_ERROR
+    # Only what was in the DLQ when the redrive began: a replay that fails again comes back as a
+    # new message, which must not be replayed again and again by this same run.
+    started_ms = int(time.time() * 1000)
+    limiter = RateLimiter(args.rate)
+    run_seconds = depth / (args.rate or UNRATED_SENDS_PER_SECOND)
+    hold = min(MAX_HOLD_SECONDS, REDRIVE_HOLD_SECONDS + math.ceil(run_seconds))
+    scan = Scan(queues.sqs, queues.dlq_url, hold_seconds=hold)
+    verb = "would move" if args.dry_run else "moved"
+    moved = skipped = newer = 0
+    try:
+        for message in scan.messages():
+            row = to_row(message, now=time.time())
+            if not row.matches(args.reason):
+                skipped += 1
+                continue
+            if row.sent_ms is not None and row.sent_ms >= started_ms:
+                newer += 1
+                continue
+            if not args.dry_run:
+                limiter.wait()
+                _move(queues, message, work_url, moved=moved)
+                scan.forget(row.message_id)
+            moved += 1
+            print(f"{verb}  {row.message_id}  {row.portfolio}  {row.reason or row.failure_class}")
+    finally:
+        scan.release()
+    later = f", {newer} newer than the start of this run left in place" if newer else ""
+    print(f"{verb.capitalize()} {moved}, skipped {skipped} of another reason{later}.")
+    return EXIT_OK
+
+
+def _move(queues: Queues, message: MessageTypeDef, work_url: str, *, moved: int) -> None:
+    message_id = message.get("MessageId", "")
+    try:
+        # The body alone: it is the function's input. The attributes described the failure
+        # being replayed; a replay that fails again gets fresh ones from the function.
+        queues.sqs.send_message(QueueUrl=work_url, MessageBody=message.get("Body", ""))
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(
+            f"moved {moved}, then stopped: sending message {message_id} to the work queue "
+            f"failed, it stays in the DLQ: {describe(exc)}"
+        ) from exc
+    try:
+        queues.sqs.delete_message(
+            QueueUrl=queues.dlq_url, ReceiptHandle=message.get("ReceiptHandle", "")
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(
+            f"moved {moved}, then stopped: message {message_id} was sent to the work queue but "
+            f"not deleted from the DLQ (delete it there, or it will be replayed twice): "
+            f"{describe(exc)}"
+        ) from exc
+
+
+def cmd_status(args: argparse.Namespace, queues: Queues) -> int:
+    source_arn = queues.arn(queues.dlq_url)
+    try:
+        tasks = queues.sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10)["Results"]
+    except (ClientError, BotoCoreError) as exc:
+        raise move_task_error(exc) from exc
+    depth = queues.depth(queues.dlq_url)
+    if not tasks:
+        print(f"No message move tasks for {source_arn} (~{depth} message(s) in the DLQ).")
+        return EXIT_OK
+    headers = ["STATUS", "MOVED", "TO MOVE", "RATE", "STARTED", "DESTINATION", "FAILURE"]
+    for line in table(headers, [_task_cells(task) for task in tasks]):
+        print(line)
+    print(f"\n~{depth} message(s) in the DLQ {source_arn}.")
+    for task in tasks:
+        if task.get("Status") == "RUNNING" and task.get("TaskHandle"):
+            print(
+                f"Running: {task['TaskHandle']} (cancel: aws sqs cancel-message-move-task "
+                f"--task-handle {task['TaskHandle']})"
+            )
+    return EXIT_OK
+
+
+def _task_cells(task: ListMessageMoveTasksResultEntryTypeDef) -> list[str]:
+    started = task.get("StartedTimestamp")
+    return [
+        task.get("Status", "-"),
+        str(task.get("ApproximateNumberOfMessagesMoved", "-")),
+        str(task.get("ApproximateNumberOfMessagesToMove", "-")),
+        str(task.get("MaxNumberOfMessagesPerSecond", "-")),
+        datetime.fromtimestamp(started / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        if started
+        else "-",
+        task.get("DestinationArn", "(original sources)").rsplit(":", 1)[-1],
+        task.get("FailureReason", "-"),
+    ]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """At most `rate` calls a second: sleeps until each call's turn."""
+
+    def __init__(self, rate: int | None) -> None:
+        self._interval = 1 / rate if rate else 0.0
+        self._next = 0.0
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        now = time.monotonic()
+        if self._next > now:
+            _sleep(self._next - now)
+            now = self._next
+        self._next = now + self._interval
+
+
+def confirm(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def describe(exc: ClientError | BotoCoreError) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        message = error.get("Message", "")
+        if message.lstrip().startswith("<"):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = f"HTTP {status} without an AWS error body"
+        return one_line(f"{exc.operation_name}: {code}: {message}")
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+def move_task_error(exc: ClientError | BotoCoreError) -> ToolError:
+    text = describe(exc)
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code.isdigit() or code in _UNSUPPORTED_CODES:
+            text += (
+                " (this endpoint does not seem to implement SQS message move tasks; moto 5.2.5 "
+                "does not: there, use `redrive --reason CODE`)"
+            )
+    return ToolError(text)
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def positive_int(maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < 1 or (maximum is not None and value > maximum):
+            bound = f"1 to {maximum}" if maximum else "at least 1"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Queue options are accepted before or after the command; SUPPRESS keeps a command's parser
+    # from overwriting a value given before it.
+    queue_options = argparse.ArgumentParser(add_help=False)
+    group = queue_options.add_argument_group("queues (default: $DLQ_URL and $WORK_QUEUE_URL)")
+    group.add_argument("--dlq-url", metavar="URL", default=argparse.SUPPRESS)
+    group.add_argument("--work-queue-url", metavar="URL", default=argparse.SUPPRESS)
+    group.add_argument(
+        "--stack",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="read both queues from this CloudFormation stack's outputs",
+    )
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Inspect and redrive the trigger function's dead-letter queue.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[queue_options],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    listing = commands.add_parser(
+        "list", parents=[queue_options], help="show the DLQ as a table, consuming nothing"
+    )
+    listing.add_argument(
+        "--limit",
+        type=positive_int(),
+        default=DEFAULT_LIST_LIMIT,
+        metavar="N",
+        help=f"at most N messages (default {DEFAULT_LIST_LIMIT})",
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    redrive = commands.add_parser(
+        "redrive",
+        parents=[queue_options],
+        help="move messages back to the work queue (all: a message move task)",
+    )
+    redrive.add_argument(
+        "--reason",
+        metavar="CODE",
+        help="only messages of this reason or class (RATE_LIMITED, transient, ...), one by one",
+    )
+    redrive.add_argument(
+        "--rate", type=positive_int(MAX_RATE), metavar="N", help="at most N messages a second"
+    )
+    redrive.add_argument("--dry-run", action="store_true", help="show what would move; move none")
+    redrive.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    commands.add_parser(
+        "status",
+        parents=[queue_options],
+        help="the DLQ's message move tasks (ListMessageMoveTasks)",
+    )
+    return parser
+
+
+COMMANDS: Final = {"list": cmd_list, "redrive": cmd_redrive, "status": cmd_status}
+
+
+def main(argv: Sequence[str] | None = None, *, sqs: SQSClient | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage and the problem
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _run(args, sqs)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ToolError as exc:
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
+    except (ClientError, BotoCoreError) as exc:
+        print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _run(args: argparse.Namespace, sqs: SQSClient | None) -> int:
+    session = boto3.session.Session()
+    # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and most tools set.
+    region = session.region_name or os.environ.get("AWS_REGION") or None
+    client = sqs or session.client("sqs", region_name=region)
+    queues = resolve_queues(
+        args, client, lambda: session.client("cloudformation", region_name=region)
+    )
+    return COMMANDS[args.command](args, queues)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

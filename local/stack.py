@@ -101,6 +101,7 @@ class Deployment:
             "GLIDER_API_BASE_URL": self.glider_api_url,
             "GLIDER_API_KEY_SECRET_ID": self.secret_id,
             "DLQ_URL": self.dlq.url,
+            "WORK_QUEUE_URL": self.work_queue.url,
             "IDEMPOTENCY_TABLE_NAME": self.idempotency_table,
             "AWS_LAMBDA_FUNCTION_NAME": "glider-rebalance-trigger",
             "POWERTOOLS_SERVICE_NAME": "glider-rebalance-trigger",

@@ -145,3 +145,35 @@ def test_an_unwritable_dlq_keeps_the_record_on_the_work_queue(
 
     assert result is not None
     assert result.redelivered == [message_id]
+
+
+def test_a_large_input_fans_out_through_the_work_queue_and_triggers_each_id_once(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_function(FANOUT_THRESHOLD="50")
+    ids = [f"port_f{n:03d}" for n in range(120)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+    event = {"id": "ev-big", "detail-type": "X", "detail": {"portfolioIds": [*ids, "../x"]}}
+
+    response = function.invoke(event)
+    again = function.invoke(event)  # EventBridge delivers the event a second time
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+    results = source.drain(function.invoke, idle_seconds=1)
+
+    assert response["fannedOut"] == again["fannedOut"] == 120
+    assert sum(len(r.deleted) for r in results) == 240  # every message done, none redelivered
+    assert sorted(r.portfolio_id for r in emulator.rebalances) == ids  # each exactly once
+    # The invalid id, once per delivery of the input (no key to tell them apart in a body).
+    letters = deployment.dlq_messages()
+    assert [json.loads(m["Body"])["portfolioId"] for m in letters] == ["../x", "../x"]
+
+
+def test_a_small_input_is_triggered_inline(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    response = function.invoke({"portfolioIds": ["port_abc123", "port_def456"]})
+
+    assert response["fannedOut"] == 0
+    assert response["triggered"] == 2
+    assert work_queue_depth(deployment) == 0

@@ -59,8 +59,18 @@ format: $(INSTALLED) ## Apply ruff's fixes and formatting
 typecheck: $(INSTALLED) ## mypy --strict on the function and local stack
 	$(BIN)/mypy
 
-security: $(INSTALLED) ## bandit on the function code (each suppression justified in place)
+# checkov pins its own boto3, which aws-sam-cli's pin excludes: it gets a venv of its own.
+CHECKOV := $(VENV)/tools/checkov
+CHECKOV_VERSION := 3.3.30
+
+$(CHECKOV)/.installed: $(INSTALLED)
+	test -x $(CHECKOV)/bin/python || $(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $@
+
+security: $(INSTALLED) $(CHECKOV)/.installed ## bandit on the function code, checkov on template.yaml (suppressions justified in place)
 	$(BIN)/bandit -r functions/trigger -q
+	$(CHECKOV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
 audit: $(INSTALLED) ## pip-audit the pinned requirements (needs the vulnerability database online)
 	$(BIN)/pip-audit --strict --progress-spinner off -r layers/dependencies/requirements.txt

@@ -14,18 +14,22 @@ each portfolio (read from the function's own JSON log lines) and what ended up i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
+import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from local.function import LocalFunction, json_records
 from local.glider_emulator import Fault, GliderEmulator
-from local.stack import Deployment, MotoServer, attribute_values, deploy
+from local.stack import REGION, Deployment, MotoServer, deploy
+from tools import dlq
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 DEMO_API_KEY = "glider-local-demo-key"  # the emulator's key; not a real credential
@@ -66,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         "--portfolio-ids; AWS stays local (moto)",
     )
     parser.add_argument("--portfolio-ids", default="", help="comma-separated ids (--real-api)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the local stack running afterwards (make dlq)"
+    )
     args = parser.parse_args(argv)
     if args.real_api and not args.portfolio_ids:
         parser.error("--real-api needs --portfolio-ids: the sample ids do not exist on Glider")
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"\nGlider emulator received {len(emulator.requests)} requests and triggered "
                 f"{len(emulator.rebalances)} rebalances."
             )
+        if args.keep:
+            _keep_running(moto, deployment)
     finally:
         emulator.stop()
         moto.stop()
@@ -176,16 +185,26 @@ def _describe_response(response: Mapping[str, Any] | None) -> str:
 
 
 def _print_dlq(deployment: Deployment) -> None:
-    messages = deployment.dlq_messages()
-    print(f"\n== Dead-letter queue: {len(messages)} message(s); each body is a replayable input")
-    for message in messages:
-        attrs = attribute_values(message)
-        facts = [attrs.get("failureClass", "?"), attrs.get("reason", "?")]
-        facts += [f"HTTP {attrs['httpStatus']}"] if "httpStatus" in attrs else []
-        facts += [attrs["apiErrorCode"]] if "apiErrorCode" in attrs else []
-        facts += [f"attempts={attrs.get('attempts')}", f"source={attrs.get('source')}"]
-        print(f"   {textwrap.shorten(message['Body'], 96)}")
-        print(f"      {' '.join(facts)}")
+    """The DLQ as the operators' tool shows it (`make dlq`), without consuming it."""
+    print("\n== Dead-letter queue (make dlq ARGS=list): each body is a replayable input")
+    dlq.main(
+        ["--dlq-url", deployment.dlq.url, "--work-queue-url", deployment.work_queue.url, "list"],
+        sqs=deployment.sqs,
+    )
+
+
+def _keep_running(moto: MotoServer, deployment: Deployment) -> None:
+    print("\nThe local stack stays up (Ctrl-C to stop). In another shell, for example:")
+    print(
+        f"  AWS_ENDPOINT_URL={moto.endpoint_url} AWS_DEFAULT_REGION={REGION} "
+        "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\"
+    )
+    print(f"  DLQ_URL={deployment.dlq.url} WORK_QUEUE_URL={deployment.work_queue.url} \\")
+    print("  make dlq ARGS='redrive --reason NOT_FOUND --dry-run'")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
 
 
 def _print_stack(moto: MotoServer, deployment: Deployment, *, real_api: bool) -> None:

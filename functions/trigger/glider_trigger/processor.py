@@ -6,6 +6,10 @@
 - SQS records: a permanent failure is dead-lettered at once (the record then leaves the work
   queue); a transient or systemic one raises RecordRetryRequested, which the batch processor
   reports in batchItemFailures, so SQS redelivers it and its redrive policy has the last word.
+- Inputs with more ids than the fan-out threshold go to the work queue, one message per id.
+
+Triggers run on a bounded worker pool; logs, metrics and DLQ writes happen on the invocation's
+own thread once the workers are done.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ format: $(INSTALLED) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-typecheck: $(INSTALLED) ## mypy --strict on the function and local stack
+typecheck: $(INSTALLED) ## mypy --strict on the function, the local stack and tools/
 	$(BIN)/mypy
 
 # checkov pins its own boto3, which aws-sam-cli's pin excludes: it gets a venv of its own.

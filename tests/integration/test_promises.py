@@ -335,3 +335,36 @@ def test_a_concurrent_duplicate_event_is_left_to_the_invocation_handling_it(
     assert duplicate["deadLettered"] == 0
     assert deployment.dlq_messages() == []  # a dead letter here would invite a double on replay
     assert rebalanced(emulator) == ["port_abc123"]
+
+
+def test_an_outage_costs_the_same_call_budget_with_parallel_workers(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_function(MAX_CONCURRENCY="10")
+    ids = [f"port_out{n}" for n in range(10)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+        emulator.script(portfolio_id, *[Fault.error(503, "API_000", "outage")] * 4)
+
+    response = function.invoke({"portfolioIds": ids})
+
+    # 3 portfolios x 4 attempts, plus at most one call in flight per worker when it opened;
+    # one after another each would have cost 4: 40 calls.
+    assert len(emulator.requests) <= 12 + 10
+    assert response["deadLettered"] == 10
+    assert len(deployment.dlq_messages()) == 10  # nothing lost
+
+
+def test_a_revoked_key_stops_parallel_workers_after_their_call_in_flight(
+    start_function, emulator: GliderEmulator
+) -> None:
+    function = start_function(MAX_CONCURRENCY="8")
+    ids = [f"port_rev{n}" for n in range(30)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+    emulator.set_api_keys(["revoked"])
+
+    response = function.invoke({"portfolioIds": ids})
+
+    assert {r["failureClass"] for r in response["results"]} == {"systemic"}
+    assert len(emulator.requests) <= 2 * 8  # each worker: one call, one after the refetch

@@ -442,7 +442,8 @@ def test_secret_unavailable_on_refresh_after_401_is_reported() -> None:
 
 
 def invocation(threshold: int = 3) -> Invocation:
-    return Invocation(FakeDeadline(), breaker_threshold=threshold)
+    # trigger_with() below allows 2 attempts a portfolio.
+    return Invocation(FakeDeadline(), breaker_threshold=threshold, attempts_per_portfolio=2)
 
 
 def trigger_with(api: FakeApi, state: Invocation) -> Outcome:

@@ -117,7 +117,7 @@ class Settings:
                 "MAX_CONCURRENCY", int, cls.max_concurrency, low=1, high=128
             ),
             rate_limit_per_second=reader.optional_number(
-                "RATE_LIMIT_PER_SECOND", low=0.01, high=10_000
+                "RATE_LIMIT_PER_SECOND", low=1e-9, high=100_000
             ),
             fanout_threshold=reader.number(
                 "FANOUT_THRESHOLD", int, cls.fanout_threshold, low=1, high=100_000

@@ -125,6 +125,7 @@ class TriggerProcessor:
         default_skip_schedule_validation: bool,
         deadline_margin_seconds: float,
         breaker_threshold: int,
+        attempts_per_portfolio: int,
         longest_wait_seconds: float,
         max_concurrency: int = 1,
         work_queue: QueueWriter | None = None,
@@ -138,6 +139,7 @@ class TriggerProcessor:
         self._default_skip = default_skip_schedule_validation
         self._margin = deadline_margin_seconds
         self._breaker_threshold = breaker_threshold
+        self._attempts_per_portfolio = attempts_per_portfolio
         self._longest_wait = longest_wait_seconds
         self._workers = max_concurrency
         self._work_queue = work_queue
@@ -150,6 +152,7 @@ class TriggerProcessor:
             ContextDeadline(context, self._margin),
             request_id=context.aws_request_id,
             breaker_threshold=self._breaker_threshold,
+            attempts_per_portfolio=self._attempts_per_portfolio,
         )
 
     def process_event(self, event: object, invocation: Invocation) -> InvocationSummary:
@@ -165,9 +168,11 @@ class TriggerProcessor:
             summary.results.append(_failure_result(None, exc, classify(exc)))
             return summary
 
-        self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         if self._work_queue is not None and len(parsed.requests) > self._fanout_threshold:
+            # Counted as received when each work-queue message is processed, not twice.
+            self._telemetry.received(len(parsed.rejected))
             return self._fan_out(parsed, invocation, self._work_queue)
+        self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = self._trigger_all(parsed.requests, invocation)
         # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
         for outcome in outcomes:

@@ -95,6 +95,7 @@ def build_processor(
         default_skip_schedule_validation=settings.default_skip_schedule_validation,
         deadline_margin_seconds=settings.deadline_safety_margin_seconds,
         breaker_threshold=settings.circuit_breaker_threshold,
+        attempts_per_portfolio=settings.max_attempts,
         longest_wait_seconds=settings.retry_max_delay_seconds,
         max_concurrency=settings.max_concurrency,
         work_queue=_work_queue(settings, sqs, logger),

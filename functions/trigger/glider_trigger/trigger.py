@@ -74,49 +74,48 @@ class RetryPolicy:
 
 @dataclass
 class Invocation:
-    """What one invocation has learned so far, shared by all its triggers.
+    """What one invocation has learned so far, shared by all its workers.
 
     - After a systemic failure (a refused key, a missing secret, a disabled tenant) every other
-      call would fail the same way: the rest are not attempted.
-    - After `breaker_threshold` portfolios in a row failed transiently after their retries, the
-      API looks down: the rest fail fast as retryable instead of each waiting out its retries.
+      call would fail the same way: no further attempt starts.
+    - After `breaker_threshold` x `attempts_per_portfolio` calls in a row failed transiently
+      (5xx, 429, timeouts, resets) with no answer in between, the API looks down: no further
+      attempt starts, and what is left fails fast as retryable. Counting calls, not portfolios,
+      gives an outage the same budget whether portfolios run one after another or in parallel.
     """
 
     deadline: Deadline
     request_id: str = ""
     breaker_threshold: int = 3
+    attempts_per_portfolio: int = 4
     halted_by: TriggerError | None = field(default=None, init=False)
-    consecutive_transient: int = field(default=0, init=False)
-    # Workers of one invocation share this state.
+    failed_calls_in_a_row: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def blocker(self) -> TriggerError | None:
         with self._lock:
-            return self._blocker()
+            if self.halted_by is not None:
+                return SystemicHaltError(self.halted_by)
+            budget = self.breaker_threshold * self.attempts_per_portfolio
+            if self.breaker_threshold and self.failed_calls_in_a_row >= budget:
+                return CircuitOpenError(
+                    f"not attempted: the last {self.failed_calls_in_a_row} calls failed "
+                    "transiently; the API looks unavailable"
+                )
+            return None
 
-    def _blocker(self) -> TriggerError | None:
-        if self.halted_by is not None:
-            return SystemicHaltError(self.halted_by)
-        if self.breaker_threshold and self.consecutive_transient >= self.breaker_threshold:
-            return CircuitOpenError(
-                f"not attempted: the previous {self.consecutive_transient} portfolios failed "
-                "transiently; the API looks unavailable"
-            )
-        return None
-
-    def observe(self, outcome: Outcome) -> None:
+    def call_failed_transiently(self) -> None:
         with self._lock:
-            self._observe(outcome)
+            self.failed_calls_in_a_row += 1
 
-    def _observe(self, outcome: Outcome) -> None:
-        if isinstance(outcome, Triggered):
-            self.consecutive_transient = 0
-        elif outcome.failure_class is FailureClass.SYSTEMIC:
-            self.halted_by = self.halted_by or outcome.error
-        elif outcome.failure_class is FailureClass.TRANSIENT and outcome.attempts:
-            self.consecutive_transient += 1
-        elif outcome.failure_class is FailureClass.PERMANENT and outcome.attempts:
-            self.consecutive_transient = 0  # the API answered: it is up
+    def api_answered(self) -> None:
+        """A success or a definite answer (a 404, say): the API is up."""
+        with self._lock:
+            self.failed_calls_in_a_row = 0
+
+    def halt(self, error: TriggerError) -> None:
+        with self._lock:
+            self.halted_by = self.halted_by or error
 
 
 class RebalanceTrigger:
@@ -141,63 +140,47 @@ class RebalanceTrigger:
         self._rng = rng or random.Random()  # noqa: S311  # nosec B311
 
     def trigger(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
-        blocker = invocation.blocker()
-        if blocker is not None:
-            return _failed(request, blocker, 0, [])
-        outcome = self._attempt(request, invocation.deadline)
-        invocation.observe(outcome)
+        outcome = self._attempt(request, invocation)
+        if isinstance(outcome, Failed) and outcome.failure_class is FailureClass.SYSTEMIC:
+            invocation.halt(outcome.error)
         return outcome
 
-    def _attempt(self, request: TriggerRequest, deadline: Deadline) -> Outcome:
-        attempts = 0  # calls to the API
+    def _attempt(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
+        deadline = invocation.deadline
+        tally = _Tally()
         tries = 0  # calls to the API and retried reads of the key
         key_refreshed = refresh_key = False
-        latencies_ms: list[float] = []
-        maybe_delivered = 0
         last_error: TriggerError | None = None
         while True:
+            # Checked before every attempt, retries included: workers already in their retry
+            # cycles stop too once another worker has seen a systemic failure or an outage.
+            blocker = invocation.blocker()
+            if blocker is not None:
+                return tally.failed(request, last_error or blocker)
             if deadline.seconds_left() < self._api.worst_case_seconds:
-                last_error = last_error or NotAttemptedError(
+                late = NotAttemptedError(
                     f"{max(deadline.seconds_left(), 0):.1f}s left in the invocation; an attempt "
                     f"may take {self._api.worst_case_seconds:.1f}s"
                 )
-                return _failed(request, last_error, attempts, latencies_ms, maybe_delivered)
+                return tally.failed(request, last_error or late)
             tries += 1
             try:
+                # A throttled Secrets Manager is retried like a busy API; a missing secret is not.
                 api_key = self._api_keys.get(refresh=refresh_key)
             except SecretUnavailableError as exc:
-                # A throttled Secrets Manager is retried like a busy API; a missing secret is not.
                 last_error = exc
             else:
                 refresh_key = False
                 budget = deadline.seconds_left() - self._api.worst_case_seconds
                 if self._pacing is not None and not self._pacing.acquire(budget_seconds=budget):
-                    last_error = last_error or NotAttemptedError(
+                    no_slot = NotAttemptedError(
                         "the client-side rate limit has no slot before the invocation's deadline"
                     )
-                    return _failed(request, last_error, attempts, latencies_ms, maybe_delivered)
-                attempts += 1
-                started = self._clock()
-                try:
-                    receipt = self._api.trigger(
-                        request.portfolio_id,
-                        skip_schedule_validation=request.skip_schedule_validation,
-                        api_key=api_key,
-                    )
-                except TriggerError as exc:
-                    latencies_ms.append((self._clock() - started) * 1000)
-                    last_error = exc
-                    if isinstance(exc, GliderTransportError) and exc.maybe_delivered:
-                        maybe_delivered += 1
-                else:
-                    latencies_ms.append((self._clock() - started) * 1000)
-                    return Triggered(
-                        request,
-                        receipt,
-                        attempts,
-                        tuple(latencies_ms),
-                        maybe_delivered_attempts=maybe_delivered,
-                    )
+                    return tally.failed(request, last_error or no_slot)
+                answer = self._call(request, api_key, invocation, tally)
+                if isinstance(answer, Receipt):
+                    return tally.triggered(request, answer)
+                last_error = answer
 
             unauthorized = isinstance(last_error, GliderApiError) and last_error.is_unauthorized
             if unauthorized and not key_refreshed:
@@ -208,25 +191,62 @@ class RebalanceTrigger:
                 classify(last_error) is not FailureClass.TRANSIENT
                 or tries >= self._policy.max_attempts
             ):
-                return _failed(request, last_error, attempts, latencies_ms, maybe_delivered)
+                return tally.failed(request, last_error)
             delay = self._policy.delay_before_retry(last_error, tries, self._rng)
             if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
-                return _failed(request, last_error, attempts, latencies_ms, maybe_delivered)
+                return tally.failed(request, last_error)
             self._sleep(delay)
 
+    def _call(
+        self, request: TriggerRequest, api_key: ApiKey, invocation: Invocation, tally: _Tally
+    ) -> Receipt | TriggerError:
+        """One call to the API, accounted for in the tally and the invocation's breaker."""
+        tally.attempts += 1
+        started = self._clock()
+        try:
+            receipt = self._api.trigger(
+                request.portfolio_id,
+                skip_schedule_validation=request.skip_schedule_validation,
+                api_key=api_key,
+            )
+        except TriggerError as exc:
+            tally.latencies_ms.append((self._clock() - started) * 1000)
+            if isinstance(exc, GliderTransportError) and exc.maybe_delivered:
+                tally.maybe_delivered += 1
+            failure_class = classify(exc)
+            if failure_class is FailureClass.TRANSIENT:
+                invocation.call_failed_transiently()
+            elif failure_class is FailureClass.PERMANENT:
+                invocation.api_answered()
+            return exc
+        tally.latencies_ms.append((self._clock() - started) * 1000)
+        invocation.api_answered()
+        return receipt
 
-def _failed(
-    request: TriggerRequest,
-    error: TriggerError,
-    attempts: int,
-    latencies_ms: list[float],
-    maybe_delivered: int = 0,
-) -> Failed:
-    return Failed(
-        request,
-        error,
-        classify(error),
-        attempts,
-        tuple(latencies_ms),
-        maybe_delivered_attempts=maybe_delivered,
-    )
+
+@dataclass
+class _Tally:
+    """What the attempts for one portfolio have cost so far."""
+
+    attempts: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    maybe_delivered: int = 0  # attempts whose request left but whose answer was lost
+
+    def triggered(self, request: TriggerRequest, receipt: Receipt) -> Triggered:
+        return Triggered(
+            request,
+            receipt,
+            self.attempts,
+            tuple(self.latencies_ms),
+            maybe_delivered_attempts=self.maybe_delivered,
+        )
+
+    def failed(self, request: TriggerRequest, error: TriggerError) -> Failed:
+        return Failed(
+            request,
+            error,
+            classify(error),
+            self.attempts,
+            tuple(self.latencies_ms),
+            maybe_delivered_attempts=self.maybe_delivered,
+        )

@@ -122,3 +122,18 @@ def test_an_attempt_whose_answer_was_lost_is_flagged_on_the_success_line(
     assert line["maybe_delivered_attempts"] == 1
     assert line["level"] == "WARNING"
     assert len(emulator.rebalances) == 2  # the repeat no client can prevent, now visible
+
+
+def test_parallel_workers_on_a_cold_start_read_the_secret_once(
+    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator
+) -> None:
+    function = start_behind_proxy(MAX_CONCURRENCY="16")
+    ids = [f"port_cold{n:02d}" for n in range(32)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+    emulator.set_latency(0.02)
+
+    response = function.invoke({"portfolioIds": ids})
+
+    assert response["triggered"] == 32
+    assert proxy.counts[GET_SECRET] == 1

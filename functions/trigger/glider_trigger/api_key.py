@@ -7,6 +7,7 @@ an ApiKey, whose repr and str are redacted, so it cannot reach a log line by acc
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Final
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -66,15 +67,19 @@ class ApiKeyProvider:
         self._max_age = max_age_seconds
         # Powertools touches the client when constructed: build it with the first read.
         self._provider = Lazy(lambda: SecretsProvider(boto3_client=client))
+        self._lock = threading.Lock()
 
     def get(self, *, refresh: bool = False) -> ApiKey:
         """The cached key, or a fresh read when `refresh` (after a 401: it may have rotated)."""
-        try:
-            raw = self._provider.get().get(
-                self._secret_id, max_age=self._max_age, force_fetch=refresh
-            )
-        except GetParameterError as exc:
-            raise self._unavailable(exc) from exc
+        # One read at a time: on a cold start every worker asks at once, and without the lock
+        # each would miss the still-empty cache and read the secret itself.
+        with self._lock:
+            try:
+                raw = self._provider.get().get(
+                    self._secret_id, max_age=self._max_age, force_fetch=refresh
+                )
+            except GetParameterError as exc:
+                raise self._unavailable(exc) from exc
         return _parse_secret(raw, self._secret_id)
 
     def _unavailable(self, exc: GetParameterError) -> SecretUnavailableError:

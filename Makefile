@@ -13,7 +13,7 @@ SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v py
 	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dlq test lint format typecheck security audit chaos template build-check unit integration build clean
+.PHONY: help install run dlq test lint format typecheck security audit chaos bench template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,6 +82,10 @@ template: $(INSTALLED) ## cfn-lint and sam validate --lint on template.yaml
 
 chaos: $(INSTALLED) ## Chaos run: 2,000 triggers under injected faults; nothing lost, nothing doubled
 	$(BIN)/python -m local.chaos $(CHAOS_ARGS)
+
+bench: $(INSTALLED) ## Benchmark against the local emulator; results in bench/results/
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 build-check: $(INSTALLED) ## sam build into a scratch directory (skipped, loudly, without python3.13)
 	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \

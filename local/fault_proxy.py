@@ -258,6 +258,9 @@ class FaultProxy:
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: more workers connecting at once would see
+    # their SYNs dropped and retried a second later.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], proxy: FaultProxy) -> None:
         self.proxy = proxy

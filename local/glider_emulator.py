@@ -296,6 +296,9 @@ class _Incoming:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: more workers connecting at once would see
+    # their SYNs dropped and retried a second later.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], emulator: GliderEmulator) -> None:
         self.emulator = emulator

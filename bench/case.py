@@ -1,0 +1,176 @@
+"""One measured run of the function, in a process of its own: `python -m bench.case SPEC OUT`.
+
+The parent (bench/run.py) owns the local stack; this process only loads the handler fresh (a
+cold start, as a new execution environment does) and invokes it, so that its peak RSS is the
+function's and not the harness's. SPEC is a JSON file:
+
+    {"mode": "invoke", "env": {...}, "event": {...}, "timeout_seconds": 900}
+    {"mode": "drain", "env": {...}, "queue_url": ..., "queue_arn": ..., "moto_url": ...}
+
+and OUT receives a JSON object with the wall time of the invocation (or of the drain), the
+time the import took, the peak RSS and what the function answered.
+
+The handler is loaded as local/function.py's LocalFunction loads it (the environment set,
+stdout captured, `import app`), but without importing local.function: that module imports
+local.stack, hence moto, which would add ~20 MB of the harness to the measured RSS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import resource
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
+
+from local.lambda_context import LocalLambdaContext
+
+if TYPE_CHECKING:
+    from local.stack import Queue
+
+FUNCTION_DIR = Path(__file__).resolve().parent.parent / "functions" / "trigger"
+MAX_NOTABLE = 20  # warning and error log records kept per run
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set size, in KB: VmHWM, the high-water mark of its own
+    address space. Not ru_maxrss: Linux carries the parent's peak RSS over a fork (or vfork)
+    and exec into the child's ru_maxrss, so a child of the ~120 MB harness would report at
+    least that much whatever the function used."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KB on Linux
+
+
+def load_handler(env: Mapping[str, str]) -> ModuleType:
+    """A new execution environment's init: the function's environment, then `import app`."""
+    os.environ.update(env)
+    if str(FUNCTION_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTION_DIR))
+    return importlib.import_module("app")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def read_log(path: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """The function's JSON log lines by level (EMF metric records skipped), and the first
+    records above INFO, as they were logged (for the report)."""
+    levels: Counter[str] = Counter()
+    notable: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and "_aws" not in record:
+                    level = str(record.get("level", "?"))
+                    levels[level] += 1
+                    if level not in ("INFO", "DEBUG") and len(notable) < MAX_NOTABLE:
+                        notable.append(record)
+    return dict(levels), notable
+
+
+def invoke(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(log):
+        module = load_handler(spec["env"])
+        imported = time.perf_counter()
+        context = LocalLambdaContext(timeout_seconds=float(spec["timeout_seconds"]))
+        started_at, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
+        error = ""
+        response: Mapping[str, Any] = {}
+        try:
+            response = module.lambda_handler(spec["event"], context)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the case
+            error = f"{type(exc).__name__}: {exc}"
+        wall = time.perf_counter() - t0
+        cpu = cpu_seconds() - cpu0
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "started_at": started_at,
+        "import_s": imported - started,
+        "error": error,
+        "portfolios": response.get("portfolios"),
+        "triggered": response.get("triggered"),
+        "dead_lettered": response.get("deadLettered"),
+        "fanned_out": response.get("fannedOut"),
+    }
+
+
+def drain(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
+    """Lambda's SQS event source on the work queue: batches of 10, one warm invocation each."""
+    # Here, not at the top: in "invoke" mode the function's own import must load boto3.
+    import boto3  # noqa: PLC0415 - the harness's SQS client (receive/delete), straight to moto
+
+    from local.event_source import SqsEventSource  # noqa: PLC0415
+
+    with contextlib.redirect_stdout(log):
+        module = load_handler(spec["env"])
+    sqs = boto3.session.Session().client(
+        "sqs",
+        endpoint_url=spec["moto_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
+    )
+    # local.stack.Queue's two fields, without importing local.stack (and moto with it).
+    queue = cast("Queue", SimpleNamespace(url=spec["queue_url"], arn=spec["queue_arn"]))
+    source = SqsEventSource(sqs, queue, batch_size=10)
+    timeout = float(spec["timeout_seconds"])
+    invocations = 0
+    errors: Counter[str] = Counter()
+
+    def handler(event: dict[str, Any]) -> Mapping[str, Any]:
+        nonlocal invocations
+        invocations += 1
+        with contextlib.redirect_stdout(log):
+            result: Mapping[str, Any] = module.lambda_handler(
+                event, LocalLambdaContext(timeout_seconds=timeout)
+            )
+        return result
+
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    results = source.drain(handler, idle_seconds=int(spec.get("idle_seconds", 1)))
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
+    for result in results:
+        if result.error is not None:
+            errors[type(result.error).__name__] += 1
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "invocations": invocations,
+        "deleted": sum(len(r.deleted) for r in results),
+        "redelivered": sum(len(r.redelivered) for r in results),
+        "errors": dict(errors),
+        "idle_s": int(spec.get("idle_seconds", 1)),
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec_path, out_path = Path(argv[0]), Path(argv[1])
+    spec = json.loads(spec_path.read_text())
+    log_path = out_path.with_suffix(".log")
+    with log_path.open("w", encoding="utf-8") as log:
+        result = drain(spec, log) if spec["mode"] == "drain" else invoke(spec, log)
+    result["peak_rss_kb"] = peak_rss_kb()
+    result["ru_maxrss_kb"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    result["log_levels"], result["log_notable"] = read_log(log_path)
+    out_path.write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

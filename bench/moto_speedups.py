@@ -1,0 +1,105 @@
+"""Take moto's own overhead out of the measurements (in the harness process only).
+
+1. Routing. moto's server finds the backend of every request under one global lock, and on
+the way lists moto's package directory (os.listdir plus ~200 isdir calls) and tries the URL
+patterns of every service in turn: a few ms of CPU per request, serialized, sharing one GIL
+with the Glider emulator. `apply()` memoizes the lookup per host string (the answer depends on
+nothing else: the patterns and the package do not change while the server runs).
+
+2. SQS queues. moto 5.2.5 counts a queue's messages by calling two properties per message,
+each of which reads the clock, and SendMessage builds every queue attribute (three of those
+counts among them) just to look up ContentBasedDeduplication; DeleteMessage scans the queue
+twice, building a list of receipt handles per message. Sending n messages costs O(n^2)
+property calls: 1,000 messages take ~10 s to enqueue and ~30 s to receive and delete, 10,000
+would take over an hour, all of it moto's time, not the function's.
+
+`apply()` replaces those four members of moto.sqs.models.Queue with equivalents that read the
+clock once per call and compare plain attributes: the same results (visibility and delay are
+decided exactly as Message.visible and Message.delayed decide them), a constant factor of
+~20x less work. The delete also takes the queue's lock, which moto's own does not (with two
+pollers, two unlocked deletes at once could each undo the other).
+
+The function under test is not touched; the fan-out checks (every message queued, every id
+triggered exactly once, nothing left) hold the patched queue to account.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_APPLIED = False
+
+
+def apply() -> bool:
+    """Patch moto; False (and nothing changed) if its internals are not as expected."""
+    global _APPLIED  # noqa: PLW0603 - once per process
+    if _APPLIED:
+        return True
+    from moto.core.utils import unix_time_millis  # noqa: PLC0415
+    from moto.moto_server import werkzeug_app  # noqa: PLC0415
+    from moto.sqs import models  # noqa: PLC0415
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid  # noqa: PLC0415
+
+    queue_class: Any = models.Queue
+    probe = models.Message("probe", "probe")
+    expected = ("visible_at", "delayed_until", "receipt_handle", "_old_receipt_handles")
+    members = (
+        "messages",
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
+        "delete_message",
+    )
+    if (
+        not all(hasattr(probe, name) for name in expected)
+        or not all(hasattr(queue_class, name) for name in members)
+        or not hasattr(werkzeug_app.DomainDispatcherApplication, "get_backend_for_host")
+    ):
+        return False
+
+    def messages(self: Any) -> list[Any]:
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # already deleted: moto (and SQS) accept it again
+        # Under the lock SendMessage appends with: moto's own read-modify-write of the list is
+        # unlocked, so two deletes at once (two pollers) could each drop the other's result.
+        with self._messages_lock:
+            current = self._messages
+            for index, message in enumerate(current):
+                if (
+                    message.receipt_handle == receipt_handle
+                    or receipt_handle in message._old_receipt_handles
+                ):
+                    self.pending_messages.discard(message)
+                    self.deleted_messages.update(message.all_receipt_handles)
+                    # A new list, as moto does: a receive iterating the old one is unaffected.
+                    self._messages = current[:index] + current[index + 1 :]
+                    return
+        raise ReceiptHandleIsInvalid
+
+    dispatcher: Any = werkzeug_app.DomainDispatcherApplication
+    lookup = dispatcher.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in backends:  # called under the dispatcher's lock
+            backends[host] = lookup(self, host)
+        return backends[host]
+
+    dispatcher.get_backend_for_host = get_backend_for_host
+    queue_class.messages = property(messages)
+    queue_class.approximate_number_of_messages_delayed = property(delayed)
+    queue_class.approximate_number_of_messages_not_visible = property(not_visible)
+    queue_class.delete_message = delete_message
+    _APPLIED = True
+    return True

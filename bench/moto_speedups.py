@@ -1,10 +1,10 @@
-"""Take moto's own overhead out of the measurements (in the harness process only).
+"""Take moto's own overhead out of the measurements (in the benchmark's moto process only).
 
 1. Routing. moto's server finds the backend of every request under one global lock, and on
 the way lists moto's package directory (os.listdir plus ~200 isdir calls) and tries the URL
-patterns of every service in turn: a few ms of CPU per request, serialized, sharing one GIL
-with the Glider emulator. `apply()` memoizes the lookup per host string (the answer depends on
-nothing else: the patterns and the package do not change while the server runs).
+patterns of every service in turn: a few ms of CPU per request, serialized. `apply()`
+memoizes the lookup per host string (the answer depends on nothing else: the patterns and the
+package do not change while the server runs).
 
 2. SQS queues. moto 5.2.5 counts a queue's messages by calling two properties per message,
 each of which reads the clock, and SendMessage builds every queue attribute (three of those
@@ -18,6 +18,13 @@ clock once per call and compare plain attributes: the same results (visibility a
 decided exactly as Message.visible and Message.delayed decide them), a constant factor of
 ~20x less work. The delete also takes the queue's lock, which moto's own does not (with two
 pollers, two unlocked deletes at once could each undo the other).
+
+3. Per-request work that depends only on constants. Every response looks up its handler's
+method names with inspect.getmembers (a fixed set per class), and every UpdateItem parses its
+UpdateExpression twice (the idempotency guard sends the same expression each time). `apply()`
+memoizes both: method names per class, the parsed expression per (parser, string). moto's
+Validator deep-copies the tree before it touches it, and the other readers only search it, so a
+shared parse is never modified.
 
 The function under test is not touched; the fan-out checks (every message queued, every id
 triggered exactly once, nothing left) hold the patched queue to account.
@@ -35,12 +42,11 @@ def apply() -> bool:
     global _APPLIED  # noqa: PLW0603 - once per process
     if _APPLIED:
         return True
-    from moto.core.utils import unix_time_millis  # noqa: PLC0415
+    from moto.core import responses  # noqa: PLC0415
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # noqa: PLC0415
     from moto.moto_server import werkzeug_app  # noqa: PLC0415
     from moto.sqs import models  # noqa: PLC0415
-    from moto.sqs.exceptions import ReceiptHandleIsInvalid  # noqa: PLC0415
 
-    queue_class: Any = models.Queue
     probe = models.Message("probe", "probe")
     expected = ("visible_at", "delayed_until", "receipt_handle", "_old_receipt_handles")
     members = (
@@ -51,10 +57,34 @@ def apply() -> bool:
     )
     if (
         not all(hasattr(probe, name) for name in expected)
-        or not all(hasattr(queue_class, name) for name in members)
+        or not all(hasattr(models.Queue, name) for name in members)
         or not hasattr(werkzeug_app.DomainDispatcherApplication, "get_backend_for_host")
+        or not hasattr(responses, "method_names_from_class")
+        or not isinstance(vars(UpdateExpressionParser).get("make"), classmethod)
     ):
         return False
+    _memoize_routing(werkzeug_app.DomainDispatcherApplication)
+    _count_queues_linearly(models.Queue)
+    _memoize_constant_work(responses, UpdateExpressionParser)
+    _APPLIED = True
+    return True
+
+
+def _memoize_routing(dispatcher: Any) -> None:
+    lookup = dispatcher.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in backends:  # called under the dispatcher's lock
+            backends[host] = lookup(self, host)
+        return backends[host]
+
+    dispatcher.get_backend_for_host = get_backend_for_host
+
+
+def _count_queues_linearly(queue_class: Any) -> None:
+    from moto.core.utils import unix_time_millis  # noqa: PLC0415
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid  # noqa: PLC0415
 
     def messages(self: Any) -> list[Any]:
         now = unix_time_millis()
@@ -87,19 +117,29 @@ def apply() -> bool:
                     return
         raise ReceiptHandleIsInvalid
 
-    dispatcher: Any = werkzeug_app.DomainDispatcherApplication
-    lookup = dispatcher.get_backend_for_host
-    backends: dict[str | None, Any] = {}
-
-    def get_backend_for_host(self: Any, host: str | None) -> Any:
-        if host not in backends:  # called under the dispatcher's lock
-            backends[host] = lookup(self, host)
-        return backends[host]
-
-    dispatcher.get_backend_for_host = get_backend_for_host
     queue_class.messages = property(messages)
     queue_class.approximate_number_of_messages_delayed = property(delayed)
     queue_class.approximate_number_of_messages_not_visible = property(not_visible)
     queue_class.delete_message = delete_message
-    _APPLIED = True
-    return True
+
+
+def _memoize_constant_work(responses: Any, update_parser: Any) -> None:
+    method_names_of = responses.method_names_from_class
+    method_names: dict[Any, list[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> list[str]:
+        if clazz not in method_names:
+            method_names[clazz] = method_names_of(clazz)
+        return list(method_names[clazz])  # a copy: the caller owns its list, as before
+
+    parse = vars(update_parser)["make"].__func__
+    parsed: dict[tuple[Any, str], Any] = {}
+
+    def make(cls: Any, expression_str: str) -> Any:
+        key = (cls, expression_str)
+        if key not in parsed:  # an invalid expression raises, and is not remembered
+            parsed[key] = parse(cls, expression_str)
+        return parsed[key]
+
+    responses.method_names_from_class = method_names_from_class
+    update_parser.make = classmethod(make)

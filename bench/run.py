@@ -2,8 +2,9 @@
 
     python -m bench.run [--quick] [--latency-ms 20 100] [--out bench/results]
 
-One Glider emulator, one moto server and one FaultProxy in front of moto (so that every AWS call
-the function makes is counted by operation) live in this process. Every measured invocation
+The Glider emulator lives in this process; moto runs in a process of its own
+(bench/moto_process.py: in AWS those services are other machines) and counts every AWS call the
+function makes, by operation. Every measured invocation
 runs in a child process (bench/case.py) that loads the handler fresh, so its wall time and peak
 RSS are the function's. Sections: the inline path (ids x latency, with the speedup over
 sequential), throughput against MAX_CONCURRENCY (the chart), the fan-out path end to end through
@@ -35,11 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import moto_speedups
+from bench.moto_process import MotoProcess
 from bench.report import Table, throughput_chart
-from local.fault_proxy import FaultProxy
 from local.glider_emulator import GliderEmulator
-from local.stack import FUNCTION_DIR, Deployment, MotoServer, deploy
+from local.stack import FUNCTION_DIR, Deployment, deploy
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "glider-bench-key"  # the emulator's key; not a real credential
@@ -125,12 +125,13 @@ class Run:
     """What the child process(es) measured, and what the stack saw meanwhile."""
 
     children: list[dict[str, Any]]
-    calls: Counter[str]  # AWS operations through the proxy during the run
+    calls: Counter[str]  # AWS operations moto served during the run
     api_calls: int
-    connections: int
+    connections: int  # TCP connections the Glider emulator accepted
+    aws_connections: int  # TCP connections moto accepted
     rebalances: list[str]  # portfolio ids, one per rebalance the emulator triggered
     stderr: list[str]
-    stack_cpu_s: float  # CPU this process (moto, the emulator, the proxy) spent meanwhile
+    stack_cpu_s: float  # CPU moto's process and this one (the emulator) spent meanwhile
     first_api_call_s: float | None  # from the start of the invocation to the first API request
     listen_overflows: int | None  # SYNs dropped by a full listen queue meanwhile (1 s stalls)
 
@@ -156,17 +157,16 @@ class Run:
 
 @dataclass
 class Stack:
-    moto: MotoServer
+    moto: MotoProcess
     emulator: GliderEmulator
-    proxy: FaultProxy
     deployment: Deployment
     workdir: Path
     ids: list[str] = field(default_factory=list)
     runs: int = 0
 
     def env(self, **overrides: str) -> dict[str, str]:
-        """The function's environment, its AWS calls through the counting proxy."""
-        return self.deployment.environment(AWS_ENDPOINT_URL=self.proxy.endpoint_url, **overrides)
+        """The function's environment, its AWS calls to moto's process."""
+        return self.deployment.environment(**overrides)
 
     def portfolios(self, count: int) -> list[str]:
         while len(self.ids) < count:
@@ -184,7 +184,7 @@ class Stack:
 
     def run(self, spec: Mapping[str, Any], *, latency_ms: float, copies: int = 1) -> Run:
         """Child processes (`copies` of them at once, each its own execution environment); the
-        emulator's and the proxy's counters are read around them."""
+        emulator's and moto's counters are read around them."""
         self.runs += 1
         spec_path = self.workdir / f"case-{self.runs}.json"
         spec_path.write_text(json.dumps(spec))
@@ -192,9 +192,9 @@ class Stack:
         errs = [out.with_suffix(".stderr") for out in outs]
         self.emulator.set_latency(latency_ms / 1000)
         self.emulator.reset()
-        before = Counter(self.proxy.counts)
+        calls_before, aws_connections_before = self.moto.served()
         overflows = listen_overflows()
-        stack_cpu = cpu_seconds()
+        stack_cpu = cpu_seconds() + self.moto.cpu_seconds()
         processes = []
         for out, err in zip(outs, errs, strict=True):
             with err.open("w") as stderr:
@@ -208,10 +208,11 @@ class Stack:
                     )
                 )
         codes = [process.wait(timeout=1200) for process in processes]
-        stack_cpu = cpu_seconds() - stack_cpu
+        stack_cpu = cpu_seconds() + self.moto.cpu_seconds() - stack_cpu
         overflows_after = listen_overflows()
-        calls = Counter(self.proxy.counts)
-        calls.subtract(before)
+        served, aws_connections = self.moto.served()
+        calls = Counter(served)
+        calls.subtract(calls_before)
         stderr_lines = [
             line for err in errs for line in err.read_text().splitlines() if line.strip()
         ]
@@ -228,6 +229,8 @@ class Stack:
             calls=+calls,
             api_calls=len(requests),
             connections=self.emulator.connections_opened,
+            # (less the one the served() call above opened)
+            aws_connections=aws_connections - aws_connections_before - 1,
             rebalances=[r.portfolio_id for r in self.emulator.rebalances],
             stderr=stderr_lines,
             stack_cpu_s=stack_cpu,
@@ -242,18 +245,14 @@ class Stack:
 
 @contextlib.contextmanager
 def local_stack() -> Iterator[Stack]:
-    # (local/glider_emulator.py and local/fault_proxy.py listen with a backlog of 128.)
-    if not moto_speedups.apply():
-        progress("moto's SQS internals changed: running unpatched (the fan-out will be slow)")
-    moto = MotoServer().start()
+    # (local/glider_emulator.py listens with a backlog of 128.)
+    moto = MotoProcess().start()
     emulator = GliderEmulator(api_keys=[API_KEY]).start()
-    proxy = FaultProxy(moto.endpoint_url).start()
     try:
         with tempfile.TemporaryDirectory(prefix="glider-bench-") as workdir:
             deployment = deploy(moto, emulator, api_key=API_KEY)
-            yield Stack(moto, emulator, proxy, deployment, Path(workdir))
+            yield Stack(moto, emulator, deployment, Path(workdir))
     finally:
-        proxy.stop()
         emulator.stop()
         moto.stop()
 
@@ -349,6 +348,7 @@ def inline_run(
         "wall_s": run.wall_s,
         "triggers_per_s": ids / run.wall_s,
         "tcp_connections": run.connections,
+        "aws_tcp_connections": run.aws_connections,
         "secrets_manager_calls": run.calls[SECRET_CALLS],
         "dynamodb_calls": run.dynamodb_calls,
         "api_calls": run.api_calls,
@@ -418,6 +418,7 @@ def inline_table(rows: Sequence[Mapping[str, Any]], workers: int) -> Table:
             "sequential",
             "speedup",
             "TCP conns",
+            "AWS conns",
             "GetSecretValue",
             "DynamoDB calls",
             "peak RSS",
@@ -435,6 +436,7 @@ def inline_table(rows: Sequence[Mapping[str, Any]], workers: int) -> Table:
                 f"{seq['wall_s']:.2f} s{est}",
                 f"{row['speedup']:.1f}x{est}",
                 str(row["tcp_connections"]),
+                str(row["aws_tcp_connections"]),
                 str(row["secrets_manager_calls"]),
                 str(row["dynamodb_calls"]),
                 f"{row['peak_rss_mb']:.0f} MB",
@@ -442,7 +444,8 @@ def inline_table(rows: Sequence[Mapping[str, Any]], workers: int) -> Table:
         )
     table.notes.append(
         "wall: the invocation only (not the import); TCP conns: connections the Glider emulator "
-        "accepted; GetSecretValue / DynamoDB: calls through the proxy; peak RSS: the function's "
+        "accepted; AWS conns: connections moto accepted (kept alive, as AWS endpoints do); "
+        "GetSecretValue / DynamoDB: calls moto served; peak RSS: the function's "
         "process (VmHWM; see bench/case.py)."
     )
     estimated = [row["sequential"] for row in rows if row["sequential"]["estimated"]]
@@ -546,8 +549,8 @@ def cost_table(sweep: Mapping[str, Any]) -> Table:
             ]
         )
     table.notes.append(
-        "function CPU: the function's process during the invocation; stack CPU: this process "
-        "(moto, the proxy, the emulator) meanwhile. Both share this machine's cores; the last "
+        "function CPU: the function's process during the invocation; stack CPU: moto's process "
+        "and the emulator's meanwhile. All three share this machine's cores; the last "
         "row is a diagnosis, not a deployment (the guard is what keeps a redelivery from "
         "triggering twice)."
     )

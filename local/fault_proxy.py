@@ -192,6 +192,12 @@ class FaultProxy:
         self.stop()
 
     @property
+    def connections_opened(self) -> int:
+        """TCP connections clients opened to the proxy (it keeps them alive, as AWS does)."""
+        server = self._server
+        return server.connections_accepted if server is not None else 0
+
+    @property
     def endpoint_url(self) -> str:
         server = self._server
         if server is None:

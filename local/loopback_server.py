@@ -22,6 +22,7 @@ class StoppableHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._conn_lock = threading.Lock()
         self._conns: set[socket.socket] = set()
+        self._accepted = 0
         self._stop_requested = threading.Event()
         self._wake_reader, self._wake_writer = socket.socketpair()
         super().__init__(address, handler)
@@ -57,7 +58,14 @@ class StoppableHTTPServer(ThreadingHTTPServer):
         conn, addr = super().get_request()
         with self._conn_lock:
             self._conns.add(conn)
+            self._accepted += 1
         return conn, addr
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since the server started."""
+        with self._conn_lock:
+            return self._accepted
 
     def forget(self, conn: socket.socket) -> None:
         with self._conn_lock:

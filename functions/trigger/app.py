@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from glider_trigger.config import Settings
 from glider_trigger.errors import ConfigurationError
 from glider_trigger.events import is_sqs_event
-from glider_trigger.processor import SqsMessage
+from glider_trigger.lazy import Lazy
 from glider_trigger.runtime import build_processor
+
+if TYPE_CHECKING:
+    from glider_trigger.sqs_batch import SqsBatchHandler
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "glider-rebalance-trigger")
 metrics = Metrics(
@@ -38,7 +35,16 @@ except ConfigurationError:
 
 # Built once per execution environment and reused by every warm invocation.
 processor = build_processor(settings, logger=logger, metrics=metrics)
-batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def _sqs_batch_handler() -> SqsBatchHandler:
+    # Imported on the first SQS event: schedules and rules never load the batch utility.
+    from glider_trigger.sqs_batch import SqsBatchHandler  # noqa: PLC0415
+
+    return SqsBatchHandler(processor)
+
+
+sqs_batches = Lazy(_sqs_batch_handler)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -46,18 +52,5 @@ batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, object]:
     invocation = processor.begin(context)
     if is_sqs_event(event):
-        prepared = processor.prepare_sqs_batch(
-            [
-                SqsMessage(r.message_id, r.body, r.receipt_handle, r.event_source_arn)
-                for r in SQSEvent(event).records
-            ],
-            invocation,
-        )
-
-        def settle_record(record: SQSRecord) -> None:
-            processor.settle_sqs_record(prepared[record.message_id])
-
-        return process_partial_response(
-            event=event, record_handler=settle_record, processor=batch_processor, context=context
-        )
+        return sqs_batches.get().handle(event, context, invocation)
     return processor.process_event(event, invocation).as_response()

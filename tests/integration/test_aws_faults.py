@@ -137,3 +137,25 @@ def test_parallel_workers_on_a_cold_start_read_the_secret_once(
 
     assert response["triggered"] == 32
     assert proxy.counts[GET_SECRET] == 1
+
+
+def test_parallel_workers_keep_one_aws_connection_each_across_invocations(
+    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator
+) -> None:
+    # The proxy keeps connections alive, as AWS endpoints do (moto's server closes each one).
+    # botocore's default pool holds 10: workers 11 to 16 would open a new connection for every
+    # DynamoDB call and throw it away after, a TLS handshake each in AWS.
+    function = start_behind_proxy(MAX_CONCURRENCY="16", FANOUT_THRESHOLD="100")
+    ids = [f"port_pool{n:02d}" for n in range(64)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+    emulator.set_latency(0.02)
+
+    first = function.invoke({"portfolioIds": ids[:32]})
+    opened = proxy.connections_opened
+    second = function.invoke({"portfolioIds": ids[32:]})
+
+    assert first["triggered"] == second["triggered"] == 32
+    assert proxy.counts["DynamoDB_20120810.PutItem"] == 64
+    assert opened <= 16 + 1  # one per worker (DynamoDB), one for Secrets Manager
+    assert proxy.connections_opened == opened  # the warm invocation reused every one

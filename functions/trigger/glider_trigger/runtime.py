@@ -33,11 +33,22 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
-# The SDK retries throttles itself (standard mode); bounded so a dependency outage cannot eat
-# the invocation. Endpoint and region come from the standard AWS environment.
-AWS_CLIENT_CONFIG = Config(
-    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3}
-)
+BOTOCORE_DEFAULT_POOL = 10  # botocore's own max_pool_connections
+
+
+def aws_client_config(max_concurrency: int) -> Config:
+    """The SDK retries throttles itself (standard mode); bounded so a dependency outage cannot
+    eat the invocation. Endpoint and region come from the standard AWS environment.
+
+    The connection pool holds one connection per worker: every worker calls DynamoDB twice per
+    trigger, and botocore's default pool of 10 would make workers beyond the tenth open a new
+    TLS connection for each call and throw it away after."""
+    return Config(
+        connect_timeout=3,
+        read_timeout=10,
+        retries={"mode": "standard", "total_max_attempts": 3},
+        max_pool_connections=max(BOTOCORE_DEFAULT_POOL, max_concurrency),
+    )
 
 
 def silence_sdk_debug_logs() -> None:
@@ -63,8 +74,10 @@ def build_processor(
     # Lambda sets AWS_REGION (and AWS_DEFAULT_REGION); botocore itself only reads the latter.
     session = Lazy(lambda: boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None))
 
+    config = aws_client_config(settings.max_concurrency)
+
     def lazy_client(service: str) -> Any:
-        return LazyClient(lambda: session.get().client(service, config=AWS_CLIENT_CONFIG))  # type: ignore[call-overload]
+        return LazyClient(lambda: session.get().client(service, config=config))  # type: ignore[call-overload]
 
     sqs: SQSClient = sqs_client or lazy_client("sqs")
     pacing = RateLimiter(settings.rate_limit_per_second)

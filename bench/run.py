@@ -155,12 +155,54 @@ class Run:
         return sum(n for op, n in self.calls.items() if op.startswith(DYNAMODB_PREFIX))
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs a measured invocation runs on, and which the local stack (moto's process and
+    this one, the emulator's) runs on.
+
+    In Lambda the function has its own share of CPU (one vCPU at the template's MemorySize of
+    1769 MB) and AWS's services run on other machines. Here all share one machine: left to the
+    scheduler, moto and the function take turns on the same core. So an invocation gets the
+    first CPU, and the stack the others. A fan-out drain runs several invocations at once (one
+    per poller, as concurrent execution environments) and keeps every CPU."""
+
+    function: frozenset[int] | None  # None: not pinned (fewer than 2 CPUs, or no affinity API)
+    stack: frozenset[int] | None
+
+    @classmethod
+    def choose(cls) -> Placement:
+        if not hasattr(os, "sched_setaffinity"):
+            return cls(None, None)
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:  # one for the function, the rest for the stack
+            return cls(None, None)
+        return cls(frozenset(cpus[:1]), frozenset(cpus[1:]))
+
+    def describe(self) -> str:
+        if self.function is None or self.stack is None:
+            return "not pinned (fewer than 2 CPUs or no CPU affinity here)"
+        return (
+            f"each measured invocation on CPU {_cpus(self.function)}, moto and the emulator on "
+            f"CPU {_cpus(self.stack)}; fan-out drains on all"
+        )
+
+
+def _cpus(cpus: frozenset[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def pin(pid: int, cpus: frozenset[int] | None) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(pid, cpus)
+
+
 @dataclass
 class Stack:
     moto: MotoProcess
     emulator: GliderEmulator
     deployment: Deployment
     workdir: Path
+    placement: Placement
     ids: list[str] = field(default_factory=list)
     runs: int = 0
 
@@ -195,6 +237,9 @@ class Stack:
         calls_before, aws_connections_before = self.moto.served()
         overflows = listen_overflows()
         stack_cpu = cpu_seconds() + self.moto.cpu_seconds()
+        cpus = self.placement.function if spec["mode"] == "invoke" else None
+        if cpus is None and self.placement.function is not None:
+            cpus = self.placement.function | (self.placement.stack or frozenset())
         processes = []
         for out, err in zip(outs, errs, strict=True):
             with err.open("w") as stderr:
@@ -207,6 +252,7 @@ class Stack:
                         stderr=stderr,
                     )
                 )
+                pin(processes[-1].pid, cpus)  # at once: before it has imported anything
         codes = [process.wait(timeout=1200) for process in processes]
         stack_cpu = cpu_seconds() + self.moto.cpu_seconds() - stack_cpu
         overflows_after = listen_overflows()
@@ -246,12 +292,14 @@ class Stack:
 @contextlib.contextmanager
 def local_stack() -> Iterator[Stack]:
     # (local/glider_emulator.py listens with a backlog of 128.)
+    placement = Placement.choose()
+    pin(0, placement.stack)  # this process (the emulator); moto's inherits it
     moto = MotoProcess().start()
     emulator = GliderEmulator(api_keys=[API_KEY]).start()
     try:
         with tempfile.TemporaryDirectory(prefix="glider-bench-") as workdir:
             deployment = deploy(moto, emulator, api_key=API_KEY)
-            yield Stack(moto, emulator, deployment, Path(workdir))
+            yield Stack(moto, emulator, deployment, Path(workdir), placement)
     finally:
         emulator.stop()
         moto.stop()
@@ -1055,6 +1103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": info, "quick": plan.quick, "plan": plan.__dict__}
     tables: list[Table] = []
     with local_stack() as stack:
+        results["placement"] = stack.placement.describe()
         if "inline" in sections:
             results["inline"] = inline_section(stack, plan)
             tables.append(inline_table(results["inline"], plan.workers))
@@ -1092,6 +1141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         )
     header = f"Machine: {line}" + ("  [--quick: reduced sizes]" if plan.quick else "")
+    header += f"\nCPUs: {results['placement']}"
     verdict_lines = [v.line() for v in verdicts + verdicts_checks]
     print(header + "\n")
     for table in tables:
@@ -1101,7 +1151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: {note}")
     print(f"\nTotal {results['elapsed_s']:.0f} s; results in {args.out}/")
 
-    markdown = [f"_Machine: {line}_" + (" (--quick: reduced sizes)" if plan.quick else ""), ""]
+    markdown = [
+        f"_Machine: {line}_" + (" (--quick: reduced sizes)" if plan.quick else ""),
+        "",
+        f"_CPUs: {results['placement']}_",
+        "",
+    ]
     for table in tables:
         markdown += [table.markdown(), ""]
     markdown += ["**Goals**", ""] + [f"- {v.line()}" for v in verdicts + verdicts_checks]

@@ -4,11 +4,15 @@ The parent (bench/run.py) owns the local stack; this process only loads the hand
 cold start, as a new execution environment does) and invokes it, so that its peak RSS is the
 function's and not the harness's. SPEC is a JSON file:
 
-    {"mode": "invoke", "env": {...}, "event": {...}, "timeout_seconds": 900}
+    {"mode": "invoke", "env": {...}, "event": {...}, "timeout_seconds": 900,
+     "warmup_event": {...} or null, "calls_url": moto's call counter or null}
     {"mode": "drain", "env": {...}, "queue_url": ..., "queue_arn": ..., "moto_url": ...}
 
 and OUT receives a JSON object with the wall time of the invocation (or of the drain), the
-time the import took, the peak RSS and what the function answered.
+time the import took, the peak RSS and what the function answered. With a warmup_event, the
+measured invocation is the environment's second (warm: clients built and the key read by the
+first, which is not measured); with a calls_url, the AWS calls counted are the measured
+invocation's alone.
 
 The handler is loaded as local/function.py's LocalFunction loads it (the environment set,
 stdout captured, `import app`), but without importing local.function: that module imports
@@ -24,6 +28,7 @@ import os
 import resource
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,11 +86,24 @@ def read_log(path: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
     return dict(levels), notable
 
 
+def served(calls_url: str | None) -> tuple[Counter[str], int]:
+    """AWS calls moto served so far, by operation, and the connections it accepted (this
+    request's own among them); nothing without a URL."""
+    if not calls_url:
+        return Counter(), 0
+    with urllib.request.urlopen(calls_url, timeout=10) as answer:  # noqa: S310 - loopback
+        counts = json.load(answer)
+    return Counter(counts["calls"]), int(counts["connections"])
+
+
 def invoke(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
     started = time.perf_counter()
     with contextlib.redirect_stdout(log):
         module = load_handler(spec["env"])
         imported = time.perf_counter()
+        if spec.get("warmup_event") is not None:
+            module.lambda_handler(spec["warmup_event"], LocalLambdaContext(timeout_seconds=60))
+        calls_before, connections_before = served(spec.get("calls_url"))
         context = LocalLambdaContext(timeout_seconds=float(spec["timeout_seconds"]))
         started_at, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
         error = ""
@@ -96,9 +114,15 @@ def invoke(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
             error = f"{type(exc).__name__}: {exc}"
         wall = time.perf_counter() - t0
         cpu = cpu_seconds() - cpu0
+    calls, connections = served(spec.get("calls_url"))
+    calls.subtract(calls_before)
     return {
         "wall_s": wall,
         "cpu_s": cpu,
+        "warm": spec.get("warmup_event") is not None,
+        # Only with a calls_url; the connection of the second count's own request left out.
+        "aws_calls": dict(+calls) if spec.get("calls_url") else None,
+        "aws_connections": connections - connections_before - 1 if spec.get("calls_url") else None,
         "started_at": started_at,
         "import_s": imported - started,
         "error": error,

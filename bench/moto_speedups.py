@@ -17,7 +17,11 @@ would take over an hour, all of it moto's time, not the function's.
 clock once per call and compare plain attributes: the same results (visibility and delay are
 decided exactly as Message.visible and Message.delayed decide them), a constant factor of
 ~20x less work. The delete also takes the queue's lock, which moto's own does not (with two
-pollers, two unlocked deletes at once could each undo the other).
+pollers, two unlocked deletes at once could each undo the other). That still leaves each
+SendMessage linear in the queue's depth (the counts it builds and throws away), so 100,000
+messages would take hours: while a SendMessage runs on a standard queue, `attributes` answers
+without them (SendMessage reads only ContentBasedDeduplication, a FIFO queue's attribute, and a
+FIFO queue still gets them all).
 
 3. Per-request work that depends only on constants. Every response looks up its handler's
 method names with inspect.getmembers (a fixed set per class), and every UpdateItem parses its
@@ -32,6 +36,7 @@ triggered exactly once, nothing left) hold the patched queue to account.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 _APPLIED = False
@@ -61,10 +66,13 @@ def apply() -> bool:
         or not hasattr(werkzeug_app.DomainDispatcherApplication, "get_backend_for_host")
         or not hasattr(responses, "method_names_from_class")
         or not isinstance(vars(UpdateExpressionParser).get("make"), classmethod)
+        or not isinstance(vars(models.Queue).get("attributes"), property)
+        or not hasattr(models.SQSBackend, "send_message")
     ):
         return False
     _memoize_routing(werkzeug_app.DomainDispatcherApplication)
     _count_queues_linearly(models.Queue)
+    _send_without_counting(models.Queue, models.SQSBackend)
     _memoize_constant_work(responses, UpdateExpressionParser)
     _APPLIED = True
     return True
@@ -121,6 +129,28 @@ def _count_queues_linearly(queue_class: Any) -> None:
     queue_class.approximate_number_of_messages_delayed = property(delayed)
     queue_class.approximate_number_of_messages_not_visible = property(not_visible)
     queue_class.delete_message = delete_message
+
+
+def _send_without_counting(queue_class: Any, backend_class: Any) -> None:
+    sending = threading.local()
+    all_attributes = queue_class.attributes.fget
+    send_message = backend_class.send_message
+
+    def attributes(self: Any) -> dict[str, Any]:
+        if getattr(sending, "active", False) and not self.fifo_queue:
+            return {}  # a standard queue has none of the attributes SendMessage reads
+        result: dict[str, Any] = all_attributes(self)
+        return result
+
+    def send_message_uncounted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sending.active = True
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    queue_class.attributes = property(attributes)
+    backend_class.send_message = send_message_uncounted
 
 
 def _memoize_constant_work(responses: Any, update_parser: Any) -> None:

@@ -68,6 +68,7 @@ class Plan:
     workers: int
     sweep_workers: tuple[int, ...]
     fanout_ids: tuple[int, ...]
+    enqueue_only_ids: tuple[int, ...]  # fanned out, counted, then purged: too many to drain here
     fanout_latency_ms: float
     drain_latency_ms: dict[int, float]
     drain_pollers: int
@@ -89,6 +90,7 @@ class Plan:
                 workers=16,
                 sweep_workers=(1, 4, 16, 64),
                 fanout_ids=(60, 120),
+                enqueue_only_ids=(1000,),
                 fanout_latency_ms=5,
                 drain_latency_ms={},
                 drain_pollers=2,
@@ -107,6 +109,7 @@ class Plan:
             workers=16,
             sweep_workers=(1, 4, 16, 64),
             fanout_ids=(1000, 10000),
+            enqueue_only_ids=(100_000,),
             fanout_latency_ms=20,
             # Draining 10,000 ids is CPU-bound on the local stack, not latency-bound: at 20 ms
             # it takes minutes on 2 cores; it is drained at 5 ms (and the table says so).
@@ -748,6 +751,44 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
     return row
 
 
+def enqueue_only_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
+    """The top of the supported range, fanned out and counted but not drained (at ~100 ids/s
+    here that would take a quarter of an hour); the queue is purged after. A direct invocation:
+    an EventBridge event holds at most 256 KB, a synchronous invocation 6 MB."""
+    work = stack.deployment.work_queue
+    if stack.queue_depth(work.url):
+        raise RuntimeError("the work queue is not empty before the fan-out")
+    portfolio_ids = [f"bench_big_{n:06d}" for n in range(ids)]  # enqueued only: no portfolio
+    progress(f"fan-out: {ids} ids, enqueue only")
+    enqueue = stack.run(
+        {
+            "mode": "invoke",
+            "env": stack.env(MAX_CONCURRENCY=str(plan.workers)),
+            "event": inline_event(portfolio_ids),
+            "timeout_seconds": LAMBDA_TIMEOUT_SECONDS,
+        },
+        latency_ms=plan.fanout_latency_ms,
+    )
+    depth = stack.queue_depth(work.url)
+    stack.deployment.sqs.purge_queue(QueueUrl=work.url)
+    progress(f"  enqueued {depth} in {enqueue.wall_s:.2f} s, {enqueue.peak_rss_mb:.0f} MB; purged")
+    return {
+        "ids": ids,
+        "enqueue_only": True,
+        "enqueue_s": enqueue.wall_s,
+        "fanned_out": enqueue.child.get("fanned_out"),
+        "enqueue_error": enqueue.child.get("error", ""),
+        "send_message_batch_calls": enqueue.calls[SEND_BATCH],
+        "messages_on_queue": depth,
+        "api_calls_during_fanout": enqueue.api_calls,
+        "enqueue_peak_rss_mb": enqueue.peak_rss_mb,
+        "log_levels": {"enqueue": enqueue.child.get("log_levels", {})},
+        "log_notable": enqueue.child.get("log_notable", [])[:20],
+        "stderr": enqueue.stderr[:5],
+        "stderr_lines": len(enqueue.stderr),
+    }
+
+
 def reasons(rows: Sequence[Mapping[str, Any]]) -> str:
     """The failure reasons in the function's warning and error log records, counted."""
     counted: Counter[str] = Counter()
@@ -780,6 +821,8 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
                 f"{row['enqueue_peak_rss_mb']:.0f} MB",
             ]
         )
+        if row.get("enqueue_only"):
+            continue
         drain.rows.append(
             [
                 f"{row['ids']:,}",
@@ -798,7 +841,14 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
         "enqueue time: the invocation's wall time; messages sent: the work queue's depth after; "
         "API calls: Glider requests during the fan-out (must be 0)."
     )
-    pollers = rows[0]["drain_pollers"] if rows else 1
+    enqueue.notes += [
+        f"{r['ids']:,} ids: a direct invocation (an EventBridge event holds at most 256 KB), "
+        "counted and purged, not drained."
+        for r in rows
+        if r.get("enqueue_only")
+    ]
+    drained = [r for r in rows if not r.get("enqueue_only")]
+    pollers = drained[0]["drain_pollers"] if drained else 1
     drain.notes.append(
         f"drain time: {pollers} pollers at once (local/event_source.py, each in a process with "
         "its own warm function, as concurrent Lambda environments), receive and per-message "
@@ -806,9 +856,9 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
     )
     drain.notes.append(
         "retried: records the function reported in batchItemFailures (SQS redelivers them); "
-        "why, from its own log: " + (reasons(rows) or "none")
+        "why, from its own log: " + (reasons(drained) or "none")
     )
-    slower = [r for r in rows if r["drain_latency_ms"] != r["enqueue_latency_ms"]]
+    slower = [r for r in drained if r["drain_latency_ms"] != r["enqueue_latency_ms"]]
     drain.notes += [
         f"{r['ids']:,} ids drained at {r['drain_latency_ms']:g} ms API latency instead of "
         f"{r['enqueue_latency_ms']:g} ms, to fit the run on this machine "
@@ -1052,6 +1102,20 @@ def checks(results: Mapping[str, Any]) -> list[Verdict]:
             )
         )
     for row in results.get("fanout", []):
+        if row.get("enqueue_only"):
+            queued = not row["enqueue_error"] and row["messages_on_queue"] == row["ids"]
+            out.append(
+                Verdict(
+                    f"fan-out of {row['ids']:,} ids, enqueued",
+                    "all queued, 0 API calls while fanning out",
+                    f"{row['messages_on_queue']:,} queued in {row['enqueue_s']:.1f} s, "
+                    f"{row['api_calls_during_fanout']} API calls, "
+                    f"{row['enqueue_peak_rss_mb']:.0f} MB peak RSS"
+                    + (f", {row['enqueue_error']}" if row["enqueue_error"] else ""),
+                    queued and not row["api_calls_during_fanout"],
+                )
+            )
+            continue
         problems = []
         if row["enqueue_error"] or row["messages_on_queue"] != row["ids"]:
             problems.append(f"{row['messages_on_queue']} messages queued")
@@ -1154,6 +1218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tables += [sweep_table(results["throughput"]), cost_table(results["throughput"])]
         if "fanout" in sections:
             results["fanout"] = [fanout_run(stack, plan, n) for n in plan.fanout_ids]
+            results["fanout"] += [enqueue_only_run(stack, plan, n) for n in plan.enqueue_only_ids]
             tables += fanout_tables(results["fanout"])
         if "cold" in sections:
             results["cold_start"] = cold_section(stack, plan)

@@ -707,15 +707,8 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
     per_id = Counter(drain.rebalances)
     left = stack.queue_depth(work.url)
     row = {
-        "ids": ids,
-        "enqueue_s": enqueue.wall_s,
+        **enqueued(ids, enqueue, depth),
         "enqueue_latency_ms": plan.fanout_latency_ms,
-        "fanned_out": enqueue.child.get("fanned_out"),
-        "enqueue_error": enqueue.child.get("error", ""),
-        "send_message_batch_calls": enqueue.calls[SEND_BATCH],
-        "messages_on_queue": depth,
-        "api_calls_during_fanout": enqueue.api_calls,
-        "enqueue_peak_rss_mb": enqueue.peak_rss_mb,
         "enqueue_secrets_manager_calls": enqueue.calls[SECRET_CALLS],
         "drain_latency_ms": drain_latency,
         "drain_s": drain.wall_s,
@@ -751,6 +744,20 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
     return row
 
 
+def enqueued(ids: int, enqueue: Run, depth: int) -> dict[str, Any]:
+    """What a fan-out invocation did: its row's enqueue fields."""
+    return {
+        "ids": ids,
+        "enqueue_s": enqueue.wall_s,
+        "fanned_out": enqueue.child.get("fanned_out"),
+        "enqueue_error": enqueue.child.get("error", ""),
+        "send_message_batch_calls": enqueue.calls[SEND_BATCH],
+        "messages_on_queue": depth,
+        "api_calls_during_fanout": enqueue.api_calls,
+        "enqueue_peak_rss_mb": enqueue.peak_rss_mb,
+    }
+
+
 def enqueue_only_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
     """The top of the supported range, fanned out and counted but not drained (at ~100 ids/s
     here that would take a quarter of an hour); the queue is purged after. A direct invocation:
@@ -773,15 +780,8 @@ def enqueue_only_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
     stack.deployment.sqs.purge_queue(QueueUrl=work.url)
     progress(f"  enqueued {depth} in {enqueue.wall_s:.2f} s, {enqueue.peak_rss_mb:.0f} MB; purged")
     return {
-        "ids": ids,
+        **enqueued(ids, enqueue, depth),
         "enqueue_only": True,
-        "enqueue_s": enqueue.wall_s,
-        "fanned_out": enqueue.child.get("fanned_out"),
-        "enqueue_error": enqueue.child.get("error", ""),
-        "send_message_batch_calls": enqueue.calls[SEND_BATCH],
-        "messages_on_queue": depth,
-        "api_calls_during_fanout": enqueue.api_calls,
-        "enqueue_peak_rss_mb": enqueue.peak_rss_mb,
         "log_levels": {"enqueue": enqueue.child.get("log_levels", {})},
         "log_notable": enqueue.child.get("log_notable", [])[:20],
         "stderr": enqueue.stderr[:5],

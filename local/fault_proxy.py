@@ -32,12 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from local.loopback_server import StoppableHTTPServer
+from local.loopback_server import BackgroundServer, StoppableHTTPServer
 
 __all__ = ["AwsFault", "FaultProxy", "operation_of"]
 
@@ -136,10 +135,12 @@ def operation_of(headers: Any, path: str, body: bytes) -> str:
     return ""
 
 
-class FaultProxy:
-    """A fault-injecting HTTP proxy on 127.0.0.1 (a free port) in front of `upstream_url`."""
+class FaultProxy(BackgroundServer):
+    """A fault-injecting HTTP proxy on 127.0.0.1 (a free port) in front of `upstream_url`. It
+    keeps its clients' connections alive, as AWS endpoints do."""
 
     def __init__(self, upstream_url: str, *, seed: int = 0, upstream_timeout: float = 60.0) -> None:
+        super().__init__("fault-proxy")
         parts = urlsplit(upstream_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream_url must be an http URL, got {upstream_url!r}")
@@ -152,57 +153,15 @@ class FaultProxy:
         self._counts: Counter[str] = Counter()
         self._injected: Counter[str] = Counter()
         self._injected_by_fault: Counter[tuple[str, str]] = Counter()
-        self._server: _ProxyServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # ---- lifecycle
+    # ---- lifecycle (start, stop, context manager: BackgroundServer)
 
-    def start(self) -> FaultProxy:
-        if self._server is not None:
-            return self
-        server = _ProxyServer(("127.0.0.1", 0), self)
-        thread = threading.Thread(
-            target=server.serve, name=f"fault-proxy-{server.server_port}", daemon=True
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop at once: no new connections, kept-alive ones closed, the serving thread joined."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._server = self._thread = None
-        server.request_stop()
-        if thread is not None:
-            thread.join(timeout=5)
-        server.server_close()
-        server.close_connections()
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def connections_opened(self) -> int:
-        """TCP connections clients opened to the proxy (it keeps them alive, as AWS does)."""
-        server = self._server
-        return server.connections_accepted if server is not None else 0
+    def _make_server(self) -> _ProxyServer:
+        return _ProxyServer(("127.0.0.1", 0), self)
 
     @property
     def endpoint_url(self) -> str:
-        server = self._server
-        if server is None:
-            raise RuntimeError("the proxy is not running; call start() first")
-        return f"http://127.0.0.1:{server.server_port}"
+        return f"http://127.0.0.1:{self._port()}"
 
     # ---- faults
 
@@ -264,7 +223,7 @@ class FaultProxy:
 class _ProxyServer(StoppableHTTPServer):
     def __init__(self, address: tuple[str, int], proxy: FaultProxy) -> None:
         self.proxy = proxy
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, on_accept=proxy._connection_opened)
 
 
 Headers = list[tuple[str, str]]

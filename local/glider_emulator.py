@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any, Literal, cast
 from urllib.parse import unquote
 
-from local.loopback_server import StoppableHTTPServer
+from local.loopback_server import BackgroundServer, StoppableHTTPServer
 
 __all__ = ["Fault", "GliderEmulator", "Rebalance", "RecordedRequest", "main"]
 
@@ -299,12 +299,7 @@ class _Server(StoppableHTTPServer):
         self.timeout = 0.5  # handle_request() never blocks for longer than this
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
-        self.emulator._connection_opened()
-        return conn, addr
+        super().__init__(address, _Handler, on_accept=emulator._connection_opened)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -469,7 +464,7 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- the emulator
 
 
-class GliderEmulator:
+class GliderEmulator(BackgroundServer):
     """The Glider trigger endpoint on a local port, with scripted faults and full recording."""
 
     def __init__(
@@ -482,8 +477,9 @@ class GliderEmulator:
         rate_limit_per_second: float | None = None,
         cooldown_seconds: float = 0.0,
     ) -> None:
+        super().__init__("glider-emulator")
         self._host = host
-        self._port = port
+        self._bind_port = port
         self._lock = threading.Lock()
         self._api_keys: tuple[str, ...] = tuple(api_keys)
         self._latency = float(latency_seconds)
@@ -497,59 +493,24 @@ class GliderEmulator:
         self._entries: list[_Entry] = []
         self._rebalances: list[Rebalance] = []
         self._last_trigger: dict[str, float] = {}
-        self._connections = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
-    # ---- lifecycle
+    # ---- lifecycle (start, stop, context manager: BackgroundServer)
 
-    def start(self) -> GliderEmulator:
-        """Serve in a daemon thread (port 0 picks a free port). Returns self."""
-        if self._server is not None:
-            return self
+    def _make_server(self) -> _Server:
+        return _Server((self._host, self._bind_port), self)
+
+    def _before_start(self) -> None:
         self._stopping.clear()
-        server = _Server((self._host, self._port), self)
-        thread = threading.Thread(
-            target=server.serve,
-            name=f"glider-emulator-{server.server_port}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
 
-    def stop(self) -> None:
-        """Stop serving, close the socket and any kept-alive connection, join the thread."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._server = self._thread = None
+    def _before_stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping in a latency or slow fault
-        server.request_stop()
-        if thread is not None:
-            thread.join(timeout=5)
-        server.server_close()
-        server.close_connections()
-
-    def __enter__(self) -> GliderEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
-        server = self._server
-        if server is None:
-            raise RuntimeError("the emulator is not running; call start() first")
+        port = self._port()
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{server.server_port}"
+        return f"http://{host}:{port}"
 
     # ---- configuration
 
@@ -588,11 +549,6 @@ class GliderEmulator:
         with self._lock:
             return [r for r in self._rebalances if r.portfolio_id == portfolio_id]
 
-    @property
-    def connections_opened(self) -> int:
-        with self._lock:
-            return self._connections
-
     def reset(self) -> None:
         """Forget requests, rebalances, scripts, cooldowns and counters; keep portfolios/keys."""
         with self._lock:
@@ -600,15 +556,11 @@ class GliderEmulator:
             self._rebalances.clear()
             self._scripts.clear()
             self._last_trigger.clear()
-            self._connections = 0
             if self._rate_limit:
                 self._bucket = _TokenBucket(self._rate_limit)
+        self._forget_connections()
 
     # ---- used by the handler
-
-    def _connection_opened(self) -> None:
-        with self._lock:
-            self._connections += 1
 
     def _record(self, entry: _Entry) -> _Entry:
         with self._lock:

@@ -1,5 +1,6 @@
 """A threaded HTTP/1.1 server for loopback test peers (the Glider emulator, the AWS fault
-proxy) that stops at once, even with clients holding keep-alive connections open."""
+proxy) that stops at once, even with clients holding keep-alive connections open, and the
+start/stop lifecycle both share."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import selectors
 import socket
 import socketserver
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 
 class StoppableHTTPServer(ThreadingHTTPServer):
@@ -19,10 +22,15 @@ class StoppableHTTPServer(ThreadingHTTPServer):
     # their SYNs dropped and retried a second later.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        on_accept: Callable[[], None] = lambda: None,
+    ) -> None:
         self._conn_lock = threading.Lock()
         self._conns: set[socket.socket] = set()
-        self._accepted = 0
+        self._on_accept = on_accept
         self._stop_requested = threading.Event()
         self._wake_reader, self._wake_writer = socket.socketpair()
         super().__init__(address, handler)
@@ -58,14 +66,8 @@ class StoppableHTTPServer(ThreadingHTTPServer):
         conn, addr = super().get_request()
         with self._conn_lock:
             self._conns.add(conn)
-            self._accepted += 1
+        self._on_accept()
         return conn, addr
-
-    @property
-    def connections_accepted(self) -> int:
-        """TCP connections accepted since the server started."""
-        with self._conn_lock:
-            return self._accepted
 
     def forget(self, conn: socket.socket) -> None:
         with self._conn_lock:
@@ -86,3 +88,81 @@ class StoppableHTTPServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Client disconnects and the like: never print (a traceback could quote a request).
         pass
+
+
+class BackgroundServer:
+    """A StoppableHTTPServer served on a daemon thread: start() (port 0 picks a free port),
+    stop() at once, a context manager, and a count of the TCP connections it accepted."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name  # what it is, for the thread's name and errors
+        self._server: StoppableHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._count_lock = threading.Lock()
+        self._connections = 0
+
+    def _make_server(self) -> StoppableHTTPServer:
+        """A new server whose on_accept is self._connection_opened."""
+        raise NotImplementedError
+
+    def _before_start(self) -> None:
+        """Called by start() before the server exists."""
+
+    def _before_stop(self) -> None:
+        """Called by stop() before the server stops (e.g. to wake sleeping handlers)."""
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        self._before_start()
+        server = self._make_server()
+        thread = threading.Thread(
+            target=server.serve, name=f"{self._name}-{server.server_port}", daemon=True
+        )
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop at once: no new connections, kept-alive ones closed, the serving thread joined."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        self._before_stop()
+        server.request_stop()
+        if thread is not None:
+            thread.join(timeout=5)
+        server.server_close()
+        server.close_connections()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections clients opened (since the start, or the last reset)."""
+        with self._count_lock:
+            return self._connections
+
+    def _connection_opened(self) -> None:
+        with self._count_lock:
+            self._connections += 1
+
+    def _forget_connections(self) -> None:
+        with self._count_lock:
+            self._connections = 0
+
+    def _port(self) -> int:
+        server = self._server
+        if server is None:
+            raise RuntimeError(f"the {self._name} is not running; call start() first")
+        return int(server.server_port)

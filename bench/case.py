@@ -28,13 +28,13 @@ import os
 import resource
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
+from bench.moto_calls import read_calls
 from local.lambda_context import LocalLambdaContext
 
 if TYPE_CHECKING:
@@ -87,13 +87,8 @@ def read_log(path: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
 
 
 def served(calls_url: str | None) -> tuple[Counter[str], int]:
-    """AWS calls moto served so far, by operation, and the connections it accepted (this
-    request's own among them); nothing without a URL."""
-    if not calls_url:
-        return Counter(), 0
-    with urllib.request.urlopen(calls_url, timeout=10) as answer:  # noqa: S310 - loopback
-        counts = json.load(answer)
-    return Counter(counts["calls"]), int(counts["connections"])
+    """moto's counts (bench/moto_calls.py); nothing without a URL."""
+    return read_calls(calls_url) if calls_url else (Counter(), 0)
 
 
 def invoke(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:

@@ -20,17 +20,16 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from bench import moto_speedups
+from bench.moto_calls import CALLS_PATH, read_calls
 from local.stack import MotoServer
 
 REPO = Path(__file__).resolve().parent.parent
-CALLS_PATH = "/_bench/calls"
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -131,11 +130,9 @@ class MotoProcess(MotoServer):
         self.endpoint_url = f"http://127.0.0.1:{line}"
         return self
 
-    def served(self) -> tuple[dict[str, int], int]:
+    def served(self) -> tuple[Counter[str], int]:
         """AWS calls served so far, by operation, and TCP connections accepted so far."""
-        with urllib.request.urlopen(self.endpoint_url + CALLS_PATH, timeout=10) as answer:  # noqa: S310 - our loopback URL
-            served: dict[str, Any] = json.load(answer)
-        return dict(served["calls"]), int(served["connections"])
+        return read_calls(self.endpoint_url + CALLS_PATH)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds_of(self._process.pid) if self._process is not None else 0.0

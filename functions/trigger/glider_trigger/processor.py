@@ -188,11 +188,7 @@ class TriggerProcessor:
         ]
         self._send(letters)
 
-        summary = InvocationSummary(parsed.source)
-        summary.results.extend(
-            _failure_result(rejected.portfolio_id, rejected.error, classify(rejected.error))
-            for rejected in parsed.rejected
-        )
+        summary = _summary_of_rejected(parsed)
         summary.results.extend(_outcome_result(outcome) for outcome in outcomes)
         return summary
 
@@ -235,10 +231,8 @@ class TriggerProcessor:
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
         retry = [f for f in failures if f.failure_class != FailureClass.PERMANENT]
         for outcome in record.outcomes:
-            retried = (
-                isinstance(outcome, Failed) and outcome.failure_class != FailureClass.PERMANENT
-            )
-            self._telemetry.outcome(outcome, action="retry" if retried else "dead-lettered")
+            action = "retry" if any(outcome is f for f in retry) else "dead-lettered"
+            self._telemetry.outcome(outcome, action=action)
         self._send(self._rejected_letters(parsed) + [dead_letter.for_failure(f) for f in permanent])
         if retry:
             self._postpone_for_retry_after(message, retry)
@@ -276,12 +270,7 @@ class TriggerProcessor:
             raise
         self._telemetry.fanned_out(len(messages), work_queue.queue_url, parsed.source)
         self._send(self._rejected_letters(parsed))
-        summary = InvocationSummary(parsed.source, fanned_out=len(messages))
-        summary.results.extend(
-            _failure_result(rejected.portfolio_id, rejected.error, classify(rejected.error))
-            for rejected in parsed.rejected
-        )
-        return summary
+        return _summary_of_rejected(parsed, fanned_out=len(messages))
 
     def _trigger_all(
         self, requests: Sequence[TriggerRequest], invocation: Invocation
@@ -364,6 +353,16 @@ class TriggerProcessor:
             )
             raise
         self._telemetry.dead_lettered(len(letters))
+
+
+def _summary_of_rejected(parsed: ParsedInput, *, fanned_out: int = 0) -> InvocationSummary:
+    """An input's summary, starting with the ids it rejected."""
+    summary = InvocationSummary(parsed.source, fanned_out=fanned_out)
+    summary.results.extend(
+        _failure_result(rejected.portfolio_id, rejected.error, classify(rejected.error))
+        for rejected in parsed.rejected
+    )
+    return summary
 
 
 def _elsewhere(outcome: Outcome) -> bool:

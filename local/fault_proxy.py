@@ -23,6 +23,7 @@ import contextlib
 import http.client
 import json
 import random
+import re
 import socket
 import struct
 import threading
@@ -40,7 +41,9 @@ from local.loopback_server import BackgroundServer, StoppableHTTPServer
 
 __all__ = ["AwsFault", "FaultProxy", "operation_of"]
 
-AwsFaultKind = Literal["throttling", "server_error", "access_denied", "connection_reset"]
+AwsFaultKind = Literal[
+    "throttling", "server_error", "access_denied", "connection_reset", "invalid_contents"
+]
 
 # Not forwarded either way: they describe one hop, not the message (the body is re-framed).
 _HOP_BY_HOP = frozenset(
@@ -117,6 +120,41 @@ class _Rule:
     fault: AwsFault
     rate: float
     remaining: int | None  # None: unlimited
+    skip: int = 0  # matching requests let through before the rule starts to fire
+
+
+# The characters SQS accepts in a message body and a String attribute value (XML 1.0's).
+_SQS_INVALID = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SQS_SENDS = frozenset({"AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch"})
+INVALID_MESSAGE_CONTENTS = AwsFault(
+    "invalid_contents",
+    400,
+    "InvalidMessageContents",
+    "InvalidMessageContents",
+    "Invalid binary character was found in the message, the set of allowed characters is "
+    "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+)
+
+
+def breaks_sqs_character_rule(operation: str, body: bytes) -> bool:
+    """True when an SQS send carries a character SQS refuses (moto accepts them all)."""
+    if operation not in _SQS_SENDS:
+        return False
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return False
+    entries = request.get("Entries", [request]) if isinstance(request, dict) else []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        texts = [entry.get("MessageBody")]
+        attributes = entry.get("MessageAttributes")
+        if isinstance(attributes, dict):
+            texts += [a.get("StringValue") for a in attributes.values() if isinstance(a, dict)]
+        if any(isinstance(t, str) and _SQS_INVALID.search(t) for t in texts):
+            return True
+    return False
 
 
 def operation_of(headers: Any, path: str, body: bytes) -> str:
@@ -166,17 +204,26 @@ class FaultProxy(BackgroundServer):
     # ---- faults
 
     def inject(
-        self, operation: str, fault: AwsFault, *, rate: float = 1.0, times: int | None = None
+        self,
+        operation: str,
+        fault: AwsFault,
+        *,
+        rate: float = 1.0,
+        times: int | None = None,
+        after: int = 0,
     ) -> None:
         """Fault a share `rate` of the requests for `operation`, `times` times at most (None: no
-        limit). The most recently injected rule that matches a request is tried first; a rule
-        that does not fire (rate) lets the next older one try."""
+        limit), once `after` of them have gone through untouched (a DLQ write that fails after
+        its first batch landed, say). The most recently injected rule that matches a request is
+        tried first; a rule that does not fire (rate, after) lets the next older one try."""
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
         if times is not None and times < 0:
             raise ValueError("times must be >= 0")
+        if after < 0:
+            raise ValueError("after must be >= 0")
         with self._lock:
-            self._rules.insert(0, _Rule(operation, fault, rate, times))
+            self._rules.insert(0, _Rule(operation, fault, rate, times, after))
 
     def clear(self, operation: str | None = None) -> None:
         """Remove every rule (or only those for `operation`); counters are kept."""
@@ -208,6 +255,9 @@ class FaultProxy(BackgroundServer):
             self._counts[operation] += 1
             for rule in self._rules:
                 if rule.operation != operation or rule.remaining == 0:
+                    continue
+                if rule.skip:
+                    rule.skip -= 1
                     continue
                 if rule.rate < 1.0 and self._rng.random() >= rule.rate:
                     continue
@@ -256,6 +306,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         operation = operation_of(self.headers, self.path, body)
         fault = self._proxy._decide(operation)
+        if fault is None and breaks_sqs_character_rule(operation, body):
+            fault = INVALID_MESSAGE_CONTENTS
         if fault is None:
             self._forward(body)
         elif fault.kind == "connection_reset":

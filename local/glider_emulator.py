@@ -54,7 +54,7 @@ _NOMINAL_LIMIT = 1000
 _SENSITIVE_HEADERS = frozenset({"x-api-key", "authorization", "cookie"})
 
 FaultKind = Literal[
-    "error", "rate_limited", "slow", "connection_reset", "malformed", "lost_response"
+    "error", "rate_limited", "slow", "connection_reset", "malformed", "lost_response", "truncated"
 ]
 
 
@@ -117,6 +117,12 @@ class Fault:
     def lost_response(cls) -> Fault:
         """Trigger for real (recorded as a rebalance), then reset the connection unanswered."""
         return cls(kind="lost_response")
+
+    @classmethod
+    def truncated(cls) -> Fault:
+        """Trigger for real, send the 200 status line, headers and half the success body, then
+        reset the connection: the client knows Glider accepted, not the rebalance id."""
+        return cls(kind="truncated")
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,7 @@ class _Response:
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
     reset: bool = False  # close with RST instead of answering
+    truncate: bool = False  # send the head and half the body, then close with RST
 
 
 @dataclass
@@ -425,10 +432,13 @@ class _Handler(BaseHTTPRequestHandler):
         emulator._finish(entry, None if response.reset else response.status)
         if response.reset:
             self._reset_connection()
+        elif response.truncate:
+            self._write(response, body_bytes=len(response.body) // 2)
+            self._reset_connection()
         else:
             self._write(response)
 
-    def _write(self, response: _Response) -> None:
+    def _write(self, response: _Response, *, body_bytes: int | None = None) -> None:
         reason = self.responses.get(response.status, ("",))[0]
         lines = [
             f"HTTP/1.1 {response.status} {reason}".rstrip(),
@@ -443,7 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.request_version == "HTTP/1.0":
             lines.append("Connection: keep-alive")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-        payload = head if self.command == "HEAD" else head + response.body
+        payload = head if self.command == "HEAD" else head + response.body[:body_bytes]
         try:
             self.wfile.write(payload)  # one write: headers and body in one segment
             self.wfile.flush()
@@ -493,6 +503,7 @@ class GliderEmulator(BackgroundServer):
         self._entries: list[_Entry] = []
         self._rebalances: list[Rebalance] = []
         self._last_trigger: dict[str, float] = {}
+        self._outage: Fault | None = None
         self._stopping = threading.Event()
 
     # ---- lifecycle (start, stop, context manager: BackgroundServer)
@@ -528,6 +539,11 @@ class GliderEmulator(BackgroundServer):
         """Append faults to the portfolio's queue; each answers one authorised trigger."""
         with self._lock:
             self._scripts.setdefault(portfolio_id, deque()).extend(faults)
+
+    def set_outage(self, fault: Fault | None) -> None:
+        """Answer every authorised trigger with `fault` (scripts untouched) until set to None."""
+        with self._lock:
+            self._outage = fault
 
     def set_latency(self, seconds: float) -> None:
         with self._lock:
@@ -614,20 +630,22 @@ class GliderEmulator(BackgroundServer):
         presented = request.api_key.encode("latin-1", "replace")  # header bytes, as sent
         if not any(hmac.compare_digest(presented, k.encode("utf-8")) for k in keys):
             return _error(401, "API_102", "Invalid API key")
-        # 4. scripted faults
+        # 4. an outage, else the portfolio's scripted faults
         with self._lock:
             queue = self._scripts.get(portfolio_id)
-            fault = queue.popleft() if queue else None
+            fault = self._outage or (queue.popleft() if queue else None)
         if fault is not None:
             faulted = self._apply_fault(fault)
             if faulted is not None:
                 return faulted
-        lost = fault is not None and fault.kind == "lost_response"
+        kind = fault.kind if fault is not None else None
         # 5-7 under one lock, so that the cooldown check and the trigger are atomic.
         with self._lock:
             response = self._trigger_locked(portfolio_id, request.body)
-        if lost:
+        if kind == "lost_response":
             response.reset = True
+        elif kind == "truncated" and 200 <= response.status < 300:
+            response.truncate = True
         return response
 
     def _apply_fault(self, fault: Fault) -> _Response | None:

@@ -152,15 +152,22 @@ def _outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
             )
         elif outcome == "triggered":
             attempts = record.get("attempts", 1)
+            unknown = " (answer cut off: id unknown)" if record.get("reason") else ""
             yield (
                 f"   {where}{portfolio:<22} triggered      rebalanceId={record.get('rebalance_id')}"
-                f"  ({attempts} attempt{'s' if attempts != 1 else ''})"
+                f"  ({attempts} attempt{'s' if attempts != 1 else ''}){unknown}"
+            )
+        elif outcome == "already-failed":
+            yield (
+                f"   {where}{portfolio:<22} already failed for this delivery after a 2xx "
+                f"({record.get('reason')}); not sent or dead-lettered again"
             )
         elif outcome == "failed":
             status = record.get("http_status")
             http = f" HTTP {status}" if status else ""
             code = f" {record['api_error_code']}" if record.get("api_error_code") else ""
-            action = "to the DLQ" if record.get("action") == "dead-lettered" else "retry (SQS)"
+            actions = {"dead-lettered": "to the DLQ", "retry": "retry (SQS)"}
+            action = actions.get(str(record.get("action")), str(record.get("action")))
             klass = record.get("failure_class", "permanent")
             yield (
                 f"   {where}{portfolio:<22} FAILED {klass} {record.get('reason')}{http}{code}"

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from local.fault_proxy import FaultProxy
 from local.function import LocalFunction
 from local.glider_emulator import GliderEmulator
 from local.lambda_context import LocalLambdaContext
@@ -69,3 +70,23 @@ def start_function(deployment: Deployment) -> Callable[..., LocalFunction]:
 @pytest.fixture
 def function(start_function: Callable[..., LocalFunction]) -> LocalFunction:
     return start_function()
+
+
+@pytest.fixture
+def proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the moto server (it also applies SQS's character
+    rule for message contents, which moto does not)."""
+    with FaultProxy(moto_server.endpoint_url) as fault_proxy:
+        yield fault_proxy
+
+
+@pytest.fixture
+def start_behind_proxy(deployment: Deployment, proxy: FaultProxy) -> Callable[..., LocalFunction]:
+    """Start an execution environment whose AWS calls all go through the proxy."""
+
+    def start(**overrides: str) -> LocalFunction:
+        env = deployment.environment(**{**FAST_SETTINGS, **overrides})
+        env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
+        return LocalFunction(env)
+
+    return start

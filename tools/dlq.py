@@ -12,6 +12,14 @@ server): the same command works against an account and against the local stack.
 `redrive` without --reason starts an SQS message move task (it moves everything, server side);
 `redrive --reason CODE` moves only the messages of one reason or failure class, one by one: send
 to the work queue first, delete from the DLQ after, so a failure can duplicate but never lose one.
+
+Before a replay, `redrive` checks the guard's memory: the function remembers what a delivery
+triggered for IDEMPOTENCY_TTL_SECONDS, and a replayed message may wait in the work queue for its
+whole retention. A letter older than the difference may be processed after the guard forgot its
+delivery's success, and trigger that portfolio twice: `redrive` warns about it (each such letter
+with --reason; the queue's retention without). The memory comes from --guard-seconds, else the
+stack's IdempotencyTtlSeconds parameter (--stack), else $IDEMPOTENCY_TTL_SECONDS, else the
+function's default.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+
+from glider_trigger.config import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -144,7 +154,7 @@ class Row:
             "apiErrorCode": self.api_error_code,
             "attempts": _number(self.attempts),
             "age": self.age,
-            "ageSeconds": None if self.age_seconds is None else round(self.age_seconds),
+            "ageSeconds": None if self.age_seconds is None else int(self.age_seconds),
             "source": self.source,
             "detail": self.detail,
             "retryAt": self.retry_at,
@@ -283,6 +293,21 @@ class Queues:
     work_queue_url: str | None
     origin: str  # where the URLs came from, for messages
     arns: dict[str, str] = field(default_factory=dict)  # URL -> ARN, from the stack's outputs
+    guard_seconds: int = Settings.idempotency_ttl_seconds  # how long the guard remembers
+
+    def retention(self, url: str) -> int:
+        """The queue's MessageRetentionPeriod, in seconds."""
+        try:
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["MessageRetentionPeriod"]
+            )["Attributes"]
+        except (ClientError, BotoCoreError) as exc:
+            raise ToolError(f"queue {url}: {describe(exc)}") from exc
+        return int(attributes.get("MessageRetentionPeriod", "345600"))
+
+    def safe_age_seconds(self) -> int:
+        """The oldest a letter may be for its replay to stay inside the guard's memory."""
+        return self.guard_seconds - self.retention(self.work_queue())
 
     def arn(self, url: str) -> str:
         if url not in self.arns:
@@ -321,9 +346,26 @@ class Queues:
 def resolve_queues(
     args: argparse.Namespace, sqs: SQSClient, cloudformation: Callable[[], CloudFormationClient]
 ) -> Queues:
+    stack: str | None = getattr(args, "stack", None)
+    queues = _queues(args, sqs, cloudformation, stack)
+    guard: int | None = getattr(args, "guard_seconds", None)
+    if guard is None and stack:
+        guard = _number_parameter(cloudformation(), stack, "IdempotencyTtlSeconds")
+    if guard is None and os.environ.get("IDEMPOTENCY_TTL_SECONDS", "").strip().isdigit():
+        guard = int(os.environ["IDEMPOTENCY_TTL_SECONDS"])
+    if guard is not None:
+        queues.guard_seconds = guard
+    return queues
+
+
+def _queues(
+    args: argparse.Namespace,
+    sqs: SQSClient,
+    cloudformation: Callable[[], CloudFormationClient],
+    stack: str | None,
+) -> Queues:
     dlq_flag: str | None = getattr(args, "dlq_url", None)
     work_flag: str | None = getattr(args, "work_queue_url", None)
-    stack: str | None = getattr(args, "stack", None)
     if stack:
         outputs = stack_outputs(cloudformation(), stack)
         dlq_url = dlq_flag or outputs.get("DeadLetterQueueUrl")
@@ -356,6 +398,23 @@ def stack_outputs(cloudformation: CloudFormationClient, stack: str) -> dict[str,
         for output in found.get("Outputs", [])
         if "OutputKey" in output and "OutputValue" in output
     }
+
+
+def _number_parameter(cloudformation: CloudFormationClient, stack: str, key: str) -> int | None:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(f"stack {stack}: {describe(exc)}") from exc
+    for found in stacks[:1]:
+        for parameter in found.get("Parameters", []):
+            value = parameter.get("ParameterValue", "")
+            if parameter.get("ParameterKey") == key and value.isdigit():
+                return int(value)
+    return None
+
+
+def warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
 
 
 # --- receiving without consuming -------------------------------------------------------------
@@ -475,6 +534,14 @@ def _redrive_all(args: argparse.Namespace, queues: Queues) -> int:
     source_arn = queues.arn(queues.dlq_url)
     destination_arn = queues.arn(queues.work_queue())
     depth = queues.depth(queues.dlq_url)
+    safe = queues.safe_age_seconds()
+    if queues.retention(queues.dlq_url) > safe:
+        warn(
+            f"the guard remembers a delivery for {human_age(queues.guard_seconds)} and the work "
+            f"queue may hold a replay for {human_age(queues.guard_seconds - safe)}: letters "
+            f"older than {human_age(max(0, safe))} may trigger a portfolio twice. Replay them "
+            f"with --reason to see which, or delete them."
+        )
     pace = f"at most {args.rate}/s" if args.rate else "at SQS's own pace"
     plan = f"all ~{depth} message(s) from {source_arn} to {destination_arn}, {pace}"
     if args.dry_run:
@@ -526,6 +593,7 @@ def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
     scan = Scan(queues.sqs, queues.dlq_url, hold_seconds=hold)
     verb = "would move" if args.dry_run else "moved"
     moved = skipped = newer = 0
+    safe = queues.safe_age_seconds()
     try:
         for message in scan.messages():
             row = to_row(message, now=time.time())
@@ -535,6 +603,12 @@ def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
             if row.sent_ms is not None and row.sent_ms >= started_ms:
                 newer += 1
                 continue
+            if row.age_seconds is not None and row.age_seconds > safe:
+                warn(
+                    f"{row.message_id} ({row.portfolio}) is {human_age(row.age_seconds)} old, "
+                    f"beyond the guard's memory ({human_age(queues.guard_seconds)} less the "
+                    "work queue's retention): it may trigger a portfolio its delivery triggered"
+                )
             if not args.dry_run:
                 limiter.wait()
                 _move(queues, message, work_url, moved=moved)
@@ -726,6 +800,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=positive_int(MAX_RATE), metavar="N", help="at most N messages a second"
     )
     redrive.add_argument("--dry-run", action="store_true", help="show what would move; move none")
+    redrive.add_argument(
+        "--guard-seconds",
+        type=positive_int(),
+        metavar="N",
+        help="how long the function's guard remembers a delivery (IDEMPOTENCY_TTL_SECONDS; "
+        "default: the stack's parameter, else $IDEMPOTENCY_TTL_SECONDS, else the function's)",
+    )
     redrive.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     commands.add_parser(
         "status",

@@ -4,34 +4,13 @@ Secrets Manager throttled or denying access, the idempotency table refusing a wr
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-
-import pytest
 
 from local.fault_proxy import AwsFault, FaultProxy
-from local.function import LocalFunction
 from local.glider_emulator import Fault, GliderEmulator
-from local.stack import Deployment, MotoServer
-from tests.conftest import FAST_SETTINGS
+from local.stack import Deployment
 
 GET_SECRET = "secretsmanager.GetSecretValue"
 STORE_SUCCESS = "DynamoDB_20120810.UpdateItem"
-
-
-@pytest.fixture
-def proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
-    with FaultProxy(moto_server.endpoint_url) as fault_proxy:
-        yield fault_proxy
-
-
-@pytest.fixture
-def start_behind_proxy(deployment: Deployment, proxy: FaultProxy) -> Callable[..., LocalFunction]:
-    def start(**overrides: str) -> LocalFunction:
-        env = deployment.environment(**{**FAST_SETTINGS, **overrides})
-        env["AWS_ENDPOINT_URL"] = proxy.endpoint_url
-        return LocalFunction(env)
-
-    return start
 
 
 def sqs_event(body: str) -> dict[str, object]:

@@ -11,6 +11,7 @@ import pytest
 from glider_trigger.errors import DeadLetterWriteError
 from local.function import LocalFunction
 from local.glider_emulator import Fault, GliderEmulator
+from local.lambda_context import LocalLambdaContext
 from local.stack import Deployment, attribute_values
 
 
@@ -74,15 +75,19 @@ def test_transient_failures_exhaust_the_attempt_budget_then_dead_letter(
 ) -> None:
     function = start_function(GLIDER_MAX_ATTEMPTS="3")
     emulator.script("port_abc123", *[Fault.error(503, "API_000", "still down")] * 5)
+    context = LocalLambdaContext(timeout_seconds=30)
 
-    result = only_result(function.invoke({"portfolioId": "port_abc123"}))
+    result = only_result(function.invoke({"portfolioId": "port_abc123"}, context=context))
 
     assert result["failureClass"] == "transient"
     assert len(emulator.requests) == 3
     [letter] = deployment.dlq_messages()
+    # Replayable, and naming its delivery (here the Lambda request id): a replay after that
+    # delivery triggered the portfolio after all finds the success instead of a second trigger.
     assert json.loads(letter["Body"]) == {
         "portfolioId": "port_abc123",
         "skipScheduleValidation": False,
+        "deliveryKey": f"lambda:{context.aws_request_id}",
     }
     attributes = attribute_values(letter)
     assert attributes["failureClass"] == "transient"

@@ -49,13 +49,17 @@ def test_a_batch_with_every_outcome_reports_only_the_transient_failure(
     assert [r.portfolio_id for r in emulator.rebalances] == ["port_abc123"]
     assert len([r for r in emulator.requests if r.portfolio_id == "port_def456"]) == 4
     letters = {m["Body"]: attribute_values(m) for m in deployment.dlq_messages()}
-    # The permanent failure is dead-lettered at once, the malformed body verbatim; the transient
-    # one is not in the DLQ yet: SQS redelivers it.
-    assert set(letters) == {
-        json.dumps({"portfolioId": "port_unknown", "skipScheduleValidation": False}),
-        "not json at all",
-    }
-    unknown = letters[json.dumps({"portfolioId": "port_unknown", "skipScheduleValidation": False})]
+    # The permanent failure is dead-lettered at once (naming its delivery), the malformed body
+    # verbatim; the transient one is not in the DLQ yet: SQS redelivers it.
+    letter_body = json.dumps(
+        {
+            "portfolioId": "port_unknown",
+            "skipScheduleValidation": False,
+            "deliveryKey": f"sqs:{permanent}",
+        }
+    )
+    assert set(letters) == {letter_body, "not json at all"}
+    unknown = letters[letter_body]
     assert unknown["reason"] == "NOT_FOUND"
     assert unknown["httpStatus"] == "404"
     assert unknown["apiErrorCode"] == "API_200"

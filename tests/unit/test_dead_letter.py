@@ -29,7 +29,14 @@ from glider_trigger.errors import (
 )
 from glider_trigger.events import parse_event, parse_sqs_body
 from glider_trigger.models import Failed, InputSource, SourceKind, TriggerRequest
-from glider_trigger.sqs_writer import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, _batches
+from glider_trigger.sqs_writer import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ENTRIES,
+    OutgoingMessage,
+    _batches,
+    _entry,
+    sqs_safe,
+)
 
 NOW = datetime(2024, 3, 1, 6, 0, 5, 123456, tzinfo=UTC)
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-dlq"
@@ -446,3 +453,26 @@ def test_a_failing_batch_stops_the_send() -> None:
 
     with pytest.raises(DeadLetterWriteError, match="10 message"):
         queue(client, RecordingSleep()).send(letters)
+
+
+def test_outside_strings_become_sqs_safe_attribute_values() -> None:
+    request = TriggerRequest(
+        "p1", False, InputSource(SourceKind.EVENTBRIDGE, delivery_id="ev\x07\ud800", dedupe_key="k")
+    )
+    error = GliderApiError("bad\x00 thing \U0001f600", status=404, code="API_200\x1b")
+    letter = for_failure(Failed(request, error, classify(error), attempts=1))
+
+    entry = _entry("0", letter)
+    values = {name: v["StringValue"] for name, v in entry["MessageAttributes"].items()}
+
+    assert values["source"] == "eventbridge:ev\ufffd\ufffd"
+    assert values["detail"] == "bad\ufffd thing \U0001f600"  # outside the BMP is allowed
+    assert values["apiErrorCode"] == "API_200\ufffd"
+    assert sqs_safe("tab\tline\ncr\r") == "tab\tline\ncr\r"
+    assert len(list(_batches([letter]))) == 1  # sized without encoding a lone surrogate
+
+
+def test_a_delay_is_passed_to_sqs_and_capped_at_its_limit() -> None:
+    assert _entry("0", OutgoingMessage("{}", delay_seconds=125))["DelaySeconds"] == 125
+    assert _entry("0", OutgoingMessage("{}", delay_seconds=5000))["DelaySeconds"] == 900
+    assert "DelaySeconds" not in _entry("0", OutgoingMessage("{}"))

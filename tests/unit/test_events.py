@@ -11,10 +11,13 @@ from hypothesis import strategies as st
 
 from glider_trigger.errors import InvalidInputError, InvalidPortfolioIdError
 from glider_trigger.events import (
+    MAX_KEY_CHARS,
     PORTFOLIO_ID_PATTERN,
+    delivery_key,
     is_sqs_event,
     parse_event,
     parse_sqs_body,
+    trigger_input,
     validate_portfolio_id,
 )
 from glider_trigger.models import ParsedInput, SourceKind
@@ -559,3 +562,68 @@ def test_unicode_and_lone_surrogate_ids_are_rejected_one_by_one() -> None:
 
     assert [r.portfolio_id for r in parsed.requests] == ["port_ok1"]
     assert len(parsed.rejected) == 3
+
+
+# Long keys: hashed from the full value, never cut (two keys with a common prefix stay two).
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"portfolioId": "p1", "idempotencyKey": "{key}"},
+        {"detail-type": "X", "id": "{key}", "detail": {"portfolioId": "p1"}},
+        {"portfolioId": "p1", "scheduleArn": "{key}", "scheduledTime": "2026-11-24T06:00Z"},
+        {"requestContext": {"requestId": "{key}"}, "requestPayload": {"portfolioId": "p1"}},
+    ],
+    ids=["idempotencyKey", "event id", "schedule ARN", "request id"],
+)
+def test_long_key_values_are_hashed_whole_never_cut(event: dict[str, Any]) -> None:
+    def key_of(value: str) -> str | None:
+        filled = json.loads(json.dumps(event).replace("{key}", value))
+        return parse_event(filled, default_skip=False).source.dedupe_key
+
+    first, second = key_of("x" * 300 + "1"), key_of("x" * 300 + "2")
+
+    assert first is not None
+    assert second is not None
+    assert first != second
+    assert len(first) <= MAX_KEY_CHARS
+    assert "sha256:" in first
+    assert key_of("x" * 300 + "1") == first  # the same delivery again: the same key
+    short = key_of("short")
+    assert short is not None
+    assert ":short" in short  # short keys unchanged: existing records still match
+    assert "sha256" not in short
+
+
+def test_delivery_key_is_used_verbatim_and_outranks_an_idempotency_key() -> None:
+    parsed = parse_sqs_body(
+        json.dumps({"portfolioId": "p1", "deliveryKey": "sqs:m-1", "idempotencyKey": "k"}),
+        message_id="m-2",
+        default_skip=False,
+    )
+    assert parsed.source.dedupe_key == "sqs:m-1"
+    assert delivery_key("key", "x" * 400) == delivery_key("key", "x" * 400)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"portfolioId": "p1", "deliveryKey": ""},
+        {"portfolioId": "p1", "deliveryKey": 5},
+        {"portfolioId": "p1", "deliveryKey": "k" * 257},
+        {"portfolioId": "p1", "idempotencyKey": {"nested": 1}},
+        {"portfolioId": "p1", "idempotencyKey": ""},
+        {"portfolioId": "p1", "idempotencyKey": None},
+    ],
+)
+def test_a_key_that_cannot_be_a_key_is_malformed_input_not_ignored(
+    payload: dict[str, Any],
+) -> None:
+    with pytest.raises(InvalidInputError, match=r"deliveryKey|idempotencyKey"):
+        parse_event(payload, default_skip=False)
+
+
+def test_trigger_input_round_trips_through_the_parser() -> None:
+    body = trigger_input("p1", True, delivery_key="event:e-1")
+    parsed = parse_sqs_body(body, message_id="m", default_skip=False)
+    assert [(r.portfolio_id, r.skip_schedule_validation) for r in parsed.requests] == [("p1", True)]
+    assert parsed.source.dedupe_key == "event:e-1"

@@ -324,3 +324,39 @@ def test_every_outcome_of_interpret_is_a_receipt_or_a_trigger_error() -> None:
                 continue
             assert isinstance(result, Receipt)
             assert 200 <= status < 300
+
+
+@pytest.mark.parametrize(
+    ("header", "body_value", "expected"),
+    [
+        ("1" + "0" * 400, None, 86_400.0),  # 400 digits: infinity as a float
+        ("100000000000", None, 86_400.0),
+        ("00000000000000000000042", None, 42.0),  # leading zeros are not a long wait
+        (None, 1e999, 86_400.0),  # JSON's 1e999 is infinity
+        (None, 10**400, 86_400.0),  # no float holds it
+        (None, 86_401, 86_400.0),
+        (None, 30, 30.0),
+    ],
+)
+def test_retry_after_is_clamped_before_any_arithmetic(
+    header: str | None, body_value: object, expected: float
+) -> None:
+    assert _retry_after(header, {"retryAfter": body_value}) == expected
+
+
+def test_a_2xx_whose_body_could_not_be_read_is_an_accepted_trigger_with_unknown_id() -> None:
+    receipt = _interpret(
+        200, {"x-request-id": "req-1"}, b"", "the answer's body was cut off: ProtocolError"
+    )
+
+    assert receipt.rebalance_id is None
+    assert receipt.reason == "REBALANCE_ID_UNKNOWN"
+    assert receipt.request_id == "req-1"
+    assert receipt.unread is not None
+    assert "HTTP 200" in receipt.unread
+
+
+def test_a_non_2xx_whose_body_could_not_be_read_is_classified_by_its_status() -> None:
+    with pytest.raises(GliderApiError) as raised:
+        _interpret(503, {"retry-after": "3"}, b"", "the answer's body was cut off: ProtocolError")
+    assert (raised.value.reason, raised.value.retry_after_seconds) == ("SERVER_ERROR", 3.0)

@@ -16,6 +16,9 @@ from urllib.parse import SplitResult, urlsplit
 from glider_trigger.errors import ConfigurationError
 
 DEFAULT_GLIDER_API_BASE_URL = "https://api.glider.fi"
+# Beyond the queues' retention, the guard's memory covers Lambda's async event age (at most 6 h)
+# and the time between a success and the last letter or redelivery that can name it.
+GUARD_MARGIN_SECONDS = 86_400
 
 _T = TypeVar("_T", int, float)
 _TRUE = frozenset({"true", "1", "yes"})
@@ -36,7 +39,10 @@ class Settings:
     default_skip_schedule_validation: bool = False
     deadline_safety_margin_seconds: float = 2.0
     idempotency_table_name: str | None = None
-    idempotency_ttl_seconds: int = 86_400
+    # 19 days: the work queue's 4 days of retention, the DLQ's 14, and GUARD_MARGIN_SECONDS.
+    idempotency_ttl_seconds: int = 1_641_600
+    work_queue_retention_seconds: int = 345_600
+    dlq_retention_seconds: int = 1_209_600
     circuit_breaker_threshold: int = 3
     max_concurrency: int = 16
     rate_limit_per_second: float | None = None
@@ -47,7 +53,7 @@ class Settings:
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
-        return cls(
+        settings = cls(
             glider_api_base_url=_api_base_url(
                 env.get("GLIDER_API_BASE_URL", "").strip() or DEFAULT_GLIDER_API_BASE_URL
             ),
@@ -108,7 +114,17 @@ class Settings:
                 int,
                 cls.idempotency_ttl_seconds,
                 low=60,
+                high=31_536_000,
+            ),
+            work_queue_retention_seconds=reader.number(
+                "WORK_QUEUE_RETENTION_SECONDS",
+                int,
+                cls.work_queue_retention_seconds,
+                low=60,
                 high=1_209_600,
+            ),
+            dlq_retention_seconds=reader.number(
+                "DLQ_RETENTION_SECONDS", int, cls.dlq_retention_seconds, low=60, high=1_209_600
             ),
             circuit_breaker_threshold=reader.number(
                 "CIRCUIT_BREAKER_THRESHOLD", int, cls.circuit_breaker_threshold, low=0, high=100
@@ -128,6 +144,23 @@ class Settings:
                 else None
             ),
         )
+        settings.check_guard_window()
+        return settings
+
+    @property
+    def guard_window_seconds(self) -> int:
+        """How long a copy of a delivery can still arrive: a message kept by the work queue to
+        its last day, then its dead letter kept by the DLQ for a replay, plus the margin."""
+        return self.work_queue_retention_seconds + self.dlq_retention_seconds + GUARD_MARGIN_SECONDS
+
+    def check_guard_window(self) -> None:
+        if self.idempotency_ttl_seconds < self.guard_window_seconds:
+            raise ConfigurationError(
+                f"IDEMPOTENCY_TTL_SECONDS ({self.idempotency_ttl_seconds}) must be at least "
+                "WORK_QUEUE_RETENTION_SECONDS + DLQ_RETENTION_SECONDS + "
+                f"{GUARD_MARGIN_SECONDS} = {self.guard_window_seconds}: the guard must remember "
+                "a delivery for as long as a redelivery or a replay of it can still arrive"
+            )
 
 
 class _Reader:

@@ -1,13 +1,15 @@
 """The dead-letter queue: a replayable message per failure, and the SQS sink that writes them.
 
-A message's body is itself a valid input of this function ({"portfolioId", "skipScheduleValidation"}
-for a failed portfolio; the original input, verbatim, for an input that could not be parsed), so
-moving the DLQ back to the work queue replays it. Its message attributes say why it is there.
+A message's body is itself a valid input of this function ({"portfolioId", "skipScheduleValidation",
+"deliveryKey"} for a failed portfolio; the original input, verbatim, for an input that could not
+be parsed), so moving the DLQ back to the work queue replays it. A failed portfolio's letter names
+its delivery: replayed after that delivery triggered the portfolio after all (a Lambda retry, a
+redelivery), it finds that success and triggers nothing twice. Its message attributes say why it
+is there.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -19,6 +21,7 @@ from glider_trigger.errors import (
     TriggerError,
     classify,
 )
+from glider_trigger.events import trigger_input
 from glider_trigger.models import Failed, InputSource, RejectedId
 from glider_trigger.sqs_writer import AttributeValue, OutgoingMessage, QueueWriter
 
@@ -41,12 +44,12 @@ class DeadLetterQueue(QueueWriter):
 
 def for_failure(failed: Failed, *, now: datetime | None = None) -> DeadLetter:
     request = failed.request
-    body = {
-        "portfolioId": request.portfolio_id,
-        "skipScheduleValidation": request.skip_schedule_validation,
-    }
     return DeadLetter(
-        body=json.dumps(body),
+        body=trigger_input(
+            request.portfolio_id,
+            request.skip_schedule_validation,
+            delivery_key=request.source.dedupe_key,
+        ),
         attributes=_attributes(
             failed.error, failed.failure_class, failed.attempts, request.source, now
         ),
@@ -57,12 +60,8 @@ def for_failure(failed: Failed, *, now: datetime | None = None) -> DeadLetter:
 def for_rejected_id(
     rejected: RejectedId, source: InputSource, *, now: datetime | None = None
 ) -> DeadLetter:
-    body = {
-        "portfolioId": rejected.portfolio_id,
-        "skipScheduleValidation": rejected.skip_schedule_validation,
-    }
     return DeadLetter(
-        body=json.dumps(body, default=str),
+        body=trigger_input(rejected.portfolio_id, rejected.skip_schedule_validation),
         attributes=_attributes(rejected.error, classify(rejected.error), 0, source, now),
     )
 

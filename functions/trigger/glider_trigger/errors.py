@@ -42,6 +42,9 @@ class TriggerError(Exception):
     """Base of every classified failure of one trigger request (or of one whole input)."""
 
     fixed_reason: ClassVar[str] = "INTERNAL_ERROR"
+    # True when Glider answered 2xx: it may have started a rebalance, so the delivery must never
+    # send this portfolio again (the guard remembers the outcome like a success).
+    settles_delivery: ClassVar[bool] = False
 
     @property
     def reason(self) -> str:
@@ -172,9 +175,26 @@ class GliderApiError(TriggerError):
 class UnexpectedResponseError(GliderApiError):
     """A 2xx that is not a success body. The API may have acted on it, so it is never retried."""
 
+    settles_delivery = True
+
     @property
     def reason(self) -> str:
         return "UNEXPECTED_RESPONSE"
+
+
+class RememberedFailureError(TriggerError):
+    """An earlier delivery's failure that settled it (Glider answered 2xx, not a success), as
+    the guard stored it: never sent again, and its dead letter is written once per delivery."""
+
+    settles_delivery = True
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self._reason = reason
+
+    @property
+    def reason(self) -> str:
+        return self._reason
 
 
 _UNAUTHORIZED_CODES = frozenset({"API_100", "API_101", "API_102", "API_103"})
@@ -199,8 +219,8 @@ def classify(error: TriggerError) -> FailureClass:
     unavailable idempotency store, and anything unforeseen are transient: the work is kept
     (retried, then dead-lettered), never dropped.
     """
-    if isinstance(error, UnexpectedResponseError):
-        return FailureClass.PERMANENT  # the API may have acted on it: never retried blindly
+    if error.settles_delivery:
+        return FailureClass.PERMANENT  # Glider answered 2xx and may have acted: never retried
     if isinstance(error, GliderApiError):
         return _classify_api_error(error)
     if isinstance(error, SecretUnavailableError):

@@ -8,10 +8,15 @@ Supported shapes (see README "Event formats"):
 - an on-failure destination record of this function, whose "requestPayload" holds any of them.
 Unknown fields are ignored; duplicate ids are triggered once; anything else is an
 InvalidInputError (dead-lettered verbatim by the caller). Nothing here raises anything else.
+
+Delivery keys (what makes a second delivery of the same work recognisable) are built from the
+full values, never from the shortened copies kept for logs: a key longer than MAX_KEY_CHARS is
+replaced by its SHA-256, so two different keys never become one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -26,6 +31,11 @@ PORTFOLIO_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 # Metadata is only echoed into logs: keep it short.
 _METADATA_FIELDS = ("scheduleArn", "scheduledTime", "idempotencyKey")
 _MAX_METADATA_CHARS = 256
+# A delivery key at most this long is used as it is; a longer one is hashed (see delivery_key).
+MAX_KEY_CHARS = 256
+# The function's own continuation messages (dead letters, deferrals) name the delivery they
+# belong to with this field: its value is that delivery's key, used verbatim.
+DELIVERY_KEY_FIELD = "deliveryKey"
 # An envelope inside an envelope is the most nesting any supported input has.
 _MAX_UNWRAP_DEPTH = 3
 
@@ -71,6 +81,28 @@ def parse_sqs_body(body: object, *, message_id: str, default_skip: bool) -> Pars
     return _parse(payload, default_skip=default_skip, delivery=source, depth=0)
 
 
+def trigger_input(
+    portfolio_id: object,
+    skip_schedule_validation: bool,
+    *,
+    delivery_key: str | None = None,
+    idempotency_key: str | None = None,
+) -> str:
+    """The body of one portfolio's input, as this module parses it: what the function writes
+    to its DLQ and work queue. `delivery_key` names the very delivery the portfolio belongs to
+    (a dead letter, a deferral: what that delivery triggered since stays done on replay);
+    `idempotency_key` starts a new delivery derived from it (a fan-out's messages)."""
+    body: dict[str, object] = {
+        "portfolioId": portfolio_id,
+        "skipScheduleValidation": skip_schedule_validation,
+    }
+    if delivery_key is not None:
+        body[DELIVERY_KEY_FIELD] = delivery_key
+    if idempotency_key is not None:
+        body["idempotencyKey"] = idempotency_key
+    return json.dumps(body, default=str)
+
+
 def _parse(
     payload: object, *, default_skip: bool, delivery: InputSource | None, depth: int
 ) -> ParsedInput:
@@ -78,12 +110,11 @@ def _parse(
         raise InvalidInputError(f"input must be a JSON object, got {_json_type(payload)}")
     if depth < _MAX_UNWRAP_DEPTH:
         if _is_eventbridge_envelope(payload):
-            event_id = _short(payload.get("id"))
             layer = InputSource(
                 SourceKind.EVENTBRIDGE,
-                delivery_id=event_id,
+                delivery_id=_short(payload.get("id")),
                 metadata=_metadata(payload, {"detailType": "detail-type", "eventSource": "source"}),
-                dedupe_key=f"event:{event_id}" if event_id else None,
+                dedupe_key=_keyed("event", payload.get("id")),
             )
             return _parse(
                 payload["detail"],
@@ -93,13 +124,12 @@ def _parse(
             )
         if _is_destination_record(payload):
             context = payload["requestContext"]
-            request_id = _short(context.get("requestId"))
             layer = InputSource(
                 SourceKind.LAMBDA_DESTINATION,
-                delivery_id=request_id,
+                delivery_id=_short(context.get("requestId")),
                 metadata=_metadata(context, {"condition": "condition"}),
                 # The failed invocation's key: what it had triggered stays triggered on replay.
-                dedupe_key=f"lambda:{request_id}" if request_id else None,
+                dedupe_key=_keyed("lambda", context.get("requestId")),
             )
             return _parse(
                 payload["requestPayload"],
@@ -136,9 +166,7 @@ def _parse_trigger_shape(
     candidates = _candidate_ids(payload)
     metadata = _metadata(payload, {name: name for name in _METADATA_FIELDS})
     kind = SourceKind.SCHEDULE if "scheduleArn" in metadata else SourceKind.DIRECT
-    source = _nest(
-        delivery, InputSource(kind, metadata=metadata, dedupe_key=_content_key(metadata))
-    )
+    source = _nest(delivery, InputSource(kind, metadata=metadata, dedupe_key=_content_key(payload)))
     requests: dict[str, TriggerRequest] = {}
     rejected: list[RejectedId] = []
     seen_rejected: set[str] = set()
@@ -155,13 +183,44 @@ def _parse_trigger_shape(
     return ParsedInput(source, tuple(requests.values()), tuple(rejected))
 
 
-def _content_key(metadata: Mapping[str, str]) -> str | None:
-    """An upstream's own idempotencyKey, else a schedule occurrence (Scheduler stamps the same
-    ARN and scheduled time on every retry of one run)."""
-    if "idempotencyKey" in metadata:
-        return f"key:{metadata['idempotencyKey']}"
-    if "scheduleArn" in metadata and "scheduledTime" in metadata:
-        return f"schedule:{metadata['scheduleArn']}@{metadata['scheduledTime']}"
+def delivery_key(kind: str, value: str) -> str:
+    """`kind:value`, or `kind:sha256:<hex of value>` when that would exceed MAX_KEY_CHARS:
+    bounded (it travels in message bodies) and never shared by two different values."""
+    key = f"{kind}:{value}"
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind}:sha256:{digest}"
+
+
+def _keyed(kind: str, value: object) -> str | None:
+    text = _text(value)
+    return delivery_key(kind, text) if text is not None else None
+
+
+def _content_key(payload: Mapping[str, Any]) -> str | None:
+    """The function's own deliveryKey (a dead letter or a deferral: the very delivery it came
+    from), else an upstream's idempotencyKey, else a schedule occurrence (Scheduler stamps the
+    same ARN and scheduled time on every retry of one run)."""
+    if DELIVERY_KEY_FIELD in payload:
+        own = payload[DELIVERY_KEY_FIELD]
+        if not isinstance(own, str) or not own or len(own) > MAX_KEY_CHARS:
+            raise InvalidInputError(
+                f"{DELIVERY_KEY_FIELD} must be a string of 1-{MAX_KEY_CHARS} characters "
+                "(it is the function's own field; upstream producers use idempotencyKey)"
+            )
+        return own
+    if "idempotencyKey" in payload:
+        key = _text(payload["idempotencyKey"])
+        if key is None:
+            raise InvalidInputError(
+                "idempotencyKey must be a non-empty string or a number, got "
+                f"{_json_type(payload['idempotencyKey'])}"
+            )
+        return delivery_key("key", key)
+    arn, when = _text(payload.get("scheduleArn")), _text(payload.get("scheduledTime"))
+    if arn is not None and when is not None:
+        return delivery_key("schedule", f"{arn}@{when}")
     return None
 
 
@@ -203,8 +262,14 @@ def _metadata(payload: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str
 
 
 def _short(value: object) -> str | None:
+    text = _text(value)
+    return text[:_MAX_METADATA_CHARS] if text is not None else None
+
+
+def _text(value: object) -> str | None:
+    """A string or number from the input as text, in full; None for anything else or ""."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return str(value)[:_MAX_METADATA_CHARS]
+        return str(value) or None
     return None
 
 

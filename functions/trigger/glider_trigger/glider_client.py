@@ -2,6 +2,10 @@
 
 Speaks the contract in shared/glider-api.md and turns every answer into either a Receipt or a
 TriggerError. It does not retry (the trigger service owns retries) and never follows redirects.
+
+Once the status line has arrived, it is the answer: a body cut off after a 2xx is an accepted
+trigger whose rebalance id is unknown (a Receipt with `unread`), never a transport error that
+would be sent again. Numbers from the answer (Retry-After) are clamped before any arithmetic.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from glider_trigger.rate_limit import RateLimiter
 TRIGGER_PATH = "/v1/portfolio/{portfolio_id}/rebalance/schedule/trigger"
 # Success and error bodies are a few hundred bytes; anything near this is not Glider talking.
 MAX_RESPONSE_BYTES = 64 * 1024
+# A longer Retry-After is taken as this (a day): whatever Glider says, waiting longer than the
+# guard remembers and SQS keeps a message would be meaningless, and dates must not overflow.
+MAX_RETRY_AFTER_SECONDS = 86_400.0
 _DIGITS = re.compile(r"[0-9]+")
 USER_AGENT = "glider-rebalance-trigger/0.1 (+aws-lambda)"
 
@@ -112,41 +119,45 @@ class GliderClient:
                 timed_out=False,
                 maybe_delivered=True,
             ) from exc
-        status, headers, payload = _read_bounded(response)
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        payload, unread = _read_bounded(response)
         if self._rate_limiter is not None:
             self._rate_limiter.observe(headers)  # slow down before Glider answers 429
-        return _interpret(status, headers, payload)
+        return _interpret(response.status, headers, payload, unread)
 
 
-def _read_bounded(response: urllib3.BaseHTTPResponse) -> tuple[int, dict[str, str], bytes]:
-    headers = {name.lower(): value for name, value in response.headers.items()}
+def _read_bounded(response: urllib3.BaseHTTPResponse) -> tuple[bytes, str | None]:
+    """The body (at most MAX_RESPONSE_BYTES), and why it could not be read whole, if not."""
     try:
         payload = response.read(MAX_RESPONSE_BYTES + 1)
         if len(payload) > MAX_RESPONSE_BYTES:
             # Do not drain an unbounded body into memory: drop this connection instead.
             response.close()
             payload = payload[:MAX_RESPONSE_BYTES]
-    except Urllib3TimeoutError as exc:
-        raise GliderTransportError(
-            "Glider's response did not arrive within the read timeout",
-            timed_out=True,
-            maybe_delivered=True,
-        ) from exc
+    except Urllib3TimeoutError:
+        return b"", "the answer's body did not arrive within the read timeout"
     except HTTPError as exc:
-        raise GliderTransportError(
-            f"Glider's response was cut off: {type(exc).__name__}",
-            timed_out=False,
-            maybe_delivered=True,
-        ) from exc
+        return b"", f"the answer's body was cut off: {type(exc).__name__}"
     finally:
         response.release_conn()
-    return response.status, headers, payload
+    return payload, None
 
 
-def _interpret(status: int, headers: dict[str, str], payload: bytes) -> Receipt:
+def _interpret(
+    status: int, headers: dict[str, str], payload: bytes, unread: str | None = None
+) -> Receipt:
     document = _json_object(payload)
     request_id = _text(document.get("requestId")) or headers.get("x-request-id")
     correlation_id = _text(document.get("correlationId")) or headers.get("x-correlation-id")
+    if 200 <= status < 300 and unread is not None:
+        # Glider accepted the trigger; sending it again would start a second rebalance.
+        return Receipt(
+            rebalance_id=None,
+            schedule_id=None,
+            request_id=request_id,
+            correlation_id=correlation_id,
+            unread=f"HTTP {status}, but {unread}: the rebalance id is unknown",
+        )
     if 200 <= status < 300:
         data = document.get("data")
         if document.get("success") is not True or not isinstance(data, dict):
@@ -185,18 +196,28 @@ def _error_code_and_message(document: dict[str, Any]) -> tuple[str | None, str |
 
 
 def _retry_after(header: str | None, document: dict[str, Any]) -> float | None:
+    """Seconds, clamped to [0, MAX_RETRY_AFTER_SECONDS]; None when the answer gives none."""
     if header:
         header = header.strip()
         if _DIGITS.fullmatch(header):  # not str.isdigit(): it accepts "²", which float() refuses
-            return float(header)
+            # Compared as digits: 400 of them would be infinity as a float.
+            too_long = len(header.lstrip("0")) > len(str(int(MAX_RETRY_AFTER_SECONDS)))
+            return MAX_RETRY_AFTER_SECONDS if too_long else _clamp(int(header))
         try:
-            return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-        except (TypeError, ValueError):
+            return _clamp(parsedate_to_datetime(header).timestamp() - time.time())
+        except (TypeError, ValueError, OverflowError):
             pass
     body_value = document.get("retryAfter")
     if isinstance(body_value, int | float) and not isinstance(body_value, bool) and body_value >= 0:
-        return float(body_value)
+        return _clamp(body_value)  # JSON allows 1e999 (inf) and 10**400 (no float holds it)
     return None
+
+
+def _clamp(seconds: float) -> float:
+    """Into [0, MAX_RETRY_AFTER_SECONDS], compared before any conversion (NaN: 0)."""
+    if not seconds >= 0:  # also NaN
+        return 0.0
+    return MAX_RETRY_AFTER_SECONDS if seconds >= MAX_RETRY_AFTER_SECONDS else float(seconds)
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:

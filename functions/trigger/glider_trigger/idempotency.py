@@ -1,9 +1,13 @@
 """Nothing doubled: a delivery that has triggered a portfolio does not trigger it again.
 
 Powertools Idempotency on DynamoDB, keyed per portfolio per delivery (see events.py for the
-delivery key). Only a trigger that succeeded is remembered: a failed one deletes its record, so
-the redelivery or replay of a failure is attempted again. The Lambda context is registered per
+delivery key). An outcome that settles the delivery is remembered: a success, or a 2xx answer
+that was not one (Glider may have acted on it). Any other failure deletes its record, so the
+redelivery or replay of a failure is attempted again. The Lambda context is registered per
 invocation, so a record left "in progress" by an interrupted invocation expires with it.
+
+`once` runs an action (the dead letter of a settled failure) at most once per key, so that a
+redelivery neither sends the portfolio again nor writes its dead letter twice.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from glider_trigger.errors import (
     DuplicateInProgressError,
     IdempotencyUnavailableError,
+    RememberedFailureError,
     classify,
 )
 from glider_trigger.lazy import Lazy
@@ -43,7 +48,12 @@ class TriggerGuard(Protocol):
     def register(self, context: LambdaContext) -> None: ...
 
     def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
-        """Run `trigger` unless `key` was triggered before; then return that earlier result."""
+        """Run `trigger` unless `key` was settled before; then return that earlier outcome."""
+        ...
+
+    def once(self, key: str, action: Callable[[], None]) -> None:
+        """Run `action` unless it ran to completion under `key` before. When the store cannot
+        tell, it runs anyway: a duplicate dead letter is noise, a missing one is a loss."""
         ...
 
 
@@ -55,6 +65,9 @@ class NoGuard:
 
     def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
         return trigger()
+
+    def once(self, key: str, action: Callable[[], None]) -> None:
+        action()
 
 
 class _NotRemembered(Exception):
@@ -73,9 +86,14 @@ class _Slot:
 def _trigger_once(delivery: dict[str, str], trigger: Callable[[], Outcome], slot: _Slot) -> Any:
     outcome = trigger()
     slot.outcome = outcome
-    if isinstance(outcome, Failed):
+    if not outcome.settles_delivery:
         raise _NotRemembered(outcome)
     return _stored(outcome)
+
+
+def _run_once(delivery: dict[str, str], action: Callable[[], None]) -> Any:
+    action()
+    return {"done": True}
 
 
 class IdempotencyGuard:
@@ -95,21 +113,39 @@ class IdempotencyGuard:
         self._store = Lazy(
             lambda: DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
         )
-        self._guarded = Lazy(
-            lambda: idempotent_function(
-                data_keyword_argument="delivery",
-                persistence_store=self._store.get(),
-                config=self._config,
-                # Fixed, so that renaming the function (Lambda's or ours) in a deployment does
-                # not change every key while redeliveries of the old ones are still arriving.
-                key_prefix=KEY_PREFIX,
-            )(_trigger_once)
-        )
+        self._guarded = Lazy(lambda: self._idempotent(_trigger_once))
+        self._guarded_action = Lazy(lambda: self._idempotent(_run_once))
         self._on_unrecorded = on_unrecorded
         self._sleep = sleep
 
+    def _idempotent(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        return idempotent_function(  # type: ignore[no-any-return]
+            data_keyword_argument="delivery",
+            persistence_store=self._store.get(),
+            config=self._config,
+            # Fixed, so that renaming the function (Lambda's or ours) in a deployment does
+            # not change every key while redeliveries of the old ones are still arriving.
+            key_prefix=KEY_PREFIX,
+        )(function)
+
     def register(self, context: LambdaContext) -> None:
         self._config.register_lambda_context(context)
+
+    def once(self, key: str, action: Callable[[], None]) -> None:
+        completed = False
+
+        def tracked() -> None:
+            nonlocal completed
+            action()
+            completed = True
+
+        try:
+            self._guarded_action.get()(delivery={"key": key}, action=tracked)
+        except BaseError:
+            # In progress elsewhere, or the store failed around the action: unless the action
+            # completed here, run it now (its own failure then propagates to the caller).
+            if not completed:
+                action()
 
     def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
         slot = _Slot()
@@ -125,9 +161,9 @@ class IdempotencyGuard:
                 ),
             )
         except BaseError as exc:
-            if isinstance(slot.outcome, Triggered):
-                # Triggered, but recording it failed: try again, or a redelivery after this
-                # invocation's deadline (when its in-progress record lapses) triggers again.
+            if slot.outcome is not None and slot.outcome.settles_delivery:
+                # Settled, but recording it failed: try again, or a redelivery after this
+                # invocation's deadline (when its in-progress record lapses) sends it again.
                 self._record_success(key, request, slot.outcome, exc)
                 return slot.outcome
             return _failed(
@@ -138,10 +174,10 @@ class IdempotencyGuard:
             )
         if slot.outcome is not None:
             return slot.outcome
-        return Triggered(request, _receipt(stored), attempts=0, already_triggered=True)
+        return _remembered(request, stored)
 
     def _record_success(
-        self, key: str, request: TriggerRequest, outcome: Triggered, error: BaseError
+        self, key: str, request: TriggerRequest, outcome: Outcome, error: BaseError
     ) -> None:
         last: Exception = error
         for delay in (0.1, 0.5):
@@ -155,7 +191,10 @@ class IdempotencyGuard:
         self._on_unrecorded(request.portfolio_id, f"{type(last).__name__}: {last}")
 
 
-def _stored(outcome: Triggered) -> dict[str, Any]:
+def _stored(outcome: Outcome) -> dict[str, Any]:
+    """What a record keeps of a settled outcome (a success has no "outcome" field, as before)."""
+    if isinstance(outcome, Failed):
+        return {"outcome": "failed", "reason": outcome.error.reason, "detail": str(outcome.error)}
     receipt = outcome.receipt
     return {
         "rebalanceId": receipt.rebalance_id,
@@ -163,18 +202,27 @@ def _stored(outcome: Triggered) -> dict[str, Any]:
         "requestId": receipt.request_id,
         "correlationId": receipt.correlation_id,
         "status": receipt.status,
+        "unread": receipt.unread,
     }
 
 
-def _receipt(stored: object) -> Receipt:
+def _remembered(request: TriggerRequest, stored: object) -> Outcome:
     data = stored if isinstance(stored, dict) else {}
-    return Receipt(
+    if data.get("outcome") == "failed":
+        error = RememberedFailureError(
+            str(data.get("detail") or "settled by an earlier delivery"),
+            reason=str(data.get("reason") or "UNEXPECTED_RESPONSE"),
+        )
+        return Failed(request, error, classify(error), attempts=0, remembered=True)
+    receipt = Receipt(
         rebalance_id=data.get("rebalanceId"),
         schedule_id=data.get("scheduleId"),
         request_id=data.get("requestId"),
         correlation_id=data.get("correlationId"),
         status=data.get("status"),
+        unread=data.get("unread"),
     )
+    return Triggered(request, receipt, attempts=0, already_triggered=True)
 
 
 def _failed(

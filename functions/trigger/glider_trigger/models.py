@@ -52,6 +52,10 @@ class ParsedInput:
     rejected: tuple[RejectedId, ...] = ()
 
 
+# A trigger Glider accepted (2xx status line) whose answer could not be read to the end.
+REBALANCE_ID_UNKNOWN = "REBALANCE_ID_UNKNOWN"
+
+
 @dataclass(frozen=True)
 class Receipt:
     """What Glider returned for a successful trigger."""
@@ -61,6 +65,14 @@ class Receipt:
     request_id: str | None
     correlation_id: str | None
     status: str | None = None
+    # Why the 2xx answer's body could not be read (cut off, reset, timed out): Glider accepted
+    # the trigger, but its rebalance id is unknown. None for a complete answer.
+    unread: str | None = None
+
+    @property
+    def reason(self) -> str | None:
+        """REBALANCE_ID_UNKNOWN for an accepted trigger whose answer could not be read."""
+        return REBALANCE_ID_UNKNOWN if self.unread is not None else None
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,10 @@ class Triggered:
     # Earlier attempts whose request left but whose answer was lost: each may have triggered too.
     maybe_delivered_attempts: int = 0
 
+    @property
+    def settles_delivery(self) -> bool:
+        return True
+
 
 @dataclass(frozen=True)
 class Failed:
@@ -83,6 +99,14 @@ class Failed:
     attempts: int
     api_latencies_ms: tuple[float, ...] = ()
     maybe_delivered_attempts: int = 0
+    # True when an earlier delivery ended with this failure and the guard remembered it (a 2xx
+    # that was not a success): the API was not called again.
+    remembered: bool = False
+
+    @property
+    def settles_delivery(self) -> bool:
+        """Glider answered 2xx: this delivery never sends the portfolio again."""
+        return self.error.settles_delivery
 
 
 Outcome = Triggered | Failed

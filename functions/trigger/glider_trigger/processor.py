@@ -7,6 +7,12 @@
   queue); a transient or systemic one raises RecordRetryRequested, which the batch processor
   reports in batchItemFailures, so SQS redelivers it and its redrive policy has the last word.
 - Inputs with more ids than the fan-out threshold go to the work queue, one message per id.
+- A portfolio whose delivery another invocation holds "in progress" (on non-SQS inputs) is
+  deferred: a delayed work-queue message carrying the delivery's key looks at it again once the
+  holder's window has passed, and finds it triggered or triggers it. Without a work queue (or if
+  that send fails) the invocation fails, so that Lambda retries it later.
+- A failure after which Glider may have acted (a 2xx that was not a success) is remembered by the
+  guard; its dead letter is written once per delivery, however often the delivery comes back.
 
 Triggers run on a bounded worker pool; logs, metrics and DLQ writes happen on the invocation's
 own thread once the workers are done.
@@ -15,9 +21,11 @@ own thread once the workers are done.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,7 +42,7 @@ from glider_trigger.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.events import parse_event, parse_sqs_body
+from glider_trigger.events import parse_event, parse_sqs_body, trigger_input
 from glider_trigger.idempotency import TriggerGuard
 from glider_trigger.models import (
     Failed,
@@ -45,7 +53,7 @@ from glider_trigger.models import (
     Triggered,
     TriggerRequest,
 )
-from glider_trigger.sqs_writer import OutgoingMessage, QueueWriter
+from glider_trigger.sqs_writer import MAX_DELAY_SECONDS, OutgoingMessage, QueueWriter
 from glider_trigger.telemetry import Telemetry
 from glider_trigger.trigger import Invocation, RebalanceTrigger
 from glider_trigger.work_queue import WorkQueueVisibility
@@ -54,8 +62,17 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
+# A deferred portfolio is looked at again this long after the holder's longest window.
+DEFER_SLACK_SECONDS = 5
+
+
 class RecordRetryRequested(Exception):
     """An SQS record has work left that may succeed later: report it for redelivery."""
+
+
+class DeferralError(Exception):
+    """Portfolios held in progress elsewhere could not be deferred to the work queue: the
+    invocation fails, so that Lambda retries it (and the retry finds them done, or does them)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +124,7 @@ class InvocationSummary:
             "portfolios": len(self.results) + self.fanned_out,
             "fannedOut": self.fanned_out,
             "triggered": count("triggered", "already-triggered"),
-            "deadLettered": count("dead-lettered"),
+            "deadLettered": count("dead-lettered", "already-dead-lettered"),
             "inProgressElsewhere": count("in-progress-elsewhere"),
             "results": self.results,
         }
@@ -153,11 +170,12 @@ class TriggerProcessor:
             request_id=context.aws_request_id,
             breaker_threshold=self._breaker_threshold,
             attempts_per_portfolio=self._attempts_per_portfolio,
+            lifetime_seconds=context.get_remaining_time_in_millis() / 1000,
         )
 
     def process_event(self, event: object, invocation: Invocation) -> InvocationSummary:
         try:
-            parsed = parse_event(event, default_skip=self._default_skip)
+            parsed = _keyed(parse_event(event, default_skip=self._default_skip), invocation)
         except InvalidInputError as exc:
             self._telemetry.received(0)
             source = InputSource(SourceKind.DIRECT)
@@ -174,19 +192,15 @@ class TriggerProcessor:
             return self._fan_out(parsed, invocation, self._work_queue)
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = self._trigger_all(parsed.requests, invocation)
+        held = [o for o in outcomes if isinstance(o, Failed) and _elsewhere(o)]
         # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
         for outcome in outcomes:
-            action = "none: in progress elsewhere" if _elsewhere(outcome) else "dead-lettered"
-            self._telemetry.outcome(outcome, action=action)
-        letters = self._rejected_letters(parsed)
-        # A concurrent duplicate is another invocation's work (and Lambda retries that one):
-        # a dead letter of it would only invite a second trigger on replay.
-        letters += [
-            dead_letter.for_failure(o)
-            for o in outcomes
-            if isinstance(o, Failed) and not _elsewhere(o)
-        ]
-        self._send(letters)
+            self._telemetry.outcome(outcome, action=_action(outcome, "dead-lettered"))
+        # A portfolio held in progress by another invocation is looked at again once that
+        # holder's window has passed; no dead letter (a replay would be a second trigger).
+        self._defer(held, invocation)
+        failures = [o for o in outcomes if isinstance(o, Failed) and not _elsewhere(o)]
+        self._dead_letter(self._rejected_letters(parsed), failures)
 
         summary = _summary_of_rejected(parsed)
         summary.results.extend(_outcome_result(outcome) for outcome in outcomes)
@@ -215,7 +229,7 @@ class TriggerProcessor:
             record.outcomes.append(outcome)
         return {record.message.message_id: record for record in prepared}
 
-    def settle_sqs_record(self, record: PreparedRecord) -> None:
+    def settle_sqs_record(self, record: PreparedRecord, invocation: Invocation) -> None:
         """Raises RecordRetryRequested when the record should be redelivered."""
         message, parsed = record.message, record.parsed
         if parsed is None:
@@ -231,11 +245,11 @@ class TriggerProcessor:
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
         retry = [f for f in failures if f.failure_class != FailureClass.PERMANENT]
         for outcome in record.outcomes:
-            action = "retry" if any(outcome is f for f in retry) else "dead-lettered"
-            self._telemetry.outcome(outcome, action=action)
-        self._send(self._rejected_letters(parsed) + [dead_letter.for_failure(f) for f in permanent])
+            failure = "retry" if any(outcome is f for f in retry) else "dead-lettered"
+            self._telemetry.outcome(outcome, action=_action(outcome, failure))
+        self._dead_letter(self._rejected_letters(parsed), permanent)
         if retry:
-            self._postpone_for_retry_after(message, retry)
+            self._postpone_for_retry_after(message, retry, invocation)
             reasons = ", ".join(f"{o.request.portfolio_id}: {o.error.reason}" for o in retry)
             raise RecordRetryRequested(
                 f"message {message.message_id} will be redelivered ({reasons})"
@@ -247,15 +261,12 @@ class TriggerProcessor:
         """Too many ids for one invocation: one work-queue message each, spread by the SQS
         event source over concurrent invocations. Each carries the delivery's key, so a retry
         of this fan-out (or a duplicate of its input) triggers nothing twice."""
-        delivery = parsed.source.dedupe_key or f"lambda:{invocation.request_id}"
         messages = [
             OutgoingMessage(
-                json.dumps(
-                    {
-                        "portfolioId": request.portfolio_id,
-                        "skipScheduleValidation": request.skip_schedule_validation,
-                        "idempotencyKey": delivery,
-                    }
+                trigger_input(
+                    request.portfolio_id,
+                    request.skip_schedule_validation,
+                    idempotency_key=parsed.source.dedupe_key,
                 )
             )
             for request in parsed.requests
@@ -283,7 +294,9 @@ class TriggerProcessor:
         ) as pool:
             return list(pool.map(lambda request: self._trigger_one(request, invocation), requests))
 
-    def _postpone_for_retry_after(self, message: SqsMessage, retry: list[Failed]) -> None:
+    def _postpone_for_retry_after(
+        self, message: SqsMessage, retry: list[Failed], invocation: Invocation
+    ) -> None:
         """A Retry-After longer than the invocation could wait becomes the message's visibility
         timeout, so SQS redelivers it no sooner than Glider asked."""
         # Only a Retry-After the invocation would not wait for: a shorter one was waited out
@@ -299,7 +312,10 @@ class TriggerProcessor:
             return
         try:
             seconds = self._visibility.postpone(
-                message.queue_arn, message.receipt_handle, max(waits)
+                message.queue_arn,
+                message.receipt_handle,
+                max(waits),
+                received_seconds_ago=invocation.age_seconds(),
             )
         except (ClientError, BotoCoreError):
             # The default visibility timeout still brings the message back: log, do not fail.
@@ -318,13 +334,9 @@ class TriggerProcessor:
         blocker = invocation.blocker()
         if blocker is not None:  # decided before touching the idempotency store
             return Failed(request, blocker, classify(blocker), attempts=0)
-        # Per portfolio per delivery; a direct invocation is known by its Lambda request id,
-        # which Lambda keeps across its own retries of an asynchronous invocation.
-        # (The same form as an on-failure destination record's key, so replaying one keeps it.)
-        delivery = request.source.dedupe_key or f"lambda:{invocation.request_id}"
         try:
             return self._guard.run(
-                f"{delivery}#{request.portfolio_id}",
+                _guard_key(request),
                 request,
                 lambda: self._trigger.trigger(request, invocation),
             )
@@ -335,6 +347,53 @@ class TriggerProcessor:
             )
             error = TriggerError(f"unexpected {type(exc).__name__} while triggering")
             return Failed(request, error, classify(error), attempts=0)
+
+    def _defer(self, held: Sequence[Failed], invocation: Invocation) -> None:
+        """One delayed work-queue message per held portfolio, carrying its delivery's key; it
+        becomes visible after the longest window any holder can have (this function's timeout,
+        which is this invocation's own lifetime). Raises DeferralError if that is not possible."""
+        if not held:
+            return
+        if self._work_queue is None:
+            raise DeferralError(
+                f"{len(held)} portfolio(s) held in progress by another invocation and no "
+                "WORK_QUEUE_URL to defer them to: failing so that Lambda retries later"
+            )
+        delay = min(MAX_DELAY_SECONDS, math.ceil(invocation.lifetime_seconds) + DEFER_SLACK_SECONDS)
+        messages = [
+            OutgoingMessage(
+                trigger_input(
+                    f.request.portfolio_id,
+                    f.request.skip_schedule_validation,
+                    delivery_key=f.request.source.dedupe_key,
+                ),
+                delay_seconds=delay,
+            )
+            for f in held
+        ]
+        try:
+            self._work_queue.send(messages)
+        except FanOutError as exc:
+            self._telemetry.logger.exception(
+                "Deferring portfolios held in progress elsewhere failed; the invocation fails "
+                "so that it is retried",
+                extra={"work_queue_url": self._work_queue.queue_url, "messages": len(messages)},
+            )
+            raise DeferralError(str(exc)) from exc
+        self._telemetry.deferred(len(messages), delay, self._work_queue.queue_url)
+
+    def _dead_letter(self, rejected: list[DeadLetter], failures: Sequence[Failed]) -> None:
+        """The letters of an input: rejected ids and failures in one batched write; a failure
+        that settled its delivery (Glider may have acted) through the guard, once per delivery,
+        so that a redelivery or a retry of the input never writes it twice."""
+        plain = [dead_letter.for_failure(f) for f in failures if not f.settles_delivery]
+        self._send(rejected + plain)
+        for failure in failures:
+            if failure.settles_delivery:
+                self._guard.once(
+                    f"{_guard_key(failure.request)}#dead-letter",
+                    partial(self._send, [dead_letter.for_failure(failure)]),
+                )
 
     def _rejected_letters(self, parsed: ParsedInput) -> list[DeadLetter]:
         for rejected in parsed.rejected:
@@ -365,22 +424,53 @@ def _summary_of_rejected(parsed: ParsedInput, *, fanned_out: int = 0) -> Invocat
     return summary
 
 
+def _keyed(parsed: ParsedInput, invocation: Invocation) -> ParsedInput:
+    """The input with its delivery key settled: its own, else the Lambda request id, which
+    Lambda keeps across its own retries of an asynchronous invocation (the same form as an
+    on-failure destination record's key, so replaying one keeps it)."""
+    if parsed.source.dedupe_key is not None:
+        return parsed
+    source = replace(parsed.source, dedupe_key=f"lambda:{invocation.request_id}")
+    requests = tuple(replace(request, source=source) for request in parsed.requests)
+    return replace(parsed, source=source, requests=requests)
+
+
+def _guard_key(request: TriggerRequest) -> str:
+    """Per portfolio per delivery."""
+    return f"{request.source.dedupe_key}#{request.portfolio_id}"
+
+
 def _elsewhere(outcome: Outcome) -> bool:
     return isinstance(outcome, Failed) and isinstance(outcome.error, DuplicateInProgressError)
 
 
+def _action(outcome: Outcome, failure_action: str) -> str:
+    """Where an outcome goes next, for its log line: `failure_action` for a failure."""
+    if _elsewhere(outcome):
+        return "deferred: in progress elsewhere"
+    if isinstance(outcome, Failed) and outcome.remembered:
+        return "none: dead-lettered by an earlier delivery"
+    return failure_action
+
+
 def _outcome_result(outcome: Outcome) -> dict[str, Any]:
     if isinstance(outcome, Triggered):
-        return {
+        triggered: dict[str, Any] = {
             "portfolioId": outcome.request.portfolio_id,
             "outcome": "already-triggered" if outcome.already_triggered else "triggered",
             "rebalanceId": outcome.receipt.rebalance_id,
             "attempts": outcome.attempts,
         }
+        if outcome.receipt.reason is not None:
+            triggered["reason"] = outcome.receipt.reason
+        return triggered
     result = _failure_result(outcome.request.portfolio_id, outcome.error, outcome.failure_class)
     result["attempts"] = outcome.attempts
-    if isinstance(outcome.error, DuplicateInProgressError):
+    if _elsewhere(outcome):
         result["outcome"] = "in-progress-elsewhere"
+        result["action"] = "deferred"
+    elif outcome.remembered:
+        result["outcome"] = "already-dead-lettered"
     return result
 
 

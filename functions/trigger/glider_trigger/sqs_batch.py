@@ -42,7 +42,7 @@ class SqsBatchHandler:
         )
 
         def settle_record(record: SQSRecord) -> None:
-            self._processor.settle_sqs_record(prepared[record.message_id])
+            self._processor.settle_sqs_record(prepared[record.message_id], invocation)
 
         return process_partial_response(
             event=event, record_handler=settle_record, processor=self._batch, context=context

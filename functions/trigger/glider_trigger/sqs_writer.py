@@ -1,9 +1,15 @@
 """Writes messages to an SQS queue with SendMessageBatch: batches of at most 10 entries and
 256 KiB, entries SQS reports as failed retried, and an error if any still cannot be written.
-Used for the DLQ and for fanning large inputs out to the work queue."""
+Used for the DLQ and for fanning large inputs out to the work queue.
+
+Attribute values often quote the outside world (an event id, a schedule ARN, Glider's error
+message); SQS refuses characters outside XML 1.0's set with InvalidMessageContents, so every
+String value is made SQS-safe here (each such character becomes U+FFFD). Bodies are written as
+given: the function's own are ASCII JSON, and an input kept verbatim came through SQS already."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +30,10 @@ if TYPE_CHECKING:
 MAX_BATCH_ENTRIES: Final = 10
 MAX_BATCH_BYTES: Final = 256 * 1024
 
+MAX_DELAY_SECONDS: Final = 900  # SQS's DelaySeconds limit
+# What SQS refuses in a String attribute value (the complement of XML 1.0's characters).
+_NOT_SQS_SAFE: Final = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
 AttributeValue = str | int | float
 
 
@@ -31,6 +41,12 @@ AttributeValue = str | int | float
 class OutgoingMessage:
     body: str
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    delay_seconds: int = 0  # 0-900: the message becomes visible this long after it is sent
+
+
+def sqs_safe(text: str) -> str:
+    """`text` with every character SQS refuses in a message replaced by U+FFFD."""
+    return _NOT_SQS_SAFE.sub("\ufffd", text)
 
 
 class QueueWriter:
@@ -107,13 +123,16 @@ class QueueWriter:
 
 
 def _entry(entry_id: str, message: OutgoingMessage) -> SendMessageBatchRequestEntryTypeDef:
-    return {
+    entry: SendMessageBatchRequestEntryTypeDef = {
         "Id": entry_id,
         "MessageBody": message.body,
         "MessageAttributes": {
             name: _attribute_value(value) for name, value in message.attributes.items()
         },
     }
+    if message.delay_seconds:
+        entry["DelaySeconds"] = min(MAX_DELAY_SECONDS, max(0, message.delay_seconds))
+    return entry
 
 
 def _attribute_value(value: AttributeValue) -> MessageAttributeValueTypeDef:
@@ -121,7 +140,7 @@ def _attribute_value(value: AttributeValue) -> MessageAttributeValueTypeDef:
         return {"DataType": "Number", "StringValue": f"{value:g}"}
     if isinstance(value, int):
         return {"DataType": "Number", "StringValue": str(value)}
-    return {"DataType": "String", "StringValue": value}
+    return {"DataType": "String", "StringValue": sqs_safe(value)}
 
 
 def _batches(messages: Sequence[OutgoingMessage]) -> Iterator[list[OutgoingMessage]]:
@@ -130,7 +149,7 @@ def _batches(messages: Sequence[OutgoingMessage]) -> Iterator[list[OutgoingMessa
     for message in messages:
         # SQS counts the body plus each attribute's name, data type and value.
         message_size = len(message.body.encode()) + sum(
-            len(name) + len("String") + len(str(value).encode())
+            len(name) + len("String") + len(sqs_safe(str(value)).encode())
             for name, value in message.attributes.items()
         )
         if batch and (len(batch) == MAX_BATCH_ENTRIES or size + message_size > MAX_BATCH_BYTES):

@@ -28,6 +28,8 @@ METRIC_DUPLICATES = "DuplicateDeliveriesSkipped"
 METRIC_FANNED_OUT = "PortfolioIdsFannedOut"
 METRIC_SYSTEMIC = "SystemicFailures"  # one per systemic error seen, not per id it stopped
 METRIC_API_LATENCY = "GliderApiLatency"
+METRIC_ID_UNKNOWN = "TriggeredWithoutRebalanceId"  # accepted (2xx) but the answer was cut off
+METRIC_DEFERRED = "PortfoliosDeferred"  # held in progress elsewhere: looked at again later
 
 
 class Telemetry:
@@ -58,11 +60,18 @@ class Telemetry:
                 self._metrics.add_metric(METRIC_DUPLICATES, MetricUnit.Count, 1)
             else:
                 self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
-            log = self.logger.warning if outcome.maybe_delivered_attempts else self.logger.info
+                if receipt.unread is not None:
+                    self._metrics.add_metric(METRIC_ID_UNKNOWN, MetricUnit.Count, 1)
+            if receipt.unread is not None:
+                fields |= {"reason": receipt.reason, "detail": receipt.unread}
+            flagged = outcome.maybe_delivered_attempts or receipt.unread is not None
+            log = self.logger.warning if flagged else self.logger.info
             log(
                 "Rebalance already triggered by an earlier delivery; not triggered again"
                 if outcome.already_triggered
-                else "Rebalance triggered",
+                else "Rebalance triggered"
+                if receipt.unread is None
+                else "Rebalance triggered, but Glider's answer was cut off: rebalance id unknown",
                 extra={
                     **fields,
                     "outcome": "already-triggered" if outcome.already_triggered else "triggered",
@@ -111,11 +120,33 @@ class Telemetry:
             extra={"fanned_out": count, "work_queue_url": queue_url, **source_fields(source)},
         )
 
+    def deferred(self, count: int, delay_seconds: int, queue_url: str) -> None:
+        self._metrics.add_metric(METRIC_DEFERRED, MetricUnit.Count, count)
+        self.logger.info(
+            "Portfolios held in progress elsewhere deferred to the work queue",
+            extra={"deferred": count, "delay_seconds": delay_seconds, "work_queue_url": queue_url},
+        )
+
     def dead_lettered(self, count: int) -> None:
         if count:
             self._metrics.add_metric(METRIC_DEAD_LETTERED, MetricUnit.Count, count)
 
     def _failure(self, outcome: Failed, fields: dict[str, Any], action: str) -> None:
+        if outcome.remembered:
+            # Counted when it happened; this delivery came back and nothing was sent again.
+            self._metrics.add_metric(METRIC_DUPLICATES, MetricUnit.Count, 1)
+            self.logger.warning(
+                "Rebalance trigger failed for an earlier delivery after Glider answered 2xx; "
+                "not sent again",
+                extra={
+                    **fields,
+                    "outcome": "already-failed",
+                    "action": action,
+                    "failure_class": outcome.failure_class.value,
+                    **error_fields(outcome.error),
+                },
+            )
+            return
         self._count_failure(outcome.error, outcome.failure_class.value)
         if outcome.failure_class is FailureClass.SYSTEMIC and not isinstance(
             outcome.error, SystemicHaltError

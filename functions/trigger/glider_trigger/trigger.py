@@ -88,9 +88,16 @@ class Invocation:
     request_id: str = ""
     breaker_threshold: int = 3
     attempts_per_portfolio: int = 4
+    # The whole invocation's time at its start: no other invocation of this function can hold
+    # a delivery "in progress" for longer than this from now (Lambda's timeout is the same).
+    lifetime_seconds: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
     halted_by: TriggerError | None = field(default=None, init=False)
     failed_calls_in_a_row: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def age_seconds(self) -> float:
+        return time.monotonic() - self.started_at
 
     def blocker(self) -> TriggerError | None:
         with self._lock:

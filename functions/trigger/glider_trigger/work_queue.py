@@ -1,5 +1,9 @@
 """Postpones an SQS message's next delivery, to honour a Retry-After longer than an invocation
-can wait: the message's visibility timeout becomes the Retry-After."""
+can wait: the message's visibility timeout becomes the Retry-After.
+
+SQS counts its 12-hour visibility limit from the receive, and refuses a ChangeMessageVisibility
+that would end later; the time since the receive (the invocation's age, plus a slack for the
+event source's poll before the invocation) is taken off."""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit: 12 hours
+MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit: 12 hours from the receive
+# Between the event source's receive and the invocation's start: the batching window (0 in the
+# template) and the poller's own latency, with room to spare.
+RECEIVE_SLACK_SECONDS = 30
 
 
 class WorkQueueVisibility:
@@ -17,9 +24,13 @@ class WorkQueueVisibility:
         self._client = client
         self._urls: dict[str, str] = {}
 
-    def postpone(self, queue_arn: str, receipt_handle: str, seconds: float) -> int:
-        """Make the message visible again in `seconds` (rounded up); returns what was set."""
-        timeout = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(seconds)))
+    def postpone(
+        self, queue_arn: str, receipt_handle: str, seconds: float, *, received_seconds_ago: float
+    ) -> int:
+        """Make the message visible again in `seconds` (rounded up), or as late as SQS allows
+        for a message received `received_seconds_ago`; returns what was set."""
+        allowed = MAX_VISIBILITY_SECONDS - RECEIVE_SLACK_SECONDS - max(0.0, received_seconds_ago)
+        timeout = max(0, math.ceil(min(seconds, allowed)))
         self._client.change_message_visibility(
             QueueUrl=self._queue_url(queue_arn),
             ReceiptHandle=receipt_handle,

@@ -1,0 +1,311 @@
+"""The paths a review found that lost or doubled a rebalance, each against the real handler, the
+moto server and the Glider emulator (through the fault proxy where AWS must misbehave)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from glider_trigger.errors import ConfigurationError, DeadLetterWriteError
+from local.event_source import SqsEventSource
+from local.fault_proxy import AwsFault, FaultProxy
+from local.function import LocalFunction
+from local.glider_emulator import Fault, GliderEmulator
+from local.lambda_context import EnvironmentCrash, LocalLambdaContext
+from local.stack import Deployment, attribute_values, drain
+
+DLQ_WRITE = "AmazonSQS.SendMessageBatch"
+
+
+def sqs_event(*bodies: str, receive_count: int = 1) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"msg-{index}",
+                "receiptHandle": f"handle-{index}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": str(receive_count)},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work",
+                "awsRegion": "us-east-1",
+            }
+            for index, body in enumerate(bodies)
+        ]
+    }
+
+
+def posts(emulator: GliderEmulator, portfolio_id: str) -> int:
+    return sum(1 for r in emulator.requests if r.portfolio_id == portfolio_id)
+
+
+def rebalanced(emulator: GliderEmulator) -> list[str]:
+    return sorted(r.portfolio_id for r in emulator.rebalances)
+
+
+def replay(deployment: Deployment, function: LocalFunction) -> int:
+    """Move every DLQ message to the work queue, body verbatim (what a move task does), and
+    run the work queue through the function; returns how many were replayed."""
+    letters = deployment.dlq_messages()
+    for letter in letters:
+        deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=letter["Body"])
+    SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke, idle_seconds=1)
+    return len(letters)
+
+
+# --------------------------------------------------------------------------- lost
+
+
+def test_a_crash_then_lambdas_retry_inside_the_window_defers_the_portfolio_not_drops_it(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    event = {"portfolioId": "port_abc123"}  # an async invocation: keyed by its request id
+    # The third look at the clock is the first attempt's deadline check: after the claim,
+    # before the POST. The environment dies there, its record left "in progress".
+    crashing = LocalLambdaContext(timeout_seconds=3, crash_after_calls=3)
+    with pytest.raises(EnvironmentCrash):
+        start_function().invoke(event, context=crashing)
+    assert emulator.requests == []
+
+    # Lambda's retry: same request id, a new environment, inside the crashed one's window.
+    retry = LocalLambdaContext(timeout_seconds=3, aws_request_id=crashing.aws_request_id)
+    response = start_function().invoke(event, context=retry)
+
+    [result] = response["results"]
+    assert (result["outcome"], result["action"]) == ("in-progress-elsewhere", "deferred")
+    assert deployment.dlq_messages() == []
+    # The deferral becomes visible after the holder's longest window (the function's timeout),
+    # carrying the delivery's key: the crashed holder's record has lapsed by then.
+    function = start_function()
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+    assert source.poll(function.invoke) is None  # not visible yet
+    results = source.drain(function.invoke, idle_seconds=10)
+    assert [json.loads(r.event["Records"][0]["body"]) for r in results] == [
+        {
+            "portfolioId": "port_abc123",
+            "skipScheduleValidation": False,
+            "deliveryKey": f"lambda:{crashing.aws_request_id}",
+        }
+    ]
+    assert rebalanced(emulator) == ["port_abc123"]
+    # Lambda's last retry of the same event, later still: done, not triggered again.
+    late = LocalLambdaContext(timeout_seconds=3, aws_request_id=crashing.aws_request_id)
+    [again] = function.invoke(event, context=late)["results"]
+    assert again["outcome"] == "already-triggered"
+    assert rebalanced(emulator) == ["port_abc123"]
+
+
+def test_without_a_work_queue_a_held_portfolio_fails_the_invocation_for_lambda_to_retry(
+    start_function, emulator: GliderEmulator
+) -> None:
+    event = {"portfolioId": "port_abc123"}
+    crashing = LocalLambdaContext(timeout_seconds=2, crash_after_calls=3)
+    with pytest.raises(EnvironmentCrash):
+        start_function(WORK_QUEUE_URL="").invoke(event, context=crashing)
+
+    retry = LocalLambdaContext(timeout_seconds=2, aws_request_id=crashing.aws_request_id)
+    function = start_function(WORK_QUEUE_URL="")
+    with pytest.raises(Exception, match="held in progress by another invocation"):
+        function.invoke(event, context=retry)
+
+    time.sleep(2.1)  # Lambda's next retry comes after the crashed invocation's deadline
+    later = LocalLambdaContext(timeout_seconds=5, aws_request_id=crashing.aws_request_id)
+    [result] = function.invoke(event, context=later)["results"]
+    assert result["outcome"] == "triggered"
+    assert rebalanced(emulator) == ["port_abc123"]
+
+
+# --------------------------------------------------------------------------- doubled
+
+
+def test_a_2xx_whose_body_is_cut_off_is_never_posted_again(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.script("port_abc123", Fault.truncated())
+    event = sqs_event(json.dumps({"portfolioId": "port_abc123"}))
+
+    first = function.invoke(event)
+    second = function.invoke(event)  # a redelivery of the same message
+
+    assert first == second == {"batchItemFailures": []}
+    assert posts(emulator, "port_abc123") == 1
+    assert rebalanced(emulator) == ["port_abc123"]
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert (line["reason"], line.get("rebalance_id"), line["level"]) == (
+        "REBALANCE_ID_UNKNOWN",
+        None,
+        "WARNING",
+    )
+    counted = [m for m in function.metrics if "TriggeredWithoutRebalanceId" in m]
+    assert [m["TriggeredWithoutRebalanceId"] for m in counted] == [[1.0]]
+    assert [log["outcome"] for log in function.logs if "outcome" in log] == [
+        "triggered",
+        "already-triggered",
+    ]
+
+
+def test_a_2xx_without_a_success_body_is_remembered_posted_once_and_dead_lettered_once(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.script("port_abc123", Fault.malformed(200, b'{"success": false}', "application/json"))
+    emulator.script("port_def456", *[Fault.error(503, "API_000", "down")] * 4)
+    event = sqs_event(json.dumps({"portfolioIds": ["port_abc123", "port_def456"]}))
+
+    first = function.invoke(event)
+    second = function.invoke(event)  # redelivered for port_def456's transient failure
+
+    assert first == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    assert second == {"batchItemFailures": []}
+    assert posts(emulator, "port_abc123") == 1
+    assert rebalanced(emulator) == ["port_def456"]
+    letters = deployment.dlq_messages()
+    assert [attribute_values(m)["reason"] for m in letters] == ["UNEXPECTED_RESPONSE"]
+    [again] = [log for log in function.logs if log.get("outcome") == "already-failed"]
+    assert again["action"] == "none: dead-lettered by an earlier delivery"
+
+
+def test_a_remembered_2xx_failure_whose_letter_was_not_written_gets_it_on_the_retry(
+    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_behind_proxy()
+    emulator.script("port_abc123", Fault.malformed(200, b"<html>ok</html>", "text/html"))
+    proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=3)  # the DLQ write's 3 attempts
+    context = LocalLambdaContext(timeout_seconds=30)
+    event = {"portfolioId": "port_abc123"}
+
+    with pytest.raises(DeadLetterWriteError):
+        function.invoke(event, context=context)
+    retry = LocalLambdaContext(timeout_seconds=30, aws_request_id=context.aws_request_id)
+    function.invoke(event, context=retry)
+    last = LocalLambdaContext(timeout_seconds=30, aws_request_id=context.aws_request_id)
+    function.invoke(event, context=last)
+
+    assert posts(emulator, "port_abc123") == 1
+    assert [attribute_values(m)["reason"] for m in deployment.dlq_messages()] == [
+        "UNEXPECTED_RESPONSE"
+    ]
+
+
+def test_stale_letters_of_a_half_written_dlq_trigger_nothing_twice_on_replay(
+    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_behind_proxy(MAX_CONCURRENCY="4")
+    ids = [f"port_many{n:02d}" for n in range(12)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+    event = {"portfolioIds": [*ids, "port_gone"]}  # port_gone: unknown, a genuine failure
+    context = LocalLambdaContext(timeout_seconds=30)
+    emulator.set_outage(Fault.error(503, "API_000", "down"))
+    # 13 letters: the first batch of 10 lands, the second is refused (3 attempts).
+    proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=3, after=1)
+    with pytest.raises(DeadLetterWriteError):
+        function.invoke(event, context=context)
+    emulator.set_outage(None)
+
+    retry = LocalLambdaContext(timeout_seconds=30, aws_request_id=context.aws_request_id)
+    response = function.invoke(event, context=retry)  # Lambda's retry: every id but one
+
+    assert response["triggered"] == 12
+    assert rebalanced(emulator) == sorted(ids)
+    replayed = replay(deployment, function)
+    assert replayed == 11  # 10 stale letters, and port_gone's (still unknown)
+    assert rebalanced(emulator) == sorted(ids)  # nothing triggered twice
+    # A genuine failure still triggers on replay once its cause is fixed.
+    emulator.add_portfolio("port_gone")
+    replay(deployment, function)
+    assert rebalanced(emulator) == sorted([*ids, "port_gone"])
+
+
+def test_the_guard_must_remember_as_long_as_a_copy_can_arrive(start_function) -> None:
+    with pytest.raises(ConfigurationError, match=r"TTL_SECONDS \(60\) must be at least"):
+        start_function(IDEMPOTENCY_TTL_SECONDS="60")
+    with pytest.raises(ConfigurationError, match="= 1900800"):  # 7 + 14 + 1 days
+        start_function(WORK_QUEUE_RETENTION_SECONDS=str(7 * 86400))
+
+
+def test_long_idempotency_keys_that_share_a_prefix_are_two_deliveries(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    prefix = "k" * 300
+    first = function.invoke({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-1"})
+    second = function.invoke({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-2"})
+    again = function.invoke({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-2"})
+
+    assert [r["results"][0]["outcome"] for r in (first, second, again)] == [
+        "triggered",
+        "triggered",
+        "already-triggered",
+    ]
+    assert rebalanced(emulator) == ["port_abc123", "port_abc123"]
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize("retry_after", [10**11, 10**400], ids=["1e11", "400 digits"])
+def test_an_absurd_retry_after_is_clamped_and_every_letter_written(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment, retry_after: int
+) -> None:
+    emulator.script("port_abc123", Fault.rate_limited(retry_after=retry_after))
+
+    response = function.invoke({"portfolioIds": ["port_abc123", "port_unknown"]})
+
+    assert response["deadLettered"] == 2
+    letters = {
+        json.loads(m["Body"])["portfolioId"]: attribute_values(m) for m in deployment.dlq_messages()
+    }
+    assert set(letters) == {"port_abc123", "port_unknown"}
+    limited = letters["port_abc123"]
+    waited = datetime.fromisoformat(limited["retryAt"]) - datetime.fromisoformat(
+        limited["failedAt"]
+    )
+    assert timedelta(hours=23) < waited <= timedelta(days=1)
+
+
+def test_a_postponement_counts_the_time_since_the_receive(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_function(GLIDER_READ_TIMEOUT_SECONDS="5")
+    emulator.set_latency(1.2)  # some seconds of work before the postponement
+    emulator.script("port_abc123", Fault.rate_limited(retry_after=43_200))
+    deployment.sqs.send_message(
+        QueueUrl=deployment.work_queue.url, MessageBody=json.dumps({"portfolioId": "port_abc123"})
+    )
+
+    result = SqsEventSource(deployment.sqs, deployment.work_queue).poll(function.invoke)
+
+    assert result is not None
+    assert result.redelivered
+    postponed = [log for log in function.logs if log["message"].startswith("Message postponed")]
+    [seconds] = [log["visibility_timeout_seconds"] for log in postponed]
+    # 12 h less the poll slack (30 s) and the invocation's age (the 1.2 s latency, and more on
+    # a loaded machine), and accepted by SQS.
+    assert 43_200 - 30 - 60 < seconds <= 43_200 - 30 - 1
+    assert not [log for log in function.logs if "Could not postpone" in log["message"]]
+
+
+def test_control_characters_from_outside_reach_the_dlq_made_sqs_safe(
+    start_behind_proxy, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_behind_proxy()
+    emulator.script("port_abc123", Fault.error(404, "API_200\x07", "not\x01found\ud800"))
+    event = {
+        "id": "ev\x1b[31m-1",
+        "detail-type": "PortfolioRebalanceRequested",
+        "detail": {"portfolioId": "port_abc123"},
+    }
+
+    response = function.invoke(event)
+
+    assert response["deadLettered"] == 1
+    [letter] = drain(deployment.sqs, deployment.dlq.url)
+    attributes = attribute_values(letter)
+    assert attributes["detail"].startswith("not\ufffdfound\ufffd")
+    assert attributes["source"] == "eventbridge:ev\ufffd[31m-1"
+    assert attributes["apiErrorCode"] == "API_200\ufffd"
+    # The body stays a replayable input that names the event's delivery.
+    assert json.loads(letter["Body"])["deliveryKey"] == "event:ev\x1b[31m-1"

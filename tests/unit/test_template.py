@@ -1,0 +1,64 @@
+"""What template.yaml promises about who may trigger and how long the guard remembers, checked
+against the template itself and the function's settings (so the two cannot drift apart)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import cfn_yaml
+
+from glider_trigger.config import GUARD_MARGIN_SECONDS, Settings
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = cfn_yaml.load(str(TEMPLATE))
+    return loaded
+
+
+def function_environment(template: dict[str, Any]) -> dict[str, Any]:
+    variables: dict[str, Any] = template["Resources"]["TriggerFunction"]["Properties"][
+        "Environment"
+    ]["Variables"]
+    return variables
+
+
+def test_the_upstream_rule_matches_source_and_detail_type(template: dict[str, Any]) -> None:
+    events = template["Resources"]["TriggerFunction"]["Properties"]["Events"]
+    pattern = events["UpstreamRebalanceRequested"]["Properties"]["Pattern"]
+
+    assert pattern == {
+        "source": [{"Ref": "UpstreamEventSource"}],
+        "detail-type": [{"Ref": "UpstreamDetailType"}],
+    }
+    source = template["Parameters"]["UpstreamEventSource"]
+    assert "Default" not in source  # a trust decision: every deployment names its producer
+    allowed = re.compile(source["AllowedPattern"])
+    assert allowed.match("com.example.treasury")
+    assert not allowed.match("aws.events")
+    assert not allowed.match("")
+
+
+def test_the_guard_remembers_longer_than_any_copy_can_arrive(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    work = resources["WorkQueue"]["Properties"]["MessageRetentionPeriod"]
+    dlq = resources["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+    environment = function_environment(template)
+    ttl = template["Parameters"]["IdempotencyTtlSeconds"]
+
+    # The function is told the retention the queues really have ...
+    assert int(environment["WORK_QUEUE_RETENTION_SECONDS"]) == work
+    assert int(environment["DLQ_RETENTION_SECONDS"]) == dlq
+    assert environment["IDEMPOTENCY_TTL_SECONDS"] == {"Ref": "IdempotencyTtlSeconds"}
+    # ... and the smallest TTL a deployment can choose covers it, as the function requires.
+    assert ttl["MinValue"] == work + dlq + GUARD_MARGIN_SECONDS
+    assert ttl["Default"] == Settings.idempotency_ttl_seconds == ttl["MinValue"]
+    assert (work, dlq) == (
+        Settings.work_queue_retention_seconds,
+        Settings.dlq_retention_seconds,
+    )

@@ -79,6 +79,7 @@ class Deployment:
     work_queue: Queue
     dlq: Queue
     idempotency_table: str
+    max_receive_count: int = 5  # the work queue's redrive policy
 
     @property
     def sqs(self) -> SQSClient:
@@ -102,6 +103,7 @@ class Deployment:
             "GLIDER_API_KEY_SECRET_ID": self.secret_id,
             "DLQ_URL": self.dlq.url,
             "WORK_QUEUE_URL": self.work_queue.url,
+            "MAX_RECEIVE_COUNT": str(self.max_receive_count),
             "IDEMPOTENCY_TABLE_NAME": self.idempotency_table,
             "AWS_LAMBDA_FUNCTION_NAME": "glider-rebalance-trigger",
             "POWERTOOLS_SERVICE_NAME": "glider-rebalance-trigger",
@@ -154,7 +156,7 @@ def deploy(
         TableName=table,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
-    return Deployment(moto, emulator.base_url, secret["ARN"], work, dlq, table)
+    return Deployment(moto, emulator.base_url, secret["ARN"], work, dlq, table, max_receive_count)
 
 
 def _create_queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> Queue:

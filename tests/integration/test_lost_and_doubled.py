@@ -309,3 +309,36 @@ def test_control_characters_from_outside_reach_the_dlq_made_sqs_safe(
     assert attributes["apiErrorCode"] == "API_200\ufffd"
     # The body stays a replayable input that names the event's delivery.
     assert json.loads(letter["Body"])["deliveryKey"] == "event:ev\x1b[31m-1"
+
+
+def test_on_its_last_receive_a_record_is_dead_lettered_by_the_function_and_replays_safely(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # The deployment's work queue redrives after 2 receives (maxReceiveCount 2).
+    emulator.script("port_def456", *[Fault.error(503, "API_000", "down")] * 8)
+    deployment.sqs.send_message(
+        QueueUrl=deployment.work_queue.url,
+        MessageBody=json.dumps({"portfolioIds": ["port_abc123", "port_def456"]}),
+    )
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+
+    results = source.drain(function.invoke, idle_seconds=2)
+
+    # Receive 1: port_abc123 triggered, port_def456 kept for retry. Receive 2, the last: the
+    # function writes port_def456's letter itself and the record is done, not redriven.
+    assert [r.response for r in results] == [
+        {"batchItemFailures": [{"itemIdentifier": results[0].event["Records"][0]["messageId"]}]},
+        {"batchItemFailures": []},
+    ]
+    assert rebalanced(emulator) == ["port_abc123"]
+    [letter] = deployment.dlq_messages()
+    body = json.loads(letter["Body"])
+    assert (body["portfolioId"], body["deliveryKey"]) == (
+        "port_def456",
+        f"sqs:{results[0].event['Records'][0]['messageId']}",
+    )
+    assert attribute_values(letter)["reason"] == "SERVER_ERROR"
+    # Replayed, it triggers the portfolio that failed, and not the one that had succeeded.
+    deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=letter["Body"])
+    source.drain(function.invoke, idle_seconds=1)
+    assert rebalanced(emulator) == ["port_abc123", "port_def456"]

@@ -48,6 +48,10 @@ class Settings:
     rate_limit_per_second: float | None = None
     fanout_threshold: int = 50
     work_queue_url: str | None = None
+    # The work queue's maxReceiveCount: on a record's last receive the function dead-letters
+    # what is left itself (letters that name the delivery) instead of leaving the record to
+    # the redrive. None: the redrive has the last word.
+    max_receive_count: int | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -133,7 +137,7 @@ class Settings:
                 "MAX_CONCURRENCY", int, cls.max_concurrency, low=1, high=128
             ),
             rate_limit_per_second=reader.optional_number(
-                "RATE_LIMIT_PER_SECOND", low=1e-9, high=100_000
+                "RATE_LIMIT_PER_SECOND", float, low=1e-9, high=100_000
             ),
             fanout_threshold=reader.number(
                 "FANOUT_THRESHOLD", int, cls.fanout_threshold, low=1, high=100_000
@@ -143,6 +147,7 @@ class Settings:
                 if env.get("WORK_QUEUE_URL", "").strip()
                 else None
             ),
+            max_receive_count=reader.optional_number("MAX_RECEIVE_COUNT", int, low=1, high=1000),
         )
         settings.check_guard_window()
         return settings
@@ -185,11 +190,11 @@ class _Reader:
             raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {raw}")
         return value
 
-    def optional_number(self, name: str, *, low: float, high: float) -> float | None:
+    def optional_number(self, name: str, kind: type[_T], *, low: float, high: float) -> _T | None:
         """Unset or empty means "no value" (e.g. no rate limit), not a default."""
         if not self._env.get(name, "").strip():
             return None
-        return self.number(name, float, 0.0, low=low, high=high)
+        return self.number(name, kind, kind(low), low=low, high=high)
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self._env.get(name, "").strip().lower()

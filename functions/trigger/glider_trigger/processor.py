@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 # A deferred portfolio is looked at again this long after the holder's longest window.
 DEFER_SLACK_SECONDS = 5
+HELD = "deferred: in progress elsewhere"  # the log line's action for a deferred portfolio
 
 
 class RecordRetryRequested(Exception):
@@ -83,6 +84,7 @@ class SqsMessage:
     body: str
     receipt_handle: str
     queue_arn: str
+    receive_count: int = 1  # SQS's ApproximateReceiveCount: this is the n-th receive
 
 
 @dataclass
@@ -147,6 +149,7 @@ class TriggerProcessor:
         max_concurrency: int = 1,
         work_queue: QueueWriter | None = None,
         fanout_threshold: int = 50,
+        max_receive_count: int | None = None,
     ) -> None:
         self._trigger = trigger
         self._dead_letters = dead_letters
@@ -161,6 +164,7 @@ class TriggerProcessor:
         self._workers = max_concurrency
         self._work_queue = work_queue
         self._fanout_threshold = fanout_threshold
+        self._max_receives = max_receive_count
 
     def begin(self, context: LambdaContext) -> Invocation:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
@@ -195,7 +199,8 @@ class TriggerProcessor:
         held = [o for o in outcomes if isinstance(o, Failed) and _elsewhere(o)]
         # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
         for outcome in outcomes:
-            self._telemetry.outcome(outcome, action=_action(outcome, "dead-lettered"))
+            failure = HELD if any(outcome is h for h in held) else "dead-lettered"
+            self._telemetry.outcome(outcome, action=_action(outcome, failure))
         # A portfolio held in progress by another invocation is looked at again once that
         # holder's window has passed; no dead letter (a replay would be a second trigger).
         self._defer(held, invocation)
@@ -244,6 +249,18 @@ class TriggerProcessor:
         failures = [outcome for outcome in record.outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
         retry = [f for f in failures if f.failure_class != FailureClass.PERMANENT]
+        if retry and self._is_last_receive(message):
+            # SQS would now move the whole message to the DLQ, where a replay (a new message id)
+            # would trigger again what it had triggered. Its letters name the delivery instead.
+            held = [f for f in retry if _elsewhere(f)]
+            for outcome in record.outcomes:
+                last = HELD if any(outcome is h for h in held) else "dead-lettered: last receive"
+                failure = last if any(outcome is f for f in retry) else "dead-lettered"
+                self._telemetry.outcome(outcome, action=_action(outcome, failure))
+            self._defer(held, invocation)
+            rest = [f for f in retry if not _elsewhere(f)]
+            self._dead_letter(self._rejected_letters(parsed), permanent + rest)
+            return
         for outcome in record.outcomes:
             failure = "retry" if any(outcome is f for f in retry) else "dead-lettered"
             self._telemetry.outcome(outcome, action=_action(outcome, failure))
@@ -254,6 +271,9 @@ class TriggerProcessor:
             raise RecordRetryRequested(
                 f"message {message.message_id} will be redelivered ({reasons})"
             )
+
+    def _is_last_receive(self, message: SqsMessage) -> bool:
+        return self._max_receives is not None and message.receive_count >= self._max_receives
 
     def _fan_out(
         self, parsed: ParsedInput, invocation: Invocation, work_queue: QueueWriter
@@ -446,8 +466,6 @@ def _elsewhere(outcome: Outcome) -> bool:
 
 def _action(outcome: Outcome, failure_action: str) -> str:
     """Where an outcome goes next, for its log line: `failure_action` for a failure."""
-    if _elsewhere(outcome):
-        return "deferred: in progress elsewhere"
     if isinstance(outcome, Failed) and outcome.remembered:
         return "none: dead-lettered by an earlier delivery"
     return failure_action

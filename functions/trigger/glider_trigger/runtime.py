@@ -113,6 +113,7 @@ def build_processor(
         max_concurrency=settings.max_concurrency,
         work_queue=_work_queue(settings, sqs, logger),
         fanout_threshold=settings.fanout_threshold,
+        max_receive_count=settings.max_receive_count,
     )
 
 

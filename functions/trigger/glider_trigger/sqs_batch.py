@@ -35,7 +35,13 @@ class SqsBatchHandler:
     ) -> Mapping[str, object]:
         prepared = self._processor.prepare_sqs_batch(
             [
-                SqsMessage(r.message_id, r.body, r.receipt_handle, r.event_source_arn)
+                SqsMessage(
+                    r.message_id,
+                    r.body,
+                    r.receipt_handle,
+                    r.event_source_arn,
+                    receive_count=_receive_count(r),
+                )
                 for r in SQSEvent(event).records
             ],
             invocation,
@@ -47,3 +53,10 @@ class SqsBatchHandler:
         return process_partial_response(
             event=event, record_handler=settle_record, processor=self._batch, context=context
         )
+
+
+def _receive_count(record: SQSRecord) -> int:
+    """ApproximateReceiveCount, clamped to at least 1 (absent or unreadable: the first)."""
+    attributes = record.raw_event.get("attributes")
+    raw = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    return max(1, int(raw)) if isinstance(raw, str) and raw.isascii() and raw.isdigit() else 1

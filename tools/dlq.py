@@ -44,6 +44,7 @@ from glider_trigger.config import Settings
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_sqs.type_defs import ListMessageMoveTasksResultEntryTypeDef, MessageTypeDef
 
 PROG: Final = "python -m tools.dlq"
@@ -295,15 +296,17 @@ class Queues:
     arns: dict[str, str] = field(default_factory=dict)  # URL -> ARN, from the stack's outputs
     guard_seconds: int = Settings.idempotency_ttl_seconds  # how long the guard remembers
 
-    def retention(self, url: str) -> int:
-        """The queue's MessageRetentionPeriod, in seconds."""
+    def attributes(self, url: str, *names: QueueAttributeNameType) -> dict[str, str]:
         try:
-            attributes = self.sqs.get_queue_attributes(
-                QueueUrl=url, AttributeNames=["MessageRetentionPeriod"]
-            )["Attributes"]
+            found = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))
         except (ClientError, BotoCoreError) as exc:
             raise ToolError(f"queue {url}: {describe(exc)}") from exc
-        return int(attributes.get("MessageRetentionPeriod", "345600"))
+        return {str(name): value for name, value in found["Attributes"].items()}
+
+    def retention(self, url: str) -> int:
+        """The queue's MessageRetentionPeriod, in seconds."""
+        attributes = self.attributes(url, "MessageRetentionPeriod")
+        return int(attributes.get("MessageRetentionPeriod", Settings.work_queue_retention_seconds))
 
     def safe_age_seconds(self) -> int:
         """The oldest a letter may be for its replay to stay inside the guard's memory."""
@@ -311,13 +314,7 @@ class Queues:
 
     def arn(self, url: str) -> str:
         if url not in self.arns:
-            try:
-                attributes = self.sqs.get_queue_attributes(
-                    QueueUrl=url, AttributeNames=["QueueArn"]
-                )["Attributes"]
-            except (ClientError, BotoCoreError) as exc:
-                raise ToolError(f"queue {url}: {describe(exc)}") from exc
-            self.arns[url] = attributes["QueueArn"]
+            self.arns[url] = self.attributes(url, "QueueArn")["QueueArn"]
         return self.arns[url]
 
     def work_queue(self) -> str:
@@ -330,16 +327,9 @@ class Queues:
 
     def depth(self, url: str) -> int:
         """Approximate number of messages, visible or not (and a check that the queue exists)."""
-        try:
-            attributes = self.sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
-        except (ClientError, BotoCoreError) as exc:
-            raise ToolError(f"queue {url}: {describe(exc)}") from exc
+        attributes = self.attributes(
+            url, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
+        )
         return sum(int(value) for value in attributes.values())
 
 

@@ -341,6 +341,35 @@ def test_redrive_by_reason_moves_exactly_those_bodies_without_attributes(
     assert 0.1 < sleeps[0] <= 0.2
 
 
+def test_redrive_warns_about_letters_older_than_the_guard_remembers(
+    filled: dict[str, str], aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The work queue keeps a replay 4 days (moto's default, as SQS's): with a guard of 5 days,
+    # a letter older than 1 day could be processed after its delivery's record expired.
+    time.sleep(1.1)
+    day = "86400"
+
+    assert main(["redrive", "--reason", "NOT_FOUND", "--yes", "--guard-seconds", "345601"]) == 0
+    warned = capsys.readouterr().err
+    assert "is 1s old, beyond the guard's memory" in warned
+    assert "port_gone01" in warned
+
+    assert main(["redrive", "--reason", "RATE_LIMITED", "--yes", "--guard-seconds", day]) == 0
+    assert warned.count("beyond the guard's memory") == 1
+    assert capsys.readouterr().err.count("beyond the guard's memory") == 2  # both letters
+
+    # With the template's default memory (19 days) nothing in a 14-day DLQ is too old.
+    assert main(["redrive", "--reason", "transient", "--yes"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_move_task_warns_when_the_dlq_can_hold_letters_beyond_the_guards_memory(
+    aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["redrive", "--dry-run", "--guard-seconds", "400000"]) == 0
+    assert "letters older than 15h may trigger a portfolio twice" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("code", "moved"),
     [

@@ -21,7 +21,7 @@ from glider_trigger.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.events import trigger_input
+from glider_trigger.events import resumed_input, trigger_input
 from glider_trigger.models import Failed, InputSource, RejectedId
 from glider_trigger.sqs_writer import AttributeValue, OutgoingMessage, QueueWriter
 
@@ -45,11 +45,7 @@ class DeadLetterQueue(QueueWriter):
 def for_failure(failed: Failed, *, now: datetime | None = None) -> DeadLetter:
     request = failed.request
     return DeadLetter(
-        body=trigger_input(
-            request.portfolio_id,
-            request.skip_schedule_validation,
-            delivery_key=request.source.dedupe_key,
-        ),
+        body=resumed_input(request),
         attributes=_attributes(
             failed.error, failed.failure_class, failed.attempts, request.source, now
         ),

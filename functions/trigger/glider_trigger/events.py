@@ -103,6 +103,16 @@ def trigger_input(
     return json.dumps(body, default=str)
 
 
+def resumed_input(request: TriggerRequest) -> str:
+    """One portfolio of a delivery, to be taken up again later as part of that same delivery
+    (a dead letter, a deferral): it carries the delivery's key."""
+    return trigger_input(
+        request.portfolio_id,
+        request.skip_schedule_validation,
+        delivery_key=request.source.dedupe_key,
+    )
+
+
 def _parse(
     payload: object, *, default_skip: bool, delivery: InputSource | None, depth: int
 ) -> ParsedInput:

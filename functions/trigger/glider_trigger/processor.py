@@ -42,7 +42,7 @@ from glider_trigger.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.events import parse_event, parse_sqs_body, trigger_input
+from glider_trigger.events import parse_event, parse_sqs_body, resumed_input, trigger_input
 from glider_trigger.idempotency import TriggerGuard
 from glider_trigger.models import (
     Failed,
@@ -249,21 +249,25 @@ class TriggerProcessor:
         failures = [outcome for outcome in record.outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
         retry = [f for f in failures if f.failure_class != FailureClass.PERMANENT]
-        if retry and self._is_last_receive(message):
-            # SQS would now move the whole message to the DLQ, where a replay (a new message id)
-            # would trigger again what it had triggered. Its letters name the delivery instead.
-            held = [f for f in retry if _elsewhere(f)]
-            for outcome in record.outcomes:
-                last = HELD if any(outcome is h for h in held) else "dead-lettered: last receive"
-                failure = last if any(outcome is f for f in retry) else "dead-lettered"
-                self._telemetry.outcome(outcome, action=_action(outcome, failure))
+        # On its last receive SQS would move the whole message to the DLQ, where a replay (a new
+        # message id) would trigger again what it had triggered: its letters name the delivery.
+        last = bool(retry) and self._is_last_receive(message)
+        held = [f for f in retry if _elsewhere(f)] if last else []
+
+        def fate(outcome: Outcome) -> str:
+            if any(outcome is h for h in held):
+                return HELD
+            if any(outcome is f for f in retry):
+                return "dead-lettered: last receive" if last else "retry"
+            return "dead-lettered"
+
+        for outcome in record.outcomes:
+            self._telemetry.outcome(outcome, action=_action(outcome, fate(outcome)))
+        if last:
             self._defer(held, invocation)
-            rest = [f for f in retry if not _elsewhere(f)]
+            rest = [f for f in retry if not any(f is h for h in held)]
             self._dead_letter(self._rejected_letters(parsed), permanent + rest)
             return
-        for outcome in record.outcomes:
-            failure = "retry" if any(outcome is f for f in retry) else "dead-lettered"
-            self._telemetry.outcome(outcome, action=_action(outcome, failure))
         self._dead_letter(self._rejected_letters(parsed), permanent)
         if retry:
             self._postpone_for_retry_after(message, retry, invocation)
@@ -380,17 +384,7 @@ class TriggerProcessor:
                 "WORK_QUEUE_URL to defer them to: failing so that Lambda retries later"
             )
         delay = min(MAX_DELAY_SECONDS, math.ceil(invocation.lifetime_seconds) + DEFER_SLACK_SECONDS)
-        messages = [
-            OutgoingMessage(
-                trigger_input(
-                    f.request.portfolio_id,
-                    f.request.skip_schedule_validation,
-                    delivery_key=f.request.source.dedupe_key,
-                ),
-                delay_seconds=delay,
-            )
-            for f in held
-        ]
+        messages = [OutgoingMessage(resumed_input(f.request), delay_seconds=delay) for f in held]
         try:
             self._work_queue.send(messages)
         except FanOutError as exc:

@@ -9,29 +9,60 @@ function's AWS endpoint is the proxy; the harness's own clients talk to moto dir
 handler as Lambda does, and pushes every id through it:
 
 - ~70% as SQS messages (one id, some with 2-3) on the work queue, consumed by the SQS event
-  source until the queue and its in-flight messages drain: failures come back after the
-  visibility timeout (1 s, or what the function set for a long Retry-After), and moto's redrive
-  moves a message to the DLQ after maxReceiveCount receives;
+  source until the queue and its in-flight and delayed messages drain: failures come back after
+  the visibility timeout (1 s, or what the function set for a long Retry-After), and moto's
+  redrive moves a message to the DLQ after maxReceiveCount receives;
 - ~30% as EventBridge envelopes and Scheduler inputs (10-50 ids each), invoked asynchronously:
-  when the handler raises, the same event is invoked again with the same request id up to two
-  more times, then Lambda's on-failure destination record is written to the DLQ (on moto).
+  when an attempt fails (the handler raised, or its execution environment crashed), Lambda tries
+  the same event again with the same request id, about 1 minute and then about 2 more minutes
+  later (3 attempts in all), then writes its on-failure destination record to the DLQ (on moto).
+  Those delays are scaled by the run's timeout (`context_timeout_seconds` / the deployed
+  function's 120 s: 15 s and 30 s more with the defaults), so that a retry relates to the
+  invocation's in-progress window as it does on Lambda. Pending retries wait in a list with
+  their due times and run between SQS polls; the drain does not end while any is pending.
 
 Faults, seeded and bounded: Glider 5xx (API_000), 429 with a short Retry-After and a few with one
 longer than the function waits, connection resets, answers slower than the read timeout, lost
-responses (triggered, then reset), 404 (unknown portfolio); through the proxy, Secrets Manager
-GetSecretValue throttling (the secret is read for every trigger) and SendMessageBatch failures
-(the function's DLQ writes), some long enough to exhaust the SDK's and the function's retries.
+responses (triggered, then reset), 200s whose body is cut off (triggered, the rebalance id never
+arrives), 404 (unknown portfolio); through the proxy, Secrets Manager GetSecretValue throttling
+(the secret is read for every trigger) and SendMessageBatch failures (the function's DLQ writes),
+some long enough to exhaust the SDK's and the function's retries. And three scenarios:
 
-Then it checks two promises:
-- nothing lost: every id ends triggered (a rebalance in the emulator) or in the DLQ (every body
-  parsed: portfolioId, portfolioIds, an EventBridge envelope's detail, a destination record's
-  requestPayload), or is still on the work queue (none once the run has drained);
+- crashes: a few async events (`crashes`) lose their execution environment in the middle of
+  their first attempt (`LocalLambdaContext(crash_after_calls=N)`, N drawn from the seed), after
+  some of their triggers were done; the records the attempt had claimed stay "in progress" until
+  its deadline, and Lambda's first retry comes inside that window. The next invocation runs in a
+  new execution environment (a cold start); the logs of every environment are kept.
+- a DLQ write that fails after its first batch landed (`partial_dlq_writes` async events of more
+  than 10 ids): Glider is down for the event's first attempt (every id fails and is
+  dead-lettered, in batches of 10), the first batch lands and the next one is denied, so the
+  invocation fails; Lambda's retry triggers every id, and the first batch's letters stay in the
+  DLQ as stale letters.
+- the first event meets a DLQ outage on all three attempts: its on-failure destination record.
+
+After the drain, every DLQ message is moved back to the work queue, body verbatim and no
+attributes (what a message move task or `make dlq ARGS='redrive'` does), and the work queue is
+drained through the function again (its DLQ writes and retries included). Then it checks:
+
+- nothing lost: every id ends triggered (a rebalance in the emulator) or in the DLQ as it stands
+  after the replay (every body parsed: portfolioId, portfolioIds, an EventBridge envelope's
+  detail, a destination record's requestPayload), or is still on the work queue or in a pending
+  async retry (none once the run has drained);
 - nothing doubled: no id triggered again by a redelivery or retry of the same delivery after a
   trigger the function saw succeed. Repeats no client can prevent (Glider acted on a request
   whose answer never arrived: the scripted lost responses and too-slow answers) are counted
-  apart, with how many of them the function flagged (`maybe_delivered: true` in its logs).
+  apart, with how many of them the function flagged (`maybe_delivered: true` in its logs). A
+  truncated 2xx is not one of them: the status line says Glider accepted, so a second rebalance
+  after it is a double.
+- nothing doubled by the replay: no id that had a rebalance before the replay gets another one
+  from it (unless a lost or too-slow answer during the replay explains it, or the function never
+  learned of the earlier one: a lost or too-slow answer before the replay was all it had). These
+  are broken down by the kind of DLQ message that triggered them; the function's own letters
+  and on-failure destination records must double nothing. Redriven work-queue messages (a new
+  message id once replayed) are counted apart.
 
-Exit status 1 when an id is lost, doubled, or still pending when the drain timeout ran out.
+Exit status 1 when an id is lost, doubled, doubled by a replay of the function's letters or of a
+destination record, or still pending when the drain timeout ran out.
 """
 
 from __future__ import annotations
@@ -44,7 +75,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +87,7 @@ from local.event_source import SqsEventSource
 from local.fault_proxy import AwsFault, FaultProxy
 from local.function import LocalFunction
 from local.glider_emulator import Fault, GliderEmulator, Rebalance
-from local.lambda_context import LocalLambdaContext
+from local.lambda_context import EnvironmentCrash, LocalLambdaContext
 from local.stack import Deployment, MotoServer, deploy, drain
 
 if TYPE_CHECKING:
@@ -70,6 +101,8 @@ SECRETS_READ = "secretsmanager.GetSecretValue"
 DLQ_WRITE = "AmazonSQS.SendMessageBatch"
 STORE_UPDATE = "DynamoDB_20120810.UpdateItem"  # the guard's "success" write (opt-in faults)
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
+SQS_BATCH_ENTRIES = 10  # SendMessageBatch's limit: the function writes its letters 10 at a time
+EXHAUSTION_MAX_IDS = 3  # a secret exhaustion waits for an invocation of at most this many ids
 
 # Report keys and labels of the faults, in the order they are printed.
 GLIDER_FAULTS = {
@@ -79,6 +112,7 @@ GLIDER_FAULTS = {
     "glider.connection_reset": "Glider connection reset (nothing triggered)",
     "glider.slow": "Glider answer slower than the read timeout (triggered)",
     "glider.lost_response": "Glider lost response (triggered, then reset)",
+    "glider.truncated": "Glider 200 with its body cut off (triggered)",
     "glider.not_found": "Glider 404 API_200 (unknown portfolio)",
 }
 AWS_FAULTS = {
@@ -87,13 +121,25 @@ AWS_FAULTS = {
     f"aws.{DLQ_WRITE}.connection_reset": "SendMessageBatch connection reset",
     f"aws.{DLQ_WRITE}.access_denied": "SendMessageBatch AccessDenied (DLQ outage)",
 }
+# Faults the harness stages around an invocation (not one request's answer).
+CRASH_FAULT = "lambda.crash"
+PARTIAL_DLQ_FAULT = "aws.partial_dlq_write"
+SCENARIO_FAULTS = {
+    CRASH_FAULT: "execution environment crashed mid-invocation (async, first attempt)",
+    PARTIAL_DLQ_FAULT: "DLQ write failed after its first batch landed (stale letters)",
+}
 STORE_FAULT = f"aws.{STORE_UPDATE}.access_denied"
 STORE_FAULT_LABEL = "DynamoDB UpdateItem AccessDenied (idempotency success write)"
-# Faults after which Glider has acted although the function saw no answer.
+# Faults after which Glider has acted although the function saw no answer. Not the truncated
+# 2xx: its status line arrived, so the function knows Glider accepted.
 MAYBE_DELIVERED_FAULTS = frozenset({"glider.slow", "glider.lost_response"})
 DESTINATION = "on-failure destination records"
 REDRIVEN = "redriven work-queue messages"
 OWN_LETTERS = "function's own letters"
+OTHER = "other"
+# The replay doubles that must be 0: the function can recognise these messages' deliveries.
+GUARDED_KINDS = (OWN_LETTERS, DESTINATION)
+IN_WINDOW = "async retries inside a crashed attempt's in-progress window"
 
 
 @dataclass(frozen=True)
@@ -110,6 +156,7 @@ class ChaosConfig:
     p_connection_reset: float = 0.03
     p_slow: float = 0.012
     p_lost_response: float = 0.012
+    p_truncated: float = 0.012
     long_rate_limits: int = 3  # single-id messages first answered with a long Retry-After
     long_retry_after: tuple[int, int] = (20, 30)
     slow_seconds: tuple[float, float] = (0.5, 0.9)
@@ -117,20 +164,34 @@ class ChaosConfig:
     # AWS faults through the proxy (the function's own calls only).
     secret_throttle_rate: float = 0.005  # any GetSecretValue: the SDK retries it
     secret_outage_chance: float = 0.03  # per invocation: one read's SDK attempts all throttled
-    secret_exhaustions: int = 2  # outages long enough to exhaust the function's retries too
+    # Outages long enough to exhaust the function's retries too: each on the first invocation of
+    # at most EXHAUSTION_MAX_IDS ids after a seeded point.
+    secret_exhaustions: int = 2
     dlq_server_error_rate: float = 0.03  # any SendMessageBatch: the SDK retries it
     dlq_reset_rate: float = 0.01
     dlq_outage_chance_sqs: float = 0.03  # per SQS invocation: AccessDenied for 1-2 DLQ writes
-    dlq_outage_chance_event: float = 0.15  # per async event: 1-3 writes (3: destination record)
+    # Per async event: AccessDenied for the DLQ write of its first 1-3 attempts (3: the
+    # on-failure destination record).
+    dlq_outage_chance_event: float = 0.15
     store_fault_rate: float = 0.0  # opt-in: the guard's UpdateItem (success record) denied
     idempotency: bool = True  # False: run the function without its table (no guard)
+    # Staged scenarios on async events (each event has at most one; the first event has the
+    # DLQ outage that ends in its on-failure destination record).
+    crashes: int = 3  # events whose first attempt loses its execution environment
+    partial_dlq_writes: int = 1  # events of >10 ids whose first DLQ write fails after 1 batch
     # The function, the queue and the run.
     context_timeout_seconds: float = 30.0
+    function_timeout_seconds: float = 120.0  # the deployed function's (template.yaml)
+    # Lambda's async retries: about 1 minute after the first attempt failed, about 2 more after
+    # the second; scaled by context_timeout_seconds / function_timeout_seconds in the run.
+    lambda_retry_delays_seconds: tuple[float, float] = (60.0, 120.0)
     read_timeout_seconds: float = 0.3
     connect_timeout_seconds: float = 0.5
     visibility_timeout_seconds: int = 1
     max_receive_count: int = 5
-    drain_timeout_seconds: float = 240.0
+    # Each drain (the run's, the replay's) gives up after this long. Generous: it must outlast
+    # async retries (45 s) and delayed work-queue messages (SQS DelaySeconds, up to 900 s).
+    drain_timeout_seconds: float = 600.0
     sdk_attempts: int = 4  # the function's botocore config: max_attempts=3 retries, 4 in all
     trigger_tries: int = 4  # GLIDER_MAX_ATTEMPTS: tries per trigger, key reads included
     dlq_send_attempts: int = 3  # DeadLetterQueue's own attempts per write
@@ -140,8 +201,9 @@ class ChaosConfig:
 
     @classmethod
     def quick(cls, *, ids: int = 300, seed: int = 0) -> ChaosConfig:
-        """The short run: the same mix, one long Retry-After (10 s), one secret exhaustion, and
-        botocore's backoff at a tenth (its retries of throttled reads would take most of it)."""
+        """The short run: the same mix, one long Retry-After (10 s), one secret exhaustion,
+        two crashes, and botocore's backoff at a tenth (its retries of throttled reads would
+        take most of it)."""
         return cls(
             ids=ids,
             seed=seed,
@@ -151,7 +213,14 @@ class ChaosConfig:
             secret_exhaustions=1,
             dlq_outage_chance_sqs=0.05,
             dlq_outage_chance_event=0.3,
+            crashes=2,
         )
+
+    @property
+    def async_retry_delays(self) -> tuple[float, ...]:
+        """Seconds before the 2nd and the 3rd attempt of an async event, scaled to the run."""
+        scale = self.context_timeout_seconds / self.function_timeout_seconds
+        return tuple(delay * scale for delay in self.lambda_retry_delays_seconds)
 
     def function_environment(self) -> dict[str, str]:
         return {
@@ -172,7 +241,7 @@ class ChaosReport:
     ids_via_sqs: int
     ids_via_events: int
     triggered: int
-    dead_lettered: int
+    dead_lettered: int  # in the DLQ as it stands after the replay
     dead_lettered_only: int
     pending: int
     lost: int
@@ -182,6 +251,20 @@ class ChaosReport:
     unpreventable_flagged: int  # ... of which the function logged maybe_delivered: true
     rebalances: int
     wall_seconds: float = 0.0
+    # Async retries that started while a crashed attempt's in-progress records still held.
+    crash_retries_in_window: int = 0
+    # The replay of the whole DLQ at the end: messages moved back, by kind; ids it triggered;
+    # ids it triggered although they had a rebalance before it (by the kind of DLQ message that
+    # triggered them); ids it triggered again whose earlier rebalances the function never saw
+    # (lost or too-slow answers: no client can prevent these).
+    replayed: dict[str, int] = field(default_factory=dict)
+    replay_triggered: int = 0
+    replay_doubled: int = 0
+    replay_doubled_extra_rebalances: int = 0
+    replay_doubled_guarded: int = 0  # ... by the function's own letters or destination records
+    replay_doubled_by_kind: dict[str, int] = field(default_factory=dict)
+    replay_doubled_ids: list[str] = field(default_factory=list)
+    replay_unpreventable: int = 0
     # Ids both triggered and in the DLQ, by why: the function never saw the trigger succeed;
     # only a whole-input record (destination record, redriven multi-id message) names them;
     # anything else (the function dead-lettered an id it had seen triggered).
@@ -195,7 +278,7 @@ class ChaosReport:
     faults: dict[str, int] = field(default_factory=dict)
     invocations: dict[str, int] = field(default_factory=dict)
     final_failures: dict[str, int] = field(default_factory=dict)  # logged reasons
-    dlq_messages: dict[str, int] = field(default_factory=dict)
+    dlq_messages: dict[str, int] = field(default_factory=dict)  # after the replay
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -204,7 +287,12 @@ class ChaosReport:
 
     @property
     def passed(self) -> bool:
-        return self.lost == 0 and self.doubled_by_redelivery == 0 and self.pending == 0
+        return (
+            self.lost == 0
+            and self.doubled_by_redelivery == 0
+            and self.pending == 0
+            and self.replay_doubled_guarded == 0
+        )
 
     def as_json(self) -> dict[str, Any]:
         document = asdict(self)
@@ -221,11 +309,15 @@ class ChaosReport:
         doubled = f"{self.doubled_by_redelivery} ids, {self.doubled_extra_rebalances} extra"
         if self.doubled_by_cause:
             doubled += f" ({_listing(self.doubled_by_cause)})"
+        replay_doubled = f"{self.replay_doubled} ids, {self.replay_doubled_extra_rebalances} extra"
+        if self.replay_doubled_by_kind:
+            replay_doubled += f" ({_listing(self.replay_doubled_by_kind)})"
+        replayed = sum(self.replayed.values())
         rows: list[tuple[str, str]] = [
             ("ids in", f"{self.ids_in} ({self.ids_via_sqs} in SQS messages, "
              f"{self.ids_via_events} in EventBridge/Scheduler events)"),
             ("triggered", str(self.triggered)),
-            ("in the DLQ", str(self.dead_lettered)),
+            ("in the DLQ (after the replay)", str(self.dead_lettered)),
             ("  dead-lettered only", str(self.dead_lettered_only)),
             ("  triggered and dead-lettered", both),
             ("still pending", str(self.pending)),
@@ -234,13 +326,21 @@ class ChaosReport:
             ("repeats no client can prevent", f"{self.unpreventable_repeats} (the function "
              f"flagged maybe_delivered on {self.unpreventable_flagged})"),
             ("rebalances in the emulator", str(self.rebalances)),
+            (IN_WINDOW, str(self.crash_retries_in_window)),
+            ("DLQ replayed at the end", f"{replayed} messages"
+             + (f" ({_listing(self.replayed)})" if replayed else "")),
+            ("  ids the replay triggered", str(self.replay_triggered)),
+            ("  REPLAY DOUBLED by letters/destination records (must be 0)",
+             str(self.replay_doubled_guarded)),
+            ("  triggered again by the replay, every kind", replay_doubled),
+            ("  replay repeats no client can prevent", str(self.replay_unpreventable)),
         ]  # fmt: skip
-        labels = {**GLIDER_FAULTS, **AWS_FAULTS, STORE_FAULT: STORE_FAULT_LABEL}
+        labels = {**GLIDER_FAULTS, **AWS_FAULTS, **SCENARIO_FAULTS, STORE_FAULT: STORE_FAULT_LABEL}
         sections: list[tuple[str, Mapping[str, int], Mapping[str, str]]] = [
             ("faults injected", self.faults, labels),
             ("invocations", self.invocations, {}),
             ("final failures logged, by reason", self.final_failures, {}),
-            ("DLQ messages", self.dlq_messages, {}),
+            ("DLQ messages (after the replay)", self.dlq_messages, {}),
         ]
         for title, counts, names in sections:
             rows.append((title, "" if counts else "none"))
@@ -252,6 +352,7 @@ class ChaosReport:
         for title, ids in (
             ("lost", self.lost_ids),
             ("doubled by a redelivery/retry", self.doubled_ids),
+            ("triggered again by the replay", self.replay_doubled_ids),
             ("triggered and dead-lettered (other)", self.both_other),
             ("pending", self.pending_ids),
         ):
@@ -267,7 +368,7 @@ class ChaosReport:
 
 @dataclass
 class ChaosPlan:
-    """What goes in and which Glider faults each id meets, from the seed alone."""
+    """What goes in and which faults each id and each event meet, from the seed alone."""
 
     ids: list[str]
     messages: list[list[str]]  # the ids of each SQS message, in send order
@@ -275,6 +376,12 @@ class ChaosPlan:
     events: list[dict[str, Any]]
     scripts: dict[str, list[tuple[str, Fault]]]  # id -> (fault key, fault), served in order
     not_found: set[str]  # ids the emulator does not know (404 API_200)
+    # Event index -> the call of the context's get_remaining_time_in_millis on which the
+    # execution environment of the event's first attempt dies.
+    crash_after: dict[int, int] = field(default_factory=dict)
+    # Events whose first attempt meets a Glider outage and a DLQ write that fails after its
+    # first batch of letters landed.
+    partial_dlq: set[int] = field(default_factory=set)
 
 
 def make_plan(config: ChaosConfig) -> ChaosPlan:
@@ -286,16 +393,41 @@ def make_plan(config: ChaosConfig) -> ChaosPlan:
     while position < sqs_count:
         size = rng.choice((2, 3)) if rng.random() < config.multi_id_message_share else 1
         messages.append(ids[position : min(position + size, sqs_count)])
-        position += size
+        position = min(position + size, sqs_count)  # else the ids past the cut are never sent
     event_ids: list[list[str]] = []
     while position < config.ids:
         size = rng.randint(*config.event_size)
         event_ids.append(ids[position : position + size])
         position += size
+    # A partial DLQ write needs an event (other than the first) of more than one batch of
+    # letters: merge the last events until there is one.
+    while (
+        config.partial_dlq_writes
+        and len(event_ids) > 2
+        and not any(len(batch) > SQS_BATCH_ENTRIES for batch in event_ids[1:])
+    ):
+        last = event_ids.pop()
+        event_ids[-1] = event_ids[-1] + last
     plan = ChaosPlan(ids, messages, event_ids, [], {}, set())
     _script_faults(plan, config, rng)
     plan.events = [_event(batch, index, rng) for index, batch in enumerate(event_ids)]
+    _stage_event_scenarios(plan, config, rng)
     return plan
+
+
+def _stage_event_scenarios(plan: ChaosPlan, config: ChaosConfig, rng: random.Random) -> None:
+    """The earliest events after the first (so that their retries overlap the run): first the
+    partial DLQ writes (events of more than 10 ids), then the crashes, each on its own event;
+    when too few are left, the first event crashes too (its DLQ outage over every attempt still
+    ends in its destination record). A crash comes on a call between the 5th and twice the
+    event's ids: a trigger reads the deadline at least twice (three times with the guard), so
+    it nearly always comes, mostly after some triggers were done."""
+    later = list(range(1, len(plan.event_ids)))
+    big = [i for i in later if len(plan.event_ids[i]) > SQS_BATCH_ENTRIES]
+    plan.partial_dlq = set(big[: config.partial_dlq_writes])
+    candidates = [i for i in later if i not in plan.partial_dlq] + ([0] if plan.event_ids else [])
+    for index in candidates[: config.crashes]:
+        plan.crash_after[index] = rng.randint(5, max(5, 2 * len(plan.event_ids[index])))
 
 
 def _script_faults(plan: ChaosPlan, config: ChaosConfig, rng: random.Random) -> None:
@@ -306,6 +438,7 @@ def _script_faults(plan: ChaosPlan, config: ChaosConfig, rng: random.Random) -> 
         ("glider.connection_reset", config.p_connection_reset),
         ("glider.slow", config.p_slow),
         ("glider.lost_response", config.p_lost_response),
+        ("glider.truncated", config.p_truncated),
     ]
     for portfolio_id in plan.ids:
         roll = rng.random()
@@ -373,6 +506,8 @@ def _assign(
         fault = Fault.connection_reset()
     elif kind == "glider.slow":
         fault = Fault.slow(round(rng.uniform(*config.slow_seconds), 2))
+    elif kind == "glider.truncated":
+        fault = Fault.truncated()
     else:  # lost_response, sometimes twice in a row
         count = rng.choices((1, 2), weights=(80, 20))[0]
         fault = Fault.lost_response()
@@ -412,11 +547,63 @@ def _body(ids: list[str]) -> dict[str, Any]:
 class _Stack:
     config: ChaosConfig
     plan: ChaosPlan
-    function: LocalFunction
+    env: dict[str, str]
     proxy: FaultProxy
     emulator: GliderEmulator
     deployment: Deployment
     sqs: SQSClient  # straight to moto, never through the proxy
+    # Every execution environment, in order; the last one takes the invocations. A crash
+    # replaces it with a new one (a cold start); the old ones are kept for their logs.
+    functions: list[LocalFunction] = field(default_factory=list)
+
+    @property
+    def function(self) -> LocalFunction:
+        if not self.functions:
+            self.functions.append(LocalFunction(self.env))
+        return self.functions[-1]
+
+    def new_environment(self) -> None:
+        self.functions.append(LocalFunction(self.env))
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The JSON log lines of every execution environment."""
+        return [record for function in self.functions for record in function.logs]
+
+
+@dataclass
+class _AsyncDelivery:
+    """One async event on its way through Lambda's attempts."""
+
+    index: int
+    event: dict[str, Any]
+    ids: list[str]
+    request_id: str
+    crash_after: int | None = None  # the first attempt's environment dies on this context call
+    partial_dlq: bool = False  # staged on the first attempt (or the next, if it did not take)
+    dlq_outage_attempts: int = 0  # attempts, from the first, whose DLQ write is denied
+    attempts: int = 0
+    due: float = 0.0  # time.monotonic() of the next attempt
+    error: BaseException | None = None
+    in_progress_until: float | None = None  # a crashed attempt's deadline (monotonic)
+
+
+@dataclass(frozen=True)
+class _Replayed:
+    kind: str
+    ids: tuple[str, ...]
+
+
+def dlq_kind(message: Mapping[str, Any], work_queue_message_ids: Collection[str] = ()) -> str:
+    """What put a DLQ message there: the queue's redrive (a work-queue message id), Lambda's
+    on-failure destination, the function itself (its attributes), or something else."""
+    body = _json(str(message.get("Body", "")))
+    if message.get("MessageId") in work_queue_message_ids:
+        return REDRIVEN
+    if isinstance(body, dict) and "requestPayload" in body and "requestContext" in body:
+        return DESTINATION
+    if "failureClass" in message.get("MessageAttributes", {}):
+        return OWN_LETTERS
+    return OTHER
 
 
 class _Harness:
@@ -427,7 +614,25 @@ class _Harness:
         self.rng = random.Random(stack.config.seed + 1)  # noqa: S311 - fault timing
         self.invocations: Counter[str] = Counter()
         self.handler_errors: Counter[str] = Counter()
+        self.scenarios: Counter[str] = Counter()  # staged faults that really happened
         self.sent_message_ids: dict[str, list[str]] = {}
+        self.work_queue_message_ids: set[str] = set()  # every message the event source got
+        self.retries: list[_AsyncDelivery] = []  # failed attempts waiting for Lambda's retry
+        self.abandoned: list[_AsyncDelivery] = []  # retries still pending when a drain gave up
+        self.crash_retries_in_window = 0
+        self.access_denied_staged = 0  # AccessDenied the staged DLQ outages may deny, in all
+        self.secret_outage_staged = False
+        # emulator.requests index ranges whose triggers the Glider outage answered
+        self.outage_windows: list[tuple[int, int]] = []
+        # The replay: where it starts in emulator.requests and emulator.rebalances, and what
+        # each replayed message (by its new message id) was in the DLQ.
+        self.replay_request_start: int | None = None
+        self.replay_rebalance_start: int | None = None
+        self.replayed: dict[str, _Replayed] = {}
+        self.notes: list[str] = []
+        self.source = SqsEventSource(
+            self.stack.sqs, self.stack.deployment.work_queue, region=REGION
+        )
         self.started = self._last_progress = time.monotonic()
         total = max(1, len(stack.plan.messages) // 10 + len(stack.plan.events))
         self.exhaust_secret_at = {
@@ -440,78 +645,230 @@ class _Harness:
     def background_faults(self) -> None:
         proxy, config = self.stack.proxy, self.config
         proxy.inject(SECRETS_READ, AwsFault.throttling(), rate=config.secret_throttle_rate)
-        proxy.inject(DLQ_WRITE, AwsFault.server_error(), rate=config.dlq_server_error_rate)
-        proxy.inject(DLQ_WRITE, AwsFault.connection_reset(), rate=config.dlq_reset_rate)
-        # At least one of each early on, whatever the rates.
-        proxy.inject(DLQ_WRITE, AwsFault.server_error(), times=1)
-        proxy.inject(DLQ_WRITE, AwsFault.connection_reset(), times=1)
+        self.dlq_background_faults()
         if config.store_fault_rate:
             proxy.inject(STORE_UPDATE, AwsFault.access_denied(), rate=config.store_fault_rate)
 
-    def before_invocation(self, dlq_outage_chance: float, outage_writes: tuple[int, ...]) -> None:
+    def dlq_background_faults(self) -> None:
+        proxy, config = self.stack.proxy, self.config
+        proxy.inject(DLQ_WRITE, AwsFault.server_error(), rate=config.dlq_server_error_rate)
+        proxy.inject(DLQ_WRITE, AwsFault.connection_reset(), rate=config.dlq_reset_rate)
+        # At least one of each early on, whatever the rates.
+        injected = proxy.injected_by_fault
+        for fault in (AwsFault.server_error(), AwsFault.connection_reset()):
+            if not injected.get((DLQ_WRITE, fault.kind)):
+                proxy.inject(DLQ_WRITE, fault, times=1)
+
+    def end_dlq_outages(self) -> None:
+        """A DLQ outage staged for an invocation ends with it: AccessDenied left over (the
+        invocation wrote fewer letters than the outage would deny) would otherwise deny the
+        next invocation's writes, whatever was staged for that one (a partial write, say). The
+        DLQ's rules are reset to the background faults."""
+        fired = self.stack.proxy.injected_by_fault.get((DLQ_WRITE, "access_denied"), 0)
+        if fired < self.access_denied_staged:
+            self.stack.proxy.clear(DLQ_WRITE)
+            self.dlq_background_faults()
+            self.invocations["DLQ outages that ended unused"] += 1
+        self.access_denied_staged = fired
+
+    def secret_faults(self, portfolios: int) -> None:
+        """Secrets Manager throttling for the invocation about to run (`portfolios` ids)."""
         number = sum(self.invocations[k] for k in ("SQS batches", "async invocations"))
         sdk = self.config.sdk_attempts
-        if number in self.exhaust_secret_at:
-            # Every SDK attempt of every try of one trigger throttled: it fails SECRET_THROTTLED.
-            reads = self.config.trigger_tries
+        due = sorted(at for at in self.exhaust_secret_at if at <= number)
+        if due and portfolios <= EXHAUSTION_MAX_IDS:
+            # Every SDK attempt of every try of the invocation's triggers throttled: they fail
+            # SECRET_THROTTLED. The function reads the key one trigger at a time, so the
+            # throttles go round its triggers: a small invocation keeps that short.
+            self.exhaust_secret_at.discard(due[0])
+            reads = self.config.trigger_tries * portfolios
             self.stack.proxy.inject(SECRETS_READ, AwsFault.throttling(), times=sdk * reads)
+            self.secret_outage_staged = True
         elif self.rng.random() < self.config.secret_outage_chance:
             # One read's SDK attempts all throttled: the function's own retry gets the key.
             self.stack.proxy.inject(SECRETS_READ, AwsFault.throttling(), times=sdk)
-        if self.rng.random() < dlq_outage_chance:
-            self.dlq_outage(self.rng.choice(outage_writes))
+            self.secret_outage_staged = True
+
+    def end_secret_outages(self) -> None:
+        """A Secrets Manager outage staged for an invocation ends with it (the background
+        throttling goes on)."""
+        if self.secret_outage_staged:
+            self.stack.proxy.clear(SECRETS_READ)
+            rate = self.config.secret_throttle_rate
+            self.stack.proxy.inject(SECRETS_READ, AwsFault.throttling(), rate=rate)
+            self.secret_outage_staged = False
 
     def dlq_outage(self, writes: int) -> None:
         """AccessDenied (never retried by the SDK) for `writes` whole DLQ writes."""
         times = writes * self.config.dlq_send_attempts
         self.stack.proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times)
+        self.access_denied_staged += times
+
+    def dlq_depth(self) -> int:
+        attributes = self.stack.sqs.get_queue_attributes(
+            QueueUrl=self.stack.deployment.dlq.url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", 0))
+
+    def in_outage(self, request_index: int) -> bool:
+        return any(start <= request_index < end for start, end in self.outage_windows)
 
     # ---- invocations
 
     def invoke_sqs(self, event: dict[str, Any]) -> Mapping[str, Any]:
         self.invocations["SQS batches"] += 1
-        self.before_invocation(self.config.dlq_outage_chance_sqs, (1, 1, 2))
+        if self.replay_request_start is not None:
+            self.invocations["SQS batches during the replay"] += 1
+        self.work_queue_message_ids.update(r["messageId"] for r in event["Records"])
+        self.secret_faults(
+            len({i for r in event["Records"] for i in payload_ids(_json(str(r["body"])))})
+        )
+        if self.rng.random() < self.config.dlq_outage_chance_sqs:
+            self.dlq_outage(self.rng.choice((1, 1, 2)))
         context = LocalLambdaContext(timeout_seconds=self.config.context_timeout_seconds)
         try:
             response: Mapping[str, Any] = self.stack.function.invoke(event, context=context)
         except Exception as exc:
             self.handler_errors[f"SQS batch: {type(exc).__name__}"] += 1
             raise
+        finally:
+            self.end_dlq_outages()
+            self.end_secret_outages()
         return response
 
-    def invoke_async(self, index: int, event: dict[str, Any]) -> None:
-        """Lambda's asynchronous invocation: up to two retries of the same event with the same
-        request id, then the on-failure destination record, written to the DLQ on moto."""
+    def start_async(self, index: int, event: dict[str, Any]) -> None:
+        """Lambda takes an async event: its first attempt now, the retries when they are due."""
         self.invocations["async events"] += 1
-        request_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        plan = self.stack.plan
+        delivery = _AsyncDelivery(
+            index,
+            event,
+            plan.event_ids[index],
+            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            crash_after=plan.crash_after.get(index),
+            partial_dlq=index in plan.partial_dlq,
+        )
         if index == 0:
-            self.dlq_outage(ASYNC_ATTEMPTS)
-        error: Exception | None = None
-        for attempt in range(1, ASYNC_ATTEMPTS + 1):
-            self.invocations["async invocations"] += 1
-            chance = self.config.dlq_outage_chance_event if attempt == 1 else 0.0
-            self.before_invocation(chance, (1, 2, 3))
-            context = LocalLambdaContext(
-                timeout_seconds=self.config.context_timeout_seconds, aws_request_id=request_id
-            )
-            try:
-                self.stack.function.invoke(event, context=context)
-            except Exception as exc:
-                self.handler_errors[f"async: {type(exc).__name__}"] += 1
-                error = exc
-            else:
-                return
+            # The first event names an unknown portfolio, so each of its attempts writes to the
+            # DLQ: an outage over all three makes Lambda send the on-failure destination record.
+            delivery.dlq_outage_attempts = ASYNC_ATTEMPTS
+        elif (
+            delivery.crash_after is None
+            and not delivery.partial_dlq
+            and self.rng.random() < self.config.dlq_outage_chance_event
+        ):
+            delivery.dlq_outage_attempts = self.rng.choice((1, 2, 3))
+        self.attempt(delivery)
+
+    def run_due_retries(self) -> None:
+        now = time.monotonic()
+        for delivery in sorted((d for d in self.retries if d.due <= now), key=lambda d: d.due):
+            self.retries.remove(delivery)
+            self.attempt(delivery)
+
+    def attempt(self, delivery: _AsyncDelivery) -> None:
+        """One attempt of an async event; a failure schedules Lambda's next attempt, or after
+        the last one sends the on-failure destination record to the DLQ."""
+        delivery.attempts += 1
+        self.invocations["async invocations"] += 1
+        if delivery.attempts > 1:
+            self.invocations["async retries"] += 1
+            if delivery.in_progress_until and time.monotonic() < delivery.in_progress_until:
+                self.crash_retries_in_window += 1
+        self.secret_faults(len(delivery.ids))
+        if delivery.attempts <= delivery.dlq_outage_attempts:
+            self.dlq_outage(1)
+        staged = delivery.partial_dlq and delivery.attempts < ASYNC_ATTEMPTS
+        context = LocalLambdaContext(
+            timeout_seconds=self.config.context_timeout_seconds,
+            aws_request_id=delivery.request_id,
+            crash_after_calls=delivery.crash_after if delivery.attempts == 1 else None,
+        )
+        if staged:
+            error = self._attempt_with_partial_dlq_write(delivery, context)
+        else:
+            error = self._invoke_async(delivery, context)
+        self.end_dlq_outages()
+        self.end_secret_outages()
+        if error is None:
+            return
+        delivery.error = error
+        if delivery.attempts < ASYNC_ATTEMPTS:
+            delivery.due = time.monotonic() + self.config.async_retry_delays[delivery.attempts - 1]
+            self.retries.append(delivery)
+        else:
+            self.send_destination_record(delivery)
+
+    def _invoke_async(
+        self, delivery: _AsyncDelivery, context: LocalLambdaContext
+    ) -> BaseException | None:
+        try:
+            response = self.stack.function.invoke(delivery.event, context=context)
+        except EnvironmentCrash as crash:
+            # The environment is gone, and with it whatever the invocation was doing; its
+            # claimed records stay in progress until its deadline. Lambda retries the event
+            # (same request id) on a new environment.
+            self.scenarios[CRASH_FAULT] += 1
+            delivery.in_progress_until = context.deadline
+            self.stack.new_environment()
+            return crash
+        except Exception as exc:
+            self.handler_errors[f"async: {type(exc).__name__}"] += 1
+            return exc
+        if isinstance(response, Mapping):
+            elsewhere = int(response.get("inProgressElsewhere") or 0)
+            self.invocations["portfolios left in progress elsewhere (async summaries)"] += elsewhere
+        return None
+
+    def _attempt_with_partial_dlq_write(
+        self, delivery: _AsyncDelivery, context: LocalLambdaContext
+    ) -> BaseException | None:
+        """Glider down for this attempt (every id fails and is dead-lettered, 10 letters a
+        batch), and the DLQ write's second batch denied after its first one landed: the
+        invocation fails and Lambda retries it; the first batch stays in the DLQ.
+
+        For this attempt the DLQ meets the staged fault alone (a background fault on the first
+        batch, retried by the SDK, would make the staged denial hit that batch instead); the
+        background faults are back after it."""
+        emulator, proxy = self.stack.emulator, self.stack.proxy
+        dlq_before = self.dlq_depth()
+        times = self.config.dlq_send_attempts
+        proxy.clear(DLQ_WRITE)
+        proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times, after=1)
+        self.access_denied_staged += times
+        start = len(emulator.requests)
+        emulator.set_outage(Fault.error(503, "API_000", "Service unavailable"))
+        try:
+            error = self._invoke_async(delivery, context)
+        finally:
+            emulator.set_outage(None)
+            self.outage_windows.append((start, len(emulator.requests)))
+            proxy.clear(DLQ_WRITE)
+            self.dlq_background_faults()
+        landed = self.dlq_depth() - dlq_before
+        if error is not None and not isinstance(error, EnvironmentCrash) and landed > 0:
+            delivery.partial_dlq = False  # done: the retry runs without an outage
+            self.scenarios[PARTIAL_DLQ_FAULT] += 1
+            self.invocations["stale DLQ letters (written before a failed write)"] += landed
+        elif error is None:
+            delivery.partial_dlq = False  # the write went through after all: nothing to retry
+        # else (the environment crashed, or no letter landed): staged again on the retry.
+        return error
+
+    def send_destination_record(self, delivery: _AsyncDelivery) -> None:
         self.invocations[DESTINATION] += 1
+        error = delivery.error
+        crashed = isinstance(error, EnvironmentCrash)
         record = {
             "version": "1.0",
             "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "requestContext": {
-                "requestId": request_id,
+                "requestId": delivery.request_id,
                 "functionArn": f"{FUNCTION_ARN}:$LATEST",
                 "condition": "RetriesExhausted",
                 "approximateInvokeCount": ASYNC_ATTEMPTS,
             },
-            "requestPayload": event,
+            "requestPayload": delivery.event,
             "responseContext": {
                 "statusCode": 200,
                 "executedVersion": "$LATEST",
@@ -519,7 +876,7 @@ class _Harness:
             },
             "responsePayload": {
                 "errorMessage": str(error)[:1000],
-                "errorType": type(error).__name__,
+                "errorType": "Runtime.ExitError" if crashed else type(error).__name__,
             },
         }
         self.stack.sqs.send_message(
@@ -544,6 +901,7 @@ class _Harness:
                 self.sent_message_ids[sent["MessageId"]] = chunk[int(sent["Id"])]
 
     def queue_depth(self) -> int:
+        """Messages on the work queue: visible, in flight, and delayed (DelaySeconds)."""
         attributes = self.stack.sqs.get_queue_attributes(
             QueueUrl=self.stack.deployment.work_queue.url,
             AttributeNames=[
@@ -554,30 +912,74 @@ class _Harness:
         )["Attributes"]
         return sum(int(value) for value in attributes.values())
 
+    # ---- the run and the replay
+
     def run(self) -> None:
-        """SQS batches, with an async event every `stride` of them, until everything drained."""
+        """SQS batches, with an async event every `stride` of them, until everything drained
+        (the work queue, delayed messages included, and Lambda's pending retries)."""
         self.background_faults()
         self.send_messages()
-        source = SqsEventSource(self.stack.sqs, self.stack.deployment.work_queue, region=REGION)
         events = deque(enumerate(self.stack.plan.events))
         batches = math.ceil(len(self.stack.plan.messages) / 10)
         stride = max(1, batches // (len(events) + 1))
+        self.drain_work(events, stride, "the run")
+
+    def replay(self) -> None:
+        """Every DLQ message back to the work queue, body verbatim and no attributes (a message
+        move task, `make dlq ARGS='redrive'`), then the work queue drained again."""
+        emulator = self.stack.emulator
+        self.replay_request_start = len(emulator.requests)
+        self.replay_rebalance_start = len(emulator.rebalances)
+        letters = drain(self.stack.sqs, self.stack.deployment.dlq.url)
+        queue_url = self.stack.deployment.work_queue.url
+        for start in range(0, len(letters), 10):
+            chunk = letters[start : start + 10]
+            response = self.stack.sqs.send_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(n), "MessageBody": message["Body"]}
+                    for n, message in enumerate(chunk)
+                ],
+            )
+            if response.get("Failed"):
+                raise RuntimeError(f"could not replay the DLQ: {response['Failed']}")
+            for sent in response["Successful"]:
+                message = chunk[int(sent["Id"])]
+                kind = dlq_kind(message, self.work_queue_message_ids)
+                named = tuple(payload_ids(_json(message["Body"])))
+                self.replayed[sent["MessageId"]] = _Replayed(kind, named)
+        self.progress(f"  replaying {len(letters)} DLQ messages")
+        self.drain_work(deque(), 1, "the replay")
+
+    def drain_work(
+        self, events: deque[tuple[int, dict[str, Any]]], stride: int, phase: str
+    ) -> None:
         deadline = time.monotonic() + self.config.drain_timeout_seconds
         polls = 0
         while True:
+            self.run_due_retries()
             if events and polls % stride == stride - 1:
-                self.invoke_async(*events.popleft())
-            result = source.poll(self.invoke_sqs)
+                self.start_async(*events.popleft())
+            result = self.source.poll(self.invoke_sqs)
             polls += 1
             self.report_progress()
             if result is not None:
                 self.invocations["SQS records reported for retry"] += len(result.redelivered)
             elif events:
-                self.invoke_async(*events.popleft())
-            elif self.queue_depth() == 0 or time.monotonic() > deadline:
+                self.start_async(*events.popleft())
+            elif not self.retries and self.queue_depth() == 0:
+                return
+            elif time.monotonic() > deadline:
+                self.abandoned += self.retries
+                self.retries = []
+                self.notes.append(
+                    f"note: {phase}: the drain timed out after "
+                    f"{self.config.drain_timeout_seconds:g} s with {self.queue_depth()} "
+                    f"work-queue messages and {len(self.abandoned)} async retries pending"
+                )
                 return
             else:
-                time.sleep(0.2)  # in flight: wait for a visibility timeout to end
+                time.sleep(0.2)  # in flight, delayed, or a retry not yet due
 
     def report_progress(self) -> None:
         now = time.monotonic()
@@ -585,7 +987,8 @@ class _Harness:
             self._last_progress = now
             self.progress(
                 f"  {now - self.started:4.0f} s: {self.invocations['SQS batches']} SQS batches,"
-                f" {self.invocations['async events']} async events, "
+                f" {self.invocations['async invocations']} async invocations "
+                f"({len(self.retries)} retries pending), "
                 f"{len(self.stack.emulator.rebalances)} rebalances"
             )
 
@@ -631,19 +1034,23 @@ def run_chaos(
         )
         env, notes = function_environment(deployment, moto, proxy, config)
         say(f"chaos: {config.ids} ids, seed {config.seed}")
-        stack = _Stack(
-            config, plan, LocalFunction(env), proxy, emulator, deployment, moto.client("sqs")
-        )
+        stack = _Stack(config, plan, env, proxy, emulator, deployment, moto.client("sqs"))
+        stack.new_environment()
         harness = _Harness(stack, say)
         harness.run()
-        # Answers slower than the read timeout still trigger: let them land before counting.
+        # Answers slower than the read timeout still trigger: let them land before the replay
+        # (which counts what lands after it starts as its own) and before counting.
+        time.sleep(config.slow_seconds[1] + 0.2)
+        harness.replay()
         time.sleep(config.slow_seconds[1] + 0.2)
         report = _Tally(stack, harness).report()
-        report.notes += notes
+        report.notes += notes + harness.notes
         if config.sdk_backoff_scale != 1.0:
             report.notes.append(
                 f"note: botocore's retry backoff scaled by {config.sdk_backoff_scale:g}"
             )
+        delays = " and ".join(f"{delay:g} s" for delay in config.async_retry_delays)
+        report.notes.append(f"note: Lambda's async retries after {delays} (scaled to the run)")
     finally:
         for stop in reversed(stoppers):
             stop()
@@ -726,6 +1133,23 @@ def _json(text: str) -> object:
         return None
 
 
+@dataclass
+class _Repeats:
+    """Extra rebalances, by what explains them (see _Tally.repeats)."""
+
+    doubled: list[str] = field(default_factory=list)
+    extra: int = 0
+    unpreventable: int = 0
+    flagged: int = 0
+    causes: Counter[str] = field(default_factory=Counter)
+    replay_triggered: int = 0
+    replay_doubled: list[str] = field(default_factory=list)
+    replay_extra: int = 0
+    replay_kinds: Counter[str] = field(default_factory=Counter)
+    replay_guarded: int = 0
+    replay_unpreventable: int = 0
+
+
 class _Tally:
     """Reads what happened (the emulator, the function's logs, the queues) into a report."""
 
@@ -733,18 +1157,32 @@ class _Tally:
         self.stack = stack
         self.harness = harness
         self.plan = stack.plan
+        # Rebalances before the replay and during it (the emulator records them in order).
+        everything = stack.emulator.rebalances
+        split = harness.replay_rebalance_start
+        split = len(everything) if split is None else split
         self.rebalances: dict[str, list[Rebalance]] = defaultdict(list)
-        for rebalance in stack.emulator.rebalances:
+        self.before: dict[str, list[Rebalance]] = defaultdict(list)
+        self.during: dict[str, list[Rebalance]] = defaultdict(list)
+        for number, rebalance in enumerate(everything):
             self.rebalances[rebalance.portfolio_id].append(rebalance)
-        logs = stack.function.logs
+            phase = self.before if number < split else self.during
+            phase[rebalance.portfolio_id].append(rebalance)
+        logs = stack.logs()  # every execution environment's
         # Successes the function saw, by rebalance id; "already-triggered" lines are not new.
-        self.observed = {
-            str(r.get("rebalance_id")) for r in logs if r.get("outcome") == "triggered"
-        }
+        triggered = [r for r in logs if r.get("outcome") == "triggered"]
+        self.observed = {str(r.get("rebalance_id")) for r in triggered}
+        # Where the function saw each id triggered: outside the replay, the input's source;
+        # during it, the kind of the replayed DLQ message.
         self.trigger_sources: dict[str, set[str]] = defaultdict(set)
-        for record in logs:
-            if record.get("outcome") == "triggered":
-                self.trigger_sources[str(record.get("portfolio_id"))].add(str(record["source"]))
+        self.replay_triggers: dict[str, set[str]] = defaultdict(set)
+        for record in triggered:
+            portfolio_id = str(record.get("portfolio_id"))
+            replayed = harness.replayed.get(str(record.get("delivery_id")))
+            if replayed is not None:
+                self.replay_triggers[portfolio_id].add(replayed.kind)
+            else:
+                self.trigger_sources[portfolio_id].add(str(record["source"]))
         # A final failure after sending (`maybe_delivered`), or earlier lost answers counted on
         # the line of the attempt that finally succeeded or failed (`maybe_delivered_attempts`).
         self.flags: Counter[str] = Counter()
@@ -760,20 +1198,32 @@ class _Tally:
         self.dlq_write_failures = sum(
             1 for r in logs if str(r.get("message", "")).startswith("Dead-letter queue write fail")
         )
-        self.explained: Counter[str] = Counter()  # served lost/slow faults, per id
+        # Scripted faults served, per id, before the replay and during it.
+        self.served_before: dict[str, Counter[str]] = defaultdict(Counter)
+        self.served_during: dict[str, Counter[str]] = defaultdict(Counter)
         self.faults = self._faults()
 
     def _faults(self) -> dict[str, int]:
-        """Scripted faults the emulator really served (each call to an id takes the next one),
-        404s answered, and what the proxy injected."""
+        """Scripted faults the emulator really served (each call to an id takes the next one,
+        except the calls a Glider outage answered), 404s answered, what the proxy injected,
+        and the scenarios the harness staged that really happened."""
         recorded = self.stack.emulator.requests
-        calls = Counter(r.portfolio_id for r in recorded if r.portfolio_id and r.method == "POST")
+        replay_start = self.harness.replay_request_start
+        replay_start = len(recorded) if replay_start is None else replay_start
+        calls: Counter[str] = Counter()
         faults: Counter[str] = Counter(dict.fromkeys(GLIDER_FAULTS, 0))
-        for portfolio_id, script in self.plan.scripts.items():
-            for kind, _ in script[: calls[portfolio_id]]:
+        for index, request in enumerate(recorded):
+            portfolio_id = request.portfolio_id
+            if not portfolio_id or request.method != "POST" or self.harness.in_outage(index):
+                continue
+            script = self.plan.scripts.get(portfolio_id, [])
+            served = calls[portfolio_id]
+            calls[portfolio_id] += 1
+            if served < len(script):
+                kind = script[served][0]
                 faults[kind] += 1
-                if kind in MAYBE_DELIVERED_FAULTS:
-                    self.explained[portfolio_id] += 1
+                phase = self.served_during if index >= replay_start else self.served_before
+                phase[portfolio_id][kind] += 1
         faults["glider.not_found"] = sum(
             1 for r in recorded if r.portfolio_id in self.plan.not_found and r.status == 404
         )
@@ -782,6 +1232,8 @@ class _Tally:
         for key in keys:
             operation, kind = key.removeprefix("aws.").rsplit(".", 1)
             faults[key] = injected.get((operation, kind), 0)
+        for key in SCENARIO_FAULTS:
+            faults[key] = self.harness.scenarios[key]
         return dict(faults)
 
     def _dlq(self) -> tuple[dict[str, set[str]], dict[str, bool], Counter[str]]:
@@ -791,17 +1243,9 @@ class _Tally:
         whole_only: dict[str, bool] = {}
         mentions: Counter[str] = Counter()
         for message in drain(self.stack.sqs, self.stack.deployment.dlq.url):
-            body = _json(message.get("Body", ""))
-            if message.get("MessageId") in self.harness.sent_message_ids:
-                kind = REDRIVEN
-            elif isinstance(body, dict) and "requestPayload" in body and "requestContext" in body:
-                kind = DESTINATION
-            elif "failureClass" in message.get("MessageAttributes", {}):
-                kind = OWN_LETTERS
-            else:
-                kind = "other"
+            kind = dlq_kind(message, self.harness.work_queue_message_ids)
             kinds[kind] += 1
-            named = payload_ids(body)
+            named = payload_ids(_json(message.get("Body", "")))
             if not named:
                 kinds["bodies naming no id"] += 1
             whole = kind == DESTINATION or (kind == REDRIVEN and len(named) > 1)
@@ -812,44 +1256,103 @@ class _Tally:
         kinds["ids named by more than one DLQ message"] = sum(1 for n in mentions.values() if n > 1)
         return named_by, whole_only, kinds
 
-    def _repeats(self, ids: set[str]) -> tuple[list[str], int, int, int, Counter[str]]:
-        """Doubled ids and extra rebalances; repeats no client can prevent, and flagged ones.
+    def _unknown(self, rebalances: list[Rebalance], served: Counter[str]) -> int:
+        """How many of these rebalances the function may never have learned of: unseen (their
+        rebalance id is in no log line), as far as served lost-response or too-slow faults
+        explain them."""
+        unseen = sum(1 for r in rebalances if r.rebalance_id not in self.observed)
+        return min(unseen, sum(served[kind] for kind in MAYBE_DELIVERED_FAULTS))
 
-        An id's extra rebalances are unpreventable as far as there were rebalances the function
-        never saw (their rebalance id is in no log line) that a served lost-response or too-slow
-        fault explains; every other extra is a double by redelivery or retry."""
-        doubled: list[str] = []
-        extra_total = unpreventable = flagged = 0
-        causes: Counter[str] = Counter()
+    def repeats(self, ids: set[str]) -> _Repeats:
+        """Doubled ids and extra rebalances; repeats no client can prevent; replay doubles.
+
+        Before the replay (and, for an id the replay is the first to trigger, within it), an
+        id's extra rebalances are unpreventable as far as there were rebalances the function
+        never saw that a served lost-response or too-slow fault explains; every other extra is
+        a double by redelivery or retry. An id with a rebalance before the replay that the
+        replay triggers again is a replay double (the extras within the replay that a lost or
+        too-slow answer during it explains excepted), unless the function never learned of
+        any of its earlier rebalances (each one unseen and explained so): no client could
+        have known, so that one is a replay repeat no client can prevent."""
+        result = _Repeats()
         for portfolio_id in sorted(ids):
-            done = self.rebalances.get(portfolio_id, [])
-            extras = max(0, len(done) - 1)
-            if not extras:
-                continue
-            unseen = sum(1 for r in done if r.rebalance_id not in self.observed)
-            cannot_prevent = min(extras, unseen, self.explained[portfolio_id])
-            unpreventable += cannot_prevent
-            flagged += min(cannot_prevent, self.flags[portfolio_id])
-            if extras > cannot_prevent:
-                doubled.append(portfolio_id)
-                extra_total += extras - cannot_prevent
-                sources = self.trigger_sources[portfolio_id]
-                if sources == {"sqs"}:
-                    causes["SQS redelivery"] += 1
-                elif sources:
-                    causes["async retry"] += 1
+            before, during = self.before.get(portfolio_id, []), self.during.get(portfolio_id, [])
+            unknown_before = self._unknown(before, self.served_before[portfolio_id])
+            unknown_during = self._unknown(during, self.served_during[portfolio_id])
+            extras = max(0, len(before) - 1)
+            unpreventable = min(extras, unknown_before)
+            doubles = extras - unpreventable
+            within = max(0, len(during) - 1)  # beyond the replay's first trigger
+            explained_within = min(within, unknown_during)
+            unpreventable += explained_within
+            if during:
+                result.replay_triggered += 1
+            if before and during:
+                again = 1 + within - explained_within
+                if len(before) <= unknown_before:  # the function never learned of them
+                    result.replay_unpreventable += 1
+                    unpreventable += 1
+                    doubles += again - 1
                 else:
-                    causes["triggered unseen, no lost answer"] += 1
-        return doubled, extra_total, unpreventable, flagged, causes
+                    self._replay_double(portfolio_id, again, result)
+            else:
+                doubles += within - explained_within
+            result.unpreventable += unpreventable
+            result.flagged += min(unpreventable, self.flags[portfolio_id])
+            if doubles:
+                result.doubled.append(portfolio_id)
+                result.extra += doubles
+                result.causes[self._cause(portfolio_id)] += 1
+        return result
+
+    def _replay_double(self, portfolio_id: str, extra: int, result: _Repeats) -> None:
+        """By the kind of the replayed message whose invocation triggered the id (else every
+        kind of replayed message that named it)."""
+        kinds = self.replay_triggers.get(portfolio_id) or {
+            replayed.kind
+            for replayed in self.harness.replayed.values()
+            if portfolio_id in replayed.ids
+        }
+        result.replay_doubled.append(portfolio_id)
+        result.replay_extra += extra
+        result.replay_kinds.update(kinds or {"unknown"})
+        if kinds & set(GUARDED_KINDS):
+            result.replay_guarded += 1
+
+    def _cause(self, portfolio_id: str) -> str:
+        truncated = self.served_before[portfolio_id]["glider.truncated"]
+        truncated += self.served_during[portfolio_id]["glider.truncated"]
+        sources = self.trigger_sources[portfolio_id]
+        if truncated:
+            return "tried again after a truncated 2xx"
+        if self.during.get(portfolio_id) and not self.before.get(portfolio_id):
+            return "redelivery within the replay"
+        if sources == {"sqs"}:
+            return "SQS redelivery"
+        if sources:
+            return "async retry"
+        return "triggered unseen, no lost answer"
+
+    def _pending(self) -> tuple[set[str], list[str]]:
+        """Ids still on the work queue (visible messages) or in an abandoned async retry."""
+        harness = self.harness
+        depth = harness.queue_depth()
+        messages = drain(self.stack.sqs, self.stack.deployment.work_queue.url)
+        pending = {i for m in messages for i in payload_ids(_json(m["Body"]))}
+        for delivery in harness.abandoned:
+            pending.update(delivery.ids)
+        notes = []
+        if depth > len(messages):
+            notes.append(
+                f"note: {depth - len(messages)} work-queue messages in flight or delayed "
+                "could not be read: their ids count as lost"
+            )
+        return pending, notes
 
     def report(self) -> ChaosReport:
         ids_in = set(self.plan.ids)
         named_by, whole_only, dlq_kinds = self._dlq()
-        pending_ids = {
-            portfolio_id
-            for message in drain(self.stack.sqs, self.stack.deployment.work_queue.url)
-            for portfolio_id in payload_ids(_json(message["Body"]))
-        }
+        pending_ids, notes = self._pending()
         triggered = {i for i in ids_in if self.rebalances.get(i)}
         dead_lettered = ids_in & set(named_by)
         both: dict[str, list[str]] = {"lost": [], "whole": [], "other": []}
@@ -861,11 +1364,14 @@ class _Tally:
             both[which].append(portfolio_id)
         pending = pending_ids & (ids_in - triggered - dead_lettered)
         lost = sorted(ids_in - triggered - dead_lettered - pending)
-        doubled, extra, unpreventable, flagged, causes = self._repeats(ids_in)
+        repeats = self.repeats(ids_in)
         invocations = dict(self.harness.invocations)
         invocations["handler raised"] = sum(self.harness.handler_errors.values())
         invocations["function's DLQ writes that failed"] = self.dlq_write_failures
+        invocations["execution environments (cold starts)"] = len(self.stack.functions)
         strangers = (set(named_by) | set(self.rebalances)) - ids_in
+        if strangers:
+            notes.append(f"note: ids the harness never sent: {_sample(sorted(strangers))}")
         return ChaosReport(
             seed=self.stack.config.seed,
             ids_in=len(ids_in),
@@ -876,25 +1382,32 @@ class _Tally:
             dead_lettered_only=len(dead_lettered - triggered),
             pending=len(pending),
             lost=len(lost),
-            doubled_by_redelivery=len(doubled),
-            doubled_extra_rebalances=extra,
-            unpreventable_repeats=unpreventable,
-            unpreventable_flagged=flagged,
+            doubled_by_redelivery=len(repeats.doubled),
+            doubled_extra_rebalances=repeats.extra,
+            unpreventable_repeats=repeats.unpreventable,
+            unpreventable_flagged=repeats.flagged,
             rebalances=sum(len(v) for v in self.rebalances.values()),
+            crash_retries_in_window=self.harness.crash_retries_in_window,
+            replayed=dict(Counter(r.kind for r in self.harness.replayed.values()).most_common()),
+            replay_triggered=repeats.replay_triggered,
+            replay_doubled=len(repeats.replay_doubled),
+            replay_doubled_extra_rebalances=repeats.replay_extra,
+            replay_doubled_guarded=repeats.replay_guarded,
+            replay_doubled_by_kind=dict(repeats.replay_kinds.most_common()),
+            replay_doubled_ids=repeats.replay_doubled,
+            replay_unpreventable=repeats.replay_unpreventable,
             both_response_lost=both["lost"],
             both_whole_input=both["whole"],
             both_other=both["other"],
             lost_ids=lost,
             pending_ids=sorted(pending),
-            doubled_ids=doubled,
-            doubled_by_cause=dict(causes),
+            doubled_ids=repeats.doubled,
+            doubled_by_cause=dict(repeats.causes),
             faults=self.faults,
             invocations=invocations,
             final_failures=dict(self.final_failures.most_common()),
             dlq_messages=dict(dlq_kinds),
-            notes=[f"note: ids the harness never sent: {_sample(sorted(strangers))}"]
-            if strangers
-            else [],
+            notes=notes,
         )
 
 

@@ -1,5 +1,7 @@
 """The quick chaos run (`python -m local.chaos --quick`), in process: ~300 ids through the real
-handler under every kind of injected fault. Nothing may be lost, nothing doubled."""
+handler under every kind of injected fault, execution environments that crash mid-invocation
+among them, then a replay of the whole DLQ. Nothing may be lost, nothing doubled, and the
+replay of the function's own letters and of destination records may double nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +9,19 @@ from dataclasses import replace
 
 import pytest
 
-from local.chaos import AWS_FAULTS, GLIDER_FAULTS, ChaosConfig, ChaosReport, run_chaos
+from local.chaos import (
+    AWS_FAULTS,
+    CRASH_FAULT,
+    DESTINATION,
+    GLIDER_FAULTS,
+    GUARDED_KINDS,
+    OWN_LETTERS,
+    PARTIAL_DLQ_FAULT,
+    SCENARIO_FAULTS,
+    ChaosConfig,
+    ChaosReport,
+    run_chaos,
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +44,51 @@ def test_nothing_doubled_by_a_redelivery_or_a_retry(report: ChaosReport) -> None
 
 
 def test_every_kind_of_fault_was_injected(report: ChaosReport) -> None:
-    missing = [key for key in (*GLIDER_FAULTS, *AWS_FAULTS) if report.faults.get(key, 0) < 1]
+    kinds = (*GLIDER_FAULTS, *AWS_FAULTS, *SCENARIO_FAULTS)
+    missing = [key for key in kinds if report.faults.get(key, 0) < 1]
     assert not missing, report.faults
     # ... and the paths they are there to exercise were taken.
     assert report.invocations["SQS records reported for retry"] > 0
     assert report.invocations["on-failure destination records"] > 0
     assert report.invocations["function's DLQ writes that failed"] > 0
     assert report.final_failures.get("SECRET_THROTTLED", 0) > 0
+
+
+def test_crashed_environments_were_replaced_and_retried_inside_their_in_progress_window(
+    report: ChaosReport,
+) -> None:
+    assert report.faults[CRASH_FAULT] >= 2
+    # Each crash costs the environment: the next invocation is a cold start.
+    assert report.invocations["execution environments (cold starts)"] > report.faults[CRASH_FAULT]
+    # Lambda's first retry (15 s after the crash, scaled) came while the crashed invocation's
+    # claimed records were still in progress: the case under test.
+    assert report.crash_retries_in_window >= 1
+
+
+def test_a_partial_dlq_write_left_stale_letters(report: ChaosReport) -> None:
+    assert report.faults[PARTIAL_DLQ_FAULT] >= 1
+    assert report.invocations["stale DLQ letters (written before a failed write)"] >= 10
+
+
+def test_the_whole_dlq_was_replayed(report: ChaosReport) -> None:
+    assert sum(report.replayed.values()) > 0
+    assert report.replayed.get(OWN_LETTERS, 0) > 0, report.replayed
+    assert report.replayed.get(DESTINATION, 0) > 0, report.replayed
+    assert report.invocations["SQS batches during the replay"] > 0
+
+
+def test_the_replay_of_letters_and_destination_records_doubles_nothing(
+    report: ChaosReport,
+) -> None:
+    assert report.replay_doubled_guarded == 0, (
+        report.replay_doubled_ids,
+        report.replay_doubled_by_kind,
+    )
+    assert all(report.replay_doubled_by_kind.get(kind, 0) == 0 for kind in GUARDED_KINDS)
+
+
+def test_the_run_passed(report: ChaosReport) -> None:
+    assert report.passed, report.table()
 
 
 def test_every_id_is_triggered_or_dead_lettered_only_when_not_triggered(
@@ -64,3 +116,5 @@ def test_the_harness_sees_doubles_when_the_guard_is_off() -> None:
     assert unguarded.doubled_by_redelivery > 0, unguarded.table()
     assert unguarded.doubled_by_cause.get("SQS redelivery", 0) > 0
     assert unguarded.doubled_by_cause.get("async retry", 0) > 0
+    # ... and the replay of a destination record triggers again what the event had triggered.
+    assert unguarded.replay_doubled_by_kind.get(DESTINATION, 0) > 0, unguarded.table()

@@ -98,8 +98,12 @@ build-check: $(INSTALLED) ## sam build into a scratch directory (skipped, loudly
 unit: $(INSTALLED) ## Unit tests (pure logic)
 	$(BIN)/pytest tests/unit
 
+# Integration tests wait on sockets, timeouts and queues more than they compute: two workers,
+# each with its own moto server, one test file at a time (the chaos run keeps one to itself).
+TEST_WORKERS ?= 2
+
 integration: $(INSTALLED) ## Integration tests (real handler, moto server, Glider emulator)
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile tests/integration
 
 build: $(INSTALLED) ## sam build into .aws-sam, ready for sam deploy (needs python3.13)
 	$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml

@@ -83,8 +83,9 @@ def test_a_crash_then_lambdas_retry_inside_the_window_defers_the_portfolio_not_d
     function = start_function()
     source = SqsEventSource(deployment.sqs, deployment.work_queue)
     assert source.poll(function.invoke) is None  # not visible yet
-    results = source.drain(function.invoke, idle_seconds=10)
-    assert [json.loads(r.event["Records"][0]["body"]) for r in results] == [
+    deferred = source.poll(function.invoke, wait_seconds=15)  # a long poll: back when visible
+    assert deferred is not None
+    assert [json.loads(r["body"]) for r in deferred.event["Records"]] == [
         {
             "portfolioId": "port_abc123",
             "skipScheduleValidation": False,

@@ -167,6 +167,14 @@ def test_a_2xx_without_a_success_body_is_remembered_posted_once_and_dead_lettere
     assert [attribute_values(m)["reason"] for m in letters] == ["UNEXPECTED_RESPONSE"]
     [again] = [log for log in function.logs if log.get("outcome") == "already-failed"]
     assert again["action"] == "none: dead-lettered by an earlier delivery"
+    # Its letter replayed: not sent again, and the letter stays in the DLQ (a replay is a new
+    # message, so the guard writes it again) rather than vanishing with the replayed message.
+    deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=letters[0]["Body"])
+    SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke, idle_seconds=1)
+    assert posts(emulator, "port_abc123") == 1
+    replayed = deployment.dlq_messages()
+    assert [attribute_values(m)["reason"] for m in replayed] == ["UNEXPECTED_RESPONSE"]
+    assert replayed[0]["Body"] == letters[0]["Body"]
 
 
 def test_a_remembered_2xx_failure_whose_letter_was_not_written_gets_it_on_the_retry(

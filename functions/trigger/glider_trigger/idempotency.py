@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 
 KEY_PREFIX = "glider-rebalance-trigger"
+# `once` keys live apart from trigger keys: no delivery key, however crafted, can name one.
+ONCE_KEY_PREFIX = f"{KEY_PREFIX}-once"
 
 
 class TriggerGuard(Protocol):
@@ -113,19 +115,19 @@ class IdempotencyGuard:
         self._store = Lazy(
             lambda: DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
         )
-        self._guarded = Lazy(lambda: self._idempotent(_trigger_once))
-        self._guarded_action = Lazy(lambda: self._idempotent(_run_once))
+        self._guarded = Lazy(lambda: self._idempotent(_trigger_once, KEY_PREFIX))
+        self._guarded_action = Lazy(lambda: self._idempotent(_run_once, ONCE_KEY_PREFIX))
         self._on_unrecorded = on_unrecorded
         self._sleep = sleep
 
-    def _idempotent(self, function: Callable[..., Any]) -> Callable[..., Any]:
+    def _idempotent(self, function: Callable[..., Any], key_prefix: str) -> Callable[..., Any]:
         return idempotent_function(  # type: ignore[no-any-return]
             data_keyword_argument="delivery",
             persistence_store=self._store.get(),
             config=self._config,
             # Fixed, so that renaming the function (Lambda's or ours) in a deployment does
             # not change every key while redeliveries of the old ones are still arriving.
-            key_prefix=KEY_PREFIX,
+            key_prefix=key_prefix,
         )(function)
 
     def register(self, context: LambdaContext) -> None:

@@ -5,7 +5,8 @@
   retries and the on-failure destination keep the event).
 - SQS records: a permanent failure is dead-lettered at once (the record then leaves the work
   queue); a transient or systemic one raises RecordRetryRequested, which the batch processor
-  reports in batchItemFailures, so SQS redelivers it and its redrive policy has the last word.
+  reports in batchItemFailures, so SQS redelivers it. On its last receive (MAX_RECEIVE_COUNT)
+  the function dead-letters what is left itself, with letters that name the delivery.
 - Inputs with more ids than the fan-out threshold go to the work queue, one message per id.
 - A portfolio whose delivery another invocation holds "in progress" (on non-SQS inputs) is
   deferred: a delayed work-queue message carrying the delivery's key looks at it again once the
@@ -203,9 +204,10 @@ class TriggerProcessor:
             self._telemetry.outcome(outcome, action=_action(outcome, failure))
         # A portfolio held in progress by another invocation is looked at again once that
         # holder's window has passed; no dead letter (a replay would be a second trigger).
-        self._defer(held, invocation)
+        # Letters first: if the deferral then fails, the invocation fails with them written.
         failures = [o for o in outcomes if isinstance(o, Failed) and not _elsewhere(o)]
         self._dead_letter(self._rejected_letters(parsed), failures)
+        self._defer(held, invocation)
 
         summary = _summary_of_rejected(parsed)
         summary.results.extend(_outcome_result(outcome) for outcome in outcomes)
@@ -264,9 +266,9 @@ class TriggerProcessor:
         for outcome in record.outcomes:
             self._telemetry.outcome(outcome, action=_action(outcome, fate(outcome)))
         if last:
-            self._defer(held, invocation)
             rest = [f for f in retry if not any(f is h for h in held)]
             self._dead_letter(self._rejected_letters(parsed), permanent + rest)
+            self._defer(held, invocation)
             return
         self._dead_letter(self._rejected_letters(parsed), permanent)
         if retry:
@@ -398,14 +400,16 @@ class TriggerProcessor:
 
     def _dead_letter(self, rejected: list[DeadLetter], failures: Sequence[Failed]) -> None:
         """The letters of an input: rejected ids and failures in one batched write; a failure
-        that settled its delivery (Glider may have acted) through the guard, once per delivery,
-        so that a redelivery or a retry of the input never writes it twice."""
+        that settled its delivery (Glider may have acted) through the guard, once per delivery
+        and transport (message or event id), so that a redelivery or a retry of the input never
+        writes it twice, while a replay of its letter (a new message) writes it again."""
         plain = [dead_letter.for_failure(f) for f in failures if not f.settles_delivery]
         self._send(rejected + plain)
         for failure in failures:
             if failure.settles_delivery:
+                source = failure.request.source
                 self._guard.once(
-                    f"{_guard_key(failure.request)}#dead-letter",
+                    f"{_guard_key(failure.request)}#dead-letter@{source.delivery_id}",
                     partial(self._send, [dead_letter.for_failure(failure)]),
                 )
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -43,7 +43,13 @@ from glider_trigger.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.events import parse_event, parse_sqs_body, resumed_input, trigger_input
+from glider_trigger.events import (
+    delivery_key,
+    parse_event,
+    parse_sqs_body,
+    resumed_input,
+    trigger_input,
+)
 from glider_trigger.idempotency import TriggerGuard
 from glider_trigger.models import (
     Failed,
@@ -180,7 +186,9 @@ class TriggerProcessor:
 
     def process_event(self, event: object, invocation: Invocation) -> InvocationSummary:
         try:
-            parsed = _keyed(parse_event(event, default_skip=self._default_skip), invocation)
+            parsed = _with_delivery_key(
+                parse_event(event, default_skip=self._default_skip), invocation
+            )
         except InvalidInputError as exc:
             self._telemetry.received(0)
             source = InputSource(SourceKind.DIRECT)
@@ -197,10 +205,10 @@ class TriggerProcessor:
             return self._fan_out(parsed, invocation, self._work_queue)
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = self._trigger_all(parsed.requests, invocation)
-        held = [o for o in outcomes if isinstance(o, Failed) and _elsewhere(o)]
+        held = [o for o in outcomes if _elsewhere(o)]
         # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
         for outcome in outcomes:
-            failure = HELD if any(outcome is h for h in held) else "dead-lettered"
+            failure = HELD if _elsewhere(outcome) else "dead-lettered"
             self._telemetry.outcome(outcome, action=_action(outcome, failure))
         # A portfolio held in progress by another invocation is looked at again once that
         # holder's window has passed; no dead letter (a replay would be a second trigger).
@@ -442,13 +450,13 @@ def _summary_of_rejected(parsed: ParsedInput, *, fanned_out: int = 0) -> Invocat
     return summary
 
 
-def _keyed(parsed: ParsedInput, invocation: Invocation) -> ParsedInput:
+def _with_delivery_key(parsed: ParsedInput, invocation: Invocation) -> ParsedInput:
     """The input with its delivery key settled: its own, else the Lambda request id, which
     Lambda keeps across its own retries of an asynchronous invocation (the same form as an
     on-failure destination record's key, so replaying one keeps it)."""
     if parsed.source.dedupe_key is not None:
         return parsed
-    source = replace(parsed.source, dedupe_key=f"lambda:{invocation.request_id}")
+    source = replace(parsed.source, dedupe_key=delivery_key("lambda", invocation.request_id))
     requests = tuple(replace(request, source=source) for request in parsed.requests)
     return replace(parsed, source=source, requests=requests)
 
@@ -458,7 +466,8 @@ def _guard_key(request: TriggerRequest) -> str:
     return f"{request.source.dedupe_key}#{request.portfolio_id}"
 
 
-def _elsewhere(outcome: Outcome) -> bool:
+def _elsewhere(outcome: Outcome) -> TypeGuard[Failed]:
+    """Held in progress by another invocation."""
     return isinstance(outcome, Failed) and isinstance(outcome.error, DuplicateInProgressError)
 
 

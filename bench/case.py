@@ -1,8 +1,8 @@
 """One measured run of the function, in a process of its own: `python -m bench.case SPEC OUT`.
 
-The parent (bench/run.py) owns the local stack; this process only loads the handler fresh (a
-cold start, as a new execution environment does) and invokes it, so that its peak RSS is the
-function's and not the harness's. SPEC is a JSON file:
+The parent (bench/run.py; bench/stack.py starts this process) owns the local stack; this process
+only loads the handler fresh (a cold start, as a new execution environment does) and invokes it,
+so that its peak RSS is the function's and not the harness's. SPEC is a JSON file:
 
     {"mode": "invoke", "env": {...}, "event": {...}, "timeout_seconds": 900,
      "warmup_event": {...} or null, "calls_url": moto's call counter or null}
@@ -35,10 +35,10 @@ from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 from bench.moto_calls import read_calls
-from local.lambda_context import LocalLambdaContext
+from local.fixtures.lambda_context import LocalLambdaContext
 
 if TYPE_CHECKING:
-    from local.stack import Queue
+    from local.fixtures.stack import Queue
 
 FUNCTION_DIR = Path(__file__).resolve().parent.parent / "functions" / "trigger"
 MAX_NOTABLE = 20  # warning and error log records kept per run
@@ -133,7 +133,7 @@ def drain(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
     # Here, not at the top: in "invoke" mode the function's own import must load boto3.
     import boto3  # noqa: PLC0415 - the harness's SQS client (receive/delete), straight to moto
 
-    from local.event_source import SqsEventSource  # noqa: PLC0415
+    from local.fixtures.event_source import SqsEventSource  # noqa: PLC0415
 
     with contextlib.redirect_stdout(log):
         module = load_handler(spec["env"])

@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import moto_speedups
 from bench.moto_calls import CALLS_PATH, read_calls
-from local.stack import MotoServer
+from local.fixtures.stack import MotoServer
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,9 @@
-"""Presentation of the benchmark: aligned text tables, the same tables in Markdown, the chart."""
+"""Presentation of the benchmark: progress lines, text and Markdown tables, the chart, the files."""
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,3 +92,13 @@ def throughput_chart(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from glider_trigger.config import Settings
+from glider_trigger.domain.trigger_input import listed_ids, unwrap
+from glider_trigger.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -68,7 +69,6 @@ MAX_RATE: Final = 500  # StartMessageMoveTask's limit for MaxNumberOfMessagesPer
 DEFAULT_LIST_LIMIT: Final = 100
 SQS_BATCH: Final = 10
 UNPARSABLE: Final = "(unparsable)"
-_UNWRAP_DEPTH: Final = 3  # as deep as the function itself unwraps envelopes
 _MAX_CELL: Final = {"PORTFOLIO": 40, "SOURCE": 60}
 _UNSUPPORTED_CODES: Final = frozenset(
     {"InvalidAction", "UnsupportedOperation", "NotImplemented", "InternalFailure"}
@@ -199,41 +199,26 @@ def to_row(message: MessageTypeDef, *, now: float) -> Row:
     )
 
 
-def read_body(body: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The input inside a body (EventBridge `detail` and on-failure `requestPayload` unwrapped,
-    as the function does), and the outermost envelope it came in, if any."""
+def read_body(body: str) -> tuple[object, str | None]:
+    """The body as JSON (None if it is not), and the outermost envelope it came in, if any,
+    as the trigger-input contract unwraps it."""
     try:
         payload: object = json.loads(body)
     except (ValueError, RecursionError):
         return None, None
-    envelope = None
-    for _ in range(_UNWRAP_DEPTH):
-        if not isinstance(payload, dict):
-            break
-        if "detail-type" in payload and isinstance(payload.get("detail"), dict):
-            envelope = envelope or _envelope("eventbridge", payload.get("id"))
-            payload = payload["detail"]
-        elif isinstance(payload.get("requestContext"), dict) and "requestPayload" in payload:
-            request_id = payload["requestContext"].get("requestId")
-            envelope = envelope or _envelope("lambda-destination", request_id)
-            payload = payload["requestPayload"]
-        else:
-            break
-    return (payload if isinstance(payload, dict) else None), envelope
+    envelopes = unwrap(payload).envelopes
+    if not envelopes:
+        return payload, None
+    outer = envelopes[0]
+    delivery_id = outer.delivery_id
+    kind = outer.kind.value
+    return payload, f"{kind}:{delivery_id}" if isinstance(
+        delivery_id, str
+    ) and delivery_id else kind
 
 
-def _envelope(kind: str, delivery_id: object) -> str:
-    return f"{kind}:{delivery_id}" if isinstance(delivery_id, str) and delivery_id else kind
-
-
-def portfolio_of(payload: dict[str, Any] | None) -> str:
-    if payload is None:
-        return UNPARSABLE
-    ids: list[object] = []
-    if "portfolioId" in payload:
-        ids.append(payload["portfolioId"])
-    if isinstance(payload.get("portfolioIds"), list):
-        ids.extend(payload["portfolioIds"])
+def portfolio_of(payload: object) -> str:
+    ids = listed_ids(payload)
     text = ",".join(i if isinstance(i, str) else json.dumps(i) for i in ids)
     return text or UNPARSABLE
 

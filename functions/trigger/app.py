@@ -1,4 +1,4 @@
-"""Lambda entry point: decorators, detect the input kind, one call into the processor.
+"""Lambda entry point: Powertools' decorators around one call into the composition's entry.
 
 SQS batches get a partial batch response (ReportBatchItemFailures); every other input
 (EventBridge Scheduler, an EventBridge rule, a direct invocation) gets a summary.
@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from glider_trigger.config import Settings
-from glider_trigger.errors import ConfigurationError
-from glider_trigger.events import is_sqs_event
-from glider_trigger.lazy import Lazy
-from glider_trigger.runtime import build_processor
-
-if TYPE_CHECKING:
-    from glider_trigger.sqs_batch import SqsBatchHandler
+from glider_trigger.composition import build_entry
+from glider_trigger.domain.errors import ConfigurationError
+from glider_trigger.settings import Settings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "glider-rebalance-trigger")
 metrics = Metrics(
@@ -34,23 +29,10 @@ except ConfigurationError:
     raise
 
 # Built once per execution environment and reused by every warm invocation.
-processor = build_processor(settings, logger=logger, metrics=metrics)
-
-
-def _sqs_batch_handler() -> SqsBatchHandler:
-    # Imported on the first SQS event: schedules and rules never load the batch utility.
-    from glider_trigger.sqs_batch import SqsBatchHandler  # noqa: PLC0415
-
-    return SqsBatchHandler(processor)
-
-
-sqs_batches = Lazy(_sqs_batch_handler)
+entry = build_entry(settings, logger=logger, metrics=metrics)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, object]:
-    invocation = processor.begin(context)
-    if is_sqs_event(event):
-        return sqs_batches.get().handle(event, context, invocation)
-    return processor.process_event(event, invocation).as_response()
+    return entry.handle(event, context)

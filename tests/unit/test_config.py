@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from glider_trigger.config import DEFAULT_GLIDER_API_BASE_URL, Settings
-from glider_trigger.errors import ConfigurationError
+from glider_trigger.domain.errors import ConfigurationError
+from glider_trigger.settings import DEFAULT_GLIDER_API_BASE_URL, Settings
 
 DLQ = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-dlq"
 REQUIRED = {"GLIDER_API_KEY_SECRET_ID": "glider/api-key", "DLQ_URL": DLQ}

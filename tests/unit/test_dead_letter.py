@@ -9,30 +9,35 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from glider_trigger.dead_letter import (
-    MAX_ATTRIBUTES,
-    DeadLetter,
-    DeadLetterQueue,
-    for_failure,
-    for_rejected_id,
-    for_unparsable_input,
-)
-from glider_trigger.errors import (
+from glider_trigger.domain.errors import (
+    ApiError,
     DeadLetterWriteError,
     FailureClass,
-    GliderApiError,
-    GliderTransportError,
     InvalidInputError,
     InvalidPortfolioIdError,
     TriggerError,
     classify,
 )
-from glider_trigger.events import parse_event, parse_sqs_body
-from glider_trigger.models import Failed, InputSource, SourceKind, TriggerRequest
-from glider_trigger.sqs_writer import (
+from glider_trigger.domain.letters import (
+    MAX_ATTRIBUTES,
+    for_failure,
+    for_rejected_id,
+    for_unparsable_input,
+)
+from glider_trigger.domain.models import (
+    Failed,
+    InputSource,
+    OutgoingMessage,
+    SourceKind,
+    TriggerRequest,
+)
+from glider_trigger.inbound.events import parse_event, parse_sqs_body
+from glider_trigger.outbound.glider import v1
+from glider_trigger.outbound.glider.http import unreachable
+from glider_trigger.outbound.queues import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
-    OutgoingMessage,
+    QueueWriter,
     _batches,
     _entry,
     sqs_safe,
@@ -57,7 +62,7 @@ def failed(
     return Failed(request, error, classify(error), attempts)
 
 
-def api_error(**overrides: Any) -> GliderApiError:
+def api_error(**overrides: Any) -> ApiError:
     fields: dict[str, Any] = {
         "status": 404,
         "code": "API_200",
@@ -65,7 +70,7 @@ def api_error(**overrides: Any) -> GliderApiError:
         "correlation_id": "corr_abcd1234",
     }
     fields.update(overrides)
-    return GliderApiError("Portfolio not found", **fields)
+    return v1.api_error("Portfolio not found", **fields)
 
 
 # --- for_failure ---------------------------------------------------------------------------
@@ -91,7 +96,6 @@ def test_failure_body_is_exactly_the_replayable_input(portfolio_id: str, skip: b
     assert [(r.portfolio_id, r.skip_schedule_validation) for r in direct.requests] == [
         (portfolio_id, skip)
     ]
-    assert letter.portfolio_id == portfolio_id
 
 
 def test_failure_attributes_say_why_and_carry_glider_ids() -> None:
@@ -112,7 +116,7 @@ def test_failure_attributes_say_why_and_carry_glider_ids() -> None:
 
 
 def test_source_of_a_scheduled_failure_names_the_schedule() -> None:
-    error = GliderTransportError("read timeout", timed_out=True, maybe_delivered=True)
+    error = unreachable("read timeout", timed_out=True, maybe_delivered=True)
 
     letter = for_failure(failed(error, source=SCHEDULE_SOURCE, attempts=4), now=NOW)
 
@@ -142,7 +146,7 @@ def test_failed_at_defaults_to_now_in_utc() -> None:
 
 
 def test_never_more_than_ten_attributes_and_the_overflow_goes_into_detail() -> None:
-    error = GliderApiError(
+    error = v1.api_error(
         "Rate limit exceeded",
         status=429,
         code="API_004",
@@ -167,19 +171,19 @@ def test_never_more_than_ten_attributes_and_the_overflow_goes_into_detail() -> N
 
 
 def test_empty_error_message_falls_back_to_the_reason() -> None:
-    letter = for_failure(failed(GliderApiError("", status=500)), now=NOW)
+    letter = for_failure(failed(v1.api_error("", status=500)), now=NOW)
 
     assert letter.attributes["detail"] == "SERVER_ERROR"
 
 
 def test_long_detail_is_truncated() -> None:
-    letter = for_failure(failed(GliderApiError("x" * 5000, status=500)), now=NOW)
+    letter = for_failure(failed(v1.api_error("x" * 5000, status=500)), now=NOW)
 
     assert len(str(letter.attributes["detail"])) == 1024
 
 
 def test_no_attribute_is_empty() -> None:
-    error = GliderApiError("", status=400, code="", request_id="", correlation_id="")
+    error = v1.api_error("", status=400, code="", request_id="", correlation_id="")
 
     letter = for_failure(failed(error, source=InputSource(SourceKind.DIRECT)), now=NOW)
 
@@ -234,8 +238,8 @@ def test_rejected_id_error_class_is_permanent() -> None:
 # --- batching ------------------------------------------------------------------------------
 
 
-def letter(body: str = '{"portfolioId": "p1"}', **attributes: str | int) -> DeadLetter:
-    return DeadLetter(body=body, attributes=dict(attributes))
+def letter(body: str = '{"portfolioId": "p1"}', **attributes: str | int) -> OutgoingMessage:
+    return OutgoingMessage(body=body, attributes=dict(attributes))
 
 
 @pytest.mark.parametrize(
@@ -280,7 +284,7 @@ def test_a_single_oversized_letter_still_gets_its_own_batch() -> None:
     assert [len(batch) for batch in _batches(letters)] == [1, 1, 1]
 
 
-# --- DeadLetterQueue.send against a fake SQS client ----------------------------------------
+# --- the DLQ writer against a fake SQS client ----------------------------------------
 
 
 class FakeSqs:
@@ -336,8 +340,13 @@ class RecordingSleep:
         self.delays.append(seconds)
 
 
-def queue(client: FakeSqs, sleep: RecordingSleep) -> DeadLetterQueue:
-    return DeadLetterQueue(QUEUE_URL, client=client, sleep=sleep)  # type: ignore[arg-type]
+def queue(client: FakeSqs, sleep: RecordingSleep) -> QueueWriter:
+    return QueueWriter(
+        QUEUE_URL,
+        client=lambda: client,  # type: ignore[arg-type,return-value]
+        error_type=DeadLetterWriteError,
+        sleep=sleep,
+    )
 
 
 LETTERS = [for_failure(failed(api_error(), portfolio_id=f"port_{i}"), now=NOW) for i in range(3)]
@@ -459,7 +468,7 @@ def test_outside_strings_become_sqs_safe_attribute_values() -> None:
     request = TriggerRequest(
         "p1", False, InputSource(SourceKind.EVENTBRIDGE, delivery_id="ev\x07\ud800", dedupe_key="k")
     )
-    error = GliderApiError("bad\x00 thing \U0001f600", status=404, code="API_200\x1b")
+    error = v1.api_error("bad\x00 thing \U0001f600", status=404, code="API_200\x1b")
     letter = for_failure(Failed(request, error, classify(error), attempts=1))
 
     entry = _entry("0", letter)

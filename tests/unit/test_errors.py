@@ -1,21 +1,21 @@
-"""`classify` against the error table of shared/glider-api.md, and the reason codes."""
+"""`classify` against the error table of shared/glider-api.md (as the v1 adapter reads an
+answer), and the reason codes of the domain's own errors."""
 
 from __future__ import annotations
 
 import pytest
 
-from glider_trigger.errors import (
+from glider_trigger.domain.errors import (
     FailureClass,
-    GliderApiError,
-    GliderTransportError,
     InvalidInputError,
     InvalidPortfolioIdError,
     NotAttemptedError,
     SecretUnavailableError,
     TriggerError,
-    UnexpectedResponseError,
     classify,
 )
+from glider_trigger.outbound.glider.http import unreachable
+from glider_trigger.outbound.glider.v1 import api_error, unexpected_2xx
 
 TRANSIENT, PERMANENT, SYSTEMIC = (
     FailureClass.TRANSIENT,
@@ -75,7 +75,7 @@ TRANSIENT, PERMANENT, SYSTEMIC = (
 def test_api_errors_follow_the_contract_table(
     status: int, code: str | None, expected: FailureClass, reason: str
 ) -> None:
-    error = GliderApiError("from Glider", status=status, code=code)
+    error = api_error("from Glider", status=status, code=code)
 
     assert classify(error) is expected
     assert error.reason == reason
@@ -95,12 +95,12 @@ def test_api_errors_follow_the_contract_table(
 def test_unauthorized_is_status_401_or_an_api_10x_key_code(
     status: int, code: str | None, unauthorized: bool
 ) -> None:
-    assert GliderApiError("x", status=status, code=code).is_unauthorized is unauthorized
+    assert api_error("x", status=status, code=code).unauthorized is unauthorized
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 def test_unexpected_2xx_is_permanent_because_glider_may_have_acted(status: int) -> None:
-    error = UnexpectedResponseError("HTTP 200 without a success body", status=status)
+    error = unexpected_2xx(status)
 
     assert classify(error) is PERMANENT
     assert error.reason == "UNEXPECTED_RESPONSE"
@@ -118,7 +118,7 @@ def test_unexpected_2xx_is_permanent_because_glider_may_have_acted(status: int) 
 def test_transport_errors_are_transient(
     timed_out: bool, maybe_delivered: bool, reason: str
 ) -> None:
-    error = GliderTransportError("boom", timed_out=timed_out, maybe_delivered=maybe_delivered)
+    error = unreachable("boom", timed_out=timed_out, maybe_delivered=maybe_delivered)
 
     assert classify(error) is TRANSIENT
     assert error.reason == reason
@@ -153,7 +153,7 @@ def test_other_errors(error: TriggerError, expected: FailureClass, reason: str) 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_is_permanent_and_never_followed(status: int) -> None:
-    error = GliderApiError("moved", status=status)
+    error = api_error("moved", status=status)
 
     assert classify(error) is FailureClass.PERMANENT
     assert error.reason == "UNEXPECTED_REDIRECT"

@@ -1,4 +1,5 @@
-"""The input parser: every supported shape, every way an input can be wrong."""
+"""The trigger-input contract and Lambda's event shapes: every supported shape, every way an
+input can be wrong."""
 
 from __future__ import annotations
 
@@ -9,18 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glider_trigger.errors import InvalidInputError, InvalidPortfolioIdError
-from glider_trigger.events import (
+from glider_trigger.domain.errors import InvalidInputError, InvalidPortfolioIdError
+from glider_trigger.domain.models import ParsedInput, SourceKind
+from glider_trigger.domain.trigger_input import (
     MAX_KEY_CHARS,
     PORTFOLIO_ID_PATTERN,
     delivery_key,
-    is_sqs_event,
-    parse_event,
-    parse_sqs_body,
     trigger_input,
     validate_portfolio_id,
 )
-from glider_trigger.models import ParsedInput, SourceKind
+from glider_trigger.inbound.events import is_sqs_event, parse_event, parse_sqs_body
 
 SCHEDULE_ARN = "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/rebalance-daily"
 

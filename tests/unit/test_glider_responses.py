@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from glider_trigger.api_key import ApiKey
-from glider_trigger.errors import (
+from glider_trigger.domain.errors import (
+    ApiError,
     FailureClass,
-    GliderApiError,
     InvalidPortfolioIdError,
     TriggerError,
-    UnexpectedResponseError,
     classify,
 )
-from glider_trigger.glider_client import GliderClient, _interpret, _retry_after
-from glider_trigger.models import Receipt
+from glider_trigger.domain.models import ApiKey, InputSource, Receipt, SourceKind, TriggerRequest
+from glider_trigger.outbound.glider.http import Answer, HttpSession
+from glider_trigger.outbound.glider.http import retry_after as _retry_after
+from glider_trigger.outbound.glider.v1 import GliderV1Client, interpret
 
 SUCCESS = {
     "success": True,
@@ -56,8 +56,18 @@ def body(document: Any) -> bytes:
     return json.dumps(document).encode()
 
 
-def api_error(status: int, headers: dict[str, str], payload: bytes) -> GliderApiError:
-    with pytest.raises(GliderApiError) as caught:
+def _interpret(
+    status: int, headers: dict[str, str], payload: bytes, unread: str | None = None
+) -> Receipt:
+    return interpret(Answer(status, headers, payload, unread))
+
+
+def request(portfolio_id: str, skip: bool) -> TriggerRequest:
+    return TriggerRequest(portfolio_id, skip, InputSource(SourceKind.DIRECT))
+
+
+def api_error(status: int, headers: dict[str, str], payload: bytes) -> ApiError:
+    with pytest.raises(ApiError) as caught:
         _interpret(status, headers, payload)
     return caught.value
 
@@ -106,20 +116,20 @@ def test_ids_fall_back_to_response_headers() -> None:
     ],
 )
 def test_2xx_without_a_success_body_is_unexpected_and_never_retried(payload: bytes) -> None:
-    with pytest.raises(UnexpectedResponseError) as caught:
+    with pytest.raises(ApiError) as caught:
         _interpret(200, JSON_HEADERS, payload)
 
-    assert caught.value.status == 200
+    assert caught.value.facts.http_status == 200
     assert classify(caught.value) is FailureClass.PERMANENT
     assert "may or may not" in str(caught.value)
 
 
 def test_unexpected_2xx_keeps_the_glider_ids() -> None:
-    with pytest.raises(UnexpectedResponseError) as caught:
+    with pytest.raises(ApiError) as caught:
         _interpret(204, {"x-request-id": "req_h"}, body({**SUCCESS, "success": False}))
 
-    assert caught.value.request_id == "req_xyz789"
-    assert caught.value.correlation_id == "corr_abc123"
+    assert caught.value.facts.request_id == "req_xyz789"
+    assert caught.value.facts.correlation_id == "corr_abc123"
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -128,11 +138,11 @@ def test_unexpected_2xx_keeps_the_glider_ids() -> None:
 def test_error_envelope_becomes_an_api_error_with_code_message_and_ids() -> None:
     error = api_error(404, JSON_HEADERS, body(ENVELOPE))
 
-    assert error.status == 404
-    assert error.code == "API_200"
+    assert error.facts.http_status == 404
+    assert error.facts.code == "API_200"
     assert str(error) == "Portfolio not found"
-    assert error.request_id == "req_efgh5678"
-    assert error.correlation_id == "corr_abcd1234"
+    assert error.facts.request_id == "req_efgh5678"
+    assert error.facts.correlation_id == "corr_abcd1234"
     assert error.retry_after_seconds is None
     assert classify(error) is FailureClass.PERMANENT
 
@@ -142,7 +152,7 @@ def test_no_schedule_400_is_permanent_bad_request() -> None:
 
     error = api_error(400, JSON_HEADERS, body(document))
 
-    assert error.code == "API_002"
+    assert error.facts.code == "API_002"
     assert error.reason == "BAD_REQUEST"
     assert classify(error) is FailureClass.PERMANENT
 
@@ -152,19 +162,19 @@ def test_invalid_key_envelope_is_unauthorized() -> None:
 
     error = api_error(401, JSON_HEADERS, body(document))
 
-    assert error.is_unauthorized
+    assert error.unauthorized
     assert classify(error) is FailureClass.SYSTEMIC
 
 
 def test_429_body_with_retry_after_header_in_seconds() -> None:
     error = api_error(429, {**JSON_HEADERS, "retry-after": "17"}, body(RATE_LIMITED))
 
-    assert error.status == 429
-    assert error.code is None
+    assert error.facts.http_status == 429
+    assert error.facts.code is None
     assert str(error) == "Rate limit exceeded. Try again in 42 seconds."
     assert error.retry_after_seconds == 17.0  # the header wins over the body
-    assert error.request_id == "req_xyz789"
-    assert error.correlation_id == "corr_abc123"
+    assert error.facts.request_id == "req_xyz789"
+    assert error.facts.correlation_id == "corr_abc123"
     assert error.reason == "RATE_LIMITED"
     assert classify(error) is FailureClass.TRANSIENT
 
@@ -211,7 +221,7 @@ def test_odd_retry_after_header_is_still_a_classified_api_error(header: str) -> 
     # Header values arrive decoded as latin-1; "²" passes str.isdigit() but not float().
     error = api_error(429, {"retry-after": header}, body(RATE_LIMITED))
 
-    assert error.status == 429
+    assert error.facts.http_status == 429
     assert error.retry_after_seconds == 42.0
 
 
@@ -229,10 +239,10 @@ def test_html_gateway_error_is_a_generic_transient_api_error(status: int) -> Non
 
     error = api_error(status, {"content-type": "text/html"}, html)
 
-    assert error.status == status
+    assert error.facts.http_status == status
     assert str(error) == f"HTTP {status} from Glider"
-    assert error.code is None
-    assert error.request_id is None
+    assert error.facts.code is None
+    assert error.facts.request_id is None
     assert classify(error) is FailureClass.TRANSIENT
 
 
@@ -248,9 +258,9 @@ def test_long_error_message_is_bounded() -> None:
 def test_odd_error_bodies_still_become_api_errors(payload: bytes) -> None:
     error = api_error(418, {}, payload)
 
-    assert error.status == 418
+    assert error.facts.http_status == 418
     assert str(error) == "HTTP 418 from Glider"
-    assert error.code is None
+    assert error.facts.code is None
 
 
 # --- GliderClient refuses to build a bad path ----------------------------------------------
@@ -278,26 +288,27 @@ class RecordingHttp:
         raise Stop
 
 
-def client(http: object) -> GliderClient:
-    return GliderClient(
+def client(http: object) -> GliderV1Client:
+    session = HttpSession(
         "https://api.glider.fi/",
         connect_timeout_seconds=3,
         read_timeout_seconds=10,
         http=http,  # type: ignore[arg-type]
     )
+    return GliderV1Client(session)
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "a?b", "a#b", "%2e%2e", "", "a b", "é"])
 def test_client_refuses_an_invalid_portfolio_id_before_any_io(bad: str) -> None:
     with pytest.raises(InvalidPortfolioIdError):
-        client(NoNetwork()).trigger(bad, skip_schedule_validation=False, api_key=ApiKey("k"))
+        client(NoNetwork()).trigger(request(bad, False), ApiKey("k"))
 
 
 def test_client_posts_to_the_contract_path_with_the_key_header() -> None:
     http = RecordingHttp()
 
     with pytest.raises(Stop):
-        client(http).trigger("port_abc123", skip_schedule_validation=True, api_key=ApiKey("k1"))
+        client(http).trigger(request("port_abc123", True), ApiKey("k1"))
 
     ((args, kwargs),) = http.calls
     assert args == (
@@ -357,6 +368,6 @@ def test_a_2xx_whose_body_could_not_be_read_is_an_accepted_trigger_with_unknown_
 
 
 def test_a_non_2xx_whose_body_could_not_be_read_is_classified_by_its_status() -> None:
-    with pytest.raises(GliderApiError) as raised:
+    with pytest.raises(ApiError) as raised:
         _interpret(503, {"retry-after": "3"}, b"", "the answer's body was cut off: ProtocolError")
     assert (raised.value.reason, raised.value.retry_after_seconds) == ("SERVER_ERROR", 3.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from glider_trigger.rate_limit import MAX_RESET_WAIT_SECONDS, RateLimiter
+from glider_trigger.outbound.glider.pacing import MAX_RESET_WAIT_SECONDS, RateLimiter
 
 
 class FakeTime:

@@ -6,17 +6,16 @@ import random
 
 import pytest
 
-from glider_trigger.api_key import ApiKey
-from glider_trigger.errors import (
+from glider_trigger.domain.errors import (
+    ApiError,
     FailureClass,
-    GliderApiError,
-    GliderTransportError,
     NotAttemptedError,
     SecretUnavailableError,
     TriggerError,
-    UnexpectedResponseError,
 )
-from glider_trigger.models import (
+from glider_trigger.domain.invocation import Invocation
+from glider_trigger.domain.models import (
+    ApiKey,
     Failed,
     InputSource,
     Outcome,
@@ -25,90 +24,41 @@ from glider_trigger.models import (
     Triggered,
     TriggerRequest,
 )
-from glider_trigger.trigger import Invocation, RebalanceTrigger, RetryPolicy
+from glider_trigger.domain.retry import RetryPolicy
+from glider_trigger.domain.trigger import RebalanceTrigger
+from glider_trigger.outbound.glider.http import unreachable
+from glider_trigger.outbound.glider.v1 import api_error, unexpected_2xx
+from tests.fakes.api import (
+    WORST_CASE,
+    FakeApi,
+    FakeDeadline,
+    FakeKeys,
+    RecordingSleep,
+    retry_policy,
+)
 
 REQUEST = TriggerRequest("port_abc123", True, InputSource(SourceKind.DIRECT))
 RECEIPT = Receipt("rebal_def456", "sched_abc123", "req_xyz789", "corr_abc123", "triggered")
-WORST_CASE = 13.0  # connect 3 s + read 10 s
 
 
 def seeded(seed: int) -> random.Random:
     return random.Random(seed)  # noqa: S311 - reproducible jitter, not cryptography
 
 
-def server_error(request_id: str | None = None) -> GliderApiError:
-    return GliderApiError("HTTP 503 from Glider", status=503, request_id=request_id)
+def server_error(request_id: str | None = None) -> ApiError:
+    return api_error("HTTP 503 from Glider", status=503, request_id=request_id)
 
 
-def timeout() -> GliderTransportError:
-    return GliderTransportError("read timeout", timed_out=True, maybe_delivered=True)
+def timeout() -> ApiError:
+    return unreachable("read timeout", timed_out=True, maybe_delivered=True)
 
 
-def unauthorized() -> GliderApiError:
-    return GliderApiError("Invalid API key", status=401, code="API_102")
+def unauthorized() -> ApiError:
+    return api_error("Invalid API key", status=401, code="API_102")
 
 
-def not_found() -> GliderApiError:
-    return GliderApiError("Portfolio not found", status=404, code="API_200")
-
-
-# --- fakes ---------------------------------------------------------------------------------
-
-
-class FakeApi:
-    """Raises or returns the scripted steps in order; records every call."""
-
-    def __init__(self, *steps: Receipt | TriggerError, worst_case_seconds: float = WORST_CASE):
-        self.worst_case_seconds = worst_case_seconds
-        self._steps = list(steps)
-        self.calls: list[tuple[str, bool, ApiKey]] = []
-
-    def trigger(
-        self, portfolio_id: str, *, skip_schedule_validation: bool, api_key: ApiKey
-    ) -> Receipt:
-        self.calls.append((portfolio_id, skip_schedule_validation, api_key))
-        if not self._steps:
-            pytest.fail("the API was called more often than scripted")
-        step = self._steps.pop(0)
-        if isinstance(step, TriggerError):
-            raise step
-        return step
-
-
-class FakeKeys:
-    """Hands out key-1, then key-2 after a refresh; or raises `error`."""
-
-    def __init__(self, error: TriggerError | None = None) -> None:
-        self.error = error
-        self.refreshes: list[bool] = []
-        self._version = 1
-
-    def get(self, *, refresh: bool = False) -> ApiKey:
-        self.refreshes.append(refresh)
-        if self.error is not None:
-            raise self.error
-        if refresh:
-            self._version += 1
-        return ApiKey(f"key-{self._version}")
-
-
-class FakeDeadline:
-    def __init__(self, seconds: float = 900.0) -> None:
-        self.seconds = seconds
-
-    def seconds_left(self) -> float:
-        return self.seconds
-
-
-class RecordingSleep:
-    def __init__(self, deadline: FakeDeadline | None = None) -> None:
-        self.delays: list[float] = []
-        self._deadline = deadline
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        if self._deadline is not None:
-            self._deadline.seconds -= seconds
+def not_found() -> ApiError:
+    return api_error("Portfolio not found", status=404, code="API_200")
 
 
 class CeilingRandom(random.Random):
@@ -129,15 +79,11 @@ def run(
     keys = keys or FakeKeys()
     deadline = deadline or FakeDeadline()
     sleep = RecordingSleep(deadline)
+    policy = policy or retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
     service = RebalanceTrigger(
-        api,
-        keys,
-        policy or RetryPolicy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0),
-        sleep=sleep,
-        clock=lambda: 1000.0,
-        rng=rng or seeded(7),
+        api, keys, policy, sleep=sleep, clock=lambda: 1000.0, rng=rng or seeded(7)
     )
-    return service.trigger(REQUEST, Invocation(deadline)), sleep, keys
+    return service.trigger(REQUEST, Invocation(deadline, policy)), sleep, keys
 
 
 # --- RetryPolicy ---------------------------------------------------------------------------
@@ -150,7 +96,7 @@ def run(
 def test_backoff_is_full_jitter_under_the_capped_exponential(
     retry_number: int, ceiling: float
 ) -> None:
-    policy = RetryPolicy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
+    policy = retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
     rng = seeded(1234)
 
     draws = [policy.backoff_seconds(retry_number, rng) for _ in range(2000)]
@@ -162,15 +108,15 @@ def test_backoff_is_full_jitter_under_the_capped_exponential(
 
 
 def test_backoff_with_zero_base_never_waits() -> None:
-    policy = RetryPolicy(base_delay_seconds=0, max_delay_seconds=8.0)
+    policy = retry_policy(base_delay_seconds=0, max_delay_seconds=8.0)
 
     assert {policy.backoff_seconds(n, seeded(n)) for n in range(1, 6)} == {0.0}
 
 
 @pytest.mark.parametrize("retry_after", [0.0, 1.0, 5.0, 8.0])
 def test_delay_honours_retry_after(retry_after: float) -> None:
-    policy = RetryPolicy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
-    error = GliderApiError("slow down", status=429, retry_after_seconds=retry_after)
+    policy = retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
+    error = api_error("slow down", status=429, retry_after_seconds=retry_after)
     rng = seeded(99)
 
     for retry_number in range(1, 5):
@@ -181,14 +127,14 @@ def test_delay_honours_retry_after(retry_after: float) -> None:
 
 @pytest.mark.parametrize("retry_after", [8.01, 30.0, 3600.0])
 def test_retry_after_beyond_max_delay_means_do_not_retry_now(retry_after: float) -> None:
-    policy = RetryPolicy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
-    error = GliderApiError("slow down", status=429, retry_after_seconds=retry_after)
+    policy = retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
+    error = api_error("slow down", status=429, retry_after_seconds=retry_after)
 
     assert policy.delay_before_retry(error, 1, seeded(1)) is None
 
 
 def test_delay_without_retry_after_is_the_backoff() -> None:
-    policy = RetryPolicy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
+    policy = retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
 
     delays = [policy.delay_before_retry(timeout(), 3, seeded(s)) for s in range(200)]
 
@@ -214,7 +160,7 @@ def test_success_on_the_first_attempt() -> None:
     assert len(outcome.api_latencies_ms) == 1
 
 
-@pytest.mark.parametrize("error", [timeout(), server_error(), GliderApiError("x", status=429)])
+@pytest.mark.parametrize("error", [timeout(), server_error(), api_error("x", status=429)])
 def test_transient_error_then_success(error: TriggerError) -> None:
     api = FakeApi(error, RECEIPT)
 
@@ -232,7 +178,7 @@ def test_gives_up_after_max_attempts_with_the_last_error() -> None:
     errors = [server_error(), timeout(), server_error(request_id="req_last")]
     api = FakeApi(*errors)
 
-    outcome, sleep, _ = run(api, policy=RetryPolicy(max_attempts=3))
+    outcome, sleep, _ = run(api, policy=retry_policy(max_attempts=3))
 
     assert isinstance(outcome, Failed)
     assert outcome.attempts == 3
@@ -246,7 +192,7 @@ def test_gives_up_after_max_attempts_with_the_last_error() -> None:
 def test_max_attempts_one_means_no_retry() -> None:
     api = FakeApi(server_error())
 
-    outcome, sleep, _ = run(api, policy=RetryPolicy(max_attempts=1))
+    outcome, sleep, _ = run(api, policy=retry_policy(max_attempts=1))
 
     assert isinstance(outcome, Failed)
     assert outcome.attempts == 1
@@ -257,12 +203,12 @@ def test_max_attempts_one_means_no_retry() -> None:
     "error",
     [
         not_found(),
-        GliderApiError("no schedule", status=400, code="API_002"),
-        GliderApiError("Unprocessable", status=422),
-        UnexpectedResponseError("HTTP 200 without a success body", status=200),
+        api_error("no schedule", status=400, code="API_002"),
+        api_error("Unprocessable", status=422),
+        unexpected_2xx(200),
     ],
 )
-def test_permanent_error_is_not_retried(error: GliderApiError) -> None:
+def test_permanent_error_is_not_retried(error: ApiError) -> None:
     api = FakeApi(error)
 
     outcome, sleep, keys = run(api)
@@ -276,7 +222,7 @@ def test_permanent_error_is_not_retried(error: GliderApiError) -> None:
 
 
 def test_systemic_forbidden_is_not_retried_and_key_not_refreshed() -> None:
-    error = GliderApiError("Permission denied", status=403, code="API_104")
+    error = api_error("Permission denied", status=403, code="API_104")
     api = FakeApi(error)
 
     outcome, sleep, keys = run(api)
@@ -314,26 +260,24 @@ def test_unauthorized_twice_is_systemic_after_two_attempts() -> None:
 
 
 def test_retry_after_longer_than_max_delay_stops_without_sleeping() -> None:
-    error = GliderApiError(
-        "Rate limit exceeded", status=429, code="API_004", retry_after_seconds=30.0
-    )
+    error = api_error("Rate limit exceeded", status=429, code="API_004", retry_after_seconds=30.0)
     api = FakeApi(error)
 
     outcome, sleep, _ = run(
-        api, policy=RetryPolicy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
+        api, policy=retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
     )
 
     assert isinstance(outcome, Failed)
     assert outcome.attempts == 1
     assert sleep.delays == []
     assert outcome.failure_class is FailureClass.TRANSIENT
-    assert isinstance(outcome.error, GliderApiError)
+    assert isinstance(outcome.error, ApiError)
     assert outcome.error.retry_after_seconds == 30.0
     assert outcome.error.reason == "RATE_LIMITED"
 
 
 def test_retry_after_within_max_delay_is_waited_for() -> None:
-    api = FakeApi(GliderApiError("slow down", status=429, retry_after_seconds=5.0), RECEIPT)
+    api = FakeApi(api_error("slow down", status=429, retry_after_seconds=5.0), RECEIPT)
 
     outcome, sleep, _ = run(api)
 
@@ -442,15 +386,18 @@ def test_secret_unavailable_on_refresh_after_401_is_reported() -> None:
 
 
 def invocation(threshold: int = 3) -> Invocation:
-    # trigger_with() below allows 2 attempts a portfolio.
-    return Invocation(FakeDeadline(), breaker_threshold=threshold, attempts_per_portfolio=2)
+    # 2 attempts a portfolio, for the breaker and the trigger alike.
+    policy = retry_policy(
+        max_attempts=2, base_delay_seconds=0, max_delay_seconds=0, breaker_threshold=threshold
+    )
+    return Invocation(FakeDeadline(), policy)
 
 
 def trigger_with(api: FakeApi, state: Invocation) -> Outcome:
     service = RebalanceTrigger(
         api,
         FakeKeys(),
-        RetryPolicy(max_attempts=2, base_delay_seconds=0, max_delay_seconds=0),
+        state.policy,
         sleep=lambda _: None,
         clock=lambda: 0.0,
         rng=seeded(1),
@@ -460,7 +407,7 @@ def trigger_with(api: FakeApi, state: Invocation) -> Outcome:
 
 def test_after_a_systemic_failure_the_rest_of_the_invocation_is_not_attempted() -> None:
     state = invocation()
-    refused = GliderApiError("Permission denied", status=403, code="API_104")
+    refused = api_error("Permission denied", status=403, code="API_104")
     first = trigger_with(FakeApi(refused), state)
     untouched = FakeApi(RECEIPT)
 
@@ -477,7 +424,7 @@ def test_after_a_systemic_failure_the_rest_of_the_invocation_is_not_attempted() 
 
 def test_the_circuit_opens_after_consecutive_transient_portfolios() -> None:
     state = invocation(threshold=2)
-    down = GliderApiError("down", status=503, code="API_000")
+    down = api_error("down", status=503, code="API_000")
     for _ in range(2):
         assert isinstance(trigger_with(FakeApi(down, down), state), Failed)
     untouched = FakeApi(RECEIPT)
@@ -492,9 +439,9 @@ def test_the_circuit_opens_after_consecutive_transient_portfolios() -> None:
 
 def test_a_success_or_a_permanent_answer_resets_the_circuit() -> None:
     state = invocation(threshold=2)
-    down = GliderApiError("down", status=503, code="API_000")
+    down = api_error("down", status=503, code="API_000")
     trigger_with(FakeApi(down, down), state)
-    trigger_with(FakeApi(GliderApiError("nope", status=404, code="API_200")), state)
+    trigger_with(FakeApi(api_error("nope", status=404, code="API_200")), state)
     trigger_with(FakeApi(down, down), state)
 
     outcome = trigger_with(FakeApi(RECEIPT), state)
@@ -504,7 +451,7 @@ def test_a_success_or_a_permanent_answer_resets_the_circuit() -> None:
 
 def test_threshold_zero_disables_the_circuit() -> None:
     state = invocation(threshold=0)
-    down = GliderApiError("down", status=503, code="API_000")
+    down = api_error("down", status=503, code="API_000")
     for _ in range(5):
         trigger_with(FakeApi(down, down), state)
 

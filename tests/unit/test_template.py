@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from glider_trigger.config import GUARD_MARGIN_SECONDS, Settings
+from glider_trigger.settings import GUARD_MARGIN_SECONDS, Settings
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 

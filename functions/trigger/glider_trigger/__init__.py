@@ -1,12 +1,9 @@
-"""Domain and adapters of the Glider rebalance trigger function.
+"""The Glider rebalance trigger function, in layers (see docs/architecture.md):
 
-Modules, one job each:
-- config: the validated settings, built once from the environment
-- events: turns any supported input into trigger requests (or a classified error)
-- glider_client: the one HTTP call to Glider, over a shared urllib3 PoolManager
-- api_key: the API key from Secrets Manager, cached and rotation-safe
-- trigger: the domain service (retry, backoff, key refresh) that yields an outcome
-- dead_letter: the replayable DLQ message format and the SQS sink
-- processor: applies the delivery semantics of each input kind
-- errors: the domain exceptions and the one place that classifies them
+- domain/: requests, outcomes, failures and their classes, the retry and delivery rules, the
+  trigger-input contract, and the ports the domain needs; no AWS SDK, no HTTP client;
+- inbound/: Lambda's event shapes in, the partial batch response or the summary out;
+- outbound/: the ports' adapters (Glider's API, Secrets Manager, the DynamoDB guard, the SQS
+  queues, telemetry);
+- settings.py: the validated environment; composition.py: the one place that wires them.
 """

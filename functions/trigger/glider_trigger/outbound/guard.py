@@ -1,13 +1,22 @@
 """Nothing doubled: a delivery that has triggered a portfolio does not trigger it again.
 
-Powertools Idempotency on DynamoDB, keyed per portfolio per delivery (see events.py for the
-delivery key). An outcome that settles the delivery is remembered: a success, or a 2xx answer
-that was not one (Glider may have acted on it). Any other failure deletes its record, so the
+Powertools Idempotency on DynamoDB, keyed per portfolio per delivery (TriggerRequest.guard_key;
+domain/trigger_input.py builds delivery keys); the domain's TriggerGuard port. An outcome that
+settles the delivery is remembered: a success, or a 2xx answer that was not one (Glider may
+have acted on it). Any other failure deletes its record, so the
 redelivery or replay of a failure is attempted again. The Lambda context is registered per
 invocation, so a record left "in progress" by an interrupted invocation expires with it.
 
 `once` runs an action (the dead letter of a settled failure) at most once per key, so that a
 redelivery neither sends the portfolio again nor writes its dead letter twice.
+
+Built on `idempotent_function`, Powertools' public API, used as documented: what the function
+returns is stored; an exception deletes the record. So a failure that must not be remembered
+leaves the function as an exception (_NotRemembered) carrying its outcome. When the store fails
+to record a settled outcome, Powertools raises after the function ran: the outcome is kept
+aside (_Slot) so it is not lost, and recording it is retried with the persistence layer's
+public `save_success` before the failure is reported (a redelivery after the in-progress
+record lapses would otherwise trigger the portfolio again).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -27,14 +36,14 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
 
-from glider_trigger.errors import (
+from glider_trigger.domain.errors import (
     DuplicateInProgressError,
     IdempotencyUnavailableError,
     RememberedFailureError,
     classify,
 )
-from glider_trigger.lazy import Lazy
-from glider_trigger.models import Failed, Outcome, Receipt, Triggered, TriggerRequest
+from glider_trigger.domain.models import Failed, Outcome, Receipt, Triggered, TriggerRequest
+from glider_trigger.outbound.aws import Lazy
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -44,19 +53,6 @@ if TYPE_CHECKING:
 KEY_PREFIX = "glider-rebalance-trigger"
 # `once` keys live apart from trigger keys: no delivery key, however crafted, can name one.
 ONCE_KEY_PREFIX = f"{KEY_PREFIX}-once"
-
-
-class TriggerGuard(Protocol):
-    def register(self, context: LambdaContext) -> None: ...
-
-    def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
-        """Run `trigger` unless `key` was settled before; then return that earlier outcome."""
-        ...
-
-    def once(self, key: str, action: Callable[[], None]) -> None:
-        """Run `action` unless it ran to completion under `key` before. When the store cannot
-        tell, it runs anyway: a duplicate dead letter is noise, a missing one is a loss."""
-        ...
 
 
 class NoGuard:
@@ -103,7 +99,7 @@ class IdempotencyGuard:
         self,
         table_name: str,
         *,
-        client: DynamoDBClient,
+        client: Callable[[], DynamoDBClient],
         expires_after_seconds: int,
         on_unrecorded: Callable[[str, str], None] = lambda portfolio_id, error: None,
         sleep: Callable[[float], None] = time.sleep,
@@ -113,7 +109,7 @@ class IdempotencyGuard:
         )
         # Powertools touches the client when constructed: build it with the first trigger.
         self._store = Lazy(
-            lambda: DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
+            lambda: DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client())
         )
         self._guarded = Lazy(lambda: self._idempotent(_trigger_once, KEY_PREFIX))
         self._guarded_action = Lazy(lambda: self._idempotent(_run_once, ONCE_KEY_PREFIX))
@@ -131,6 +127,7 @@ class IdempotencyGuard:
         )(function)
 
     def register(self, context: LambdaContext) -> None:
+        """Per invocation: a record left in progress by it expires with its deadline."""
         self._config.register_lambda_context(context)
 
     def once(self, key: str, action: Callable[[], None]) -> None:

@@ -1,4 +1,4 @@
-"""Plain values passed between the parser, the trigger service and the processor."""
+"""Plain values passed between the layers: requests, receipts, outcomes, messages, the key."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from glider_trigger.errors import FailureClass, TriggerError
+from glider_trigger.domain.errors import DuplicateInProgressError, FailureClass, TriggerError
 
 
 class SourceKind(StrEnum):
@@ -24,8 +24,8 @@ class InputSource:
     kind: SourceKind
     delivery_id: str | None = None  # SQS messageId or EventBridge event id
     metadata: Mapping[str, str] = field(default_factory=dict)
-    # What makes a second delivery of the same work recognisable (see events.py); None when
-    # only the Lambda request id can tell, which the processor then uses.
+    # What makes a second delivery of the same work recognisable (see trigger_input.py); None
+    # when only the Lambda request id can tell, which the inbound adapter then uses.
     dedupe_key: str | None = None
 
 
@@ -34,6 +34,18 @@ class TriggerRequest:
     portfolio_id: str
     skip_schedule_validation: bool
     source: InputSource
+
+    @property
+    def guard_key(self) -> str:
+        """What the guard remembers this portfolio's trigger under: per portfolio per delivery."""
+        return f"{self.source.dedupe_key}#{self.portfolio_id}"
+
+    @property
+    def letter_key(self) -> str:
+        """What the guard remembers a settled failure's dead letter under: once per delivery and
+        transport (message or event id), so a redelivery or retry never writes it twice, while
+        a replay of the letter (a new message) writes it again."""
+        return f"{self.guard_key}#dead-letter@{self.source.delivery_id}"
 
 
 @dataclass(frozen=True)
@@ -105,8 +117,74 @@ class Failed:
 
     @property
     def settles_delivery(self) -> bool:
-        """Glider answered 2xx: this delivery never sends the portfolio again."""
+        """The API answered 2xx: this delivery never sends the portfolio again."""
         return self.error.settles_delivery
+
+    @property
+    def held_elsewhere(self) -> bool:
+        """Another invocation holds this delivery in progress: not a failure to dead-letter."""
+        return isinstance(self.error, DuplicateInProgressError)
 
 
 Outcome = Triggered | Failed
+
+
+class OutcomeKind(StrEnum):
+    """What happened to one portfolio, as its log line says."""
+
+    TRIGGERED = "triggered"
+    ALREADY_TRIGGERED = "already-triggered"  # an earlier delivery triggered it: not sent again
+    FAILED = "failed"
+    ALREADY_FAILED = "already-failed"  # an earlier delivery's settled failure: not sent again
+
+
+class Next(StrEnum):
+    """Where a failed portfolio goes next (its log line's action)."""
+
+    DEAD_LETTERED = "dead-lettered"
+    DEAD_LETTERED_LAST_RECEIVE = "dead-lettered: last receive"
+    RETRY = "retry"  # the SQS record is redelivered
+    DEFERRED = "deferred: in progress elsewhere"
+    NOTHING_DEAD_LETTERED_BEFORE = "none: dead-lettered by an earlier delivery"
+
+
+def kind_of(outcome: Outcome) -> OutcomeKind:
+    if isinstance(outcome, Triggered):
+        return OutcomeKind.ALREADY_TRIGGERED if outcome.already_triggered else OutcomeKind.TRIGGERED
+    return OutcomeKind.ALREADY_FAILED if outcome.remembered else OutcomeKind.FAILED
+
+
+AttributeValue = str | int | float
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message for a queue: a body that is a valid input of this function, attributes that
+    say why it was written, and a delay before it becomes visible (0 to the queue's limit)."""
+
+    body: str
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    delay_seconds: int = 0
+
+
+class ApiKey:
+    """A secret string that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ApiKey(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)

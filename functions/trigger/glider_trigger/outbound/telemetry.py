@@ -1,7 +1,8 @@
 """Logs and metrics at the boundary: one structured line per portfolio outcome, EMF metrics.
 
-Field names are stable (dashboards and the `make run` summary read them). Nothing here ever
-receives the API key: outcomes and errors do not carry it.
+Implements the domain's Telemetry port on Powertools' Logger and Metrics. Field names are stable
+(dashboards and the `make run` summary read them). Nothing here ever receives the API key:
+outcomes and errors do not carry it.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from glider_trigger.errors import (
-    FailureClass,
-    GliderApiError,
-    GliderTransportError,
-    SystemicHaltError,
-    TriggerError,
+from glider_trigger.domain.errors import ApiError, FailureClass, SystemicHaltError, TriggerError
+from glider_trigger.domain.models import (
+    Failed,
+    InputSource,
+    Next,
+    Outcome,
+    OutcomeKind,
+    Triggered,
+    kind_of,
 )
-from glider_trigger.models import Failed, InputSource, Outcome, Triggered
 
 METRIC_RECEIVED = "PortfolioIdsReceived"
 METRIC_TRIGGERED = "RebalancesTriggered"
@@ -34,14 +37,14 @@ METRIC_DEFERRED = "PortfoliosDeferred"  # held in progress elsewhere: looked at 
 
 class Telemetry:
     def __init__(self, logger: Logger, metrics: Metrics) -> None:
-        self.logger = logger
+        self._logger = logger
         self._metrics = metrics
 
     def received(self, count: int) -> None:
         """Ids that entered (0 for an unparsable input): the base every other count adds up to."""
         self._metrics.add_metric(METRIC_RECEIVED, MetricUnit.Count, count)
 
-    def outcome(self, outcome: Outcome, *, action: str) -> None:
+    def outcome(self, outcome: Outcome, *, action: Next) -> None:
         """`action` says where a failure goes next: dead-lettered, or retry (SQS redelivery)."""
         for latency in outcome.api_latencies_ms:
             self._metrics.add_metric(METRIC_API_LATENCY, MetricUnit.Milliseconds, latency)
@@ -65,7 +68,7 @@ class Telemetry:
             if receipt.unread is not None:
                 fields |= {"reason": receipt.reason, "detail": receipt.unread}
             flagged = outcome.maybe_delivered_attempts or receipt.unread is not None
-            log = self.logger.warning if flagged else self.logger.info
+            log = self._logger.warning if flagged else self._logger.info
             log(
                 "Rebalance already triggered by an earlier delivery; not triggered again"
                 if outcome.already_triggered
@@ -74,7 +77,7 @@ class Telemetry:
                 else "Rebalance triggered, but Glider's answer was cut off: rebalance id unknown",
                 extra={
                     **fields,
-                    "outcome": "already-triggered" if outcome.already_triggered else "triggered",
+                    "outcome": kind_of(outcome),
                     "rebalance_id": receipt.rebalance_id,
                     "schedule_id": receipt.schedule_id,
                     "glider_request_id": receipt.request_id,
@@ -85,14 +88,14 @@ class Telemetry:
         self._failure(outcome, fields, action)
 
     def rejected(self, portfolio_id: object, error: TriggerError, source: InputSource) -> None:
-        self._count_failure(error, "permanent")
-        self.logger.warning(
+        self._count_failure(error, FailureClass.PERMANENT)
+        self._logger.warning(
             "Portfolio id rejected",
             extra={
                 "portfolio_id": str(portfolio_id)[:140],
-                "outcome": "failed",
-                "action": "dead-lettered",
-                "failure_class": "permanent",
+                "outcome": OutcomeKind.FAILED,
+                "action": Next.DEAD_LETTERED,
+                "failure_class": FailureClass.PERMANENT,
                 "attempts": 0,
                 **error_fields(error),
                 **source_fields(source),
@@ -100,13 +103,13 @@ class Telemetry:
         )
 
     def unparsable(self, error: TriggerError, source: InputSource) -> None:
-        self._count_failure(error, "permanent")
-        self.logger.warning(
+        self._count_failure(error, FailureClass.PERMANENT)
+        self._logger.warning(
             "Input rejected",
             extra={
-                "outcome": "failed",
-                "action": "dead-lettered",
-                "failure_class": "permanent",
+                "outcome": OutcomeKind.FAILED,
+                "action": Next.DEAD_LETTERED,
+                "failure_class": FailureClass.PERMANENT,
                 "attempts": 0,
                 **error_fields(error),
                 **source_fields(source),
@@ -115,14 +118,14 @@ class Telemetry:
 
     def fanned_out(self, count: int, queue_url: str, source: InputSource) -> None:
         self._metrics.add_metric(METRIC_FANNED_OUT, MetricUnit.Count, count)
-        self.logger.info(
+        self._logger.info(
             "Input fanned out to the work queue",
             extra={"fanned_out": count, "work_queue_url": queue_url, **source_fields(source)},
         )
 
     def deferred(self, count: int, delay_seconds: int, queue_url: str) -> None:
         self._metrics.add_metric(METRIC_DEFERRED, MetricUnit.Count, count)
-        self.logger.info(
+        self._logger.info(
             "Portfolios held in progress elsewhere deferred to the work queue",
             extra={"deferred": count, "delay_seconds": delay_seconds, "work_queue_url": queue_url},
         )
@@ -131,40 +134,89 @@ class Telemetry:
         if count:
             self._metrics.add_metric(METRIC_DEAD_LETTERED, MetricUnit.Count, count)
 
-    def _failure(self, outcome: Failed, fields: dict[str, Any], action: str) -> None:
+    def fan_out_failed(self, queue_url: str, messages: int) -> None:
+        self._logger.exception(
+            "Fan-out to the work queue failed; the invocation fails so that it is retried",
+            extra={"work_queue_url": queue_url, "messages": messages},
+        )
+
+    def deferral_failed(self, queue_url: str, messages: int) -> None:
+        self._logger.exception(
+            "Deferring portfolios held in progress elsewhere failed; the invocation fails "
+            "so that it is retried",
+            extra={"work_queue_url": queue_url, "messages": messages},
+        )
+
+    def dead_letter_write_failed(self, queue_url: str, messages: int) -> None:
+        self._logger.exception(
+            "Dead-letter queue write failed; the invocation fails so that AWS keeps the input",
+            extra={"dlq_url": queue_url, "messages": messages},
+        )
+
+    def unexpected_error(self, portfolio_id: str) -> None:
+        self._logger.exception(
+            "Unexpected error while triggering", extra={"portfolio_id": portfolio_id}
+        )
+
+    def postponed(self, delivery_id: str, visibility_timeout_seconds: int) -> None:
+        self._logger.info(
+            "Message postponed for its Retry-After",
+            extra={
+                "delivery_id": delivery_id,
+                "visibility_timeout_seconds": visibility_timeout_seconds,
+            },
+        )
+
+    def postpone_failed(self, delivery_id: str, retry_after_seconds: float) -> None:
+        # The default visibility timeout still brings the message back: a warning, no failure.
+        self._logger.warning(
+            "Could not postpone the message for its Retry-After",
+            exc_info=True,
+            extra={"delivery_id": delivery_id, "retry_after_seconds": retry_after_seconds},
+        )
+
+    def record_failed(self, delivery_id: str) -> None:
+        """A record that raised while it was settled: SQS delivers it again."""
+        self._logger.exception(
+            "Settling the record failed; it will be redelivered",
+            extra={"delivery_id": delivery_id},
+        )
+
+    def _failure(self, outcome: Failed, fields: dict[str, Any], action: Next) -> None:
         if outcome.remembered:
             # Counted when it happened; this delivery came back and nothing was sent again.
             self._metrics.add_metric(METRIC_DUPLICATES, MetricUnit.Count, 1)
-            self.logger.warning(
+            self._logger.warning(
                 "Rebalance trigger failed for an earlier delivery after Glider answered 2xx; "
                 "not sent again",
                 extra={
                     **fields,
-                    "outcome": "already-failed",
+                    "outcome": kind_of(outcome),
                     "action": action,
                     "failure_class": outcome.failure_class.value,
                     **error_fields(outcome.error),
                 },
             )
             return
-        self._count_failure(outcome.error, outcome.failure_class.value)
+        self._count_failure(outcome.error, outcome.failure_class)
         if outcome.failure_class is FailureClass.SYSTEMIC and not isinstance(
             outcome.error, SystemicHaltError
         ):
             self._metrics.add_metric(METRIC_SYSTEMIC, MetricUnit.Count, 1)
-        log = self.logger.error if outcome.failure_class == "systemic" else self.logger.warning
+        systemic = outcome.failure_class is FailureClass.SYSTEMIC
+        log = self._logger.error if systemic else self._logger.warning
         log(
             "Rebalance trigger failed",
             extra={
                 **fields,
-                "outcome": "failed",
+                "outcome": kind_of(outcome),
                 "action": action,
                 "failure_class": outcome.failure_class.value,
                 **error_fields(outcome.error),
             },
         )
 
-    def _count_failure(self, error: TriggerError, failure_class: str) -> None:
+    def _count_failure(self, error: TriggerError, failure_class: FailureClass) -> None:
         # A dimension per class would apply to every metric of the invocation's blob, so each
         # failure is its own EMF record.
         with single_metric(
@@ -180,16 +232,16 @@ class Telemetry:
 
 def error_fields(error: TriggerError) -> dict[str, Any]:
     fields: dict[str, Any] = {"reason": error.reason, "detail": str(error)}
-    if isinstance(error, GliderApiError):
+    if isinstance(error, ApiError):
         fields |= {
-            "http_status": error.status,
-            "api_error_code": error.code,
-            "glider_request_id": error.request_id,
-            "glider_correlation_id": error.correlation_id,
+            "http_status": error.facts.http_status,
+            "api_error_code": error.facts.code,
+            "glider_request_id": error.facts.request_id,
+            "glider_correlation_id": error.facts.correlation_id,
             "retry_after_seconds": error.retry_after_seconds,
         }
-    if isinstance(error, GliderTransportError):
-        fields["maybe_delivered"] = error.maybe_delivered
+        if not error.answered:
+            fields["maybe_delivered"] = error.maybe_delivered
     return {name: value for name, value in fields.items() if value is not None}
 
 

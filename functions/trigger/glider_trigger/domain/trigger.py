@@ -1,146 +1,48 @@
-"""The domain service: trigger one portfolio's rebalance, retrying what is worth retrying.
+"""Trigger one portfolio's rebalance, retrying what is worth retrying.
 
-Knows nothing of Lambda events or HTTP: it gets a request, a deadline, an API and a key source,
-and returns an Outcome. Retries use exponential backoff with full jitter, honour Retry-After,
-and never start an attempt that could not finish before the deadline.
+Knows nothing of Lambda events or HTTP: it gets a request and the invocation (its deadline and
+breaker), calls the RebalancingApi port with a key from the ApiKeySource port, and returns an
+Outcome. Retries use exponential backoff with full jitter, honour Retry-After, and never start
+an attempt that could not finish before the deadline.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from glider_trigger.api_key import ApiKey
-from glider_trigger.errors import (
-    CircuitOpenError,
+from glider_trigger.domain.errors import (
+    ApiError,
     FailureClass,
-    GliderApiError,
-    GliderTransportError,
     NotAttemptedError,
     SecretUnavailableError,
-    SystemicHaltError,
     TriggerError,
     classify,
 )
-from glider_trigger.models import Failed, Outcome, Receipt, Triggered, TriggerRequest
-from glider_trigger.rate_limit import RateLimiter
-
-
-class GliderApi(Protocol):
-    worst_case_seconds: float
-
-    def trigger(
-        self, portfolio_id: str, *, skip_schedule_validation: bool, api_key: ApiKey
-    ) -> Receipt: ...
-
-
-class ApiKeySource(Protocol):
-    def get(self, *, refresh: bool = False) -> ApiKey: ...
-
-
-class Deadline(Protocol):
-    def seconds_left(self) -> float:
-        """Time left for work, safety margin already taken off."""
-        ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 4
-    base_delay_seconds: float = 0.5
-    max_delay_seconds: float = 8.0
-
-    def backoff_seconds(self, retry_number: int, rng: random.Random) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2^(n-1))] for the n-th retry."""
-        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (retry_number - 1))
-        return rng.uniform(0, ceiling)
-
-    def delay_before_retry(
-        self, error: TriggerError, retry_number: int, rng: random.Random
-    ) -> float | None:
-        """Seconds to wait before the next attempt, or None when it should not be retried
-        inside this invocation (a Retry-After longer than we are willing to wait)."""
-        jitter = self.backoff_seconds(retry_number, rng)
-        if isinstance(error, GliderApiError) and error.retry_after_seconds is not None:
-            if error.retry_after_seconds > self.max_delay_seconds:
-                return None
-            return error.retry_after_seconds + jitter * 0.1
-        return jitter
-
-
-@dataclass
-class Invocation:
-    """What one invocation has learned so far, shared by all its workers.
-
-    - After a systemic failure (a refused key, a missing secret, a disabled tenant) every other
-      call would fail the same way: no further attempt starts.
-    - After `breaker_threshold` x `attempts_per_portfolio` calls in a row failed transiently
-      (5xx, 429, timeouts, resets) with no answer in between, the API looks down: no further
-      attempt starts, and what is left fails fast as retryable. Counting calls, not portfolios,
-      gives an outage the same budget whether portfolios run one after another or in parallel.
-    """
-
-    deadline: Deadline
-    request_id: str = ""
-    breaker_threshold: int = 3
-    attempts_per_portfolio: int = 4
-    # The whole invocation's time at its start: no other invocation of this function can hold
-    # a delivery "in progress" for longer than this from now (Lambda's timeout is the same).
-    lifetime_seconds: float = 0.0
-    started_at: float = field(default_factory=time.monotonic)
-    halted_by: TriggerError | None = field(default=None, init=False)
-    failed_calls_in_a_row: int = field(default=0, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-
-    def age_seconds(self) -> float:
-        return time.monotonic() - self.started_at
-
-    def blocker(self) -> TriggerError | None:
-        with self._lock:
-            if self.halted_by is not None:
-                return SystemicHaltError(self.halted_by)
-            budget = self.breaker_threshold * self.attempts_per_portfolio
-            if self.breaker_threshold and self.failed_calls_in_a_row >= budget:
-                return CircuitOpenError(
-                    f"not attempted: the last {self.failed_calls_in_a_row} calls failed "
-                    "transiently; the API looks unavailable"
-                )
-            return None
-
-    def call_failed_transiently(self) -> None:
-        with self._lock:
-            self.failed_calls_in_a_row += 1
-
-    def api_answered(self) -> None:
-        """A success or a definite answer (a 404, say): the API is up."""
-        with self._lock:
-            self.failed_calls_in_a_row = 0
-
-    def halt(self, error: TriggerError) -> None:
-        with self._lock:
-            self.halted_by = self.halted_by or error
+from glider_trigger.domain.invocation import Invocation
+from glider_trigger.domain.models import ApiKey, Failed, Outcome, Receipt, Triggered, TriggerRequest
+from glider_trigger.domain.ports import ApiKeySource, Pacing, RebalancingApi
+from glider_trigger.domain.retry import RetryPolicy
 
 
 class RebalanceTrigger:
     def __init__(
         self,
-        api: GliderApi,
+        api: RebalancingApi,
         api_keys: ApiKeySource,
         policy: RetryPolicy,
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
-        pacing: RateLimiter | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self._pacing = pacing
         self._api = api
         self._api_keys = api_keys
-        self._policy = policy
+        self.policy = policy
         self._sleep = sleep
         self._clock = clock
         # Jitter spreads retries out; it protects nothing, so a CSPRNG would add nothing.
@@ -189,17 +91,17 @@ class RebalanceTrigger:
                     return tally.triggered(request, answer)
                 last_error = answer
 
-            unauthorized = isinstance(last_error, GliderApiError) and last_error.is_unauthorized
+            unauthorized = isinstance(last_error, ApiError) and last_error.unauthorized
             if unauthorized and not key_refreshed:
                 # The key may have been rotated since we cached it: read it again, once.
                 key_refreshed = refresh_key = True
                 continue
             if (
                 classify(last_error) is not FailureClass.TRANSIENT
-                or tries >= self._policy.max_attempts
+                or tries >= self.policy.max_attempts
             ):
                 return tally.failed(request, last_error)
-            delay = self._policy.delay_before_retry(last_error, tries, self._rng)
+            delay = self.policy.delay_before_retry(last_error, tries, self._rng)
             if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
                 return tally.failed(request, last_error)
             self._sleep(delay)
@@ -211,14 +113,10 @@ class RebalanceTrigger:
         tally.attempts += 1
         started = self._clock()
         try:
-            receipt = self._api.trigger(
-                request.portfolio_id,
-                skip_schedule_validation=request.skip_schedule_validation,
-                api_key=api_key,
-            )
+            receipt = self._api.trigger(request, api_key)
         except TriggerError as exc:
             tally.latencies_ms.append((self._clock() - started) * 1000)
-            if isinstance(exc, GliderTransportError) and exc.maybe_delivered:
+            if isinstance(exc, ApiError) and exc.maybe_delivered:
                 tally.maybe_delivered += 1
             failure_class = classify(exc)
             if failure_class is FailureClass.TRANSIENT:

@@ -3,10 +3,13 @@
 Every failure the function can meet is one of these exceptions; `classify` decides whether it
 is worth retrying (transient), will never succeed as sent (permanent), or means every other
 call will fail the same way (systemic: a revoked key, a missing secret, a disabled tenant).
+An API's answers arrive already classified by its adapter (ApiError): the status and code
+tables of an API version live with that version's adapter, not here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
@@ -22,7 +25,7 @@ class ConfigurationError(Exception):
 
 
 class QueueWriteError(Exception):
-    """SQS refused messages even after retries; `unsent` says how many."""
+    """A queue refused messages even after retries; `unsent` says how many."""
 
     def __init__(self, message: str, *, unsent: int) -> None:
         super().__init__(message)
@@ -42,14 +45,22 @@ class TriggerError(Exception):
     """Base of every classified failure of one trigger request (or of one whole input)."""
 
     fixed_reason: ClassVar[str] = "INTERNAL_ERROR"
-    # True when Glider answered 2xx: it may have started a rebalance, so the delivery must never
-    # send this portfolio again (the guard remembers the outcome like a success).
-    settles_delivery: ClassVar[bool] = False
 
     @property
     def reason(self) -> str:
         """A short, stable code for logs, metrics and the DLQ (e.g. RATE_LIMITED)."""
         return self.fixed_reason
+
+    @property
+    def settles_delivery(self) -> bool:
+        """True when the API may have started a rebalance on it (it answered 2xx): the delivery
+        never sends this portfolio again, and the guard remembers the outcome like a success."""
+        return False
+
+    @property
+    def retry_after_seconds(self) -> float | None:
+        """How long the API asked us to wait before trying again, if it said."""
+        return None
 
 
 class InvalidInputError(TriggerError):
@@ -113,80 +124,65 @@ class SecretUnavailableError(TriggerError):
         return "SECRET_THROTTLED" if self.retryable else "SECRET_UNAVAILABLE"
 
 
-class GliderTransportError(TriggerError):
-    """No HTTP response: timeout, refused or reset connection, TLS failure.
+@dataclass(frozen=True)
+class ApiFacts:
+    """What support asks for about one answer of the API (None where it gave none)."""
 
-    `maybe_delivered` is True when the request had left: Glider may have triggered the
-    rebalance even though we never saw its answer (it has no idempotency key).
+    http_status: int | None = None
+    code: str | None = None
+    request_id: str | None = None
+    correlation_id: str | None = None
+
+
+class ApiError(TriggerError):
+    """A trigger the API did not accept, or whose answer never arrived, as its adapter read
+    it: the adapter decides the reason and the class; the domain only acts on them.
+
+    - `unauthorized`: the key was refused; it may have been rotated, so it is worth one refetch.
+    - `answered`: the API gave an HTTP answer (a 404, say): it is up, whatever the answer.
+    - `maybe_delivered`: no answer, but the request had left: the API may have acted on it.
+    - `settles`: a 2xx that is not a success: the API may have acted on it (never retried).
     """
-
-    def __init__(self, message: str, *, timed_out: bool, maybe_delivered: bool) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
-        self.maybe_delivered = maybe_delivered
-
-    @property
-    def reason(self) -> str:
-        return "TIMEOUT" if self.timed_out else "CONNECTION_ERROR"
-
-
-class GliderApiError(TriggerError):
-    """Glider answered, but not with success. Carries what support asks for."""
 
     def __init__(
         self,
         message: str,
         *,
-        status: int,
-        code: str | None = None,
-        request_id: str | None = None,
-        correlation_id: str | None = None,
+        reason: str,
+        failure_class: FailureClass,
+        facts: ApiFacts | None = None,
         retry_after_seconds: float | None = None,
+        unauthorized: bool = False,
+        answered: bool = True,
+        maybe_delivered: bool = False,
+        settles: bool = False,
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.correlation_id = correlation_id
-        self.retry_after_seconds = retry_after_seconds
+        self._reason = reason
+        self.failure_class = failure_class
+        self.facts = facts or ApiFacts()
+        self._retry_after_seconds = retry_after_seconds
+        self.unauthorized = unauthorized
+        self.answered = answered
+        self.maybe_delivered = maybe_delivered
+        self._settles = settles
 
     @property
     def reason(self) -> str:
-        if self.is_rate_limited:
-            return "RATE_LIMITED"
-        if self.code in _TENANT_CODES:
-            return "TENANT_UNAVAILABLE"
-        if self.status >= 500:
-            return "SERVER_ERROR"
-        if 300 <= self.status < 400:
-            return "UNEXPECTED_REDIRECT"  # never followed: the key must not travel elsewhere
-        return _REASON_BY_STATUS.get(self.status, "CLIENT_ERROR")
+        return self._reason
 
     @property
-    def is_rate_limited(self) -> bool:
-        return self.status == 429 or self.code == "API_004"
+    def settles_delivery(self) -> bool:
+        return self._settles
 
     @property
-    def is_unauthorized(self) -> bool:
-        """The key was refused: it may have been rotated, so it is worth one refetch."""
-        return self.status == 401 or self.code in _UNAUTHORIZED_CODES
-
-
-class UnexpectedResponseError(GliderApiError):
-    """A 2xx that is not a success body. The API may have acted on it, so it is never retried."""
-
-    settles_delivery = True
-
-    @property
-    def reason(self) -> str:
-        return "UNEXPECTED_RESPONSE"
+    def retry_after_seconds(self) -> float | None:
+        return self._retry_after_seconds
 
 
 class RememberedFailureError(TriggerError):
-    """An earlier delivery's failure that settled it (Glider answered 2xx, not a success), as
+    """An earlier delivery's failure that settled it (the API answered 2xx, not a success), as
     the guard stored it: never sent again, and its dead letter is written once per delivery."""
-
-    settles_delivery = True
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
@@ -196,20 +192,9 @@ class RememberedFailureError(TriggerError):
     def reason(self) -> str:
         return self._reason
 
-
-_UNAUTHORIZED_CODES = frozenset({"API_100", "API_101", "API_102", "API_103"})
-_FORBIDDEN_CODES = frozenset({"API_104", "API_110"})
-_TENANT_CODES = frozenset({"API_105", "API_106"})
-_SYSTEMIC_CODES = _UNAUTHORIZED_CODES | _FORBIDDEN_CODES | _TENANT_CODES
-_REASON_BY_STATUS = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    408: "REQUEST_TIMEOUT",
-    409: "CONFLICT",
-    422: "BAD_REQUEST",
-}
+    @property
+    def settles_delivery(self) -> bool:
+        return True
 
 
 def classify(error: TriggerError) -> FailureClass:
@@ -220,9 +205,9 @@ def classify(error: TriggerError) -> FailureClass:
     (retried, then dead-lettered), never dropped.
     """
     if error.settles_delivery:
-        return FailureClass.PERMANENT  # Glider answered 2xx and may have acted: never retried
-    if isinstance(error, GliderApiError):
-        return _classify_api_error(error)
+        return FailureClass.PERMANENT  # the API answered 2xx and may have acted: never retried
+    if isinstance(error, ApiError):
+        return error.failure_class  # as the API version's adapter read its answer
     if isinstance(error, SecretUnavailableError):
         return FailureClass.TRANSIENT if error.retryable else FailureClass.SYSTEMIC
     if isinstance(error, SystemicHaltError):
@@ -230,14 +215,3 @@ def classify(error: TriggerError) -> FailureClass:
     if isinstance(error, InvalidInputError | InvalidPortfolioIdError):
         return FailureClass.PERMANENT
     return FailureClass.TRANSIENT
-
-
-def _classify_api_error(error: GliderApiError) -> FailureClass:
-    if error.code in _SYSTEMIC_CODES or error.status in (401, 403):
-        return FailureClass.SYSTEMIC
-    if error.is_rate_limited or error.status >= 500 or error.code == "API_000":
-        return FailureClass.TRANSIENT
-    # 408 Request Timeout is the server giving up on us: as transient as a socket timeout.
-    if error.status == 408:
-        return FailureClass.TRANSIENT
-    return FailureClass.PERMANENT

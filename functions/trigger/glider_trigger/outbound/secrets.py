@@ -1,21 +1,24 @@
 """The Glider API key, read from Secrets Manager through Powertools' cached provider.
 
 The secret is a plain string or a JSON object with an "apiKey" field. The value lives only in
-an ApiKey, whose repr and str are redacted, so it cannot reach a log line by accident.
+an ApiKey (domain/models.py), whose repr and str are redacted, so it cannot reach a log line by
+accident. Implements the domain's ApiKeySource port.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from glider_trigger.errors import SecretUnavailableError
-from glider_trigger.lazy import Lazy
+from glider_trigger.domain.errors import SecretUnavailableError
+from glider_trigger.domain.models import ApiKey
+from glider_trigger.outbound.aws import Lazy
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -32,41 +35,18 @@ _HINTS: Final = {
 }
 
 
-class ApiKey:
-    """A secret string that never prints itself."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "ApiKey(<redacted>)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ApiKey) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
 class ApiKeyProvider:
     def __init__(
         self,
         secret_id: str,
         *,
         max_age_seconds: int,
-        client: SecretsManagerClient | None = None,
+        client: Callable[[], SecretsManagerClient],
     ) -> None:
         self._secret_id = secret_id
         self._max_age = max_age_seconds
         # Powertools touches the client when constructed: build it with the first read.
-        self._provider = Lazy(lambda: SecretsProvider(boto3_client=client))
+        self._provider = Lazy(lambda: SecretsProvider(boto3_client=client()))
         self._lock = threading.Lock()
 
     def get(self, *, refresh: bool = False) -> ApiKey:

@@ -1,6 +1,7 @@
 """Writes messages to an SQS queue with SendMessageBatch: batches of at most 10 entries and
 256 KiB, entries SQS reports as failed retried, and an error if any still cannot be written.
-Used for the DLQ and for fanning large inputs out to the work queue.
+One class for both queues the function writes: the DLQ (DeadLetterWriteError) and the work
+queue (fan-out and deferrals, FanOutError); they differ only by the error they raise.
 
 Attribute values often quote the outside world (an event id, a schedule ARN, Glider's error
 message); SQS refuses characters outside XML 1.0's set with InvalidMessageContents, so every
@@ -13,12 +14,13 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from glider_trigger.errors import FanOutError, QueueWriteError
+from glider_trigger.domain.errors import QueueWriteError
+from glider_trigger.domain.models import AttributeValue, OutgoingMessage
+from glider_trigger.domain.ports import MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -30,18 +32,8 @@ if TYPE_CHECKING:
 MAX_BATCH_ENTRIES: Final = 10
 MAX_BATCH_BYTES: Final = 256 * 1024
 
-MAX_DELAY_SECONDS: Final = 900  # SQS's DelaySeconds limit
 # What SQS refuses in a String attribute value (the complement of XML 1.0's characters).
 _NOT_SQS_SAFE: Final = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-AttributeValue = str | int | float
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    body: str
-    attributes: dict[str, AttributeValue] = field(default_factory=dict)
-    delay_seconds: int = 0  # 0-900: the message becomes visible this long after it is sent
 
 
 def sqs_safe(text: str) -> str:
@@ -50,18 +42,18 @@ def sqs_safe(text: str) -> str:
 
 
 class QueueWriter:
-    error_type: ClassVar[type[QueueWriteError]] = QueueWriteError
-
     def __init__(
         self,
         queue_url: str,
         *,
-        client: SQSClient,
+        client: Callable[[], SQSClient],
+        error_type: type[QueueWriteError],
         max_send_attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._queue_url = queue_url
-        self._client = client
+        self._client = client  # built on the first write
+        self.error_type = error_type
         self._max_send_attempts = max_send_attempts
         self._sleep = sleep
 
@@ -99,7 +91,7 @@ class QueueWriter:
             if attempt > 1:
                 self._sleep(0.1 * 2**attempt)
             try:
-                response = self._client.send_message_batch(
+                response = self._client().send_message_batch(
                     QueueUrl=self._queue_url,
                     Entries=[_entry(entry_id, message) for entry_id, message in pending.items()],
                 )
@@ -159,7 +151,3 @@ def _batches(messages: Sequence[OutgoingMessage]) -> Iterator[list[OutgoingMessa
         size += message_size
     if batch:
         yield batch
-
-
-class WorkQueueWriter(QueueWriter):
-    error_type = FanOutError

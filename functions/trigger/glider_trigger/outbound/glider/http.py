@@ -1,11 +1,9 @@
-"""The one HTTP call this function makes: trigger a portfolio's rebalance on Glider.
+"""HTTP mechanics every Glider adapter shares: the pool, one request with its transport
+failures classified, a bounded body read, Retry-After clamped, JSON bodies read defensively.
 
-Speaks the contract in shared/glider-api.md and turns every answer into either a Receipt or a
-TriggerError. It does not retry (the trigger service owns retries) and never follows redirects.
-
-Once the status line has arrived, it is the answer: a body cut off after a 2xx is an accepted
-trigger whose rebalance id is unknown (a Receipt with `unread`), never a transport error that
-would be sent again. Numbers from the answer (Retry-After) are clamped before any arithmetic.
+Once the status line has arrived, it is the answer: a body cut off after it is reported as
+`unread`, never as a transport error that would be sent again. Redirects are never followed
+(the key must not travel elsewhere) and nothing is retried here (the domain owns retries).
 """
 
 from __future__ import annotations
@@ -13,32 +11,23 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Final
 
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
-from glider_trigger.api_key import ApiKey
-from glider_trigger.errors import (
-    GliderApiError,
-    GliderTransportError,
-    UnexpectedResponseError,
-)
-from glider_trigger.events import validate_portfolio_id
-from glider_trigger.models import Receipt
-from glider_trigger.rate_limit import RateLimiter
+from glider_trigger.domain.errors import ApiError, FailureClass
 
-TRIGGER_PATH = "/v1/portfolio/{portfolio_id}/rebalance/schedule/trigger"
 # Success and error bodies are a few hundred bytes; anything near this is not Glider talking.
-MAX_RESPONSE_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES: Final = 64 * 1024
 # A longer Retry-After is taken as this (a day): whatever Glider says, waiting longer than the
 # guard remembers and SQS keeps a message would be meaningless, and dates must not overflow.
-MAX_RETRY_AFTER_SECONDS = 86_400.0
-_DIGITS = re.compile(r"[0-9]+")
-USER_AGENT = "glider-rebalance-trigger/0.1 (+aws-lambda)"
+MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
+USER_AGENT: Final = "glider-rebalance-trigger/0.1 (+aws-lambda)"
+_DIGITS: Final = re.compile(r"[0-9]+")
 
 
 def build_pool_manager(*, max_connections: int = 4) -> urllib3.PoolManager:
@@ -55,75 +44,88 @@ def build_pool_manager(*, max_connections: int = 4) -> urllib3.PoolManager:
     )
 
 
-class GliderClient:
+@dataclass(frozen=True)
+class Answer:
+    """What came back: the status line and headers (names lower-case), the body (bounded),
+    and why the body could not be read whole, if it could not."""
+
+    status: int
+    headers: dict[str, str]
+    payload: bytes
+    unread: str | None = None
+
+
+class HttpSession:
+    """Sends one request on the shared pool and turns every way it can fail before an answer
+    arrives into a transient ApiError (`maybe_delivered` once the request had left)."""
+
     def __init__(
         self,
         base_url: str,
         *,
         connect_timeout_seconds: float,
         read_timeout_seconds: float,
-        http: urllib3.PoolManager | None = None,
-        rate_limiter: RateLimiter | None = None,
+        http: urllib3.PoolManager,
     ) -> None:
-        self._rate_limiter = rate_limiter
         self._base_url = base_url.rstrip("/")
         self._timeout = urllib3.Timeout(connect=connect_timeout_seconds, read=read_timeout_seconds)
-        self._http = http or build_pool_manager()
+        self._http = http
         self.worst_case_seconds = connect_timeout_seconds + read_timeout_seconds
-        """How long one attempt may take before it times out."""
+        """How long one request may take before it times out."""
 
-    def trigger(
-        self, portfolio_id: str, *, skip_schedule_validation: bool, api_key: ApiKey
-    ) -> Receipt:
-        # Validated by the parser already; checked again so that no caller can bend the path.
-        path = TRIGGER_PATH.format(portfolio_id=quote(validate_portfolio_id(portfolio_id), safe=""))
-        body = json.dumps({"skipScheduleValidation": skip_schedule_validation}).encode()
+    def request(
+        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None = None
+    ) -> Answer:
         try:
             response = self._http.request(
-                "POST",
+                method,
                 self._base_url + path,
                 body=body,
-                headers={
-                    "X-API-KEY": api_key.reveal(),
-                    "Content-Type": "application/json",
-                    "Accept": "application/json",
-                    "User-Agent": USER_AGENT,
-                },
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT, **headers},
                 timeout=self._timeout,
                 retries=False,
                 redirect=False,
                 preload_content=False,
             )
         except NewConnectionError as exc:  # before its base class, ConnectTimeoutError
-            raise GliderTransportError(
+            raise unreachable(
                 f"could not connect to Glider: {type(exc).__name__}",
                 timed_out=False,
                 maybe_delivered=False,
             ) from exc
         except ConnectTimeoutError as exc:
-            raise GliderTransportError(
+            raise unreachable(
                 "could not connect to Glider within the connect timeout",
                 timed_out=True,
                 maybe_delivered=False,
             ) from exc
         except Urllib3TimeoutError as exc:
-            raise GliderTransportError(
+            raise unreachable(
                 "no response from Glider within the read timeout",
                 timed_out=True,
                 maybe_delivered=True,
             ) from exc
         except HTTPError as exc:
             # Reset or closed after the request went out: Glider may have acted on it.
-            raise GliderTransportError(
+            raise unreachable(
                 f"connection to Glider failed: {type(exc).__name__}",
                 timed_out=False,
                 maybe_delivered=True,
             ) from exc
         headers = {name.lower(): value for name, value in response.headers.items()}
         payload, unread = _read_bounded(response)
-        if self._rate_limiter is not None:
-            self._rate_limiter.observe(headers)  # slow down before Glider answers 429
-        return _interpret(response.status, headers, payload, unread)
+        return Answer(response.status, headers, payload, unread)
+
+
+def unreachable(message: str, *, timed_out: bool, maybe_delivered: bool) -> ApiError:
+    """No HTTP answer: a timeout, a refused or reset connection, a TLS failure (transient)."""
+    return ApiError(
+        message,
+        reason="TIMEOUT" if timed_out else "CONNECTION_ERROR",
+        failure_class=FailureClass.TRANSIENT,
+        answered=False,
+        maybe_delivered=maybe_delivered,
+    )
 
 
 def _read_bounded(response: urllib3.BaseHTTPResponse) -> tuple[bytes, str | None]:
@@ -143,59 +145,7 @@ def _read_bounded(response: urllib3.BaseHTTPResponse) -> tuple[bytes, str | None
     return payload, None
 
 
-def _interpret(
-    status: int, headers: dict[str, str], payload: bytes, unread: str | None = None
-) -> Receipt:
-    document = _json_object(payload)
-    request_id = _text(document.get("requestId")) or headers.get("x-request-id")
-    correlation_id = _text(document.get("correlationId")) or headers.get("x-correlation-id")
-    if 200 <= status < 300 and unread is not None:
-        # Glider accepted the trigger; sending it again would start a second rebalance.
-        return Receipt(
-            rebalance_id=None,
-            schedule_id=None,
-            request_id=request_id,
-            correlation_id=correlation_id,
-            unread=f"HTTP {status}, but {unread}: the rebalance id is unknown",
-        )
-    if 200 <= status < 300:
-        data = document.get("data")
-        if document.get("success") is not True or not isinstance(data, dict):
-            raise UnexpectedResponseError(
-                f"HTTP {status} without a success body; the rebalance may or may not have "
-                "been triggered",
-                status=status,
-                request_id=request_id,
-                correlation_id=correlation_id,
-            )
-        return Receipt(
-            rebalance_id=_text(data.get("rebalanceId")),
-            schedule_id=_text(data.get("scheduleId")),
-            request_id=request_id,
-            correlation_id=correlation_id,
-            status=_text(data.get("status")),
-        )
-    code, message = _error_code_and_message(document)
-    raise GliderApiError(
-        message or f"HTTP {status} from Glider",
-        status=status,
-        code=code,
-        request_id=request_id,
-        correlation_id=correlation_id,
-        retry_after_seconds=_retry_after(headers.get("retry-after"), document),
-    )
-
-
-def _error_code_and_message(document: dict[str, Any]) -> tuple[str | None, str | None]:
-    error = document.get("error")
-    if isinstance(error, dict):  # the v1 envelope
-        return _text(error.get("code")), _text(error.get("message"))
-    # The 429 body: {"error": "Too Many Requests", "message": "..."}
-    message = _text(document.get("message")) or _text(error)
-    return None, message
-
-
-def _retry_after(header: str | None, document: dict[str, Any]) -> float | None:
+def retry_after(header: str | None, document: dict[str, Any]) -> float | None:
     """Seconds, clamped to [0, MAX_RETRY_AFTER_SECONDS]; None when the answer gives none."""
     if header:
         header = header.strip()
@@ -220,7 +170,7 @@ def _clamp(seconds: float) -> float:
     return MAX_RETRY_AFTER_SECONDS if seconds >= MAX_RETRY_AFTER_SECONDS else float(seconds)
 
 
-def _json_object(payload: bytes) -> dict[str, Any]:
+def json_object(payload: bytes) -> dict[str, Any]:
     try:
         document = json.loads(payload)
     except (ValueError, RecursionError):
@@ -228,7 +178,7 @@ def _json_object(payload: bytes) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
-def _text(value: object) -> str | None:
+def text(value: object) -> str | None:
     """A short string from the response, for logs and DLQ attributes."""
     if isinstance(value, str) and value:
         return value[:512]

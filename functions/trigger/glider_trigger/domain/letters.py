@@ -1,4 +1,4 @@
-"""The dead-letter queue: a replayable message per failure, and the SQS sink that writes them.
+"""The dead letter: one replayable message per failure, and the attributes that say why.
 
 A message's body is itself a valid input of this function ({"portfolioId", "skipScheduleValidation",
 "deliveryKey"} for a failed portfolio; the original input, verbatim, for an input that could not
@@ -10,53 +10,38 @@ is there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from glider_trigger.errors import (
-    DeadLetterWriteError,
-    FailureClass,
-    GliderApiError,
-    TriggerError,
-    classify,
+from glider_trigger.domain.errors import ApiError, FailureClass, TriggerError, classify
+from glider_trigger.domain.models import (
+    AttributeValue,
+    Failed,
+    InputSource,
+    OutgoingMessage,
+    RejectedId,
 )
-from glider_trigger.events import resumed_input, trigger_input
-from glider_trigger.models import Failed, InputSource, RejectedId
-from glider_trigger.sqs_writer import AttributeValue, OutgoingMessage, QueueWriter
+from glider_trigger.domain.trigger_input import resumed_input, trigger_input
 
 # SQS allows 10 attributes a message; extra facts are folded into "detail" instead.
 MAX_ATTRIBUTES: Final = 10
 _MAX_DETAIL_CHARS: Final = 1024
 
 
-@dataclass(frozen=True)
-class DeadLetter(OutgoingMessage):
-    portfolio_id: str | None = None  # for logs only
-
-
-class DeadLetterQueue(QueueWriter):
-    """Writes dead letters with SendMessageBatch; raises DeadLetterWriteError if any cannot
-    be written, so that the invocation fails and AWS keeps the input."""
-
-    error_type = DeadLetterWriteError
-
-
-def for_failure(failed: Failed, *, now: datetime | None = None) -> DeadLetter:
+def for_failure(failed: Failed, *, now: datetime | None = None) -> OutgoingMessage:
     request = failed.request
-    return DeadLetter(
+    return OutgoingMessage(
         body=resumed_input(request),
         attributes=_attributes(
             failed.error, failed.failure_class, failed.attempts, request.source, now
         ),
-        portfolio_id=request.portfolio_id,
     )
 
 
 def for_rejected_id(
     rejected: RejectedId, source: InputSource, *, now: datetime | None = None
-) -> DeadLetter:
-    return DeadLetter(
+) -> OutgoingMessage:
+    return OutgoingMessage(
         body=trigger_input(rejected.portfolio_id, rejected.skip_schedule_validation),
         attributes=_attributes(rejected.error, classify(rejected.error), 0, source, now),
     )
@@ -64,9 +49,11 @@ def for_rejected_id(
 
 def for_unparsable_input(
     raw_body: str, error: TriggerError, source: InputSource, *, now: datetime | None = None
-) -> DeadLetter:
+) -> OutgoingMessage:
     """The input exactly as received, so nothing about it is lost."""
-    return DeadLetter(body=raw_body, attributes=_attributes(error, classify(error), 0, source, now))
+    return OutgoingMessage(
+        body=raw_body, attributes=_attributes(error, classify(error), 0, source, now)
+    )
 
 
 def _attributes(
@@ -76,13 +63,10 @@ def _attributes(
     source: InputSource,
     now: datetime | None,
 ) -> dict[str, AttributeValue]:
-    api = error if isinstance(error, GliderApiError) else None
+    facts = error.facts if isinstance(error, ApiError) else None
     failed_at = now or datetime.now(UTC)
-    retry_at = (
-        failed_at + timedelta(seconds=api.retry_after_seconds)
-        if api and api.retry_after_seconds
-        else None
-    )
+    wait = error.retry_after_seconds
+    retry_at = failed_at + timedelta(seconds=wait) if wait else None
     source_ref = source.delivery_id or source.metadata.get("scheduleArn")
     candidates: list[tuple[str, AttributeValue | None]] = [
         ("failureClass", failure_class.value),
@@ -91,12 +75,12 @@ def _attributes(
         ("attempts", attempts),
         ("source", f"{source.kind.value}:{source_ref}" if source_ref else source.kind.value),
         ("failedAt", failed_at.isoformat(timespec="milliseconds")),
-        ("httpStatus", api.status if api else None),
+        ("httpStatus", facts.http_status if facts else None),
         # When Glider said a retry may succeed: a replay before then is likely to fail again.
         ("retryAt", retry_at.isoformat(timespec="seconds") if retry_at else None),
-        ("apiErrorCode", api.code if api else None),
-        ("gliderRequestId", api.request_id if api else None),
-        ("gliderCorrelationId", api.correlation_id if api else None),
+        ("apiErrorCode", facts.code if facts else None),
+        ("gliderRequestId", facts.request_id if facts else None),
+        ("gliderCorrelationId", facts.correlation_id if facts else None),
     ]
     present = [(name, value) for name, value in candidates if value not in (None, "")]
     kept: dict[str, AttributeValue] = {

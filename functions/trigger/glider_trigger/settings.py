@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
 
-from glider_trigger.errors import ConfigurationError
+from glider_trigger.domain.errors import ConfigurationError
 
 DEFAULT_GLIDER_API_BASE_URL = "https://api.glider.fi"
 # Beyond the queues' retention, the guard's memory covers Lambda's async event age (at most 6 h)

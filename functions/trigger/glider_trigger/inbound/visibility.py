@@ -8,7 +8,10 @@ event source's poll before the invocation) is taken off."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -19,30 +22,38 @@ MAX_VISIBILITY_SECONDS = 43_200  # SQS's limit: 12 hours from the receive
 RECEIVE_SLACK_SECONDS = 30
 
 
+class PostponeError(Exception):
+    """SQS refused to change the message's visibility (its default timeout still applies)."""
+
+
 class WorkQueueVisibility:
-    def __init__(self, *, client: SQSClient) -> None:
-        self._client = client
+    def __init__(self, *, client: Callable[[], SQSClient]) -> None:
+        self._client = client  # built on the first postponement
         self._urls: dict[str, str] = {}
 
     def postpone(
         self, queue_arn: str, receipt_handle: str, seconds: float, *, received_seconds_ago: float
     ) -> int:
         """Make the message visible again in `seconds` (rounded up), or as late as SQS allows
-        for a message received `received_seconds_ago`; returns what was set."""
+        for a message received `received_seconds_ago`; returns what was set. Raises
+        PostponeError when SQS refuses."""
         allowed = MAX_VISIBILITY_SECONDS - RECEIVE_SLACK_SECONDS - max(0.0, received_seconds_ago)
         timeout = max(0, math.ceil(min(seconds, allowed)))
-        self._client.change_message_visibility(
-            QueueUrl=self._queue_url(queue_arn),
-            ReceiptHandle=receipt_handle,
-            VisibilityTimeout=timeout,
-        )
+        try:
+            self._client().change_message_visibility(
+                QueueUrl=self._queue_url(queue_arn),
+                ReceiptHandle=receipt_handle,
+                VisibilityTimeout=timeout,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise PostponeError(f"{type(exc).__name__}: {exc}") from exc
         return timeout
 
     def _queue_url(self, queue_arn: str) -> str:
         # arn:aws:sqs:<region>:<account>:<name>; GetQueueUrl keeps endpoints out of our code.
         if queue_arn not in self._urls:
             *_, account, name = queue_arn.split(":")
-            self._urls[queue_arn] = self._client.get_queue_url(
+            self._urls[queue_arn] = self._client().get_queue_url(
                 QueueName=name, QueueOwnerAWSAccountId=account
             )["QueueUrl"]
         return self._urls[queue_arn]

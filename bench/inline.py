@@ -1,0 +1,172 @@
+"""The inline path: direct invocations of ids x latency, against sequential; its table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bench.moto_calls import CALLS_PATH
+from bench.plan import Plan
+from bench.report import Table, progress
+from bench.stack import LAMBDA_TIMEOUT_SECONDS, SECRET_CALLS, WARMUP_PORTFOLIO, Stack
+
+SEQUENTIAL_BUDGET_SECONDS = 25.0  # sequential runs predicted to take longer are estimated
+
+
+def inline_event(ids: Sequence[str]) -> dict[str, Any]:
+    """Scheduler-style constant input (a direct invocation: no de-duplication key)."""
+    return {"portfolioIds": list(ids), "skipScheduleValidation": False}
+
+
+def inline_run(
+    stack: Stack,
+    ids: int,
+    latency_ms: float,
+    workers: int,
+    *,
+    guard: bool = True,
+    warm: bool = True,
+) -> dict[str, Any]:
+    """One direct invocation with `ids` portfolios, in a warm execution environment: one
+    earlier, unmeasured invocation (one portfolio) built its clients and read the key, so the
+    figures are the triggers' and not the cold start's (measured on its own, in the cold
+    section). `warm=False` measures the environment's first invocation instead; `guard=False`
+    leaves IDEMPOTENCY_TABLE_NAME unset (a diagnosis: what the DynamoDB guard costs here)."""
+    unguarded = "" if guard else ", no idempotency table"
+    cold = "" if warm else ", cold environment"
+    progress(f"inline: {ids} ids at {latency_ms:g} ms, MAX_CONCURRENCY={workers}{unguarded}{cold}")
+    env = stack.env(MAX_CONCURRENCY=str(workers), FANOUT_THRESHOLD="100000")
+    if not guard:
+        del env["IDEMPOTENCY_TABLE_NAME"]
+    run = stack.run(
+        {
+            "mode": "invoke",
+            "env": env,
+            "event": inline_event(stack.portfolios(ids)),
+            "timeout_seconds": LAMBDA_TIMEOUT_SECONDS,
+            "warmup_event": inline_event([WARMUP_PORTFOLIO]) if warm else None,
+            "calls_url": stack.moto.endpoint_url + CALLS_PATH,
+        },
+        latency_ms=latency_ms,
+    )
+    child = run.child
+    row = {
+        "ids": ids,
+        "latency_ms": latency_ms,
+        "workers": workers,
+        "idempotency_guard": guard,
+        "warm": warm,
+        "estimated": False,
+        "wall_s": run.wall_s,
+        "triggers_per_s": ids / run.wall_s,
+        "tcp_connections": run.connections,
+        "aws_tcp_connections": run.aws_connections,
+        # Per execution environment (the warm-up's read included): the key is read once.
+        "secrets_manager_calls": run.environment_calls[SECRET_CALLS],
+        "invocation_secrets_manager_calls": run.calls[SECRET_CALLS],
+        "dynamodb_calls": run.dynamodb_calls,
+        "api_calls": run.api_calls,
+        "rebalances": len(run.rebalances),
+        "triggered": child.get("triggered"),
+        "dead_lettered": child.get("dead_lettered"),
+        "error": child.get("error", ""),
+        "peak_rss_mb": run.peak_rss_mb,
+        "import_s": child.get("import_s"),
+        "function_cpu_s": child.get("cpu_s"),
+        "stack_cpu_s": run.stack_cpu_s,
+        "first_api_call_s": run.first_api_call_s,
+        "listen_overflows": run.listen_overflows,
+        "log_levels": child.get("log_levels", {}),
+        "log_notable": child.get("log_notable", []),
+        "stderr": run.stderr[:5],
+        "stderr_lines": len(run.stderr),
+    }
+    progress(
+        f"  {run.wall_s:.2f} s, {row['triggers_per_s']:.1f}/s, {run.connections} conns, "
+        f"{row['secrets_manager_calls']} GetSecretValue, {run.peak_rss_mb:.0f} MB"
+    )
+    return row
+
+
+def estimated_sequential(ids: int, latency_ms: float, per_call_s: float) -> dict[str, Any]:
+    wall = ids * per_call_s
+    return {
+        "ids": ids,
+        "latency_ms": latency_ms,
+        "workers": 1,
+        "estimated": True,
+        "wall_s": wall,
+        "triggers_per_s": ids / wall,
+        "basis": f"{ids} x {per_call_s * 1000:.1f} ms per call (the sequential 100-id run)",
+    }
+
+
+def inline_section(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for latency in plan.latencies_ms:
+        per_call: float | None = None
+        for ids in plan.inline_ids:
+            concurrent = inline_run(stack, ids, latency, plan.workers)
+            predicted = ids * (per_call if per_call is not None else latency / 1000)
+            if per_call is not None and predicted > SEQUENTIAL_BUDGET_SECONDS:
+                progress(f"  sequential {ids} ids: predicted {predicted:.0f} s, estimated")
+                sequential = estimated_sequential(ids, latency, per_call)
+            else:
+                sequential = inline_run(stack, ids, latency, 1)
+                if ids == max(i for i in plan.inline_ids if i <= 100):
+                    per_call = sequential["wall_s"] / ids
+            concurrent["sequential"] = sequential
+            concurrent["speedup"] = sequential["wall_s"] / concurrent["wall_s"]
+            rows.append(concurrent)
+    return rows
+
+
+def inline_table(rows: Sequence[Mapping[str, Any]], workers: int) -> Table:
+    table = Table(
+        f"Inline path (direct invocation, MAX_CONCURRENCY={workers}; sequential = 1)",
+        [
+            "ids",
+            "latency",
+            "wall",
+            "triggers/s",
+            "sequential",
+            "speedup",
+            "TCP conns",
+            "AWS conns",
+            "GetSecretValue",
+            "DynamoDB calls",
+            "peak RSS",
+        ],
+    )
+    for row in rows:
+        seq = row["sequential"]
+        est = " (est.)" if seq["estimated"] else ""
+        table.rows.append(
+            [
+                f"{row['ids']:,}",
+                f"{row['latency_ms']:g} ms",
+                f"{row['wall_s']:.2f} s",
+                f"{row['triggers_per_s']:.1f}",
+                f"{seq['wall_s']:.2f} s{est}",
+                f"{row['speedup']:.1f}x{est}",
+                str(row["tcp_connections"]),
+                str(row["aws_tcp_connections"]),
+                str(row["secrets_manager_calls"]),
+                str(row["dynamodb_calls"]),
+                f"{row['peak_rss_mb']:.0f} MB",
+            ]
+        )
+    table.notes.append(
+        "wall: the invocation in a warm execution environment (its clients built and the key "
+        "read by one earlier invocation of one portfolio, not measured; the cold start is "
+        "measured on its own below); TCP conns: connections the Glider emulator accepted in "
+        "the environment (the warm-up's one reused); AWS conns: connections moto accepted "
+        "during the invocation (kept alive, as AWS endpoints do); GetSecretValue: calls in the "
+        "environment; DynamoDB: calls of the invocation; peak RSS: the function's process "
+        "(VmHWM; see bench/case.py)."
+    )
+    estimated = [row["sequential"] for row in rows if row["sequential"]["estimated"]]
+    table.notes += [
+        f"(est.) sequential {s['ids']:,} @ {s['latency_ms']:g} ms = {s['basis']}" for s in estimated
+    ]
+    return table

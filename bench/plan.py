@@ -1,0 +1,71 @@
+"""What a run measures: its sizes and goals (Plan), and the command line that chooses them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The full run's sizes and goals (the defaults); `--quick` shrinks the sizes."""
+
+    quick: bool = False
+    inline_ids: tuple[int, ...] = (10, 100, 1000)
+    latencies_ms: tuple[float, ...] = (20, 100)
+    goal_ids: int = 200
+    goal_latency_ms: float = 100
+    goal_speedup: float = 12
+    workers: int = 16
+    sweep_workers: tuple[int, ...] = (1, 4, 16, 64)
+    fanout_ids: tuple[int, ...] = (1000, 10000)
+    # Fanned out, counted, then purged: too many to drain here.
+    enqueue_only_ids: tuple[int, ...] = (100_000,)
+    fanout_latency_ms: float = 20  # also the drain's
+    drain_pollers: int = 2
+    cold_runs: int = 15
+    import_ratio_goal: float = 1.3
+    rss_ids: int = 1000
+    rss_goal_mb: float = 128
+
+    @classmethod
+    def build(cls, quick: bool, latencies: Sequence[float] | None) -> Plan:
+        plan = (
+            cls(
+                quick=True,
+                inline_ids=(5, 20),
+                latencies_ms=(20,),
+                goal_ids=40,
+                goal_latency_ms=20,
+                fanout_ids=(60, 120),
+                enqueue_only_ids=(1000,),
+                fanout_latency_ms=5,
+                cold_runs=3,
+                rss_ids=20,
+            )
+            if quick
+            else cls()
+        )
+        return dataclasses.replace(plan, latencies_ms=tuple(latencies)) if latencies else plan
+
+
+def parse_args(argv: Sequence[str] | None, *, description: str) -> argparse.Namespace:
+    """`python -m bench.run`'s command line; `description` is its help's first paragraph."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, seconds: to iterate")
+    parser.add_argument(
+        "--latency-ms", type=float, nargs="+", default=None, help="inline-path API latencies"
+    )
+    parser.add_argument(
+        "--fanout-ids", type=int, nargs="+", default=None, help="fan-out sizes (ids)"
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument(
+        "--only",
+        default="inline,throughput,fanout,cold",
+        help="comma-separated sections to run (default: all)",
+    )
+    return parser.parse_args(argv)

@@ -1,0 +1,198 @@
+"""The local stack (moto's process, the Glider emulator) and a measured run on it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.case import cpu_seconds
+from bench.machine import Placement, pin
+from bench.moto_process import MotoProcess
+from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.stack import Deployment, deploy
+
+REPO = Path(__file__).resolve().parent.parent
+API_KEY = "glider-bench-key"  # the emulator's key; not a real credential
+SECRET_CALLS = "secretsmanager.GetSecretValue"  # noqa: S105 - an operation name
+DYNAMODB_PREFIX = "DynamoDB_20120810."
+LAMBDA_TIMEOUT_SECONDS = 900  # Lambda's maximum: no case should be cut short by its deadline
+MB = 1024  # peak RSS is reported in KB
+# The warm-up invocation's portfolio: left out of the emulator's counts of a measured run.
+WARMUP_PORTFOLIO = "bench_warmup"
+
+
+@dataclass
+class Run:
+    """What the child process(es) measured, and what the stack saw meanwhile."""
+
+    children: list[dict[str, Any]]
+    calls: Counter[str]  # AWS operations of the measured invocation(s)
+    environment_calls: Counter[str]  # ... and of the whole run, a warm-up invocation included
+    api_calls: int
+    connections: int  # TCP connections the Glider emulator accepted
+    aws_connections: int  # TCP connections moto accepted
+    rebalances: list[str]  # portfolio ids, one per rebalance the emulator triggered
+    stderr: list[str]
+    stack_cpu_s: float  # CPU moto's process and this one (the emulator) spent meanwhile
+    first_api_call_s: float | None  # from the start of the invocation to the first API request
+    listen_overflows: int | None  # SYNs dropped by a full listen queue meanwhile (1 s stalls)
+
+    @property
+    def child(self) -> dict[str, Any]:
+        return self.children[0]
+
+    @property
+    def wall_s(self) -> float:
+        return max(float(child["wall_s"]) for child in self.children)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(float(child["peak_rss_kb"]) for child in self.children) / MB
+
+    def total(self, name: str) -> int:
+        return sum(int(child.get(name) or 0) for child in self.children)
+
+    @property
+    def dynamodb_calls(self) -> int:
+        return sum(n for op, n in self.calls.items() if op.startswith(DYNAMODB_PREFIX))
+
+
+@dataclass
+class Stack:
+    moto: MotoProcess
+    emulator: GliderEmulator
+    deployment: Deployment
+    workdir: Path
+    placement: Placement
+    ids: list[str] = field(default_factory=list)
+    runs: int = 0
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        """The function's environment, its AWS calls to moto's process."""
+        return self.deployment.environment(**overrides)
+
+    def portfolios(self, count: int) -> list[str]:
+        while len(self.ids) < count:
+            portfolio_id = f"bench_{len(self.ids):05d}"
+            self.emulator.add_portfolio(portfolio_id)
+            self.ids.append(portfolio_id)
+        return self.ids[:count]
+
+    def queue_depth(self, url: str) -> int:
+        attributes = self.deployment.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
+
+    def run(self, spec: Mapping[str, Any], *, latency_ms: float, copies: int = 1) -> Run:
+        """Child processes (`copies` of them at once, each its own execution environment); the
+        emulator's and moto's counters are read around them."""
+        self.runs += 1
+        spec_path = self.workdir / f"case-{self.runs}.json"
+        spec_path.write_text(json.dumps(spec))
+        outs = [self.workdir / f"case-{self.runs}-{n}.out.json" for n in range(copies)]
+        errs = [out.with_suffix(".stderr") for out in outs]
+        self.emulator.set_latency(latency_ms / 1000)
+        self.emulator.reset()
+        calls_before, aws_connections_before = self.moto.served()
+        overflows = listen_overflows()
+        stack_cpu = cpu_seconds() + self.moto.cpu_seconds()
+        cpus = self.placement.cpus_for(spec["mode"])
+        processes = []
+        for out, err in zip(outs, errs, strict=True):
+            with err.open("w") as stderr:
+                processes.append(
+                    subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                        [sys.executable, "-m", "bench.case", str(spec_path), str(out)],
+                        cwd=REPO,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=stderr,
+                    )
+                )
+                pin(processes[-1].pid, cpus)  # at once: before it has imported anything
+        codes = [process.wait(timeout=1200) for process in processes]
+        stack_cpu = cpu_seconds() + self.moto.cpu_seconds() - stack_cpu
+        overflows_after = listen_overflows()
+        served, aws_connections = self.moto.served()
+        calls = Counter(served)
+        calls.subtract(calls_before)
+        stderr_lines = [
+            line for err in errs for line in err.read_text().splitlines() if line.strip()
+        ]
+        if any(codes) or not all(out.exists() for out in outs):
+            raise RuntimeError(
+                f"bench.case failed (exit {codes}):\n" + "\n".join(stderr_lines[-40:])
+            )
+        children = [json.loads(out.read_text()) for out in outs]
+        # (less the one connection the served() call above opened)
+        aws_connections = aws_connections - aws_connections_before - 1
+        environment_calls = +calls
+        if copies == 1 and children[0].get("aws_calls") is not None:
+            # The measured invocation's own calls, counted by the child around it: a warm-up
+            # invocation before it made calls of its own.
+            calls = Counter(children[0]["aws_calls"])
+            aws_connections = int(children[0]["aws_connections"])
+        requests = [r for r in self.emulator.requests if r.portfolio_id != WARMUP_PORTFOLIO]
+        first = min((r.received_at for r in requests), default=None)
+        started_at = children[0].get("started_at")
+        return Run(
+            children=children,
+            calls=+calls,
+            environment_calls=environment_calls,
+            api_calls=len(requests),
+            # The warm-up's connection included: the measured invocation reuses it.
+            connections=self.emulator.connections_opened,
+            aws_connections=aws_connections,
+            rebalances=[
+                r.portfolio_id
+                for r in self.emulator.rebalances
+                if r.portfolio_id != WARMUP_PORTFOLIO
+            ],
+            stderr=stderr_lines,
+            stack_cpu_s=stack_cpu,
+            listen_overflows=(
+                None
+                if overflows is None or overflows_after is None
+                else overflows_after - overflows
+            ),
+            first_api_call_s=None if first is None or started_at is None else first - started_at,
+        )
+
+
+@contextlib.contextmanager
+def local_stack() -> Iterator[Stack]:
+    # (local/glider_emulator.py listens with a backlog of 128.)
+    placement = Placement.choose()
+    pin(0, placement.stack)  # this process (the emulator); moto's inherits it
+    moto = MotoProcess().start()
+    emulator = GliderEmulator(api_keys=[API_KEY]).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="glider-bench-") as workdir:
+            deployment = deploy(moto, emulator, api_key=API_KEY)
+            emulator.add_portfolio(WARMUP_PORTFOLIO)
+            yield Stack(moto, emulator, deployment, Path(workdir), placement)
+    finally:
+        emulator.stop()
+        moto.stop()
+
+
+def listen_overflows() -> int | None:
+    """The kernel's count of connections dropped because a listen queue was full (all sockets:
+    on loopback, our servers); None where /proc/net/netstat is not readable."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            if names.startswith("TcpExt:"):
+                fields = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+                return int(fields["ListenOverflows"])
+    return None

@@ -1,0 +1,118 @@
+"""Composition root: builds the real adapters once per execution environment and wires them.
+
+The one place that knows every concrete class. Tests and `make run` reach the same wiring
+through the standard environment (AWS_ENDPOINT_URL to a moto server, GLIDER_API_BASE_URL to
+the emulator), so nothing here is replaced for them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics
+
+from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
+from glider_trigger.domain.errors import DeadLetterWriteError, FanOutError
+from glider_trigger.domain.ports import MessageQueue
+from glider_trigger.domain.retry import RetryPolicy
+from glider_trigger.domain.trigger import RebalanceTrigger
+from glider_trigger.inbound.entry import LambdaEntry
+from glider_trigger.inbound.sqs_batch import SqsBatchHandler
+from glider_trigger.inbound.visibility import WorkQueueVisibility
+from glider_trigger.outbound.aws import AwsClients, client_config, silence_sdk_debug_logs
+from glider_trigger.outbound.glider.http import HttpSession, build_pool_manager
+from glider_trigger.outbound.glider.pacing import RateLimiter
+from glider_trigger.outbound.glider.v1 import GliderV1Client
+from glider_trigger.outbound.guard import IdempotencyGuard, NoGuard
+from glider_trigger.outbound.queues import QueueWriter
+from glider_trigger.outbound.secrets import ApiKeyProvider
+from glider_trigger.outbound.telemetry import Telemetry
+from glider_trigger.settings import Settings
+
+
+def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> LambdaEntry:
+    silence_sdk_debug_logs()
+    # Lambda sets AWS_REGION (and AWS_DEFAULT_REGION); botocore itself only reads the latter.
+    aws = AwsClients(
+        client_config(settings.max_concurrency), region=os.environ.get("AWS_REGION") or None
+    )
+    telemetry = Telemetry(logger, metrics)
+    pacing = RateLimiter(settings.rate_limit_per_second)
+    api = GliderV1Client(
+        HttpSession(
+            settings.glider_api_base_url,
+            connect_timeout_seconds=settings.connect_timeout_seconds,
+            read_timeout_seconds=settings.read_timeout_seconds,
+            http=build_pool_manager(max_connections=settings.max_concurrency),
+        ),
+        rate_limiter=pacing,
+    )
+    api_keys = ApiKeyProvider(
+        settings.api_key_secret_id,
+        max_age_seconds=settings.secret_cache_seconds,
+        client=aws.secretsmanager,
+    )
+    policy = RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_delay_seconds=settings.retry_base_delay_seconds,
+        max_delay_seconds=settings.retry_max_delay_seconds,
+        breaker_threshold=settings.circuit_breaker_threshold,
+    )
+    guard = _guard(settings, logger, aws)
+    service = DeliveryService(
+        RebalanceTrigger(api, api_keys, policy, pacing=pacing),
+        guard,
+        QueueWriter(settings.dlq_url, client=aws.sqs, error_type=DeadLetterWriteError),
+        telemetry,
+        rules=DeliveryRules(
+            max_concurrency=settings.max_concurrency,
+            fanout_threshold=settings.fanout_threshold,
+            max_receive_count=settings.max_receive_count,
+        ),
+        work_queue=_work_queue(settings, aws, logger),
+    )
+    return LambdaEntry(
+        service,
+        SqsBatchHandler(
+            service,
+            WorkQueueVisibility(client=aws.sqs),
+            telemetry,
+            default_skip=settings.default_skip_schedule_validation,
+        ),
+        on_invocation=guard.register,
+        deadline_margin_seconds=settings.deadline_safety_margin_seconds,
+        default_skip=settings.default_skip_schedule_validation,
+    )
+
+
+def _work_queue(settings: Settings, aws: AwsClients, logger: Logger) -> MessageQueue | None:
+    if settings.work_queue_url is None:
+        logger.warning(
+            "WORK_QUEUE_URL is not set: inputs with more than FANOUT_THRESHOLD ids are "
+            "triggered inline instead of fanned out"
+        )
+        return None
+    return QueueWriter(settings.work_queue_url, client=aws.sqs, error_type=FanOutError)
+
+
+def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGuard | NoGuard:
+    if settings.idempotency_table_name is None:
+        logger.warning(
+            "IDEMPOTENCY_TABLE_NAME is not set: running without the duplicate guard, so a "
+            "redelivered message or a retried event can trigger a portfolio twice"
+        )
+        return NoGuard()
+
+    def unrecorded(portfolio_id: str, error: str) -> None:
+        logger.error(
+            "Rebalance triggered but not recorded in the idempotency table: a redelivery after "
+            "this invocation's deadline would trigger it again",
+            extra={"portfolio_id": portfolio_id, "detail": error},
+        )
+
+    return IdempotencyGuard(
+        settings.idempotency_table_name,
+        client=aws.dynamodb,
+        expires_after_seconds=settings.idempotency_ttl_seconds,
+        on_unrecorded=unrecorded,
+    )

@@ -1,0 +1,112 @@
+"""The ports: what the domain needs from the outside world, stated by the domain.
+
+The outbound adapters implement them (outbound/), in-memory fakes implement them in tests
+(tests/fakes/). A second rebalancing API (another Glider version) is one more RebalancingApi.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
+
+from glider_trigger.domain.errors import TriggerError
+from glider_trigger.domain.models import (
+    ApiKey,
+    InputSource,
+    Next,
+    Outcome,
+    OutgoingMessage,
+    Receipt,
+    TriggerRequest,
+)
+
+# The longest a queue holds a message back before it becomes visible (SQS's DelaySeconds).
+MAX_DELAY_SECONDS: Final = 900
+
+
+class RebalancingApi(Protocol):
+    """Triggers one portfolio's rebalance: a Receipt, or an ApiError its adapter classified."""
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """How long one call may take before it times out."""
+        ...
+
+    def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt: ...
+
+
+class ApiKeySource(Protocol):
+    def get(self, *, refresh: bool = False) -> ApiKey:
+        """The key (cached); a fresh read when `refresh`. Raises SecretUnavailableError."""
+        ...
+
+
+class Pacing(Protocol):
+    def acquire(self, *, budget_seconds: float = float("inf")) -> bool:
+        """Wait for permission to send one request; False if that would take too long."""
+        ...
+
+
+class Deadline(Protocol):
+    def seconds_left(self) -> float:
+        """Time left for work, safety margin already taken off."""
+        ...
+
+
+class TriggerGuard(Protocol):
+    def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
+        """Run `trigger` unless `key` was settled before; then return that earlier outcome.
+        Another holder of `key` right now: a DuplicateInProgressError failure; a store that
+        cannot tell: an IdempotencyUnavailableError failure (not triggering is the safe choice)."""
+        ...
+
+    def once(self, key: str, action: Callable[[], None]) -> None:
+        """Run `action` unless it ran to completion under `key` before. When the store cannot
+        tell, it runs anyway: a duplicate dead letter is noise, a missing one is a loss."""
+        ...
+
+
+class MessageQueue(Protocol):
+    @property
+    def queue_url(self) -> str: ...
+
+    def send(self, messages: Sequence[OutgoingMessage], *, parallelism: int = 1) -> None:
+        """Write every message, or raise a QueueWriteError naming how many were not written."""
+        ...
+
+
+class Telemetry(Protocol):
+    """What the domain reports: one line per portfolio outcome, counts, and its own troubles."""
+
+    def received(self, count: int) -> None: ...
+
+    def outcome(self, outcome: Outcome, *, action: Next) -> None: ...
+
+    def rejected(self, portfolio_id: object, error: TriggerError, source: InputSource) -> None: ...
+
+    def unparsable(self, error: TriggerError, source: InputSource) -> None: ...
+
+    def fanned_out(self, count: int, queue_url: str, source: InputSource) -> None: ...
+
+    def deferred(self, count: int, delay_seconds: int, queue_url: str) -> None: ...
+
+    def dead_lettered(self, count: int) -> None: ...
+
+    # The three below are called while the QueueWriteError is handled (its traceback logged).
+    def fan_out_failed(self, queue_url: str, messages: int) -> None: ...
+
+    def deferral_failed(self, queue_url: str, messages: int) -> None: ...
+
+    def dead_letter_write_failed(self, queue_url: str, messages: int) -> None: ...
+
+    def unexpected_error(self, portfolio_id: str) -> None:
+        """Called while an unforeseen exception is being handled (a bug)."""
+        ...
+
+    def postponed(self, delivery_id: str, visibility_timeout_seconds: int) -> None: ...
+
+    def postpone_failed(self, delivery_id: str, retry_after_seconds: float) -> None: ...
+
+    def record_failed(self, delivery_id: str) -> None:
+        """Called while the exception that failed a message's settlement is being handled."""
+        ...

@@ -1,0 +1,310 @@
+"""The trigger-input contract: what an input of this function looks like, in one place.
+
+The function parses it, writes it (dead letters, deferrals, fan-out messages), and `tools/dlq.py`
+and the chaos harness read it, all through this module; `docs/schemas/trigger-input.schema.json`
+states it for upstream producers (a test keeps the two in step).
+
+- The trigger shape: {"portfolioId": ...} and/or {"portfolioIds": [...]}, optional
+  "skipScheduleValidation" (a boolean), "idempotencyKey" (an upstream's delivery key), the
+  function's own "deliveryKey", and metadata echoed into logs. Unknown fields are ignored.
+- Envelopes around it: an EventBridge event (its "detail") and an on-failure destination record
+  of this function (its "requestPayload"), at most MAX_ENVELOPE_DEPTH of them, outermost first.
+
+Delivery keys (what makes a second delivery of the same work recognisable) are built from the
+full values, never from the shortened copies kept for logs: a key longer than MAX_KEY_CHARS is
+replaced by its SHA-256, so two different keys never become one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from glider_trigger.domain.errors import InvalidInputError, InvalidPortfolioIdError
+from glider_trigger.domain.models import (
+    InputSource,
+    ParsedInput,
+    RejectedId,
+    SourceKind,
+    TriggerRequest,
+)
+
+PORTFOLIO_ID: Final = "portfolioId"
+PORTFOLIO_IDS: Final = "portfolioIds"
+SKIP_SCHEDULE_VALIDATION: Final = "skipScheduleValidation"
+IDEMPOTENCY_KEY: Final = "idempotencyKey"
+# The function's own continuation messages (dead letters, deferrals) name the delivery they
+# belong to with this field: its value is that delivery's key, used verbatim.
+DELIVERY_KEY_FIELD: Final = "deliveryKey"
+SCHEDULE_ARN: Final = "scheduleArn"
+SCHEDULED_TIME: Final = "scheduledTime"
+# Metadata is only echoed into logs: keep it short.
+METADATA_FIELDS: Final = (SCHEDULE_ARN, SCHEDULED_TIME, IDEMPOTENCY_KEY)
+MAX_METADATA_CHARS: Final = 256
+
+# Opaque ids seen so far look like `port_abc123` or `ao04x0r6`. Letters, digits, `_` and `-`
+# cannot change a URL path; anything else is rejected before it reaches an HTTP client.
+PORTFOLIO_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+# A delivery key at most this long is used as it is; a longer one is hashed (see delivery_key).
+MAX_KEY_CHARS: Final = 256
+# An envelope inside an envelope is the most nesting any supported input has.
+MAX_ENVELOPE_DEPTH: Final = 3
+
+
+class EnvelopeKind(StrEnum):
+    EVENTBRIDGE = "eventbridge"  # {"detail-type", "detail": <input>, "id", "source", ...}
+    LAMBDA_DESTINATION = "lambda-destination"  # {"requestContext", "requestPayload": <input>}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    kind: EnvelopeKind
+    fields: Mapping[str, Any]  # the envelope object itself
+
+    @property
+    def delivery_id(self) -> object:
+        """The event id or the failed invocation's request id, as the envelope gives it."""
+        if self.kind is EnvelopeKind.EVENTBRIDGE:
+            return self.fields.get("id")
+        return self.fields["requestContext"].get("requestId")
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    envelopes: tuple[Envelope, ...]  # outermost first
+    payload: object  # what the innermost envelope holds: the trigger shape, if it is valid
+
+
+def unwrap(payload: object) -> Unwrapped:
+    """Peel off at most MAX_ENVELOPE_DEPTH envelopes; the one depth rule for every reader."""
+    envelopes: list[Envelope] = []
+    while isinstance(payload, dict) and len(envelopes) < MAX_ENVELOPE_DEPTH:
+        if "detail-type" in payload and isinstance(payload.get("detail"), dict):
+            envelopes.append(Envelope(EnvelopeKind.EVENTBRIDGE, payload))
+            payload = payload["detail"]
+        elif isinstance(payload.get("requestContext"), dict) and "requestPayload" in payload:
+            envelopes.append(Envelope(EnvelopeKind.LAMBDA_DESTINATION, payload))
+            payload = payload["requestPayload"]
+        else:
+            break
+    return Unwrapped(tuple(envelopes), payload)
+
+
+def listed_ids(payload: object) -> list[object]:
+    """The ids an input names, without judging them (for tools reading the DLQ): portfolioId
+    first, then portfolioIds, after unwrapping its envelopes; [] for anything else."""
+    inner = unwrap(payload).payload
+    if not isinstance(inner, dict):
+        return []
+    ids: list[object] = [inner[PORTFOLIO_ID]] if PORTFOLIO_ID in inner else []
+    many = inner.get(PORTFOLIO_IDS)
+    if isinstance(many, list):
+        ids.extend(many)
+    return ids
+
+
+def trigger_input(
+    portfolio_id: object,
+    skip_schedule_validation: bool,
+    *,
+    delivery_key: str | None = None,
+    idempotency_key: str | None = None,
+) -> str:
+    """The body of one portfolio's input: what the function writes to its DLQ and work queue.
+    `delivery_key` names the very delivery the portfolio belongs to (a dead letter, a deferral:
+    what that delivery triggered since stays done on replay); `idempotency_key` starts a new
+    delivery derived from it (a fan-out's messages)."""
+    body: dict[str, object] = {
+        PORTFOLIO_ID: portfolio_id,
+        SKIP_SCHEDULE_VALIDATION: skip_schedule_validation,
+    }
+    if delivery_key is not None:
+        body[DELIVERY_KEY_FIELD] = delivery_key
+    if idempotency_key is not None:
+        body[IDEMPOTENCY_KEY] = idempotency_key
+    return json.dumps(body, default=str)
+
+
+def resumed_input(request: TriggerRequest) -> str:
+    """One portfolio of a delivery, to be taken up again later as part of that same delivery
+    (a dead letter, a deferral): it carries the delivery's key."""
+    return trigger_input(
+        request.portfolio_id,
+        request.skip_schedule_validation,
+        delivery_key=request.source.dedupe_key,
+    )
+
+
+def validate_portfolio_id(portfolio_id: object) -> str:
+    if not isinstance(portfolio_id, str):
+        raise InvalidPortfolioIdError(
+            f"portfolio id must be a string, got {type(portfolio_id).__name__}"
+        )
+    if not PORTFOLIO_ID_PATTERN.fullmatch(portfolio_id):
+        raise InvalidPortfolioIdError(
+            f"portfolio id {portfolio_id[:140]!r} is not 1-128 letters, digits, '_' or '-'"
+        )
+    return portfolio_id
+
+
+def delivery_key(kind: str, value: str) -> str:
+    """`kind:value`, or `kind:sha256:<hex of value>` when that would exceed MAX_KEY_CHARS:
+    bounded (it travels in message bodies) and never shared by two different values."""
+    key = f"{kind}:{value}"
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind}:sha256:{digest}"
+
+
+def keyed(kind: str, value: object) -> str | None:
+    """delivery_key of an outside value, or None when it is not a non-empty string or number."""
+    text = text_of(value)
+    return delivery_key(kind, text) if text is not None else None
+
+
+def parse(payload: object, *, default_skip: bool, transport: InputSource | None) -> ParsedInput:
+    """An input as trigger requests (and the ids it rejected); InvalidInputError when it is not
+    one. `transport` is what carried it (an SQS message), if anything did."""
+    unwrapped = unwrap(payload)
+    delivery = transport
+    for envelope in unwrapped.envelopes:
+        delivery = _nest(delivery, _source_of(envelope))
+    inner = unwrapped.payload
+    if not isinstance(inner, dict):
+        raise InvalidInputError(f"input must be a JSON object, got {json_type(inner)}")
+    skip = inner.get(SKIP_SCHEDULE_VALIDATION, default_skip)
+    if not isinstance(skip, bool):
+        # A consequential flag: "false" as a string must not silently mean anything.
+        raise InvalidInputError(
+            f"{SKIP_SCHEDULE_VALIDATION} must be true or false, got {json_type(skip)}"
+        )
+    candidates = _candidate_ids(inner)
+    metadata = metadata_of(inner, {name: name for name in METADATA_FIELDS})
+    kind = SourceKind.SCHEDULE if SCHEDULE_ARN in metadata else SourceKind.DIRECT
+    source = _nest(delivery, InputSource(kind, metadata=metadata, dedupe_key=_content_key(inner)))
+    requests: dict[str, TriggerRequest] = {}
+    rejected: list[RejectedId] = []
+    seen_rejected: set[str] = set()
+    for candidate in candidates:
+        try:
+            portfolio_id = validate_portfolio_id(candidate)
+        except InvalidPortfolioIdError as exc:
+            key = json.dumps(candidate, sort_keys=True, default=str)
+            if key not in seen_rejected:
+                seen_rejected.add(key)
+                rejected.append(RejectedId(candidate, skip, exc))
+            continue
+        requests.setdefault(portfolio_id, TriggerRequest(portfolio_id, skip, source))
+    return ParsedInput(source, tuple(requests.values()), tuple(rejected))
+
+
+def _source_of(envelope: Envelope) -> InputSource:
+    if envelope.kind is EnvelopeKind.EVENTBRIDGE:
+        return InputSource(
+            SourceKind.EVENTBRIDGE,
+            delivery_id=short(envelope.delivery_id),
+            metadata=metadata_of(
+                envelope.fields, {"detailType": "detail-type", "eventSource": "source"}
+            ),
+            dedupe_key=keyed("event", envelope.delivery_id),
+        )
+    return InputSource(
+        SourceKind.LAMBDA_DESTINATION,
+        delivery_id=short(envelope.delivery_id),
+        metadata=metadata_of(envelope.fields["requestContext"], {"condition": "condition"}),
+        # The failed invocation's key: what it had triggered stays triggered on replay.
+        dedupe_key=keyed("lambda", envelope.delivery_id),
+    )
+
+
+def _nest(outer: InputSource | None, inner: InputSource) -> InputSource:
+    """The transport (kind, delivery id) is the outermost layer's; the de-duplication key is the
+    innermost layer's that has one, because the content outlives its transport: an EventBridge
+    event delivered twice through an SQS target arrives as two messages with one event id."""
+    if outer is None:
+        return inner
+    return InputSource(
+        outer.kind,
+        outer.delivery_id,
+        {**outer.metadata, **inner.metadata},
+        inner.dedupe_key or outer.dedupe_key,
+    )
+
+
+def _content_key(payload: Mapping[str, Any]) -> str | None:
+    """The function's own deliveryKey (a dead letter or a deferral: the very delivery it came
+    from), else an upstream's idempotencyKey, else a schedule occurrence (Scheduler stamps the
+    same ARN and scheduled time on every retry of one run)."""
+    if DELIVERY_KEY_FIELD in payload:
+        own = payload[DELIVERY_KEY_FIELD]
+        if not isinstance(own, str) or not own or len(own) > MAX_KEY_CHARS:
+            raise InvalidInputError(
+                f"{DELIVERY_KEY_FIELD} must be a string of 1-{MAX_KEY_CHARS} characters "
+                f"(it is the function's own field; upstream producers use {IDEMPOTENCY_KEY})"
+            )
+        return own
+    if IDEMPOTENCY_KEY in payload:
+        key = text_of(payload[IDEMPOTENCY_KEY])
+        if key is None:
+            raise InvalidInputError(
+                f"{IDEMPOTENCY_KEY} must be a non-empty string or a number, got "
+                f"{json_type(payload[IDEMPOTENCY_KEY])}"
+            )
+        return delivery_key("key", key)
+    arn, when = text_of(payload.get(SCHEDULE_ARN)), text_of(payload.get(SCHEDULED_TIME))
+    if arn is not None and when is not None:
+        return delivery_key("schedule", f"{arn}@{when}")
+    return None
+
+
+def _candidate_ids(payload: Mapping[str, Any]) -> list[object]:
+    has_one, has_many = PORTFOLIO_ID in payload, PORTFOLIO_IDS in payload
+    if not (has_one or has_many):
+        raise InvalidInputError(
+            f"input has no {PORTFOLIO_ID} or {PORTFOLIO_IDS} "
+            f"(fields: {', '.join(sorted(map(str, payload))[:10]) or 'none'})"
+        )
+    candidates: list[object] = []
+    if has_one:
+        candidates.append(payload[PORTFOLIO_ID])
+    if has_many:
+        many = payload[PORTFOLIO_IDS]
+        if not isinstance(many, list):
+            raise InvalidInputError(f"{PORTFOLIO_IDS} must be a list, got {json_type(many)}")
+        candidates.extend(many)
+    if not candidates:
+        raise InvalidInputError(f"{PORTFOLIO_IDS} is empty: nothing to trigger")
+    return candidates
+
+
+def metadata_of(payload: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, str]:
+    """The named fields of `payload` (log name: field name), shortened for logs."""
+    kept = {}
+    for name, source_field in fields.items():
+        value = short(payload.get(source_field))
+        if value is not None:
+            kept[name] = value
+    return kept
+
+
+def short(value: object) -> str | None:
+    text = text_of(value)
+    return text[:MAX_METADATA_CHARS] if text is not None else None
+
+
+def text_of(value: object) -> str | None:
+    """A string or number from the input as text, in full; None for anything else or ""."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value) or None
+    return None
+
+
+def json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number" if isinstance(value, int | float) else "unknown")

@@ -1,0 +1,173 @@
+"""Glider's v1 API as the domain's RebalancingApi: the trigger call, and its status and code
+tables (shared/glider-api.md), which turn every answer into a Receipt or a classified ApiError.
+
+A 2xx whose body could not be read to the end is an accepted trigger whose rebalance id is
+unknown (a Receipt with `unread`); a 2xx that is not a success body may have been acted on, so
+it settles the delivery (never sent again).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+from urllib.parse import quote
+
+from glider_trigger.domain.errors import ApiError, ApiFacts, FailureClass
+from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest
+from glider_trigger.domain.trigger_input import validate_portfolio_id
+from glider_trigger.outbound.glider.http import (
+    Answer,
+    HttpSession,
+    json_object,
+    retry_after,
+    text,
+)
+from glider_trigger.outbound.glider.pacing import RateLimiter
+
+TRIGGER_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/schedule/trigger"
+
+_UNAUTHORIZED_CODES: Final = frozenset({"API_100", "API_101", "API_102", "API_103"})
+_FORBIDDEN_CODES: Final = frozenset({"API_104", "API_110"})
+_TENANT_CODES: Final = frozenset({"API_105", "API_106"})
+_SYSTEMIC_CODES: Final = _UNAUTHORIZED_CODES | _FORBIDDEN_CODES | _TENANT_CODES
+_RATE_LIMITED_CODE: Final = "API_004"
+_INTERNAL_CODE: Final = "API_000"
+_REASON_BY_STATUS: Final = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    408: "REQUEST_TIMEOUT",
+    409: "CONFLICT",
+    422: "BAD_REQUEST",
+}
+
+
+class GliderV1Client:
+    def __init__(self, session: HttpSession, *, rate_limiter: RateLimiter | None = None) -> None:
+        self._session = session
+        self._rate_limiter = rate_limiter
+
+    @property
+    def worst_case_seconds(self) -> float:
+        return self._session.worst_case_seconds
+
+    def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt:
+        # Validated by the parser already; checked again so that no caller can bend the path.
+        portfolio = quote(validate_portfolio_id(request.portfolio_id), safe="")
+        answer = self._session.request(
+            "POST",
+            TRIGGER_PATH.format(portfolio_id=portfolio),
+            headers={"X-API-KEY": api_key.reveal(), "Content-Type": "application/json"},
+            body=json.dumps({"skipScheduleValidation": request.skip_schedule_validation}).encode(),
+        )
+        if self._rate_limiter is not None:
+            self._rate_limiter.observe(answer.headers)  # slow down before Glider answers 429
+        return interpret(answer)
+
+
+def interpret(answer: Answer) -> Receipt:
+    """A Receipt for a trigger Glider accepted; raises the classified ApiError otherwise."""
+    status, headers = answer.status, answer.headers
+    document = json_object(answer.payload)
+    request_id = text(document.get("requestId")) or headers.get("x-request-id")
+    correlation_id = text(document.get("correlationId")) or headers.get("x-correlation-id")
+    if 200 <= status < 300 and answer.unread is not None:
+        # Glider accepted the trigger; sending it again would start a second rebalance.
+        return Receipt(
+            rebalance_id=None,
+            schedule_id=None,
+            request_id=request_id,
+            correlation_id=correlation_id,
+            unread=f"HTTP {status}, but {answer.unread}: the rebalance id is unknown",
+        )
+    if 200 <= status < 300:
+        data = document.get("data")
+        if document.get("success") is not True or not isinstance(data, dict):
+            raise unexpected_2xx(status, request_id=request_id, correlation_id=correlation_id)
+        return Receipt(
+            rebalance_id=text(data.get("rebalanceId")),
+            schedule_id=text(data.get("scheduleId")),
+            request_id=request_id,
+            correlation_id=correlation_id,
+            status=text(data.get("status")),
+        )
+    code, message = _error_code_and_message(document)
+    raise api_error(
+        message or f"HTTP {status} from Glider",
+        status=status,
+        code=code,
+        request_id=request_id,
+        correlation_id=correlation_id,
+        retry_after_seconds=retry_after(headers.get("retry-after"), document),
+    )
+
+
+def api_error(
+    message: str,
+    *,
+    status: int,
+    code: str | None = None,
+    request_id: str | None = None,
+    correlation_id: str | None = None,
+    retry_after_seconds: float | None = None,
+) -> ApiError:
+    """A non-2xx answer, read with the v1 status and code tables."""
+    return ApiError(
+        message,
+        reason=_reason(status, code),
+        failure_class=_failure_class(status, code),
+        facts=ApiFacts(status, code, request_id, correlation_id),
+        retry_after_seconds=retry_after_seconds,
+        # The key was refused: it may have been rotated, so it is worth one refetch.
+        unauthorized=status == 401 or code in _UNAUTHORIZED_CODES,
+    )
+
+
+def unexpected_2xx(
+    status: int, *, request_id: str | None = None, correlation_id: str | None = None
+) -> ApiError:
+    """A 2xx that is not a success body: Glider may have acted on it, so it is never retried."""
+    return ApiError(
+        f"HTTP {status} without a success body; the rebalance may or may not have been triggered",
+        reason="UNEXPECTED_RESPONSE",
+        failure_class=FailureClass.PERMANENT,
+        facts=ApiFacts(status, None, request_id, correlation_id),
+        settles=True,
+    )
+
+
+def _rate_limited(status: int, code: str | None) -> bool:
+    return status == 429 or code == _RATE_LIMITED_CODE
+
+
+def _reason(status: int, code: str | None) -> str:
+    if _rate_limited(status, code):
+        return "RATE_LIMITED"
+    if code in _TENANT_CODES:
+        return "TENANT_UNAVAILABLE"
+    if status >= 500:
+        return "SERVER_ERROR"
+    if 300 <= status < 400:
+        return "UNEXPECTED_REDIRECT"  # never followed: the key must not travel elsewhere
+    return _REASON_BY_STATUS.get(status, "CLIENT_ERROR")
+
+
+def _failure_class(status: int, code: str | None) -> FailureClass:
+    if code in _SYSTEMIC_CODES or status in (401, 403):
+        return FailureClass.SYSTEMIC
+    if _rate_limited(status, code) or status >= 500 or code == _INTERNAL_CODE:
+        return FailureClass.TRANSIENT
+    # 408 Request Timeout is the server giving up on us: as transient as a socket timeout.
+    if status == 408:
+        return FailureClass.TRANSIENT
+    return FailureClass.PERMANENT
+
+
+def _error_code_and_message(document: dict[str, Any]) -> tuple[str | None, str | None]:
+    error = document.get("error")
+    if isinstance(error, dict):  # the v1 envelope
+        return text(error.get("code")), text(error.get("message"))
+    # The 429 body: {"error": "Too Many Requests", "message": "..."}
+    message = text(document.get("message")) or text(error)
+    return None, message

@@ -1,0 +1,90 @@
+"""Fakes of the RebalancingApi, ApiKeySource and Deadline ports, a recording sleep, and the
+retry policy of the default settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from glider_trigger.domain.errors import TriggerError
+from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest
+from glider_trigger.domain.retry import RetryPolicy
+from glider_trigger.settings import Settings
+
+WORST_CASE = 13.0  # connect 3 s + read 10 s
+
+
+def retry_policy(**overrides: Any) -> RetryPolicy:
+    """The settings' defaults, with `overrides`."""
+    defaults: dict[str, Any] = {
+        "max_attempts": Settings.max_attempts,
+        "base_delay_seconds": Settings.retry_base_delay_seconds,
+        "max_delay_seconds": Settings.retry_max_delay_seconds,
+        "breaker_threshold": Settings.circuit_breaker_threshold,
+    }
+    return RetryPolicy(**(defaults | overrides))
+
+
+class FakeApi:
+    """Raises or returns the scripted steps in order (then keeps answering the `then` step, if
+    given); records every call as (portfolio id, skipScheduleValidation, key)."""
+
+    def __init__(
+        self,
+        *steps: Receipt | TriggerError,
+        worst_case_seconds: float = WORST_CASE,
+        then: Receipt | TriggerError | None = None,
+    ) -> None:
+        self.worst_case_seconds = worst_case_seconds
+        self._steps = list(steps)
+        self._then = then
+        self.calls: list[tuple[str, bool, ApiKey]] = []
+
+    def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt:
+        self.calls.append((request.portfolio_id, request.skip_schedule_validation, api_key))
+        if self._steps:
+            step = self._steps.pop(0)
+        elif self._then is not None:
+            step = self._then
+        else:
+            pytest.fail("the API was called more often than scripted")
+        if isinstance(step, TriggerError):
+            raise step
+        return step
+
+
+class FakeKeys:
+    """Hands out key-1, then key-2 after a refresh; or raises `error`."""
+
+    def __init__(self, error: TriggerError | None = None) -> None:
+        self.error = error
+        self.refreshes: list[bool] = []
+        self._version = 1
+
+    def get(self, *, refresh: bool = False) -> ApiKey:
+        self.refreshes.append(refresh)
+        if self.error is not None:
+            raise self.error
+        if refresh:
+            self._version += 1
+        return ApiKey(f"key-{self._version}")
+
+
+class FakeDeadline:
+    def __init__(self, seconds: float = 900.0) -> None:
+        self.seconds = seconds
+
+    def seconds_left(self) -> float:
+        return self.seconds
+
+
+class RecordingSleep:
+    def __init__(self, deadline: FakeDeadline | None = None) -> None:
+        self.delays: list[float] = []
+        self._deadline = deadline
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        if self._deadline is not None:
+            self._deadline.seconds -= seconds

@@ -28,7 +28,7 @@ $(INSTALLED): requirements-dev.txt layers/dependencies/requirements.txt
 install: $(INSTALLED) ## Create .venv and install the pinned tooling
 
 run: $(INSTALLED) ## Run every sample event through the handler on a local stack (moto + Glider emulator)
-	$(BIN)/python -m local.run $(RUN_ARGS)
+	$(BIN)/python -m local.demo $(RUN_ARGS)
 
 dlq: $(INSTALLED) ## Inspect and redrive the DLQ: make dlq ARGS='list --stack NAME'
 	@if [ -z "$(ARGS)" ]; then \

@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from local.fault_proxy import FaultProxy
-from local.function import LocalFunction
-from local.glider_emulator import GliderEmulator
-from local.lambda_context import LocalLambdaContext
-from local.stack import Deployment, MotoServer, deploy
+from local.fixtures.fault_proxy import FaultProxy
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.lambda_context import LocalLambdaContext
+from local.fixtures.stack import Deployment, MotoServer, deploy
 
 API_KEY = "test-canary-key-7Hq2ZpXv9L"  # a canary: it must never show up in any output
 

@@ -19,19 +19,17 @@ import getpass
 import json
 import os
 import signal
-import sys
-import textwrap
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from local.function import LocalFunction, json_records
-from local.glider_emulator import Fault, GliderEmulator
-from local.stack import REGION, Deployment, MotoServer, deploy
-from tools import dlq
+from local.demo.show import describe_response, outcome_rows, print_dlq, print_raw, print_stack
+from local.fixtures.function import LocalFunction, json_records
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.stack import REGION, Deployment, MotoServer, deploy
 
-EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 DEMO_API_KEY = "glider-local-demo-key"  # the emulator's key; not a real credential
 REAL_API_URL = "https://api.glider.fi"
 
@@ -61,7 +59,9 @@ def prepare_emulator(emulator: GliderEmulator) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m local.demo", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--verbose", action="store_true", help="print raw logs and metrics")
     parser.add_argument(
         "--real-api",
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             prepare_emulator(emulator)
             deployment = deploy(moto, emulator, api_key=DEMO_API_KEY)
             events = list(_sample_events())
-        _print_stack(moto, deployment, real_api=args.real_api)
+        print_stack(moto, deployment, real_api=args.real_api)
         run(deployment, events, verbose=args.verbose)
         if not args.real_api:
             print(
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool) -> None:
     function = LocalFunction(deployment.environment())
-    _print_raw(function.new_lines(), verbose=verbose)
+    print_raw(function.new_lines(), verbose=verbose)
     for name, event in events:
         print(f"\n== {name}: {EVENT_NOTES.get(name, 'sample event')}")
         try:
@@ -118,14 +118,14 @@ def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool)
         else:
             error = ""
         lines = function.new_lines()
-        for row in _outcome_rows([r for r in json_records(lines) if "_aws" not in r]):
+        for row in outcome_rows([r for r in json_records(lines) if "_aws" not in r]):
             print(row)
         if error:
             print(f"   handler raised {error}: Lambda would retry and keep the event")
         else:
-            print(f"   returned {_describe_response(response)}")
-        _print_raw(lines, verbose=verbose)
-    _print_dlq(deployment)
+            print(f"   returned {describe_response(response)}")
+        print_raw(lines, verbose=verbose)
+    print_dlq(deployment)
 
 
 def _sample_events() -> Iterator[tuple[str, Any]]:
@@ -137,67 +137,6 @@ def _sample_events() -> Iterator[tuple[str, Any]]:
     if redelivered.exists():
         # SQS delivers at least once: the same messages again must not trigger again.
         yield REDELIVERY, json.loads(redelivered.read_text())
-
-
-def _outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
-    for record in records:
-        outcome = record.get("outcome")
-        where = record.get("delivery_id", "")
-        where = f"[{where[:8]}] " if record.get("source") == "sqs" and where else ""
-        portfolio = str(record.get("portfolio_id", "(input)"))
-        if outcome == "already-triggered":
-            yield (
-                f"   {where}{portfolio:<22} already triggered by an earlier delivery "
-                f"(rebalanceId={record.get('rebalance_id')}); not triggered again"
-            )
-        elif outcome == "triggered":
-            attempts = record.get("attempts", 1)
-            unknown = " (answer cut off: id unknown)" if record.get("reason") else ""
-            yield (
-                f"   {where}{portfolio:<22} triggered      rebalanceId={record.get('rebalance_id')}"
-                f"  ({attempts} attempt{'s' if attempts != 1 else ''}){unknown}"
-            )
-        elif outcome == "already-failed":
-            yield (
-                f"   {where}{portfolio:<22} already failed for this delivery after a 2xx "
-                f"({record.get('reason')}); not sent or dead-lettered again"
-            )
-        elif outcome == "failed":
-            status = record.get("http_status")
-            http = f" HTTP {status}" if status else ""
-            code = f" {record['api_error_code']}" if record.get("api_error_code") else ""
-            actions = {"dead-lettered": "to the DLQ", "retry": "retry (SQS)"}
-            action = actions.get(str(record.get("action")), str(record.get("action")))
-            klass = record.get("failure_class", "permanent")
-            yield (
-                f"   {where}{portfolio:<22} FAILED {klass} {record.get('reason')}{http}{code}"
-                f" -> {action}: {textwrap.shorten(str(record.get('detail', '')), 70)}"
-            )
-        elif record.get("level") in ("ERROR", "CRITICAL"):
-            yield f"   {record.get('level')}: {record.get('message')}"
-
-
-def _describe_response(response: Mapping[str, Any] | None) -> str:
-    if response is None:
-        return "nothing"
-    if "batchItemFailures" in response:
-        failures = [f["itemIdentifier"][:8] for f in response["batchItemFailures"]]
-        if not failures:
-            return "batchItemFailures=[] (every record is done: SQS deletes them)"
-        return f"batchItemFailures={failures} (SQS redelivers these)"
-    return (
-        f"{response.get('triggered')} triggered, {response.get('deadLettered')} dead-lettered "
-        f"of {response.get('portfolios')} (source: {response.get('source')})"
-    )
-
-
-def _print_dlq(deployment: Deployment) -> None:
-    """The DLQ as the operators' tool shows it (`make dlq`), without consuming it."""
-    print("\n== Dead-letter queue (make dlq ARGS=list): each body is a replayable input")
-    dlq.main(
-        ["--dlq-url", deployment.dlq.url, "--work-queue-url", deployment.work_queue.url, "list"],
-        sqs=deployment.sqs,
-    )
 
 
 def _keep_running(moto: MotoServer, deployment: Deployment) -> None:
@@ -212,24 +151,3 @@ def _keep_running(moto: MotoServer, deployment: Deployment) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-
-
-def _print_stack(moto: MotoServer, deployment: Deployment, *, real_api: bool) -> None:
-    api = deployment.glider_api_url + (" (the REAL Glider API)" if real_api else " (emulator)")
-    print("Local stack on loopback:")
-    print(f"   moto server (Secrets Manager, SQS, DynamoDB)  {moto.endpoint_url}")
-    print(f"   Glider API                                    {api}")
-    print(f"   secret                                        {deployment.secret_id}")
-    print(f"   work queue                                    {deployment.work_queue.url}")
-    print(f"   dead-letter queue                             {deployment.dlq.url}")
-    print(f"   idempotency table                             {deployment.idempotency_table}")
-
-
-def _print_raw(lines: list[str], *, verbose: bool) -> None:
-    if verbose:
-        for line in lines:
-            print(f"   | {line}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from glider_trigger.domain.errors import TriggerError
+from glider_trigger.domain.errors import ApiError, FailureClass, TriggerError
 from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.settings import Settings
@@ -24,6 +24,23 @@ def retry_policy(**overrides: Any) -> RetryPolicy:
         "breaker_threshold": Settings.circuit_breaker_threshold,
     }
     return RetryPolicy(**(defaults | overrides))
+
+
+def refused(
+    reason: str,
+    failure_class: FailureClass,
+    *,
+    retry_after_seconds: float | None = None,
+    settles: bool = False,
+) -> ApiError:
+    """An answer the API's adapter read as `reason` and `failure_class`."""
+    return ApiError(
+        f"the API answered {reason}",
+        reason=reason,
+        failure_class=failure_class,
+        retry_after_seconds=retry_after_seconds,
+        settles=settles,
+    )
 
 
 class FakeApi:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from local.fault_proxy import AwsFault, FaultProxy
-from local.glider_emulator import Fault, GliderEmulator
-from local.stack import Deployment
+from local.fixtures.fault_proxy import AwsFault, FaultProxy
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.stack import Deployment
 
 GET_SECRET = "secretsmanager.GetSecretValue"
 STORE_SUCCESS = "DynamoDB_20120810.UpdateItem"

@@ -9,19 +9,17 @@ from dataclasses import replace
 
 import pytest
 
-from local.chaos import (
+from local.chaos.config import ChaosConfig
+from local.chaos.faults import (
     AWS_FAULTS,
     CRASH_FAULT,
-    DESTINATION,
     GLIDER_FAULTS,
-    GUARDED_KINDS,
-    OWN_LETTERS,
     PARTIAL_DLQ_FAULT,
     SCENARIO_FAULTS,
-    ChaosConfig,
-    ChaosReport,
-    run_chaos,
 )
+from local.chaos.letters import DESTINATION, GUARDED_KINDS, OWN_LETTERS
+from local.chaos.report import ChaosReport
+from local.chaos.run import run_chaos
 
 
 @pytest.fixture(scope="module")

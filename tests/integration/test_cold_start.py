@@ -1,5 +1,6 @@
-"""A lean cold start: init calls nothing and loads only what every invocation needs; what an
-SQS batch needs (Powertools' batch utility) is loaded by the first SQS batch.
+"""A lean cold start: init calls nothing and loads only what every invocation needs; neither a
+schedule nor an SQS batch loads Powertools' batch utility (the function answers SQS's partial
+batch response itself, inbound/sqs_batch.py).
 
 Each case runs the function in a fresh interpreter, as a new execution environment is one, so
 that what init imported is not hidden by what this test process imported before.
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from local.fault_proxy import FaultProxy
-from local.glider_emulator import GliderEmulator
-from local.stack import Deployment, MotoServer
+from local.fixtures.fault_proxy import FaultProxy
+from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.stack import Deployment, MotoServer
 from tests.conftest import FAST_SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 # step whether the batch utility is loaded. Invocation outputs are reported as they came back.
 CHILD = """
 import json, sys
-from local.function import LocalFunction
+from local.fixtures.function import LocalFunction
 
 BATCH_UTILITY = "aws_lambda_powertools.utilities.batch"
 env, events = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -72,7 +73,7 @@ def test_init_makes_no_aws_call_and_loads_no_batch_utility(
     assert proxy.counts == {}  # no client call, no secret read: all on first use
 
 
-def test_schedules_never_load_the_batch_utility_and_the_first_sqs_batch_does(
+def test_neither_schedules_nor_sqs_batches_load_the_batch_utility(
     deployment: Deployment, proxy: FaultProxy, emulator: GliderEmulator
 ) -> None:
     sqs_event = {
@@ -96,6 +97,6 @@ def test_schedules_never_load_the_batch_utility_and_the_first_sqs_batch_does(
     assert init["batch_loaded"] is False
     assert schedule["batch_loaded"] is False
     assert schedule["response"]["triggered"] == 1  # type: ignore[index]
-    assert batch["batch_loaded"] is True
+    assert batch["batch_loaded"] is False
     assert batch["response"] == {"batchItemFailures": []}
     assert sorted(r.portfolio_id for r in emulator.rebalances) == ["port_abc123", "port_def456"]

@@ -24,10 +24,18 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 import tools.dlq
-from glider_trigger.dead_letter import DeadLetterQueue, for_failure, for_unparsable_input
-from glider_trigger.errors import GliderApiError, InvalidInputError, TriggerError, classify
-from glider_trigger.models import Failed, InputSource, SourceKind, TriggerRequest
-from local.stack import (
+from glider_trigger.domain.errors import (
+    ApiError,
+    DeadLetterWriteError,
+    InvalidInputError,
+    TriggerError,
+    classify,
+)
+from glider_trigger.domain.letters import for_failure, for_unparsable_input
+from glider_trigger.domain.models import Failed, InputSource, SourceKind, TriggerRequest
+from glider_trigger.outbound.glider.v1 import api_error
+from glider_trigger.outbound.queues import QueueWriter
+from local.fixtures.stack import (
     FAKE_AWS_CREDENTIALS,
     REGION,
     MotoServer,
@@ -51,8 +59,8 @@ def sqs_source() -> InputSource:
     return InputSource(SourceKind.SQS, delivery_id=str(uuid.uuid4()))
 
 
-def rate_limited() -> GliderApiError:
-    return GliderApiError(
+def rate_limited() -> ApiError:
+    return api_error(
         "Too many requests",
         status=429,
         code="API_004",
@@ -145,7 +153,7 @@ def filled(aws: Stack) -> dict[str, str]:
         for_failure(
             failed(
                 "port_gone01",
-                GliderApiError("Not found", status=404, code="API_200"),
+                api_error("Not found", status=404, code="API_200"),
                 1,
                 sqs_source(),
             ),
@@ -153,7 +161,7 @@ def filled(aws: Stack) -> dict[str, str]:
         for_failure(
             failed(
                 "port_down01",
-                GliderApiError("Unavailable", status=503, code="API_000"),
+                api_error("Unavailable", status=503, code="API_000"),
                 4,
                 sqs_source(),
             ),
@@ -162,7 +170,7 @@ def filled(aws: Stack) -> dict[str, str]:
             "not json at all", InvalidInputError("body is not valid JSON"), sqs_source()
         ),
     ]
-    DeadLetterQueue(aws.dlq.url, client=aws.sqs).send(letters)
+    QueueWriter(aws.dlq.url, client=lambda: aws.sqs, error_type=DeadLetterWriteError).send(letters)
     sqs = aws.sqs
     # Lambda's on-failure destination: an invocation record, no attributes.
     sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=json.dumps(DESTINATION_RECORD))
@@ -569,7 +577,8 @@ def test_stack_outputs_select_the_queues(
         for o in cloudformation.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
     }
     letter = for_failure(failed("port_stack01", rate_limited(), 2, sqs_source()))
-    DeadLetterQueue(outputs["DeadLetterQueueUrl"], client=aws.sqs).send([letter])
+    dlq = outputs["DeadLetterQueueUrl"]
+    QueueWriter(dlq, client=lambda: aws.sqs, error_type=DeadLetterWriteError).send([letter])
 
     # The stack wins over $DLQ_URL (the fixture's DLQ, empty here), before or after the command.
     assert list(json_rows(capsys, "--stack", name)) == ["port_stack01"]

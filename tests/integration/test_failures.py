@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from glider_trigger.errors import DeadLetterWriteError
-from local.function import LocalFunction
-from local.glider_emulator import Fault, GliderEmulator
-from local.lambda_context import LocalLambdaContext
-from local.stack import Deployment, attribute_values
+from glider_trigger.domain.errors import DeadLetterWriteError
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.lambda_context import LocalLambdaContext
+from local.fixtures.stack import Deployment, attribute_values
 
 
 def only_result(response: dict[str, object]) -> dict[str, object]:

@@ -12,8 +12,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, HTTPClientError
 
-from local.fault_proxy import AwsFault, FaultProxy
-from local.stack import FAKE_AWS_CREDENTIALS, REGION, MotoServer
+from local.fixtures.fault_proxy import AwsFault, FaultProxy
+from local.fixtures.stack import FAKE_AWS_CREDENTIALS, REGION, MotoServer
 
 # No SDK retries: every call is exactly one request, so counts and faults line up one to one.
 # (botocore's "max_attempts" counts retries only: max_attempts=1 would allow one retry.)

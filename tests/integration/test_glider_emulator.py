@@ -14,7 +14,7 @@ import pytest
 import urllib3
 from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
-from local.glider_emulator import Fault, GliderEmulator
+from local.fixtures.glider_emulator import Fault, GliderEmulator
 
 API_KEY = "test-key-s3cr3t-0123456789"
 PORTFOLIO = "port_abc123"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from local.function import LocalFunction
-from local.glider_emulator import GliderEmulator
-from local.stack import Deployment, attribute_values
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.stack import Deployment, attribute_values
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 

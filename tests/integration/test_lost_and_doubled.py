@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from glider_trigger.errors import ConfigurationError, DeadLetterWriteError
-from local.event_source import SqsEventSource
-from local.fault_proxy import AwsFault, FaultProxy
-from local.function import LocalFunction
-from local.glider_emulator import Fault, GliderEmulator
-from local.lambda_context import EnvironmentCrash, LocalLambdaContext
-from local.stack import Deployment, attribute_values, drain
+from glider_trigger.domain.errors import ConfigurationError, DeadLetterWriteError
+from local.fixtures.event_source import SqsEventSource
+from local.fixtures.fault_proxy import AwsFault, FaultProxy
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.lambda_context import EnvironmentCrash, LocalLambdaContext
+from local.fixtures.stack import Deployment, attribute_values, drain
 
 DLQ_WRITE = "AmazonSQS.SendMessageBatch"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from local import run
+from local.demo import run
 
 
 def test_make_run_shows_each_outcome_and_the_dlq(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from local.function import LocalFunction
-from local.glider_emulator import Fault, GliderEmulator
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import Fault, GliderEmulator
 
 
 def test_each_outcome_is_one_json_log_line_with_request_and_portfolio_ids(

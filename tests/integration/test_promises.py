@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from glider_trigger.errors import DeadLetterWriteError
-from local.event_source import SqsEventSource
-from local.function import LocalFunction
-from local.glider_emulator import Fault, GliderEmulator
-from local.lambda_context import LocalLambdaContext
-from local.stack import Deployment, attribute_values
+from glider_trigger.domain.errors import DeadLetterWriteError
+from local.fixtures.event_source import SqsEventSource
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.lambda_context import LocalLambdaContext
+from local.fixtures.stack import Deployment, attribute_values
 
 SCHEDULE = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/daily"
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from glider_trigger.errors import ConfigurationError
-from local.function import LocalFunction
-from local.glider_emulator import Fault, GliderEmulator
-from local.stack import Deployment, attribute_values
+from glider_trigger.domain.errors import ConfigurationError
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.stack import Deployment, attribute_values
 from tests.conftest import API_KEY
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from local.event_source import SqsEventSource
-from local.function import LocalFunction
-from local.glider_emulator import Fault, GliderEmulator
-from local.stack import Deployment, attribute_values
+from local.fixtures.event_source import SqsEventSource
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.stack import Deployment, attribute_values
 
 
 def send(deployment: Deployment, *bodies: str) -> list[str]:

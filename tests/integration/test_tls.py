@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from local.stack import Deployment
+from local.fixtures.stack import Deployment
 
 SUCCESS = {
     "success": True,

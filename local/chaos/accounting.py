@@ -1,0 +1,301 @@
+"""The accounting: what happened (emulator, logs, queues) read into lost, doubled and replayed."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from local.chaos.faults import (
+    AWS_FAULTS,
+    GLIDER_FAULTS,
+    MAYBE_DELIVERED_FAULTS,
+    SCENARIO_FAULTS,
+    STORE_FAULT,
+)
+from local.chaos.harness import Harness, Stack
+from local.chaos.letters import DESTINATION, GUARDED_KINDS, REDRIVEN, body_ids, dlq_kind
+from local.chaos.report import ChaosReport, sample
+from local.fixtures.glider_emulator import Rebalance
+from local.fixtures.stack import drain
+
+
+@dataclass
+class Repeats:
+    """Extra rebalances, by what explains them (see Tally.repeats)."""
+
+    doubled: list[str] = field(default_factory=list)
+    extra: int = 0
+    unpreventable: int = 0
+    flagged: int = 0
+    causes: Counter[str] = field(default_factory=Counter)
+    replay_triggered: int = 0
+    replay_doubled: list[str] = field(default_factory=list)
+    replay_extra: int = 0
+    replay_kinds: Counter[str] = field(default_factory=Counter)
+    replay_guarded: int = 0
+    replay_unpreventable: int = 0
+
+
+class Tally:
+    """Reads what happened (the emulator, the function's logs, the queues) into a report."""
+
+    def __init__(self, stack: Stack, harness: Harness) -> None:
+        self.stack = stack
+        self.harness = harness
+        self.plan = stack.plan
+        # Rebalances before the replay and during it (the emulator records them in order).
+        everything = stack.emulator.rebalances
+        split = harness.replay_rebalance_start
+        split = len(everything) if split is None else split
+        self.rebalances: dict[str, list[Rebalance]] = defaultdict(list)
+        self.before: dict[str, list[Rebalance]] = defaultdict(list)
+        self.during: dict[str, list[Rebalance]] = defaultdict(list)
+        for number, rebalance in enumerate(everything):
+            self.rebalances[rebalance.portfolio_id].append(rebalance)
+            phase = self.before if number < split else self.during
+            phase[rebalance.portfolio_id].append(rebalance)
+        logs = stack.logs()  # every execution environment's
+        # Successes the function saw, by rebalance id; "already-triggered" lines are not new.
+        triggered = [r for r in logs if r.get("outcome") == "triggered"]
+        self.observed = {str(r.get("rebalance_id")) for r in triggered}
+        # Where the function saw each id triggered: outside the replay, the input's source;
+        # during it, the kind of the replayed DLQ message.
+        self.trigger_sources: dict[str, set[str]] = defaultdict(set)
+        self.replay_triggers: dict[str, set[str]] = defaultdict(set)
+        for record in triggered:
+            portfolio_id = str(record.get("portfolio_id"))
+            replayed = harness.replayed.get(str(record.get("delivery_id")))
+            if replayed is not None:
+                self.replay_triggers[portfolio_id].add(replayed.kind)
+            else:
+                self.trigger_sources[portfolio_id].add(str(record["source"]))
+        # A final failure after sending (`maybe_delivered`), or earlier lost answers counted on
+        # the line of the attempt that finally succeeded or failed (`maybe_delivered_attempts`).
+        self.flags: Counter[str] = Counter()
+        for record in logs:
+            flagged = int(record.get("maybe_delivered_attempts") or 0)
+            flagged += 1 if record.get("maybe_delivered") is True else 0
+            if flagged:
+                self.flags[str(record.get("portfolio_id"))] += flagged
+
+        self.final_failures = Counter(
+            str(r.get("reason")) for r in logs if r.get("outcome") == "failed"
+        )
+        self.dlq_write_failures = sum(
+            1 for r in logs if str(r.get("message", "")).startswith("Dead-letter queue write fail")
+        )
+        # Scripted faults served, per id, before the replay and during it.
+        self.served_before: dict[str, Counter[str]] = defaultdict(Counter)
+        self.served_during: dict[str, Counter[str]] = defaultdict(Counter)
+        self.faults = self._faults()
+
+    def _faults(self) -> dict[str, int]:
+        """Scripted faults the emulator really served (each call to an id takes the next one,
+        except the calls a Glider outage answered), 404s answered, what the proxy injected,
+        and the scenarios the harness staged that really happened."""
+        recorded = self.stack.emulator.requests
+        replay_start = self.harness.replay_request_start
+        replay_start = len(recorded) if replay_start is None else replay_start
+        calls: Counter[str] = Counter()
+        faults: Counter[str] = Counter(dict.fromkeys(GLIDER_FAULTS, 0))
+        for index, request in enumerate(recorded):
+            portfolio_id = request.portfolio_id
+            if (
+                not portfolio_id
+                or request.method != "POST"
+                or self.harness.outages.in_outage(index)
+            ):
+                continue
+            script = self.plan.scripts.get(portfolio_id, [])
+            served = calls[portfolio_id]
+            calls[portfolio_id] += 1
+            if served < len(script):
+                kind = script[served][0]
+                faults[kind] += 1
+                phase = self.served_during if index >= replay_start else self.served_before
+                phase[portfolio_id][kind] += 1
+        faults["glider.not_found"] = sum(
+            1 for r in recorded if r.portfolio_id in self.plan.not_found and r.status == 404
+        )
+        injected = self.stack.proxy.injected_by_fault
+        keys = [*AWS_FAULTS, *([STORE_FAULT] if self.stack.config.store_fault_rate else [])]
+        for key in keys:
+            operation, kind = key.removeprefix("aws.").rsplit(".", 1)
+            faults[key] = injected.get((operation, kind), 0)
+        for key in SCENARIO_FAULTS:
+            faults[key] = self.harness.scenarios[key]
+        return dict(faults)
+
+    def _dlq(self) -> tuple[dict[str, set[str]], dict[str, bool], Counter[str]]:
+        """Id -> letter kinds naming it; id -> named only by whole-input records; kinds."""
+        kinds: Counter[str] = Counter()
+        named_by: dict[str, set[str]] = defaultdict(set)
+        whole_only: dict[str, bool] = {}
+        mentions: Counter[str] = Counter()
+        for message in drain(self.stack.sqs, self.stack.deployment.dlq.url):
+            kind = dlq_kind(message, self.harness.work_queue_message_ids)
+            kinds[kind] += 1
+            named = body_ids(message.get("Body", ""))
+            if not named:
+                kinds["bodies naming no id"] += 1
+            whole = kind == DESTINATION or (kind == REDRIVEN and len(named) > 1)
+            mentions.update(set(named))
+            for portfolio_id in named:
+                named_by[portfolio_id].add(kind)
+                whole_only[portfolio_id] = whole_only.get(portfolio_id, True) and whole
+        kinds["ids named by more than one DLQ message"] = sum(1 for n in mentions.values() if n > 1)
+        return named_by, whole_only, kinds
+
+    def _unknown(self, rebalances: list[Rebalance], served: Counter[str]) -> int:
+        """How many of these rebalances the function may never have learned of: unseen (their
+        rebalance id is in no log line), as far as served lost-response or too-slow faults
+        explain them."""
+        unseen = sum(1 for r in rebalances if r.rebalance_id not in self.observed)
+        return min(unseen, sum(served[kind] for kind in MAYBE_DELIVERED_FAULTS))
+
+    def repeats(self, ids: set[str]) -> Repeats:
+        """Doubled ids and extra rebalances; repeats no client can prevent; replay doubles.
+
+        Before the replay (and, for an id the replay is the first to trigger, within it), an
+        id's extra rebalances are unpreventable as far as there were rebalances the function
+        never saw that a served lost-response or too-slow fault explains; every other extra is
+        a double by redelivery or retry. An id with a rebalance before the replay that the
+        replay triggers again is a replay double (the extras within the replay that a lost or
+        too-slow answer during it explains excepted), unless the function never learned of
+        any of its earlier rebalances (each one unseen and explained so): no client could
+        have known, so that one is a replay repeat no client can prevent."""
+        result = Repeats()
+        for portfolio_id in sorted(ids):
+            before, during = self.before.get(portfolio_id, []), self.during.get(portfolio_id, [])
+            unknown_before = self._unknown(before, self.served_before[portfolio_id])
+            unknown_during = self._unknown(during, self.served_during[portfolio_id])
+            extras = max(0, len(before) - 1)
+            unpreventable = min(extras, unknown_before)
+            doubles = extras - unpreventable
+            within = max(0, len(during) - 1)  # beyond the replay's first trigger
+            explained_within = min(within, unknown_during)
+            unpreventable += explained_within
+            if during:
+                result.replay_triggered += 1
+            if before and during:
+                again = 1 + within - explained_within
+                if len(before) <= unknown_before:  # the function never learned of them
+                    result.replay_unpreventable += 1
+                    unpreventable += 1
+                    doubles += again - 1
+                else:
+                    self._replay_double(portfolio_id, again, result)
+            else:
+                doubles += within - explained_within
+            result.unpreventable += unpreventable
+            result.flagged += min(unpreventable, self.flags[portfolio_id])
+            if doubles:
+                result.doubled.append(portfolio_id)
+                result.extra += doubles
+                result.causes[self._cause(portfolio_id)] += 1
+        return result
+
+    def _replay_double(self, portfolio_id: str, extra: int, result: Repeats) -> None:
+        """By the kind of the replayed message whose invocation triggered the id (else every
+        kind of replayed message that named it)."""
+        kinds = self.replay_triggers.get(portfolio_id) or {
+            replayed.kind
+            for replayed in self.harness.replayed.values()
+            if portfolio_id in replayed.ids
+        }
+        result.replay_doubled.append(portfolio_id)
+        result.replay_extra += extra
+        result.replay_kinds.update(kinds or {"unknown"})
+        if kinds & set(GUARDED_KINDS):
+            result.replay_guarded += 1
+
+    def _cause(self, portfolio_id: str) -> str:
+        truncated = self.served_before[portfolio_id]["glider.truncated"]
+        truncated += self.served_during[portfolio_id]["glider.truncated"]
+        sources = self.trigger_sources[portfolio_id]
+        if truncated:
+            return "tried again after a truncated 2xx"
+        if self.during.get(portfolio_id) and not self.before.get(portfolio_id):
+            return "redelivery within the replay"
+        if sources == {"sqs"}:
+            return "SQS redelivery"
+        if sources:
+            return "async retry"
+        return "triggered unseen, no lost answer"
+
+    def _pending(self) -> tuple[set[str], list[str]]:
+        """Ids still on the work queue (visible messages) or in an abandoned async retry."""
+        harness = self.harness
+        depth = harness.queue_depth()
+        messages = drain(self.stack.sqs, self.stack.deployment.work_queue.url)
+        pending = {i for m in messages for i in body_ids(m["Body"])}
+        for delivery in harness.abandoned:
+            pending.update(delivery.ids)
+        notes = []
+        if depth > len(messages):
+            notes.append(
+                f"note: {depth - len(messages)} work-queue messages in flight or delayed "
+                "could not be read: their ids count as lost"
+            )
+        return pending, notes
+
+    def report(self) -> ChaosReport:
+        ids_in = set(self.plan.ids)
+        named_by, whole_only, dlq_kinds = self._dlq()
+        pending_ids, notes = self._pending()
+        triggered = {i for i in ids_in if self.rebalances.get(i)}
+        dead_lettered = ids_in & set(named_by)
+        both: dict[str, list[str]] = {"lost": [], "whole": [], "other": []}
+        for portfolio_id in sorted(triggered & dead_lettered):
+            seen = any(r.rebalance_id in self.observed for r in self.rebalances[portfolio_id])
+            which = (
+                "other" if seen and not whole_only[portfolio_id] else "whole" if seen else "lost"
+            )
+            both[which].append(portfolio_id)
+        pending = pending_ids & (ids_in - triggered - dead_lettered)
+        lost = sorted(ids_in - triggered - dead_lettered - pending)
+        repeats = self.repeats(ids_in)
+        invocations = dict(self.harness.invocations)
+        invocations["handler raised"] = sum(self.harness.handler_errors.values())
+        invocations["function's DLQ writes that failed"] = self.dlq_write_failures
+        invocations["execution environments (cold starts)"] = len(self.stack.functions)
+        strangers = (set(named_by) | set(self.rebalances)) - ids_in
+        if strangers:
+            notes.append(f"note: ids the harness never sent: {sample(sorted(strangers))}")
+        return ChaosReport(
+            seed=self.stack.config.seed,
+            ids_in=len(ids_in),
+            ids_via_sqs=sum(len(m) for m in self.plan.messages),
+            ids_via_events=sum(len(e) for e in self.plan.event_ids),
+            triggered=len(triggered),
+            dead_lettered=len(dead_lettered),
+            dead_lettered_only=len(dead_lettered - triggered),
+            pending=len(pending),
+            lost=len(lost),
+            doubled_by_redelivery=len(repeats.doubled),
+            doubled_extra_rebalances=repeats.extra,
+            unpreventable_repeats=repeats.unpreventable,
+            unpreventable_flagged=repeats.flagged,
+            rebalances=sum(len(v) for v in self.rebalances.values()),
+            crash_retries_in_window=self.harness.crash_retries_in_window,
+            replayed=dict(Counter(r.kind for r in self.harness.replayed.values()).most_common()),
+            replay_triggered=repeats.replay_triggered,
+            replay_doubled=len(repeats.replay_doubled),
+            replay_doubled_extra_rebalances=repeats.replay_extra,
+            replay_doubled_guarded=repeats.replay_guarded,
+            replay_doubled_by_kind=dict(repeats.replay_kinds.most_common()),
+            replay_doubled_ids=repeats.replay_doubled,
+            replay_unpreventable=repeats.replay_unpreventable,
+            both_response_lost=both["lost"],
+            both_whole_input=both["whole"],
+            both_other=both["other"],
+            lost_ids=lost,
+            pending_ids=sorted(pending),
+            doubled_ids=repeats.doubled,
+            doubled_by_cause=dict(repeats.causes),
+            faults=self.faults,
+            invocations=invocations,
+            final_failures=dict(self.final_failures.most_common()),
+            dlq_messages=dict(dlq_kinds),
+            notes=notes,
+        )

@@ -1,0 +1,103 @@
+"""The chaos run's settings (`ChaosConfig`) and the fixed facts of its stack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+API_KEY = "chaos-local-key-not-a-secret"  # the emulator's key, not a credential
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:glider-rebalance-trigger"
+SQS_BATCH_ENTRIES = 10  # SendMessageBatch's limit: the function writes its letters 10 at a time
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    ids: int = 2000
+    seed: int = 0
+    sqs_share: float = 0.7
+    multi_id_message_share: float = 0.15  # SQS messages with 2-3 ids
+    event_size: tuple[int, int] = (10, 50)
+    # Glider emulator faults: the chance that an id gets a script of each kind.
+    p_not_found: float = 0.03
+    p_server_error: float = 0.06
+    p_rate_limited: float = 0.015
+    p_connection_reset: float = 0.03
+    p_slow: float = 0.012
+    p_lost_response: float = 0.012
+    p_truncated: float = 0.012
+    long_rate_limits: int = 3  # single-id messages first answered with a long Retry-After
+    long_retry_after: tuple[int, int] = (20, 30)
+    slow_seconds: tuple[float, float] = (0.5, 0.9)
+    min_each_fault: int = 2  # each Glider fault at least this often: no run can miss one
+    # AWS faults through the proxy (the function's own calls only).
+    secret_throttle_rate: float = 0.005  # any GetSecretValue: the SDK retries it
+    secret_outage_chance: float = 0.03  # per invocation: one read's SDK attempts all throttled
+    # Outages long enough to exhaust the function's retries too: each on the first invocation of
+    # at most EXHAUSTION_MAX_IDS ids after a seeded point.
+    secret_exhaustions: int = 2
+    dlq_server_error_rate: float = 0.03  # any SendMessageBatch: the SDK retries it
+    dlq_reset_rate: float = 0.01
+    dlq_outage_chance_sqs: float = 0.03  # per SQS invocation: AccessDenied for 1-2 DLQ writes
+    # Per async event: AccessDenied for the DLQ write of its first 1-3 attempts (3: the
+    # on-failure destination record).
+    dlq_outage_chance_event: float = 0.15
+    store_fault_rate: float = 0.0  # opt-in: the guard's UpdateItem (success record) denied
+    idempotency: bool = True  # False: run the function without its table (no guard)
+    # Staged scenarios on async events (each event has at most one; the first event has the
+    # DLQ outage that ends in its on-failure destination record).
+    crashes: int = 3  # events whose first attempt loses its execution environment
+    partial_dlq_writes: int = 1  # events of >10 ids whose first DLQ write fails after 1 batch
+    # The function, the queue and the run.
+    context_timeout_seconds: float = 30.0
+    function_timeout_seconds: float = 120.0  # the deployed function's (template.yaml)
+    # Lambda's async retries: about 1 minute after the first attempt failed, about 2 more after
+    # the second; scaled by context_timeout_seconds / function_timeout_seconds in the run.
+    lambda_retry_delays_seconds: tuple[float, float] = (60.0, 120.0)
+    read_timeout_seconds: float = 0.3
+    connect_timeout_seconds: float = 0.5
+    visibility_timeout_seconds: int = 1
+    max_receive_count: int = 5
+    # Each drain (the run's, the replay's) gives up after this long. Generous: it must outlast
+    # async retries (45 s) and delayed work-queue messages (SQS DelaySeconds, up to 900 s).
+    drain_timeout_seconds: float = 600.0
+    sdk_attempts: int = 4  # the function's botocore config: max_attempts=3 retries, 4 in all
+    trigger_tries: int = 4  # GLIDER_MAX_ATTEMPTS: tries per trigger, key reads included
+    dlq_send_attempts: int = 3  # DeadLetterQueue's own attempts per write
+    # botocore's own backoff between its retries (up to 1 + 2 + 4 s per call for throttling),
+    # scaled to compress time: 1.0 is botocore as shipped. Retries and errors are unchanged.
+    sdk_backoff_scale: float = 1.0
+
+    @classmethod
+    def quick(cls, *, ids: int = 300, seed: int = 0) -> ChaosConfig:
+        """The short run: the same mix, one long Retry-After (10 s), one secret exhaustion,
+        two crashes, and botocore's backoff at a tenth (its retries of throttled reads would
+        take most of it)."""
+        return cls(
+            ids=ids,
+            seed=seed,
+            sdk_backoff_scale=0.1,
+            long_rate_limits=1,
+            long_retry_after=(10, 10),
+            secret_exhaustions=1,
+            dlq_outage_chance_sqs=0.05,
+            dlq_outage_chance_event=0.3,
+            crashes=2,
+        )
+
+    @property
+    def async_retry_delays(self) -> tuple[float, ...]:
+        """Seconds before the 2nd and the 3rd attempt of an async event, scaled to the run."""
+        scale = self.context_timeout_seconds / self.function_timeout_seconds
+        return tuple(delay * scale for delay in self.lambda_retry_delays_seconds)
+
+    def function_environment(self) -> dict[str, str]:
+        return {
+            "SECRET_CACHE_SECONDS": "0",
+            "RETRY_BASE_DELAY_SECONDS": "0.01",
+            "RETRY_MAX_DELAY_SECONDS": "1.5",
+            "GLIDER_MAX_ATTEMPTS": str(self.trigger_tries),
+            "GLIDER_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
+            "GLIDER_READ_TIMEOUT_SECONDS": str(self.read_timeout_seconds),
+            "DEADLINE_SAFETY_MARGIN_SECONDS": "0.5",
+        }

@@ -1,0 +1,155 @@
+"""The chaos run's figures (`ChaosReport`): what passes, the printed table, the JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from local.chaos.faults import (
+    AWS_FAULTS,
+    GLIDER_FAULTS,
+    SCENARIO_FAULTS,
+    STORE_FAULT,
+    STORE_FAULT_LABEL,
+)
+
+IN_WINDOW = "async retries inside a crashed attempt's in-progress window"
+
+
+@dataclass
+class ChaosReport:
+    seed: int
+    ids_in: int
+    ids_via_sqs: int
+    ids_via_events: int
+    triggered: int
+    dead_lettered: int  # in the DLQ as it stands after the replay
+    dead_lettered_only: int
+    pending: int
+    lost: int
+    doubled_by_redelivery: int  # ids triggered again after a trigger the function saw succeed
+    doubled_extra_rebalances: int
+    unpreventable_repeats: int  # extra rebalances after a lost or too-slow answer
+    unpreventable_flagged: int  # ... of which the function logged maybe_delivered: true
+    rebalances: int
+    wall_seconds: float = 0.0
+    # Async retries that started while a crashed attempt's in-progress records still held.
+    crash_retries_in_window: int = 0
+    # The replay of the whole DLQ at the end: messages moved back, by kind; ids it triggered;
+    # ids it triggered although they had a rebalance before it (by the kind of DLQ message that
+    # triggered them); ids it triggered again whose earlier rebalances the function never saw
+    # (lost or too-slow answers: no client can prevent these).
+    replayed: dict[str, int] = field(default_factory=dict)
+    replay_triggered: int = 0
+    replay_doubled: int = 0
+    replay_doubled_extra_rebalances: int = 0
+    replay_doubled_guarded: int = 0  # ... by the function's own letters or destination records
+    replay_doubled_by_kind: dict[str, int] = field(default_factory=dict)
+    replay_doubled_ids: list[str] = field(default_factory=list)
+    replay_unpreventable: int = 0
+    # Ids both triggered and in the DLQ, by why: the function never saw the trigger succeed;
+    # only a whole-input record (destination record, redriven multi-id message) names them;
+    # anything else (the function dead-lettered an id it had seen triggered).
+    both_response_lost: list[str] = field(default_factory=list)
+    both_whole_input: list[str] = field(default_factory=list)
+    both_other: list[str] = field(default_factory=list)
+    lost_ids: list[str] = field(default_factory=list)
+    pending_ids: list[str] = field(default_factory=list)
+    doubled_ids: list[str] = field(default_factory=list)
+    doubled_by_cause: dict[str, int] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
+    invocations: dict[str, int] = field(default_factory=dict)
+    final_failures: dict[str, int] = field(default_factory=dict)  # logged reasons
+    dlq_messages: dict[str, int] = field(default_factory=dict)  # after the replay
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def triggered_and_dead_lettered(self) -> int:
+        return len(self.both_response_lost) + len(self.both_whole_input) + len(self.both_other)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.lost == 0
+            and self.doubled_by_redelivery == 0
+            and self.pending == 0
+            and self.replay_doubled_guarded == 0
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["triggered_and_dead_lettered"] = self.triggered_and_dead_lettered
+        document["passed"] = self.passed
+        return document
+
+    def table(self) -> str:
+        both = (
+            f"{self.triggered_and_dead_lettered} (response lost: {len(self.both_response_lost)}"
+            f", only in a whole-input record: {len(self.both_whole_input)}, other: "
+            f"{len(self.both_other)})"
+        )
+        doubled = f"{self.doubled_by_redelivery} ids, {self.doubled_extra_rebalances} extra"
+        if self.doubled_by_cause:
+            doubled += f" ({listing(self.doubled_by_cause)})"
+        replay_doubled = f"{self.replay_doubled} ids, {self.replay_doubled_extra_rebalances} extra"
+        if self.replay_doubled_by_kind:
+            replay_doubled += f" ({listing(self.replay_doubled_by_kind)})"
+        replayed = sum(self.replayed.values())
+        rows: list[tuple[str, str]] = [
+            ("ids in", f"{self.ids_in} ({self.ids_via_sqs} in SQS messages, "
+             f"{self.ids_via_events} in EventBridge/Scheduler events)"),
+            ("triggered", str(self.triggered)),
+            ("in the DLQ (after the replay)", str(self.dead_lettered)),
+            ("  dead-lettered only", str(self.dead_lettered_only)),
+            ("  triggered and dead-lettered", both),
+            ("still pending", str(self.pending)),
+            ("LOST (must be 0)", str(self.lost)),
+            ("DOUBLED by a redelivery/retry (must be 0)", doubled),
+            ("repeats no client can prevent", f"{self.unpreventable_repeats} (the function "
+             f"flagged maybe_delivered on {self.unpreventable_flagged})"),
+            ("rebalances in the emulator", str(self.rebalances)),
+            (IN_WINDOW, str(self.crash_retries_in_window)),
+            ("DLQ replayed at the end", f"{replayed} messages"
+             + (f" ({listing(self.replayed)})" if replayed else "")),
+            ("  ids the replay triggered", str(self.replay_triggered)),
+            ("  REPLAY DOUBLED by letters/destination records (must be 0)",
+             str(self.replay_doubled_guarded)),
+            ("  triggered again by the replay, every kind", replay_doubled),
+            ("  replay repeats no client can prevent", str(self.replay_unpreventable)),
+        ]  # fmt: skip
+        labels = {**GLIDER_FAULTS, **AWS_FAULTS, **SCENARIO_FAULTS, STORE_FAULT: STORE_FAULT_LABEL}
+        sections: list[tuple[str, Mapping[str, int], Mapping[str, str]]] = [
+            ("faults injected", self.faults, labels),
+            ("invocations", self.invocations, {}),
+            ("final failures logged, by reason", self.final_failures, {}),
+            ("DLQ messages (after the replay)", self.dlq_messages, {}),
+        ]
+        for title, counts, names in sections:
+            rows.append((title, "" if counts else "none"))
+            rows += [(f"  {names.get(key, key)}", str(n)) for key, n in counts.items()]
+        rows.append(("wall time", f"{self.wall_seconds:.1f} s"))
+        width = max(len(name) for name, _ in rows)
+        lines = [f"Chaos run, seed {self.seed}", "-" * (width + 40)]
+        lines += [f"{name:<{width}}  {value}".rstrip() for name, value in rows]
+        for title, ids in (
+            ("lost", self.lost_ids),
+            ("doubled by a redelivery/retry", self.doubled_ids),
+            ("triggered again by the replay", self.replay_doubled_ids),
+            ("triggered and dead-lettered (other)", self.both_other),
+            ("pending", self.pending_ids),
+        ):
+            if ids:
+                lines.append(f"{title}: {sample(ids)}")
+        lines += self.notes
+        lines.append("PASS" if self.passed else "FAIL")
+        return "\n".join(lines)
+
+
+def sample(ids: list[str], limit: int = 12) -> str:
+    shown = ", ".join(ids[:limit])
+    return f"{shown}, ... ({len(ids)} in all)" if len(ids) > limit else shown
+
+
+def listing(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name}: {n}" for name, n in counts.items())

@@ -1,0 +1,132 @@
+"""One chaos run (`run_chaos`): its stack started, the harness run and replayed, the tally read."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from botocore.retries.standard import ExponentialBackoff
+
+from local.chaos.accounting import Tally
+from local.chaos.config import API_KEY, ChaosConfig
+from local.chaos.harness import Harness, Stack
+from local.chaos.plan import make_plan
+from local.chaos.report import ChaosReport
+from local.fixtures.fault_proxy import FaultProxy
+from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.stack import Deployment, MotoServer, deploy
+
+
+def run_chaos(
+    ids: int | None = None,
+    seed: int = 0,
+    quick: bool = False,
+    *,
+    config: ChaosConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ChaosReport:
+    """One chaos run. Starts and stops its own moto server, Glider emulator and fault proxy."""
+    if config is None:
+        config = ChaosConfig.quick(seed=seed) if quick else ChaosConfig(seed=seed)
+    if ids is not None:
+        config = replace(config, ids=ids)
+    say = progress or (lambda _line: None)
+    started = time.monotonic()
+    plan = make_plan(config)
+    moto = MotoServer()
+    emulator = GliderEmulator(api_keys=[API_KEY])
+    stoppers: list[Callable[[], None]] = []
+    try:
+        stoppers.append(_scale_sdk_backoff(config.sdk_backoff_scale))
+        moto.start()
+        stoppers.append(moto.stop)
+        emulator.start()
+        stoppers.append(emulator.stop)
+        proxy = FaultProxy(moto.endpoint_url, seed=config.seed).start()
+        stoppers.append(proxy.stop)
+        for portfolio_id in plan.ids:
+            if portfolio_id not in plan.not_found:
+                emulator.add_portfolio(portfolio_id)
+        for portfolio_id, script in plan.scripts.items():
+            emulator.script(portfolio_id, *(fault for _, fault in script))
+        deployment = deploy(
+            moto,
+            emulator,
+            api_key=API_KEY,
+            max_receive_count=config.max_receive_count,
+            visibility_timeout=config.visibility_timeout_seconds,
+        )
+        env, notes = function_environment(deployment, moto, proxy, config)
+        say(f"chaos: {config.ids} ids, seed {config.seed}")
+        stack = Stack(config, plan, env, proxy, emulator, deployment, moto.client("sqs"))
+        stack.new_environment()
+        harness = Harness(stack, say)
+        harness.run()
+        # Answers slower than the read timeout still trigger: let them land before the replay
+        # (which counts what lands after it starts as its own) and before counting.
+        time.sleep(config.slow_seconds[1] + 0.2)
+        harness.replay()
+        time.sleep(config.slow_seconds[1] + 0.2)
+        report = Tally(stack, harness).report()
+        report.notes += notes + harness.notes
+        if config.sdk_backoff_scale != 1.0:
+            report.notes.append(
+                f"note: botocore's retry backoff scaled by {config.sdk_backoff_scale:g}"
+            )
+        delays = " and ".join(f"{delay:g} s" for delay in config.async_retry_delays)
+        report.notes.append(f"note: Lambda's async retries after {delays} (scaled to the run)")
+    finally:
+        for stop in reversed(stoppers):
+            stop()
+    report.wall_seconds = round(time.monotonic() - started, 1)
+    return report
+
+
+def _scale_sdk_backoff(scale: float) -> Callable[[], None]:
+    """Scale botocore's standard-mode backoff in this process; returns the undo."""
+    original = ExponentialBackoff.delay_amount
+    if scale == 1.0:
+        return lambda: None
+
+    def delay_amount(self: ExponentialBackoff, context: Any) -> float:
+        return float(original(self, context)) * scale
+
+    setattr(ExponentialBackoff, "delay_amount", delay_amount)  # noqa: B010 - patch a method
+    return lambda: setattr(ExponentialBackoff, "delay_amount", original)
+
+
+def function_environment(
+    deployment: Deployment, moto: MotoServer, proxy: FaultProxy, config: ChaosConfig
+) -> tuple[dict[str, str], list[str]]:
+    """The function's environment: every AWS endpoint of moto's behind the proxy, and an
+    idempotency table (created here if local.fixtures.stack.deploy did not create one)."""
+    notes: list[str] = []
+    env = deployment.environment(**config.function_environment())
+    for name, value in list(env.items()):
+        if name.startswith("AWS_ENDPOINT_URL") and value.rstrip("/") == moto.endpoint_url:
+            env[name] = proxy.endpoint_url
+    if not config.idempotency:
+        env["IDEMPOTENCY_TABLE_NAME"] = ""
+        notes.append("note: the function ran without IDEMPOTENCY_TABLE_NAME (no guard)")
+    elif not env.get("IDEMPOTENCY_TABLE_NAME"):
+        table = getattr(deployment, "idempotency_table", None)
+        if not isinstance(table, str) or not table:
+            table = create_idempotency_table(moto)
+            notes.append(f"note: the harness created the idempotency table {table}")
+        env["IDEMPOTENCY_TABLE_NAME"] = table
+    return env, notes
+
+
+def create_idempotency_table(moto: MotoServer) -> str:
+    """Powertools Idempotency's DynamoDB table: partition key `id` (string), on demand."""
+    name = f"glider-rebalance-trigger-idempotency-{uuid.uuid4().hex[:8]}"
+    moto.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name

@@ -1,0 +1,5 @@
+"""`make run` (`python -m local.demo`): every sample event through the real handler, locally.
+
+- run.py: the command line, the stack it starts, the sample events and the invocations;
+- show.py: what it prints (each portfolio's outcome, read from the function's logs; the DLQ).
+"""

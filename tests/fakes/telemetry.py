@@ -1,0 +1,67 @@
+"""A Telemetry that records what the domain reported, in order, as (event, details)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glider_trigger.domain.errors import TriggerError
+from glider_trigger.domain.models import Failed, InputSource, Next, Outcome, kind_of
+
+
+class RecordingTelemetry:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [details for name, details in self.events if name == event]
+
+    def _add(self, event: str, **details: Any) -> None:
+        self.events.append((event, details))
+
+    def received(self, count: int) -> None:
+        self._add("received", count=count)
+
+    def outcome(self, outcome: Outcome, *, action: Next) -> None:
+        self._add(
+            "outcome",
+            portfolio_id=outcome.request.portfolio_id,
+            kind=kind_of(outcome),
+            action=action,
+            reason=outcome.error.reason if isinstance(outcome, Failed) else None,
+        )
+
+    def rejected(self, portfolio_id: object, error: TriggerError, source: InputSource) -> None:
+        self._add("rejected", portfolio_id=portfolio_id, reason=error.reason)
+
+    def unparsable(self, error: TriggerError, source: InputSource) -> None:
+        self._add("unparsable", reason=error.reason)
+
+    def fanned_out(self, count: int, queue_url: str, source: InputSource) -> None:
+        self._add("fanned_out", count=count)
+
+    def deferred(self, count: int, delay_seconds: int, queue_url: str) -> None:
+        self._add("deferred", count=count, delay_seconds=delay_seconds)
+
+    def dead_lettered(self, count: int) -> None:
+        self._add("dead_lettered", count=count)
+
+    def fan_out_failed(self, queue_url: str, messages: int) -> None:
+        self._add("fan_out_failed", messages=messages)
+
+    def deferral_failed(self, queue_url: str, messages: int) -> None:
+        self._add("deferral_failed", messages=messages)
+
+    def dead_letter_write_failed(self, queue_url: str, messages: int) -> None:
+        self._add("dead_letter_write_failed", messages=messages)
+
+    def unexpected_error(self, portfolio_id: str) -> None:
+        self._add("unexpected_error", portfolio_id=portfolio_id)
+
+    def postponed(self, delivery_id: str, visibility_timeout_seconds: int) -> None:
+        self._add("postponed", delivery_id=delivery_id, seconds=visibility_timeout_seconds)
+
+    def postpone_failed(self, delivery_id: str, retry_after_seconds: float) -> None:
+        self._add("postpone_failed", delivery_id=delivery_id)
+
+    def record_failed(self, delivery_id: str) -> None:
+        self._add("record_failed", delivery_id=delivery_id)

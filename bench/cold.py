@@ -24,9 +24,11 @@ def import_env(stack: Stack) -> dict[str, str]:
     return env
 
 
-def time_import(module: str, env: Mapping[str, str]) -> float:
+def python_in_function_dir(args: Sequence[str], env: Mapping[str, str]) -> str:
+    """Run our interpreter with `args` where Lambda runs the function; its stdout, or stderr
+    with -X importtime (where Python writes the tree)."""
     completed = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", IMPORT_SNIPPET.format(module=module)],
+        [sys.executable, *args],
         cwd=FUNCTION_DIR,
         env=dict(env),
         capture_output=True,
@@ -34,7 +36,12 @@ def time_import(module: str, env: Mapping[str, str]) -> float:
         check=True,
         timeout=120,
     )
-    return float(completed.stdout.strip().splitlines()[-1])
+    return completed.stderr if "importtime" in args else completed.stdout
+
+
+def time_import(module: str, env: Mapping[str, str]) -> float:
+    output = python_in_function_dir(["-c", IMPORT_SNIPPET.format(module=module)], env)
+    return float(output.strip().splitlines()[-1])
 
 
 @dataclass
@@ -46,17 +53,9 @@ class ImportNode:
 
 def import_tree(module: str, env: Mapping[str, str]) -> list[ImportNode]:
     """`python -X importtime -c 'import MODULE'`, parsed into its tree."""
-    completed = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        cwd=FUNCTION_DIR,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    tree = python_in_function_dir(["-X", "importtime", "-c", f"import {module}"], env)
     pending: dict[int, list[ImportNode]] = {}
-    for line in completed.stderr.splitlines():
+    for line in tree.splitlines():
         if not line.startswith("import time:") or "imported package" in line:
             continue
         parts = line.split("|", 2)  # "import time: SELF | CUMULATIVE | <indent>NAME"

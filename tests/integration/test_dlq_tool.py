@@ -55,6 +55,14 @@ def failed(portfolio_id: str, error: TriggerError, attempts: int, source: InputS
     return Failed(TriggerRequest(portfolio_id, False, source), error, classify(error), attempts)
 
 
+def portfolio_of(body: str) -> str:
+    """The portfolio a letter of one portfolio names, or "(unparsable)"."""
+    try:
+        return str(json.loads(body)["portfolioId"])
+    except ValueError:
+        return "(unparsable)"
+
+
 def sqs_source() -> InputSource:
     return InputSource(SourceKind.SQS, delivery_id=str(uuid.uuid4()))
 
@@ -187,7 +195,7 @@ def filled(aws: Stack) -> dict[str, str]:
             "TARGET_ARN": string(FUNCTION_ARN),
         },
     )
-    bodies = {letter.portfolio_id or "(unparsable)": letter.body for letter in letters}
+    bodies = {portfolio_of(letter.body): letter.body for letter in letters}
     bodies["port_abc123,port_def456"] = json.dumps(DESTINATION_RECORD)
     bodies["port_sched01"] = json.dumps(SCHEDULER_INPUT)
     return bodies

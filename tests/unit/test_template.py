@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
+from glider_trigger.domain.errors import ConfigurationError
 from glider_trigger.settings import GUARD_MARGIN_SECONDS, Settings
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -62,3 +63,47 @@ def test_the_guard_remembers_longer_than_any_copy_can_arrive(template: dict[str,
         Settings.work_queue_retention_seconds,
         Settings.dlq_retention_seconds,
     )
+
+
+REQUIRED = {"GLIDER_API_KEY_SECRET_ID": "secret", "DLQ_URL": "https://sqs.example/1/dlq"}
+# Parameters the function has no default for: unset, the queue's redrive has the last word.
+NO_FUNCTION_DEFAULT = {"MAX_RECEIVE_COUNT"}
+NOT_THE_FUNCTIONS = {"POWERTOOLS_LOG_LEVEL"}  # Powertools reads it
+
+
+def parameter_variables(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The function's environment variables that a template parameter sets, with it."""
+    parameters = template["Parameters"]
+    return {
+        variable: parameters[value["Ref"]]
+        for variable, value in function_environment(template).items()
+        if isinstance(value, dict)
+        and value.get("Ref") in parameters
+        and "Default" in parameters[value["Ref"]]
+        and variable not in NOT_THE_FUNCTIONS
+    }
+
+
+def test_a_parameters_default_is_the_functions_own(template: dict[str, Any]) -> None:
+    defaults = Settings.from_environment(REQUIRED)
+    variables = parameter_variables(template)
+    assert "GLIDER_MAX_ATTEMPTS" in variables
+
+    for variable, parameter in variables.items():
+        if variable in NO_FUNCTION_DEFAULT:
+            continue
+        configured = Settings.from_environment(REQUIRED | {variable: str(parameter["Default"])})
+        assert configured == defaults, variable
+
+
+def test_a_parameters_range_is_the_one_the_function_accepts(template: dict[str, Any]) -> None:
+    ranged = {v: p for v, p in parameter_variables(template).items() if "MinValue" in p}
+    assert {"GLIDER_MAX_ATTEMPTS", "MAX_CONCURRENCY", "IDEMPOTENCY_TTL_SECONDS"} <= set(ranged)
+
+    for variable, parameter in ranged.items():
+        low, high = parameter["MinValue"], parameter["MaxValue"]
+        for accepted in (low, high):
+            Settings.from_environment(REQUIRED | {variable: str(accepted)})
+        for refused in (low - 1, high + 1):
+            with pytest.raises(ConfigurationError):
+                Settings.from_environment(REQUIRED | {variable: str(refused)})

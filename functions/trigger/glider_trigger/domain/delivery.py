@@ -57,7 +57,7 @@ from glider_trigger.domain.ports import (
     TriggerGuard,
 )
 from glider_trigger.domain.trigger import RebalanceTrigger
-from glider_trigger.domain.trigger_input import delivery_key, resumed_input, trigger_input
+from glider_trigger.domain.trigger_input import invocation_key, resumed_input, trigger_input
 
 # A deferred portfolio is looked at again this long after the holder's longest window.
 DEFER_SLACK_SECONDS = 5
@@ -360,7 +360,7 @@ def _with_delivery_key(parsed: ParsedInput, invocation: Invocation) -> ParsedInp
     an on-failure destination record's key, so replaying one keeps it)."""
     if parsed.source.dedupe_key is not None:
         return parsed
-    source = replace(parsed.source, dedupe_key=delivery_key("lambda", invocation.request_id))
+    source = replace(parsed.source, dedupe_key=invocation_key(invocation.request_id))
     requests = tuple(replace(request, source=source) for request in parsed.requests)
     return replace(parsed, source=source, requests=requests)
 

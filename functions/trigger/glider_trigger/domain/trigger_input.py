@@ -162,6 +162,12 @@ def delivery_key(kind: str, value: str) -> str:
     return f"{kind}:sha256:{digest}"
 
 
+def invocation_key(request_id: str) -> str:
+    """The key of a Lambda invocation's delivery: Lambda keeps its request id across its own
+    retries of an asynchronous invocation, and an on-failure record names it."""
+    return delivery_key("lambda", request_id)
+
+
 def keyed(kind: str, value: object) -> str | None:
     """delivery_key of an outside value, or None when it is not a non-empty string or number."""
     text = text_of(value)
@@ -214,12 +220,13 @@ def _source_of(envelope: Envelope) -> InputSource:
             ),
             dedupe_key=keyed("event", envelope.delivery_id),
         )
+    request_id = text_of(envelope.delivery_id)
     return InputSource(
         SourceKind.LAMBDA_DESTINATION,
-        delivery_id=short(envelope.delivery_id),
+        delivery_id=short(request_id),
         metadata=metadata_of(envelope.fields["requestContext"], {"condition": "condition"}),
         # The failed invocation's key: what it had triggered stays triggered on replay.
-        dedupe_key=keyed("lambda", envelope.delivery_id),
+        dedupe_key=invocation_key(request_id) if request_id is not None else None,
     )
 
 

@@ -101,8 +101,7 @@ class IdempotencyGuard:
         *,
         client: Callable[[], DynamoDBClient],
         expires_after_seconds: int,
-        on_unrecorded: Callable[[str, str], None] = lambda portfolio_id, error: None,
-        sleep: Callable[[float], None] = time.sleep,
+        on_unrecorded: Callable[[str, str], None],
     ) -> None:
         self._config = IdempotencyConfig(
             event_key_jmespath="key", expires_after_seconds=expires_after_seconds
@@ -114,7 +113,6 @@ class IdempotencyGuard:
         self._guarded = Lazy(lambda: self._idempotent(_trigger_once, KEY_PREFIX))
         self._guarded_action = Lazy(lambda: self._idempotent(_run_once, ONCE_KEY_PREFIX))
         self._on_unrecorded = on_unrecorded
-        self._sleep = sleep
 
     def _idempotent(self, function: Callable[..., Any], key_prefix: str) -> Callable[..., Any]:
         return idempotent_function(  # type: ignore[no-any-return]
@@ -180,7 +178,7 @@ class IdempotencyGuard:
     ) -> None:
         last: Exception = error
         for delay in (0.1, 0.5):
-            self._sleep(delay)
+            time.sleep(delay)
             try:
                 self._store.get().save_success(data={"key": key}, result=_stored(outcome))
             except Exception as exc:  # noqa: BLE001 - any store failure: try again, then report

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 MAX_BATCH_ENTRIES: Final = 10
 MAX_BATCH_BYTES: Final = 256 * 1024
+MAX_SEND_ATTEMPTS: Final = 3  # per batch, on top of the SDK's own retries of a failed call
 
 # What SQS refuses in a String attribute value (the complement of XML 1.0's characters).
 _NOT_SQS_SAFE: Final = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -48,13 +49,11 @@ class QueueWriter:
         *,
         client: Callable[[], SQSClient],
         error_type: type[QueueWriteError],
-        max_send_attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._queue_url = queue_url
         self._client = client  # built on the first write
         self.error_type = error_type
-        self._max_send_attempts = max_send_attempts
         self._sleep = sleep
 
     @property
@@ -87,7 +86,7 @@ class QueueWriter:
         pending = {str(index): message for index, message in enumerate(batch)}
         problem = ""
         attempt = 0
-        for attempt in range(1, self._max_send_attempts + 1):
+        for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
             if attempt > 1:
                 self._sleep(0.1 * 2**attempt)
             try:

@@ -9,6 +9,7 @@ from local.chaos.faults import (
     AWS_FAULTS,
     GLIDER_FAULTS,
     MAYBE_DELIVERED_FAULTS,
+    RECONCILABLE_FAULTS,
     SCENARIO_FAULTS,
     STORE_FAULT,
 )
@@ -26,6 +27,9 @@ class Repeats:
     doubled: list[str] = field(default_factory=list)
     extra: int = 0
     unpreventable: int = 0
+    # ... of which the ids' only such faults were lost answers or 5xx after Glider acted: the
+    # rebalance was listed before the function sent again, so reconciling should leave none.
+    after_reconcilable: int = 0
     flagged: int = 0
     causes: Counter[str] = field(default_factory=Counter)
     replay_triggered: int = 0
@@ -58,6 +62,7 @@ class Tally:
         # Successes the function saw, by rebalance id; "already-triggered" lines are not new.
         triggered = [r for r in logs if r.get("outcome") == "triggered"]
         self.observed = {str(r.get("rebalance_id")) for r in triggered}
+        self.reconciled = sum(1 for r in triggered if r.get("reconciled") is True)
         # Where the function saw each id triggered: outside the replay, the input's source;
         # during it, the kind of the replayed DLQ message.
         self.trigger_sources: dict[str, set[str]] = defaultdict(set)
@@ -188,12 +193,19 @@ class Tally:
             else:
                 doubles += within - explained_within
             result.unpreventable += unpreventable
+            if unpreventable and self._only_reconcilable(portfolio_id):
+                result.after_reconcilable += unpreventable
             result.flagged += min(unpreventable, self.flags[portfolio_id])
             if doubles:
                 result.doubled.append(portfolio_id)
                 result.extra += doubles
                 result.causes[self._cause(portfolio_id)] += 1
         return result
+
+    def _only_reconcilable(self, portfolio_id: str) -> bool:
+        served = self.served_before[portfolio_id] + self.served_during[portfolio_id]
+        kinds = {kind for kind in MAYBE_DELIVERED_FAULTS if served[kind]}
+        return bool(kinds) and kinds <= RECONCILABLE_FAULTS
 
     def _replay_double(self, portfolio_id: str, extra: int, result: Repeats) -> None:
         """By the kind of the replayed message whose invocation triggered the id (else every
@@ -276,6 +288,8 @@ class Tally:
             doubled_extra_rebalances=repeats.extra,
             unpreventable_repeats=repeats.unpreventable,
             unpreventable_flagged=repeats.flagged,
+            unpreventable_after_reconcilable=repeats.after_reconcilable,
+            reconciled=self.reconciled,
             rebalances=sum(len(v) for v in self.rebalances.values()),
             crash_retries_in_window=self.harness.crash_retries_in_window,
             replayed=dict(Counter(r.kind for r in self.harness.replayed.values()).most_common()),

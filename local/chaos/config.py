@@ -26,6 +26,7 @@ class ChaosConfig:
     p_slow: float = 0.012
     p_lost_response: float = 0.012
     p_truncated: float = 0.012
+    p_acted_then_error: float = 0.012  # a 5xx Glider answers after it started the rebalance
     long_rate_limits: int = 3  # single-id messages first answered with a long Retry-After
     long_retry_after: tuple[int, int] = (20, 30)
     slow_seconds: tuple[float, float] = (0.5, 0.9)

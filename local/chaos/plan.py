@@ -91,6 +91,7 @@ def _script_faults(plan: ChaosPlan, config: ChaosConfig, rng: random.Random) -> 
         ("glider.slow", config.p_slow),
         ("glider.lost_response", config.p_lost_response),
         ("glider.truncated", config.p_truncated),
+        ("glider.acted_then_error", config.p_acted_then_error),
     ]
     for portfolio_id in plan.ids:
         roll = rng.random()
@@ -160,6 +161,8 @@ def _assign(
         fault = Fault.slow(round(rng.uniform(*config.slow_seconds), 2))
     elif kind == "glider.truncated":
         fault = Fault.truncated()
+    elif kind == "glider.acted_then_error":
+        fault = Fault.acted_then_error(rng.choice((500, 502, 503)))
     else:  # lost_response, sometimes twice in a row
         count = rng.choices((1, 2), weights=(80, 20))[0]
         fault = Fault.lost_response()

@@ -33,6 +33,10 @@ class ChaosReport:
     unpreventable_repeats: int  # extra rebalances after a lost or too-slow answer
     unpreventable_flagged: int  # ... of which the function logged maybe_delivered: true
     rebalances: int
+    # ... of the repeats, those of ids whose only such faults were lost answers or 5xx after
+    # Glider acted: reconciling finds their rebalance before sending again (should be 0).
+    unpreventable_after_reconcilable: int = 0
+    reconciled: int = 0  # triggers found among recent rebalances, not sent again
     wall_seconds: float = 0.0
     # Async retries that started while a crashed attempt's in-progress records still held.
     crash_retries_in_window: int = 0
@@ -75,6 +79,7 @@ class ChaosReport:
             and self.doubled_by_redelivery == 0
             and self.pending == 0
             and self.replay_doubled_guarded == 0
+            and self.unpreventable_after_reconcilable == 0
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -108,6 +113,11 @@ class ChaosReport:
             ("DOUBLED by a redelivery/retry (must be 0)", doubled),
             ("repeats no client can prevent", f"{self.unpreventable_repeats} (the function "
              f"flagged maybe_delivered on {self.unpreventable_flagged})"),
+            ("  after a lost answer or a 5xx Glider acted on", str(
+                self.unpreventable_after_reconcilable)),
+            ("  after an answer slower than the read timeout", str(
+                self.unpreventable_repeats - self.unpreventable_after_reconcilable)),
+            ("lost answers reconciled (found, not sent again)", str(self.reconciled)),
             ("rebalances in the emulator", str(self.rebalances)),
             (IN_WINDOW, str(self.crash_retries_in_window)),
             ("DLQ replayed at the end", f"{replayed} messages"

@@ -20,14 +20,16 @@ import json
 import os
 import signal
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from local.demo.show import describe_response, outcome_rows, print_dlq, print_raw, print_stack
+from local.fixtures.event_source import sqs_event
 from local.fixtures.function import LocalFunction, json_records
 from local.fixtures.glider_emulator import Fault, GliderEmulator
-from local.fixtures.stack import REGION, Deployment, MotoServer, deploy
+from local.fixtures.stack import REGION, Deployment, MotoServer, deploy, drain
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 DEMO_API_KEY = "glider-local-demo-key"  # the emulator's key; not a real credential
@@ -37,7 +39,9 @@ REAL_API_URL = "https://api.glider.fi"
 EVENT_NOTES = {
     "schedule-single.json": "EventBridge Scheduler constant input, one portfolio",
     "schedule-many.json": "Scheduler input, several ids (one duplicate, one without a schedule)",
-    "eventbridge-rule.json": "EventBridge bus event (rule target), one 503 then OK, one unknown",
+    "eventbridge-rule.json": (
+        "EventBridge bus event (rule target): a lost answer reconciled, a 503 then OK, unknown id"
+    ),
     "sqs-batch.json": "SQS batch: 429 then OK, OK, 503 x4, a path-bending id, a non-JSON body",
     "direct-unknown-shape.json": "Direct invocation with an input of an unknown shape",
 }
@@ -56,6 +60,11 @@ def prepare_emulator(emulator: GliderEmulator) -> None:
     emulator.add_portfolio("port_down01")
     emulator.script("port_down01", *[Fault.error(503, "API_000", "Upstream unavailable")] * 4)
     # port_gone01 is deliberately unknown: the API answers 404 API_200.
+    # Glider acts on port_ghi789's trigger but its answer is lost: reconciled, not sent twice.
+    emulator.script("port_ghi789", Fault.lost_response())
+    # Rebalances run for a second on chain; port_def456's fails there.
+    emulator.set_workflow_seconds(1.0)
+    emulator.fail_next_rebalance("port_def456", "execution reverted: slippage tolerance exceeded")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool) -> None:
-    function = LocalFunction(deployment.environment())
+    # Follow-ups after 1 s (then 2, 4, ...) instead of 30 s: the story fits in seconds.
+    function = LocalFunction(deployment.environment(FOLLOW_FIRST_DELAY_SECONDS="1"))
     print_raw(function.new_lines(), verbose=verbose)
     for name, event in events:
         print(f"\n== {name}: {EVENT_NOTES.get(name, 'sample event')}")
@@ -125,7 +135,31 @@ def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool)
         else:
             print(f"   returned {describe_response(response)}")
         print_raw(lines, verbose=verbose)
+    follow_outcomes(function, deployment, verbose=verbose)
     print_dlq(deployment)
+
+
+def follow_outcomes(function: LocalFunction, deployment: Deployment, *, verbose: bool) -> None:
+    """The follow-up queue delivered to the function, as its event source would, until every
+    rebalance has its outcome; then the outcome events the bus's rule delivered."""
+    queue = deployment.follow_up_queue
+    if queue is None:
+        return
+    print("\n== Follow-ups: every rebalance followed to its outcome (status calls, delayed)")
+    for _ in range(30):
+        messages = drain(deployment.sqs, queue.url, wait_seconds=3)
+        if not messages:
+            break
+        function.invoke(sqs_event(messages, queue.arn, REGION))
+        lines = function.new_lines()
+        for row in outcome_rows([r for r in json_records(lines) if "_aws" not in r]):
+            print(row)
+        print_raw(lines, verbose=verbose)
+    if deployment.outcome_events is not None:
+        events = drain(deployment.sqs, deployment.outcome_events.url, wait_seconds=1)
+        kinds = Counter(json.loads(m["Body"])["detail-type"] for m in events)
+        listed = ", ".join(f"{kind} x{n}" for kind, n in sorted(kinds.items())) or "none"
+        print(f"   outcome events on the bus {deployment.outcome_bus}: {listed}")
 
 
 def _sample_events() -> Iterator[tuple[str, Any]]:

@@ -12,6 +12,9 @@ from tools import dlq
 
 def outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
     for record in records:
+        if record.get("rebalance_outcome"):
+            yield from _final_row(record, str(record.get("portfolio_id")))
+            continue
         outcome = record.get("outcome")
         where = record.get("delivery_id", "")
         where = f"[{where[:8]}] " if record.get("source") == "sqs" and where else ""
@@ -24,6 +27,8 @@ def outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
         elif outcome == "triggered":
             attempts = record.get("attempts", 1)
             unknown = " (answer cut off: id unknown)" if record.get("reason") else ""
+            if record.get("reconciled"):
+                unknown = " (answer lost: found among recent rebalances, not sent again)"
             yield (
                 f"   {where}{portfolio:<22} triggered      rebalanceId={record.get('rebalance_id')}"
                 f"  ({attempts} attempt{'s' if attempts != 1 else ''}){unknown}"
@@ -46,6 +51,24 @@ def outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
             )
         elif record.get("level") in ("ERROR", "CRITICAL"):
             yield f"   {record.get('level')}: {record.get('message')}"
+
+
+def _final_row(record: dict[str, Any], portfolio: str) -> Iterator[str]:
+    outcome, rebalance = record["rebalance_outcome"], record.get("rebalance_id")
+    looks = record.get("follow_ups")
+    if outcome == "completed":
+        yield (
+            f"   {portfolio:<22} COMPLETED      rebalanceId={rebalance} tx="
+            f"{str(record.get('transaction_hash'))[:14]}... block {record.get('block_number')}, "
+            f"{record.get('duration_seconds')} s ({looks} status call(s))"
+        )
+    elif outcome == "failed":
+        yield (
+            f"   {portfolio:<22} REBALANCE FAILED rebalanceId={rebalance}: {record.get('reason')}"
+            " -> to the DLQ (REBALANCE_FAILED), never triggered again by the function"
+        )
+    else:
+        yield f"   {portfolio:<22} outcome unknown rebalanceId={rebalance} ({record.get('reason')})"
 
 
 def describe_response(response: Mapping[str, Any] | None) -> str:
@@ -80,6 +103,10 @@ def print_stack(moto: MotoServer, deployment: Deployment, *, real_api: bool) -> 
     print(f"   work queue                                    {deployment.work_queue.url}")
     print(f"   dead-letter queue                             {deployment.dlq.url}")
     print(f"   idempotency table                             {deployment.idempotency_table}")
+    if deployment.follow_up_queue is not None:
+        print(f"   follow-up queue                               {deployment.follow_up_queue.url}")
+    if deployment.outcome_bus is not None:
+        print(f"   outcome event bus                             {deployment.outcome_bus}")
 
 
 def print_raw(lines: list[str], *, verbose: bool) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from glider_trigger.domain.errors import ApiError, FailureClass, TriggerError
-from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest
+from glider_trigger.domain.models import ApiKey, FollowUp, RebalanceState, Receipt, TriggerRequest
+from glider_trigger.domain.ports import StartedRebalance
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.settings import Settings
 
@@ -57,6 +58,28 @@ class FakeApi:
         self._steps = list(steps)
         self._then = then
         self.calls: list[tuple[str, bool, ApiKey]] = []
+        self.listed = []
+        self.list_calls = 0
+        self.states = [RebalanceState("running", None)]
+        self.state_calls = 0
+
+    listed: list[StartedRebalance]  # what recent_rebalances answers
+    list_error: TriggerError | None = None  # raised by recent_rebalances instead, if set
+
+    def recent_rebalances(self, request: TriggerRequest, api_key: ApiKey) -> list[StartedRebalance]:
+        self.list_calls += 1
+        if self.list_error is not None:
+            raise self.list_error
+        return list(self.listed)
+
+    states: list[RebalanceState | TriggerError]  # what rebalance_state answers, in order
+
+    def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
+        self.state_calls += 1
+        step = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(step, TriggerError):
+            raise step
+        return step
 
     def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt:
         self.calls.append((request.portfolio_id, request.skip_schedule_validation, api_key))

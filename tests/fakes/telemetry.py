@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from glider_trigger.domain.errors import TriggerError
-from glider_trigger.domain.models import Failed, InputSource, Next, Outcome, kind_of
+from glider_trigger.domain.models import Failed, FollowUp, InputSource, Next, Outcome, kind_of
+from glider_trigger.domain.ports import OutcomeReport
 
 
 class RecordingTelemetry:
@@ -65,3 +66,29 @@ class RecordingTelemetry:
 
     def record_failed(self, delivery_id: str) -> None:
         self._add("record_failed", delivery_id=delivery_id)
+
+    def rebalance_outcome(self, report: OutcomeReport) -> None:
+        self._add(
+            "rebalance_outcome",
+            rebalance_id=report.follow_up.rebalance_id,
+            outcome=report.outcome,
+            reason=report.reason,
+        )
+
+    def looked(self, follow_up: FollowUp) -> None:
+        self._add("looked", rebalance_id=follow_up.rebalance_id, number=follow_up.number)
+
+    def still_running(self, follow_up: FollowUp, status: str | None, next_in: int) -> None:
+        self._add("still_running", rebalance_id=follow_up.rebalance_id, next_in=next_in)
+
+    def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None:
+        self._add("state_unreadable", rebalance_id=follow_up.rebalance_id, reason=error.reason)
+
+    def follow_up_not_sent(self, queue_url: str, messages: int) -> None:
+        self._add("follow_up_not_sent", messages=messages)
+
+    def reconcile_failed(self, portfolio_id: str, error: TriggerError) -> None:
+        self._add("reconcile_failed", portfolio_id=portfolio_id, reason=error.reason)
+
+    def reconcile_forbidden(self, error: TriggerError) -> None:
+        self._add("reconcile_forbidden", reason=error.reason)

@@ -92,7 +92,8 @@ def test_a_success_the_table_never_records_is_reported_loudly(
 def test_an_attempt_whose_answer_was_lost_is_flagged_on_the_success_line(
     start_behind_proxy, emulator: GliderEmulator
 ) -> None:
-    function = start_behind_proxy()
+    # Unreconciled (tests/integration/test_reconcile.py shows the lookup that prevents this).
+    function = start_behind_proxy(RECONCILE_LOST_ANSWERS="false")
     emulator.script("port_abc123", Fault.lost_response())
 
     function.invoke({"portfolioId": "port_abc123"})

@@ -16,6 +16,11 @@ def test_make_run_shows_each_outcome_and_the_dlq(capsys: pytest.CaptureFixture[s
     assert "triggered      rebalanceId=rebal_" in out
     assert "FAILED transient SERVER_ERROR HTTP 503" in out  # a failure path, shown
     assert "already triggered by an earlier delivery" in out  # the redelivery step
+    assert "found among recent rebalances, not sent again" in out  # a lost answer reconciled
+    assert "COMPLETED      rebalanceId=rebal_" in out  # followed to its outcome
+    assert "REBALANCE FAILED" in out  # ... or to its failure, and its letter:
+    assert "REBALANCE_FAILED" in out
+    assert "Glider Rebalance Completed x" in out  # the outcome events on the bus
     assert "PORTFOLIO" in out  # the DLQ table
     assert "By reason:" in out
     assert "glider-local-demo-key" not in out  # the key is never printed

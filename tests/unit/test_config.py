@@ -8,7 +8,12 @@ from glider_trigger.domain.errors import ConfigurationError
 from glider_trigger.settings import DEFAULT_GLIDER_API_BASE_URL, Settings
 
 DLQ = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-dlq"
-REQUIRED = {"GLIDER_API_KEY_SECRET_ID": "glider/api-key", "DLQ_URL": DLQ}
+FOLLOW_UPS = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-follow-up"
+REQUIRED = {
+    "GLIDER_API_KEY_SECRET_ID": "glider/api-key",
+    "DLQ_URL": DLQ,
+    "FOLLOW_UP_QUEUE_URL": FOLLOW_UPS,
+}
 
 
 def settings_with(**overrides: str) -> Settings:
@@ -30,8 +35,27 @@ def test_defaults() -> None:
         secret_cache_seconds=300,
         default_skip_schedule_validation=False,
         deadline_safety_margin_seconds=2.0,
+        follow_up_queue_url=FOLLOW_UPS,
     )
     assert DEFAULT_GLIDER_API_BASE_URL == "https://api.glider.fi"
+
+
+def test_following_outcomes_needs_the_follow_up_queue() -> None:
+    without = {name: value for name, value in REQUIRED.items() if name != "FOLLOW_UP_QUEUE_URL"}
+
+    with pytest.raises(ConfigurationError, match="FOLLOW_UP_QUEUE_URL is required"):
+        Settings.from_environment(without)
+    assert not Settings.from_environment({**without, "FOLLOW_OUTCOMES": "false"}).follow_outcomes
+
+
+def test_following_is_bounded_as_documented() -> None:
+    settings = settings_with(FOLLOW_MAX_SECONDS="600", FOLLOW_FIRST_DELAY_SECONDS="0")
+
+    assert (settings.follow_max_seconds, settings.follow_first_delay_seconds) == (600, 0)
+    with pytest.raises(ConfigurationError, match="FOLLOW_MAX_SECONDS"):
+        settings_with(FOLLOW_MAX_SECONDS="59")
+    with pytest.raises(ConfigurationError, match="FOLLOW_FIRST_DELAY_SECONDS"):
+        settings_with(FOLLOW_FIRST_DELAY_SECONDS="901")
 
 
 def test_blank_base_url_means_the_default() -> None:

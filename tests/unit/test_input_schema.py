@@ -15,11 +15,12 @@ from jsonschema import Draft202012Validator
 
 from glider_trigger.domain.errors import InvalidInputError, classify
 from glider_trigger.domain.letters import for_failure, for_rejected_id
-from glider_trigger.domain.models import Failed, InputSource, SourceKind, TriggerRequest
+from glider_trigger.domain.models import Failed, InputSource, SourceKind, TriggerRequest, Window
 from glider_trigger.domain.trigger_input import (
     DELIVERY_KEY_FIELD,
     IDEMPOTENCY_KEY,
     MAX_ENVELOPE_DEPTH,
+    MAY_HAVE_STARTED,
     PORTFOLIO_ID,
     PORTFOLIO_IDS,
     SCHEDULE_ARN,
@@ -84,7 +85,10 @@ def test_the_samples_include_inputs_the_schema_refuses() -> None:
 def test_the_functions_own_dlq_and_work_queue_bodies_are_valid_inputs() -> None:
     source = InputSource(SourceKind.SQS, delivery_id="m-1", dedupe_key="sqs:m-1")
     error = refused("NOT_FOUND", classify(InvalidInputError("x")))
-    failure = for_failure(Failed(TriggerRequest("port_1", True, source), error, classify(error), 1))
+    request = TriggerRequest("port_1", True, source)
+    failure = for_failure(
+        Failed(request, error, classify(error), 1, uncertain=Window(1_764_655_200.5, 1_764_655_201))
+    )
     fanned = trigger_input("port_2", False, idempotency_key="key:k")
 
     assert schema_accepts(json.loads(failure.body))
@@ -112,6 +116,12 @@ def test_a_rejected_ids_letter_is_refused_by_both() -> None:
         {PORTFOLIO_ID: "p1", DELIVERY_KEY_FIELD: "k" * 256},
         {PORTFOLIO_ID: "p1", DELIVERY_KEY_FIELD: "k" * 257},
         {PORTFOLIO_ID: "p1", SCHEDULE_ARN: True, SCHEDULED_TIME: None},
+        {PORTFOLIO_ID: "p1", MAY_HAVE_STARTED: {"after": "2026-12-02T06:00:00.123Z"}},
+        {PORTFOLIO_ID: "p1", MAY_HAVE_STARTED: {"after": "2026-12-02T06:00:00+01:00"}},
+        {PORTFOLIO_ID: "p1", MAY_HAVE_STARTED: {"after": "2026-12-02T06:00:00"}},
+        {PORTFOLIO_ID: "p1", MAY_HAVE_STARTED: {"before": "2026-12-02T06:00:00Z"}},
+        {PORTFOLIO_ID: "p1", MAY_HAVE_STARTED: {"after": "2026-12-02T06:00:00Z", "before": 5}},
+        {PORTFOLIO_ID: "p1", MAY_HAVE_STARTED: "2026-12-02T06:00:00Z"},
         {"detail-type": "x", "detail": {PORTFOLIO_ID: "p1"}},
         {"detail-type": "x", "detail": "not an object", PORTFOLIO_ID: "p1"},
         {"requestContext": {}, "requestPayload": {PORTFOLIO_IDS: ["p1"]}},
@@ -133,6 +143,11 @@ VALUES = st.one_of(
     st.text(max_size=3),
     st.none(),
     st.dictionaries(st.sampled_from(["a", PORTFOLIO_ID]), IDS, max_size=2),
+    st.dictionaries(
+        st.sampled_from(["after", "before"]),
+        st.sampled_from(["2026-12-02T06:00:00.123Z", "2026-12-02T06:00:00", "soon", 7]),
+        max_size=2,
+    ),
 )
 FIELDS = st.sampled_from(
     [
@@ -141,6 +156,7 @@ FIELDS = st.sampled_from(
         SKIP_SCHEDULE_VALIDATION,
         IDEMPOTENCY_KEY,
         DELIVERY_KEY_FIELD,
+        MAY_HAVE_STARTED,
         SCHEDULE_ARN,
         SCHEDULED_TIME,
         "unknown",

@@ -65,9 +65,16 @@ def test_the_guard_remembers_longer_than_any_copy_can_arrive(template: dict[str,
     )
 
 
-REQUIRED = {"GLIDER_API_KEY_SECRET_ID": "secret", "DLQ_URL": "https://sqs.example/1/dlq"}
-# Parameters the function has no default for: unset, the queue's redrive has the last word.
-NO_FUNCTION_DEFAULT = {"MAX_RECEIVE_COUNT"}
+REQUIRED = {
+    "GLIDER_API_KEY_SECRET_ID": "secret",
+    "DLQ_URL": "https://sqs.example/1/dlq",
+    "FOLLOW_UP_QUEUE_URL": "https://sqs.example/1/follow-up",
+}
+# Parameters whose default the template chooses, where the function alone does without.
+NO_FUNCTION_DEFAULT = {
+    "MAX_RECEIVE_COUNT": "unset, the queue's redrive has the last word",
+    "OUTCOME_EVENT_BUS_NAME": "the account's default bus; unset, no outcome events",
+}
 NOT_THE_FUNCTIONS = {"POWERTOOLS_LOG_LEVEL"}  # Powertools reads it
 
 

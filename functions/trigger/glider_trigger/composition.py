@@ -12,14 +12,17 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 
 from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
-from glider_trigger.domain.errors import DeadLetterWriteError, FanOutError
+from glider_trigger.domain.errors import DeadLetterWriteError, FanOutError, FollowUpError
+from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.ports import MessageQueue
+from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.entry import LambdaEntry
 from glider_trigger.inbound.sqs_batch import SqsBatchHandler
 from glider_trigger.inbound.visibility import WorkQueueVisibility
 from glider_trigger.outbound.aws import AwsClients, client_config, silence_sdk_debug_logs
+from glider_trigger.outbound.events import EventBridgeOutcomes
 from glider_trigger.outbound.glider.http import HttpSession, build_pool_manager
 from glider_trigger.outbound.glider.pacing import RateLimiter
 from glider_trigger.outbound.glider.v1 import GliderV1Client
@@ -59,10 +62,28 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         breaker_threshold=settings.circuit_breaker_threshold,
     )
     guard = _guard(settings, logger, aws)
+    reconciler = Reconciler(api, telemetry) if settings.reconcile_lost_answers else None
+    dead_letters = QueueWriter(settings.dlq_url, client=aws.sqs, error_type=DeadLetterWriteError)
+    follower = None
+    if settings.follow_outcomes and settings.follow_up_queue_url is not None:
+        bus = settings.outcome_event_bus_name
+        follower = OutcomeFollower(
+            api,
+            api_keys,
+            guard,
+            telemetry,
+            follow_ups=QueueWriter(
+                settings.follow_up_queue_url, client=aws.sqs, error_type=FollowUpError
+            ),
+            dead_letters=dead_letters,
+            events=EventBridgeOutcomes(bus, client=aws.events) if bus else None,
+            max_seconds=settings.follow_max_seconds,
+            first_delay_seconds=settings.follow_first_delay_seconds,
+        )
     service = DeliveryService(
-        RebalanceTrigger(api, api_keys, policy, pacing=pacing),
+        RebalanceTrigger(api, api_keys, policy, pacing=pacing, reconciler=reconciler),
         guard,
-        QueueWriter(settings.dlq_url, client=aws.sqs, error_type=DeadLetterWriteError),
+        dead_letters,
         telemetry,
         rules=DeliveryRules(
             max_concurrency=settings.max_concurrency,
@@ -70,6 +91,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
             max_receive_count=settings.max_receive_count,
         ),
         work_queue=_work_queue(settings, aws, logger),
+        follower=follower,
     )
     return LambdaEntry(
         service,

@@ -52,6 +52,15 @@ class Settings:
     # what is left itself (letters that name the delivery) instead of leaving the record to
     # the redrive. None: the redrive has the last word.
     max_receive_count: int | None = None
+    # Look among the portfolio's recent rebalances before sending a trigger again after an
+    # answer that proves nothing (a lost answer, a 5xx): found, it is not sent twice.
+    reconcile_lost_answers: bool = True
+    # Follow every triggered rebalance to its outcome with delayed follow-up messages.
+    follow_outcomes: bool = True
+    follow_up_queue_url: str | None = None  # required when follow_outcomes
+    follow_max_seconds: int = 7_200  # then the outcome is `unknown`
+    follow_first_delay_seconds: int = 30  # doubled each follow-up, at most 900
+    outcome_event_bus_name: str | None = None  # unset: outcomes in logs and metrics only
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -148,8 +157,29 @@ class Settings:
                 else None
             ),
             max_receive_count=reader.optional_number("MAX_RECEIVE_COUNT", int, low=1, high=1000),
+            reconcile_lost_answers=reader.boolean(
+                "RECONCILE_LOST_ANSWERS", cls.reconcile_lost_answers
+            ),
+            follow_outcomes=reader.boolean("FOLLOW_OUTCOMES", cls.follow_outcomes),
+            follow_up_queue_url=(
+                _queue_url("FOLLOW_UP_QUEUE_URL", env["FOLLOW_UP_QUEUE_URL"].strip())
+                if env.get("FOLLOW_UP_QUEUE_URL", "").strip()
+                else None
+            ),
+            follow_max_seconds=reader.number(
+                "FOLLOW_MAX_SECONDS", int, cls.follow_max_seconds, low=60, high=86_400
+            ),
+            follow_first_delay_seconds=reader.number(
+                "FOLLOW_FIRST_DELAY_SECONDS", int, cls.follow_first_delay_seconds, low=0, high=900
+            ),
+            outcome_event_bus_name=env.get("OUTCOME_EVENT_BUS_NAME", "").strip() or None,
         )
         settings.check_guard_window()
+        if settings.follow_outcomes and settings.follow_up_queue_url is None:
+            raise ConfigurationError(
+                "FOLLOW_UP_QUEUE_URL is required when FOLLOW_OUTCOMES is true (the default): "
+                "set it to the follow-up queue, or set FOLLOW_OUTCOMES=false"
+            )
         return settings
 
     @property

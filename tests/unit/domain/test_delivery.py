@@ -24,7 +24,7 @@ from glider_trigger.domain.errors import (
     InvalidInputError,
 )
 from glider_trigger.domain.invocation import Invocation
-from glider_trigger.domain.models import Failed, Next, OutcomeKind, Receipt, Triggered
+from glider_trigger.domain.models import Failed, Next, OutcomeKind, Receipt, Triggered, Window
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
@@ -351,3 +351,46 @@ def test_a_bug_while_triggering_costs_one_portfolio_a_retry_not_the_batch() -> N
     assert settlement.redeliver is True
     assert world.telemetry.named("unexpected_error") == [{"portfolio_id": "p1"}]
     assert len(world.api.calls) == 1
+
+
+# --- what a later delivery is told about attempts that may have started a rebalance -------
+
+
+def test_a_letter_after_lost_answers_tells_its_replay_when_to_look() -> None:
+    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT)
+    lost.maybe_delivered = True
+    world = World(FakeApi(then=lost), max_receive_count=1)
+
+    world.message({"portfolioId": "p1"})
+
+    [letter] = world.letters()
+    window = letter["mayHaveStarted"]
+    assert isinstance(window, dict)
+    assert set(window) == {"after", "before"}
+    replayed = parse_sqs_body(json.dumps(letter), message_id="m-replay", default_skip=False)
+    assert replayed.requests[0].may_have_started is not None
+
+
+def test_a_deferral_tells_the_later_delivery_the_holders_window() -> None:
+    world = World(FakeApi())
+    world.guard.held.add("key:k#p1")
+    world.service._clock = lambda: 10_000.0  # type: ignore[method-assign]
+
+    world.event({"portfolioId": "p1", "idempotencyKey": "k"})
+
+    assert world.work is not None
+    [deferred] = world.work.bodies()
+    later = parse_event(deferred, default_skip=False).requests[0]
+    assert later.may_have_started == Window(10_000.0 - LIFETIME, 10_000.0 + LIFETIME)
+
+
+def test_a_redelivered_message_looks_for_what_its_earlier_receives_started() -> None:
+    world = World(FakeApi(RECEIPT))
+    message = Message("m-1", json.dumps({"portfolioId": "p1"}), 2, first_received_at=5_000.0)
+    parsed = parse_sqs_body(message.body, message_id="m-1", default_skip=False)
+
+    [prepared] = world.service.trigger_messages([(message, parsed)], world.invocation())
+
+    assert world.api.list_calls == 0  # no reconciler in this world: only the window is checked
+    [outcome] = prepared.outcomes
+    assert outcome.request.may_have_started == Window(5_000.0)

@@ -22,11 +22,12 @@ own thread once the workers are done.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import TypeGuard
+from typing import TypeGuard, TypeVar
 
 from glider_trigger.domain import letters
 from glider_trigger.domain.errors import (
@@ -37,9 +38,11 @@ from glider_trigger.domain.errors import (
     TriggerError,
     classify,
 )
+from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import (
     Failed,
+    FollowUp,
     InputSource,
     Next,
     Outcome,
@@ -48,6 +51,7 @@ from glider_trigger.domain.models import (
     RejectedId,
     SourceKind,
     TriggerRequest,
+    Window,
 )
 from glider_trigger.domain.ports import (
     MAX_DELAY_SECONDS,
@@ -59,6 +63,8 @@ from glider_trigger.domain.ports import (
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.domain.trigger_input import invocation_key, resumed_input, trigger_input
 
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 # A deferred portfolio is looked at again this long after the holder's longest window.
 DEFER_SLACK_SECONDS = 5
 
@@ -83,16 +89,28 @@ class Message:
     message_id: str
     body: str
     receive_count: int = 1  # this is the n-th receive
+    first_received_at: float | None = None  # epoch seconds of the first receive, if known
+
+    @property
+    def attempted_since(self) -> Window | None:
+        """A redelivered message may have been attempted since its first receive."""
+        if self.receive_count > 1 and self.first_received_at is not None:
+            return Window(self.first_received_at)
+        return None
 
 
 @dataclass
 class PreparedMessage:
-    """One message after its portfolios were triggered, before its fate is settled."""
+    """One message after its portfolios were triggered (or its rebalance looked at), before its
+    fate is settled."""
 
     message: Message
     parsed: ParsedInput | None
     error: InvalidInputError | None
     outcomes: list[Outcome] = field(default_factory=list)
+    follow_up: FollowUp | None = None
+    # The look at a follow-up's rebalance: done, not done (no time left), or what it raised.
+    followed: bool | Exception = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,8 @@ class DeliveryService:
         *,
         rules: DeliveryRules,
         work_queue: MessageQueue | None,
+        follower: OutcomeFollower | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._trigger = trigger
         self._guard = guard
@@ -133,6 +153,8 @@ class DeliveryService:
         self._telemetry = telemetry
         self._rules = rules
         self._work_queue = work_queue
+        self._follower = follower
+        self._clock = clock
 
     def begin(self, deadline: Deadline, *, request_id: str, lifetime_seconds: float) -> Invocation:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
@@ -162,10 +184,13 @@ class DeliveryService:
             return self._fan_out(parsed, work_queue)
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = self.trigger_all(parsed.requests, invocation)
-        # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
+        # Outcomes are logged (and followed) before the DLQ write, so a failing DLQ does not
+        # hide what was done: a retry finds them triggered and would not follow them.
         for outcome in outcomes:
             failure = Next.DEFERRED if _elsewhere(outcome) else Next.DEAD_LETTERED
             self._telemetry.outcome(outcome, action=_action(outcome, failure))
+        if self._follower is not None:
+            self._follower.start(outcomes)
         # A portfolio held in progress by another invocation is looked at again once that
         # holder's window has passed; no dead letter (a replay would be a second trigger).
         # Letters first: if the deferral then fails, the invocation fails with them written.
@@ -178,27 +203,43 @@ class DeliveryService:
 
     def trigger_messages(
         self,
-        messages: Sequence[tuple[Message, ParsedInput | InvalidInputError]],
+        messages: Sequence[tuple[Message, ParsedInput | FollowUp | InvalidInputError]],
         invocation: Invocation,
     ) -> list[PreparedMessage]:
-        """Trigger all the messages' portfolios at once, on the worker pool; `settle` then
-        applies each message's delivery semantics."""
+        """Trigger all the messages' portfolios at once, on the worker pool, and look at the
+        rebalances of the follow-ups among them; `settle` then applies each message's delivery
+        semantics."""
         prepared: list[PreparedMessage] = []
         requests: list[tuple[PreparedMessage, TriggerRequest]] = []
+        follow_ups: list[PreparedMessage] = []
         for message, parsed in messages:
             if isinstance(parsed, InvalidInputError):
                 prepared.append(PreparedMessage(message, None, parsed))
                 continue
+            if isinstance(parsed, FollowUp):
+                follow_ups.append(PreparedMessage(message, None, None, follow_up=parsed))
+                prepared.append(follow_ups[-1])
+                continue
             record = PreparedMessage(message, parsed, None)
             prepared.append(record)
-            requests.extend((record, request) for request in parsed.requests)
+            earlier = message.attempted_since
+            requests.extend(
+                (record, _attempted_in(request, earlier) if earlier else request)
+                for request in parsed.requests
+            )
         outcomes = self.trigger_all([request for _, request in requests], invocation)
         for (record, _), outcome in zip(requests, outcomes, strict=True):
             record.outcomes.append(outcome)
+        follower = self._follower
+        if follower is not None:
+            follower.start(outcomes)
+            self._on_pool(lambda record: _look(follower, record, invocation), follow_ups)
         return prepared
 
     def settle(self, record: PreparedMessage, invocation: Invocation) -> Settlement:
         message, parsed = record.message, record.parsed
+        if record.follow_up is not None:
+            return self._settle_follow_up(record)
         if parsed is None:
             assert record.error is not None  # noqa: S101  # nosec B101 - one of the two is set
             self._telemetry.received(0)
@@ -248,6 +289,15 @@ class DeliveryService:
             why=f"message {message.message_id} will be redelivered ({reasons})",
         )
 
+    def _settle_follow_up(self, record: PreparedMessage) -> Settlement:
+        if self._follower is None:  # FOLLOW_OUTCOMES was switched off since it was sent
+            return Settlement(redeliver=False)
+        if isinstance(record.followed, Exception):
+            raise record.followed  # the outcome or the next follow-up was not written
+        if not record.followed:
+            return Settlement(redeliver=True, why="no time left to look at the rebalance")
+        return Settlement(redeliver=False)
+
     def _is_last_receive(self, message: Message) -> bool:
         limit = self._rules.max_receive_count
         return limit is not None and message.receive_count >= limit
@@ -258,13 +308,16 @@ class DeliveryService:
         self, requests: Sequence[TriggerRequest], invocation: Invocation
     ) -> list[Outcome]:
         """On a bounded worker pool over the shared keep-alive connection pool."""
+        return self._on_pool(lambda request: self._trigger_one(request, invocation), requests)
+
+    def _on_pool(self, work: Callable[[_Item], _Result], items: Sequence[_Item]) -> list[_Result]:
         workers = self._rules.max_concurrency
-        if workers <= 1 or len(requests) <= 1:
-            return [self._trigger_one(request, invocation) for request in requests]
+        if workers <= 1 or len(items) <= 1:
+            return [work(item) for item in items]
         with ThreadPoolExecutor(
-            max_workers=min(workers, len(requests)), thread_name_prefix="trigger"
+            max_workers=min(workers, len(items)), thread_name_prefix="trigger"
         ) as pool:
-            return list(pool.map(lambda request: self._trigger_one(request, invocation), requests))
+            return list(pool.map(work, items))
 
     def _trigger_one(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         blocker = invocation.blocker()
@@ -317,7 +370,19 @@ class DeliveryService:
                 "WORK_QUEUE_URL to defer them to: failing so that Lambda retries later"
             )
         delay = min(MAX_DELAY_SECONDS, math.ceil(invocation.lifetime_seconds) + DEFER_SLACK_SECONDS)
-        messages = [OutgoingMessage(resumed_input(f.request), delay_seconds=delay) for f in held]
+        # The holder may be sending it right now: from its start (at most a lifetime ago) to its
+        # end (at most a lifetime from now), looked for before this portfolio is sent again.
+        now, lifetime = self._clock(), invocation.lifetime_seconds
+        holder = Window(now - lifetime, now + lifetime)
+        messages = [
+            OutgoingMessage(
+                resumed_input(
+                    f.request, may_have_started=holder.joined(f.request.may_have_started)
+                ),
+                delay_seconds=delay,
+            )
+            for f in held
+        ]
         try:
             self._work_queue.send(messages)
         except FanOutError as exc:
@@ -363,6 +428,20 @@ def _with_delivery_key(parsed: ParsedInput, invocation: Invocation) -> ParsedInp
     source = replace(parsed.source, dedupe_key=invocation_key(invocation.request_id))
     requests = tuple(replace(request, source=source) for request in parsed.requests)
     return replace(parsed, source=source, requests=requests)
+
+
+def _look(follower: OutcomeFollower, record: PreparedMessage, invocation: Invocation) -> None:
+    """One follow-up's look, on a worker; what it raised is settled on the invocation's thread."""
+    if record.follow_up is None:
+        return
+    try:
+        record.followed = follower.follow(record.follow_up, invocation)
+    except Exception as exc:  # noqa: BLE001 - the message is then delivered again
+        record.followed = exc
+
+
+def _attempted_in(request: TriggerRequest, window: Window) -> TriggerRequest:
+    return replace(request, may_have_started=window.joined(request.may_have_started))
 
 
 def _elsewhere(outcome: Outcome) -> TypeGuard[Failed]:

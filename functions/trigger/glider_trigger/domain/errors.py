@@ -41,6 +41,14 @@ class FanOutError(QueueWriteError):
     (what was enqueued already is de-duplicated by its idempotency key)."""
 
 
+class FollowUpError(QueueWriteError):
+    """The follow-up queue refused messages: those rebalances cannot be followed."""
+
+
+class OutcomeEventError(Exception):
+    """The event bus refused an outcome's event: the follow-up is delivered again."""
+
+
 class TriggerError(Exception):
     """Base of every classified failure of one trigger request (or of one whole input)."""
 
@@ -141,6 +149,8 @@ class ApiError(TriggerError):
     - `unauthorized`: the key was refused; it may have been rotated, so it is worth one refetch.
     - `answered`: the API gave an HTTP answer (a 404, say): it is up, whatever the answer.
     - `maybe_delivered`: no answer, but the request had left: the API may have acted on it.
+    - `uncertain`: an answer that does not prove a refusal (a 5xx: the API may have started the
+      rebalance and failed afterwards).
     - `settles`: a 2xx that is not a success: the API may have acted on it (never retried).
     """
 
@@ -155,6 +165,7 @@ class ApiError(TriggerError):
         unauthorized: bool = False,
         answered: bool = True,
         maybe_delivered: bool = False,
+        uncertain: bool = False,
         settles: bool = False,
     ) -> None:
         super().__init__(message)
@@ -165,6 +176,7 @@ class ApiError(TriggerError):
         self.unauthorized = unauthorized
         self.answered = answered
         self.maybe_delivered = maybe_delivered
+        self.uncertain = uncertain
         self._settles = settles
 
     @property
@@ -176,8 +188,20 @@ class ApiError(TriggerError):
         return self._settles
 
     @property
+    def may_have_acted(self) -> bool:
+        """The API may have started a rebalance on this attempt: look before sending again."""
+        return self.maybe_delivered or self.uncertain
+
+    @property
     def retry_after_seconds(self) -> float | None:
         return self._retry_after_seconds
+
+
+class RebalanceFailedError(TriggerError):
+    """A followed rebalance that Glider reports failed: dead-lettered for an operator to decide
+    whether to trigger it again (never retried by the function: funds are at stake)."""
+
+    fixed_reason = "REBALANCE_FAILED"
 
 
 class RememberedFailureError(TriggerError):
@@ -212,6 +236,6 @@ def classify(error: TriggerError) -> FailureClass:
         return FailureClass.TRANSIENT if error.retryable else FailureClass.SYSTEMIC
     if isinstance(error, SystemicHaltError):
         return FailureClass.SYSTEMIC
-    if isinstance(error, InvalidInputError | InvalidPortfolioIdError):
+    if isinstance(error, InvalidInputError | InvalidPortfolioIdError | RebalanceFailedError):
         return FailureClass.PERMANENT
     return FailureClass.TRANSIENT

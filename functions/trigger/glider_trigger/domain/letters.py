@@ -13,14 +13,22 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from glider_trigger.domain.errors import ApiError, FailureClass, TriggerError, classify
+from glider_trigger.domain.errors import (
+    ApiError,
+    FailureClass,
+    RebalanceFailedError,
+    TriggerError,
+    classify,
+)
 from glider_trigger.domain.models import (
     AttributeValue,
     Failed,
     InputSource,
     OutgoingMessage,
     RejectedId,
+    SourceKind,
 )
+from glider_trigger.domain.ports import OutcomeReport
 from glider_trigger.domain.trigger_input import resumed_input, trigger_input
 
 # SQS allows 10 attributes a message; extra facts are folded into "detail" instead.
@@ -31,10 +39,28 @@ _MAX_DETAIL_CHARS: Final = 1024
 def for_failure(failed: Failed, *, now: datetime | None = None) -> OutgoingMessage:
     request = failed.request
     return OutgoingMessage(
-        body=resumed_input(request),
+        body=resumed_input(request, may_have_started=failed.uncertain),
         attributes=_attributes(
             failed.error, failed.failure_class, failed.attempts, request.source, now
         ),
+    )
+
+
+def for_failed_rebalance(report: OutcomeReport, *, now: datetime | None = None) -> OutgoingMessage:
+    """A rebalance Glider reports failed: its body triggers the portfolio afresh when replayed,
+    once however often the letter is replayed (its key names the failed rebalance)."""
+    follow_up = report.follow_up
+    error = RebalanceFailedError(
+        f"rebalance {follow_up.rebalance_id} failed: {report.reason or 'no error given'}"
+    )
+    source = InputSource(SourceKind.FOLLOW_UP, delivery_id=follow_up.rebalance_id)
+    return OutgoingMessage(
+        body=trigger_input(
+            follow_up.portfolio_id,
+            follow_up.skip_schedule_validation,
+            idempotency_key=f"retrigger:{follow_up.rebalance_id}",
+        ),
+        attributes=_attributes(error, classify(error), 0, source, now),
     )
 
 

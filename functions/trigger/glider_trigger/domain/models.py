@@ -15,6 +15,7 @@ class SourceKind(StrEnum):
     SQS = "sqs"
     DIRECT = "direct"  # any other direct invocation (CLI, SDK, a replayed DLQ body)
     LAMBDA_DESTINATION = "lambda-destination"  # an on-failure record of this function
+    FOLLOW_UP = "follow-up"  # a rebalance followed to its outcome
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,30 @@ class InputSource:
 
 
 @dataclass(frozen=True)
+class Window:
+    """When an earlier attempt of a delivery may have started a rebalance whose answer never
+    came back: from `after` to `before` (epoch seconds; None: up to now)."""
+
+    after: float
+    before: float | None = None
+
+    def joined(self, other: Window | None) -> Window:
+        """The smallest window holding both."""
+        if other is None:
+            return self
+        open_ended = self.before is None or other.before is None
+        before = None if open_ended else max(self.before or 0.0, other.before or 0.0)
+        return Window(min(self.after, other.after), before)
+
+
+@dataclass(frozen=True)
 class TriggerRequest:
     portfolio_id: str
     skip_schedule_validation: bool
     source: InputSource
+    # An earlier attempt of this delivery may have started a rebalance in this window (a lost
+    # answer before a dead letter, a deferral, a redelivery): looked for before the first POST.
+    may_have_started: Window | None = None
 
     @property
     def guard_key(self) -> str:
@@ -80,6 +101,11 @@ class Receipt:
     # Why the 2xx answer's body could not be read (cut off, reset, timed out): Glider accepted
     # the trigger, but its rebalance id is unknown. None for a complete answer.
     unread: str | None = None
+    # Found among the portfolio's recent rebalances, started by an attempt whose answer was
+    # lost: nothing was sent again.
+    reconciled: bool = False
+    # When the request of an answer cut off was sent (epoch seconds), to look for its rebalance.
+    sent_at: float | None = None
 
     @property
     def reason(self) -> str | None:
@@ -114,6 +140,9 @@ class Failed:
     # True when an earlier delivery ended with this failure and the guard remembered it (a 2xx
     # that was not a success): the API was not called again.
     remembered: bool = False
+    # When this delivery's attempts whose answers prove nothing were sent (its dead letter
+    # carries it, so a replay looks for their rebalance before sending again).
+    uncertain: Window | None = None
 
     @property
     def settles_delivery(self) -> bool:
@@ -152,6 +181,40 @@ def kind_of(outcome: Outcome) -> OutcomeKind:
     if isinstance(outcome, Triggered):
         return OutcomeKind.ALREADY_TRIGGERED if outcome.already_triggered else OutcomeKind.TRIGGERED
     return OutcomeKind.ALREADY_FAILED if outcome.remembered else OutcomeKind.FAILED
+
+
+class FinalOutcome(StrEnum):
+    """How a followed rebalance ended, as far as the function could tell."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # not final within FOLLOW_MAX_SECONDS, or it could not be followed
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A rebalance to look at again (a follow-up message's body): the n-th look."""
+
+    portfolio_id: str
+    rebalance_id: str
+    skip_schedule_validation: bool
+    delivery_key: str | None  # the delivery that triggered it
+    triggered_at: float  # epoch seconds
+    number: int = 1
+
+
+@dataclass(frozen=True)
+class RebalanceState:
+    """One rebalance as the API shows it; `final` None while it is not over."""
+
+    status: str | None
+    final: FinalOutcome | None
+    transaction_hash: str | None = None
+    block_number: int | None = None
+    gas_used: str | None = None
+    started_at: float | None = None  # epoch seconds
+    closed_at: float | None = None
+    error: str | None = None
 
 
 AttributeValue = str | int | float

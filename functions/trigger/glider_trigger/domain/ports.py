@@ -7,21 +7,34 @@ The outbound adapters implement them (outbound/), in-memory fakes implement them
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from glider_trigger.domain.errors import TriggerError
 from glider_trigger.domain.models import (
     ApiKey,
+    FinalOutcome,
+    FollowUp,
     InputSource,
     Next,
     Outcome,
     OutgoingMessage,
+    RebalanceState,
     Receipt,
     TriggerRequest,
 )
 
 # The longest a queue holds a message back before it becomes visible (SQS's DelaySeconds).
 MAX_DELAY_SECONDS: Final = 900
+
+
+@dataclass(frozen=True)
+class StartedRebalance:
+    """One of a portfolio's recent rebalances, as the API lists them."""
+
+    rebalance_id: str
+    started_at: float | None  # epoch seconds; None when the API gave none it could read
+    status: str | None = None
 
 
 class RebalancingApi(Protocol):
@@ -33,6 +46,40 @@ class RebalancingApi(Protocol):
         ...
 
     def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt: ...
+
+    def recent_rebalances(
+        self, request: TriggerRequest, api_key: ApiKey
+    ) -> Sequence[StartedRebalance]:
+        """The portfolio's most recent rebalances (newest first); raises an ApiError."""
+        ...
+
+    def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
+        """Where one rebalance stands; raises an ApiError."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutcomeReport:
+    """A followed rebalance's final outcome, with the facts its log line and event carry."""
+
+    follow_up: FollowUp
+    outcome: FinalOutcome
+    state: RebalanceState | None  # None when it could not be read
+    reason: str | None = None  # why the outcome is unknown, or Glider's error
+    decided_at: float = 0.0  # epoch seconds
+
+    @property
+    def duration_seconds(self) -> float | None:
+        state = self.state
+        if state is None or state.started_at is None or state.closed_at is None:
+            return None
+        return max(0.0, state.closed_at - state.started_at)
+
+
+class OutcomeEvents(Protocol):
+    def publish(self, report: OutcomeReport) -> None:
+        """Put the outcome's event on the bus; raises OutcomeEventError when it was not put."""
+        ...
 
 
 class ApiKeySource(Protocol):
@@ -109,4 +156,28 @@ class Telemetry(Protocol):
 
     def record_failed(self, delivery_id: str) -> None:
         """Called while the exception that failed a message's settlement is being handled."""
+        ...
+
+    def reconcile_failed(self, portfolio_id: str, error: TriggerError) -> None:
+        """The API's list of recent rebalances could not be read: the trigger is sent again."""
+        ...
+
+    def reconcile_forbidden(self, error: TriggerError) -> None:
+        """The key may not read the list: reconciling stops in this execution environment."""
+        ...
+
+    def rebalance_outcome(self, report: OutcomeReport) -> None:
+        """A followed rebalance's final outcome: its one log line and metrics."""
+        ...
+
+    def looked(self, follow_up: FollowUp) -> None:
+        """One follow-up's status call (what following costs, counted)."""
+        ...
+
+    def still_running(self, follow_up: FollowUp, status: str | None, next_in: int) -> None: ...
+
+    def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None: ...
+
+    def follow_up_not_sent(self, queue_url: str, messages: int) -> None:
+        """Called while the QueueWriteError is handled: those rebalances are not followed."""
         ...

@@ -3,7 +3,9 @@
 Knows nothing of Lambda events or HTTP: it gets a request and the invocation (its deadline and
 breaker), calls the RebalancingApi port with a key from the ApiKeySource port, and returns an
 Outcome. Retries use exponential backoff with full jitter, honour Retry-After, and never start
-an attempt that could not finish before the deadline.
+an attempt that could not finish before the deadline. After an attempt whose answer proves
+nothing (a lost answer, a 5xx), and before the first attempt of a delivery that may have been
+attempted before, the Reconciler looks for the rebalance it may have started (reconcile.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from glider_trigger.domain.errors import (
     ApiError,
@@ -22,8 +24,17 @@ from glider_trigger.domain.errors import (
     classify,
 )
 from glider_trigger.domain.invocation import Invocation
-from glider_trigger.domain.models import ApiKey, Failed, Outcome, Receipt, Triggered, TriggerRequest
-from glider_trigger.domain.ports import ApiKeySource, Pacing, RebalancingApi
+from glider_trigger.domain.models import (
+    ApiKey,
+    Failed,
+    Outcome,
+    Receipt,
+    Triggered,
+    TriggerRequest,
+    Window,
+)
+from glider_trigger.domain.ports import ApiKeySource, Deadline, Pacing, RebalancingApi
+from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 
 
@@ -38,8 +49,12 @@ class RebalanceTrigger:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         pacing: Pacing | None = None,
+        reconciler: Reconciler | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._pacing = pacing
+        self._reconciler = reconciler
+        self._wall_clock = wall_clock
         self._api = api
         self._api_keys = api_keys
         self.policy = policy
@@ -56,7 +71,7 @@ class RebalanceTrigger:
 
     def _attempt(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         deadline = invocation.deadline
-        tally = _Tally()
+        tally = _Tally(since=request.may_have_started)
         tries = 0  # calls to the API and retried reads of the key
         key_refreshed = refresh_key = False
         last_error: TriggerError | None = None
@@ -66,11 +81,8 @@ class RebalanceTrigger:
             blocker = invocation.blocker()
             if blocker is not None:
                 return tally.failed(request, last_error or blocker)
-            if deadline.seconds_left() < self._api.worst_case_seconds:
-                late = NotAttemptedError(
-                    f"{max(deadline.seconds_left(), 0):.1f}s left in the invocation; an attempt "
-                    f"may take {self._api.worst_case_seconds:.1f}s"
-                )
+            late = self._late(deadline)
+            if late is not None:
                 return tally.failed(request, last_error or late)
             tries += 1
             try:
@@ -80,16 +92,10 @@ class RebalanceTrigger:
                 last_error = exc
             else:
                 refresh_key = False
-                budget = deadline.seconds_left() - self._api.worst_case_seconds
-                if self._pacing is not None and not self._pacing.acquire(budget_seconds=budget):
-                    no_slot = NotAttemptedError(
-                        "the client-side rate limit has no slot before the invocation's deadline"
-                    )
-                    return tally.failed(request, last_error or no_slot)
-                answer = self._call(request, api_key, invocation, tally)
-                if isinstance(answer, Receipt):
-                    return tally.triggered(request, answer)
-                last_error = answer
+                sent = self._send(request, api_key, invocation, tally, last_error)
+                if not isinstance(sent, TriggerError):
+                    return sent
+                last_error = sent
 
             unauthorized = isinstance(last_error, ApiError) and last_error.unauthorized
             if unauthorized and not key_refreshed:
@@ -102,9 +108,76 @@ class RebalanceTrigger:
             ):
                 return tally.failed(request, last_error)
             delay = self.policy.delay_before_retry(last_error, tries, self._rng)
+            if delay is not None and tally.unchecked is not None and self._reconciler is not None:
+                # An answer that never came may be a rebalance still starting: give it as long
+                # again as its attempt waited before looking for it.
+                delay = max(delay, tally.last_wait_seconds)
             if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
                 return tally.failed(request, last_error)
             self._sleep(delay)
+
+    def _send(
+        self,
+        request: TriggerRequest,
+        api_key: ApiKey,
+        invocation: Invocation,
+        tally: _Tally,
+        last_error: TriggerError | None,
+    ) -> Outcome | TriggerError:
+        """One attempt: a slot, a look for what an earlier attempt may have started, the call.
+        An Outcome ends the portfolio's attempts; a TriggerError is this call's failure."""
+        deadline = invocation.deadline
+        not_sent = self._wait_for_slot(deadline)
+        if not_sent is None and tally.unchecked is not None and self._reconciler is not None:
+            found = self._reconciler.find(request, api_key, tally.unchecked)
+            tally.unchecked = None
+            if found is not None:
+                return tally.triggered(request, found)
+            not_sent = self._wait_for_slot(deadline)  # the look took a call's time and slot
+        if not_sent is not None:
+            return tally.failed(request, last_error or not_sent)
+        answer = self._call(request, api_key, invocation, tally)
+        if isinstance(answer, Receipt):
+            return tally.triggered(request, self._identified(request, api_key, answer))
+        return answer
+
+    def _late(self, deadline: Deadline) -> NotAttemptedError | None:
+        """Too little time left for one more call."""
+        worst_case = self._api.worst_case_seconds
+        if deadline.seconds_left() >= worst_case:
+            return None
+        return NotAttemptedError(
+            f"{max(deadline.seconds_left(), 0):.1f}s left in the invocation; an attempt "
+            f"may take {worst_case:.1f}s"
+        )
+
+    def _wait_for_slot(self, deadline: Deadline) -> NotAttemptedError | None:
+        """Time for one more call, and the client-side rate limit's permission to make it."""
+        late = self._late(deadline)
+        if late is not None:
+            return late
+        budget = deadline.seconds_left() - self._api.worst_case_seconds
+        if self._pacing is not None and not self._pacing.acquire(budget_seconds=budget):
+            return NotAttemptedError(
+                "the client-side rate limit has no slot before the invocation's deadline"
+            )
+        return None
+
+    def _identified(self, request: TriggerRequest, api_key: ApiKey, receipt: Receipt) -> Receipt:
+        """An accepted trigger whose answer was cut off, with its rebalance id if the API lists
+        a rebalance it started."""
+        if receipt.unread is None or receipt.sent_at is None or self._reconciler is None:
+            return receipt
+        found = self._reconciler.find(request, api_key, Window(receipt.sent_at))
+        if found is None:
+            return receipt
+        return replace(
+            receipt,
+            rebalance_id=found.rebalance_id,
+            status=found.status,
+            unread=None,
+            reconciled=True,
+        )
 
     def _call(
         self, request: TriggerRequest, api_key: ApiKey, invocation: Invocation, tally: _Tally
@@ -112,10 +185,13 @@ class RebalanceTrigger:
         """One call to the API, accounted for in the tally and the invocation's breaker."""
         tally.attempts += 1
         started = self._clock()
+        sent_at = self._wall_clock()
         try:
             receipt = self._api.trigger(request, api_key)
         except TriggerError as exc:
             tally.latencies_ms.append((self._clock() - started) * 1000)
+            if isinstance(exc, ApiError) and exc.may_have_acted:
+                tally.uncertain_attempt(sent_at, self._wall_clock())
             if isinstance(exc, ApiError) and exc.maybe_delivered:
                 tally.maybe_delivered += 1
             failure_class = classify(exc)
@@ -126,16 +202,30 @@ class RebalanceTrigger:
             return exc
         tally.latencies_ms.append((self._clock() - started) * 1000)
         invocation.api_answered()
-        return receipt
+        return replace(receipt, sent_at=sent_at) if receipt.unread is not None else receipt
 
 
 @dataclass
 class _Tally:
     """What the attempts for one portfolio have cost so far."""
 
+    # When attempts whose answers prove nothing were sent (this delivery's earlier ones too).
+    since: Window | None = None
+    # The window not yet looked at by the Reconciler (open-ended: a slow attempt may still be
+    # starting its rebalance after we stopped waiting for its answer).
+    unchecked: Window | None = None
     attempts: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     maybe_delivered: int = 0  # attempts whose request left but whose answer was lost
+    last_wait_seconds: float = 0.0  # how long the last attempt that proves nothing waited
+
+    def __post_init__(self) -> None:
+        self.unchecked = self.since
+
+    def uncertain_attempt(self, sent_at: float, answered_at: float) -> None:
+        self.since = Window(sent_at, answered_at).joined(self.since)
+        self.unchecked = Window(self.since.after)
+        self.last_wait_seconds = max(0.0, answered_at - sent_at)
 
     def triggered(self, request: TriggerRequest, receipt: Receipt) -> Triggered:
         return Triggered(
@@ -154,4 +244,5 @@ class _Tally:
             self.attempts,
             tuple(self.latencies_ms),
             maybe_delivered_attempts=self.maybe_delivered,
+            uncertain=self.since,
         )

@@ -22,16 +22,19 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
 from glider_trigger.domain.errors import InvalidInputError, InvalidPortfolioIdError
 from glider_trigger.domain.models import (
+    FollowUp,
     InputSource,
     ParsedInput,
     RejectedId,
     SourceKind,
     TriggerRequest,
+    Window,
 )
 
 PORTFOLIO_ID: Final = "portfolioId"
@@ -41,6 +44,13 @@ IDEMPOTENCY_KEY: Final = "idempotencyKey"
 # The function's own continuation messages (dead letters, deferrals) name the delivery they
 # belong to with this field: its value is that delivery's key, used verbatim.
 DELIVERY_KEY_FIELD: Final = "deliveryKey"
+# Also the function's own: when an earlier attempt of the delivery may have started a rebalance
+# whose answer was lost ({"after": <ISO time>, "before": <ISO time, optional>}); looked for
+# among the portfolio's recent rebalances before the first trigger is sent.
+MAY_HAVE_STARTED: Final = "mayHaveStarted"
+# A follow-up message's body: {"followUp": {"portfolioId", "rebalanceId", "triggeredAt",
+# "number", "skipScheduleValidation", "deliveryKey"}}, recognised whatever queue it came from.
+FOLLOW_UP: Final = "followUp"
 SCHEDULE_ARN: Final = "scheduleArn"
 SCHEDULED_TIME: Final = "scheduledTime"
 # Metadata is only echoed into logs: keep it short.
@@ -114,6 +124,7 @@ def trigger_input(
     *,
     delivery_key: str | None = None,
     idempotency_key: str | None = None,
+    may_have_started: Window | None = None,
 ) -> str:
     """The body of one portfolio's input: what the function writes to its DLQ and work queue.
     `delivery_key` names the very delivery the portfolio belongs to (a dead letter, a deferral:
@@ -127,17 +138,90 @@ def trigger_input(
         body[DELIVERY_KEY_FIELD] = delivery_key
     if idempotency_key is not None:
         body[IDEMPOTENCY_KEY] = idempotency_key
+    if may_have_started is not None:
+        window = {"after": iso_time(may_have_started.after)}
+        if may_have_started.before is not None:
+            window["before"] = iso_time(may_have_started.before)
+        body[MAY_HAVE_STARTED] = window
     return json.dumps(body, default=str)
 
 
-def resumed_input(request: TriggerRequest) -> str:
+def resumed_input(request: TriggerRequest, *, may_have_started: Window | None = None) -> str:
     """One portfolio of a delivery, to be taken up again later as part of that same delivery
-    (a dead letter, a deferral): it carries the delivery's key."""
+    (a dead letter, a deferral): it carries the delivery's key, and when an attempt of it may
+    have started a rebalance whose answer was lost."""
     return trigger_input(
         request.portfolio_id,
         request.skip_schedule_validation,
         delivery_key=request.source.dedupe_key,
+        may_have_started=may_have_started,
     )
+
+
+def iso_time(epoch: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, the way Glider writes times."""
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def epoch_of(value: object) -> float | None:
+    """An ISO 8601 time with a zone ("2023-05-21T13:30:00.123Z") as epoch seconds; else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
+
+
+def follow_up_body(follow_up: FollowUp) -> str:
+    """The body of a follow-up message."""
+    body: dict[str, object] = {
+        PORTFOLIO_ID: follow_up.portfolio_id,
+        "rebalanceId": follow_up.rebalance_id,
+        "triggeredAt": iso_time(follow_up.triggered_at),
+        "number": follow_up.number,
+        SKIP_SCHEDULE_VALIDATION: follow_up.skip_schedule_validation,
+    }
+    if follow_up.delivery_key is not None:
+        body[DELIVERY_KEY_FIELD] = follow_up.delivery_key
+    return json.dumps({FOLLOW_UP: body})
+
+
+def is_follow_up(payload: object) -> bool:
+    return isinstance(payload, dict) and FOLLOW_UP in payload
+
+
+def parse_follow_up(payload: Mapping[str, Any]) -> FollowUp:
+    """A follow-up message's body; InvalidInputError when it is not a valid one."""
+    inner = payload[FOLLOW_UP]
+    fields = inner if isinstance(inner, dict) else {}
+    rebalance_id = fields.get("rebalanceId")
+    triggered_at = epoch_of(fields.get("triggeredAt"))
+    number = fields.get("number")
+    skip = fields.get(SKIP_SCHEDULE_VALIDATION, False)
+    key = fields.get(DELIVERY_KEY_FIELD)
+    if (
+        not isinstance(rebalance_id, str)
+        or not rebalance_id
+        or triggered_at is None
+        or not isinstance(number, int)
+        or isinstance(number, bool)
+        or number < 1
+        or not isinstance(skip, bool)
+        or not (key is None or (isinstance(key, str) and key))
+    ):
+        raise InvalidInputError(
+            f"{FOLLOW_UP} must hold portfolioId, rebalanceId, triggeredAt (ISO 8601) and number "
+            "(1 or more) (it is the function's own message)"
+        )
+    try:
+        portfolio_id = validate_portfolio_id(fields.get(PORTFOLIO_ID))
+    except InvalidPortfolioIdError as exc:
+        raise InvalidInputError(f"{FOLLOW_UP}: {exc}") from exc
+    return FollowUp(portfolio_id, rebalance_id[:256], skip, key, triggered_at, number)
 
 
 def validate_portfolio_id(portfolio_id: object) -> str:
@@ -194,6 +278,7 @@ def parse(payload: object, *, default_skip: bool, transport: InputSource | None)
     metadata = metadata_of(inner, {name: name for name in METADATA_FIELDS})
     kind = SourceKind.SCHEDULE if SCHEDULE_ARN in metadata else SourceKind.DIRECT
     source = _nest(delivery, InputSource(kind, metadata=metadata, dedupe_key=_content_key(inner)))
+    window = _window(inner)
     requests: dict[str, TriggerRequest] = {}
     rejected: list[RejectedId] = []
     seen_rejected: set[str] = set()
@@ -206,7 +291,7 @@ def parse(payload: object, *, default_skip: bool, transport: InputSource | None)
                 seen_rejected.add(key)
                 rejected.append(RejectedId(candidate, skip, exc))
             continue
-        requests.setdefault(portfolio_id, TriggerRequest(portfolio_id, skip, source))
+        requests.setdefault(portfolio_id, TriggerRequest(portfolio_id, skip, source, window))
     return ParsedInput(source, tuple(requests.values()), tuple(rejected))
 
 
@@ -268,6 +353,20 @@ def _content_key(payload: Mapping[str, Any]) -> str | None:
     if arn is not None and when is not None:
         return delivery_key("schedule", f"{arn}@{when}")
     return None
+
+
+def _window(payload: Mapping[str, Any]) -> Window | None:
+    if MAY_HAVE_STARTED not in payload:
+        return None
+    value = payload[MAY_HAVE_STARTED]
+    after = epoch_of(value.get("after")) if isinstance(value, dict) else None
+    before = epoch_of(value.get("before")) if isinstance(value, dict) else None
+    if after is None or (isinstance(value, dict) and "before" in value and before is None):
+        raise InvalidInputError(
+            f'{MAY_HAVE_STARTED} must be {{"after": <ISO 8601 time>, "before": <optional>}} '
+            "(it is the function's own field)"
+        )
+    return Window(after, before)
 
 
 def _candidate_ids(payload: Mapping[str, Any]) -> list[object]:

@@ -14,7 +14,7 @@ import json
 
 from glider_trigger.domain import trigger_input
 from glider_trigger.domain.errors import InvalidInputError
-from glider_trigger.domain.models import InputSource, ParsedInput, SourceKind
+from glider_trigger.domain.models import FollowUp, InputSource, ParsedInput, SourceKind
 
 
 def is_sqs_event(event: object) -> bool:
@@ -34,13 +34,16 @@ def parse_event(event: object, *, default_skip: bool) -> ParsedInput:
     return trigger_input.parse(event, default_skip=default_skip, transport=None)
 
 
-def parse_sqs_body(body: object, *, message_id: str, default_skip: bool) -> ParsedInput:
-    """Parse one SQS record's body (a JSON string holding any supported shape)."""
+def parse_sqs_body(body: object, *, message_id: str, default_skip: bool) -> ParsedInput | FollowUp:
+    """Parse one SQS record's body (a JSON string holding any supported shape, or one of the
+    function's follow-up messages, whatever queue it came through)."""
     if not isinstance(body, str):
         raise InvalidInputError("SQS message body is not a string")
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise InvalidInputError(f"SQS message body is not valid JSON: {exc}") from exc
+    if trigger_input.is_follow_up(payload):
+        return trigger_input.parse_follow_up(payload)
     source = InputSource(SourceKind.SQS, delivery_id=message_id, dedupe_key=f"sqs:{message_id}")
     return trigger_input.parse(payload, default_skip=default_skip, transport=source)

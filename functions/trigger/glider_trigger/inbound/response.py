@@ -56,6 +56,8 @@ def _outcome_result(outcome: Outcome) -> dict[str, Any]:
         }
         if outcome.receipt.reason is not None:
             triggered["reason"] = outcome.receipt.reason
+        if outcome.receipt.reconciled:
+            triggered["reconciled"] = True
         return triggered
     result = _failure_result(outcome.request.portfolio_id, outcome.error, outcome.failure_class)
     result["attempts"] = outcome.attempts

@@ -17,7 +17,7 @@ from typing import Any
 from glider_trigger.domain.delivery import DeferralError, DeliveryService, Message, PreparedMessage
 from glider_trigger.domain.errors import InvalidInputError, QueueWriteError
 from glider_trigger.domain.invocation import Invocation
-from glider_trigger.domain.models import ParsedInput
+from glider_trigger.domain.models import FollowUp, ParsedInput
 from glider_trigger.domain.ports import Telemetry
 from glider_trigger.inbound.events import parse_sqs_body
 from glider_trigger.inbound.visibility import PostponeError, WorkQueueVisibility
@@ -38,7 +38,7 @@ class SqsRecord:
         # A body that is not a string is dead-lettered as its JSON text, never parsed as one.
         text = body if isinstance(body, str) else json.dumps(body, default=str)
         return cls(
-            Message(record["messageId"], text, _receive_count(record)),
+            Message(record["messageId"], text, _receive_count(record), _first_received_at(record)),
             body,
             str(record.get("receiptHandle", "")),
             str(record.get("eventSourceARN", "")),
@@ -71,7 +71,7 @@ class SqsBatchHandler:
         ]
         return {"batchItemFailures": failures}
 
-    def _parse(self, record: SqsRecord) -> ParsedInput | InvalidInputError:
+    def _parse(self, record: SqsRecord) -> ParsedInput | FollowUp | InvalidInputError:
         try:
             return parse_sqs_body(
                 record.body, message_id=record.message.message_id, default_skip=self._default_skip
@@ -106,6 +106,15 @@ class SqsBatchHandler:
             self._telemetry.postpone_failed(record.message.message_id, seconds)
             return
         self._telemetry.postponed(record.message.message_id, timeout)
+
+
+def _first_received_at(record: Mapping[str, Any]) -> float | None:
+    """ApproximateFirstReceiveTimestamp (epoch milliseconds) in seconds; None if unreadable."""
+    attributes = record.get("attributes")
+    raw = (
+        attributes.get("ApproximateFirstReceiveTimestamp") if isinstance(attributes, dict) else None
+    )
+    return int(raw) / 1000 if isinstance(raw, str) and raw.isascii() and raw.isdigit() else None
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:

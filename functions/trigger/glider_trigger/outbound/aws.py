@@ -17,6 +17,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
@@ -67,7 +68,7 @@ def silence_sdk_debug_logs() -> None:
 
 
 class AwsClients:
-    """sqs, dynamodb and secretsmanager, each a typed boto3 client built on first use."""
+    """sqs, dynamodb, secretsmanager and events, each a typed boto3 client built on first use."""
 
     def __init__(self, config: Config, *, region: str | None) -> None:
         lock = threading.Lock()
@@ -82,6 +83,10 @@ class AwsClients:
             lambda: session.get().client("secretsmanager", config=config), lock=lock
         )
 
+        self._events: Lazy[EventBridgeClient] = Lazy(
+            lambda: session.get().client("events", config=config), lock=lock
+        )
+
     def sqs(self) -> SQSClient:
         return self._sqs.get()
 
@@ -90,3 +95,6 @@ class AwsClients:
 
     def secretsmanager(self) -> SecretsManagerClient:
         return self._secretsmanager.get()
+
+    def events(self) -> EventBridgeClient:
+        return self._events.get()

@@ -200,6 +200,7 @@ def _stored(outcome: Outcome) -> dict[str, Any]:
         "correlationId": receipt.correlation_id,
         "status": receipt.status,
         "unread": receipt.unread,
+        "reconciled": receipt.reconciled,
     }
 
 
@@ -218,6 +219,7 @@ def _remembered(request: TriggerRequest, stored: object) -> Outcome:
         correlation_id=data.get("correlationId"),
         status=data.get("status"),
         unread=data.get("unread"),
+        reconciled=data.get("reconciled") is True,
     )
     return Triggered(request, receipt, attempts=0, already_triggered=True)
 

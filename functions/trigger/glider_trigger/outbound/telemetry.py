@@ -15,6 +15,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from glider_trigger.domain.errors import ApiError, FailureClass, SystemicHaltError, TriggerError
 from glider_trigger.domain.models import (
     Failed,
+    FinalOutcome,
+    FollowUp,
     InputSource,
     Next,
     Outcome,
@@ -22,6 +24,8 @@ from glider_trigger.domain.models import (
     Triggered,
     kind_of,
 )
+from glider_trigger.domain.ports import OutcomeReport
+from glider_trigger.domain.trigger_input import iso_time
 
 METRIC_RECEIVED = "PortfolioIdsReceived"
 METRIC_TRIGGERED = "RebalancesTriggered"
@@ -33,6 +37,15 @@ METRIC_SYSTEMIC = "SystemicFailures"  # one per systemic error seen, not per id 
 METRIC_API_LATENCY = "GliderApiLatency"
 METRIC_ID_UNKNOWN = "TriggeredWithoutRebalanceId"  # accepted (2xx) but the answer was cut off
 METRIC_DEFERRED = "PortfoliosDeferred"  # held in progress elsewhere: looked at again later
+METRIC_RECONCILED = "RebalancesReconciled"  # a lost answer's rebalance found: not sent again
+METRIC_RECONCILE_FAILED = "ReconcileFailures"  # the list could not be read: sent again
+METRIC_OUTCOMES = {
+    FinalOutcome.COMPLETED: "RebalancesCompleted",
+    FinalOutcome.FAILED: "RebalancesFailed",
+    FinalOutcome.UNKNOWN: "RebalanceOutcomeUnknown",
+}
+METRIC_DURATION = "RebalanceDurationSeconds"
+METRIC_FOLLOW_UPS = "RebalanceStatusCalls"  # one per follow-up message
 
 
 class Telemetry:
@@ -65,8 +78,12 @@ class Telemetry:
                 self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
                 if receipt.unread is not None:
                     self._metrics.add_metric(METRIC_ID_UNKNOWN, MetricUnit.Count, 1)
+                if receipt.reconciled:
+                    self._metrics.add_metric(METRIC_RECONCILED, MetricUnit.Count, 1)
             if receipt.unread is not None:
                 fields |= {"reason": receipt.reason, "detail": receipt.unread}
+            if receipt.reconciled:
+                fields["reconciled"] = True
             flagged = outcome.maybe_delivered_attempts or receipt.unread is not None
             log = self._logger.warning if flagged else self._logger.info
             log(
@@ -175,6 +192,67 @@ class Telemetry:
             extra={"delivery_id": delivery_id, "retry_after_seconds": retry_after_seconds},
         )
 
+    def reconcile_failed(self, portfolio_id: str, error: TriggerError) -> None:
+        self._metrics.add_metric(METRIC_RECONCILE_FAILED, MetricUnit.Count, 1)
+        self._logger.warning(
+            "Could not read the portfolio's recent rebalances; sending the trigger again",
+            extra={"portfolio_id": portfolio_id, **error_fields(error)},
+        )
+
+    def reconcile_forbidden(self, error: TriggerError) -> None:
+        self._logger.warning(
+            "The API key may not read rebalance status: lost answers are no longer reconciled "
+            "in this execution environment (a repeat after one is flagged maybe_delivered)",
+            extra=error_fields(error),
+        )
+
+    def rebalance_outcome(self, report: OutcomeReport) -> None:
+        self._metrics.add_metric(METRIC_OUTCOMES[report.outcome], MetricUnit.Count, 1)
+        duration = report.duration_seconds
+        if duration is not None:
+            self._metrics.add_metric(METRIC_DURATION, MetricUnit.Seconds, duration)
+        log = (
+            self._logger.info if report.outcome is FinalOutcome.COMPLETED else self._logger.warning
+        )
+        log(
+            f"Rebalance {report.outcome}",
+            # Not `outcome`: that field is a trigger's (triggered, failed, ...), and a dashboard
+            # counting failed triggers must not count failed rebalances.
+            extra={"rebalance_outcome": report.outcome, **outcome_fields(report)},
+        )
+
+    def looked(self, follow_up: FollowUp) -> None:
+        self._metrics.add_metric(METRIC_FOLLOW_UPS, MetricUnit.Count, 1)
+
+    def still_running(self, follow_up: FollowUp, status: str | None, next_in: int) -> None:
+        self._logger.debug(
+            "Rebalance not final yet; looked at again later",
+            extra={
+                "portfolio_id": follow_up.portfolio_id,
+                "rebalance_id": follow_up.rebalance_id,
+                "rebalance_status": status,
+                "follow_up": follow_up.number,
+                "next_follow_up_seconds": next_in,
+            },
+        )
+
+    def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None:
+        self._logger.warning(
+            "Could not read the rebalance's state; looked at again later",
+            extra={
+                "portfolio_id": follow_up.portfolio_id,
+                "rebalance_id": follow_up.rebalance_id,
+                **error_fields(error),
+            },
+        )
+
+    def follow_up_not_sent(self, queue_url: str, messages: int) -> None:
+        self._logger.exception(
+            "The follow-up queue refused messages: these rebalances are not followed (their "
+            "outcome is reported unknown)",
+            extra={"follow_up_queue_url": queue_url, "messages": messages},
+        )
+
     def record_failed(self, delivery_id: str) -> None:
         """A record that raised while it was settled: SQS delivers it again."""
         self._logger.exception(
@@ -228,6 +306,31 @@ class Telemetry:
         ) as metric:
             metric.add_dimension(name="FailureClass", value=failure_class)
             metric.add_dimension(name="Reason", value=error.reason)
+
+
+def outcome_fields(report: OutcomeReport) -> dict[str, Any]:
+    """A final outcome's facts, as its log line and its event carry them (camelCase in the
+    event, snake_case in the log)."""
+    follow_up, state = report.follow_up, report.state
+    fields: dict[str, Any] = {
+        "portfolio_id": follow_up.portfolio_id,
+        "rebalance_id": follow_up.rebalance_id or None,
+        "delivery_key": follow_up.delivery_key,
+        "triggered_at": iso_time(follow_up.triggered_at),
+        "follow_ups": follow_up.number,
+        "reason": report.reason,
+    }
+    if state is not None:
+        fields |= {
+            "rebalance_status": state.status,
+            "transaction_hash": state.transaction_hash,
+            "block_number": state.block_number,
+            "gas_used": state.gas_used,
+            "start_time": iso_time(state.started_at) if state.started_at else None,
+            "close_time": iso_time(state.closed_at) if state.closed_at else None,
+            "duration_seconds": report.duration_seconds,
+        }
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def error_fields(error: TriggerError) -> dict[str, Any]:

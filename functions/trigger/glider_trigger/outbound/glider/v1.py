@@ -13,8 +13,16 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from glider_trigger.domain.errors import ApiError, ApiFacts, FailureClass
-from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest
-from glider_trigger.domain.trigger_input import validate_portfolio_id
+from glider_trigger.domain.models import (
+    ApiKey,
+    FinalOutcome,
+    FollowUp,
+    RebalanceState,
+    Receipt,
+    TriggerRequest,
+)
+from glider_trigger.domain.ports import StartedRebalance
+from glider_trigger.domain.trigger_input import epoch_of, validate_portfolio_id
 from glider_trigger.outbound.glider.http import (
     Answer,
     HttpSession,
@@ -25,6 +33,14 @@ from glider_trigger.outbound.glider.http import (
 from glider_trigger.outbound.glider.pacing import RateLimiter
 
 TRIGGER_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/schedule/trigger"
+STATUS_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/status?limit={limit}"
+WORKFLOW_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/status/{workflow_id}"
+# A workflow engine's vocabulary (shared/glider-api.md): these end a rebalance; any other
+# status (running, triggered, one we do not know) is not final yet.
+_COMPLETED: Final = frozenset({"completed"})
+_FAILED: Final = frozenset({"failed", "canceled", "cancelled", "terminated", "timed_out", "error"})
+# Enough to hold the rebalance of a lost answer a few seconds ago, even on a busy portfolio.
+RECENT_LIMIT: Final = 10
 
 _UNAUTHORIZED_CODES: Final = frozenset({"API_100", "API_101", "API_102", "API_103"})
 _FORBIDDEN_CODES: Final = frozenset({"API_104", "API_110"})
@@ -64,6 +80,111 @@ class GliderV1Client:
         if self._rate_limiter is not None:
             self._rate_limiter.observe(answer.headers)  # slow down before Glider answers 429
         return interpret(answer)
+
+    def recent_rebalances(self, request: TriggerRequest, api_key: ApiKey) -> list[StartedRebalance]:
+        portfolio = quote(validate_portfolio_id(request.portfolio_id), safe="")
+        answer = self._session.request(
+            "GET",
+            STATUS_PATH.format(portfolio_id=portfolio, limit=RECENT_LIMIT),
+            headers={"X-API-KEY": api_key.reveal()},
+        )
+        if self._rate_limiter is not None:
+            self._rate_limiter.observe(answer.headers)
+        return read_recent(answer)
+
+    def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
+        answer = self._session.request(
+            "GET",
+            WORKFLOW_PATH.format(
+                portfolio_id=quote(validate_portfolio_id(follow_up.portfolio_id), safe=""),
+                workflow_id=quote(follow_up.rebalance_id, safe=""),
+            ),
+            headers={"X-API-KEY": api_key.reveal()},
+        )
+        if self._rate_limiter is not None:
+            self._rate_limiter.observe(answer.headers)
+        return read_state(answer)
+
+
+def read_state(answer: Answer) -> RebalanceState:
+    """One workflow's state; raises the classified ApiError otherwise."""
+    document = _success_document(answer)
+    data = document.get("data")
+    if not isinstance(data, dict):
+        raise _unreadable(answer, "rebalance state")
+    status = text(data.get("status"))
+    given = data.get("result")
+    result: dict[str, Any] = given if isinstance(given, dict) else {}
+    result_status = text(result.get("status"))
+    error = data.get("error")
+    final = None
+    if status in _FAILED or (result_status is not None and result_status != "success"):
+        final = FinalOutcome.FAILED
+    elif status in _COMPLETED or result_status == "success":
+        final = FinalOutcome.COMPLETED
+    block = result.get("blockNumber")
+    return RebalanceState(
+        status=status,
+        final=final,
+        transaction_hash=text(result.get("transactionHash")),
+        block_number=block if isinstance(block, int) and not isinstance(block, bool) else None,
+        gas_used=text(result.get("gasUsed")) or text(str(result.get("gasUsed") or "")),
+        started_at=epoch_of(data.get("startTime")),
+        closed_at=epoch_of(data.get("closeTime")),
+        error=_error_text(error),
+    )
+
+
+def _error_text(error: object) -> str | None:
+    """Glider's error of a failed rebalance (its shape is not documented): a message if it has
+    one, else the value as JSON, bounded."""
+    if error is None:
+        return None
+    if isinstance(error, dict) and text(error.get("message")):
+        return text(error.get("message"))
+    return text(error if isinstance(error, str) else json.dumps(error, default=str))
+
+
+def _success_document(answer: Answer) -> dict[str, Any]:
+    """A 2xx success body; raises the classified ApiError of any other answer."""
+    document = json_object(answer.payload)
+    if not 200 <= answer.status < 300:
+        code, message = _error_code_and_message(document)
+        raise api_error(
+            message or f"HTTP {answer.status} from Glider",
+            status=answer.status,
+            code=code,
+            request_id=text(document.get("requestId")) or answer.headers.get("x-request-id"),
+            correlation_id=text(document.get("correlationId"))
+            or answer.headers.get("x-correlation-id"),
+            retry_after_seconds=retry_after(answer.headers.get("retry-after"), document),
+        )
+    if answer.unread is not None or document.get("success") is not True:
+        raise _unreadable(answer, "answer")
+    return document
+
+
+def _unreadable(answer: Answer, what: str) -> ApiError:
+    return ApiError(
+        f"HTTP {answer.status}, but no {what} could be read",
+        reason="UNEXPECTED_RESPONSE",
+        failure_class=FailureClass.TRANSIENT,
+        facts=ApiFacts(answer.status, None, None, None),
+    )
+
+
+def read_recent(answer: Answer) -> list[StartedRebalance]:
+    """The `recentWorkflows` of a status answer; raises the classified ApiError otherwise."""
+    data = _success_document(answer).get("data")
+    workflows = data.get("recentWorkflows") if isinstance(data, dict) else None
+    if not isinstance(workflows, list):
+        raise _unreadable(answer, "list of recent rebalances")
+    listed = []
+    for workflow in workflows:
+        if isinstance(workflow, dict) and (workflow_id := text(workflow.get("workflowId"))):
+            started = epoch_of(workflow.get("startedAt"))
+            listed.append(StartedRebalance(workflow_id, started, text(workflow.get("status"))))
+    return listed
 
 
 def interpret(answer: Answer) -> Receipt:
@@ -121,6 +242,8 @@ def api_error(
         retry_after_seconds=retry_after_seconds,
         # The key was refused: it may have been rotated, so it is worth one refetch.
         unauthorized=status == 401 or code in _UNAUTHORIZED_CODES,
+        # A 5xx proves no refusal: Glider may have started the rebalance and failed after.
+        uncertain=status >= 500,
     )
 
 

@@ -1,0 +1,199 @@
+"""Following every rebalance to its outcome, without holding an invocation open for minutes.
+
+A successful trigger schedules a delayed follow-up message; each follow-up reads the
+rebalance's state once (one status call) and either schedules the next one, at a growing
+interval (FOLLOW_DELAYS: 30 s, 60 s, 2, 4, 8 min, then every 15 min), or ends it with one final
+outcome: `completed`, `failed` (with a replayable dead letter, REBALANCE_FAILED: the function
+never triggers a failed rebalance again by itself, funds are at stake) or `unknown` (not final
+within FOLLOW_MAX_SECONDS). The final outcome is reported once per rebalance, however often a
+follow-up message is delivered; the next follow-up is sent once per step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from glider_trigger.domain import letters
+from glider_trigger.domain.errors import (
+    ApiError,
+    DeadLetterWriteError,
+    FollowUpError,
+    SecretUnavailableError,
+    TriggerError,
+)
+from glider_trigger.domain.invocation import Invocation
+from glider_trigger.domain.models import (
+    FinalOutcome,
+    FollowUp,
+    Outcome,
+    OutgoingMessage,
+    RebalanceState,
+    Triggered,
+)
+from glider_trigger.domain.ports import (
+    MAX_DELAY_SECONDS,
+    ApiKeySource,
+    MessageQueue,
+    OutcomeEvents,
+    OutcomeReport,
+    RebalancingApi,
+    Telemetry,
+    TriggerGuard,
+)
+from glider_trigger.domain.trigger_input import follow_up_body
+
+# Why an outcome is unknown.
+NOT_FINAL_IN_TIME: Final = "NOT_FINAL_IN_TIME"
+REBALANCE_ID_UNKNOWN: Final = "REBALANCE_ID_UNKNOWN"
+NOT_FOLLOWED: Final = "FOLLOW_UP_NOT_SENT"
+
+
+def follow_delay(number: int, first_delay_seconds: int) -> int:
+    """Seconds before the `number`-th follow-up: the first delay, doubled each time, at most
+    15 minutes (SQS's longest DelaySeconds)."""
+    return min(MAX_DELAY_SECONDS, first_delay_seconds << min(number - 1, 16))
+
+
+def most_status_calls(max_seconds: int, first_delay_seconds: int) -> int:
+    """The most status calls one rebalance can cost: follow-ups until FOLLOW_MAX_SECONDS."""
+    calls, elapsed = 0, 0
+    while elapsed < max_seconds:
+        calls += 1
+        elapsed += max(1, follow_delay(calls, first_delay_seconds))
+    return calls + 1  # the look after the deadline decides `unknown`
+
+
+class OutcomeFollower:
+    def __init__(
+        self,
+        api: RebalancingApi,
+        api_keys: ApiKeySource,
+        guard: TriggerGuard,
+        telemetry: Telemetry,
+        *,
+        follow_ups: MessageQueue,
+        dead_letters: MessageQueue,
+        events: OutcomeEvents | None,
+        max_seconds: int,
+        first_delay_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = api
+        self._api_keys = api_keys
+        self._guard = guard
+        self._follow_ups = follow_ups
+        self._dead_letters = dead_letters
+        self._telemetry = telemetry
+        self._events = events
+        self._max_seconds = max_seconds
+        self._first_delay = first_delay_seconds
+        self._clock = clock
+
+    def start(self, outcomes: Sequence[Outcome]) -> None:
+        """The first follow-up of every rebalance these outcomes triggered. A rebalance whose id
+        is unknown cannot be followed: its outcome is `unknown` at once."""
+        now = self._clock()
+        fresh = [o for o in outcomes if isinstance(o, Triggered) and not o.already_triggered]
+        follow_ups = [
+            FollowUp(
+                o.request.portfolio_id,
+                o.receipt.rebalance_id,
+                o.request.skip_schedule_validation,
+                o.request.source.dedupe_key,
+                now,
+            )
+            for o in fresh
+            if o.receipt.rebalance_id is not None
+        ]
+        for outcome in fresh:
+            if outcome.receipt.rebalance_id is None:
+                unknown = FollowUp(
+                    outcome.request.portfolio_id,
+                    "",
+                    outcome.request.skip_schedule_validation,
+                    outcome.request.source.dedupe_key,
+                    now,
+                )
+                self._telemetry.rebalance_outcome(
+                    OutcomeReport(unknown, FinalOutcome.UNKNOWN, None, REBALANCE_ID_UNKNOWN, now)
+                )
+        if not follow_ups:
+            return
+        delay = follow_delay(1, self._first_delay)
+        try:
+            self._follow_ups.send(
+                [OutgoingMessage(follow_up_body(f), delay_seconds=delay) for f in follow_ups]
+            )
+        except FollowUpError:
+            # The triggers happened; failing now would not make them followable again.
+            self._telemetry.follow_up_not_sent(self._follow_ups.queue_url, len(follow_ups))
+            for follow_up in follow_ups:
+                self._telemetry.rebalance_outcome(
+                    OutcomeReport(follow_up, FinalOutcome.UNKNOWN, None, NOT_FOLLOWED, now)
+                )
+
+    def follow(self, follow_up: FollowUp, invocation: Invocation) -> bool:
+        """One look at the rebalance; False when there was no time for it (the message is then
+        delivered again). Raises when the outcome or the next follow-up could not be written."""
+        if invocation.deadline.seconds_left() < self._api.worst_case_seconds:
+            return False
+        state = self._state(follow_up)
+        self._telemetry.looked(follow_up)
+        now = self._clock()
+        if state is not None and state.final is not None:
+            self._finish(OutcomeReport(follow_up, state.final, state, state.error, now))
+        elif now - follow_up.triggered_at >= self._max_seconds:
+            self._finish(
+                OutcomeReport(follow_up, FinalOutcome.UNKNOWN, state, NOT_FINAL_IN_TIME, now)
+            )
+        else:
+            self._next(follow_up, state, now)
+        return True
+
+    def _state(self, follow_up: FollowUp) -> RebalanceState | None:
+        try:
+            return self._api.rebalance_state(follow_up, self._api_keys.get())
+        except (ApiError, SecretUnavailableError) as exc:
+            self._telemetry.state_unreadable(follow_up, exc)
+        except TriggerError as exc:
+            self._telemetry.state_unreadable(follow_up, exc)
+        return None
+
+    def _next(self, follow_up: FollowUp, state: RebalanceState | None, now: float) -> None:
+        number = follow_up.number + 1
+        left = follow_up.triggered_at + self._max_seconds - now
+        delay = min(follow_delay(number, self._first_delay), max(0, math.ceil(left)))
+        later = FollowUp(
+            follow_up.portfolio_id,
+            follow_up.rebalance_id,
+            follow_up.skip_schedule_validation,
+            follow_up.delivery_key,
+            follow_up.triggered_at,
+            number,
+        )
+
+        def send() -> None:
+            self._follow_ups.send([OutgoingMessage(follow_up_body(later), delay_seconds=delay)])
+
+        # Once per step: a redelivered follow-up does not start a second chain.
+        self._guard.once(f"rebalance:{follow_up.rebalance_id}#follow-up@{number}", send)
+        self._telemetry.still_running(follow_up, state.status if state else None, delay)
+
+    def _finish(self, report: OutcomeReport) -> None:
+        """The outcome's letter (when it failed), event and log line, once per rebalance."""
+
+        def report_once() -> None:
+            if report.outcome is FinalOutcome.FAILED:
+                self._dead_letters.send([letters.for_failed_rebalance(report)])
+            if self._events is not None:
+                self._events.publish(report)
+            self._telemetry.rebalance_outcome(report)
+
+        try:
+            self._guard.once(f"rebalance:{report.follow_up.rebalance_id}#outcome", report_once)
+        except DeadLetterWriteError:
+            self._telemetry.dead_letter_write_failed(self._dead_letters.queue_url, 1)
+            raise

@@ -1,0 +1,81 @@
+"""Before sending a trigger again after an answer that proves nothing (a lost answer, a 5xx),
+look for the rebalance that attempt may have started among the portfolio's recent ones.
+
+A rebalance listed as started inside the attempt's window (widened by CLOCK_SKEW_SECONDS on each
+side, for the difference between our clock and Glider's) is taken as that attempt's: the outcome
+is `triggered`, reconciled, and nothing is sent again. When the list cannot be read, the trigger
+is sent again, as without reconciling; when the key may not read it (FORBIDDEN), reconciling
+stops in this execution environment, with one warning.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from glider_trigger.domain.errors import ApiError, TriggerError
+from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest, Window
+from glider_trigger.domain.ports import RebalancingApi, Telemetry
+
+# Our clock and Glider's may differ by this much; a listed start this far outside the window
+# still counts. Small on purpose: a wider window could take another delivery's rebalance for ours.
+CLOCK_SKEW_SECONDS: Final = 5.0
+FORBIDDEN: Final = "FORBIDDEN"
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: RebalancingApi,
+        telemetry: Telemetry,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = api
+        self._telemetry = telemetry
+        self._clock = clock
+        self._forbidden = False
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return not self._forbidden
+
+    def find(self, request: TriggerRequest, api_key: ApiKey, window: Window) -> Receipt | None:
+        """The rebalance an attempt in `window` started, if the API lists one; else None."""
+        if self._forbidden:
+            return None
+        try:
+            listed = self._api.recent_rebalances(request, api_key)
+        except ApiError as exc:
+            if exc.reason == FORBIDDEN:
+                self._stop(exc)
+            else:
+                self._telemetry.reconcile_failed(request.portfolio_id, exc)
+            return None
+        except TriggerError as exc:
+            self._telemetry.reconcile_failed(request.portfolio_id, exc)
+            return None
+        earliest = window.after - CLOCK_SKEW_SECONDS
+        latest = (self._clock() if window.before is None else window.before) + CLOCK_SKEW_SECONDS
+        for rebalance in listed:
+            started = rebalance.started_at
+            if started is not None and earliest <= started <= latest:
+                return Receipt(
+                    rebalance_id=rebalance.rebalance_id,
+                    schedule_id=None,
+                    request_id=None,
+                    correlation_id=None,
+                    status=rebalance.status,
+                    reconciled=True,
+                )
+        return None
+
+    def _stop(self, error: ApiError) -> None:
+        with self._lock:
+            if self._forbidden:
+                return
+            self._forbidden = True
+        self._telemetry.reconcile_forbidden(error)

@@ -1,0 +1,198 @@
+"""Every rebalance followed to its outcome, through the real handler, the moto server (the
+follow-up queue, the DLQ, an EventBridge bus whose rule delivers outcome events to a queue) and
+the emulator's status endpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from local.fixtures.event_source import sqs_event
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.stack import REGION, Deployment, attribute_values, drain
+
+PORTFOLIO = "port_abc123"
+
+
+@pytest.fixture
+def follow(start_function: Callable[..., LocalFunction]) -> LocalFunction:
+    return start_function(FOLLOW_FIRST_DELAY_SECONDS="1")
+
+
+def as_sqs_event(messages: list[dict[str, Any]], arn: str) -> dict[str, Any]:
+    return sqs_event(messages, arn, REGION)
+
+
+def run_follow_ups(function: LocalFunction, deployment: Deployment, *, limit: int = 20) -> int:
+    """Deliver the follow-up queue's messages to the function, as its event source would, until
+    none is left; returns how many were delivered."""
+    queue = deployment.follow_up_queue
+    assert queue is not None
+    delivered = 0
+    for _ in range(limit):
+        messages = drain(deployment.sqs, queue.url, wait_seconds=3)
+        if not messages:
+            return delivered
+        delivered += len(messages)
+        response = function.invoke(as_sqs_event(messages, queue.arn))
+        assert response == {"batchItemFailures": []}
+    pytest.fail("the follow-ups did not end")
+
+
+def outcome_events(deployment: Deployment) -> list[dict[str, Any]]:
+    assert deployment.outcome_events is not None
+    received = drain(deployment.sqs, deployment.outcome_events.url, wait_seconds=1)
+    return [json.loads(m["Body"]) for m in received]
+
+
+def outcome_lines(function: LocalFunction) -> list[dict[str, Any]]:
+    return [log for log in function.logs if "rebalance_outcome" in log]
+
+
+def test_a_rebalance_is_followed_to_completed(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.set_workflow_seconds(1.5)
+
+    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    looks = run_follow_ups(follow, deployment)
+
+    assert looks >= 2  # running at the first look, completed later
+    [line] = outcome_lines(follow)
+    assert line["rebalance_outcome"] == "completed"
+    assert line["rebalance_id"] == result["rebalanceId"]
+    assert line["transaction_hash"].startswith("0x")
+    assert line["duration_seconds"] == pytest.approx(1.5, abs=0.01)
+    [event] = outcome_events(deployment)
+    assert event["source"] == "glider-rebalance-trigger"
+    assert event["detail-type"] == "Glider Rebalance Completed"
+    assert event["detail"]["rebalanceId"] == result["rebalanceId"]
+    assert event["detail"]["transactionHash"] == line["transaction_hash"]
+    assert [m["RebalancesCompleted"] for m in follow.metrics if "RebalancesCompleted" in m]
+    assert deployment.dlq_messages() == []
+
+
+def test_a_failed_rebalance_is_dead_lettered_for_an_operator_and_announced(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.fail_next_rebalance(PORTFOLIO, "execution reverted: slippage too high")
+
+    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    run_follow_ups(follow, deployment)
+
+    [line] = outcome_lines(follow)
+    assert (line["rebalance_outcome"], line["reason"]) == (
+        "failed",
+        "execution reverted: slippage too high",
+    )
+    [event] = outcome_events(deployment)
+    assert event["detail-type"] == "Glider Rebalance Failed"
+    [letter] = deployment.dlq_messages()
+    attributes = attribute_values(letter)
+    assert attributes["reason"] == "REBALANCE_FAILED"
+    assert "slippage too high" in attributes["detail"]
+    assert attributes["source"] == f"follow-up:{result['rebalanceId']}"
+    body = json.loads(letter["Body"])
+    assert body == {
+        "portfolioId": PORTFOLIO,
+        "skipScheduleValidation": False,
+        "idempotencyKey": f"retrigger:{result['rebalanceId']}",
+    }
+    assert len(emulator.rebalances) == 1  # never triggered again by the function itself
+
+    replayed = follow.invoke(body)  # an operator decides to trigger it again
+    again = follow.invoke(body)  # ... and replays the letter twice by mistake
+
+    assert replayed["triggered"] == again["triggered"] == 1
+    assert len(emulator.rebalances) == 2
+
+
+def follow_up_message(
+    deployment: Deployment, rebalance_id: str, *, triggered_ago: float, number: int = 1
+) -> dict[str, Any]:
+    triggered_at = datetime.now(UTC) - timedelta(seconds=triggered_ago)
+    body = {
+        "followUp": {
+            "portfolioId": PORTFOLIO,
+            "rebalanceId": rebalance_id,
+            "triggeredAt": triggered_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "number": number,
+            "skipScheduleValidation": False,
+        }
+    }
+    return {"MessageId": f"f-{number}", "ReceiptHandle": "h", "Body": json.dumps(body)}
+
+
+def test_a_rebalance_not_final_in_time_ends_unknown(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    function = start_function(FOLLOW_OUTCOMES="false")
+    emulator.set_workflow_seconds(3600)
+    [result] = function.invoke({"portfolioId": PORTFOLIO})["results"]
+    follower = start_function(FOLLOW_MAX_SECONDS="60")
+    assert deployment.follow_up_queue is not None
+    late = follow_up_message(deployment, result["rebalanceId"], triggered_ago=61, number=5)
+
+    follower.invoke(as_sqs_event([late], deployment.follow_up_queue.arn))
+
+    [line] = outcome_lines(follower)
+    assert (line["rebalance_outcome"], line["reason"]) == ("unknown", "NOT_FINAL_IN_TIME")
+    assert line["rebalance_status"] == "running"
+    [event] = outcome_events(deployment)
+    assert event["detail-type"] == "Glider Rebalance Outcome Unknown"
+    assert drain(deployment.sqs, deployment.follow_up_queue.url) == []  # no further follow-up
+
+
+def test_a_redelivered_follow_up_reports_nothing_twice(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    assert deployment.follow_up_queue is not None
+    first = drain(deployment.sqs, deployment.follow_up_queue.url, wait_seconds=3)
+    time.sleep(0.1)
+    event = as_sqs_event(first, deployment.follow_up_queue.arn)
+
+    follow.invoke(event)
+    follow.invoke(event)  # SQS delivers it again
+
+    assert len(outcome_lines(follow)) == 1
+    assert len(outcome_events(deployment)) == 1
+    assert result["rebalanceId"] == outcome_lines(follow)[0]["rebalance_id"]
+
+
+def test_a_redelivered_follow_up_of_a_running_rebalance_schedules_the_next_one_once(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.set_workflow_seconds(3600)
+    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    assert deployment.follow_up_queue is not None
+    first = drain(deployment.sqs, deployment.follow_up_queue.url, wait_seconds=3)
+    event = as_sqs_event(first, deployment.follow_up_queue.arn)
+
+    follow.invoke(event)
+    follow.invoke(event)
+
+    later = drain(deployment.sqs, deployment.follow_up_queue.url, wait_seconds=4)
+    assert [json.loads(m["Body"])["followUp"]["number"] for m in later] == [2]
+    assert json.loads(later[0]["Body"])["followUp"]["rebalanceId"] == result["rebalanceId"]
+    assert outcome_lines(follow) == []
+
+
+def test_each_follow_up_makes_at_most_one_status_call(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.set_workflow_seconds(2.5)
+
+    follow.invoke({"portfolioId": PORTFOLIO})
+    looks = run_follow_ups(follow, deployment)
+
+    status_calls = sum(1 for r in emulator.requests if r.method == "GET")
+    assert status_calls == looks

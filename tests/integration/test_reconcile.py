@@ -1,0 +1,192 @@
+"""Lost answers reconciled with Glider's status endpoint, through the real handler, the moto
+server and the emulator: a trigger whose answer proves nothing is looked for among the
+portfolio's recent rebalances before it is sent again."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.stack import Deployment
+
+PORTFOLIO = "port_abc123"
+
+
+def posts(emulator: GliderEmulator) -> int:
+    return sum(1 for r in emulator.requests if r.method == "POST")
+
+
+def status_reads(emulator: GliderEmulator) -> int:
+    return sum(1 for r in emulator.requests if r.method == "GET")
+
+
+def only_result(response: dict[str, object]) -> dict[str, object]:
+    [result] = response["results"]  # type: ignore[misc]
+    return result  # type: ignore[no-any-return]
+
+
+def test_a_lost_answer_is_reconciled_without_a_second_post(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.script(PORTFOLIO, Fault.lost_response())
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    [rebalance] = emulator.rebalances
+    assert result["outcome"] == "triggered"
+    assert result["reconciled"] is True
+    assert result["rebalanceId"] == rebalance.rebalance_id
+    assert (posts(emulator), status_reads(emulator)) == (1, 1)
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line["reconciled"] is True
+    assert line["rebalance_id"] == rebalance.rebalance_id
+
+
+def test_a_5xx_after_glider_acted_is_reconciled(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.script(PORTFOLIO, Fault.acted_then_error(503))
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["reconciled"] is True
+    assert len(emulator.rebalances) == 1
+    assert posts(emulator) == 1
+
+
+def test_a_lost_answer_with_nothing_listed_is_posted_again(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.script(PORTFOLIO, Fault.connection_reset())  # reset before Glider acted
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["outcome"] == "triggered"
+    assert "reconciled" not in result
+    assert len(emulator.rebalances) == 1
+    assert (posts(emulator), status_reads(emulator)) == (2, 1)
+
+
+def test_a_refusal_is_not_reconciled(function: LocalFunction, emulator: GliderEmulator) -> None:
+    emulator.script(PORTFOLIO, Fault.rate_limited(retry_after=0))
+
+    only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert status_reads(emulator) == 0
+
+
+def test_with_the_status_endpoint_down_the_trigger_is_sent_again_and_flagged(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    emulator.set_status_outage(Fault.error(503, "API_000", "status unavailable"))
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["outcome"] == "triggered"
+    assert len(emulator.rebalances) == 2  # the repeat, as without reconciling
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line["maybe_delivered_attempts"] == 1
+    [warning] = [log for log in function.logs if "recent rebalances" in log["message"]]
+    assert warning["reason"] == "SERVER_ERROR"
+
+
+def test_a_key_that_may_not_read_status_warns_once_and_stops_reconciling(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.add_portfolio("port_def456")
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    emulator.script("port_def456", Fault.lost_response())
+    emulator.set_status_outage(Fault.error(403, "API_104", "Permission denied"))
+
+    function.invoke({"portfolioId": PORTFOLIO})
+    function.invoke({"portfolioId": "port_def456"})
+
+    assert status_reads(emulator) == 1  # not asked again by this execution environment
+    warnings = [log for log in function.logs if "may not read rebalance status" in log["message"]]
+    assert len(warnings) == 1
+    assert len(emulator.rebalances) == 4  # each lost answer repeated, as without reconciling
+
+
+def test_switched_off_a_lost_answer_is_repeated_as_before(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator
+) -> None:
+    function = start_function(RECONCILE_LOST_ANSWERS="false")
+    emulator.script(PORTFOLIO, Fault.lost_response())
+
+    function.invoke({"portfolioId": PORTFOLIO})
+
+    assert status_reads(emulator) == 0
+    assert len(emulator.rebalances) == 2
+
+
+def test_an_accepted_trigger_whose_answer_was_cut_off_gets_its_rebalance_id(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.script(PORTFOLIO, Fault.truncated())
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    [rebalance] = emulator.rebalances
+    assert result["rebalanceId"] == rebalance.rebalance_id
+    assert "reason" not in result  # no longer REBALANCE_ID_UNKNOWN
+    assert posts(emulator) == 1
+
+
+def sqs_event(body: str, *, receive_count: int, first_received_ms: int) -> dict[str, object]:
+    return {
+        "Records": [
+            {
+                "messageId": "m-again",
+                "receiptHandle": "h",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": str(receive_count),
+                    "ApproximateFirstReceiveTimestamp": str(first_received_ms),
+                },
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work",
+            }
+        ]
+    }
+
+
+def test_a_redelivered_record_looks_for_what_its_earlier_receive_started(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator
+) -> None:
+    function = start_function(GLIDER_MAX_ATTEMPTS="1")
+    first_received_ms = int(time.time() * 1000)
+    body = json.dumps({"portfolioId": PORTFOLIO})
+    emulator.script(PORTFOLIO, Fault.lost_response())
+
+    first = function.invoke(sqs_event(body, receive_count=1, first_received_ms=first_received_ms))
+    again = function.invoke(sqs_event(body, receive_count=2, first_received_ms=first_received_ms))
+
+    assert first == {"batchItemFailures": [{"itemIdentifier": "m-again"}]}
+    assert again == {"batchItemFailures": []}
+    assert len(emulator.rebalances) == 1
+    assert posts(emulator) == 1  # the lost one: found on the redelivery, not sent again
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line["reconciled"] is True
+
+
+def test_a_replayed_dead_letter_looks_before_it_sends(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    function = start_function(GLIDER_MAX_ATTEMPTS="1")
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    function.invoke({"portfolioId": PORTFOLIO})
+    [letter] = deployment.dlq_messages()
+    body = json.loads(letter["Body"])
+    assert set(body["mayHaveStarted"]) == {"after", "before"}
+
+    response = function.invoke(body)  # the operator replays it
+
+    assert only_result(response)["reconciled"] is True
+    assert len(emulator.rebalances) == 1
+    assert posts(emulator) == 1

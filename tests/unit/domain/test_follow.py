@@ -1,0 +1,205 @@
+"""Following rebalances to their outcome, on fakes of the API, the queues, the guard, the bus
+and the clock: one status call per follow-up, a growing interval, one final outcome each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from glider_trigger.domain.errors import (
+    DeadLetterWriteError,
+    FailureClass,
+    FollowUpError,
+    OutcomeEventError,
+)
+from glider_trigger.domain.follow import OutcomeFollower, follow_delay, most_status_calls
+from glider_trigger.domain.invocation import Invocation
+from glider_trigger.domain.models import (
+    FinalOutcome,
+    FollowUp,
+    InputSource,
+    RebalanceState,
+    Receipt,
+    SourceKind,
+    Triggered,
+    TriggerRequest,
+)
+from glider_trigger.domain.trigger_input import parse_follow_up
+from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.events import InMemoryEvents
+from tests.fakes.guard import InMemoryGuard
+from tests.fakes.queues import InMemoryQueue
+from tests.fakes.telemetry import RecordingTelemetry
+
+NOW = 50_000.0
+REQUEST = TriggerRequest("p1", True, InputSource(SourceKind.SQS, "m-1", {}, "sqs:m-1"))
+COMPLETED = RebalanceState(
+    "completed", FinalOutcome.COMPLETED, "0xabc", 123, "125000", NOW + 1, NOW + 91
+)
+FAILED = RebalanceState("failed", FinalOutcome.FAILED, error="execution reverted")
+RUNNING = RebalanceState("running", None)
+
+
+class World:
+    def __init__(self, *states: RebalanceState | Exception, max_seconds: int = 7200) -> None:
+        self.api = FakeApi()
+        self.api.states = list(states) or [RUNNING]  # type: ignore[arg-type]
+        self.guard = InMemoryGuard()
+        self.follow_ups = InMemoryQueue(FollowUpError, "follow-ups")
+        self.dlq = InMemoryQueue(DeadLetterWriteError, "dlq")
+        self.events = InMemoryEvents()
+        self.telemetry = RecordingTelemetry()
+        self.now = NOW
+        self.follower = OutcomeFollower(
+            self.api,
+            FakeKeys(),
+            self.guard,
+            self.telemetry,
+            follow_ups=self.follow_ups,
+            dead_letters=self.dlq,
+            events=self.events,
+            max_seconds=max_seconds,
+            first_delay_seconds=30,
+            clock=lambda: self.now,
+        )
+
+    def follow(self, follow_up: FollowUp, seconds_left: float = 900) -> bool:
+        invocation = Invocation(FakeDeadline(seconds_left), retry_policy())
+        return self.follower.follow(follow_up, invocation)
+
+    def sent(self) -> list[FollowUp]:
+        return [parse_follow_up(json.loads(m.body)) for m in self.follow_ups.messages]
+
+    def outcomes(self) -> list[tuple[FinalOutcome, str | None]]:
+        return [(e["outcome"], e["reason"]) for e in self.telemetry.named("rebalance_outcome")]
+
+
+def triggered(rebalance_id: str | None = "rebal_1", *, again: bool = False) -> Triggered:
+    receipt = Receipt(rebalance_id, "sched_1", "req_1", "corr_1", "triggered")
+    return Triggered(REQUEST, receipt, attempts=1, already_triggered=again)
+
+
+def first_follow_up(number: int = 1, *, triggered_at: float = NOW) -> FollowUp:
+    return FollowUp("p1", "rebal_1", True, "sqs:m-1", triggered_at, number)
+
+
+def test_a_trigger_schedules_its_first_follow_up_after_the_first_delay() -> None:
+    world = World()
+
+    world.follower.start([triggered(), triggered("rebal_old", again=True)])
+
+    assert world.sent() == [first_follow_up()]
+    assert [m.delay_seconds for m in world.follow_ups.messages] == [30]
+
+
+def test_a_rebalance_whose_id_is_unknown_ends_unknown_at_once() -> None:
+    world = World()
+
+    world.follower.start([triggered(None)])
+
+    assert world.sent() == []
+    assert world.outcomes() == [(FinalOutcome.UNKNOWN, "REBALANCE_ID_UNKNOWN")]
+
+
+def test_a_follow_up_queue_that_refuses_is_reported_not_raised() -> None:
+    world = World()
+    world.follow_ups.refuse_next = 1
+
+    world.follower.start([triggered()])
+
+    assert world.telemetry.named("follow_up_not_sent") == [{"messages": 1}]
+    assert world.outcomes() == [(FinalOutcome.UNKNOWN, "FOLLOW_UP_NOT_SENT")]
+
+
+def test_a_running_rebalance_is_looked_at_again_later_and_later() -> None:
+    world = World(RUNNING)
+
+    world.follow(first_follow_up(1))
+    world.follow(first_follow_up(2))
+
+    assert [f.number for f in world.sent()] == [2, 3]
+    assert [m.delay_seconds for m in world.follow_ups.messages] == [60, 120]
+    assert world.api.state_calls == 2
+    assert world.outcomes() == []
+
+
+def test_a_completed_rebalance_is_reported_once_with_its_transaction() -> None:
+    world = World(COMPLETED)
+
+    world.follow(first_follow_up())
+    world.follow(first_follow_up())  # the same follow-up delivered again
+
+    assert world.outcomes() == [(FinalOutcome.COMPLETED, None)]
+    [report] = world.events.published
+    assert report.state is not None
+    assert report.state.transaction_hash == "0xabc"
+    assert report.duration_seconds == 90
+    assert world.dlq.messages == []
+    assert world.sent() == []
+
+
+def test_a_failed_rebalance_gets_a_letter_an_event_and_is_never_triggered_again() -> None:
+    world = World(FAILED)
+
+    world.follow(first_follow_up())
+
+    assert world.outcomes() == [(FinalOutcome.FAILED, "execution reverted")]
+    [letter] = world.dlq.messages
+    assert letter.attributes["reason"] == "REBALANCE_FAILED"
+    assert json.loads(letter.body)["idempotencyKey"] == "retrigger:rebal_1"
+    assert world.api.calls == []
+
+
+def test_not_final_within_the_limit_ends_unknown() -> None:
+    world = World(RUNNING, max_seconds=600)
+    world.now = NOW + 600
+
+    world.follow(first_follow_up(4))
+
+    assert world.outcomes() == [(FinalOutcome.UNKNOWN, "NOT_FINAL_IN_TIME")]
+    assert world.sent() == []
+
+
+def test_the_last_follow_up_comes_no_later_than_the_limit() -> None:
+    world = World(RUNNING, max_seconds=600)
+    world.now = NOW + 590
+
+    world.follow(first_follow_up(5))
+
+    assert [m.delay_seconds for m in world.follow_ups.messages] == [10]
+
+
+def test_a_state_that_cannot_be_read_is_looked_at_again() -> None:
+    world = World(refused("SERVER_ERROR", FailureClass.TRANSIENT))
+
+    world.follow(first_follow_up())
+
+    assert [f.number for f in world.sent()] == [2]
+    assert world.telemetry.named("state_unreadable") == [
+        {"rebalance_id": "rebal_1", "reason": "SERVER_ERROR"}
+    ]
+
+
+def test_a_bus_that_refuses_makes_the_follow_up_come_back_and_report_then() -> None:
+    world = World(COMPLETED)
+    world.events.refuse_next = 1
+
+    with pytest.raises(OutcomeEventError):
+        world.follow(first_follow_up())
+    world.follow(first_follow_up())  # SQS delivers it again
+
+    assert len(world.events.published) == 1
+    assert world.outcomes() == [(FinalOutcome.COMPLETED, None)]
+
+
+def test_without_time_for_a_status_call_it_is_left_for_later() -> None:
+    world = World(COMPLETED)
+
+    assert world.follow(first_follow_up(), seconds_left=1) is False
+    assert world.api.state_calls == 0
+
+
+def test_the_interval_doubles_up_to_15_minutes_and_bounds_the_calls() -> None:
+    assert [follow_delay(n, 30) for n in range(1, 8)] == [30, 60, 120, 240, 480, 900, 900]
+    assert most_status_calls(7200, 30) == 13

@@ -1,0 +1,236 @@
+"""Reconciling lost answers: before sending a trigger again after an answer that proves
+nothing, the portfolio's recent rebalances are looked at, on fakes of the API and the clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from glider_trigger.domain.errors import ApiError, FailureClass
+from glider_trigger.domain.invocation import Invocation
+from glider_trigger.domain.models import (
+    Failed,
+    InputSource,
+    Receipt,
+    SourceKind,
+    Triggered,
+    TriggerRequest,
+    Window,
+)
+from glider_trigger.domain.ports import StartedRebalance
+from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS, Reconciler
+from glider_trigger.domain.trigger import RebalanceTrigger
+from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.telemetry import RecordingTelemetry
+
+NOW = 1_000.0  # the wall clock of every attempt here
+REQUEST = TriggerRequest("port_abc123", False, InputSource(SourceKind.SQS, "m-1", {}, "sqs:m-1"))
+RECEIPT = Receipt("rebal_new", "sched_1", "req_1", "corr_1", "triggered")
+LOST = ApiError(
+    "connection reset after the request was sent",
+    reason="CONNECTION_ERROR",
+    failure_class=FailureClass.TRANSIENT,
+    answered=False,
+    maybe_delivered=True,
+)
+SERVER_ERROR = ApiError(
+    "HTTP 503", reason="SERVER_ERROR", failure_class=FailureClass.TRANSIENT, uncertain=True
+)
+RATE_LIMITED = refused("RATE_LIMITED", FailureClass.TRANSIENT, retry_after_seconds=0.1)
+FORBIDDEN = refused("FORBIDDEN", FailureClass.SYSTEMIC)
+
+
+def listed(started_at: float, rebalance_id: str = "rebal_lost") -> StartedRebalance:
+    return StartedRebalance(rebalance_id, started_at, "running")
+
+
+def run(
+    api: FakeApi,
+    *,
+    request: TriggerRequest = REQUEST,
+    reconciler: Reconciler | None = None,
+    telemetry: RecordingTelemetry | None = None,
+    reconcile: bool = True,
+) -> Triggered | Failed:
+    telemetry = telemetry or RecordingTelemetry()
+    if reconcile and reconciler is None:
+        reconciler = Reconciler(api, telemetry, clock=lambda: NOW)
+    policy = retry_policy(base_delay_seconds=0)
+    trigger = RebalanceTrigger(
+        api,
+        FakeKeys(),
+        policy,
+        sleep=lambda _: None,
+        reconciler=reconciler if reconcile else None,
+        wall_clock=lambda: NOW,
+    )
+    return trigger.trigger(request, Invocation(FakeDeadline(), policy))
+
+
+def test_a_lost_answers_rebalance_is_found_and_not_sent_again() -> None:
+    api = FakeApi(LOST)
+    api.listed = [listed(NOW + 0.2)]
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.rebalance_id == "rebal_lost"
+    assert outcome.receipt.reconciled
+    assert len(api.calls) == 1  # one POST: the lost one
+    assert api.list_calls == 1
+
+
+def test_nothing_listed_means_the_trigger_is_sent_again_and_flagged() -> None:
+    api = FakeApi(LOST, RECEIPT)
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.rebalance_id == "rebal_new"
+    assert not outcome.receipt.reconciled
+    assert outcome.maybe_delivered_attempts == 1
+    assert len(api.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("started_at", "taken"),
+    [
+        (NOW - CLOCK_SKEW_SECONDS - 0.1, False),  # before the attempt: another delivery's
+        (NOW - CLOCK_SKEW_SECONDS + 0.1, True),  # within the clock-skew allowance
+        (NOW + CLOCK_SKEW_SECONDS - 0.1, True),
+        (NOW + CLOCK_SKEW_SECONDS + 0.1, False),  # after the look itself: not ours
+    ],
+)
+def test_only_a_rebalance_started_in_the_attempts_window_is_taken(
+    started_at: float, taken: bool
+) -> None:
+    api = FakeApi(LOST, RECEIPT)
+    api.listed = [listed(started_at)]
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.reconciled is taken
+    assert len(api.calls) == (1 if taken else 2)
+
+
+def test_a_5xx_proves_no_refusal_so_it_is_reconciled_too() -> None:
+    api = FakeApi(SERVER_ERROR)
+    api.listed = [listed(NOW)]
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.reconciled
+    assert len(api.calls) == 1
+
+
+def test_a_refusal_is_not_reconciled() -> None:
+    api = FakeApi(RATE_LIMITED, RECEIPT)
+    api.listed = [listed(NOW)]  # would match, but a 429 started nothing
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert not outcome.receipt.reconciled
+    assert api.list_calls == 0
+    assert len(api.calls) == 2
+
+
+def test_a_list_that_cannot_be_read_means_the_trigger_is_sent_again() -> None:
+    api = FakeApi(LOST, RECEIPT)
+    api.list_error = SERVER_ERROR
+    telemetry = RecordingTelemetry()
+
+    outcome = run(api, telemetry=telemetry)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.maybe_delivered_attempts == 1
+    assert len(api.calls) == 2
+    assert telemetry.named("reconcile_failed") == [
+        {"portfolio_id": "port_abc123", "reason": "SERVER_ERROR"}
+    ]
+
+
+def test_a_key_that_may_not_read_status_stops_reconciling_with_one_warning() -> None:
+    api = FakeApi(LOST, RECEIPT, LOST, RECEIPT)
+    api.list_error = FORBIDDEN
+    telemetry = RecordingTelemetry()
+    reconciler = Reconciler(api, telemetry, clock=lambda: NOW)
+
+    first = run(api, reconciler=reconciler, telemetry=telemetry)
+    second = run(api, reconciler=reconciler, telemetry=telemetry)
+
+    assert isinstance(first, Triggered)
+    assert isinstance(second, Triggered)
+    assert api.list_calls == 1  # not asked again in this execution environment
+    assert not reconciler.active
+    assert telemetry.named("reconcile_forbidden") == [{"reason": "FORBIDDEN"}]
+
+
+def test_a_delivery_that_may_have_been_attempted_before_looks_first() -> None:
+    api = FakeApi()  # no POST scripted: sending one would fail the test
+    api.listed = [listed(NOW - 60)]
+    earlier = TriggerRequest(
+        REQUEST.portfolio_id, False, REQUEST.source, may_have_started=Window(NOW - 62, NOW - 58)
+    )
+
+    outcome = run(api, request=earlier)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.reconciled
+    assert api.calls == []
+
+
+def test_an_accepted_trigger_whose_answer_was_cut_off_gets_its_rebalance_id() -> None:
+    cut_off = Receipt(None, None, "req_1", "corr_1", unread="HTTP 200, but the body was cut off")
+    api = FakeApi(cut_off)
+    api.listed = [listed(NOW + 0.1, "rebal_found")]
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.rebalance_id == "rebal_found"
+    assert outcome.receipt.reason is None
+    assert outcome.receipt.request_id == "req_1"
+    assert len(api.calls) == 1
+
+
+def test_a_failure_after_lost_answers_keeps_their_window_for_its_dead_letter() -> None:
+    api = FakeApi(LOST, then=LOST)
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Failed)
+    assert outcome.uncertain == Window(NOW, NOW)
+    assert api.list_calls == 3  # before each of the 3 repeats
+
+
+def test_switched_off_nothing_is_looked_up() -> None:
+    api = FakeApi(LOST, RECEIPT)
+    api.listed = [listed(NOW)]
+
+    outcome = run(api, reconcile=False)
+
+    assert isinstance(outcome, Triggered)
+    assert api.list_calls == 0
+    assert len(api.calls) == 2
+
+
+def test_before_looking_it_gives_a_timed_out_attempt_as_long_again() -> None:
+    api = FakeApi(LOST, RECEIPT)
+    times = iter([NOW, NOW + 10.0, NOW + 20.0, NOW + 20.0, NOW + 21.0])
+    sleeps: list[float] = []
+    policy = retry_policy(base_delay_seconds=0.01, max_delay_seconds=30)
+    trigger = RebalanceTrigger(
+        api,
+        FakeKeys(),
+        policy,
+        sleep=sleeps.append,
+        reconciler=Reconciler(api, RecordingTelemetry(), clock=lambda: NOW + 20),
+        wall_clock=lambda: next(times),
+    )
+
+    trigger.trigger(REQUEST, Invocation(FakeDeadline(), policy))
+
+    assert sleeps == [10.0]  # the 10 s the lost attempt waited, not the 0.01 s backoff
+    assert api.list_calls == 1

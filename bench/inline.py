@@ -65,6 +65,7 @@ def inline_run(
         "secrets_manager_calls": run.environment_calls[SECRET_CALLS],
         "invocation_secrets_manager_calls": run.calls[SECRET_CALLS],
         "dynamodb_calls": run.dynamodb_calls,
+        "sqs_sends": run.sqs_sends,
         "api_calls": run.api_calls,
         "rebalances": len(run.rebalances),
         "triggered": child.get("triggered"),
@@ -135,6 +136,7 @@ def inline_table(rows: Sequence[Mapping[str, Any]], workers: int) -> Table:
             "AWS conns",
             "GetSecretValue",
             "DynamoDB calls",
+            "SQS sends",
             "peak RSS",
         ],
     )
@@ -153,6 +155,7 @@ def inline_table(rows: Sequence[Mapping[str, Any]], workers: int) -> Table:
                 str(row["aws_tcp_connections"]),
                 str(row["secrets_manager_calls"]),
                 str(row["dynamodb_calls"]),
+                str(row.get("sqs_sends", "")),
                 f"{row['peak_rss_mb']:.0f} MB",
             ]
         )
@@ -162,8 +165,9 @@ def inline_table(rows: Sequence[Mapping[str, Any]], workers: int) -> Table:
         "measured on its own below); TCP conns: connections the Glider emulator accepted in "
         "the environment (the warm-up's one reused); AWS conns: connections moto accepted "
         "during the invocation (kept alive, as AWS endpoints do); GetSecretValue: calls in the "
-        "environment; DynamoDB: calls of the invocation; peak RSS: the function's process "
-        "(VmHWM; see bench/case.py)."
+        "environment; DynamoDB: calls of the invocation; SQS sends: SendMessage(Batch) calls of "
+        "the invocation (each rebalance's first follow-up: following outcomes costs one each); "
+        "peak RSS: the function's process (VmHWM; see bench/case.py)."
     )
     estimated = [row["sequential"] for row in rows if row["sequential"]["estimated"]]
     table.notes += [

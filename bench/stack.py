@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 API_KEY = "glider-bench-key"  # the emulator's key; not a real credential
 SECRET_CALLS = "secretsmanager.GetSecretValue"  # noqa: S105 - an operation name
 DYNAMODB_PREFIX = "DynamoDB_20120810."
+SQS_SEND_PREFIX = "AmazonSQS.SendMessage"  # SendMessage and SendMessageBatch
 LAMBDA_TIMEOUT_SECONDS = 900  # Lambda's maximum: no case should be cut short by its deadline
 MB = 1024  # peak RSS is reported in KB
 # The warm-up invocation's portfolio: left out of the emulator's counts of a measured run.
@@ -63,6 +64,11 @@ class Run:
     @property
     def dynamodb_calls(self) -> int:
         return sum(n for op, n in self.calls.items() if op.startswith(DYNAMODB_PREFIX))
+
+    @property
+    def sqs_sends(self) -> int:
+        """SendMessage(Batch) calls: each rebalance's first follow-up, fan-out, dead letters."""
+        return sum(n for op, n in self.calls.items() if op.startswith(SQS_SEND_PREFIX))
 
 
 @dataclass

@@ -63,6 +63,16 @@ class Tally:
         triggered = [r for r in logs if r.get("outcome") == "triggered"]
         self.observed = {str(r.get("rebalance_id")) for r in triggered}
         self.reconciled = sum(1 for r in triggered if r.get("reconciled") is True)
+        # Each rebalance the function saw triggered, and the final outcomes it reported of it.
+        finals = [r for r in logs if r.get("rebalance_outcome")]
+        self.final_outcomes: Counter[str] = Counter(str(r["rebalance_outcome"]) for r in finals)
+        self.finals_per_rebalance: Counter[str] = Counter(
+            str(r["rebalance_id"]) for r in finals if r.get("rebalance_id")
+        )
+        # Followed: seen triggered, or reported final (triggered in an invocation that crashed
+        # after it had sent the first follow-up, before its log line).
+        self.followed = {str(r["rebalance_id"]) for r in triggered if r.get("rebalance_id")}
+        self.followed |= set(self.finals_per_rebalance)
         # Where the function saw each id triggered: outside the replay, the input's source;
         # during it, the kind of the replayed DLQ message.
         self.trigger_sources: dict[str, set[str]] = defaultdict(set)
@@ -290,6 +300,14 @@ class Tally:
             unpreventable_flagged=repeats.flagged,
             unpreventable_after_reconcilable=repeats.after_reconcilable,
             reconciled=self.reconciled,
+            followed=len(self.followed),
+            followed_without_outcome=sum(
+                1 for r in self.followed if not self.finals_per_rebalance[r]
+            ),
+            followed_with_outcomes_twice=sum(
+                1 for r in self.followed if self.finals_per_rebalance[r] > 1
+            ),
+            final_outcomes=dict(self.final_outcomes.most_common()),
             rebalances=sum(len(v) for v in self.rebalances.values()),
             crash_retries_in_window=self.harness.crash_retries_in_window,
             replayed=dict(Counter(r.kind for r in self.harness.replayed.values()).most_common()),

@@ -62,6 +62,11 @@ class ChaosConfig:
     # Each drain (the run's, the replay's) gives up after this long. Generous: it must outlast
     # async retries (45 s) and delayed work-queue messages (SQS DelaySeconds, up to 900 s).
     drain_timeout_seconds: float = 600.0
+    # Following rebalances to their outcome: each runs this long on the emulator's chain, and
+    # the first follow-up comes after this many seconds (then 2x, ...; 30 s when deployed).
+    workflow_seconds: float = 0.5
+    reconcile: bool = True  # RECONCILE_LOST_ANSWERS
+    follow_first_delay_seconds: int = 1
     sdk_attempts: int = 4  # the function's botocore config: max_attempts=3 retries, 4 in all
     trigger_tries: int = 4  # GLIDER_MAX_ATTEMPTS: tries per trigger, key reads included
     dlq_send_attempts: int = 3  # DeadLetterQueue's own attempts per write
@@ -101,4 +106,6 @@ class ChaosConfig:
             "GLIDER_CONNECT_TIMEOUT_SECONDS": str(self.connect_timeout_seconds),
             "GLIDER_READ_TIMEOUT_SECONDS": str(self.read_timeout_seconds),
             "DEADLINE_SAFETY_MARGIN_SECONDS": "0.5",
+            "FOLLOW_FIRST_DELAY_SECONDS": str(self.follow_first_delay_seconds),
+            "RECONCILE_LOST_ANSWERS": "true" if self.reconcile else "false",
         }

@@ -65,6 +65,7 @@ class Outages:
         *,
         rng: random.Random,
         invocations: Counter[str],
+        dlq_url: str,
         expected_invocations: int,
     ) -> None:
         self.config = config
@@ -72,6 +73,7 @@ class Outages:
         self.emulator = emulator
         self.rng = rng  # the harness's: one seeded sequence of draws for the run
         self.invocations = invocations  # the harness's counts, which this adds to
+        self.dlq_url = dlq_url  # the staged DLQ outages deny writes to it, not to other queues
         self.access_denied_staged = 0  # AccessDenied the staged DLQ outages may deny, in all
         self.secret_outage_staged = False
         # emulator.requests index ranges whose triggers the Glider outage answered
@@ -140,7 +142,7 @@ class Outages:
     def dlq_outage(self, writes: int) -> None:
         """AccessDenied (never retried by the SDK) for `writes` whole DLQ writes."""
         times = writes * self.config.dlq_send_attempts
-        self.proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times)
+        self.proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times, within=self.dlq_url)
         self.access_denied_staged += times
 
     def in_outage(self, request_index: int) -> bool:
@@ -156,7 +158,7 @@ class Outages:
         emulator, proxy = self.emulator, self.proxy
         times = self.config.dlq_send_attempts
         proxy.clear(DLQ_WRITE)
-        proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times, after=1)
+        proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times, after=1, within=self.dlq_url)
         self.access_denied_staged += times
         start = len(emulator.requests)
         emulator.set_outage(Fault.error(503, "API_000", "Service unavailable"))

@@ -107,6 +107,11 @@ class Harness:
         self.source = SqsEventSource(
             self.stack.sqs, self.stack.deployment.work_queue, region=REGION
         )
+        follow_up_queue = self.stack.deployment.follow_up_queue
+        assert follow_up_queue is not None  # noqa: S101 - deploy() creates it
+        self.follow_up_queue = follow_up_queue
+        # The follow-up queue's event source: the rebalances followed to their outcome.
+        self.follow_ups = SqsEventSource(self.stack.sqs, follow_up_queue, region=REGION)
         self.started = self._last_progress = time.monotonic()
         total = max(1, len(stack.plan.messages) // 10 + len(stack.plan.events))
         self.outages = Outages(
@@ -115,6 +120,7 @@ class Harness:
             stack.emulator,
             rng=self.rng,
             invocations=self.invocations,
+            dlq_url=stack.deployment.dlq.url,
             expected_invocations=total,
         )
 
@@ -145,6 +151,16 @@ class Harness:
         finally:
             self.outages.end_dlq_outages()
             self.outages.end_secret_outages()
+        return response
+
+    def invoke_follow_ups(self, event: dict[str, Any]) -> Mapping[str, Any]:
+        self.invocations["follow-up batches"] += 1
+        context = LocalLambdaContext(timeout_seconds=self.config.context_timeout_seconds)
+        try:
+            response: Mapping[str, Any] = self.stack.function.invoke(event, context=context)
+        except Exception as exc:
+            self.handler_errors[f"follow-up batch: {type(exc).__name__}"] += 1
+            raise
         return response
 
     def start_async(self, index: int, event: dict[str, Any]) -> None:
@@ -295,10 +311,10 @@ class Harness:
             for sent in response["Successful"]:
                 self.sent_message_ids[sent["MessageId"]] = chunk[int(sent["Id"])]
 
-    def queue_depth(self) -> int:
-        """Messages on the work queue: visible, in flight, and delayed (DelaySeconds)."""
+    def queue_depth(self, queue_url: str | None = None) -> int:
+        """Messages on the work queue (or another): visible, in flight, and delayed."""
         attributes = self.stack.sqs.get_queue_attributes(
-            QueueUrl=self.stack.deployment.work_queue.url,
+            QueueUrl=queue_url or self.stack.deployment.work_queue.url,
             AttributeNames=[
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
@@ -356,13 +372,20 @@ class Harness:
             if events and polls % stride == stride - 1:
                 self.start_async(*events.popleft())
             result = self.source.poll(self.invoke_sqs)
+            followed = self.follow_ups.poll(self.invoke_follow_ups)
             polls += 1
             self.report_progress()
             if result is not None:
                 self.invocations["SQS records reported for retry"] += len(result.redelivered)
             elif events:
                 self.start_async(*events.popleft())
-            elif not self.retries and self.queue_depth() == 0:
+            elif followed is not None:
+                continue
+            elif (
+                not self.retries
+                and self.queue_depth() == 0
+                and self.queue_depth(self.follow_up_queue.url) == 0
+            ):
                 return
             elif time.monotonic() > deadline:
                 self.abandoned += self.retries

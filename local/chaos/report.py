@@ -37,6 +37,12 @@ class ChaosReport:
     # Glider acted: reconciling finds their rebalance before sending again (should be 0).
     unpreventable_after_reconcilable: int = 0
     reconciled: int = 0  # triggers found among recent rebalances, not sent again
+    # Rebalances the function saw triggered (with an id), followed to their outcome: those with
+    # no final outcome and those with more than one (both must be 0), and the outcomes.
+    followed: int = 0
+    followed_without_outcome: int = 0
+    followed_with_outcomes_twice: int = 0
+    final_outcomes: dict[str, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
     # Async retries that started while a crashed attempt's in-progress records still held.
     crash_retries_in_window: int = 0
@@ -80,6 +86,8 @@ class ChaosReport:
             and self.pending == 0
             and self.replay_doubled_guarded == 0
             and self.unpreventable_after_reconcilable == 0
+            and self.followed_without_outcome == 0
+            and self.followed_with_outcomes_twice == 0
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -118,6 +126,11 @@ class ChaosReport:
             ("  after an answer slower than the read timeout", str(
                 self.unpreventable_repeats - self.unpreventable_after_reconcilable)),
             ("lost answers reconciled (found, not sent again)", str(self.reconciled)),
+            ("rebalances followed to their outcome", f"{self.followed}"
+             + (f" ({listing(self.final_outcomes)})" if self.final_outcomes else "")),
+            ("  WITHOUT a final outcome (must be 0)", str(self.followed_without_outcome)),
+            ("  with MORE than one final outcome (must be 0)",
+             str(self.followed_with_outcomes_twice)),
             ("rebalances in the emulator", str(self.rebalances)),
             (IN_WINDOW, str(self.crash_retries_in_window)),
             ("DLQ replayed at the end", f"{replayed} messages"

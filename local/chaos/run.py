@@ -52,6 +52,7 @@ def run_chaos(
                 emulator.add_portfolio(portfolio_id)
         for portfolio_id, script in plan.scripts.items():
             emulator.script(portfolio_id, *(fault for _, fault in script))
+        emulator.set_workflow_seconds(config.workflow_seconds)
         deployment = deploy(
             moto,
             emulator,

@@ -85,6 +85,19 @@ def test_the_replay_of_letters_and_destination_records_doubles_nothing(
     assert all(report.replay_doubled_by_kind.get(kind, 0) == 0 for kind in GUARDED_KINDS)
 
 
+def test_lost_answers_and_5xx_after_glider_acted_repeat_nothing(report: ChaosReport) -> None:
+    assert report.faults["glider.lost_response"] + report.faults["glider.acted_then_error"] > 0
+    assert report.reconciled > 0
+    assert report.unpreventable_after_reconcilable == 0, report.table()
+
+
+def test_every_followed_rebalance_has_exactly_one_final_outcome(report: ChaosReport) -> None:
+    assert report.followed >= report.triggered - report.unpreventable_repeats
+    assert report.followed_without_outcome == 0
+    assert report.followed_with_outcomes_twice == 0
+    assert sum(report.final_outcomes.values()) == report.followed
+
+
 def test_the_run_passed(report: ChaosReport) -> None:
     assert report.passed, report.table()
 
@@ -104,9 +117,12 @@ def test_every_id_is_triggered_or_dead_lettered_only_when_not_triggered(
 
 
 def test_the_harness_sees_doubles_when_the_guard_is_off() -> None:
-    """Without its idempotency table the function redelivers and retries into doubles: the
+    """Without its idempotency table (and without reconciling, which would find a redelivered
+    record's earlier rebalance) the function redelivers and retries into doubles: the
     accounting must see them (so a zero above means something)."""
-    config = replace(ChaosConfig.quick(ids=120, seed=7), idempotency=False, secret_exhaustions=0)
+    config = replace(
+        ChaosConfig.quick(ids=120, seed=7), idempotency=False, reconcile=False, secret_exhaustions=0
+    )
 
     unguarded = run_chaos(config=config)
 

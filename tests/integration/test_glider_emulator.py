@@ -258,7 +258,7 @@ def test_unknown_portfolio_is_404_api_200(
         "/v1/portfolio/x/rebalance/schedule/trigger/",
         "/v1/portfolio//rebalance/schedule/trigger",
         "/v1/portfolio/a/b/rebalance/schedule/trigger",
-        "/v1/portfolio/x/rebalance/status/rebal_1",
+        "/v1/portfolio/x/rebalance/status/rebal_1/more",
         "/",
     ],
 )
@@ -565,3 +565,75 @@ def test_context_manager_and_reset(http: urllib3.PoolManager) -> None:
         assert len(emulator.requests) == 1
     with pytest.raises(RuntimeError):
         _ = emulator.base_url
+
+
+# --- the status endpoints --------------------------------------------------------------------
+
+
+def status(
+    http: urllib3.PoolManager, emulator: GliderEmulator, path: str = ""
+) -> urllib3.BaseHTTPResponse:
+    return http.request(
+        "GET",
+        f"{emulator.base_url}/v1/portfolio/{PORTFOLIO}/rebalance/status{path}",
+        headers={"X-API-KEY": API_KEY},
+    )
+
+
+def test_a_triggered_rebalance_is_listed_newest_first_and_runs_to_completed(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    emulator.set_workflow_seconds(0.3)
+    first = trigger(http, emulator).json()["data"]["rebalanceId"]
+    second = trigger(http, emulator).json()["data"]["rebalanceId"]
+
+    listed = status(http, emulator, "?limit=1").json()["data"]["recentWorkflows"]
+    running = status(http, emulator, f"/{second}").json()["data"]
+    time.sleep(0.35)
+    done = status(http, emulator, f"/{second}").json()["data"]
+
+    assert [w["workflowId"] for w in listed] == [second]
+    assert listed[0]["startedAt"].endswith("Z")
+    assert (running["status"], running["result"]) == ("running", None)
+    assert done["status"] == "completed"
+    assert done["result"]["status"] == "success"
+    assert done["result"]["transactionHash"].startswith("0x")
+    assert first != second
+    assert [r.method for r in emulator.trigger_requests] == ["POST", "POST"]
+
+
+def test_a_scripted_failure_ends_the_rebalance_failed_with_its_error(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    emulator.fail_next_rebalance(PORTFOLIO, "execution reverted")
+    rebalance = trigger(http, emulator).json()["data"]["rebalanceId"]
+
+    data = status(http, emulator, f"/{rebalance}").json()["data"]
+
+    assert (data["status"], data["error"], data["result"]["status"]) == (
+        "failed",
+        {"message": "execution reverted"},
+        "failed",
+    )
+
+
+def test_a_lost_answer_still_creates_the_listed_workflow(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        trigger(http, emulator, retries=False)
+
+    [workflow] = status(http, emulator).json()["data"]["recentWorkflows"]
+
+    assert workflow["workflowId"] == emulator.rebalances[0].rebalance_id
+
+
+def test_status_faults_and_unknown_workflows_answer_like_the_api(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    emulator.script_status(PORTFOLIO, Fault.error(503, "API_000", "down"))
+
+    assert_error(status(http, emulator), 503, "API_000")
+    assert_error(status(http, emulator, "/rebal_nope"), 404, "API_201")
+    assert status(http, emulator).status == 200  # the scripted fault was used up

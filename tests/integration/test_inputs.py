@@ -15,7 +15,7 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 def trigger_bodies(emulator: GliderEmulator, portfolio_id: str) -> list[dict[str, object]]:
-    return [json.loads(r.body) for r in emulator.requests if r.portfolio_id == portfolio_id]
+    return [json.loads(r.body) for r in emulator.trigger_requests if r.portfolio_id == portfolio_id]
 
 
 def test_schedule_input_triggers_with_the_contract_request(
@@ -25,7 +25,7 @@ def test_schedule_input_triggers_with_the_contract_request(
 
     assert response["triggered"] == 1
     assert response["source"] == "schedule"
-    [request] = emulator.requests
+    [request] = emulator.trigger_requests
     assert request.method == "POST"
     assert request.path == "/v1/portfolio/port_abc123/rebalance/schedule/trigger"
     assert request.headers["x-api-key"] == "test-canary-key-7Hq2ZpXv9L"
@@ -92,7 +92,7 @@ def test_an_id_that_could_bend_the_path_never_reaches_the_api(
 ) -> None:
     response = function.invoke({"portfolioIds": [bad_id, "port_abc123"]})
 
-    assert [r.portfolio_id for r in emulator.requests] == ["port_abc123"]
+    assert [r.portfolio_id for r in emulator.trigger_requests] == ["port_abc123"]
     assert response["triggered"] == 1
     [letter] = deployment.dlq_messages()
     assert json.loads(letter["Body"])["portfolioId"] == bad_id
@@ -110,7 +110,7 @@ def test_input_of_unknown_shape_is_dead_lettered_verbatim_without_raising(
 
     assert response["deadLettered"] == 1
     assert response["results"][0]["reason"] == "MALFORMED_INPUT"
-    assert emulator.requests == []
+    assert emulator.trigger_requests == []
     [letter] = deployment.dlq_messages()
     assert json.loads(letter["Body"]) == event
     assert attribute_values(letter)["reason"] == "MALFORMED_INPUT"

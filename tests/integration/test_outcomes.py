@@ -58,7 +58,7 @@ def outcome_lines(function: LocalFunction) -> list[dict[str, Any]]:
 def test_a_rebalance_is_followed_to_completed(
     follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
-    emulator.set_workflow_seconds(1.5)
+    emulator.set_workflow_seconds(3.0)
 
     [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
     looks = run_follow_ups(follow, deployment)
@@ -68,7 +68,7 @@ def test_a_rebalance_is_followed_to_completed(
     assert line["rebalance_outcome"] == "completed"
     assert line["rebalance_id"] == result["rebalanceId"]
     assert line["transaction_hash"].startswith("0x")
-    assert line["duration_seconds"] == pytest.approx(1.5, abs=0.01)
+    assert line["duration_seconds"] == pytest.approx(3.0, abs=0.01)
     [event] = outcome_events(deployment)
     assert event["source"] == "glider-rebalance-trigger"
     assert event["detail-type"] == "Glider Rebalance Completed"

@@ -190,7 +190,7 @@ def test_a_systemic_failure_stops_calling_the_api_for_the_rest_of_the_batch(
     response = function.invoke(event)
 
     assert len(response["batchItemFailures"]) == 2  # kept for when the key is fixed
-    assert len(emulator.requests) == 2  # the first record: its call and one after a refetch
+    assert len(emulator.trigger_requests) == 2  # the first record: its call and one after a refetch
     systemic = [
         record["SystemicFailures"] for record in function.metrics if "SystemicFailures" in record
     ]
@@ -211,7 +211,7 @@ def test_eventbridge_ids_left_after_a_systemic_failure_are_dead_lettered_with_th
     assert {a["reason"] for a in letters.values()} == {"TENANT_UNAVAILABLE"}
     assert {a["failureClass"] for a in letters.values()} == {"systemic"}
     assert letters["port_def456"]["attempts"] == "0"
-    assert len(emulator.requests) == 1
+    assert len(emulator.trigger_requests) == 1
 
 
 def test_an_outage_opens_the_circuit_instead_of_retrying_every_portfolio(
@@ -227,7 +227,7 @@ def test_an_outage_opens_the_circuit_instead_of_retrying_every_portfolio(
 
     reasons = [r["reason"] for r in response["results"]]
     assert reasons == ["SERVER_ERROR"] * 3 + ["CIRCUIT_OPEN"] * 5  # threshold 3
-    assert len(emulator.requests) == 3 * 4
+    assert len(emulator.trigger_requests) == 3 * 4
     assert len(deployment.dlq_messages()) == 8  # nothing lost
 
 
@@ -359,7 +359,7 @@ def test_an_outage_costs_the_same_call_budget_with_parallel_workers(
 
     # 3 portfolios x 4 attempts, plus at most one call in flight per worker when it opened;
     # one after another each would have cost 4: 40 calls.
-    assert len(emulator.requests) <= 12 + 10
+    assert len(emulator.trigger_requests) <= 12 + 10
     assert response["deadLettered"] == 10
     assert len(deployment.dlq_messages()) == 10  # nothing lost
 
@@ -376,4 +376,4 @@ def test_a_revoked_key_stops_parallel_workers_after_their_call_in_flight(
     response = function.invoke({"portfolioIds": ids})
 
     assert {r["failureClass"] for r in response["results"]} == {"systemic"}
-    assert len(emulator.requests) <= 2 * 8  # each worker: one call, one after the refetch
+    assert len(emulator.trigger_requests) <= 2 * 8  # each worker: one call, one after the refetch

@@ -16,7 +16,7 @@ from tests.conftest import API_KEY
 
 
 def sent_keys(emulator: GliderEmulator) -> list[str]:
-    return [r.headers.get("x-api-key", "") for r in emulator.requests]
+    return [r.headers.get("x-api-key", "") for r in emulator.trigger_requests]
 
 
 def test_the_key_is_cached_across_warm_invocations(
@@ -80,7 +80,7 @@ def test_an_unusable_secret_is_systemic_and_never_echoed(
     assert result["failureClass"] == "systemic"
     assert result["reason"] == "SECRET_UNAVAILABLE"
     assert detail in result["detail"]
-    assert emulator.requests == []
+    assert emulator.trigger_requests == []
     everything = json.dumps(response) + "\n".join(fresh.output.lines)
     everything += json.dumps(deployment.dlq_messages())
     assert "canary" not in everything
@@ -97,7 +97,7 @@ def test_a_missing_secret_names_the_secret_and_the_cause(
     assert result["failureClass"] == "systemic"
     assert "glider/does-not-exist" in result["detail"]
     assert "ResourceNotFoundException" in result["detail"]
-    assert emulator.requests == []
+    assert emulator.trigger_requests == []
     [letter] = deployment.dlq_messages()
     assert attribute_values(letter)["reason"] == "SECRET_UNAVAILABLE"
 

@@ -47,7 +47,7 @@ def test_a_batch_with_every_outcome_reports_only_the_transient_failure(
     assert result.response == {"batchItemFailures": [{"itemIdentifier": transient}]}
     assert sorted(result.deleted) == sorted([ok, permanent, malformed])
     assert [r.portfolio_id for r in emulator.rebalances] == ["port_abc123"]
-    assert len([r for r in emulator.requests if r.portfolio_id == "port_def456"]) == 4
+    assert len([r for r in emulator.trigger_requests if r.portfolio_id == "port_def456"]) == 4
     letters = {m["Body"]: attribute_values(m) for m in deployment.dlq_messages()}
     # The permanent failure is dead-lettered at once (naming its delivery), the malformed body
     # verbatim; the transient one is not in the DLQ yet: SQS redelivers it.

@@ -21,8 +21,10 @@ from glider_trigger.domain.errors import (
     DeadLetterWriteError,
     FailureClass,
     FanOutError,
+    FollowUpError,
     InvalidInputError,
 )
+from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import Failed, Next, OutcomeKind, Receipt, Triggered, Window
 from glider_trigger.domain.trigger import RebalanceTrigger
@@ -394,3 +396,26 @@ def test_a_redelivered_message_looks_for_what_its_earlier_receives_started() -> 
     assert world.api.list_calls == 0  # no reconciler in this world: only the window is checked
     [outcome] = prepared.outcomes
     assert outcome.request.may_have_started == Window(5_000.0)
+
+
+def test_a_trigger_is_followed_once_however_often_its_delivery_comes_back() -> None:
+    follow_ups = InMemoryQueue(FollowUpError, "follow-ups")
+    world = World(FakeApi(RECEIPT))
+    world.service._follower = OutcomeFollower(  # type: ignore[attr-defined]
+        world.api,
+        FakeKeys(),
+        world.guard,
+        world.telemetry,
+        follow_ups=follow_ups,
+        dead_letters=world.dlq,
+        events=None,
+        max_seconds=7200,
+        first_delay_seconds=30,
+    )
+
+    world.message({"portfolioId": "p1"})
+    world.message({"portfolioId": "p1"})  # a redelivery: already triggered, already followed
+
+    [follow_up] = follow_ups.messages
+    assert json.loads(follow_up.body)["followUp"]["rebalanceId"] == "rebal_1"
+    assert follow_up.delay_seconds == 30

@@ -87,7 +87,8 @@ def first_follow_up(number: int = 1, *, triggered_at: float = NOW) -> FollowUp:
 def test_a_trigger_schedules_its_first_follow_up_after_the_first_delay() -> None:
     world = World()
 
-    world.follower.start([triggered(), triggered("rebal_old", again=True)])
+    world.follower.start(triggered())
+    world.follower.start(triggered("rebal_old", again=True))  # followed when it was triggered
 
     assert world.sent() == [first_follow_up()]
     assert [m.delay_seconds for m in world.follow_ups.messages] == [30]
@@ -96,7 +97,7 @@ def test_a_trigger_schedules_its_first_follow_up_after_the_first_delay() -> None
 def test_a_rebalance_whose_id_is_unknown_ends_unknown_at_once() -> None:
     world = World()
 
-    world.follower.start([triggered(None)])
+    world.follower.start(triggered(None))
 
     assert world.sent() == []
     assert world.outcomes() == [(FinalOutcome.UNKNOWN, "REBALANCE_ID_UNKNOWN")]
@@ -106,7 +107,7 @@ def test_a_follow_up_queue_that_refuses_is_reported_not_raised() -> None:
     world = World()
     world.follow_ups.refuse_next = 1
 
-    world.follower.start([triggered()])
+    world.follower.start(triggered())
 
     assert world.telemetry.named("follow_up_not_sent") == [{"messages": 1}]
     assert world.outcomes() == [(FinalOutcome.UNKNOWN, "FOLLOW_UP_NOT_SENT")]

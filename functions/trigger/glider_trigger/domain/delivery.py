@@ -184,13 +184,11 @@ class DeliveryService:
             return self._fan_out(parsed, work_queue)
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         outcomes = self.trigger_all(parsed.requests, invocation)
-        # Outcomes are logged (and followed) before the DLQ write, so a failing DLQ does not
-        # hide what was done: a retry finds them triggered and would not follow them.
+        # Outcomes are logged before the DLQ write, so a failing DLQ does not hide what was done.
         for outcome in outcomes:
             failure = Next.DEFERRED if _elsewhere(outcome) else Next.DEAD_LETTERED
             self._telemetry.outcome(outcome, action=_action(outcome, failure))
-        if self._follower is not None:
-            self._follower.start(outcomes)
+
         # A portfolio held in progress by another invocation is looked at again once that
         # holder's window has passed; no dead letter (a replay would be a second trigger).
         # Letters first: if the deferral then fails, the invocation fails with them written.
@@ -232,7 +230,6 @@ class DeliveryService:
             record.outcomes.append(outcome)
         follower = self._follower
         if follower is not None:
-            follower.start(outcomes)
             self._on_pool(lambda record: _look(follower, record, invocation), follow_ups)
         return prepared
 
@@ -325,15 +322,20 @@ class DeliveryService:
             return Failed(request, blocker, classify(blocker), attempts=0)
         try:
             return self._guard.run(
-                request.guard_key,
-                request,
-                lambda: self._trigger.trigger(request, invocation),
+                request.guard_key, request, lambda: self._trigger_and_follow(request, invocation)
             )
         except Exception as exc:  # noqa: BLE001 - reported, and kept as a transient failure
             # A bug must cost one portfolio a retry, not the whole batch its progress.
             self._telemetry.unexpected_error(request.portfolio_id)
             error = TriggerError(f"unexpected {type(exc).__name__} while triggering")
             return Failed(request, error, classify(error), attempts=0)
+
+    def _trigger_and_follow(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
+        """Inside the guard's call: what the guard remembers as triggered has been followed."""
+        outcome = self._trigger.trigger(request, invocation)
+        if self._follower is not None:
+            self._follower.start(outcome)
+        return outcome
 
     def _fan_out(self, parsed: ParsedInput, work_queue: MessageQueue) -> Report:
         """Too many ids for one invocation: one work-queue message each, spread by the SQS

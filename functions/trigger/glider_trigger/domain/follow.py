@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final
 
 from glider_trigger.domain import letters
@@ -92,48 +92,35 @@ class OutcomeFollower:
         self._first_delay = first_delay_seconds
         self._clock = clock
 
-    def start(self, outcomes: Sequence[Outcome]) -> None:
-        """The first follow-up of every rebalance these outcomes triggered. A rebalance whose id
-        is unknown cannot be followed: its outcome is `unknown` at once."""
-        now = self._clock()
-        fresh = [o for o in outcomes if isinstance(o, Triggered) and not o.already_triggered]
-        follow_ups = [
-            FollowUp(
-                o.request.portfolio_id,
-                o.receipt.rebalance_id,
-                o.request.skip_schedule_validation,
-                o.request.source.dedupe_key,
-                now,
+    def start(self, outcome: Outcome) -> None:
+        """The first follow-up of the rebalance a trigger just started. Called inside the
+        guard's call, before it records the trigger: a delivery remembered as triggered has
+        its follow-up sent, and one interrupted before may send it again with its retry. A
+        rebalance whose id is unknown cannot be followed: its outcome is `unknown` at once."""
+        if not isinstance(outcome, Triggered) or outcome.already_triggered:
+            return
+        request, now = outcome.request, self._clock()
+        follow_up = FollowUp(
+            request.portfolio_id,
+            outcome.receipt.rebalance_id or "",
+            request.skip_schedule_validation,
+            request.source.dedupe_key,
+            now,
+        )
+        if outcome.receipt.rebalance_id is None:
+            self._telemetry.rebalance_outcome(
+                OutcomeReport(follow_up, FinalOutcome.UNKNOWN, None, REBALANCE_ID_UNKNOWN, now)
             )
-            for o in fresh
-            if o.receipt.rebalance_id is not None
-        ]
-        for outcome in fresh:
-            if outcome.receipt.rebalance_id is None:
-                unknown = FollowUp(
-                    outcome.request.portfolio_id,
-                    "",
-                    outcome.request.skip_schedule_validation,
-                    outcome.request.source.dedupe_key,
-                    now,
-                )
-                self._telemetry.rebalance_outcome(
-                    OutcomeReport(unknown, FinalOutcome.UNKNOWN, None, REBALANCE_ID_UNKNOWN, now)
-                )
-        if not follow_ups:
             return
         delay = follow_delay(1, self._first_delay)
         try:
-            self._follow_ups.send(
-                [OutgoingMessage(follow_up_body(f), delay_seconds=delay) for f in follow_ups]
-            )
+            self._follow_ups.send([OutgoingMessage(follow_up_body(follow_up), delay_seconds=delay)])
         except FollowUpError:
-            # The triggers happened; failing now would not make them followable again.
-            self._telemetry.follow_up_not_sent(self._follow_ups.queue_url, len(follow_ups))
-            for follow_up in follow_ups:
-                self._telemetry.rebalance_outcome(
-                    OutcomeReport(follow_up, FinalOutcome.UNKNOWN, None, NOT_FOLLOWED, now)
-                )
+            # The trigger happened; failing now would not make it followable again.
+            self._telemetry.follow_up_not_sent(self._follow_ups.queue_url, 1)
+            self._telemetry.rebalance_outcome(
+                OutcomeReport(follow_up, FinalOutcome.UNKNOWN, None, NOT_FOLLOWED, now)
+            )
 
     def follow(self, follow_up: FollowUp, invocation: Invocation) -> bool:
         """One look at the rebalance; False when there was no time for it (the message is then

@@ -31,8 +31,16 @@ from glider_trigger.domain.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.domain.letters import for_failure, for_unparsable_input
-from glider_trigger.domain.models import Failed, InputSource, SourceKind, TriggerRequest
+from glider_trigger.domain.letters import for_failed_rebalance, for_failure, for_unparsable_input
+from glider_trigger.domain.models import (
+    Failed,
+    FinalOutcome,
+    FollowUp,
+    InputSource,
+    SourceKind,
+    TriggerRequest,
+)
+from glider_trigger.domain.ports import OutcomeReport
 from glider_trigger.outbound.glider.v1 import api_error
 from glider_trigger.outbound.queues import QueueWriter
 from local.fixtures.stack import (
@@ -653,3 +661,22 @@ def test_runs_as_a_module() -> None:
     )
     assert result.returncode == 0
     assert "redrive --reason RATE_LIMITED --rate 5" in result.stdout
+
+
+def test_a_failed_rebalances_letter_is_listed_and_replayed_like_the_others(
+    aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    follow_up = FollowUp("port_fail01", "rebal_f1", False, "sqs:m-1", time.time() - 90)
+    report = OutcomeReport(follow_up, FinalOutcome.FAILED, None, "execution reverted")
+    letter = for_failed_rebalance(report)
+    QueueWriter(aws.dlq.url, client=lambda: aws.sqs, error_type=DeadLetterWriteError).send([letter])
+
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert main(["redrive", "--reason", "REBALANCE_FAILED", "--yes"]) == 0
+
+    [row] = [line for line in listed.splitlines() if line.startswith("port_fail01")]
+    assert "REBALANCE_FAILED" in row
+    assert "follow-up:rebal_f1" in row
+    [replayed] = drain(aws.sqs, aws.work_queue.url)
+    assert replayed["Body"] == letter.body  # a fresh input of the portfolio, keyed once

@@ -114,3 +114,33 @@ def test_a_parameters_range_is_the_one_the_function_accepts(template: dict[str, 
         for refused in (low - 1, high + 1):
             with pytest.raises(ConfigurationError):
                 Settings.from_environment(REQUIRED | {variable: str(refused)})
+
+
+def test_follow_ups_have_their_queue_event_source_and_a_bus_scoped_permission(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    function = resources["TriggerFunction"]["Properties"]
+    environment = function_environment(template)
+    follow_ups = function["Events"]["FollowUps"]["Properties"]
+    statements = resources["TriggerFunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"][
+        "Statement"
+    ]
+    put_events = [
+        s["Fn::If"][1]
+        for s in statements
+        if isinstance(s, dict) and "Fn::If" in s and s["Fn::If"][1].get("Sid") == "PutOutcomeEvents"
+    ]
+
+    assert environment["FOLLOW_UP_QUEUE_URL"] == {"Ref": "FollowUpQueue"}
+    assert follow_ups["Queue"] == {"Fn::GetAtt": ["FollowUpQueue", "Arn"]}
+    assert follow_ups["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = resources["FollowUpQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
+    }
+    assert queue["SqsManagedSseEnabled"] is True
+    [statement] = put_events
+    assert statement["Action"] == "events:PutEvents"
+    assert "event-bus/${OutcomeEventBusName}" in statement["Resource"]["Fn::Sub"]
+    assert {"RebalancesFailedAlarm", "RebalanceOutcomeUnknownAlarm"} <= set(resources)

@@ -14,7 +14,7 @@ measured invocation is the environment's second (warm: clients built and the key
 first, which is not measured); with a calls_url, the AWS calls counted are the measured
 invocation's alone.
 
-The handler is loaded as local/function.py's LocalFunction loads it (the environment set,
+The handler is loaded as local/fixtures/function.py's LocalFunction loads it (the environment set,
 stdout captured, `import app`), but without importing local.function: that module imports
 local.stack, hence moto, which would add ~20 MB of the harness to the measured RSS.
 """

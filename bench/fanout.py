@@ -215,8 +215,9 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
     drained = [r for r in rows if not r.get("enqueue_only")]
     pollers = drained[0]["drain_pollers"] if drained else 1
     drain.notes.append(
-        f"drain time: {pollers} pollers at once (local/event_source.py, each in a process with "
-        "its own warm function, as concurrent Lambda environments), receive and per-message "
+        f"drain time: {pollers} pollers at once (local/fixtures/event_source.py, each in a "
+        "process with its own warm function, as concurrent Lambda environments), receive and "
+        "per-message "
         "delete included, plus the final 1 s idle poll."
     )
     drain.notes.append(

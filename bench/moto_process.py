@@ -82,10 +82,10 @@ class CallCounter:
 def serve(threads: int = 4) -> Any:
     """moto's WSGI app behind a CallCounter, served by waitress on a free loopback port.
 
-    Not by werkzeug, as local/stack.py's MotoServer is: werkzeug's server answers every request
-    with `Connection: close`, so each AWS call would open a TCP connection (and a server thread),
-    where the real endpoints keep the SDK's connections alive. waitress keeps them alive, as AWS
-    does, and counts the connections it accepts."""
+    Not by werkzeug, as local/fixtures/stack.py's MotoServer is: werkzeug's server answers every
+    request with `Connection: close`, so each AWS call would open a TCP connection (and a server
+    thread), where the real endpoints keep the SDK's connections alive. waitress keeps them
+    alive, as AWS does, and counts the connections it accepts."""
     import waitress.channel  # noqa: PLC0415 - only in the child
     import waitress.server  # noqa: PLC0415
     from moto.moto_server.werkzeug_app import (  # noqa: PLC0415

@@ -334,7 +334,10 @@ class DeliveryService:
         """Inside the guard's call: what the guard remembers as triggered has been followed."""
         outcome = self._trigger.trigger(request, invocation)
         if self._follower is not None:
-            self._follower.start(outcome)
+            try:
+                self._follower.start(outcome)
+            except Exception:  # noqa: BLE001 - a trigger that happened is never undone by this
+                self._telemetry.unexpected_error(request.portfolio_id)
         return outcome
 
     def _fan_out(self, parsed: ParsedInput, work_queue: MessageQueue) -> Report:

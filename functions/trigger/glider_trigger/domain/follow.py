@@ -17,13 +17,7 @@ from collections.abc import Callable
 from typing import Final
 
 from glider_trigger.domain import letters
-from glider_trigger.domain.errors import (
-    ApiError,
-    DeadLetterWriteError,
-    FollowUpError,
-    SecretUnavailableError,
-    TriggerError,
-)
+from glider_trigger.domain.errors import DeadLetterWriteError, FollowUpError, TriggerError
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import (
     FinalOutcome,
@@ -143,9 +137,7 @@ class OutcomeFollower:
     def _state(self, follow_up: FollowUp) -> RebalanceState | None:
         try:
             return self._api.rebalance_state(follow_up, self._api_keys.get())
-        except (ApiError, SecretUnavailableError) as exc:
-            self._telemetry.state_unreadable(follow_up, exc)
-        except TriggerError as exc:
+        except TriggerError as exc:  # the API's answer, or the key's: looked at again later
             self._telemetry.state_unreadable(follow_up, exc)
         return None
 

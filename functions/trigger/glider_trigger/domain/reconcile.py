@@ -58,6 +58,11 @@ class Reconciler:
         except TriggerError as exc:
             self._telemetry.reconcile_failed(request.portfolio_id, exc)
             return None
+        except Exception as exc:  # noqa: BLE001 - a bug here must not hide a sent trigger
+            self._telemetry.reconcile_failed(
+                request.portfolio_id, TriggerError(f"unexpected {type(exc).__name__}")
+            )
+            return None
         earliest = window.after - CLOCK_SKEW_SECONDS
         latest = (self._clock() if window.before is None else window.before) + CLOCK_SKEW_SECONDS
         for rebalance in listed:

@@ -89,6 +89,7 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
         "drain_dynamodb_calls": drain.dynamodb_calls,
         "drain_connections": drain.connections,
         "api_calls": drain.api_calls,
+        "status_calls": drain.status_calls,
         "rebalances": len(drain.rebalances),
         "triggered_twice": sum(1 for n in per_id.values() if n > 1),
         "never_triggered": len(set(portfolio_ids) - set(per_id)),
@@ -103,7 +104,8 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
         "stderr_lines": len(enqueue.stderr) + len(drain.stderr),
     }  # fmt: skip
     progress(
-        f"  drained in {drain.wall_s:.1f} s: {drain.api_calls} API calls, "
+        f"  drained in {drain.wall_s:.1f} s: {drain.api_calls} API calls "
+        f"(+{drain.status_calls} status), "
         f"{len(drain.rebalances)} rebalances, {row['triggered_twice']} twice"
     )
     return row
@@ -171,8 +173,8 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
     )  # fmt: skip
     drain = Table(
         "Fan-out: end to end (work queue drained in batches of 10, one invocation each)",
-        ["ids", "API latency", "drain time", "ids/s", "invocations", "API calls", "rebalances",
-         "triggered twice", "retried", "left / DLQ"],
+        ["ids", "API latency", "drain time", "ids/s", "invocations", "API calls", "status calls",
+         "rebalances", "triggered twice", "retried", "left / DLQ"],
     )  # fmt: skip
     for row in rows:
         enqueue.rows.append(
@@ -196,6 +198,7 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
                 f"{row['ids'] / row['drain_s']:.0f}",
                 f"{row['drain_invocations']:,}",
                 f"{row['api_calls']:,}",
+                f"{row.get('status_calls', 0):,}",
                 f"{row['rebalances']:,}",
                 str(row["triggered_twice"]),
                 str(row["drain_redelivered"]),
@@ -205,6 +208,10 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
     enqueue.notes.append(
         "enqueue time: the invocation's wall time; messages sent: the work queue's depth after; "
         "API calls: Glider requests during the fan-out (must be 0)."
+    )
+    drain.notes.append(
+        "API calls: trigger requests; status calls: lookups of a redelivered record's earlier "
+        "rebalance (reconciling) before it is sent again."
     )
     enqueue.notes += [
         f"{r['ids']:,} ids: a direct invocation (an EventBridge event holds at most 256 KB), "

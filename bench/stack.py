@@ -37,7 +37,8 @@ class Run:
     children: list[dict[str, Any]]
     calls: Counter[str]  # AWS operations of the measured invocation(s)
     environment_calls: Counter[str]  # ... and of the whole run, a warm-up invocation included
-    api_calls: int
+    api_calls: int  # trigger requests (the calls that can start a rebalance)
+    status_calls: int  # status requests: lost answers reconciled before a trigger is sent again
     connections: int  # TCP connections the Glider emulator accepted
     aws_connections: int  # TCP connections moto accepted
     rebalances: list[str]  # portfolio ids, one per rebalance the emulator triggered
@@ -148,7 +149,8 @@ class Stack:
             # invocation before it made calls of its own.
             calls = Counter(children[0]["aws_calls"])
             aws_connections = int(children[0]["aws_connections"])
-        requests = [r for r in self.emulator.requests if r.portfolio_id != WARMUP_PORTFOLIO]
+        every = [r for r in self.emulator.requests if r.portfolio_id != WARMUP_PORTFOLIO]
+        requests = [r for r in every if r.method == "POST"]
         first = min((r.received_at for r in requests), default=None)
         started_at = children[0].get("started_at")
         return Run(
@@ -156,6 +158,7 @@ class Stack:
             calls=+calls,
             environment_calls=environment_calls,
             api_calls=len(requests),
+            status_calls=len(every) - len(requests),
             # The warm-up's connection included: the measured invocation reuses it.
             connections=self.emulator.connections_opened,
             aws_connections=aws_connections,

@@ -75,6 +75,9 @@ class RecordingTelemetry:
             reason=report.reason,
         )
 
+    def event_not_put(self, report: OutcomeReport) -> None:
+        self._add("event_not_put", rebalance_id=report.follow_up.rebalance_id)
+
     def looked(self, follow_up: FollowUp) -> None:
         self._add("looked", rebalance_id=follow_up.rebalance_id, number=follow_up.number)
 

@@ -49,13 +49,15 @@ def test_following_outcomes_needs_the_follow_up_queue() -> None:
 
 
 def test_following_is_bounded_as_documented() -> None:
-    settings = settings_with(FOLLOW_MAX_SECONDS="600", FOLLOW_FIRST_DELAY_SECONDS="0")
+    settings = settings_with(FOLLOW_MAX_SECONDS="600", FOLLOW_FIRST_DELAY_SECONDS="1")
 
-    assert (settings.follow_max_seconds, settings.follow_first_delay_seconds) == (600, 0)
+    assert (settings.follow_max_seconds, settings.follow_first_delay_seconds) == (600, 1)
     with pytest.raises(ConfigurationError, match="FOLLOW_MAX_SECONDS"):
         settings_with(FOLLOW_MAX_SECONDS="59")
     with pytest.raises(ConfigurationError, match="FOLLOW_FIRST_DELAY_SECONDS"):
         settings_with(FOLLOW_FIRST_DELAY_SECONDS="901")
+    with pytest.raises(ConfigurationError, match="FOLLOW_FIRST_DELAY_SECONDS"):
+        settings_with(FOLLOW_FIRST_DELAY_SECONDS="0")  # every follow-up at once: a busy loop
 
 
 def test_blank_base_url_means_the_default() -> None:

@@ -170,7 +170,7 @@ class Settings:
                 "FOLLOW_MAX_SECONDS", int, cls.follow_max_seconds, low=60, high=86_400
             ),
             follow_first_delay_seconds=reader.number(
-                "FOLLOW_FIRST_DELAY_SECONDS", int, cls.follow_first_delay_seconds, low=0, high=900
+                "FOLLOW_FIRST_DELAY_SECONDS", int, cls.follow_first_delay_seconds, low=1, high=900
             ),
             outcome_event_bus_name=env.get("OUTCOME_EVENT_BUS_NAME", "").strip() or None,
         )

@@ -395,7 +395,11 @@ def test_a_redelivered_message_looks_for_what_its_earlier_receives_started() -> 
 
     assert world.api.list_calls == 0  # no reconciler in this world: only the window is checked
     [outcome] = prepared.outcomes
-    assert outcome.request.may_have_started == Window(5_000.0)
+    # Its first receive's invocation lasted at most a lifetime.
+    assert outcome.request.may_have_started == Window(5_000.0, 5_000.0 + LIFETIME)
+    third = Message("m-1", message.body, 3, first_received_at=5_000.0)
+    [later] = world.service.trigger_messages([(third, parsed)], world.invocation())
+    assert later.outcomes[0].request.may_have_started is None  # earlier times unknown
 
 
 def test_a_trigger_is_followed_once_however_often_its_delivery_comes_back() -> None:

@@ -3,6 +3,7 @@ and the clock: one status call per follow-up, a growing interval, one final outc
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -204,3 +205,25 @@ def test_without_time_for_a_status_call_it_is_left_for_later() -> None:
 def test_the_interval_doubles_up_to_15_minutes_and_bounds_the_calls() -> None:
     assert [follow_delay(n, 30) for n in range(1, 8)] == [30, 60, 120, 240, 480, 900, 900]
     assert most_status_calls(7200, 30) == 13
+
+
+def test_a_bus_that_refuses_neither_hides_a_failure_nor_writes_its_letter_twice() -> None:
+    world = World(FAILED)
+    world.events.refuse_next = 2
+
+    for _ in range(3):  # SQS delivers the follow-up until the event is on the bus
+        with contextlib.suppress(OutcomeEventError):
+            world.follow(first_follow_up())
+
+    assert world.outcomes() == [(FinalOutcome.FAILED, "execution reverted")]  # logged at once
+    assert len(world.dlq.messages) == 1
+    assert len(world.events.published) == 1
+
+
+def test_an_outcome_decided_with_the_trigger_is_announced_too() -> None:
+    world = World()
+
+    world.follower.start(triggered(None))
+
+    [report] = world.events.published
+    assert (report.outcome, report.reason) == (FinalOutcome.UNKNOWN, "REBALANCE_ID_UNKNOWN")

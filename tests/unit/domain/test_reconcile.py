@@ -234,3 +234,38 @@ def test_before_looking_it_gives_a_timed_out_attempt_as_long_again() -> None:
 
     assert sleeps == [10.0]  # the 10 s the lost attempt waited, not the 0.01 s backoff
     assert api.list_calls == 1
+
+
+def test_an_inherited_window_looked_at_is_never_reopened_nor_carried_on() -> None:
+    # A replayed letter from 3 days ago: its window was looked at and held nothing. A 503 now
+    # must not make the next look reach back 3 days (yesterday's rebalance is not ours).
+    days_ago = NOW - 3 * 86_400
+    api = FakeApi(SERVER_ERROR, RECEIPT)
+    api.listed = [listed(NOW - 86_400, "rebal_yesterday")]
+    replayed = TriggerRequest(
+        REQUEST.portfolio_id, False, REQUEST.source, may_have_started=Window(days_ago, days_ago + 1)
+    )
+
+    outcome = run(api, request=replayed)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.rebalance_id == "rebal_new"  # sent again, yesterday's not taken
+    assert api.list_calls == 2
+    api_fails = FakeApi(SERVER_ERROR, then=SERVER_ERROR)
+    failed = run(api_fails, request=replayed)
+    assert isinstance(failed, Failed)
+    assert failed.uncertain == Window(NOW, NOW)  # the checked inherited window is not carried
+
+
+def test_an_inherited_window_that_could_not_be_looked_at_is_carried_on() -> None:
+    days_ago = NOW - 3 * 86_400
+    api = FakeApi(refused("NOT_FOUND", FailureClass.PERMANENT))
+    api.list_error = SERVER_ERROR
+    replayed = TriggerRequest(
+        REQUEST.portfolio_id, False, REQUEST.source, may_have_started=Window(days_ago, days_ago + 1)
+    )
+
+    failed = run(api, request=replayed)
+
+    assert isinstance(failed, Failed)
+    assert failed.uncertain == Window(days_ago, days_ago + 1)

@@ -91,11 +91,13 @@ class Message:
     receive_count: int = 1  # this is the n-th receive
     first_received_at: float | None = None  # epoch seconds of the first receive, if known
 
-    @property
-    def attempted_since(self) -> Window | None:
-        """A redelivered message may have been attempted since its first receive."""
-        if self.receive_count > 1 and self.first_received_at is not None:
-            return Window(self.first_received_at)
+    def attempted_in(self, lifetime_seconds: float) -> Window | None:
+        """When its first receive's invocation may have sent its triggers, on its second receive
+        (that invocation lasted at most a lifetime). Later receives are not looked for: their
+        earlier invocations' times are unknown, and a window from the first receive to now could
+        take another delivery's rebalance for one of ours."""
+        if self.receive_count == 2 and self.first_received_at is not None:
+            return Window(self.first_received_at, self.first_received_at + lifetime_seconds)
         return None
 
 
@@ -220,7 +222,7 @@ class DeliveryService:
                 continue
             record = PreparedMessage(message, parsed, None)
             prepared.append(record)
-            earlier = message.attempted_since
+            earlier = message.attempted_in(invocation.lifetime_seconds)
             requests.extend(
                 (record, _attempted_in(request, earlier) if earlier else request)
                 for request in parsed.requests
@@ -319,7 +321,7 @@ class DeliveryService:
     def _trigger_one(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         blocker = invocation.blocker()
         if blocker is not None:  # decided before touching the idempotency store
-            return Failed(request, blocker, classify(blocker), attempts=0)
+            return _not_attempted(request, blocker)
         try:
             return self._guard.run(
                 request.guard_key, request, lambda: self._trigger_and_follow(request, invocation)
@@ -327,8 +329,9 @@ class DeliveryService:
         except Exception as exc:  # noqa: BLE001 - reported, and kept as a transient failure
             # A bug must cost one portfolio a retry, not the whole batch its progress.
             self._telemetry.unexpected_error(request.portfolio_id)
-            error = TriggerError(f"unexpected {type(exc).__name__} while triggering")
-            return Failed(request, error, classify(error), attempts=0)
+            return _not_attempted(
+                request, TriggerError(f"unexpected {type(exc).__name__} while triggering")
+            )
 
     def _trigger_and_follow(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         """Inside the guard's call: what the guard remembers as triggered has been followed."""
@@ -443,6 +446,11 @@ def _look(follower: OutcomeFollower, record: PreparedMessage, invocation: Invoca
         record.followed = follower.follow(record.follow_up, invocation)
     except Exception as exc:  # noqa: BLE001 - the message is then delivered again
         record.followed = exc
+
+
+def _not_attempted(request: TriggerRequest, error: TriggerError) -> Failed:
+    """Failed before any attempt: what an earlier attempt may have started stays to look for."""
+    return Failed(request, error, classify(error), attempts=0, uncertain=request.may_have_started)
 
 
 def _attempted_in(request: TriggerRequest, window: Window) -> TriggerRequest:

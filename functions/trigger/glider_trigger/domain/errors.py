@@ -45,6 +45,11 @@ class FollowUpError(QueueWriteError):
     """The follow-up queue refused messages: those rebalances cannot be followed."""
 
 
+class OnceInProgressError(Exception):
+    """Another invocation is doing what `once` guards right now: the caller's delivery is left
+    to come back (it then finds it done, or does it)."""
+
+
 class OutcomeEventError(Exception):
     """The event bus refused an outcome's event: the follow-up is delivered again."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 from glider_trigger.domain import letters
@@ -102,7 +103,7 @@ class OutcomeFollower:
             now,
         )
         if outcome.receipt.rebalance_id is None:
-            self._telemetry.rebalance_outcome(
+            self._unknown(
                 OutcomeReport(follow_up, FinalOutcome.UNKNOWN, None, REBALANCE_ID_UNKNOWN, now)
             )
             return
@@ -112,9 +113,20 @@ class OutcomeFollower:
         except FollowUpError:
             # The trigger happened; failing now would not make it followable again.
             self._telemetry.follow_up_not_sent(self._follow_ups.queue_url, 1)
-            self._telemetry.rebalance_outcome(
-                OutcomeReport(follow_up, FinalOutcome.UNKNOWN, None, NOT_FOLLOWED, now)
-            )
+            self._unknown(OutcomeReport(follow_up, FinalOutcome.UNKNOWN, None, NOT_FOLLOWED, now))
+
+    def _unknown(self, report: OutcomeReport) -> None:
+        """An outcome decided with the trigger (it cannot be followed): its log line and event.
+        Not through the guard's `once`: this runs inside the guard's own call for the trigger
+        (which already makes it once), and Powertools' persistence layer is configured per
+        call, so a nested idempotent call would make the outer one record under its prefix.
+        Whatever fails here never undoes the trigger."""
+        self._telemetry.rebalance_outcome(report)
+        if self._events is not None:
+            try:
+                self._events.publish(report)
+            except Exception:  # noqa: BLE001 - logged and counted already; the event is extra
+                self._telemetry.event_not_put(report)
 
     def follow(self, follow_up: FollowUp, invocation: Invocation) -> bool:
         """One look at the rebalance; False when there was no time for it (the message is then
@@ -162,17 +174,21 @@ class OutcomeFollower:
         self._telemetry.still_running(follow_up, state.status if state else None, delay)
 
     def _finish(self, report: OutcomeReport) -> None:
-        """The outcome's letter (when it failed), event and log line, once per rebalance."""
-
-        def report_once() -> None:
-            if report.outcome is FinalOutcome.FAILED:
-                self._dead_letters.send([letters.for_failed_rebalance(report)])
-            if self._events is not None:
-                self._events.publish(report)
-            self._telemetry.rebalance_outcome(report)
-
-        try:
-            self._guard.once(f"rebalance:{report.follow_up.rebalance_id}#outcome", report_once)
-        except DeadLetterWriteError:
-            self._telemetry.dead_letter_write_failed(self._dead_letters.queue_url, 1)
-            raise
+        """The outcome's log line, letter (when it failed) and event: each once per rebalance,
+        each under its own key, the log line first, so that a bus that refuses neither hides
+        the outcome nor makes a redelivery write the letter again."""
+        follow_up = report.follow_up
+        rebalance = follow_up.rebalance_id or f"{follow_up.delivery_key}#{follow_up.portfolio_id}"
+        key = f"rebalance:{rebalance}"
+        self._guard.once(f"{key}#outcome", partial(self._telemetry.rebalance_outcome, report))
+        if report.outcome is FinalOutcome.FAILED:
+            try:
+                self._guard.once(
+                    f"{key}#letter",
+                    partial(self._dead_letters.send, [letters.for_failed_rebalance(report)]),
+                )
+            except DeadLetterWriteError:
+                self._telemetry.dead_letter_write_failed(self._dead_letters.queue_url, 1)
+                raise
+        if self._events is not None:
+            self._guard.once(f"{key}#event", partial(self._events.publish, report))

@@ -109,7 +109,8 @@ class TriggerGuard(Protocol):
 
     def once(self, key: str, action: Callable[[], None]) -> None:
         """Run `action` unless it ran to completion under `key` before. When the store cannot
-        tell, it runs anyway: a duplicate dead letter is noise, a missing one is a loss."""
+        tell, it runs anyway: a duplicate dead letter is noise, a missing one is a loss. When
+        another invocation is running it right now, raises OnceInProgressError."""
         ...
 
 
@@ -168,6 +169,10 @@ class Telemetry(Protocol):
 
     def rebalance_outcome(self, report: OutcomeReport) -> None:
         """A followed rebalance's final outcome: its one log line and metrics."""
+        ...
+
+    def event_not_put(self, report: OutcomeReport) -> None:
+        """Called while the error of an outcome event that could not be put is handled."""
         ...
 
     def looked(self, follow_up: FollowUp) -> None:

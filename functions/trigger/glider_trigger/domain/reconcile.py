@@ -43,10 +43,11 @@ class Reconciler:
     def active(self) -> bool:
         return not self._forbidden
 
-    def find(self, request: TriggerRequest, api_key: ApiKey, window: Window) -> Receipt | None:
-        """The rebalance an attempt in `window` started, if the API lists one; else None."""
+    def find(self, request: TriggerRequest, api_key: ApiKey, window: Window) -> Receipt | bool:
+        """The rebalance an attempt in `window` started, if the API lists one; else True when
+        the list was read (nothing started in the window), False when it could not be."""
         if self._forbidden:
-            return None
+            return False
         try:
             listed = self._api.recent_rebalances(request, api_key)
         except ApiError as exc:
@@ -54,15 +55,15 @@ class Reconciler:
                 self._stop(exc)
             else:
                 self._telemetry.reconcile_failed(request.portfolio_id, exc)
-            return None
+            return False
         except TriggerError as exc:
             self._telemetry.reconcile_failed(request.portfolio_id, exc)
-            return None
+            return False
         except Exception as exc:  # noqa: BLE001 - a bug here must not hide a sent trigger
             self._telemetry.reconcile_failed(
                 request.portfolio_id, TriggerError(f"unexpected {type(exc).__name__}")
             )
-            return None
+            return False
         earliest = window.after - CLOCK_SKEW_SECONDS
         latest = (self._clock() if window.before is None else window.before) + CLOCK_SKEW_SECONDS
         for rebalance in listed:
@@ -76,7 +77,7 @@ class Reconciler:
                     status=rebalance.status,
                     reconciled=True,
                 )
-        return None
+        return True
 
     def _stop(self, error: ApiError) -> None:
         with self._lock:

@@ -71,7 +71,7 @@ class RebalanceTrigger:
 
     def _attempt(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         deadline = invocation.deadline
-        tally = _Tally(since=request.may_have_started)
+        tally = _Tally(inherited=request.may_have_started)
         tries = 0  # calls to the API and retried reads of the key
         key_refreshed = refresh_key = False
         last_error: TriggerError | None = None
@@ -130,9 +130,9 @@ class RebalanceTrigger:
         not_sent = self._wait_for_slot(deadline)
         if not_sent is None and tally.unchecked is not None and self._reconciler is not None:
             found = self._reconciler.find(request, api_key, tally.unchecked)
-            tally.unchecked = None
-            if found is not None:
+            if isinstance(found, Receipt):
                 return tally.triggered(request, found)
+            tally.looked(read=found)
             not_sent = self._wait_for_slot(deadline)  # the look took a call's time and slot
         if not_sent is not None:
             return tally.failed(request, last_error or not_sent)
@@ -169,7 +169,7 @@ class RebalanceTrigger:
         if receipt.unread is None or receipt.sent_at is None or self._reconciler is None:
             return receipt
         found = self._reconciler.find(request, api_key, Window(receipt.sent_at))
-        if found is None:
+        if not isinstance(found, Receipt):
             return receipt
         return replace(
             receipt,
@@ -209,10 +209,14 @@ class RebalanceTrigger:
 class _Tally:
     """What the attempts for one portfolio have cost so far."""
 
-    # When attempts whose answers prove nothing were sent (this delivery's earlier ones too).
-    since: Window | None = None
-    # The window not yet looked at by the Reconciler (open-ended: a slow attempt may still be
-    # starting its rebalance after we stopped waiting for its answer).
+    # When an earlier attempt of this delivery may have started a rebalance (the request's own
+    # window, closed): looked at once, before the first attempt; carried on only if it was not.
+    inherited: Window | None = None
+    # When this invocation's attempts whose answers prove nothing were sent and answered.
+    own: Window | None = None
+    # The window not yet looked at by the Reconciler: the inherited one, then from this
+    # invocation's first such attempt on, open-ended (a slow attempt may still be starting its
+    # rebalance after we stopped waiting for its answer). Never reopened to an inherited start.
     unchecked: Window | None = None
     attempts: int = 0
     latencies_ms: list[float] = field(default_factory=list)
@@ -220,12 +224,24 @@ class _Tally:
     last_wait_seconds: float = 0.0  # how long the last attempt that proves nothing waited
 
     def __post_init__(self) -> None:
-        self.unchecked = self.since
+        self.unchecked = self.inherited
+
+    def looked(self, *, read: bool) -> None:
+        if read and self.unchecked is self.inherited:
+            self.inherited = None  # listed, nothing in it: the earlier attempt started nothing
+        self.unchecked = None
 
     def uncertain_attempt(self, sent_at: float, answered_at: float) -> None:
-        self.since = Window(sent_at, answered_at).joined(self.since)
-        self.unchecked = Window(self.since.after)
+        self.own = Window(sent_at, answered_at).joined(self.own)
+        self.unchecked = Window(self.own.after)
         self.last_wait_seconds = max(0.0, answered_at - sent_at)
+
+    @property
+    def since(self) -> Window | None:
+        """What a later delivery of this portfolio must look at (closed windows only)."""
+        if self.own is None:
+            return self.inherited
+        return self.own.joined(self.inherited)
 
     def triggered(self, request: TriggerRequest, receipt: Receipt) -> Triggered:
         return Triggered(

@@ -332,7 +332,17 @@ def _nest(outer: InputSource | None, inner: InputSource) -> InputSource:
 def _content_key(payload: Mapping[str, Any]) -> str | None:
     """The function's own deliveryKey (a dead letter or a deferral: the very delivery it came
     from), else an upstream's idempotencyKey, else a schedule occurrence (Scheduler stamps the
-    same ARN and scheduled time on every retry of one run)."""
+    same ARN and scheduled time on every retry of one run). A key that cannot be a key is
+    malformed input, whichever of them wins."""
+    upstream = None
+    if IDEMPOTENCY_KEY in payload:
+        text = text_of(payload[IDEMPOTENCY_KEY])
+        if text is None:
+            raise InvalidInputError(
+                f"{IDEMPOTENCY_KEY} must be a non-empty string or a number, got "
+                f"{json_type(payload[IDEMPOTENCY_KEY])}"
+            )
+        upstream = delivery_key("key", text)
     if DELIVERY_KEY_FIELD in payload:
         own = payload[DELIVERY_KEY_FIELD]
         if not isinstance(own, str) or not own or len(own) > MAX_KEY_CHARS:
@@ -341,14 +351,8 @@ def _content_key(payload: Mapping[str, Any]) -> str | None:
                 f"(it is the function's own field; upstream producers use {IDEMPOTENCY_KEY})"
             )
         return own
-    if IDEMPOTENCY_KEY in payload:
-        key = text_of(payload[IDEMPOTENCY_KEY])
-        if key is None:
-            raise InvalidInputError(
-                f"{IDEMPOTENCY_KEY} must be a non-empty string or a number, got "
-                f"{json_type(payload[IDEMPOTENCY_KEY])}"
-            )
-        return delivery_key("key", key)
+    if upstream is not None:
+        return upstream
     arn, when = text_of(payload.get(SCHEDULE_ARN)), text_of(payload.get(SCHEDULED_TIME))
     if arn is not None and when is not None:
         return delivery_key("schedule", f"{arn}@{when}")

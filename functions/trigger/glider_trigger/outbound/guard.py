@@ -39,6 +39,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from glider_trigger.domain.errors import (
     DuplicateInProgressError,
     IdempotencyUnavailableError,
+    OnceInProgressError,
     RememberedFailureError,
     classify,
 )
@@ -138,9 +139,13 @@ class IdempotencyGuard:
 
         try:
             self._guarded_action.get()(delivery={"key": key}, action=tracked)
+        except IdempotencyAlreadyInProgressError as exc:
+            # Another invocation is doing it right now: running it too would do it twice. Not
+            # now: the caller's delivery comes back (and finds it done, or does it).
+            raise OnceInProgressError(f"{key} is being done by another invocation") from exc
         except BaseError:
-            # In progress elsewhere, or the store failed around the action: unless the action
-            # completed here, run it now (its own failure then propagates to the caller).
+            # The store failed around the action: unless the action completed here, run it now
+            # (its own failure then propagates to the caller).
             if not completed:
                 action()
 
@@ -227,4 +232,5 @@ def _remembered(request: TriggerRequest, stored: object) -> Outcome:
 def _failed(
     request: TriggerRequest, error: DuplicateInProgressError | IdempotencyUnavailableError
 ) -> Failed:
-    return Failed(request, error, classify(error), attempts=0)
+    # Not attempted: what an earlier attempt may have started stays to look for, on a replay.
+    return Failed(request, error, classify(error), attempts=0, uncertain=request.may_have_started)

@@ -203,10 +203,17 @@ class CoalescingWriter:
                     if not group:
                         self._leading = False  # under the lock: no sender is left waiting
                         return
+                written = False
                 try:
                     self._write(group)
+                    written = True
                 finally:
                     for waiting in group:
+                        if not written and waiting.error is None:
+                            # Died mid-write (a BaseException): nobody may be told "sent".
+                            waiting.error = self._writer.error_type(
+                                "the write was interrupted", unsent=len(waiting.messages)
+                            )
                         waiting.done.set()
         except BaseException:
             with self._lock:
@@ -219,6 +226,7 @@ class CoalescingWriter:
         except QueueWriteError:
             for waiting in group:
                 waiting.error = self._alone(waiting.messages)
+                waiting.done.set()  # released as soon as its own fate is known
         except Exception as exc:  # noqa: BLE001 - every caller must learn it, none may hang
             for waiting in group:
                 waiting.error = self._writer.error_type(

@@ -221,6 +221,12 @@ class Telemetry:
             extra={"rebalance_outcome": report.outcome, **outcome_fields(report)},
         )
 
+    def event_not_put(self, report: OutcomeReport) -> None:
+        self._logger.exception(
+            "The outcome event could not be put on the bus (the outcome is logged above)",
+            extra={"rebalance_outcome": report.outcome, **outcome_fields(report)},
+        )
+
     def looked(self, follow_up: FollowUp) -> None:
         self._metrics.add_metric(METRIC_FOLLOW_UPS, MetricUnit.Count, 1)
 

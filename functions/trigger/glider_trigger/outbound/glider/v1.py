@@ -182,7 +182,8 @@ def read_recent(answer: Answer) -> list[StartedRebalance]:
     listed = []
     for workflow in workflows:
         if isinstance(workflow, dict) and (workflow_id := text(workflow.get("workflowId"))):
-            started = epoch_of(workflow.get("startedAt"))
+            # A workflow just triggered may not show its start yet: its scheduled time, then.
+            started = epoch_of(workflow.get("startedAt")) or epoch_of(workflow.get("scheduledAt"))
             listed.append(StartedRebalance(workflow_id, started, text(workflow.get("status"))))
     return listed
 

@@ -125,7 +125,11 @@ def test_parallel_workers_keep_one_aws_connection_each_across_invocations(
     # The proxy keeps connections alive, as AWS endpoints do (moto's server closes each one).
     # botocore's default pool holds 10: workers 11 to 16 would open a new connection for every
     # DynamoDB call and throw it away after, a TLS handshake each in AWS.
-    function = start_behind_proxy(MAX_CONCURRENCY="16", FANOUT_THRESHOLD="100")
+    # Without following outcomes: its coalesced SQS sends use a varying number of connections,
+    # and the point here is the DynamoDB pool (one connection per worker, beyond botocore's 10).
+    function = start_behind_proxy(
+        MAX_CONCURRENCY="16", FANOUT_THRESHOLD="100", FOLLOW_OUTCOMES="false"
+    )
     ids = [f"port_pool{n:02d}" for n in range(64)]
     for portfolio_id in ids:
         emulator.add_portfolio(portfolio_id)
@@ -137,7 +141,5 @@ def test_parallel_workers_keep_one_aws_connection_each_across_invocations(
 
     assert first["triggered"] == second["triggered"] == 32
     assert proxy.counts["DynamoDB_20120810.PutItem"] == 64
-    # Two per worker (DynamoDB, and SQS for each rebalance's first follow-up), one for Secrets
-    # Manager.
-    assert opened <= 2 * 16 + 1
+    assert opened <= 16 + 1  # one per worker (DynamoDB), one for Secrets Manager
     assert proxy.connections_opened == opened  # the warm invocation reused every one

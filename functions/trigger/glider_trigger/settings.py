@@ -151,21 +151,13 @@ class Settings:
             fanout_threshold=reader.number(
                 "FANOUT_THRESHOLD", int, cls.fanout_threshold, low=1, high=100_000
             ),
-            work_queue_url=(
-                _queue_url("WORK_QUEUE_URL", env["WORK_QUEUE_URL"].strip())
-                if env.get("WORK_QUEUE_URL", "").strip()
-                else None
-            ),
+            work_queue_url=reader.optional_queue_url("WORK_QUEUE_URL"),
             max_receive_count=reader.optional_number("MAX_RECEIVE_COUNT", int, low=1, high=1000),
             reconcile_lost_answers=reader.boolean(
                 "RECONCILE_LOST_ANSWERS", cls.reconcile_lost_answers
             ),
             follow_outcomes=reader.boolean("FOLLOW_OUTCOMES", cls.follow_outcomes),
-            follow_up_queue_url=(
-                _queue_url("FOLLOW_UP_QUEUE_URL", env["FOLLOW_UP_QUEUE_URL"].strip())
-                if env.get("FOLLOW_UP_QUEUE_URL", "").strip()
-                else None
-            ),
+            follow_up_queue_url=reader.optional_queue_url("FOLLOW_UP_QUEUE_URL"),
             follow_max_seconds=reader.number(
                 "FOLLOW_MAX_SECONDS", int, cls.follow_max_seconds, low=60, high=86_400
             ),
@@ -225,6 +217,11 @@ class _Reader:
         if not self._env.get(name, "").strip():
             return None
         return self.number(name, kind, kind(low), low=low, high=high)
+
+    def optional_queue_url(self, name: str) -> str | None:
+        """Unset or empty means "no such queue"."""
+        value = self._env.get(name, "").strip()
+        return _queue_url(name, value) if value else None
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self._env.get(name, "").strip().lower()

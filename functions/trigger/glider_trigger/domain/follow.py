@@ -177,9 +177,7 @@ class OutcomeFollower:
         """The outcome's log line, letter (when it failed) and event: each once per rebalance,
         each under its own key, the log line first, so that a bus that refuses neither hides
         the outcome nor makes a redelivery write the letter again."""
-        follow_up = report.follow_up
-        rebalance = follow_up.rebalance_id or f"{follow_up.delivery_key}#{follow_up.portfolio_id}"
-        key = f"rebalance:{rebalance}"
+        key = f"rebalance:{report.follow_up.rebalance_id}"  # followed: its id is known
         self._guard.once(f"{key}#outcome", partial(self._telemetry.rebalance_outcome, report))
         if report.outcome is FinalOutcome.FAILED:
             try:

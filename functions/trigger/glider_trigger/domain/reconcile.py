@@ -50,19 +50,16 @@ class Reconciler:
             return False
         try:
             listed = self._api.recent_rebalances(request, api_key)
-        except ApiError as exc:
-            if exc.reason == FORBIDDEN:
-                self._stop(exc)
-            else:
-                self._telemetry.reconcile_failed(request.portfolio_id, exc)
-            return False
-        except TriggerError as exc:
-            self._telemetry.reconcile_failed(request.portfolio_id, exc)
-            return False
         except Exception as exc:  # noqa: BLE001 - a bug here must not hide a sent trigger
-            self._telemetry.reconcile_failed(
-                request.portfolio_id, TriggerError(f"unexpected {type(exc).__name__}")
+            error = (
+                exc
+                if isinstance(exc, TriggerError)
+                else TriggerError(f"unexpected {type(exc).__name__}")
             )
+            if isinstance(error, ApiError) and error.reason == FORBIDDEN:
+                self._stop(error)
+            else:
+                self._telemetry.reconcile_failed(request.portfolio_id, error)
             return False
         earliest = window.after - CLOCK_SKEW_SECONDS
         latest = (self._clock() if window.before is None else window.before) + CLOCK_SKEW_SECONDS

@@ -110,15 +110,18 @@ class SqsBatchHandler:
 
 def _first_received_at(record: Mapping[str, Any]) -> float | None:
     """ApproximateFirstReceiveTimestamp (epoch milliseconds) in seconds; None if unreadable."""
-    attributes = record.get("attributes")
-    raw = (
-        attributes.get("ApproximateFirstReceiveTimestamp") if isinstance(attributes, dict) else None
-    )
-    return int(raw) / 1000 if isinstance(raw, str) and raw.isascii() and raw.isdigit() else None
+    raw = _attribute_number(record, "ApproximateFirstReceiveTimestamp")
+    return raw / 1000 if raw is not None else None
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:
     """ApproximateReceiveCount, clamped to at least 1 (absent or unreadable: the first)."""
+    raw = _attribute_number(record, "ApproximateReceiveCount")
+    return max(1, raw) if raw is not None else 1
+
+
+def _attribute_number(record: Mapping[str, Any], name: str) -> int | None:
+    """One of the record's system attributes, when it is a string of ASCII digits."""
     attributes = record.get("attributes")
-    raw = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
-    return max(1, int(raw)) if isinstance(raw, str) and raw.isascii() and raw.isdigit() else 1
+    raw = attributes.get(name) if isinstance(attributes, dict) else None
+    return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() else None

@@ -229,9 +229,7 @@ class CoalescingWriter:
                 waiting.done.set()  # released as soon as its own fate is known
         except Exception as exc:  # noqa: BLE001 - every caller must learn it, none may hang
             for waiting in group:
-                waiting.error = self._writer.error_type(
-                    f"{type(exc).__name__}: {exc}", unsent=len(waiting.messages)
-                )
+                waiting.error = self._failure(exc, waiting.messages)
 
     def _alone(self, messages: list[OutgoingMessage]) -> QueueWriteError | None:
         try:
@@ -239,5 +237,9 @@ class CoalescingWriter:
         except QueueWriteError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - as above
-            return self._writer.error_type(f"{type(exc).__name__}: {exc}", unsent=len(messages))
+            return self._failure(exc, messages)
         return None
+
+    def _failure(self, exc: Exception, messages: list[OutgoingMessage]) -> QueueWriteError:
+        """An unforeseen exception of the writer, as its own error for these messages."""
+        return self._writer.error_type(f"{type(exc).__name__}: {exc}", unsent=len(messages))

@@ -70,40 +70,46 @@ class GliderV1Client:
 
     def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt:
         # Validated by the parser already; checked again so that no caller can bend the path.
-        portfolio = quote(validate_portfolio_id(request.portfolio_id), safe="")
+        return interpret(
+            self._call(
+                "POST",
+                TRIGGER_PATH.format(portfolio_id=_segment(request.portfolio_id)),
+                api_key,
+                body={"skipScheduleValidation": request.skip_schedule_validation},
+            )
+        )
+
+    def recent_rebalances(self, request: TriggerRequest, api_key: ApiKey) -> list[StartedRebalance]:
+        path = STATUS_PATH.format(portfolio_id=_segment(request.portfolio_id), limit=RECENT_LIMIT)
+        return read_recent(self._call("GET", path, api_key))
+
+    def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
+        path = WORKFLOW_PATH.format(
+            portfolio_id=_segment(follow_up.portfolio_id),
+            workflow_id=quote(follow_up.rebalance_id, safe=""),
+        )
+        return read_state(self._call("GET", path, api_key))
+
+    def _call(
+        self, method: str, path: str, api_key: ApiKey, *, body: dict[str, Any] | None = None
+    ) -> Answer:
+        headers = {"X-API-KEY": api_key.reveal()}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         answer = self._session.request(
-            "POST",
-            TRIGGER_PATH.format(portfolio_id=portfolio),
-            headers={"X-API-KEY": api_key.reveal(), "Content-Type": "application/json"},
-            body=json.dumps({"skipScheduleValidation": request.skip_schedule_validation}).encode(),
+            method,
+            path,
+            headers=headers,
+            body=json.dumps(body).encode() if body is not None else None,
         )
         if self._rate_limiter is not None:
             self._rate_limiter.observe(answer.headers)  # slow down before Glider answers 429
-        return interpret(answer)
+        return answer
 
-    def recent_rebalances(self, request: TriggerRequest, api_key: ApiKey) -> list[StartedRebalance]:
-        portfolio = quote(validate_portfolio_id(request.portfolio_id), safe="")
-        answer = self._session.request(
-            "GET",
-            STATUS_PATH.format(portfolio_id=portfolio, limit=RECENT_LIMIT),
-            headers={"X-API-KEY": api_key.reveal()},
-        )
-        if self._rate_limiter is not None:
-            self._rate_limiter.observe(answer.headers)
-        return read_recent(answer)
 
-    def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
-        answer = self._session.request(
-            "GET",
-            WORKFLOW_PATH.format(
-                portfolio_id=quote(validate_portfolio_id(follow_up.portfolio_id), safe=""),
-                workflow_id=quote(follow_up.rebalance_id, safe=""),
-            ),
-            headers={"X-API-KEY": api_key.reveal()},
-        )
-        if self._rate_limiter is not None:
-            self._rate_limiter.observe(answer.headers)
-        return read_state(answer)
+def _segment(portfolio_id: str) -> str:
+    """A portfolio id as a path segment, validated so that no caller can bend the path."""
+    return quote(validate_portfolio_id(portfolio_id), safe="")
 
 
 def read_state(answer: Answer) -> RebalanceState:
@@ -128,7 +134,7 @@ def read_state(answer: Answer) -> RebalanceState:
         final=final,
         transaction_hash=text(result.get("transactionHash")),
         block_number=block if isinstance(block, int) and not isinstance(block, bool) else None,
-        gas_used=text(result.get("gasUsed")) or text(str(result.get("gasUsed") or "")),
+        gas_used=text(str(gas)) if (gas := result.get("gasUsed")) else None,  # string or number
         started_at=epoch_of(data.get("startTime")),
         closed_at=epoch_of(data.get("closeTime")),
         error=_error_text(error),
@@ -149,16 +155,7 @@ def _success_document(answer: Answer) -> dict[str, Any]:
     """A 2xx success body; raises the classified ApiError of any other answer."""
     document = json_object(answer.payload)
     if not 200 <= answer.status < 300:
-        code, message = _error_code_and_message(document)
-        raise api_error(
-            message or f"HTTP {answer.status} from Glider",
-            status=answer.status,
-            code=code,
-            request_id=text(document.get("requestId")) or answer.headers.get("x-request-id"),
-            correlation_id=text(document.get("correlationId"))
-            or answer.headers.get("x-correlation-id"),
-            retry_after_seconds=retry_after(answer.headers.get("retry-after"), document),
-        )
+        raise _refusal(answer, document)
     if answer.unread is not None or document.get("success") is not True:
         raise _unreadable(answer, "answer")
     return document
@@ -190,10 +187,9 @@ def read_recent(answer: Answer) -> list[StartedRebalance]:
 
 def interpret(answer: Answer) -> Receipt:
     """A Receipt for a trigger Glider accepted; raises the classified ApiError otherwise."""
-    status, headers = answer.status, answer.headers
+    status = answer.status
     document = json_object(answer.payload)
-    request_id = text(document.get("requestId")) or headers.get("x-request-id")
-    correlation_id = text(document.get("correlationId")) or headers.get("x-correlation-id")
+    request_id, correlation_id = _ids(answer, document)
     if 200 <= status < 300 and answer.unread is not None:
         # Glider accepted the trigger; sending it again would start a second rebalance.
         return Receipt(
@@ -214,14 +210,28 @@ def interpret(answer: Answer) -> Receipt:
             correlation_id=correlation_id,
             status=text(data.get("status")),
         )
+    raise _refusal(answer, document)
+
+
+def _ids(answer: Answer, document: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Glider's request and correlation ids: from the body, else from the headers."""
+    return (
+        text(document.get("requestId")) or answer.headers.get("x-request-id"),
+        text(document.get("correlationId")) or answer.headers.get("x-correlation-id"),
+    )
+
+
+def _refusal(answer: Answer, document: dict[str, Any]) -> ApiError:
+    """A non-2xx answer as its classified ApiError."""
     code, message = _error_code_and_message(document)
-    raise api_error(
-        message or f"HTTP {status} from Glider",
-        status=status,
+    request_id, correlation_id = _ids(answer, document)
+    return api_error(
+        message or f"HTTP {answer.status} from Glider",
+        status=answer.status,
         code=code,
         request_id=request_id,
         correlation_id=correlation_id,
-        retry_after_seconds=retry_after(headers.get("retry-after"), document),
+        retry_after_seconds=retry_after(answer.headers.get("retry-after"), document),
     )
 
 

@@ -84,6 +84,9 @@ class RecordingTelemetry:
     def still_running(self, follow_up: FollowUp, status: str | None, next_in: int) -> None:
         self._add("still_running", rebalance_id=follow_up.rebalance_id, next_in=next_in)
 
+    def awaiting_user(self, follow_up: FollowUp) -> None:
+        self._add("awaiting_user", rebalance_id=follow_up.rebalance_id)
+
     def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None:
         self._add("state_unreadable", rebalance_id=follow_up.rebalance_id, reason=error.reason)
 

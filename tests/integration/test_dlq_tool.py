@@ -41,7 +41,7 @@ from glider_trigger.domain.models import (
     TriggerRequest,
 )
 from glider_trigger.domain.ports import OutcomeReport
-from glider_trigger.outbound.glider.v1 import api_error
+from glider_trigger.outbound.glider.shared import api_error
 from glider_trigger.outbound.queues import QueueWriter
 from local.fixtures.stack import (
     FAKE_AWS_CREDENTIALS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from glider_trigger.domain.errors import ConfigurationError
-from glider_trigger.settings import DEFAULT_GLIDER_API_BASE_URL, Settings
+from glider_trigger.settings import DEFAULT_GLIDER_API_BASE_URL, ApiVersion, Settings
 
 DLQ = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-dlq"
 FOLLOW_UPS = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-follow-up"
@@ -58,6 +58,18 @@ def test_following_is_bounded_as_documented() -> None:
         settings_with(FOLLOW_FIRST_DELAY_SECONDS="901")
     with pytest.raises(ConfigurationError, match="FOLLOW_FIRST_DELAY_SECONDS"):
         settings_with(FOLLOW_FIRST_DELAY_SECONDS="0")  # every follow-up at once: a busy loop
+
+
+def test_the_api_version_is_v1_unless_v2_is_chosen() -> None:
+    assert Settings.from_environment(REQUIRED).glider_api_version is ApiVersion.V1
+    assert settings_with(GLIDER_API_VERSION=" V2 ").glider_api_version is ApiVersion.V2
+    assert settings_with(GLIDER_API_VERSION="").glider_api_version is ApiVersion.V1
+
+
+@pytest.mark.parametrize("value", ["v3", "2", "latest"])
+def test_an_unknown_api_version_names_the_variable_and_the_choices(value: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"GLIDER_API_VERSION must be v1 or v2"):
+        settings_with(GLIDER_API_VERSION=value)
 
 
 def test_blank_base_url_means_the_default() -> None:
@@ -141,6 +153,8 @@ def test_accepted_base_urls(url: str, expected: str) -> None:
         ("https://token@api.glider.fi", "credentials"),
         ("https://api.glider.fi/?env=prod", "query"),
         ("https://api.glider.fi/#frag", "fragment"),
+        ("https://api.glider.fi/v2", "without a version"),
+        ("https://staging-api.glider.fi/V1/", "without a version"),
     ],
 )
 def test_rejected_base_urls_name_the_variable(url: str, message: str) -> None:

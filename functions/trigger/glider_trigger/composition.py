@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger, Metrics
 from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import DeadLetterWriteError, FanOutError, FollowUpError
 from glider_trigger.domain.follow import OutcomeFollower
-from glider_trigger.domain.ports import MessageQueue
+from glider_trigger.domain.ports import MessageQueue, RebalancingApi
 from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.domain.trigger import RebalanceTrigger
@@ -26,11 +26,12 @@ from glider_trigger.outbound.events import EventBridgeOutcomes
 from glider_trigger.outbound.glider.http import HttpSession, build_pool_manager
 from glider_trigger.outbound.glider.pacing import RateLimiter
 from glider_trigger.outbound.glider.v1 import GliderV1Client
+from glider_trigger.outbound.glider.v2 import GliderV2Client
 from glider_trigger.outbound.guard import IdempotencyGuard, NoGuard
 from glider_trigger.outbound.queues import CoalescingWriter, QueueWriter
 from glider_trigger.outbound.secrets import ApiKeyProvider
 from glider_trigger.outbound.telemetry import Telemetry
-from glider_trigger.settings import Settings
+from glider_trigger.settings import ApiVersion, Settings
 
 
 def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> LambdaEntry:
@@ -41,15 +42,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
     )
     telemetry = Telemetry(logger, metrics)
     pacing = RateLimiter(settings.rate_limit_per_second)
-    api = GliderV1Client(
-        HttpSession(
-            settings.glider_api_base_url,
-            connect_timeout_seconds=settings.connect_timeout_seconds,
-            read_timeout_seconds=settings.read_timeout_seconds,
-            http=build_pool_manager(max_connections=settings.max_concurrency),
-        ),
-        rate_limiter=pacing,
-    )
+    api = _glider(settings, pacing, telemetry)
     api_keys = ApiKeyProvider(
         settings.api_key_secret_id,
         max_age_seconds=settings.secret_cache_seconds,
@@ -107,6 +100,18 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         deadline_margin_seconds=settings.deadline_safety_margin_seconds,
         default_skip=settings.default_skip_schedule_validation,
     )
+
+
+def _glider(settings: Settings, pacing: RateLimiter, telemetry: Telemetry) -> RebalancingApi:
+    session = HttpSession(
+        settings.glider_api_base_url,
+        connect_timeout_seconds=settings.connect_timeout_seconds,
+        read_timeout_seconds=settings.read_timeout_seconds,
+        http=build_pool_manager(max_connections=settings.max_concurrency),
+    )
+    if settings.glider_api_version is ApiVersion.V2:
+        return GliderV2Client(session, rate_limiter=pacing, on_ignored=telemetry.option_ignored)
+    return GliderV1Client(session, rate_limiter=pacing)
 
 
 def _work_queue(settings: Settings, aws: AwsClients, logger: Logger) -> MessageQueue | None:

@@ -10,6 +10,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
 
@@ -21,6 +22,16 @@ DEFAULT_GLIDER_API_BASE_URL = "https://api.glider.fi"
 GUARD_MARGIN_SECONDS = 86_400
 
 _T = TypeVar("_T", int, float)
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class ApiVersion(StrEnum):
+    """Which Glider API the function calls (GLIDER_API_VERSION): the adapter adds its prefix."""
+
+    V1 = "v1"  # the "legacy consumer endpoints": X-API-KEY keys
+    V2 = "v2"  # the "integrator API": gldr_sk_ keys with scopes
+
+
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -30,6 +41,7 @@ class Settings:
     glider_api_base_url: str
     api_key_secret_id: str
     dlq_url: str
+    glider_api_version: ApiVersion = ApiVersion.V1
     connect_timeout_seconds: float = 3.0
     read_timeout_seconds: float = 10.0
     max_attempts: int = 4
@@ -71,6 +83,9 @@ class Settings:
                 env.get("GLIDER_API_BASE_URL", "").strip() or DEFAULT_GLIDER_API_BASE_URL
             ),
             api_key_secret_id=reader.required("GLIDER_API_KEY_SECRET_ID"),
+            glider_api_version=reader.choice(
+                "GLIDER_API_VERSION", ApiVersion, cls.glider_api_version
+            ),
             dlq_url=_queue_url("DLQ_URL", reader.required("DLQ_URL")),
             connect_timeout_seconds=reader.number(
                 "GLIDER_CONNECT_TIMEOUT_SECONDS",
@@ -223,6 +238,16 @@ class _Reader:
         value = self._env.get(name, "").strip()
         return _queue_url(name, value) if value else None
 
+    def choice(self, name: str, kind: type[_E], default: _E) -> _E:
+        raw = self._env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        try:
+            return kind(raw)
+        except ValueError:
+            allowed = " or ".join(member.value for member in kind)
+            raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}") from None
+
     def boolean(self, name: str, default: bool) -> bool:
         raw = self._env.get(name, "").strip().lower()
         if not raw:
@@ -257,6 +282,11 @@ def _api_base_url(url: str) -> str:
     if "?" in url or "#" in url or parts.username or parts.password:
         raise ConfigurationError(
             "GLIDER_API_BASE_URL must not carry credentials, a query or a fragment"
+        )
+    if parts.path.rstrip("/").rsplit("/", 1)[-1].lower() in {v.value for v in ApiVersion}:
+        raise ConfigurationError(
+            f"GLIDER_API_BASE_URL is the API's root, without a version ({url!r}): drop the "
+            "trailing version and choose it with GLIDER_API_VERSION; the function adds the prefix"
         )
     return url.rstrip("/")
 

@@ -15,7 +15,7 @@ from glider_trigger.domain.errors import (
     classify,
 )
 from glider_trigger.outbound.glider.http import unreachable
-from glider_trigger.outbound.glider.v1 import api_error, unexpected_2xx
+from glider_trigger.outbound.glider.shared import api_error, unexpected_2xx
 
 TRANSIENT, PERMANENT, SYSTEMIC = (
     FailureClass.TRANSIENT,

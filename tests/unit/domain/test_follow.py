@@ -227,3 +227,17 @@ def test_an_outcome_decided_with_the_trigger_is_announced_too() -> None:
 
     [report] = world.events.published
     assert (report.outcome, report.reason) == (FinalOutcome.UNKNOWN, "REBALANCE_ID_UNKNOWN")
+
+
+def test_a_rebalance_awaiting_a_person_is_said_once_and_still_followed() -> None:
+    awaiting = RebalanceState("awaiting_user", None, awaiting_user=True)
+    world = World(awaiting, awaiting, COMPLETED)
+
+    world.follow(first_follow_up(1))
+    world.follow(first_follow_up(2))
+    world.follow(first_follow_up(2))  # a redelivery of the second look
+    world.follow(first_follow_up(3))
+
+    assert world.telemetry.named("awaiting_user") == [{"rebalance_id": "rebal_1"}]
+    assert [f.number for f in world.sent()] == [2, 3]
+    assert world.outcomes() == [(FinalOutcome.COMPLETED, None)]

@@ -29,7 +29,7 @@ from glider_trigger.domain.models import (
     TriggerRequest,
 )
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
-from glider_trigger.outbound.glider import v1
+from glider_trigger.outbound.glider import shared
 from glider_trigger.outbound.glider.http import unreachable
 
 NOW = datetime(2024, 3, 1, 6, 0, 5, 123456, tzinfo=UTC)
@@ -59,7 +59,7 @@ def api_error(**overrides: Any) -> ApiError:
         "correlation_id": "corr_abcd1234",
     }
     fields.update(overrides)
-    return v1.api_error("Portfolio not found", **fields)
+    return shared.api_error("Portfolio not found", **fields)
 
 
 # --- for_failure ---------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_failed_at_defaults_to_now_in_utc() -> None:
 
 
 def test_never_more_than_ten_attributes_and_the_overflow_goes_into_detail() -> None:
-    error = v1.api_error(
+    error = shared.api_error(
         "Rate limit exceeded",
         status=429,
         code="API_004",
@@ -160,19 +160,19 @@ def test_never_more_than_ten_attributes_and_the_overflow_goes_into_detail() -> N
 
 
 def test_empty_error_message_falls_back_to_the_reason() -> None:
-    letter = for_failure(failed(v1.api_error("", status=500)), now=NOW)
+    letter = for_failure(failed(shared.api_error("", status=500)), now=NOW)
 
     assert letter.attributes["detail"] == "SERVER_ERROR"
 
 
 def test_long_detail_is_truncated() -> None:
-    letter = for_failure(failed(v1.api_error("x" * 5000, status=500)), now=NOW)
+    letter = for_failure(failed(shared.api_error("x" * 5000, status=500)), now=NOW)
 
     assert len(str(letter.attributes["detail"])) == 1024
 
 
 def test_no_attribute_is_empty() -> None:
-    error = v1.api_error("", status=400, code="", request_id="", correlation_id="")
+    error = shared.api_error("", status=400, code="", request_id="", correlation_id="")
 
     letter = for_failure(failed(error, source=InputSource(SourceKind.DIRECT)), now=NOW)
 

@@ -269,3 +269,53 @@ def test_an_inherited_window_that_could_not_be_looked_at_is_carried_on() -> None
 
     assert isinstance(failed, Failed)
     assert failed.uncertain == Window(days_ago, days_ago + 1)
+
+
+# --- an API that tells when, not which (v2's lastRebalanceAt), and one that joins (v2) -----
+
+
+def test_a_rebalance_listed_by_time_only_closes_the_lost_answer_with_its_id_unknown() -> None:
+    api = FakeApi(LOST)
+    api.listed = [StartedRebalance(None, NOW + 0.2)]
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.reconciled
+    assert outcome.receipt.rebalance_id is None  # found, but it cannot be followed
+    assert len(api.calls) == 1
+
+
+def test_an_answer_cut_off_keeps_its_id_unknown_when_only_a_time_is_listed() -> None:
+    api = FakeApi(Receipt(None, None, None, None, unread="cut off"))
+    api.listed = [StartedRebalance(None, NOW)]
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.unread == "cut off"  # still REBALANCE_ID_UNKNOWN, said as such
+    assert not outcome.receipt.reconciled
+
+
+def test_a_repeat_answered_with_the_rebalance_in_flight_since_the_lost_attempt_joined_it() -> None:
+    # The lost attempt's rebalance is still running; the API collapses the repeat into it and
+    # answers its original submission time, which is before the repeat was sent.
+    joined = Receipt("op_1", None, None, None, submitted_at=NOW - CLOCK_SKEW_SECONDS - 1)
+    api = FakeApi(LOST, joined)
+
+    outcome = run(api, reconcile=False)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.joined
+    assert outcome.maybe_delivered_attempts == 0  # proven: nothing was started twice
+
+
+def test_a_repeat_answered_with_a_new_submission_stays_flagged() -> None:
+    fresh = Receipt("op_2", None, None, None, submitted_at=NOW)
+    api = FakeApi(LOST, fresh)
+
+    outcome = run(api, reconcile=False)
+
+    assert isinstance(outcome, Triggered)
+    assert not outcome.receipt.joined
+    assert outcome.maybe_delivered_attempts == 1

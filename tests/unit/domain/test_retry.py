@@ -27,7 +27,7 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.outbound.glider.http import unreachable
-from glider_trigger.outbound.glider.v1 import api_error, unexpected_2xx
+from glider_trigger.outbound.glider.shared import api_error, unexpected_2xx
 from tests.fakes.api import (
     WORST_CASE,
     FakeApi,

@@ -18,7 +18,7 @@ from glider_trigger.domain.models import (
     SourceKind,
     TriggerRequest,
 )
-from glider_trigger.outbound.glider import v1
+from glider_trigger.outbound.glider import shared
 from glider_trigger.outbound.queues import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
@@ -147,7 +147,7 @@ def queue(client: FakeSqs, sleep: RecordingSleep) -> QueueWriter:
 
 
 def _letter_of(portfolio_id: str) -> OutgoingMessage:
-    error = v1.api_error("Portfolio not found", status=404, code="API_200")
+    error = shared.api_error("Portfolio not found", status=404, code="API_200")
     request = TriggerRequest(portfolio_id, False, InputSource(SourceKind.SQS, delivery_id="m-1"))
     return for_failure(Failed(request, error, classify(error), 3))
 
@@ -271,7 +271,7 @@ def test_outside_strings_become_sqs_safe_attribute_values() -> None:
     request = TriggerRequest(
         "p1", False, InputSource(SourceKind.EVENTBRIDGE, delivery_id="ev\x07\ud800", dedupe_key="k")
     )
-    error = v1.api_error("bad\x00 thing \U0001f600", status=404, code="API_200\x1b")
+    error = shared.api_error("bad\x00 thing \U0001f600", status=404, code="API_200\x1b")
     letter = for_failure(Failed(request, error, classify(error), attempts=1))
 
     entry = _entry("0", letter)

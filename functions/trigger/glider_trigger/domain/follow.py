@@ -11,6 +11,7 @@ follow-up message is delivered; the next follow-up is sent once per step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -18,7 +19,12 @@ from functools import partial
 from typing import Final
 
 from glider_trigger.domain import letters
-from glider_trigger.domain.errors import DeadLetterWriteError, FollowUpError, TriggerError
+from glider_trigger.domain.errors import (
+    DeadLetterWriteError,
+    FollowUpError,
+    OnceInProgressError,
+    TriggerError,
+)
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import (
     FinalOutcome,
@@ -143,6 +149,11 @@ class OutcomeFollower:
                 OutcomeReport(follow_up, FinalOutcome.UNKNOWN, state, NOT_FINAL_IN_TIME, now)
             )
         else:
+            if state is not None and state.awaiting_user:
+                # A person must act before it goes on: said and counted once per rebalance.
+                key = f"rebalance:{follow_up.rebalance_id}#awaiting-user"
+                with contextlib.suppress(OnceInProgressError):  # its holder says it
+                    self._guard.once(key, partial(self._telemetry.awaiting_user, follow_up))
             self._next(follow_up, state, now)
         return True
 

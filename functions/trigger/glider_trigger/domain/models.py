@@ -106,6 +106,11 @@ class Receipt:
     reconciled: bool = False
     # When the request of an answer cut off was sent (epoch seconds), to look for its rebalance.
     sent_at: float | None = None
+    # When the API says the rebalance was submitted (epoch seconds; v2's submittedAt).
+    submitted_at: float | None = None
+    # The API answered with a rebalance submitted before this attempt and still in flight (v2
+    # collapses a repeat into it): nothing new was started, by this attempt or an earlier one.
+    joined: bool = False
 
     @property
     def reason(self) -> str | None:
@@ -215,6 +220,8 @@ class RebalanceState:
     started_at: float | None = None  # epoch seconds
     closed_at: float | None = None
     error: str | None = None
+    # Not final: the rebalance waits for a person to act (v2's awaiting_user).
+    awaiting_user: bool = False
 
 
 AttributeValue = str | int | float

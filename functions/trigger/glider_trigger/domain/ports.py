@@ -32,7 +32,7 @@ MAX_DELAY_SECONDS: Final = 900
 class StartedRebalance:
     """One of a portfolio's recent rebalances, as the API lists them."""
 
-    rebalance_id: str
+    rebalance_id: str | None  # None when the API tells when, not which (v2's lastRebalanceAt)
     started_at: float | None  # epoch seconds; None when the API gave none it could read
     status: str | None = None
 
@@ -180,6 +180,10 @@ class Telemetry(Protocol):
         ...
 
     def still_running(self, follow_up: FollowUp, status: str | None, next_in: int) -> None: ...
+
+    def awaiting_user(self, follow_up: FollowUp) -> None:
+        """The rebalance waits for a person (not final): its warning and count, once."""
+        ...
 
     def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None: ...
 

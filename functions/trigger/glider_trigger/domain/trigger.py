@@ -34,7 +34,7 @@ from glider_trigger.domain.models import (
     Window,
 )
 from glider_trigger.domain.ports import ApiKeySource, Deadline, Pacing, RebalancingApi
-from glider_trigger.domain.reconcile import Reconciler
+from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS, Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 
 
@@ -169,8 +169,8 @@ class RebalanceTrigger:
         if receipt.unread is None or receipt.sent_at is None or self._reconciler is None:
             return receipt
         found = self._reconciler.find(request, api_key, Window(receipt.sent_at))
-        if not isinstance(found, Receipt):
-            return receipt
+        if not isinstance(found, Receipt) or found.rebalance_id is None:
+            return receipt  # nothing listed, or only when (v2): the id stays unknown
         return replace(
             receipt,
             rebalance_id=found.rebalance_id,
@@ -202,7 +202,14 @@ class RebalanceTrigger:
             return exc
         tally.latencies_ms.append((self._clock() - started) * 1000)
         invocation.api_answered()
-        return replace(receipt, sent_at=sent_at) if receipt.unread is not None else receipt
+        if receipt.unread is not None:
+            return replace(receipt, sent_at=sent_at)
+        submitted = receipt.submitted_at
+        if submitted is not None and submitted < sent_at - CLOCK_SKEW_SECONDS:
+            # Submitted before this attempt left and still in flight (v2 answers a repeat with
+            # the rebalance in progress): this attempt, and every earlier one, joined it.
+            return replace(receipt, joined=True)
+        return receipt
 
 
 @dataclass
@@ -249,7 +256,8 @@ class _Tally:
             receipt,
             self.attempts,
             tuple(self.latencies_ms),
-            maybe_delivered_attempts=self.maybe_delivered,
+            # A rebalance in flight since before them: the lost answers' attempts joined it too.
+            maybe_delivered_attempts=0 if receipt.joined else self.maybe_delivered,
         )
 
     def failed(self, request: TriggerRequest, error: TriggerError) -> Failed:

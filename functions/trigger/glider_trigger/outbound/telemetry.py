@@ -46,6 +46,7 @@ METRIC_OUTCOMES = {
 }
 METRIC_DURATION = "RebalanceDurationSeconds"
 METRIC_FOLLOW_UPS = "RebalanceStatusCalls"  # one per follow-up message
+METRIC_AWAITING_USER = "RebalancesAwaitingUser"  # once per rebalance that waits for a person
 
 
 class Telemetry:
@@ -241,6 +242,22 @@ class Telemetry:
                 "next_follow_up_seconds": next_in,
             },
         )
+
+    def awaiting_user(self, follow_up: FollowUp) -> None:
+        self._metrics.add_metric(METRIC_AWAITING_USER, MetricUnit.Count, 1)
+        self._logger.warning(
+            "Rebalance awaits a person: it goes on only once the portfolio's owner acts in "
+            "Glider; still followed",
+            extra={
+                "portfolio_id": follow_up.portfolio_id,
+                "rebalance_id": follow_up.rebalance_id,
+                "rebalance_status": "awaiting_user",
+            },
+        )
+
+    def option_ignored(self, option: str, why: str) -> None:
+        """An input's option this API version has no meaning for (said once per environment)."""
+        self._logger.warning(f"{option} is ignored: {why}", extra={"option": option})
 
     def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None:
         self._logger.warning(

@@ -1,0 +1,202 @@
+"""What every Glider API version shares: one call on the session (paced by Glider's rate-limit
+headers), the status and error-code tables (v1 and v2 use the same API_xxx codes), a success
+body, and the classified ApiError of anything else. The version modules own their paths,
+headers, bodies and where their ids live.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+from urllib.parse import quote
+
+from glider_trigger.domain.errors import ApiError, ApiFacts, FailureClass
+from glider_trigger.domain.trigger_input import validate_portfolio_id
+from glider_trigger.outbound.glider.http import Answer, HttpSession, json_object, retry_after, text
+from glider_trigger.outbound.glider.pacing import RateLimiter
+
+UNAUTHORIZED_CODES: Final = frozenset({"API_100", "API_101", "API_102", "API_103"})
+FORBIDDEN_CODES: Final = frozenset({"API_104", "API_110"})
+_TENANT_CODES: Final = frozenset({"API_105", "API_106"})
+_SYSTEMIC_CODES: Final = UNAUTHORIZED_CODES | FORBIDDEN_CODES | _TENANT_CODES
+_RATE_LIMITED_CODE: Final = "API_004"
+_INTERNAL_CODE: Final = "API_000"
+_REASON_BY_STATUS: Final = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    408: "REQUEST_TIMEOUT",
+    409: "CONFLICT",
+    422: "BAD_REQUEST",
+}
+
+
+def send(
+    session: HttpSession,
+    rate_limiter: RateLimiter | None,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    body: dict[str, Any] | None = None,
+) -> Answer:
+    """One request; its rate-limit headers slow the next ones down before Glider answers 429."""
+    if body is not None:
+        headers = {**headers, "Content-Type": "application/json"}
+    answer = session.request(
+        method, path, headers=headers, body=json.dumps(body).encode() if body is not None else None
+    )
+    if rate_limiter is not None:
+        rate_limiter.observe(answer.headers)
+    return answer
+
+
+def segment(value: str) -> str:
+    """A portfolio id as a path segment, validated so that no caller can bend the path."""
+    return quote(validate_portfolio_id(value), safe="")
+
+
+def success_document(answer: Answer, refusal: Refusal) -> dict[str, Any]:
+    """A 2xx success body; raises the classified ApiError of any other answer."""
+    document = json_object(answer.payload)
+    if not 200 <= answer.status < 300:
+        raise refusal(answer, document)
+    if answer.unread is not None or document.get("success") is not True:
+        raise unreadable(answer, "answer")
+    return document
+
+
+class Refusal:
+    """Turns a non-2xx answer into its ApiError, with the ids where this version puts them."""
+
+    def __init__(self, ids: Ids, *, forbidden_hint: str = "") -> None:
+        self._ids = ids
+        self._forbidden_hint = forbidden_hint
+
+    def __call__(self, answer: Answer, document: dict[str, Any]) -> ApiError:
+        code, message = error_code_and_message(document)
+        request_id, correlation_id = self._ids(answer, document)
+        message = message or f"HTTP {answer.status} from Glider"
+        if self._forbidden_hint and (answer.status == 403 or code in FORBIDDEN_CODES):
+            message = f"{message}: {self._forbidden_hint}"
+        return api_error(
+            message,
+            status=answer.status,
+            code=code,
+            request_id=request_id,
+            correlation_id=correlation_id,
+            retry_after_seconds=retry_after(answer.headers.get("retry-after"), document),
+        )
+
+    def needing(self, hint: str) -> Refusal:
+        """The same refusal, whose 403 says what the key lacks for this call."""
+        return Refusal(self._ids, forbidden_hint=hint)
+
+
+class Ids:
+    """Where a version's answers carry Glider's request and correlation ids."""
+
+    def __init__(self, *, in_body: bool) -> None:
+        self._in_body = in_body
+
+    def __call__(self, answer: Answer, document: dict[str, Any]) -> tuple[str | None, str | None]:
+        from_headers = (answer.headers.get("x-request-id"), answer.headers.get("x-correlation-id"))
+        if not self._in_body:
+            return text(from_headers[0]), text(from_headers[1])
+        return (
+            text(document.get("requestId")) or text(from_headers[0]),
+            text(document.get("correlationId")) or text(from_headers[1]),
+        )
+
+
+def unreadable(answer: Answer, what: str) -> ApiError:
+    """A status or state answer that could not be read: looked at again later."""
+    return ApiError(
+        f"HTTP {answer.status}, but no {what} could be read",
+        reason="UNEXPECTED_RESPONSE",
+        failure_class=FailureClass.TRANSIENT,
+        facts=ApiFacts(answer.status, None, None, None),
+    )
+
+
+def api_error(
+    message: str,
+    *,
+    status: int,
+    code: str | None = None,
+    request_id: str | None = None,
+    correlation_id: str | None = None,
+    retry_after_seconds: float | None = None,
+) -> ApiError:
+    """A non-2xx answer, read with the status and code tables."""
+    return ApiError(
+        message,
+        reason=_reason(status, code),
+        failure_class=_failure_class(status, code),
+        facts=ApiFacts(status, code, request_id, correlation_id),
+        retry_after_seconds=retry_after_seconds,
+        # The key was refused: it may have been rotated, so it is worth one refetch.
+        unauthorized=status == 401 or code in UNAUTHORIZED_CODES,
+        # A 5xx proves no refusal: Glider may have started the rebalance and failed after.
+        uncertain=status >= 500,
+    )
+
+
+def unexpected_2xx(
+    status: int, *, request_id: str | None = None, correlation_id: str | None = None
+) -> ApiError:
+    """A 2xx that is not a success body: Glider may have acted on it, so it is never retried."""
+    return ApiError(
+        f"HTTP {status} without a success body; the rebalance may or may not have been triggered",
+        reason="UNEXPECTED_RESPONSE",
+        failure_class=FailureClass.PERMANENT,
+        facts=ApiFacts(status, None, request_id, correlation_id),
+        settles=True,
+    )
+
+
+def error_text(error: object) -> str | None:
+    """Glider's error of a failed rebalance (its shape is not documented): a message if it has
+    one, else the value as JSON, bounded."""
+    if error is None:
+        return None
+    if isinstance(error, dict) and text(error.get("message")):
+        return text(error.get("message"))
+    return text(error if isinstance(error, str) else json.dumps(error, default=str))
+
+
+def error_code_and_message(document: dict[str, Any]) -> tuple[str | None, str | None]:
+    error = document.get("error")
+    if isinstance(error, dict):  # the envelope
+        return text(error.get("code")), text(error.get("message"))
+    # v1's 429 body: {"error": "Too Many Requests", "message": "..."}
+    message = text(document.get("message")) or text(error)
+    return None, message
+
+
+def _rate_limited(status: int, code: str | None) -> bool:
+    return status == 429 or code == _RATE_LIMITED_CODE
+
+
+def _reason(status: int, code: str | None) -> str:
+    if _rate_limited(status, code):
+        return "RATE_LIMITED"
+    if code in _TENANT_CODES:
+        return "TENANT_UNAVAILABLE"
+    if status >= 500:
+        return "SERVER_ERROR"
+    if 300 <= status < 400:
+        return "UNEXPECTED_REDIRECT"  # never followed: the key must not travel elsewhere
+    return _REASON_BY_STATUS.get(status, "CLIENT_ERROR")
+
+
+def _failure_class(status: int, code: str | None) -> FailureClass:
+    if code in _SYSTEMIC_CODES or status in (401, 403):
+        return FailureClass.SYSTEMIC
+    if _rate_limited(status, code) or status >= 500 or code == _INTERNAL_CODE:
+        return FailureClass.TRANSIENT
+    # 408 Request Timeout is the server giving up on us: as transient as a socket timeout.
+    if status == 408:
+        return FailureClass.TRANSIENT
+    return FailureClass.PERMANENT

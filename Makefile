@@ -13,7 +13,7 @@ SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v py
 	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dlq test lint format typecheck security audit chaos bench template build-check unit integration build clean
+.PHONY: help install run dlq doctor test lint format typecheck security audit chaos bench template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ dlq: $(INSTALLED) ## Inspect and redrive the DLQ: make dlq ARGS='list --stack NA
 		echo "  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\"; \
 		echo "  DLQ_URL=http://127.0.0.1:PORT/123456789012/NAME WORK_QUEUE_URL=... make dlq ARGS=list"; \
 	else $(BIN)/python -m tools.dlq $(ARGS); fi
+
+doctor: $(INSTALLED) ## Check the Glider key, its scopes and the stack's queues and table before the first run: make doctor ARGS='--stack NAME'
+	@$(BIN)/python -m tools.doctor $(ARGS)
 
 test: lint typecheck security template build-check unit integration ## Lint, type-check, security and template checks, sam build and the whole test suite
 
@@ -99,11 +102,12 @@ unit: $(INSTALLED) ## Unit tests (pure logic)
 	$(BIN)/pytest tests/unit
 
 # Integration tests wait on sockets, timeouts and queues more than they compute: two workers,
-# each with its own moto server, one test file at a time (the chaos run keeps one to itself).
+# each with its own moto server, one test module (or test class) at a time: each quick chaos
+# run is a class of its own, so the two API versions' runs go to different workers.
 TEST_WORKERS ?= 2
 
 integration: $(INSTALLED) ## Integration tests (real handler, moto server, Glider emulator)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile tests/integration
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope tests/integration
 
 build: $(INSTALLED) ## sam build into .aws-sam, ready for sam deploy (needs python3.13)
 	$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml

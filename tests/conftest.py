@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from glider_trigger.settings import ApiVersion
 from local.fixtures.fault_proxy import FaultProxy
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
@@ -42,9 +43,30 @@ def emulator() -> Iterator[GliderEmulator]:
 
 
 @pytest.fixture
-def deployment(moto_server: MotoServer, emulator: GliderEmulator) -> Deployment:
+def api_version() -> str:
+    """The Glider API the function calls (GLIDER_API_VERSION): v1, unless the test or its
+    module is marked `both_api_versions`, which runs it once on each version."""
+    return ApiVersion.V1.value
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "api_version" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_api_versions"
+    ):
+        metafunc.parametrize("api_version", [version.value for version in ApiVersion])
+
+
+@pytest.fixture
+def deployment(moto_server: MotoServer, emulator: GliderEmulator, api_version: str) -> Deployment:
     # A 1 s visibility timeout: a reported failure comes back within a test, not 12 minutes.
-    return deploy(moto_server, emulator, api_key=API_KEY, max_receive_count=2, visibility_timeout=1)
+    return deploy(
+        moto_server,
+        emulator,
+        api_key=API_KEY,
+        max_receive_count=2,
+        visibility_timeout=1,
+        api_version=api_version,
+    )
 
 
 # Fast retries and timeouts, so failure paths take milliseconds; Retry-After up to 2 s is honoured.

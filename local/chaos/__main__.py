@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from glider_trigger.settings import ApiVersion
 from local.chaos.config import ChaosConfig
 from local.chaos.run import run_chaos
 
@@ -20,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ids", type=int, default=None, help="portfolio ids (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a short run (~300 ids)")
+    parser.add_argument(
+        "--api",
+        choices=[version.value for version in ApiVersion],
+        default=ApiVersion.V1.value,
+        help="the Glider API the function calls (GLIDER_API_VERSION; default v1)",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write figures")
     parser.add_argument(
         "--store-fault-rate",
@@ -40,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--store-fault-rate must be between 0 and 1")
     config = ChaosConfig.quick(seed=args.seed) if args.quick else ChaosConfig(seed=args.seed)
     config = replace(
-        config, store_fault_rate=args.store_fault_rate, idempotency=not args.no_idempotency
+        config,
+        store_fault_rate=args.store_fault_rate,
+        idempotency=not args.no_idempotency,
+        api_version=args.api,
     )
 
     report = run_chaos(

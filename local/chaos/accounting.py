@@ -69,6 +69,9 @@ class Tally:
         self.finals_per_rebalance: Counter[str] = Counter(
             str(r["rebalance_id"]) for r in finals if r.get("rebalance_id")
         )
+        # Triggered, but which rebalance is unknown (an answer cut off; on v2 also a lost
+        # answer closed by the portfolio's lastRebalanceAt): `unknown` at once, not followed.
+        self.unfollowable = sum(1 for r in finals if not r.get("rebalance_id"))
         # Followed: seen triggered, or reported final (triggered in an invocation that crashed
         # after it had sent the first follow-up, before its log line).
         self.followed = {str(r["rebalance_id"]) for r in triggered if r.get("rebalance_id")}
@@ -286,6 +289,8 @@ class Tally:
             notes.append(f"note: ids the harness never sent: {sample(sorted(strangers))}")
         return ChaosReport(
             seed=self.stack.config.seed,
+            api_version=self.stack.config.api_version,
+            joined_in_flight=self.stack.emulator.collapsed_triggers(),
             ids_in=len(ids_in),
             ids_via_sqs=sum(len(m) for m in self.plan.messages),
             ids_via_events=sum(len(e) for e in self.plan.event_ids),
@@ -301,6 +306,7 @@ class Tally:
             unpreventable_after_reconcilable=repeats.after_reconcilable,
             reconciled=self.reconciled,
             followed=len(self.followed),
+            unfollowable=self.unfollowable,
             followed_without_outcome=sum(
                 1 for r in self.followed if not self.finals_per_rebalance[r]
             ),

@@ -66,6 +66,7 @@ class ChaosConfig:
     # the first follow-up comes after this many seconds (then 2x, ...; 30 s when deployed).
     workflow_seconds: float = 0.5
     reconcile: bool = True  # RECONCILE_LOST_ANSWERS
+    api_version: str = "v1"  # GLIDER_API_VERSION: the emulator serves both from one state
     follow_first_delay_seconds: int = 1
     sdk_attempts: int = 4  # the function's botocore config: max_attempts=3 retries, 4 in all
     trigger_tries: int = 4  # GLIDER_MAX_ATTEMPTS: tries per trigger, key reads included
@@ -75,13 +76,14 @@ class ChaosConfig:
     sdk_backoff_scale: float = 1.0
 
     @classmethod
-    def quick(cls, *, ids: int = 300, seed: int = 0) -> ChaosConfig:
+    def quick(cls, *, ids: int = 300, seed: int = 0, api_version: str = "v1") -> ChaosConfig:
         """The short run: the same mix, one long Retry-After (10 s), one secret exhaustion,
         two crashes, and botocore's backoff at a tenth (its retries of throttled reads would
         take most of it)."""
         return cls(
             ids=ids,
             seed=seed,
+            api_version=api_version,
             sdk_backoff_scale=0.1,
             long_rate_limits=1,
             long_retry_after=(10, 10),

@@ -40,6 +40,7 @@ class ChaosReport:
     # Rebalances the function saw triggered (with an id), followed to their outcome: those with
     # no final outcome and those with more than one (both must be 0), and the outcomes.
     followed: int = 0
+    unfollowable: int = 0  # triggered, which rebalance unknown: `unknown` at once
     followed_without_outcome: int = 0
     followed_with_outcomes_twice: int = 0
     final_outcomes: dict[str, int] = field(default_factory=dict)
@@ -58,6 +59,8 @@ class ChaosReport:
     replay_doubled_by_kind: dict[str, int] = field(default_factory=dict)
     replay_doubled_ids: list[str] = field(default_factory=list)
     replay_unpreventable: int = 0
+    api_version: str = "v1"  # the Glider API the function called
+    joined_in_flight: int = 0  # triggers Glider answered with the rebalance in flight (v2)
     # Ids both triggered and in the DLQ, by why: the function never saw the trigger succeed;
     # only a whole-input record (destination record, redriven multi-id message) names them;
     # anything else (the function dead-lettered an id it had seen triggered).
@@ -110,6 +113,7 @@ class ChaosReport:
             replay_doubled += f" ({listing(self.replay_doubled_by_kind)})"
         replayed = sum(self.replayed.values())
         rows: list[tuple[str, str]] = [
+            ("Glider API", self.api_version),
             ("ids in", f"{self.ids_in} ({self.ids_via_sqs} in SQS messages, "
              f"{self.ids_via_events} in EventBridge/Scheduler events)"),
             ("triggered", str(self.triggered)),
@@ -126,9 +130,13 @@ class ChaosReport:
             ("  after an answer slower than the read timeout", str(
                 self.unpreventable_repeats - self.unpreventable_after_reconcilable)),
             ("lost answers reconciled (found, not sent again)", str(self.reconciled)),
+            ("repeats Glider joined to the rebalance in flight (v2)",
+             str(self.joined_in_flight)),
             ("rebalances followed to their outcome", f"{self.followed}"
              + (f" ({listing(self.final_outcomes)})" if self.final_outcomes else "")),
             ("  WITHOUT a final outcome (must be 0)", str(self.followed_without_outcome)),
+            ("triggered, which rebalance unknown (outcome unknown at once)",
+             str(self.unfollowable)),
             ("  with MORE than one final outcome (must be 0)",
              str(self.followed_with_outcomes_twice)),
             ("rebalances in the emulator", str(self.rebalances)),

@@ -59,9 +59,10 @@ def run_chaos(
             api_key=API_KEY,
             max_receive_count=config.max_receive_count,
             visibility_timeout=config.visibility_timeout_seconds,
+            api_version=config.api_version,
         )
         env, notes = function_environment(deployment, moto, proxy, config)
-        say(f"chaos: {config.ids} ids, seed {config.seed}")
+        say(f"chaos: {config.ids} ids, seed {config.seed}, Glider API {config.api_version}")
         stack = Stack(config, plan, env, proxy, emulator, deployment, moto.client("sqs"))
         stack.new_environment()
         harness = Harness(stack, say)

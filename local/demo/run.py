@@ -7,6 +7,7 @@ each portfolio (read from the function's own JSON log lines) and what ended up i
 
     make run                                  # the local demo, no AWS account, no Docker
     make run RUN_ARGS=--verbose               # also print the raw JSON logs and EMF metrics
+    make run RUN_ARGS="--api-version v2"      # the same story on Glider's v2 API
     GLIDER_API_KEY=... make run RUN_ARGS="--real-api --portfolio-ids ao04x0r6"
                                               # the real Glider API (real rebalances!)
 """
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from glider_trigger.settings import ApiVersion
 from local.demo.show import describe_response, outcome_rows, print_dlq, print_raw, print_stack
 from local.fixtures.event_source import sqs_event
 from local.fixtures.function import LocalFunction, json_records
@@ -82,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the local stack running afterwards (make dlq)"
     )
+    parser.add_argument(
+        "--api-version",
+        choices=[version.value for version in ApiVersion],
+        default=ApiVersion.V1.value,
+        help="the Glider API the function calls (GLIDER_API_VERSION; default v1)",
+    )
     args = parser.parse_args(argv)
     if args.real_api and not args.portfolio_ids:
         parser.error("--real-api needs --portfolio-ids: the sample ids do not exist on Glider")
@@ -92,13 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.real_api:
             api_key = os.environ.get("GLIDER_API_KEY") or getpass.getpass("Glider API key: ")
             api_url = os.environ.get("GLIDER_API_BASE_URL") or REAL_API_URL
-            deployment = deploy(moto, emulator, api_key=api_key)
+            deployment = deploy(moto, emulator, api_key=api_key, api_version=args.api_version)
             deployment.glider_api_url = api_url
             ids = [i.strip() for i in args.portfolio_ids.split(",") if i.strip()]
             events = [("portfolio-ids (command line)", {"portfolioIds": ids})]
         else:
             prepare_emulator(emulator)
-            deployment = deploy(moto, emulator, api_key=DEMO_API_KEY)
+            deployment = deploy(moto, emulator, api_key=DEMO_API_KEY, api_version=args.api_version)
             events = list(_sample_events())
         print_stack(moto, deployment, real_api=args.real_api)
         run(deployment, events, verbose=args.verbose)
@@ -174,14 +182,24 @@ def _sample_events() -> Iterator[tuple[str, Any]]:
 
 
 def _keep_running(moto: MotoServer, deployment: Deployment) -> None:
-    print("\nThe local stack stays up (Ctrl-C to stop). In another shell, for example:")
-    print(
-        f"  AWS_ENDPOINT_URL={moto.endpoint_url} AWS_DEFAULT_REGION={REGION} "
-        "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\"
-    )
-    print(f"  DLQ_URL={deployment.dlq.url} WORK_QUEUE_URL={deployment.work_queue.url} \\")
-    print("  make dlq ARGS='redrive --reason NOT_FOUND --dry-run'")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+    # `make doctor` (tools/doctor.py) finds the stack here while it is up; removed when it stops.
+    stack_file = Path(__file__).resolve().parents[1] / ".stack.json"
+    stack_file.write_text(json.dumps({"environment": deployment.environment()}, indent=2) + "\n")
+    try:
+        print("\nThe local stack stays up (Ctrl-C to stop). In another shell, for example:")
+        print(
+            f"  AWS_ENDPOINT_URL={moto.endpoint_url} AWS_DEFAULT_REGION={REGION} "
+            "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\"
+        )
+        print(f"  DLQ_URL={deployment.dlq.url} WORK_QUEUE_URL={deployment.work_queue.url} \\")
+        print("  make dlq ARGS='redrive --reason NOT_FOUND --dry-run'")
+        print(
+            "  make doctor ARGS='--portfolio-id port_abc123'   checks the key, the queues and "
+            "the table (it reads local/.stack.json: no variables needed)"
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    finally:
+        stack_file.unlink(missing_ok=True)

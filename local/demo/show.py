@@ -27,8 +27,15 @@ def outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
         elif outcome == "triggered":
             attempts = record.get("attempts", 1)
             unknown = " (answer cut off: id unknown)" if record.get("reason") else ""
-            if record.get("reconciled"):
+            if record.get("reconciled") and record.get("rebalance_id"):
                 unknown = " (answer lost: found among recent rebalances, not sent again)"
+            elif record.get("reconciled"):
+                unknown = (
+                    " (answer lost: a rebalance ran in its window (lastRebalanceAt), not sent"
+                    " again; which one is unknown)"
+                )
+            if record.get("joined_in_flight"):
+                unknown = " (Glider joined it to the rebalance in flight: nothing new started)"
             yield (
                 f"   {where}{portfolio:<22} triggered      rebalanceId={record.get('rebalance_id')}"
                 f"  ({attempts} attempt{'s' if attempts != 1 else ''}){unknown}"
@@ -57,9 +64,13 @@ def _final_row(record: dict[str, Any], portfolio: str) -> Iterator[str]:
     outcome, rebalance = record["rebalance_outcome"], record.get("rebalance_id")
     looks = record.get("follow_ups")
     if outcome == "completed":
+        chain = (
+            f" tx={str(record['transaction_hash'])[:14]}... block {record.get('block_number')},"
+            if record.get("transaction_hash")
+            else ""  # v2's operation names no transaction
+        )
         yield (
-            f"   {portfolio:<22} COMPLETED      rebalanceId={rebalance} tx="
-            f"{str(record.get('transaction_hash'))[:14]}... block {record.get('block_number')}, "
+            f"   {portfolio:<22} COMPLETED      rebalanceId={rebalance}{chain} "
             f"{record.get('duration_seconds')} s ({looks} status call(s))"
         )
     elif outcome == "failed":
@@ -98,7 +109,7 @@ def print_stack(moto: MotoServer, deployment: Deployment, *, real_api: bool) -> 
     api = deployment.glider_api_url + (" (the REAL Glider API)" if real_api else " (emulator)")
     print("Local stack on loopback:")
     print(f"   moto server (Secrets Manager, SQS, DynamoDB)  {moto.endpoint_url}")
-    print(f"   Glider API                                    {api}")
+    print(f"   Glider API ({deployment.api_version})                               {api}")
     print(f"   secret                                        {deployment.secret_id}")
     print(f"   work queue                                    {deployment.work_queue.url}")
     print(f"   dead-letter queue                             {deployment.dlq.url}")

@@ -14,7 +14,7 @@ import pytest
 import urllib3
 from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
-from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.glider_emulator import Fault, GliderEmulator, Rebalance
 
 API_KEY = "test-key-s3cr3t-0123456789"
 PORTFOLIO = "port_abc123"
@@ -637,3 +637,34 @@ def test_status_faults_and_unknown_workflows_answer_like_the_api(
     assert_error(status(http, emulator), 503, "API_000")
     assert_error(status(http, emulator, "/rebal_nope"), 404, "API_201")
     assert status(http, emulator).status == 200  # the scripted fault was used up
+
+
+def test_a_v1_rebalance_also_has_a_v2_operation_id(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    rebalance_id = trigger(http, emulator).json()["data"]["rebalanceId"]
+    [rebalance] = emulator.rebalances
+
+    assert rebalance.rebalance_id == rebalance_id
+    assert rebalance.api_version == "v1"
+    assert re.fullmatch(rf"rebalance:{PORTFOLIO}:[0-9a-f]{{16}}%2F1", rebalance.operation_id)
+    # Positional construction, as before the v2 fields, still works.
+    old_style = Rebalance(PORTFOLIO, "rebal_1", "sched_1", "req_1", "corr_1", False, 1, 2.0)
+    assert (old_style.operation_id, old_style.api_version) == ("", "v1")
+
+
+def test_a_scripted_cancellation_shows_cancelled_without_a_transaction(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    emulator.fail_next_rebalance(PORTFOLIO, "cancelled by the user", state="cancelled")
+    rebalance = trigger(http, emulator).json()["data"]["rebalanceId"]
+
+    data = status(http, emulator, f"/{rebalance}").json()["data"]
+    listed = status(http, emulator).json()["data"]["recentWorkflows"]
+
+    assert (data["status"], data["error"], data["result"]) == (
+        "cancelled",
+        {"message": "cancelled by the user"},
+        None,
+    )
+    assert listed[0]["status"] == "cancelled"

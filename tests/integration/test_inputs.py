@@ -11,6 +11,9 @@ from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
 from local.fixtures.stack import Deployment, attribute_values
 
+# Every input kind and failure class holds on both Glider API versions.
+pytestmark = pytest.mark.both_api_versions
+
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
@@ -18,8 +21,12 @@ def trigger_bodies(emulator: GliderEmulator, portfolio_id: str) -> list[dict[str
     return [json.loads(r.body) for r in emulator.trigger_requests if r.portfolio_id == portfolio_id]
 
 
+def skip_ignored_lines(function: LocalFunction) -> list[dict[str, object]]:
+    return [log for log in function.logs if log.get("option") == "skipScheduleValidation"]
+
+
 def test_schedule_input_triggers_with_the_contract_request(
-    function: LocalFunction, emulator: GliderEmulator
+    function: LocalFunction, emulator: GliderEmulator, api_version: str
 ) -> None:
     response = function.invoke(json.loads((EVENTS / "schedule-single.json").read_text()))
 
@@ -27,16 +34,22 @@ def test_schedule_input_triggers_with_the_contract_request(
     assert response["source"] == "schedule"
     [request] = emulator.trigger_requests
     assert request.method == "POST"
-    assert request.path == "/v1/portfolio/port_abc123/rebalance/schedule/trigger"
     assert request.headers["x-api-key"] == "test-canary-key-7Hq2ZpXv9L"
-    assert request.headers["content-type"] == "application/json"
-    assert json.loads(request.body) == {"skipScheduleValidation": False}
+    if api_version == "v1":
+        assert request.path == "/v1/portfolio/port_abc123/rebalance/schedule/trigger"
+        assert request.headers["content-type"] == "application/json"
+        assert json.loads(request.body) == {"skipScheduleValidation": False}
+    else:  # v2: no body is documented, none is sent
+        assert request.path == "/v2/portfolios/port_abc123/rebalance"
+        assert "content-type" not in request.headers
+        assert request.body == b""
     [rebalance] = emulator.rebalances
+    rebalance_id = rebalance.rebalance_id if api_version == "v1" else rebalance.operation_id
     assert response["results"] == [
         {
             "portfolioId": "port_abc123",
             "outcome": "triggered",
-            "rebalanceId": rebalance.rebalance_id,
+            "rebalanceId": rebalance_id,
             "attempts": 1,
         }
     ]
@@ -57,7 +70,7 @@ def test_duplicate_ids_in_one_input_are_triggered_once(
 
 
 def test_eventbridge_envelope_uses_its_detail(
-    function: LocalFunction, emulator: GliderEmulator
+    function: LocalFunction, emulator: GliderEmulator, api_version: str
 ) -> None:
     event = json.loads((EVENTS / "eventbridge-rule.json").read_text())
     event["detail"] = {"portfolioIds": ["port_ghi789"], "skipScheduleValidation": True}
@@ -66,11 +79,16 @@ def test_eventbridge_envelope_uses_its_detail(
 
     assert response["source"] == "eventbridge"
     assert response["deliveryId"] == event["id"]
-    assert trigger_bodies(emulator, "port_ghi789") == [{"skipScheduleValidation": True}]
+    assert response["triggered"] == 1
+    if api_version == "v1":
+        assert trigger_bodies(emulator, "port_ghi789") == [{"skipScheduleValidation": True}]
+    else:  # v2 has no such option: said in the log, never a failure
+        assert [r.body for r in emulator.trigger_requests] == [b""]
+        assert len(skip_ignored_lines(function)) == 1
 
 
 def test_skip_schedule_validation_defaults_from_the_environment(
-    start_function, emulator: GliderEmulator
+    start_function, emulator: GliderEmulator, api_version: str
 ) -> None:
     emulator.add_portfolio("port_nosched", has_schedule=False)
     function = start_function(DEFAULT_SKIP_SCHEDULE_VALIDATION="true")
@@ -78,10 +96,15 @@ def test_skip_schedule_validation_defaults_from_the_environment(
     response = function.invoke({"portfolioIds": ["port_nosched", "port_abc123"]})
 
     assert response["triggered"] == 2
-    assert trigger_bodies(emulator, "port_nosched") == [{"skipScheduleValidation": True}]
-    # An explicit false still wins over the default.
     response = function.invoke({"portfolioId": "port_nosched", "skipScheduleValidation": False})
-    assert response["results"][0]["reason"] == "BAD_REQUEST"
+    if api_version == "v1":
+        assert trigger_bodies(emulator, "port_nosched")[0] == {"skipScheduleValidation": True}
+        # An explicit false still wins over the default.
+        assert response["results"][0]["reason"] == "BAD_REQUEST"
+    else:
+        # v2 triggers outside the schedule either way; the flag is said once per environment.
+        assert response["results"][0]["outcome"] == "triggered"
+        assert len(skip_ignored_lines(function)) == 1
 
 
 @pytest.mark.parametrize(

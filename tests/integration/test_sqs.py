@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from local.fixtures.event_source import SqsEventSource
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import Deployment, attribute_values
+
+# Every input kind and failure class holds on both Glider API versions.
+pytestmark = pytest.mark.both_api_versions
 
 
 def send(deployment: Deployment, *bodies: str) -> list[str]:
@@ -123,22 +128,19 @@ def test_a_systemic_failure_keeps_the_record_for_retry_not_the_dlq(
 def test_dead_letters_replay_through_the_work_queue(
     function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
-    # A portfolio without a schedule fails permanently ...
-    emulator.add_portfolio("port_nosched", has_schedule=False)
-    function.invoke({"portfolioIds": ["port_nosched"], "skipScheduleValidation": True})
-    assert emulator.rebalances  # (sanity: the flag reaches the API)
-    emulator.reset()
-    function.invoke({"portfolioIds": ["port_nosched"]})
+    # A portfolio Glider does not know (yet) fails permanently ...
+    function.invoke({"portfolioIds": ["port_new001"]})
     [letter] = deployment.dlq_messages()
-    # ... until its owner adds one; then the DLQ message, moved as is, replays it.
-    emulator.add_portfolio("port_nosched", has_schedule=True)
+    assert attribute_values(letter)["reason"] == "NOT_FOUND"
+    # ... until it exists; then the DLQ message, moved as is, replays it.
+    emulator.add_portfolio("port_new001")
     send(deployment, letter["Body"])
 
     result = SqsEventSource(deployment.sqs, deployment.work_queue).poll(function.invoke)
 
     assert result is not None
     assert result.response == {"batchItemFailures": []}
-    assert [r.portfolio_id for r in emulator.rebalances] == ["port_nosched"]
+    assert [r.portfolio_id for r in emulator.rebalances] == ["port_new001"]
 
 
 def test_an_unwritable_dlq_keeps_the_record_on_the_work_queue(

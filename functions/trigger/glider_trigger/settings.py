@@ -79,7 +79,7 @@ class Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
         settings = cls(
-            glider_api_base_url=_api_base_url(
+            glider_api_base_url=api_base_url(
                 env.get("GLIDER_API_BASE_URL", "").strip() or DEFAULT_GLIDER_API_BASE_URL
             ),
             api_key_secret_id=reader.required("GLIDER_API_KEY_SECRET_ID"),
@@ -269,7 +269,9 @@ def _split(name: str, url: str) -> SplitResult:
     return parts
 
 
-def _api_base_url(url: str) -> str:
+def api_base_url(url: str) -> str:
+    """GLIDER_API_BASE_URL checked: https (http only on loopback), no credentials, query,
+    fragment or version; without its trailing slash. (make doctor checks a stack's with it.)"""
     parts = _split("GLIDER_API_BASE_URL", url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ConfigurationError(f"GLIDER_API_BASE_URL must be an https URL, got {url!r}")

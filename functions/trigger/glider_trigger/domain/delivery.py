@@ -35,6 +35,7 @@ from glider_trigger.domain.errors import (
     FailureClass,
     FanOutError,
     InvalidInputError,
+    OnceInProgressError,
     TriggerError,
     classify,
 )
@@ -291,6 +292,11 @@ class DeliveryService:
     def _settle_follow_up(self, record: PreparedMessage) -> Settlement:
         if self._follower is None:  # FOLLOW_OUTCOMES was switched off since it was sent
             return Settlement(redeliver=False)
+        if isinstance(record.followed, OnceInProgressError):
+            # Another follow-up of the same rebalance (two deliveries that got one rebalance,
+            # or a redelivery) is writing its outcome right now: looked at again later, when
+            # it is done or, if its holder died, is done by this one.
+            return Settlement(redeliver=True, why=str(record.followed))
         if isinstance(record.followed, Exception):
             raise record.followed  # the outcome or the next follow-up was not written
         if not record.followed:

@@ -85,6 +85,9 @@ class Telemetry:
                 fields |= {"reason": receipt.reason, "detail": receipt.unread}
             if receipt.reconciled:
                 fields["reconciled"] = True
+            if receipt.joined:
+                # Glider answered with a rebalance already in flight: nothing new started.
+                fields["joined_in_flight"] = True
             flagged = outcome.maybe_delivered_attempts or receipt.unread is not None
             log = self._logger.warning if flagged else self._logger.info
             log(

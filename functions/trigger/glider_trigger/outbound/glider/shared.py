@@ -7,10 +7,12 @@ headers, bodies and where their ids live.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import quote
 
 from glider_trigger.domain.errors import ApiError, ApiFacts, FailureClass
+from glider_trigger.domain.models import Receipt
 from glider_trigger.domain.trigger_input import validate_portfolio_id
 from glider_trigger.outbound.glider.http import Answer, HttpSession, json_object, retry_after, text
 from glider_trigger.outbound.glider.pacing import RateLimiter
@@ -141,6 +143,36 @@ def api_error(
         # A 5xx proves no refusal: Glider may have started the rebalance and failed after.
         uncertain=status >= 500,
     )
+
+
+def trigger_receipt(
+    answer: Answer,
+    *,
+    ids: Ids,
+    refusal: Refusal,
+    what: str,
+    fields: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Receipt:
+    """A Receipt for a trigger Glider accepted, with the `fields` a version reads from its
+    success data; raises the classified ApiError of any other answer. A 2xx whose body was cut
+    off is accepted with its `what` (the rebalance's id) unknown: sending it again would start a
+    second rebalance."""
+    document = json_object(answer.payload)
+    request_id, correlation_id = ids(answer, document)
+    if not 200 <= answer.status < 300:
+        raise refusal(answer, document)
+    if answer.unread is not None:
+        return Receipt(
+            rebalance_id=None,
+            schedule_id=None,
+            request_id=request_id,
+            correlation_id=correlation_id,
+            unread=f"HTTP {answer.status}, but {answer.unread}: the {what} is unknown",
+        )
+    data = document.get("data")
+    if document.get("success") is not True or not isinstance(data, dict):
+        raise unexpected_2xx(answer.status, request_id=request_id, correlation_id=correlation_id)
+    return Receipt(request_id=request_id, correlation_id=correlation_id, **fields(data))
 
 
 def unexpected_2xx(

@@ -21,7 +21,7 @@ from glider_trigger.domain.models import (
 )
 from glider_trigger.domain.ports import StartedRebalance
 from glider_trigger.domain.trigger_input import epoch_of
-from glider_trigger.outbound.glider.http import Answer, HttpSession, json_object, text
+from glider_trigger.outbound.glider.http import Answer, HttpSession, text
 from glider_trigger.outbound.glider.pacing import RateLimiter
 from glider_trigger.outbound.glider.shared import (
     Ids,
@@ -30,7 +30,7 @@ from glider_trigger.outbound.glider.shared import (
     segment,
     send,
     success_document,
-    unexpected_2xx,
+    trigger_receipt,
     unreadable,
 )
 
@@ -133,27 +133,14 @@ def read_recent(answer: Answer) -> list[StartedRebalance]:
 
 def interpret(answer: Answer) -> Receipt:
     """A Receipt for a trigger Glider accepted; raises the classified ApiError otherwise."""
-    status = answer.status
-    document = json_object(answer.payload)
-    request_id, correlation_id = _IDS(answer, document)
-    if 200 <= status < 300 and answer.unread is not None:
-        # Glider accepted the trigger; sending it again would start a second rebalance.
-        return Receipt(
-            rebalance_id=None,
-            schedule_id=None,
-            request_id=request_id,
-            correlation_id=correlation_id,
-            unread=f"HTTP {status}, but {answer.unread}: the rebalance id is unknown",
-        )
-    if 200 <= status < 300:
-        data = document.get("data")
-        if document.get("success") is not True or not isinstance(data, dict):
-            raise unexpected_2xx(status, request_id=request_id, correlation_id=correlation_id)
-        return Receipt(
-            rebalance_id=text(data.get("rebalanceId")),
-            schedule_id=text(data.get("scheduleId")),
-            request_id=request_id,
-            correlation_id=correlation_id,
-            status=text(data.get("status")),
-        )
-    raise _REFUSAL(answer, document)
+    return trigger_receipt(
+        answer,
+        ids=_IDS,
+        refusal=_REFUSAL,
+        what="rebalance id",
+        fields=lambda data: {
+            "rebalance_id": text(data.get("rebalanceId")),
+            "schedule_id": text(data.get("scheduleId")),
+            "status": text(data.get("status")),
+        },
+    )

@@ -1,0 +1,146 @@
+"""What only Glider's v2 API does, through the real handler, the moto server and the emulator:
+a lost answer closed by the portfolio's lastRebalanceAt, a repeat Glider joins to the rebalance
+in flight, a key that lacks a scope, and the operation states v1 does not have."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from local.fixtures.event_source import sqs_event
+from local.fixtures.function import LocalFunction
+from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.stack import REGION, Deployment, attribute_values, drain
+
+PORTFOLIO = "port_abc123"
+
+
+@pytest.fixture
+def api_version() -> str:
+    return "v2"
+
+
+def only_result(response: dict[str, Any]) -> dict[str, Any]:
+    [result] = response["results"]
+    return result  # type: ignore[no-any-return]
+
+
+def posts(emulator: GliderEmulator) -> int:
+    return sum(1 for r in emulator.requests if r.method == "POST")
+
+
+def lines(function: LocalFunction, field: str) -> list[dict[str, Any]]:
+    return [log for log in function.logs if field in log]
+
+
+def run_follow_ups(function: LocalFunction, deployment: Deployment) -> None:
+    queue = deployment.follow_up_queue
+    assert queue is not None
+    for _ in range(20):
+        messages = drain(deployment.sqs, queue.url, wait_seconds=3)
+        if not messages:
+            return
+        assert function.invoke(sqs_event(messages, queue.arn, REGION)) == {"batchItemFailures": []}
+    pytest.fail("the follow-ups did not end")
+
+
+def test_a_lost_answer_closed_by_last_rebalance_at_is_not_sent_again(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.set_workflow_seconds(60)
+    emulator.script(PORTFOLIO, Fault.lost_response())
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["outcome"] == "triggered"
+    assert posts(emulator) == 1  # the lost one: never sent twice
+    assert len(emulator.rebalances) == 1
+    [triggered] = [log for log in lines(function, "outcome") if log["outcome"] == "triggered"]
+    assert triggered["reconciled"] is True
+    assert triggered.get("rebalance_id") is None  # v2 says when, not which
+    # Which rebalance is unknown, so it cannot be followed: its outcome is said at once.
+    [outcome] = lines(function, "rebalance_outcome")
+    assert (outcome["rebalance_outcome"], outcome["reason"]) == ("unknown", "REBALANCE_ID_UNKNOWN")
+
+
+def test_without_reconciling_a_late_repeat_joins_the_rebalance_in_flight(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator
+) -> None:
+    emulator.set_workflow_seconds(60)
+    # Lost, then a cooldown answer that holds the repeat back 6 s, then Glider's own answer:
+    # the rebalance the lost attempt started, submitted before the repeat left.
+    emulator.script(PORTFOLIO, Fault.lost_response(), Fault.rate_limited(retry_after=6))
+    function = start_function(RECONCILE_LOST_ANSWERS="false", RETRY_MAX_DELAY_SECONDS="10")
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["outcome"] == "triggered"
+    assert posts(emulator) == 3
+    [rebalance] = emulator.rebalances  # one rebalance for three POSTs
+    assert result["rebalanceId"] == rebalance.operation_id
+    assert emulator.collapsed_triggers() == 1
+    [triggered] = [log for log in lines(function, "outcome") if log["outcome"] == "triggered"]
+    assert triggered["joined_in_flight"] is True
+    assert "maybe_delivered_attempts" not in triggered  # proven: nothing started twice
+
+
+def test_a_key_without_portfolios_write_is_systemic_and_says_what_to_ask_for(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.add_v2_key("gldr_sk_readonly", scopes=("portfolios:read",))
+    deployment.put_api_key(json.dumps({"apiKey": "gldr_sk_readonly"}))
+    function = LocalFunction(function.env)  # a new environment: the new key, not the cached one
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert (result["failureClass"], result["reason"]) == ("systemic", "FORBIDDEN")
+    assert emulator.rebalances == []
+    [letter] = deployment.dlq_messages()
+    attributes = attribute_values(letter)
+    assert attributes["apiErrorCode"] == "API_104"
+    assert "ask Glider for portfolios:write" in attributes["detail"]
+    assert "gldr_sk_readonly" not in json.dumps(function.logs)
+
+
+def test_a_rebalance_awaiting_its_owner_is_said_once_counted_and_followed_on(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    function = start_function(FOLLOW_FIRST_DELAY_SECONDS="1")
+    emulator.set_workflow_seconds(2)
+    emulator.await_user_next_rebalance(PORTFOLIO)
+
+    function.invoke({"portfolioId": PORTFOLIO})
+    run_follow_ups(function, deployment)
+
+    awaiting = [log for log in function.logs if log.get("rebalance_status") == "awaiting_user"]
+    assert len([log for log in awaiting if log["level"] == "WARNING"]) == 1
+    counted = [
+        m["RebalancesAwaitingUser"] for m in function.metrics if "RebalancesAwaitingUser" in m
+    ]
+    assert counted == [[1.0]]  # one EMF record, one value
+    [outcome] = lines(function, "rebalance_outcome")
+    assert outcome["rebalance_outcome"] == "completed"
+
+
+def test_a_cancelled_rebalance_is_failed_with_its_letter(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    function = start_function(FOLLOW_FIRST_DELAY_SECONDS="1")
+    emulator.set_workflow_seconds(1)
+    emulator.fail_next_rebalance(PORTFOLIO, "cancelled by the owner", state="cancelled")
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    run_follow_ups(function, deployment)
+
+    [outcome] = lines(function, "rebalance_outcome")
+    assert (outcome["rebalance_outcome"], outcome["rebalance_status"]) == ("failed", "cancelled")
+    [letter] = deployment.dlq_messages()
+    assert attribute_values(letter)["reason"] == "REBALANCE_FAILED"
+    assert attribute_values(letter)["source"] == f"follow-up:{result['rebalanceId']}"

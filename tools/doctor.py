@@ -1,0 +1,864 @@
+"""Check the Glider key, its scopes and the stack's queues and table before the first run.
+
+    python -m tools.doctor --stack NAME [--portfolio-id ID] [--json]
+    python -m tools.doctor --from-env [--portfolio-id ID] [--json]
+    python -m tools.doctor [--portfolio-id ID] [--json]     (make run RUN_ARGS=--keep's stack)
+
+(`make doctor ARGS='--stack NAME'`, or `make doctor` alone for the local stack.)
+
+The configuration comes from --stack NAME (the stack's parameters GliderApiKeySecretArn,
+GliderApiBaseUrl and GliderApiVersion, its queue outputs and its IdempotencyTable resource), or
+--from-env (the function's own variables: GLIDER_API_KEY_SECRET_ID, GLIDER_API_BASE_URL,
+GLIDER_API_VERSION, WORK_QUEUE_URL, DLQ_URL, FOLLOW_UP_QUEUE_URL, IDEMPOTENCY_TABLE_NAME), or
+else local/.stack.json, which `make run RUN_ARGS=--keep` writes while its local stack is up (its
+AWS_* values, the moto endpoint and fake credentials, are applied to the AWS clients). Otherwise
+region, credentials and endpoint come from the standard AWS environment, as for tools/dlq.py.
+
+It reads the secret exactly as the function does, asks Glider whether the key is accepted (and,
+on v2, which scopes it carries), and looks at the work queue, the DLQ, the follow-up queue and
+the idempotency table. Every call to Glider is a GET: nothing is ever triggered. The key itself is
+never printed, not even a part of it.
+
+exit status: 0 nothing failed (OK, SKIP or WARN only), 1 a check failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from glider_trigger.domain.errors import (
+    ApiError,
+    ConfigurationError,
+    InvalidPortfolioIdError,
+    SecretUnavailableError,
+)
+from glider_trigger.domain.trigger_input import validate_portfolio_id
+from glider_trigger.outbound.glider.http import (
+    Answer,
+    HttpSession,
+    build_pool_manager,
+    json_object,
+    text,
+)
+from glider_trigger.outbound.secrets import ApiKeyProvider
+from glider_trigger.settings import (
+    DEFAULT_GLIDER_API_BASE_URL,
+    ApiVersion,
+    Settings,
+    api_base_url,
+)
+from tools.dlq import ToolError, UsageError, describe, one_line, table
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudformation.type_defs import StackTypeDef
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+PROG: Final = "python -m tools.doctor"
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+REPO: Final = Path(__file__).resolve().parent.parent
+# Written by `make run RUN_ARGS=--keep` (local/demo/run.py) while its stack is up; a module
+# attribute so that tests can point it elsewhere.
+LOCAL_STACK_FILE = REPO / "local" / ".stack.json"
+
+API_VERSIONS: Final = tuple(version.value for version in ApiVersion)
+DEFAULT_API_VERSION: Final = Settings.glider_api_version.value
+WRITE_SCOPE: Final = "portfolios:write"
+READ_SCOPE: Final = "portfolios:read"
+# Each scope the function needs on v2, and what its absence costs.
+SCOPES: Final = {
+    WRITE_SCOPE: (
+        "ask Glider for portfolios:write (a standard, self-service scope): without it every "
+        "trigger is refused with 403 API_104",
+        "the function can trigger rebalances",
+    ),
+    READ_SCOPE: (
+        "ask Glider for portfolios:read (a default scope, normally granted to every key): without "
+        "it no outcome can be followed and no lost answer reconciled (403 API_104)",
+        "the function can follow outcomes and reconcile lost answers",
+    ),
+}
+TABLE_RESOURCE: Final = "IdempotencyTable"
+_LOCAL_HINT: Final = (
+    " (is `make run RUN_ARGS=--keep` still running? A killed run leaves local/.stack.json behind)"
+)
+_MAX_MESSAGE: Final = 160
+# The function's AWS client settings, with fewer attempts: a check should answer quickly.
+_AWS_CONFIG: Final = BotoConfig(
+    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2}
+)
+
+Result = Literal["OK", "FAIL", "SKIP", "WARN"]
+HEADERS: Final = ["CHECK", "RESULT", "DETAIL"]
+
+EXAMPLES = f"""\
+examples:
+  {PROG} --stack glider-rebalance-trigger
+  {PROG} --stack glider-rebalance-trigger --portfolio-id port_abc123 --json
+  {PROG}                          (the local stack of `make run RUN_ARGS=--keep`)
+  GLIDER_API_VERSION=v2 GLIDER_API_KEY_SECRET_ID=... DLQ_URL=... {PROG} --from-env
+
+Every call to Glider is a GET (whoami, a portfolio, its status): nothing is triggered.
+exit status: 0 nothing failed, 1 a check failed, 2 usage error.
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the report."""
+
+    name: str
+    result: Result
+    detail: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"check": self.name, "result": self.result, "detail": self.detail}
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+@dataclass
+class Configuration:
+    """What the function is configured with, and where each value came from."""
+
+    origin: str
+    secret_id: str | None
+    base_url: str
+    api_version: str
+    work_queue_url: str | None
+    dlq_url: str | None
+    follow_up_queue_url: str | None
+    follow_outcomes: bool
+    table_name: str | None
+    # Where each value is set, for the messages: "DLQ_URL", "output DeadLetterQueueUrl"...
+    names: dict[str, str]
+    version_note: str = ""
+    problems: list[str] = field(default_factory=list)
+    # AWS_* values for the clients (the local stack only); empty: the standard environment.
+    aws: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return bool(self.aws)
+
+
+ENV_NAMES: Final = {
+    "secret": "GLIDER_API_KEY_SECRET_ID",
+    "version": "GLIDER_API_VERSION",
+    "work": "WORK_QUEUE_URL",
+    "dlq": "DLQ_URL",
+    "follow": "FOLLOW_UP_QUEUE_URL",
+    "table": "IDEMPOTENCY_TABLE_NAME",
+}
+STACK_NAMES: Final = {
+    "secret": "parameter GliderApiKeySecretArn",
+    "version": "GliderApiVersion",
+    "work": "output WorkQueueUrl",
+    "dlq": "output DeadLetterQueueUrl",
+    "follow": "output FollowUpQueueUrl",
+    "table": f"resource {TABLE_RESOURCE}",
+}
+
+
+def from_environment(env: Mapping[str, str], origin: str) -> Configuration:
+    """The function's environment (ours with --from-env, or the local stack's)."""
+
+    def value(name: str) -> str | None:
+        return env.get(name, "").strip() or None
+
+    raw_version = value("GLIDER_API_VERSION")
+    config = Configuration(
+        origin=origin,
+        secret_id=value("GLIDER_API_KEY_SECRET_ID"),
+        base_url=value("GLIDER_API_BASE_URL") or DEFAULT_GLIDER_API_BASE_URL,
+        api_version=(raw_version or DEFAULT_API_VERSION).lower(),
+        work_queue_url=value("WORK_QUEUE_URL"),
+        dlq_url=value("DLQ_URL"),
+        follow_up_queue_url=value("FOLLOW_UP_QUEUE_URL"),
+        follow_outcomes=(value("FOLLOW_OUTCOMES") or "true").lower() not in ("false", "0", "no"),
+        table_name=value("IDEMPOTENCY_TABLE_NAME"),
+        names=dict(ENV_NAMES),
+        version_note="" if raw_version else " (GLIDER_API_VERSION not set: v1)",
+    )
+    try:
+        # The function's own validation: what it would refuse at init, the doctor reports.
+        Settings.from_environment(env)
+    except ConfigurationError as exc:
+        config.problems.append(f"the function would refuse to start: {exc}")
+    return config
+
+
+def from_local_file(path: Path) -> Configuration:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    env = document.get("environment") if isinstance(document, dict) else None
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ToolError(f"{path} is not what `make run RUN_ARGS=--keep` writes (no environment)")
+    shown = _shown(path)
+    config = from_environment(env, f"local stack ({shown}, from make run RUN_ARGS=--keep)")
+    config.aws = {name: value for name, value in env.items() if name.startswith("AWS_")}
+    return config
+
+
+def _shown(path: Path) -> Path:
+    """The path as the user knows it: relative to the repository when inside it."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
+def from_stack(cloudformation: CloudFormationClient, stack: str) -> Configuration:
+    found = _describe_stack(cloudformation, stack)
+    parameters = {
+        p["ParameterKey"]: p.get("ParameterValue", "")
+        for p in found.get("Parameters", [])
+        if "ParameterKey" in p
+    }
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in found.get("Outputs", [])
+        if "OutputKey" in o and "OutputValue" in o
+    }
+    raw_version = parameters.get("GliderApiVersion", "").strip()
+    config = Configuration(
+        origin=f"stack {stack}",
+        secret_id=parameters.get("GliderApiKeySecretArn", "").strip() or None,
+        base_url=parameters.get("GliderApiBaseUrl", "").strip() or DEFAULT_GLIDER_API_BASE_URL,
+        api_version=(raw_version or DEFAULT_API_VERSION).lower(),
+        work_queue_url=outputs.get("WorkQueueUrl") or None,
+        dlq_url=outputs.get("DeadLetterQueueUrl") or None,
+        follow_up_queue_url=outputs.get("FollowUpQueueUrl") or None,
+        follow_outcomes=parameters.get("FollowOutcomes", "true").strip().lower() != "false",
+        table_name=None,
+        names=dict(STACK_NAMES),
+        # A stack deployed before the parameter existed runs the v1 adapter.
+        version_note="" if raw_version else " (no GliderApiVersion parameter: v1)",
+    )
+    # The template has no output for the table: its physical id is the table's name.
+    try:
+        resource = cloudformation.describe_stack_resource(
+            StackName=stack, LogicalResourceId=TABLE_RESOURCE
+        )["StackResourceDetail"]
+    except ClientError as exc:
+        if _code(exc) != "ValidationError":  # ValidationError: no such resource in the stack
+            config.problems.append(f"its {TABLE_RESOURCE} resource: {describe(exc)}")
+    except BotoCoreError as exc:
+        config.problems.append(f"its {TABLE_RESOURCE} resource: {describe(exc)}")
+    else:
+        config.table_name = resource.get("PhysicalResourceId") or None
+    return config
+
+
+def _describe_stack(cloudformation: CloudFormationClient, stack: str) -> StackTypeDef:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(f"stack {stack}: {describe(exc)}") from exc
+    if not stacks:
+        raise ToolError(f"stack {stack}: not found")
+    return stacks[0]
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+# --- AWS clients -----------------------------------------------------------------------------
+
+
+class Aws:
+    """The clients, from the standard AWS environment, or from the local stack's AWS_* values.
+    Built on first use, inside the check that needs them (a bad profile is that check's FAIL)."""
+
+    def __init__(self, aws: Mapping[str, str]) -> None:
+        self._aws = aws
+        self._endpoint = aws.get("AWS_ENDPOINT_URL") or None
+        self._built: boto3.session.Session | None = None
+        self._region: str | None = None
+
+    def _session(self) -> boto3.session.Session:
+        if self._built is None:
+            self._built = boto3.session.Session(
+                aws_access_key_id=self._aws.get("AWS_ACCESS_KEY_ID"),
+                aws_secret_access_key=self._aws.get("AWS_SECRET_ACCESS_KEY"),
+                aws_session_token=self._aws.get("AWS_SESSION_TOKEN"),
+                region_name=self._aws.get("AWS_DEFAULT_REGION") or self._aws.get("AWS_REGION"),
+            )
+            # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and most tools
+            # set.
+            self._region = self._built.region_name or os.environ.get("AWS_REGION") or None
+        return self._built
+
+    def secrets(self) -> SecretsManagerClient:
+        session = self._session()  # sets the region
+        return session.client(
+            "secretsmanager",
+            region_name=self._region,
+            endpoint_url=self._endpoint,
+            config=_AWS_CONFIG,
+        )
+
+    def sqs(self) -> SQSClient:
+        session = self._session()  # sets the region
+        return session.client(
+            "sqs", region_name=self._region, endpoint_url=self._endpoint, config=_AWS_CONFIG
+        )
+
+    def dynamodb(self) -> DynamoDBClient:
+        session = self._session()  # sets the region
+        return session.client(
+            "dynamodb", region_name=self._region, endpoint_url=self._endpoint, config=_AWS_CONFIG
+        )
+
+    def cloudformation(self) -> CloudFormationClient:
+        session = self._session()  # sets the region
+        return session.client(
+            "cloudformation",
+            region_name=self._region,
+            endpoint_url=self._endpoint,
+            config=_AWS_CONFIG,
+        )
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+
+class Doctor:
+    """Runs the checks in order; every row passes through `redact` on its way in."""
+
+    def __init__(self, config: Configuration, aws: Aws, *, portfolio_id: str | None) -> None:
+        self.config = config
+        self.checks: list[Check] = []
+        self._aws = aws
+        self._portfolio_id = portfolio_id
+        self._key: str | None = None
+
+    def redact(self, message: str) -> str:
+        """The key out of any text (a Glider message could quote it back, say)."""
+        return message.replace(self._key, "<redacted>") if self._key else message
+
+    def add(self, name: str, result: Result, detail: str) -> None:
+        self.checks.append(Check(self.redact(name), result, self.redact(detail)))
+
+    @property
+    def failed(self) -> int:
+        return sum(check.result == "FAIL" for check in self.checks)
+
+    def run(self) -> list[Check]:
+        self._configuration()
+        key = self._secret()
+        self._glider(key)
+        self._queues_and_table()
+        return self.checks
+
+    # 1. configuration
+
+    def _configuration(self) -> None:
+        config = self.config
+        named = config.names["version"]
+        if config.api_version not in API_VERSIONS and not any(named in p for p in config.problems):
+            config.problems.append(f"{named} is {config.api_version!r}: it must be v1 or v2")
+        if config.problems:
+            self.add("configuration", "FAIL", f"{config.origin}: " + "; ".join(config.problems))
+            return
+        self.add(
+            "configuration",
+            "OK",
+            f"{config.origin}: Glider API {config.api_version} at {config.base_url}"
+            f"{config.version_note}",
+        )
+
+    # 2. the secret
+
+    def _secret(self) -> str | None:
+        secret_id = self.config.secret_id
+        if secret_id is None:
+            self.add("secret", "FAIL", f"not configured ({self.config.names['secret']} is empty)")
+            return None
+        provider = ApiKeyProvider(
+            secret_id,
+            max_age_seconds=Settings.secret_cache_seconds,
+            client=self._aws.secrets,
+        )
+        try:
+            key = provider.get().reveal()
+        except SecretUnavailableError as exc:
+            self.add("secret", "FAIL", self._secret_failure(secret_id, exc))
+            return None
+        except (ClientError, BotoCoreError) as exc:  # building the client itself
+            self.add("secret", "FAIL", f"{secret_id}: {self._aws_detail(exc)}")
+            return None
+        self._key = key
+        self.add("secret", "OK", f"{secret_id}: found and parsable")
+        return key
+
+    def _secret_failure(self, secret_id: str, exc: SecretUnavailableError) -> str:
+        cause = _aws_cause(exc)
+        if isinstance(cause, ClientError):
+            code = _code(cause)
+            what = {
+                "ResourceNotFoundException": f"not found: check {self.config.names['secret']}",
+                "AccessDeniedException": (
+                    "access denied to the credentials running this check (they need "
+                    "secretsmanager:GetSecretValue on it; the function's role has it)"
+                ),
+                "DecryptionFailure": "cannot be decrypted: these credentials need kms:Decrypt",
+                "InvalidRequestException": "disabled or scheduled for deletion",
+            }.get(code, one_line(describe(cause), _MAX_MESSAGE))
+            return f"{secret_id}: {what} ({code})"
+        if isinstance(cause, BotoCoreError):
+            return f"{secret_id}: cannot reach Secrets Manager: {self._aws_detail(cause)}"
+        # The parser's own words: they name the secret and never quote its text.
+        return f"not parsable: {exc}"
+
+    # 3. the key at Glider
+
+    def _glider(self, key: str | None) -> None:
+        v2 = self.config.api_version == ApiVersion.V2
+        rows = ["glider key", *(f"scope {scope}" for scope in SCOPES)] if v2 else ["glider key"]
+        if self._portfolio_id is not None:
+            rows.append(f"portfolio {self._portfolio_id}")
+        if self.config.api_version not in API_VERSIONS:
+            self._skip(rows, "unknown Glider API version (see the configuration check)")
+            return
+        if key is None:
+            self._skip(rows, "no key to check (see the secret check)")
+            return
+        try:
+            base_url = api_base_url(self.config.base_url)
+        except ConfigurationError as exc:
+            self.add("glider key", "FAIL", f"not calling Glider: {exc}")
+            self._skip(rows[1:], "the key was not sent (see the glider key check)")
+            return
+        glider = Glider(base_url, key)
+        if v2:
+            self._v2(glider)
+        else:
+            self._v1(glider)
+
+    def _skip(self, names: Sequence[str], reason: str) -> None:
+        for name in names:
+            self.add(name, "SKIP", reason)
+
+    def _v2(self, glider: Glider) -> None:
+        answer = glider.get("/v2/whoami", header="x-api-key")
+        accepted = answer is not None and answer.status == 200
+        data = _data(answer)
+        scopes = data.get("scopes") if accepted else None
+        if answer is None:
+            self.add("glider key", "FAIL", glider.failure)
+        elif accepted and not (isinstance(scopes, list) and answer.unread is None):
+            accepted = False
+            self.add(
+                "glider key", "FAIL", "whoami answered 200 without a scopes list" + ids(answer)
+            )
+        elif accepted:
+            tenant = text(data.get("tenantName")) or "(unnamed)"
+            key_id = text(data.get("apiKeyId")) or "-"
+            self.add("glider key", "OK", f"accepted (v2): tenant {tenant}, apiKeyId {key_id}")
+        elif answer.status == 401:
+            self.add(
+                "glider key", "FAIL", "key refused (invalid, expired or rotated)" + ids(answer)
+            )
+        elif answer.status == 403:
+            self.add(
+                "glider key",
+                "FAIL",
+                "a legacy v1 key: it has no tenant identity; request a v2 key (gldr_sk_...) or "
+                "deploy with GliderApiVersion=v1" + ids(answer),
+            )
+        else:
+            self.add("glider key", *unexpected(answer, "whoami"))
+        for scope, (missing, granted) in SCOPES.items():
+            if not accepted:
+                self.add(f"scope {scope}", "SKIP", "the key's scopes are unknown (see glider key)")
+            elif isinstance(scopes, list) and scope in scopes:
+                self.add(f"scope {scope}", "OK", f"granted: {granted}")
+            else:
+                self.add(f"scope {scope}", "FAIL", missing)
+        if self._portfolio_id is not None:
+            self._v2_portfolio(glider, self._portfolio_id, accepted=accepted)
+
+    def _v2_portfolio(self, glider: Glider, portfolio_id: str, *, accepted: bool) -> None:
+        name = f"portfolio {portfolio_id}"
+        if not accepted:
+            self.add(name, "SKIP", "the key check did not pass")
+            return
+        segment = self._segment(name, portfolio_id)
+        if segment is None:
+            return
+        answer = glider.get(f"/v2/portfolios/{segment}", header="x-api-key")
+        if answer is None:
+            self.add(name, "FAIL", glider.failure)
+            return
+        if answer.status == 200:
+            schedule = _data(answer).get("schedule")
+            if not isinstance(schedule, dict):
+                self.add(name, "OK", "found; it has no schedule")
+                return
+            status = text(schedule.get("status")) or "unknown"
+            last = text(schedule.get("lastRebalanceAt")) or "never"
+            self.add(name, "OK", f"schedule {status}, lastRebalanceAt {last}")
+        elif answer.status == 404:
+            self.add(name, "FAIL", "not found or not this tenant's" + ids(answer))
+        elif answer.status == 403:
+            self.add(name, "FAIL", f"the key may not read it: {READ_SCOPE}?" + ids(answer))
+        else:
+            self.add(name, *unexpected(answer, "the portfolio"))
+
+    def _v1(self, glider: Glider) -> None:
+        portfolio_id = self._portfolio_id
+        if portfolio_id is None:
+            self.add(
+                "glider key",
+                "SKIP",
+                "v1 has no read-only key check without a portfolio: pass --portfolio-id ID",
+            )
+            return
+        name = f"portfolio {portfolio_id}"
+        segment = self._segment(name, portfolio_id, key_row=True)
+        if segment is None:
+            return
+        answer = glider.get(f"/v1/portfolio/{segment}/rebalance/status?limit=1", header="X-API-KEY")
+        if answer is None:
+            self.add("glider key", "FAIL", glider.failure)
+            self.add(name, "SKIP", "Glider did not answer")
+            return
+        # v1 checks the key before it looks the portfolio up: a 404 means the key passed.
+        if answer.status in (200, 404):
+            self.add(
+                "glider key",
+                "OK",
+                "accepted (v1): it may read the portfolio's status (whether it may trigger, "
+                "v1 cannot tell without triggering)",
+            )
+        elif answer.status == 401:
+            self.add(
+                "glider key", "FAIL", "key refused (invalid, expired or rotated)" + ids(answer)
+            )
+        elif answer.status == 403:
+            self.add("glider key", "FAIL", "key lacks the read permission" + ids(answer))
+        else:
+            self.add("glider key", *unexpected(answer, "the portfolio's status"))
+            self.add(name, "SKIP", "no usable answer (see glider key)")
+            return
+        if answer.status == 200:
+            status = text(_data(answer).get("status")) or "unknown"
+            self.add(name, "OK", f"schedule {status}")
+        elif answer.status == 404:
+            self.add(name, "FAIL", "portfolio not found (or another tenant's)" + ids(answer))
+        else:
+            self.add(name, "SKIP", "the key was not accepted")
+
+    def _segment(self, name: str, portfolio_id: str, *, key_row: bool = False) -> str | None:
+        """The id as one path segment, if the function would accept it at all."""
+        try:
+            return quote(validate_portfolio_id(portfolio_id), safe="")
+        except InvalidPortfolioIdError as exc:
+            if key_row:
+                self.add("glider key", "SKIP", "no valid portfolio to ask about")
+            self.add(name, "FAIL", f"the function refuses this id: {exc}")
+            return None
+
+    # 4. the queues and the table
+
+    def _queues_and_table(self) -> None:
+        config = self.config
+        try:
+            sqs: SQSClient | None = self._aws.sqs()
+        except (ClientError, BotoCoreError) as exc:
+            sqs, sqs_error = None, self._aws_detail(exc)
+        else:
+            sqs_error = ""
+        for label, url, key in (
+            ("work queue", config.work_queue_url, "work"),
+            ("dead-letter queue", config.dlq_url, "dlq"),
+            ("follow-up queue", config.follow_up_queue_url, "follow"),
+        ):
+            if url is None:
+                self.add(label, *self._unconfigured(key))
+            elif sqs is None:
+                self.add(label, "FAIL", sqs_error)
+            else:
+                self.add(label, *self._queue(sqs, url, dlq=key == "dlq"))
+        if config.table_name is None:
+            self.add("idempotency table", *self._unconfigured("table"))
+        else:
+            self.add("idempotency table", *self._table(config.table_name))
+
+    def _unconfigured(self, key: str) -> tuple[Result, str]:
+        where = self.config.names[key]
+        if key == "dlq":
+            return "FAIL", f"not configured ({where}): the function refuses to start without it"
+        if key == "work":
+            return "SKIP", (
+                f"not configured ({where}): inputs with more than FANOUT_THRESHOLD ids are "
+                "triggered inline instead of fanned out"
+            )
+        if key == "follow":
+            if self.config.follow_outcomes:
+                return "FAIL", (
+                    f"not configured ({where}) while following outcomes is on: the function "
+                    "refuses to start"
+                )
+            return "SKIP", "following outcomes is off: no follow-up queue needed"
+        return "WARN", (
+            f"not configured ({where}): the function runs without its duplicate guard, so a "
+            "redelivered message can trigger a portfolio twice"
+        )
+
+    def _queue(self, sqs: SQSClient, url: str, *, dlq: bool) -> tuple[Result, str]:
+        try:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+        except (ClientError, BotoCoreError) as exc:
+            return "FAIL", f"{url}: {self._aws_detail(exc)}"
+        visible = attributes.get("ApproximateNumberOfMessages", "?")
+        in_flight = attributes.get("ApproximateNumberOfMessagesNotVisible", "?")
+        detail = (
+            f"{url.rstrip('/').rsplit('/', 1)[-1]}: ~{visible} messages, ~{in_flight} in flight"
+        )
+        if dlq and visible not in ("0", "?"):
+            detail += " (make dlq ARGS=list shows them)"
+        return "OK", detail
+
+    def _table(self, name: str) -> tuple[Result, str]:
+        try:
+            dynamodb = self._aws.dynamodb()
+            status = dynamodb.describe_table(TableName=name)["Table"].get("TableStatus", "UNKNOWN")
+        except (ClientError, BotoCoreError) as exc:
+            return "FAIL", f"{name}: {self._aws_detail(exc)}"
+        if status in ("ACTIVE", "UPDATING"):
+            return "OK", f"{name}: {status}"
+        if status == "CREATING":
+            return "WARN", f"{name}: CREATING (usable once ACTIVE)"
+        return "FAIL", f"{name}: {status}: the guard cannot use it"
+
+    def _aws_detail(self, exc: ClientError | BotoCoreError) -> str:
+        detail = one_line(describe(exc), _MAX_MESSAGE + 80)
+        if self.config.local and isinstance(exc, EndpointConnectionError):
+            detail += _LOCAL_HINT
+        return detail
+
+
+def _aws_cause(exc: BaseException) -> ClientError | BotoCoreError | None:
+    """The SDK error under a SecretUnavailableError (Powertools wraps it in between)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ClientError | BotoCoreError):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class Glider:
+    """GETs on the function's own HTTP session (its timeouts, no redirects, no retries)."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        self.base_url = base_url
+        self._key = key
+        self._session = HttpSession(
+            base_url,
+            connect_timeout_seconds=Settings.connect_timeout_seconds,
+            read_timeout_seconds=Settings.read_timeout_seconds,
+            http=build_pool_manager(max_connections=1),
+        )
+        self.failure = ""
+
+    def get(self, path: str, *, header: str) -> Answer | None:
+        """The answer, or None (and `failure` says why) when none arrived."""
+        try:
+            return self._session.request("GET", path, headers={header: self._key})
+        except ApiError as exc:
+            self.failure = f"Glider unreachable at {self.base_url}: {exc}"
+            return None
+
+
+def _data(answer: Answer | None) -> dict[str, Any]:
+    """The `data` object of a success body (or the body itself, if it has none)."""
+    document = json_object(answer.payload) if answer is not None else {}
+    data = document.get("data", document)
+    return data if isinstance(data, dict) else {}
+
+
+def unexpected(answer: Answer, what: str) -> tuple[Result, str]:
+    """A 429 (WARN), a 5xx or any other answer the checks do not expect (FAIL)."""
+    document = json_object(answer.payload)
+    said = error_text(document)
+    if answer.status == 429:
+        wait = answer.headers.get("retry-after")
+        after = f", Retry-After {wait} s" if wait else ""
+        return "WARN", f"Glider is rate limiting (HTTP 429{after}): run the doctor again later" + (
+            ids(answer)
+        )
+    if answer.status >= 500:
+        return "FAIL", f"Glider failed: HTTP {answer.status}{said}" + ids(answer)
+    return "FAIL", f"unexpected answer to {what}: HTTP {answer.status}{said}" + ids(answer)
+
+
+def error_text(document: dict[str, Any]) -> str:
+    """`: API_000 Upstream unavailable` from either error body, or nothing."""
+    error = document.get("error")
+    if isinstance(error, dict):
+        code, message = text(error.get("code")), text(error.get("message"))
+    else:
+        code, message = None, text(document.get("message")) or text(error)
+    said = " ".join(part for part in (code, message) if part)
+    return f": {one_line(said, _MAX_MESSAGE)}" if said else ""
+
+
+def ids(answer: Answer) -> str:
+    """Glider's request and correlation ids (v2: headers; v1: the body), for support."""
+    document = json_object(answer.payload)
+    request_id = text(answer.headers.get("x-request-id")) or text(document.get("requestId"))
+    correlation_id = text(answer.headers.get("x-correlation-id")) or text(
+        document.get("correlationId")
+    )
+    found = [
+        f"{label} {value}"
+        for label, value in (("requestId", request_id), ("correlationId", correlation_id))
+        if value
+    ]
+    return f" ({', '.join(found)})" if found else ""
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def summary(checks: Sequence[Check]) -> str:
+    failed = sum(check.result == "FAIL" for check in checks)
+    if failed:
+        return f"{failed} check{'s' if failed != 1 else ''} failed"
+    warned = sum(check.result == "WARN" for check in checks)
+    return "all checks passed" + (
+        f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+    )
+
+
+def report(checks: Sequence[Check], *, as_json: bool, api_version: str | None) -> None:
+    failed = sum(check.result == "FAIL" for check in checks)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "apiVersion": api_version,
+                    "checks": [check.as_json() for check in checks],
+                    "failed": failed,
+                    "summary": summary(checks),
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    for line in table(HEADERS, [[c.name, c.result, c.detail] for c in checks]):
+        print(line)
+    print(f"\n{summary(checks)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n", 1)[0] if __doc__ else None,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--stack", metavar="NAME", help="the deployed stack (its parameters, outputs, resources)"
+    )
+    source.add_argument(
+        "--from-env",
+        action="store_true",
+        help="the function's environment variables, as set in this shell",
+    )
+    parser.add_argument(
+        "--portfolio-id",
+        metavar="ID",
+        help="also look this portfolio up (v1: the only read-only way to check the key)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    return parser
+
+
+def load(args: argparse.Namespace) -> Configuration:
+    if args.stack:
+        try:
+            cloudformation = Aws({}).cloudformation()
+        except BotoCoreError as exc:
+            raise ToolError(f"stack {args.stack}: {describe(exc)}") from exc
+        return from_stack(cloudformation, args.stack)
+    if args.from_env:
+        return from_environment(dict(os.environ), "environment (--from-env)")
+    if LOCAL_STACK_FILE.exists():
+        return from_local_file(LOCAL_STACK_FILE)
+    raise UsageError(
+        "no configuration: pass --stack NAME (a deployed stack) or --from-env (the function's "
+        "variables), or start the local stack with `make run RUN_ARGS=--keep` (it writes "
+        f"{_shown(LOCAL_STACK_FILE)})"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage and the problem
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        config = load(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ToolError as exc:
+        # Nothing else can be checked without a configuration: a report of that one row.
+        report(
+            [Check("configuration", "FAIL", one_line(str(exc)))],
+            as_json=args.json,
+            api_version=None,
+        )
+        return EXIT_FAILED
+    doctor = Doctor(config, Aws(config.aws), portfolio_id=args.portfolio_id)
+    try:
+        checks = doctor.run()
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 (one redacted line, never a traceback with the key)
+        message = doctor.redact(one_line(f"{type(exc).__name__}: {exc}"))
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    report(checks, as_json=args.json, api_version=config.api_version)
+    return EXIT_FAILED if doctor.failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

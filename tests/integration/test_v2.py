@@ -5,11 +5,13 @@ in flight, a key that lacks a scope, and the operation states v1 does not have."
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from glider_trigger.domain.trigger_input import iso_time
 from local.fixtures.event_source import sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
@@ -84,6 +86,8 @@ def test_without_reconciling_a_late_repeat_joins_the_rebalance_in_flight(
     assert emulator.collapsed_triggers() == 1
     [triggered] = [log for log in lines(function, "outcome") if log["outcome"] == "triggered"]
     assert triggered["joined_in_flight"] is True
+    assert triggered["level"] == "WARNING"  # a rebalance stuck in flight would absorb triggers
+    assert triggered["in_flight_seconds"] >= 5
     assert "maybe_delivered_attempts" not in triggered  # proven: nothing started twice
 
 
@@ -144,3 +148,55 @@ def test_a_cancelled_rebalance_is_failed_with_its_letter(
     [letter] = deployment.dlq_messages()
     assert attribute_values(letter)["reason"] == "REBALANCE_FAILED"
     assert attribute_values(letter)["source"] == f"follow-up:{result['rebalanceId']}"
+
+
+# --- lastRebalanceAt read as an end time (the docs say neither): still nothing doubled -------
+
+
+def test_read_as_an_end_a_lost_answer_still_in_flight_is_sent_again_and_joined_not_doubled(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.set_last_rebalance_at("end")
+    emulator.set_workflow_seconds(60)  # still running when the repeat comes
+    emulator.script(PORTFOLIO, Fault.lost_response())
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert posts(emulator) == 2  # nothing has ended yet: the repeat is sent ...
+    [rebalance] = emulator.rebalances  # ... and Glider answers it with the one in flight
+    assert emulator.collapsed_triggers() == 1
+    assert result["rebalanceId"] == rebalance.operation_id  # known, so it is followed
+
+
+def test_read_as_an_end_a_lost_answers_finished_rebalance_closes_it(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.set_last_rebalance_at("end")  # instantly final: it has ended when looked for
+    emulator.script(PORTFOLIO, Fault.lost_response())
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["outcome"] == "triggered"
+    assert posts(emulator) == 1
+    assert len(emulator.rebalances) == 1
+
+
+def test_a_replay_after_the_lost_attempts_rebalance_ended_long_after_its_window_sends_nothing(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    # A letter of a failure after a lost answer carries the window its attempt was sent in; the
+    # rebalance it started ran for 7 s and ended long after that window closed. Read as an
+    # end, lastRebalanceAt is outside the window; it still says a rebalance ran since.
+    emulator.set_last_rebalance_at("end")
+    emulator.set_workflow_seconds(7)
+    before = time.time()
+    function.invoke({"portfolioId": PORTFOLIO})  # the lost attempt's rebalance, as it were
+    after = time.time()
+    time.sleep(7.5)
+    window = {"after": iso_time(before), "before": iso_time(after)}
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO, "mayHaveStarted": window}))
+
+    assert result["outcome"] == "triggered"
+    assert posts(emulator) == 1  # the replay sent nothing
+    assert len(emulator.rebalances) == 1

@@ -144,3 +144,29 @@ def test_follow_ups_have_their_queue_event_source_and_a_bus_scoped_permission(
     assert statement["Action"] == "events:PutEvents"
     assert "event-bus/${OutcomeEventBusName}" in statement["Resource"]["Fn::Sub"]
     assert {"RebalancesFailedAlarm", "RebalanceOutcomeUnknownAlarm"} <= set(resources)
+
+
+def test_every_parameter_is_grouped_once_and_labelled(template: dict[str, Any]) -> None:
+    """A guided deploy and the console show the parameters in these groups, in this order."""
+    interface = template["Metadata"]["AWS::CloudFormation::Interface"]
+    grouped = [name for group in interface["ParameterGroups"] for name in group["Parameters"]]
+
+    assert sorted(grouped) == sorted(template["Parameters"])  # each one, once
+    assert set(interface["ParameterLabels"]) == set(template["Parameters"])
+    assert grouped[0] == "GliderApiKeySecretArn"  # the one a first deploy must answer
+
+
+def test_tracing_is_the_functions_and_grants_xray_only_when_active(
+    template: dict[str, Any],
+) -> None:
+    function = template["Resources"]["TriggerFunction"]["Properties"]
+    assert function["Tracing"] == {"Ref": "Tracing"}
+    assert function_environment(template)["TRACING"] == {"Ref": "Tracing"}
+    assert template["Parameters"]["Tracing"]["AllowedValues"] == ["Active", "PassThrough"]
+    statements = template["Resources"]["TriggerFunctionRole"]["Properties"]["Policies"][0][
+        "PolicyDocument"
+    ]["Statement"]
+    [traces] = [
+        s["Fn::If"] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "TracingActive"
+    ]
+    assert traces[1]["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]

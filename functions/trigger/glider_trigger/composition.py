@@ -31,7 +31,7 @@ from glider_trigger.outbound.guard import IdempotencyGuard, NoGuard
 from glider_trigger.outbound.queues import CoalescingWriter, QueueWriter
 from glider_trigger.outbound.secrets import ApiKeyProvider
 from glider_trigger.outbound.telemetry import Telemetry
-from glider_trigger.settings import ApiVersion, Settings
+from glider_trigger.settings import ApiVersion, Settings, TracingMode
 
 
 def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> LambdaEntry:
@@ -43,6 +43,12 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
     telemetry = Telemetry(logger, metrics)
     pacing = RateLimiter(settings.rate_limit_per_second)
     api = _glider(settings, pacing, telemetry)
+    if settings.tracing is TracingMode.ACTIVE:
+        # Imported here, not at the top: the X-Ray SDK costs cold-start time, so an environment
+        # without tracing never loads it. Before the first AWS client: botocore gets patched.
+        from glider_trigger.outbound.tracing import TracedApi, tracer  # noqa: PLC0415
+
+        api = TracedApi(api, tracer(logger.service), api_version=settings.glider_api_version.value)
     api_keys = ApiKeyProvider(
         settings.api_key_secret_id,
         max_age_seconds=settings.secret_cache_seconds,

@@ -32,6 +32,14 @@ class ApiVersion(StrEnum):
     V2 = "v2"  # the "integrator API": gldr_sk_ keys with scopes
 
 
+class TracingMode(StrEnum):
+    """The function's X-Ray tracing (TRACING, the template's Tracing): Active records
+    subsegments of its own; PassThrough leaves the X-Ray SDK unimported."""
+
+    ACTIVE = "Active"
+    PASS_THROUGH = "PassThrough"  # noqa: S105  # nosec B105 - a tracing mode, not a password
+
+
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -42,6 +50,7 @@ class Settings:
     api_key_secret_id: str
     dlq_url: str
     glider_api_version: ApiVersion = ApiVersion.V1
+    tracing: TracingMode = TracingMode.PASS_THROUGH
     connect_timeout_seconds: float = 3.0
     read_timeout_seconds: float = 10.0
     max_attempts: int = 4
@@ -86,6 +95,7 @@ class Settings:
             glider_api_version=reader.choice(
                 "GLIDER_API_VERSION", ApiVersion, cls.glider_api_version
             ),
+            tracing=reader.choice("TRACING", TracingMode, cls.tracing),
             dlq_url=_queue_url("DLQ_URL", reader.required("DLQ_URL")),
             connect_timeout_seconds=reader.number(
                 "GLIDER_CONNECT_TIMEOUT_SECONDS",
@@ -161,7 +171,7 @@ class Settings:
                 "MAX_CONCURRENCY", int, cls.max_concurrency, low=1, high=128
             ),
             rate_limit_per_second=reader.optional_number(
-                "RATE_LIMIT_PER_SECOND", float, low=1e-9, high=100_000
+                "RATE_LIMIT_PER_SECOND", float, low=0.01, high=10_000
             ),
             fanout_threshold=reader.number(
                 "FANOUT_THRESHOLD", int, cls.fanout_threshold, low=1, high=100_000
@@ -239,14 +249,14 @@ class _Reader:
         return _queue_url(name, value) if value else None
 
     def choice(self, name: str, kind: type[_E], default: _E) -> _E:
-        raw = self._env.get(name, "").strip().lower()
+        raw = self._env.get(name, "").strip()
         if not raw:
             return default
-        try:
-            return kind(raw)
-        except ValueError:
-            allowed = " or ".join(member.value for member in kind)
-            raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}") from None
+        for member in kind:  # case-insensitive: "V2", "active"
+            if member.value.lower() == raw.lower():
+                return member
+        allowed = " or ".join(member.value for member in kind)
+        raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}")
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self._env.get(name, "").strip().lower()

@@ -1,4 +1,4 @@
-"""`classify` against the error table of shared/glider-api.md (as the v1 adapter reads an
+"""`classify` against the error table of docs/glider-api.md (as the v1 adapter reads an
 answer), and the reason codes of the domain's own errors."""
 
 from __future__ import annotations
@@ -62,11 +62,11 @@ TRANSIENT, PERMANENT, SYSTEMIC = (
         (401, "API_101", SYSTEMIC, "UNAUTHORIZED"),
         (401, "API_102", SYSTEMIC, "UNAUTHORIZED"),
         (401, "API_103", SYSTEMIC, "UNAUTHORIZED"),
-        (400, "API_102", SYSTEMIC, "BAD_REQUEST"),
+        (400, "API_102", SYSTEMIC, "UNAUTHORIZED"),  # the code says what the status may not
         (403, None, SYSTEMIC, "FORBIDDEN"),
         (403, "API_104", SYSTEMIC, "FORBIDDEN"),
         (403, "API_110", SYSTEMIC, "FORBIDDEN"),
-        (400, "API_110", SYSTEMIC, "BAD_REQUEST"),
+        (400, "API_110", SYSTEMIC, "FORBIDDEN"),
         (403, "API_105", SYSTEMIC, "TENANT_UNAVAILABLE"),
         (404, "API_106", SYSTEMIC, "TENANT_UNAVAILABLE"),
         (500, "API_105", SYSTEMIC, "TENANT_UNAVAILABLE"),

@@ -82,7 +82,7 @@ def triggered(rebalance_id: str | None = "rebal_1", *, again: bool = False) -> T
 
 
 def first_follow_up(number: int = 1, *, triggered_at: float = NOW) -> FollowUp:
-    return FollowUp("p1", "rebal_1", True, "sqs:m-1", triggered_at, number)
+    return FollowUp("p1", "rebal_1", True, "sqs:m-1", triggered_at, number, "fake-v1")
 
 
 def test_a_trigger_schedules_its_first_follow_up_after_the_first_delay() -> None:
@@ -241,3 +241,32 @@ def test_a_rebalance_awaiting_a_person_is_said_once_and_still_followed() -> None
     assert world.telemetry.named("awaiting_user") == [{"rebalance_id": "rebal_1"}]
     assert [f.number for f in world.sent()] == [2, 3]
     assert world.outcomes() == [(FinalOutcome.COMPLETED, None)]
+
+
+def test_a_rebalance_started_on_the_other_api_version_ends_unknown_without_a_status_call() -> None:
+    world = World(COMPLETED)
+    other = FollowUp("p1", "rebal_1", True, "sqs:m-1", NOW, 3, api_version="fake-v2")
+
+    world.follow(other)
+
+    assert world.api.state_calls == 0
+    assert world.outcomes() == [(FinalOutcome.UNKNOWN, "API_VERSION_CHANGED")]
+    assert world.sent() == []
+
+
+def test_a_rebalance_the_api_does_not_know_ends_unknown_at_once() -> None:
+    world = World(refused("NOT_FOUND", FailureClass.PERMANENT))
+
+    world.follow(first_follow_up())
+
+    assert world.api.state_calls == 1
+    assert world.outcomes() == [(FinalOutcome.UNKNOWN, "REBALANCE_NOT_FOUND")]
+    assert world.sent() == []
+
+
+def test_a_follow_up_records_the_api_version_it_was_started_on() -> None:
+    world = World()
+
+    world.follower.start(triggered())
+
+    assert [f.api_version for f in world.sent()] == ["fake-v1"]

@@ -3,6 +3,8 @@ nothing, the portfolio's recent rebalances are looked at, on fakes of the API an
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from glider_trigger.domain.errors import ApiError, FailureClass
@@ -50,6 +52,7 @@ def run(
     reconciler: Reconciler | None = None,
     telemetry: RecordingTelemetry | None = None,
     reconcile: bool = True,
+    wall_clock: Callable[[], float] = lambda: NOW,
 ) -> Triggered | Failed:
     telemetry = telemetry or RecordingTelemetry()
     if reconcile and reconciler is None:
@@ -61,7 +64,7 @@ def run(
         policy,
         sleep=lambda _: None,
         reconciler=reconciler if reconcile else None,
-        wall_clock=lambda: NOW,
+        wall_clock=wall_clock,
     )
     return trigger.trigger(request, Invocation(FakeDeadline(), policy))
 
@@ -297,17 +300,55 @@ def test_an_answer_cut_off_keeps_its_id_unknown_when_only_a_time_is_listed() -> 
     assert not outcome.receipt.reconciled
 
 
-def test_a_repeat_answered_with_the_rebalance_in_flight_since_the_lost_attempt_joined_it() -> None:
-    # The lost attempt's rebalance is still running; the API collapses the repeat into it and
-    # answers its original submission time, which is before the repeat was sent.
-    joined = Receipt("op_1", None, None, None, submitted_at=NOW - CLOCK_SKEW_SECONDS - 1)
+def test_a_late_repeat_answered_with_the_lost_attempts_rebalance_in_flight_joined_it() -> None:
+    # The lost attempt leaves at NOW and Glider submits its rebalance 0.3 s later; the repeat
+    # leaves 10 s on (a Retry-After) and Glider answers it with that rebalance, still running.
+    clock: Iterator[float] = iter([NOW, NOW + 0.5, NOW + 10.0])
+    joined = Receipt("op_1", None, None, None, submitted_at=NOW + 0.3)
     api = FakeApi(LOST, joined)
 
-    outcome = run(api, reconcile=False)
+    outcome = run(api, reconcile=False, wall_clock=lambda: next(clock, NOW + 10.0))
 
     assert isinstance(outcome, Triggered)
     assert outcome.receipt.joined
     assert outcome.maybe_delivered_attempts == 0  # proven: nothing was started twice
+
+
+def test_a_quick_repeat_cannot_prove_it_joined_and_stays_flagged() -> None:
+    # Within the clock-skew allowance a submission before the repeat proves nothing.
+    clock: Iterator[float] = iter([NOW, NOW + 0.5, NOW + 2.0])
+    answer = Receipt("op_1", None, None, None, submitted_at=NOW + 0.3)
+    api = FakeApi(LOST, answer)
+
+    outcome = run(api, reconcile=False, wall_clock=lambda: next(clock, NOW + 2.0))
+
+    assert isinstance(outcome, Triggered)
+    assert not outcome.receipt.joined
+    assert outcome.maybe_delivered_attempts == 1
+
+
+def test_the_latest_rebalance_after_the_window_closes_it_where_only_the_latest_is_shown() -> None:
+    # v2 shows only the latest: a rebalance since the lost attempt (here, long after it) may
+    # hide the lost attempt's own; a rebalance has run since, so nothing is sent again.
+    api = FakeApi(LOST)
+    api.listed = [StartedRebalance(None, NOW + 3600, latest_only=True)]
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.reconciled
+    assert len(api.calls) == 1
+
+
+def test_a_full_list_only_matches_inside_the_window() -> None:
+    api = FakeApi(LOST, RECEIPT)
+    api.listed = [StartedRebalance("rebal_later", NOW + 3600)]  # v1: someone else's, later
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Triggered)
+    assert not outcome.receipt.reconciled
+    assert len(api.calls) == 2
 
 
 def test_a_repeat_answered_with_a_new_submission_stays_flagged() -> None:

@@ -1,4 +1,4 @@
-"""How Glider's answers become a Receipt or a TriggerError (shared/glider-api.md)."""
+"""How Glider's answers become a Receipt or a TriggerError (docs/glider-api.md)."""
 
 from __future__ import annotations
 

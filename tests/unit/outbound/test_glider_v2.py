@@ -253,3 +253,40 @@ def test_skip_schedule_validation_is_said_once_and_never_fails_the_trigger() -> 
 
     assert len(session.calls) == 3
     assert [option for option, _ in ignored] == ["skipScheduleValidation"]
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, "API_105"), (403, "API_106"), (401, "API_102")])
+def test_only_a_refused_permission_names_a_scope(status: int, code: str) -> None:
+    error = refusal(status, code)
+
+    assert "portfolios:" not in str(error)
+
+
+def test_the_ids_of_a_body_only_429_are_kept() -> None:
+    body = {"error": "Too Many Requests", "requestId": "req_body", "correlationId": "corr_body"}
+    with pytest.raises(ApiError) as caught:
+        interpret(Answer(429, {"retry-after": "3"}, json.dumps(body).encode()))
+
+    assert caught.value.facts is not None
+    assert (caught.value.facts.request_id, caught.value.facts.correlation_id) == (
+        "req_body",
+        "corr_body",
+    )
+
+
+def test_an_operation_id_too_long_to_follow_is_not_shortened() -> None:
+    long_id = "rebalance:" + "x" * 600
+    receipt = interpret(answer(202, {"success": True, "data": {"operationId": long_id}}))
+
+    assert receipt.rebalance_id is None  # triggered; which one, unknown: `unknown` at once
+
+
+def test_a_portfolio_without_a_schedule_block_cannot_tell() -> None:
+    with pytest.raises(ApiError):
+        read_last_rebalance(answer(200, {"success": True, "data": {"portfolioId": "pf_abc"}}))
+
+
+def test_the_latest_rebalance_is_marked_latest_only() -> None:
+    (listed,) = read_last_rebalance(answer(200, portfolio(SUBMITTED)))
+
+    assert listed.latest_only

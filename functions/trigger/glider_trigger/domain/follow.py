@@ -15,11 +15,13 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Final
 
 from glider_trigger.domain import letters
 from glider_trigger.domain.errors import (
+    ApiError,
     DeadLetterWriteError,
     FollowUpError,
     OnceInProgressError,
@@ -50,6 +52,9 @@ from glider_trigger.domain.trigger_input import follow_up_body
 NOT_FINAL_IN_TIME: Final = "NOT_FINAL_IN_TIME"
 REBALANCE_ID_UNKNOWN: Final = "REBALANCE_ID_UNKNOWN"
 NOT_FOLLOWED: Final = "FOLLOW_UP_NOT_SENT"
+VERSION_CHANGED: Final = "API_VERSION_CHANGED"  # started on the other Glider API version
+NOT_FOUND_REASON: Final = "REBALANCE_NOT_FOUND"  # the API answered that it knows no such one
+NOT_FOUND: Final = "NOT_FOUND"  # the adapters' reason for a 404
 
 
 def follow_delay(number: int, first_delay_seconds: int) -> int:
@@ -107,6 +112,7 @@ class OutcomeFollower:
             request.skip_schedule_validation,
             request.source.dedupe_key,
             now,
+            api_version=self._api.version,
         )
         if outcome.receipt.rebalance_id is None:
             self._unknown(
@@ -139,9 +145,24 @@ class OutcomeFollower:
         delivered again). Raises when the outcome or the next follow-up could not be written."""
         if invocation.deadline.seconds_left() < self._api.worst_case_seconds:
             return False
-        state = self._state(follow_up)
+        if follow_up.api_version not in (None, self._api.version):
+            # Started on another API version than the one configured now: its id means nothing
+            # here (and the key may not work there). Said at once, not polled for two hours.
+            report = OutcomeReport(
+                follow_up, FinalOutcome.UNKNOWN, None, VERSION_CHANGED, self._clock()
+            )
+            self._finish(report)
+            return True
+        read = self._state(follow_up)
         self._telemetry.looked(follow_up)
         now = self._clock()
+        if isinstance(read, ApiError) and read.reason == NOT_FOUND:
+            # The API does not know this rebalance (a permanent answer): it will not appear.
+            self._finish(
+                OutcomeReport(follow_up, FinalOutcome.UNKNOWN, None, NOT_FOUND_REASON, now)
+            )
+            return True
+        state = read if isinstance(read, RebalanceState) else None
         if state is not None and state.final is not None:
             self._finish(OutcomeReport(follow_up, state.final, state, state.error, now))
         elif now - follow_up.triggered_at >= self._max_seconds:
@@ -157,25 +178,18 @@ class OutcomeFollower:
             self._next(follow_up, state, now)
         return True
 
-    def _state(self, follow_up: FollowUp) -> RebalanceState | None:
+    def _state(self, follow_up: FollowUp) -> RebalanceState | TriggerError:
         try:
             return self._api.rebalance_state(follow_up, self._api_keys.get())
         except TriggerError as exc:  # the API's answer, or the key's: looked at again later
             self._telemetry.state_unreadable(follow_up, exc)
-        return None
+            return exc
 
     def _next(self, follow_up: FollowUp, state: RebalanceState | None, now: float) -> None:
         number = follow_up.number + 1
         left = follow_up.triggered_at + self._max_seconds - now
         delay = min(follow_delay(number, self._first_delay), max(0, math.ceil(left)))
-        later = FollowUp(
-            follow_up.portfolio_id,
-            follow_up.rebalance_id,
-            follow_up.skip_schedule_validation,
-            follow_up.delivery_key,
-            follow_up.triggered_at,
-            number,
-        )
+        later = replace(follow_up, number=number)
 
         def send() -> None:
             self._follow_ups.send([OutgoingMessage(follow_up_body(later), delay_seconds=delay)])

@@ -206,6 +206,9 @@ class FollowUp:
     delivery_key: str | None  # the delivery that triggered it
     triggered_at: float  # epoch seconds
     number: int = 1
+    # The API the rebalance was started on (RebalancingApi.version); None in follow-ups written
+    # before it was recorded (followed through the API of the day).
+    api_version: str | None = None
 
 
 @dataclass(frozen=True)

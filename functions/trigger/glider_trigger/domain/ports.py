@@ -35,6 +35,10 @@ class StartedRebalance:
     rebalance_id: str | None  # None when the API tells when, not which (v2's lastRebalanceAt)
     started_at: float | None  # epoch seconds; None when the API gave none it could read
     status: str | None = None
+    # The API shows only the portfolio's latest rebalance (v2): one at or after a lost
+    # attempt's window opened means a rebalance has run since, whenever it ran (a later one
+    # would hide the lost attempt's, and sending again could then start a second).
+    latest_only: bool = False
 
 
 class RebalancingApi(Protocol):
@@ -43,6 +47,12 @@ class RebalancingApi(Protocol):
     @property
     def worst_case_seconds(self) -> float:
         """How long one call may take before it times out."""
+        ...
+
+    @property
+    def version(self) -> str:
+        """Which API this is (a follow-up records it: its rebalance is looked at through the
+        API that started it, or not at all)."""
         ...
 
     def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt: ...

@@ -3,9 +3,10 @@ look for the rebalance that attempt may have started among the portfolio's recen
 
 A rebalance listed as started inside the attempt's window (widened by CLOCK_SKEW_SECONDS on each
 side, for the difference between our clock and Glider's) is taken as that attempt's: the outcome
-is `triggered`, reconciled, and nothing is sent again. When the list cannot be read, the trigger
-is sent again, as without reconciling; when the key may not read it (FORBIDDEN), reconciling
-stops in this execution environment, with one warning.
+is `triggered`, reconciled, and nothing is sent again. Where the API shows only the latest
+rebalance (v2), one at or after the window's start closes it: a rebalance has run since. When
+the list cannot be read, the trigger is sent again, as without reconciling; when the key may
+not read it (FORBIDDEN), reconciling stops in this execution environment, with one warning.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ class Reconciler:
         latest = (self._clock() if window.before is None else window.before) + CLOCK_SKEW_SECONDS
         for rebalance in listed:
             started = rebalance.started_at
-            if started is not None and earliest <= started <= latest:
+            if (
+                started is not None
+                and earliest <= started
+                and (started <= latest or rebalance.latest_only)
+            ):
                 return Receipt(
                     rebalance_id=rebalance.rebalance_id,
                     schedule_id=None,

@@ -64,6 +64,11 @@ PORTFOLIO_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 MAX_KEY_CHARS: Final = 256
 # An envelope inside an envelope is the most nesting any supported input has.
 MAX_ENVELOPE_DEPTH: Final = 3
+# The longest rebalance (or v2 operation) id the function follows: a follow-up names it in full,
+# never shortened (a shortened id would be followed as another rebalance).
+MAX_REBALANCE_ID_CHARS: Final = 256
+# In a follow-up: the Glider API version its rebalance was started on.
+API_VERSION_FIELD: Final = "apiVersion"
 
 
 class EnvelopeKind(StrEnum):
@@ -187,6 +192,8 @@ def follow_up_body(follow_up: FollowUp) -> str:
     }
     if follow_up.delivery_key is not None:
         body[DELIVERY_KEY_FIELD] = follow_up.delivery_key
+    if follow_up.api_version is not None:
+        body[API_VERSION_FIELD] = follow_up.api_version
     return json.dumps({FOLLOW_UP: body})
 
 
@@ -203,15 +210,17 @@ def parse_follow_up(payload: Mapping[str, Any]) -> FollowUp:
     number = fields.get("number")
     skip = fields.get(SKIP_SCHEDULE_VALIDATION, False)
     key = fields.get(DELIVERY_KEY_FIELD)
+    api_version = fields.get(API_VERSION_FIELD)
     if (
         not isinstance(rebalance_id, str)
-        or not rebalance_id
+        or not 0 < len(rebalance_id) <= MAX_REBALANCE_ID_CHARS
         or triggered_at is None
         or not isinstance(number, int)
         or isinstance(number, bool)
         or number < 1
         or not isinstance(skip, bool)
         or not (key is None or (isinstance(key, str) and key))
+        or not (api_version is None or (isinstance(api_version, str) and api_version))
     ):
         raise InvalidInputError(
             f"{FOLLOW_UP} must hold portfolioId, rebalanceId, triggeredAt (ISO 8601) and number "
@@ -221,7 +230,7 @@ def parse_follow_up(payload: Mapping[str, Any]) -> FollowUp:
         portfolio_id = validate_portfolio_id(fields.get(PORTFOLIO_ID))
     except InvalidPortfolioIdError as exc:
         raise InvalidInputError(f"{FOLLOW_UP}: {exc}") from exc
-    return FollowUp(portfolio_id, rebalance_id[:256], skip, key, triggered_at, number)
+    return FollowUp(portfolio_id, rebalance_id, skip, key, triggered_at, number, api_version)
 
 
 def validate_portfolio_id(portfolio_id: object) -> str:

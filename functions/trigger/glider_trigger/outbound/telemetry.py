@@ -7,6 +7,7 @@ outcomes and errors do not carry it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -47,6 +48,7 @@ METRIC_OUTCOMES = {
 METRIC_DURATION = "RebalanceDurationSeconds"
 METRIC_FOLLOW_UPS = "RebalanceStatusCalls"  # one per follow-up message
 METRIC_AWAITING_USER = "RebalancesAwaitingUser"  # once per rebalance that waits for a person
+METRIC_JOINED = "TriggersJoinedInFlight"  # answered with a rebalance already running (v2)
 
 
 class Telemetry:
@@ -85,17 +87,24 @@ class Telemetry:
                 fields |= {"reason": receipt.reason, "detail": receipt.unread}
             if receipt.reconciled:
                 fields["reconciled"] = True
-            if receipt.joined:
-                # Glider answered with a rebalance already in flight: nothing new started.
+            if receipt.joined and not outcome.already_triggered:
+                # Glider answered with a rebalance already in flight: nothing new started. Said
+                # at WARNING with its age: a rebalance stuck in flight absorbs every trigger.
+                self._metrics.add_metric(METRIC_JOINED, MetricUnit.Count, 1)
                 fields["joined_in_flight"] = True
-            flagged = outcome.maybe_delivered_attempts or receipt.unread is not None
+                if receipt.submitted_at is not None:
+                    fields["in_flight_since"] = iso_time(receipt.submitted_at)
+                    fields["in_flight_seconds"] = round(
+                        max(0.0, time.time() - receipt.submitted_at)
+                    )
+            flagged = (
+                outcome.maybe_delivered_attempts
+                or receipt.unread is not None
+                or (receipt.joined and not outcome.already_triggered)
+            )
             log = self._logger.warning if flagged else self._logger.info
             log(
-                "Rebalance already triggered by an earlier delivery; not triggered again"
-                if outcome.already_triggered
-                else "Rebalance triggered"
-                if receipt.unread is None
-                else "Rebalance triggered, but Glider's answer was cut off: rebalance id unknown",
+                _triggered_message(outcome),
                 extra={
                     **fields,
                     "outcome": kind_of(outcome),
@@ -332,6 +341,16 @@ class Telemetry:
         ) as metric:
             metric.add_dimension(name="FailureClass", value=failure_class)
             metric.add_dimension(name="Reason", value=error.reason)
+
+
+def _triggered_message(outcome: Triggered) -> str:
+    if outcome.already_triggered:
+        return "Rebalance already triggered by an earlier delivery; not triggered again"
+    if outcome.receipt.unread is not None:
+        return "Rebalance triggered, but Glider's answer was cut off: rebalance id unknown"
+    if outcome.receipt.joined:
+        return "Trigger joined the rebalance already in flight: Glider started no new one"
+    return "Rebalance triggered"
 
 
 def outcome_fields(report: OutcomeReport) -> dict[str, Any]:

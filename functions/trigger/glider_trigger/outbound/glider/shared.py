@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import quote
 
 from glider_trigger.domain.errors import ApiError, ApiFacts, FailureClass
 from glider_trigger.domain.models import Receipt
-from glider_trigger.domain.trigger_input import validate_portfolio_id
+from glider_trigger.domain.trigger_input import MAX_REBALANCE_ID_CHARS, validate_portfolio_id
 from glider_trigger.outbound.glider.http import Answer, HttpSession, json_object, retry_after, text
 from glider_trigger.outbound.glider.pacing import RateLimiter
 
@@ -23,6 +24,12 @@ _TENANT_CODES: Final = frozenset({"API_105", "API_106"})
 _SYSTEMIC_CODES: Final = UNAUTHORIZED_CODES | FORBIDDEN_CODES | _TENANT_CODES
 _RATE_LIMITED_CODE: Final = "API_004"
 _INTERNAL_CODE: Final = "API_000"
+# The code says what the status may not (the docs map no code to a status).
+_REASON_BY_CODE: Final = {
+    **dict.fromkeys(UNAUTHORIZED_CODES, "UNAUTHORIZED"),
+    **dict.fromkeys(FORBIDDEN_CODES, "FORBIDDEN"),
+    **dict.fromkeys(_TENANT_CODES, "TENANT_UNAVAILABLE"),
+}
 _REASON_BY_STATUS: Final = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -80,7 +87,10 @@ class Refusal:
         code, message = error_code_and_message(document)
         request_id, correlation_id = self._ids(answer, document)
         message = message or f"HTTP {answer.status} from Glider"
-        if self._forbidden_hint and (answer.status == 403 or code in FORBIDDEN_CODES):
+        # Only a refusal for the key's permissions names a scope: a disabled tenant (API_105,
+        # API_106) is a 403 too, and sends an operator after another fix.
+        lacks_scope = code in FORBIDDEN_CODES or (answer.status == 403 and code is None)
+        if self._forbidden_hint and lacks_scope:
             message = f"{message}: {self._forbidden_hint}"
         return api_error(
             message,
@@ -97,19 +107,21 @@ class Refusal:
 
 
 class Ids:
-    """Where a version's answers carry Glider's request and correlation ids."""
+    """Where a version's answers carry Glider's request and correlation ids: v1 in the body,
+    v2 in the X-Request-Id / X-Correlation-Id headers; each falls back to the other place (a
+    per-IP 429 may come in v1's non-envelope body whatever the version)."""
 
     def __init__(self, *, in_body: bool) -> None:
         self._in_body = in_body
 
     def __call__(self, answer: Answer, document: dict[str, Any]) -> tuple[str | None, str | None]:
-        from_headers = (answer.headers.get("x-request-id"), answer.headers.get("x-correlation-id"))
-        if not self._in_body:
-            return text(from_headers[0]), text(from_headers[1])
-        return (
-            text(document.get("requestId")) or text(from_headers[0]),
-            text(document.get("correlationId")) or text(from_headers[1]),
+        headers = (
+            text(answer.headers.get("x-request-id")),
+            text(answer.headers.get("x-correlation-id")),
         )
+        body = (text(document.get("requestId")), text(document.get("correlationId")))
+        first, second = (body, headers) if self._in_body else (headers, body)
+        return first[0] or second[0], first[1] or second[1]
 
 
 def unreadable(answer: Answer, what: str) -> ApiError:
@@ -172,7 +184,12 @@ def trigger_receipt(
     data = document.get("data")
     if document.get("success") is not True or not isinstance(data, dict):
         raise unexpected_2xx(answer.status, request_id=request_id, correlation_id=correlation_id)
-    return Receipt(request_id=request_id, correlation_id=correlation_id, **fields(data))
+    receipt = Receipt(request_id=request_id, correlation_id=correlation_id, **fields(data))
+    if receipt.rebalance_id is not None and len(receipt.rebalance_id) > MAX_REBALANCE_ID_CHARS:
+        # Not shortened: a shortened id would be followed as another rebalance. Triggered, its
+        # id unknown: its outcome is `unknown` at once.
+        return replace(receipt, rebalance_id=None)
+    return receipt
 
 
 def unexpected_2xx(
@@ -214,8 +231,8 @@ def _rate_limited(status: int, code: str | None) -> bool:
 def _reason(status: int, code: str | None) -> str:
     if _rate_limited(status, code):
         return "RATE_LIMITED"
-    if code in _TENANT_CODES:
-        return "TENANT_UNAVAILABLE"
+    if code in _REASON_BY_CODE:
+        return _REASON_BY_CODE[code]
     if status >= 500:
         return "SERVER_ERROR"
     if 300 <= status < 400:

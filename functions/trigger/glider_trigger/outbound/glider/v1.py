@@ -1,5 +1,5 @@
 """Glider's v1 API as the domain's RebalancingApi: the trigger call, and its status and code
-tables (shared/glider-api.md), which turn every answer into a Receipt or a classified ApiError.
+tables (docs/glider-api.md), which turn every answer into a Receipt or a classified ApiError.
 
 A 2xx whose body could not be read to the end is an accepted trigger whose rebalance id is
 unknown (a Receipt with `unread`); a 2xx that is not a success body may have been acted on, so
@@ -37,7 +37,7 @@ from glider_trigger.outbound.glider.shared import (
 TRIGGER_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/schedule/trigger"
 STATUS_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/status?limit={limit}"
 WORKFLOW_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/status/{workflow_id}"
-# A workflow engine's vocabulary (shared/glider-api.md): these end a rebalance; any other
+# A workflow engine's vocabulary (docs/glider-api.md): these end a rebalance; any other
 # status (running, triggered, one we do not know) is not final yet.
 _COMPLETED: Final = frozenset({"completed"})
 _FAILED: Final = frozenset({"failed", "canceled", "cancelled", "terminated", "timed_out", "error"})
@@ -57,6 +57,10 @@ class GliderV1Client:
     @property
     def worst_case_seconds(self) -> float:
         return self._session.worst_case_seconds
+
+    @property
+    def version(self) -> str:
+        return "v1"
 
     def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt:
         # Validated by the parser already; checked again so that no caller can bend the path.

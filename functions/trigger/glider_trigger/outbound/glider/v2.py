@@ -1,7 +1,7 @@
 """Glider's v2 API (the "integrator API") as the domain's RebalancingApi: the trigger, the
 operation it starts, and the portfolio's last rebalance, read with the shared code tables.
 
-What differs from v1 (shared/glider-api.md, "The v2 API"):
+What differs from v1 (docs/glider-api.md, "The v2 API"):
 - the trigger answers 202 with an `operationId` (opaque: percent-encoded in every path) and a
   `submittedAt`; a repeat while that rebalance is in flight answers the same operation with its
   original `submittedAt`, which the domain reads as "joined": nothing new started;
@@ -54,6 +54,7 @@ _FINAL: Final = {
     "completed": FinalOutcome.COMPLETED,
     "failed": FinalOutcome.FAILED,
     "cancelled": FinalOutcome.FAILED,
+    "canceled": FinalOutcome.FAILED,  # the docs spell it "cancelled"; both end it
 }
 AWAITING_USER: Final = "awaiting_user"
 _SKIP_IGNORED: Final = (
@@ -89,6 +90,10 @@ class GliderV2Client:
     @property
     def worst_case_seconds(self) -> float:
         return self._session.worst_case_seconds
+
+    @property
+    def version(self) -> str:
+        return "v2"
 
     def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt:
         if request.skip_schedule_validation:
@@ -153,12 +158,13 @@ def read_operation(answer: Answer) -> RebalanceState:
 
 def read_last_rebalance(answer: Answer) -> list[StartedRebalance]:
     """The portfolio's last rebalance as v2 shows it: when (`schedule.lastRebalanceAt`), not
-    which. We take it as when that rebalance started; the docs do not say whether it is set
-    when a rebalance starts or ends, and a time inside the lost attempt's window closes it
-    either way. Raises the classified ApiError of an answer that is not the portfolio."""
+    which, and the latest only (`latest_only`: one at or after the lost attempt closes it,
+    whenever it ran, since the docs do not say whether the time is a start or an end). A
+    portfolio without a schedule block cannot tell: the classified ApiError, as for an answer
+    that is not the portfolio (the trigger is then sent again, flagged)."""
     data = success_document(answer, _READ_REFUSAL).get("data")
     schedule = data.get("schedule") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or not isinstance(schedule, dict | None):
-        raise unreadable(answer, "portfolio")
-    last = epoch_of(schedule.get("lastRebalanceAt")) if schedule else None
-    return [] if last is None else [StartedRebalance(None, last)]
+    if not isinstance(schedule, dict):
+        raise unreadable(answer, "portfolio schedule (lastRebalanceAt)")
+    last = epoch_of(schedule.get("lastRebalanceAt"))
+    return [] if last is None else [StartedRebalance(None, last, latest_only=True)]

@@ -1,0 +1,72 @@
+"""Run inside the artifact's interpreter (python3.13 -I -S): the built function, the built layer
+and the runtime's boto3 on sys.path, nothing else; every sample event through the handler.
+
+Reads {"function", "layer", "runtime", "events": [[name, event], ...]} on stdin; prints one JSON
+document: each event's response (or the exception it raised), the SDK versions used, and every
+imported module whose file lies outside the standard library and those three directories.
+"""
+
+import json
+import os
+import sys
+import sysconfig
+import uuid
+
+spec = json.load(sys.stdin)
+# Lambda's order: the function (/var/task), the layer (/opt/python), the runtime (/var/runtime).
+roots = [spec["function"], spec["layer"], spec["runtime"]]
+sys.path[:0] = roots
+os.chdir(spec["function"])
+
+
+class Context:
+    function_name = "glider-rebalance-trigger"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:glider-rebalance-trigger"
+    memory_limit_in_mb = 1769
+    log_group_name = "/aws/lambda/glider-rebalance-trigger"
+    log_stream_name = "artifact"
+
+    def __init__(self):
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self):
+        return 60_000
+
+
+import boto3  # noqa: E402
+import botocore  # noqa: E402
+
+import app  # noqa: E402 - after sys.path is set, as Lambda's init does
+
+results = []
+for name, event in spec["events"]:
+    try:
+        results.append([name, app.lambda_handler(event, Context()), None])
+    except Exception as exc:  # reported, not raised: the test says which event and why
+        results.append([name, None, f"{type(exc).__name__}: {exc}"])
+
+stdlib = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]]
+allowed = [os.path.realpath(p) for p in roots + stdlib]
+strays = sorted(
+    name
+    for name, module in list(sys.modules.items())
+    if name != "__main__"  # this driver
+    if getattr(module, "__file__", None)
+    and not any(os.path.realpath(module.__file__).startswith(root) for root in allowed)
+)
+print(
+    json.dumps(
+        {
+            "results": results,
+            "boto3": boto3.__version__,
+            "botocore": botocore.__version__,
+            "boto3_file": boto3.__file__,
+            "botocore_file": botocore.__file__,
+            "python": sys.version.split()[0],
+            "strays": strays,
+            "xray": "aws_xray_sdk" in sys.modules,
+        },
+        default=str,
+    )
+)

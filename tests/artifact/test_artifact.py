@@ -1,0 +1,82 @@
+"""The deployable artifact: what `sam build` made (the function and its layer), run under
+python3.13 with nothing on its path but those two and the boto3 the Lambda runtime ships, every
+sample event through it, against the moto server and the Glider emulator. It fails if the layer
+misses a dependency, or the code imports something only the development environment has.
+
+Run by `make artifact` (part of `make test`), which builds the artifact and passes its place."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.stack import Deployment
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "events"
+DRIVER = Path(__file__).with_name("driver.py")
+PINS = Path(__file__).with_name("runtime-requirements.txt")
+
+
+def required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run this test through `make artifact`")
+    return value
+
+
+def run_artifact(deployment: Deployment, tracing: str) -> dict[str, Any]:
+    build = Path(required("ARTIFACT_BUILD"))
+    spec = {
+        "function": str(build / "TriggerFunction"),
+        "layer": str(build / "DependenciesLayer" / "python"),
+        "runtime": required("LAMBDA_RUNTIME_SITE"),
+        "events": [[p.name, json.loads(p.read_text())] for p in sorted(EVENTS.glob("*.json"))],
+    }
+    env = deployment.environment(
+        GLIDER_READ_TIMEOUT_SECONDS="2",
+        RETRY_BASE_DELAY_SECONDS="0.01",
+        RETRY_MAX_DELAY_SECONDS="0.5",
+        FOLLOW_OUTCOMES="false",
+        TRACING=tracing,
+    )
+    completed = subprocess.run(  # noqa: S603 - the runtime's interpreter, this repo's driver
+        [required("LAMBDA_PYTHON"), "-I", "-S", str(DRIVER)],
+        input=json.dumps(spec),
+        env={**env, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("tracing", ["PassThrough", "Active"])  # Active: the X-Ray SDK too
+def test_every_sample_event_runs_on_the_artifact_alone(
+    deployment: Deployment, emulator: GliderEmulator, tracing: str
+) -> None:
+    emulator.add_portfolio("port_nosched", has_schedule=False)
+
+    report = run_artifact(deployment, tracing)
+
+    assert report["python"].startswith("3.13.")
+    pinned = dict(line.split("==") for line in PINS.read_text().split() if "==" in line)
+    assert (report["boto3"], report["botocore"]) == (pinned["boto3"], pinned["botocore"])
+    runtime = required("LAMBDA_RUNTIME_SITE")
+    assert report["botocore_file"].startswith(runtime)  # not one a layer package brought
+    assert report["strays"] == []  # nothing from the development environment
+    assert report["xray"] is (tracing == "Active")
+    failures = [(name, error) for name, _, error in report["results"] if error]
+    assert failures == []
+    responses = {name: response for name, response, _ in report["results"]}
+    assert responses["schedule-single.json"]["triggered"] == 1
+    assert "batchItemFailures" in responses["sqs-batch.json"]
+    assert emulator.rebalances  # the artifact's calls reached the API

@@ -1,0 +1,225 @@
+"""What the operator tools share: the local stack's file, the AWS clients (from the standard AWS
+environment, or from the local stack's AWS_* values), and reading a CloudFormation stack (its
+outputs, parameters and resources).
+
+The one-line errors (ToolError, UsageError, describe), the table and the DLQ scan that does not
+consume live in tools/dlq.py, the first of the tools, and are imported from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from glider_trigger.domain.errors import InvalidPortfolioIdError
+from glider_trigger.domain.trigger_input import validate_portfolio_id
+from tools.dlq import ToolError, UsageError, describe
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudformation.type_defs import StackTypeDef
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+REPO: Final = Path(__file__).resolve().parent.parent
+# Written by `make run RUN_ARGS=--keep` (local/demo/run.py) while its stack is up. Each tool
+# imports it as a module attribute of its own, so that tests can point it elsewhere.
+LOCAL_STACK_FILE = REPO / "local" / ".stack.json"
+# The function's idempotency table, a resource of the stack (the template has no output for it:
+# its physical id is the table's name).
+TABLE_RESOURCE: Final = "IdempotencyTable"
+# Portfolios one command may name (a trigger run, a schedule's input).
+MAX_PORTFOLIOS: Final = 1000
+LOCAL_HINT: Final = (
+    " (is `make run RUN_ARGS=--keep` still running? A killed run leaves local/.stack.json behind)"
+)
+
+
+# --- the local stack -------------------------------------------------------------------------
+
+
+def read_local_stack(path: Path) -> dict[str, str]:
+    """The function's environment as `make run RUN_ARGS=--keep` wrote it (its AWS_* values name
+    the moto server and its fake credentials)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    env = document.get("environment") if isinstance(document, dict) else None
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ToolError(f"{path} is not what `make run RUN_ARGS=--keep` writes (no environment)")
+    return env
+
+
+def aws_values(env: Mapping[str, str]) -> dict[str, str]:
+    """The AWS_* values of an environment: what the clients of the local stack are built with."""
+    return {name: value for name, value in env.items() if name.startswith("AWS_")}
+
+
+def shown(path: Path) -> Path:
+    """The path as the user knows it: relative to the repository when inside it."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
+# --- AWS clients -----------------------------------------------------------------------------
+
+
+class Aws:
+    """The clients, from the standard AWS environment, or from the local stack's AWS_* values.
+    Built on first use (a bad profile fails the call that needs it, not the tool's start)."""
+
+    def __init__(self, aws: Mapping[str, str], *, config: BotoConfig | None = None) -> None:
+        self._aws = aws
+        self._config = config
+        self._endpoint = aws.get("AWS_ENDPOINT_URL") or None
+        self._built: boto3.session.Session | None = None
+        self._region: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return bool(self._aws)
+
+    @property
+    def region(self) -> str | None:
+        self._session()
+        return self._region
+
+    def _session(self) -> boto3.session.Session:
+        if self._built is None:
+            self._built = boto3.session.Session(
+                aws_access_key_id=self._aws.get("AWS_ACCESS_KEY_ID"),
+                aws_secret_access_key=self._aws.get("AWS_SECRET_ACCESS_KEY"),
+                aws_session_token=self._aws.get("AWS_SESSION_TOKEN"),
+                region_name=self._aws.get("AWS_DEFAULT_REGION") or self._aws.get("AWS_REGION"),
+            )
+            # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and most tools
+            # set.
+            self._region = self._built.region_name or os.environ.get("AWS_REGION") or None
+        return self._built
+
+    def secrets(self) -> SecretsManagerClient:
+        session = self._session()  # sets the region
+        return session.client(
+            "secretsmanager", region_name=self._region, endpoint_url=self._endpoint,
+            config=self._config,
+        )  # fmt: skip
+
+    def sqs(self) -> SQSClient:
+        session = self._session()
+        return session.client(
+            "sqs", region_name=self._region, endpoint_url=self._endpoint, config=self._config
+        )
+
+    def dynamodb(self) -> DynamoDBClient:
+        session = self._session()
+        return session.client(
+            "dynamodb", region_name=self._region, endpoint_url=self._endpoint, config=self._config
+        )
+
+    def cloudformation(self) -> CloudFormationClient:
+        session = self._session()
+        return session.client(
+            "cloudformation", region_name=self._region, endpoint_url=self._endpoint,
+            config=self._config,
+        )  # fmt: skip
+
+    def events(self) -> EventBridgeClient:
+        session = self._session()
+        return session.client(
+            "events", region_name=self._region, endpoint_url=self._endpoint, config=self._config
+        )
+
+    def scheduler(self) -> EventBridgeSchedulerClient:
+        session = self._session()
+        return session.client(
+            "scheduler", region_name=self._region, endpoint_url=self._endpoint,
+            config=self._config,
+        )  # fmt: skip
+
+
+# --- a CloudFormation stack ------------------------------------------------------------------
+
+
+def describe_stack(cloudformation: CloudFormationClient, stack: str) -> StackTypeDef:
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(f"stack {stack}: {describe(exc)}") from exc
+    if not stacks:
+        raise ToolError(f"stack {stack}: not found")
+    return stacks[0]
+
+
+def outputs_of(found: StackTypeDef) -> dict[str, str]:
+    return {
+        o["OutputKey"]: o["OutputValue"]
+        for o in found.get("Outputs", [])
+        if "OutputKey" in o and "OutputValue" in o
+    }
+
+
+def parameters_of(found: StackTypeDef) -> dict[str, str]:
+    return {
+        p["ParameterKey"]: p.get("ParameterValue", "")
+        for p in found.get("Parameters", [])
+        if "ParameterKey" in p
+    }
+
+
+def stack_resource(cloudformation: CloudFormationClient, stack: str, logical_id: str) -> str | None:
+    """The physical id of one of the stack's resources (a table's or a schedule's name, a role's
+    name); None when the stack has no such resource (a condition left it out)."""
+    try:
+        resource = cloudformation.describe_stack_resource(
+            StackName=stack, LogicalResourceId=logical_id
+        )["StackResourceDetail"]
+    except ClientError as exc:
+        if error_code(exc) == "ValidationError":  # no such resource in the stack
+            return None
+        raise ToolError(describe(exc)) from exc
+    except BotoCoreError as exc:
+        raise ToolError(describe(exc)) from exc
+    return resource.get("PhysicalResourceId") or None
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+# --- portfolio ids ---------------------------------------------------------------------------
+
+
+def portfolio_ids(text: str) -> list[str]:
+    """`a,b` as ids the function accepts (its own validation), in order, without repeats;
+    UsageError naming every id it would refuse."""
+    ids: list[str] = []
+    problems = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            validate_portfolio_id(item)
+        except InvalidPortfolioIdError as exc:
+            problems.append(str(exc))
+            continue
+        if item not in ids:
+            ids.append(item)
+    if problems:
+        raise UsageError("; ".join(problems))
+    if not ids:
+        raise UsageError("--portfolio-ids names no portfolio")
+    if len(ids) > MAX_PORTFOLIOS:
+        raise UsageError(f"at most {MAX_PORTFOLIOS} portfolios, got {len(ids)}")
+    return ids

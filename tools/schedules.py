@@ -62,7 +62,19 @@ from tools.common import (
     portfolio_ids,
     stack_resource,
 )
-from tools.dlq import ToolError, UsageError, confirm, describe, one_line, positive_int, table
+from tools.dlq import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    ToolError,
+    UsageError,
+    confirm,
+    describe,
+    one_line,
+    parse_args,
+    positive_int,
+    table,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
@@ -74,9 +86,6 @@ if TYPE_CHECKING:
     )
 
 PROG: Final = "python -m tools.schedules"
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_USAGE: Final = 2
 
 DEFAULT_GROUP: Final = "default"
 OWN_SCHEDULE: Final = "RebalanceSchedule"  # the template's own schedule (a resource)
@@ -496,10 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed the usage and the problem
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args = parse_args(parser, argv)
+    if isinstance(args, int):
+        return args
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -87,6 +87,9 @@ from tools.common import (
     stack_resource,
 )
 from tools.dlq import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
     LIST_HOLD_SECONDS,
     Row,
     Scan,
@@ -95,6 +98,7 @@ from tools.dlq import (
     describe,
     human_age,
     one_line,
+    parse_args,
     positive_int,
     table,
     to_row,
@@ -108,9 +112,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 PROG: Final = "python -m tools.trigger"
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
 EXIT_TIMEOUT: Final = 3
 
 DEFAULT_TIMEOUT_SECONDS: Final = 900
@@ -698,7 +699,7 @@ class Run:
                 print(f"Failures go to the DLQ: make dlq ARGS='list --stack {self.target.stack}'")
             if self.target.local:
                 print(NO_EVENT_SOURCE)
-        return EXIT_FAILED if unsent else EXIT_OK
+        return EXIT_ERROR if unsent else EXIT_OK
 
     # waiting
 
@@ -832,7 +833,7 @@ class Run:
             for request in pending:
                 print(f"  {request.portfolio_id}: {request.pending_reason()}")
             return EXIT_TIMEOUT
-        return EXIT_FAILED if failed else EXIT_OK
+        return EXIT_ERROR if failed else EXIT_OK
 
 
 NO_EVENT_SOURCE: Final = (
@@ -897,10 +898,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed the usage and the problem
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args = parse_args(parser, argv)
+    if isinstance(args, int):
+        return args
     target: Target | None = None
     try:
         ids = _checked(args)
@@ -921,7 +921,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {describe(exc)}{hint}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-    return EXIT_FAILED
+    return EXIT_ERROR
 
 
 def _checked(args: argparse.Namespace) -> list[str]:

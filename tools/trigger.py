@@ -48,16 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    BaseError as IdempotencyError,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyItemNotFoundError,
-)
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -69,8 +59,8 @@ from glider_trigger.domain.trigger_input import (
     parse,
     trigger_input,
 )
+from glider_trigger.outbound import guard
 from glider_trigger.outbound.events import DETAIL_TYPES, SOURCE
-from glider_trigger.outbound.guard import KEY_PREFIX
 from glider_trigger.settings import Settings
 from tools.common import (
     LOCAL_HINT,
@@ -359,33 +349,28 @@ def send(sqs: SQSClient, queue_url: str, requests: Sequence[Request]) -> None:
 
 
 class GuardRecords:
-    """The function guard's records, read only: Powertools' own persistence layer, configured as
-    outbound/guard.py configures it (key prefix, the `key` of the delivery), so the record id is
-    the very one the function writes."""
+    """The function guard's records, read only, through the function's own reader
+    (outbound/guard.py `read`): the record id is the very one the function writes."""
 
     def __init__(self, table_name: str, client: DynamoDBClient) -> None:
-        self._store = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
-        self._store.configure(IdempotencyConfig(event_key_jmespath="key"), key_prefix=KEY_PREFIX)
+        self._table_name = table_name
+        self._client = client
 
     def look(self, request: Request) -> bool:
         """Update `request` from its record; True when that changed what is known."""
         try:
-            record = self._store.get_record(data={"key": request.guard_key})
-        except IdempotencyItemNotFoundError:
-            return False
-        except IdempotencyError as exc:
-            raise ToolError(f"the idempotency table: {type(exc).__name__}: {exc}") from exc
+            record = guard.read(self._client, self._table_name, request.guard_key)
         except (ClientError, BotoCoreError) as exc:
             raise ToolError(f"the idempotency table: {describe(exc)}") from exc
         if record is None:
             return False
-        if record.status == "INPROGRESS":
+        if record.held(time.time()):
             changed = not request.in_progress
             request.in_progress = True
             return changed
-        if record.status != "COMPLETED":
+        data = record.settled
+        if data is None:
             return False
-        data: dict[str, Any] = record.response_json_as_dict() or {}
         if data.get("outcome") == "failed":  # a 2xx that was not a success: settled, not retried
             request.failure = one_line(
                 f"{data.get('reason') or 'UNEXPECTED_RESPONSE'}: {data.get('detail') or ''}", 300

@@ -9,7 +9,7 @@ import pytest
 
 from glider_trigger.domain.errors import ApiError, FailureClass, TriggerError
 from glider_trigger.domain.models import ApiKey, FollowUp, RebalanceState, Receipt, TriggerRequest
-from glider_trigger.domain.ports import StartedRebalance
+from glider_trigger.domain.ports import RecentRebalances, StartedRebalance
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.settings import Settings
 
@@ -67,11 +67,15 @@ class FakeApi:
     listed: list[StartedRebalance]  # what recent_rebalances answers
     list_error: TriggerError | None = None  # raised by recent_rebalances instead, if set
 
-    def recent_rebalances(self, request: TriggerRequest, api_key: ApiKey) -> list[StartedRebalance]:
+    listed_complete: bool = True  # whether `listed` reaches back to every `since` asked
+
+    def recent_rebalances(
+        self, request: TriggerRequest, api_key: ApiKey, since: float
+    ) -> RecentRebalances:
         self.list_calls += 1
         if self.list_error is not None:
             raise self.list_error
-        return list(self.listed)
+        return RecentRebalances(tuple(self.listed), complete=self.listed_complete)
 
     states: list[RebalanceState | TriggerError]  # what rebalance_state answers, in order
 

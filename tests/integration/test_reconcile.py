@@ -7,10 +7,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import pytest
+import urllib3
+
+from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import Deployment
+from tests.conftest import API_KEY
 
 PORTFOLIO = "port_abc123"
 
@@ -190,3 +196,105 @@ def test_a_replayed_dead_letter_looks_before_it_sends(
     assert only_result(response)["reconciled"] is True
     assert len(emulator.rebalances) == 1
     assert posts(emulator) == 1
+
+
+@pytest.mark.both_api_versions
+@pytest.mark.parametrize("offset", [-60, 60])
+def test_a_glider_clock_a_minute_off_still_finds_the_lost_answers_rebalance(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, offset: int
+) -> None:
+    emulator.set_clock_offset(offset)  # its times are read on our clock, from its Date header
+    emulator.script(PORTFOLIO, Fault.lost_response())
+
+    result = only_result(start_function().invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["outcome"] == "triggered"
+    assert result.get("reconciled") is True
+    assert posts(emulator) == 1
+    assert len(emulator.rebalances) == 1
+
+
+def rebalance_elsewhere(emulator: GliderEmulator, times: int) -> None:
+    """Later rebalances of the portfolio by others (its schedule, other deliveries), after the
+    clock-skew allowance around the lost attempt (a scaled-down 6-hourly schedule)."""
+    time.sleep(CLOCK_SKEW_SECONDS + 1)
+    http = urllib3.PoolManager()
+    for _ in range(times):
+        answer = http.request(
+            "POST",
+            f"{emulator.base_url}/v1/portfolio/{PORTFOLIO}/rebalance/schedule/trigger",
+            headers={"X-API-KEY": API_KEY, "Content-Type": "application/json"},
+            body=b'{"skipScheduleValidation": false}',
+        )
+        assert answer.status == 200
+
+
+def test_a_replay_pages_back_to_the_lost_answers_rebalance(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    function = start_function(GLIDER_MAX_ATTEMPTS="1")
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    function.invoke({"portfolioId": PORTFOLIO})
+    [letter] = deployment.dlq_messages()
+    rebalance_elsewhere(emulator, 12)  # more than the first page holds
+
+    result = only_result(function.invoke(json.loads(letter["Body"])))
+
+    assert result["reconciled"] is True  # found on the next page: not sent again
+    assert result["rebalanceId"] == emulator.rebalances[0].rebalance_id  # the lost attempt's
+    assert len(emulator.rebalances) == 13
+
+
+def test_a_list_that_cannot_reach_back_to_the_lost_answer_is_no_proof_that_nothing_started(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    function = start_function(GLIDER_MAX_ATTEMPTS="1")
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    function.invoke({"portfolioId": PORTFOLIO})
+    [letter] = deployment.dlq_messages()
+    rebalance_elsewhere(emulator, 60)  # more than Glider lists at all (the emulator: 50)
+
+    result = only_result(function.invoke(json.loads(letter["Body"])))
+
+    assert result["outcome"] == "triggered"
+    [triggered] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert triggered["level"] == "WARNING"  # a possible repeat, flagged: never "nothing started"
+    assert triggered["maybe_delivered_attempts"] == 1
+    [warning] = [log for log in function.logs if "recent rebalances" in log["message"]]
+    assert warning["reason"] == "RECENT_LIST_CUT_OFF"
+
+
+def test_a_listed_rebalance_id_too_long_to_follow_is_triggered_with_its_outcome_unknown_at_once(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    long_id = "rebal_" + "x" * 300
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    listing = {
+        "success": True,
+        "data": {
+            "portfolioId": PORTFOLIO,
+            "status": "active",
+            "recentWorkflows": [{"workflowId": long_id, "startedAt": now, "status": "running"}],
+        },
+    }
+    emulator.script_status(
+        PORTFOLIO,
+        Fault.malformed(body=json.dumps(listing).encode(), content_type="application/json"),
+    )
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert (result["outcome"], result["reconciled"]) == ("triggered", True)
+    assert posts(emulator) == 1
+    [outcome] = [log for log in function.logs if "rebalance_outcome" in log]
+    assert (outcome["rebalance_outcome"], outcome["reason"]) == ("unknown", "REBALANCE_ID_UNKNOWN")
+    assert deployment.follow_up_queue is not None
+    assert (
+        deployment.sqs.receive_message(QueueUrl=deployment.follow_up_queue.url).get("Messages", [])
+        == []
+    )  # no follow-up that the parser would refuse

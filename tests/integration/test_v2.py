@@ -68,12 +68,13 @@ def test_a_lost_answer_closed_by_last_rebalance_at_is_not_sent_again(
     assert (outcome["rebalance_outcome"], outcome["reason"]) == ("unknown", "REBALANCE_ID_UNKNOWN")
 
 
-def test_without_reconciling_a_late_repeat_joins_the_rebalance_in_flight(
+def test_without_reconciling_a_late_repeat_answered_with_the_lost_attempts_rebalance_stays_flagged(
     start_function: Callable[..., LocalFunction], emulator: GliderEmulator
 ) -> None:
     emulator.set_workflow_seconds(60)
     # Lost, then a cooldown answer that holds the repeat back 6 s, then Glider's own answer:
-    # the rebalance the lost attempt started, submitted before the repeat left.
+    # the rebalance in flight, submitted after the delivery's first attempt left. Nothing
+    # doubled, but nothing proves which attempt started it: flagged, not called "joined".
     emulator.script(PORTFOLIO, Fault.lost_response(), Fault.rate_limited(retry_after=6))
     function = start_function(RECONCILE_LOST_ANSWERS="false", RETRY_MAX_DELAY_SECONDS="10")
 
@@ -85,10 +86,25 @@ def test_without_reconciling_a_late_repeat_joins_the_rebalance_in_flight(
     assert result["rebalanceId"] == rebalance.operation_id
     assert emulator.collapsed_triggers() == 1
     [triggered] = [log for log in lines(function, "outcome") if log["outcome"] == "triggered"]
-    assert triggered["joined_in_flight"] is True
-    assert triggered["level"] == "WARNING"  # a rebalance stuck in flight would absorb triggers
-    assert triggered["in_flight_seconds"] >= 5
-    assert "maybe_delivered_attempts" not in triggered  # proven: nothing started twice
+    assert "joined_in_flight" not in triggered
+    assert triggered["level"] == "WARNING"
+    assert triggered["maybe_delivered_attempts"] == 1
+
+
+def test_a_glider_clock_behind_ours_never_passes_a_second_rebalance_off_as_joined(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.set_clock_offset(-10)  # Glider's clock 10 s behind ours
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    emulator.set_status_outage(Fault.error(503, "API_000", "status unavailable"))
+
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["outcome"] == "triggered"
+    assert len(emulator.rebalances) == 2  # the lost one had finished: the repeat started one
+    [triggered] = [log for log in lines(function, "outcome") if log["outcome"] == "triggered"]
+    assert "joined_in_flight" not in triggered  # never "started no new one"
+    assert triggered["maybe_delivered_attempts"] == 1  # flagged for support
 
 
 def test_a_key_without_portfolios_write_is_systemic_and_says_what_to_ask_for(

@@ -87,7 +87,9 @@ def test_the_functions_own_dlq_and_work_queue_bodies_are_valid_inputs() -> None:
     error = refused("NOT_FOUND", classify(InvalidInputError("x")))
     request = TriggerRequest("port_1", True, source)
     failure = for_failure(
-        Failed(request, error, classify(error), 1, uncertain=Window(1_764_655_200.5, 1_764_655_201))
+        Failed(
+            request, error, classify(error), 1, uncertain=(Window(1_764_655_200.5, 1_764_655_201),)
+        )
     )
     fanned = trigger_input("port_2", False, idempotency_key="key:k")
 

@@ -138,10 +138,10 @@ def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGu
         )
         return NoGuard()
 
-    def unrecorded(portfolio_id: str, error: str) -> None:
+    def unrecorded(portfolio_id: str, what: str, error: str) -> None:
         logger.error(
-            "Rebalance triggered but not recorded in the idempotency table: a redelivery after "
-            "this invocation's deadline would trigger it again",
+            f"Outcome not {what} in the idempotency table: the record keeps the window recorded "
+            "before sending, which a redelivery after this invocation's deadline looks at first",
             extra={"portfolio_id": portfolio_id, "detail": error},
         )
 

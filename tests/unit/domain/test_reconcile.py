@@ -19,7 +19,7 @@ from glider_trigger.domain.models import (
     Window,
 )
 from glider_trigger.domain.ports import StartedRebalance
-from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS, Reconciler
+from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS, JOINED_BEFORE_SECONDS, Reconciler
 from glider_trigger.domain.trigger import RebalanceTrigger
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
 from tests.fakes.telemetry import RecordingTelemetry
@@ -174,7 +174,7 @@ def test_a_delivery_that_may_have_been_attempted_before_looks_first() -> None:
     api = FakeApi()  # no POST scripted: sending one would fail the test
     api.listed = [listed(NOW - 60)]
     earlier = TriggerRequest(
-        REQUEST.portfolio_id, False, REQUEST.source, may_have_started=Window(NOW - 62, NOW - 58)
+        REQUEST.portfolio_id, False, REQUEST.source, may_have_started=(Window(NOW - 62, NOW - 58),)
     )
 
     outcome = run(api, request=earlier)
@@ -204,7 +204,7 @@ def test_a_failure_after_lost_answers_keeps_their_window_for_its_dead_letter() -
     outcome = run(api)
 
     assert isinstance(outcome, Failed)
-    assert outcome.uncertain == Window(NOW, NOW)
+    assert outcome.uncertain == (Window(NOW, NOW),)
     assert api.list_calls == 3  # before each of the 3 repeats
 
 
@@ -246,7 +246,10 @@ def test_an_inherited_window_looked_at_is_never_reopened_nor_carried_on() -> Non
     api = FakeApi(SERVER_ERROR, RECEIPT)
     api.listed = [listed(NOW - 86_400, "rebal_yesterday")]
     replayed = TriggerRequest(
-        REQUEST.portfolio_id, False, REQUEST.source, may_have_started=Window(days_ago, days_ago + 1)
+        REQUEST.portfolio_id,
+        False,
+        REQUEST.source,
+        may_have_started=(Window(days_ago, days_ago + 1),),
     )
 
     outcome = run(api, request=replayed)
@@ -257,7 +260,7 @@ def test_an_inherited_window_looked_at_is_never_reopened_nor_carried_on() -> Non
     api_fails = FakeApi(SERVER_ERROR, then=SERVER_ERROR)
     failed = run(api_fails, request=replayed)
     assert isinstance(failed, Failed)
-    assert failed.uncertain == Window(NOW, NOW)  # the checked inherited window is not carried
+    assert failed.uncertain == (Window(NOW, NOW),)  # the checked inherited window is not carried
 
 
 def test_an_inherited_window_that_could_not_be_looked_at_is_carried_on() -> None:
@@ -265,13 +268,16 @@ def test_an_inherited_window_that_could_not_be_looked_at_is_carried_on() -> None
     api = FakeApi(refused("NOT_FOUND", FailureClass.PERMANENT))
     api.list_error = SERVER_ERROR
     replayed = TriggerRequest(
-        REQUEST.portfolio_id, False, REQUEST.source, may_have_started=Window(days_ago, days_ago + 1)
+        REQUEST.portfolio_id,
+        False,
+        REQUEST.source,
+        may_have_started=(Window(days_ago, days_ago + 1),),
     )
 
     failed = run(api, request=replayed)
 
     assert isinstance(failed, Failed)
-    assert failed.uncertain == Window(days_ago, days_ago + 1)
+    assert failed.uncertain == (Window(days_ago, days_ago + 1),)
 
 
 # --- an API that tells when, not which (v2's lastRebalanceAt), and one that joins (v2) -----
@@ -300,18 +306,45 @@ def test_an_answer_cut_off_keeps_its_id_unknown_when_only_a_time_is_listed() -> 
     assert not outcome.receipt.reconciled
 
 
-def test_a_late_repeat_answered_with_the_lost_attempts_rebalance_in_flight_joined_it() -> None:
-    # The lost attempt leaves at NOW and Glider submits its rebalance 0.3 s later; the repeat
-    # leaves 10 s on (a Retry-After) and Glider answers it with that rebalance, still running.
+def test_a_repeat_answered_with_what_the_lost_attempt_may_have_started_stays_flagged() -> None:
+    # The lost attempt leaves at NOW and Glider submits a rebalance 0.3 s later; the repeat
+    # leaves 10 s on and Glider answers it with that rebalance, still running. Which attempt
+    # started it cannot be proven: the repeat stays flagged, never called "joined".
     clock: Iterator[float] = iter([NOW, NOW + 0.5, NOW + 10.0])
-    joined = Receipt("op_1", None, None, None, submitted_at=NOW + 0.3)
-    api = FakeApi(LOST, joined)
+    answer = Receipt("op_1", None, None, None, submitted_at=NOW + 0.3)
+    api = FakeApi(LOST, answer)
 
     outcome = run(api, reconcile=False, wall_clock=lambda: next(clock, NOW + 10.0))
 
     assert isinstance(outcome, Triggered)
+    assert not outcome.receipt.joined
+    assert outcome.maybe_delivered_attempts == 1
+
+
+def test_a_glider_clock_behind_ours_does_not_make_a_fresh_rebalance_look_joined() -> None:
+    # Glider's clock runs 10 s behind: a second rebalance it just started says it was submitted
+    # 10 s before the repeat left. Only "before the delivery's first attempt, by more than
+    # clocks can differ" proves a rebalance in flight was someone else's.
+    clock: Iterator[float] = iter([NOW, NOW + 0.5, NOW + 20.0])
+    fresh = Receipt("op_2", None, None, None, submitted_at=NOW + 20.0 - 10.0)
+    api = FakeApi(LOST, fresh)
+
+    outcome = run(api, reconcile=False, wall_clock=lambda: next(clock, NOW + 20.0))
+
+    assert isinstance(outcome, Triggered)
+    assert not outcome.receipt.joined
+    assert outcome.maybe_delivered_attempts == 1
+
+
+def test_a_rebalance_in_flight_since_well_before_the_first_attempt_was_joined() -> None:
+    before = NOW - JOINED_BEFORE_SECONDS - 1
+    api = FakeApi(LOST, Receipt("op_0", None, None, None, submitted_at=before))
+
+    outcome = run(api, reconcile=False)
+
+    assert isinstance(outcome, Triggered)
     assert outcome.receipt.joined
-    assert outcome.maybe_delivered_attempts == 0  # proven: nothing was started twice
+    assert outcome.maybe_delivered_attempts == 0  # proven: nothing was started by this delivery
 
 
 def test_a_quick_repeat_cannot_prove_it_joined_and_stays_flagged() -> None:
@@ -360,3 +393,18 @@ def test_a_repeat_answered_with_a_new_submission_stays_flagged() -> None:
     assert isinstance(outcome, Triggered)
     assert not outcome.receipt.joined
     assert outcome.maybe_delivered_attempts == 1
+
+
+def test_a_list_cut_off_before_the_attempt_proves_nothing_and_the_repeat_is_flagged() -> None:
+    telemetry = RecordingTelemetry()
+    api = FakeApi(LOST, RECEIPT)
+    api.listed = [listed(NOW + 3600 + n, f"rebal_later_{n}") for n in range(10)]
+    api.listed_complete = False  # every listed one is later; older ones were cut off
+
+    outcome = run(api, telemetry=telemetry)
+
+    assert isinstance(outcome, Triggered)
+    assert not outcome.receipt.reconciled
+    assert outcome.maybe_delivered_attempts == 1  # flagged: never "nothing started"
+    [failure] = telemetry.named("reconcile_failed")
+    assert failure["reason"] == "RECENT_LIST_CUT_OFF"

@@ -17,9 +17,10 @@ from glider_trigger.domain.errors import (
     classify,
 )
 from glider_trigger.domain.models import ApiKey, InputSource, Receipt, SourceKind, TriggerRequest
+from glider_trigger.domain.ports import StartedRebalance
 from glider_trigger.outbound.glider.http import Answer, HttpSession
 from glider_trigger.outbound.glider.http import retry_after as _retry_after
-from glider_trigger.outbound.glider.v1 import GliderV1Client, interpret
+from glider_trigger.outbound.glider.v1 import GliderV1Client, interpret, reaches_back, read_recent
 
 SUCCESS = {
     "success": True,
@@ -371,3 +372,33 @@ def test_a_non_2xx_whose_body_could_not_be_read_is_classified_by_its_status() ->
     with pytest.raises(ApiError) as raised:
         _interpret(503, {"retry-after": "3"}, b"", "the answer's body was cut off: ProtocolError")
     assert (raised.value.reason, raised.value.retry_after_seconds) == ("SERVER_ERROR", 3.0)
+
+
+def listed(*starts: float) -> list[StartedRebalance]:
+    return [StartedRebalance(f"rebal_{n}", start) for n, start in enumerate(starts)]
+
+
+@pytest.mark.parametrize(
+    ("starts", "since", "complete"),
+    [
+        ((), 100.0, True),  # nothing at all
+        ((500.0, 400.0, 300.0, 200.0), 100.0, True),  # shorter than Glider's default: all
+        ((500.0, 400.0, 300.0, 200.0, 150.0), 100.0, False),  # cut off at the default
+        ((500.0, 400.0, 300.0, 200.0, 90.0), 100.0, True),  # its oldest is before `since`
+        ((500.0, 400.0, 300.0, 200.0, 100.0), 100.0, True),
+    ],
+)
+def test_a_list_reaches_back_only_when_it_is_short_or_older_than_asked(
+    starts: tuple[float, ...], since: float, complete: bool
+) -> None:
+    assert reaches_back(listed(*starts), since) is complete
+
+
+def test_a_listed_id_too_long_to_follow_is_listed_as_unknown() -> None:
+    workflows = [{"workflowId": "rebal_" + "x" * 300, "startedAt": "2026-01-01T00:00:00Z"}]
+    document = {"success": True, "data": {"recentWorkflows": workflows}}
+
+    [found] = read_recent(Answer(200, {}, body(document)))
+
+    assert found.rebalance_id is None
+    assert found.started_at is not None

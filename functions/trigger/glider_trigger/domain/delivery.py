@@ -22,7 +22,6 @@ own thread once the workers are done.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -52,10 +51,10 @@ from glider_trigger.domain.models import (
     RejectedId,
     SourceKind,
     TriggerRequest,
-    Window,
 )
 from glider_trigger.domain.ports import (
     MAX_DELAY_SECONDS,
+    Attempts,
     Deadline,
     MessageQueue,
     Telemetry,
@@ -85,21 +84,12 @@ class DeliveryRules:
 
 @dataclass(frozen=True)
 class Message:
-    """An input carried by a message that its queue delivers again unless it is settled."""
+    """An input carried by a message that its queue delivers again unless it is settled. What
+    its earlier receives may have started is the guard's record, never inferred from these."""
 
     message_id: str
     body: str
     receive_count: int = 1  # this is the n-th receive
-    first_received_at: float | None = None  # epoch seconds of the first receive, if known
-
-    def attempted_in(self, lifetime_seconds: float) -> Window | None:
-        """When its first receive's invocation may have sent its triggers, on its second receive
-        (that invocation lasted at most a lifetime). Later receives are not looked for: their
-        earlier invocations' times are unknown, and a window from the first receive to now could
-        take another delivery's rebalance for one of ours."""
-        if self.receive_count == 2 and self.first_received_at is not None:
-            return Window(self.first_received_at, self.first_received_at + lifetime_seconds)
-        return None
 
 
 @dataclass
@@ -148,7 +138,6 @@ class DeliveryService:
         rules: DeliveryRules,
         work_queue: MessageQueue | None,
         follower: OutcomeFollower | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._trigger = trigger
         self._guard = guard
@@ -157,7 +146,6 @@ class DeliveryService:
         self._rules = rules
         self._work_queue = work_queue
         self._follower = follower
-        self._clock = clock
 
     def begin(self, deadline: Deadline, *, request_id: str, lifetime_seconds: float) -> Invocation:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
@@ -223,11 +211,7 @@ class DeliveryService:
                 continue
             record = PreparedMessage(message, parsed, None)
             prepared.append(record)
-            earlier = message.attempted_in(invocation.lifetime_seconds)
-            requests.extend(
-                (record, _attempted_in(request, earlier) if earlier else request)
-                for request in parsed.requests
-            )
+            requests.extend((record, request) for request in parsed.requests)
         outcomes = self.trigger_all([request for _, request in requests], invocation)
         for (record, _), outcome in zip(requests, outcomes, strict=True):
             record.outcomes.append(outcome)
@@ -330,7 +314,9 @@ class DeliveryService:
             return _not_attempted(request, blocker)
         try:
             return self._guard.run(
-                request.guard_key, request, lambda: self._trigger_and_follow(request, invocation)
+                request.guard_key,
+                request,
+                lambda held, attempts: self._trigger_and_follow(held, invocation, attempts),
             )
         except Exception as exc:  # noqa: BLE001 - reported, and kept as a transient failure
             # A bug must cost one portfolio a retry, not the whole batch its progress.
@@ -339,9 +325,11 @@ class DeliveryService:
                 request, TriggerError(f"unexpected {type(exc).__name__} while triggering")
             )
 
-    def _trigger_and_follow(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
+    def _trigger_and_follow(
+        self, request: TriggerRequest, invocation: Invocation, attempts: Attempts
+    ) -> Outcome:
         """Inside the guard's call: what the guard remembers as triggered has been followed."""
-        outcome = self._trigger.trigger(request, invocation)
+        outcome = self._trigger.trigger(request, invocation, attempts)
         if self._follower is not None:
             try:
                 self._follower.start(outcome)
@@ -384,15 +372,11 @@ class DeliveryService:
                 "WORK_QUEUE_URL to defer them to: failing so that Lambda retries later"
             )
         delay = min(MAX_DELAY_SECONDS, math.ceil(invocation.lifetime_seconds) + DEFER_SLACK_SECONDS)
-        # The holder may be sending it right now: from its start (at most a lifetime ago) to its
-        # end (at most a lifetime from now), looked for before this portfolio is sent again.
-        now, lifetime = self._clock(), invocation.lifetime_seconds
-        holder = Window(now - lifetime, now + lifetime)
+        # What the holder may be sending right now is its own record with the guard (or, if it
+        # dies, the window it recorded before sending): looked at when this comes back.
         messages = [
             OutgoingMessage(
-                resumed_input(
-                    f.request, may_have_started=holder.joined(f.request.may_have_started)
-                ),
+                resumed_input(f.request, may_have_started=f.request.may_have_started),
                 delay_seconds=delay,
             )
             for f in held
@@ -457,10 +441,6 @@ def _look(follower: OutcomeFollower, record: PreparedMessage, invocation: Invoca
 def _not_attempted(request: TriggerRequest, error: TriggerError) -> Failed:
     """Failed before any attempt: what an earlier attempt may have started stays to look for."""
     return Failed(request, error, classify(error), attempts=0, uncertain=request.may_have_started)
-
-
-def _attempted_in(request: TriggerRequest, window: Window) -> TriggerRequest:
-    return replace(request, may_have_started=window.joined(request.may_have_started))
 
 
 def _elsewhere(outcome: Outcome) -> TypeGuard[Failed]:

@@ -202,6 +202,13 @@ class ApiError(TriggerError):
         return self._retry_after_seconds
 
 
+class ListCutOffError(TriggerError):
+    """The API's list of recent rebalances does not reach back to a lost answer's attempt: it
+    cannot tell whether that attempt started one (never read as "nothing started")."""
+
+    fixed_reason = "RECENT_LIST_CUT_OFF"
+
+
 class RebalanceFailedError(TriggerError):
     """A followed rebalance that Glider reports failed: dead-lettered for an operator to decide
     whether to trigger it again (never retried by the function: funds are at stake)."""

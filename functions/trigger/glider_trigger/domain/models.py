@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -47,14 +47,23 @@ class Window:
         return Window(min(self.after, other.after), before)
 
 
+def hull(windows: Sequence[Window]) -> Window | None:
+    """The smallest window holding them all (None for none): what one dead letter's body says."""
+    joined: Window | None = None
+    for window in windows:
+        joined = window.joined(joined)
+    return joined
+
+
 @dataclass(frozen=True)
 class TriggerRequest:
     portfolio_id: str
     skip_schedule_validation: bool
     source: InputSource
-    # An earlier attempt of this delivery may have started a rebalance in this window (a lost
-    # answer before a dead letter, a deferral, a redelivery): looked for before the first POST.
-    may_have_started: Window | None = None
+    # Earlier attempts of this delivery whose answers prove nothing (a lost answer, a 5xx) may
+    # have started a rebalance in these windows, as the guard recorded them or a dead letter
+    # carried them: looked for before the first POST. Never a window guessed from outside.
+    may_have_started: tuple[Window, ...] = ()
 
     @property
     def guard_key(self) -> str:
@@ -145,9 +154,10 @@ class Failed:
     # True when an earlier delivery ended with this failure and the guard remembered it (a 2xx
     # that was not a success): the API was not called again.
     remembered: bool = False
-    # When this delivery's attempts whose answers prove nothing were sent (its dead letter
-    # carries it, so a replay looks for their rebalance before sending again).
-    uncertain: Window | None = None
+    # When this delivery's attempts whose answers prove nothing were sent, and not looked at
+    # since (the guard records them and its dead letter carries them, so a redelivery or a
+    # replay looks for their rebalance before sending again).
+    uncertain: tuple[Window, ...] = ()
 
     @property
     def settles_delivery(self) -> bool:

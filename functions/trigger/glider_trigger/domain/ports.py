@@ -41,6 +41,17 @@ class StartedRebalance:
     latest_only: bool = False
 
 
+@dataclass(frozen=True)
+class RecentRebalances:
+    """A portfolio's recent rebalances, newest first, as far back as the API showed them."""
+
+    listed: tuple[StartedRebalance, ...]
+    # Every rebalance started since the time asked for is listed. False when the list the API
+    # gave was cut at its length before reaching back that far: one missing from it may have
+    # started then, so it proves nothing about that time.
+    complete: bool = True
+
+
 class RebalancingApi(Protocol):
     """Triggers one portfolio's rebalance: a Receipt, or an ApiError its adapter classified."""
 
@@ -58,9 +69,10 @@ class RebalancingApi(Protocol):
     def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt: ...
 
     def recent_rebalances(
-        self, request: TriggerRequest, api_key: ApiKey
-    ) -> Sequence[StartedRebalance]:
-        """The portfolio's most recent rebalances (newest first); raises an ApiError."""
+        self, request: TriggerRequest, api_key: ApiKey, since: float
+    ) -> RecentRebalances:
+        """The portfolio's rebalances started since `since` (epoch seconds), newest first, as
+        far as the API lists them (paged further where it allows); raises an ApiError."""
         ...
 
     def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
@@ -110,9 +122,37 @@ class Deadline(Protocol):
         ...
 
 
+class Attempts(Protocol):
+    """The guard's record of one delivery's attempts at one portfolio, while it holds them."""
+
+    def sending(self) -> None:
+        """Recorded before the first request leaves: until this holder reports its outcome,
+        Glider may act on what it sends (a holder that dies then leaves this window to look
+        at). Raises IdempotencyUnavailableError when it cannot be recorded: nothing is sent."""
+        ...
+
+
+class NoRecord:
+    """Attempts with nowhere to record them (no guard): sending is never refused."""
+
+    def sending(self) -> None:
+        pass
+
+
+NO_RECORD: Final = NoRecord()
+
+
 class TriggerGuard(Protocol):
-    def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
+    def run(
+        self,
+        key: str,
+        request: TriggerRequest,
+        trigger: Callable[[TriggerRequest, Attempts], Outcome],
+    ) -> Outcome:
         """Run `trigger` unless `key` was settled before; then return that earlier outcome.
+        `trigger` gets the request with what earlier holders of `key` recorded as possibly
+        started (`may_have_started`), and records its own attempts; an outcome that does not
+        settle the delivery is kept with the windows it leaves unresolved (`Failed.uncertain`).
         Another holder of `key` right now: a DuplicateInProgressError failure; a store that
         cannot tell: an IdempotencyUnavailableError failure (not triggering is the safe choice)."""
         ...

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
-from glider_trigger.domain.errors import ApiError, TriggerError
+from glider_trigger.domain.errors import ApiError, ListCutOffError, TriggerError
 from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest, Window
-from glider_trigger.domain.ports import RebalancingApi, Telemetry
+from glider_trigger.domain.ports import RebalancingApi, StartedRebalance, Telemetry
 
 # Our clock and Glider's may differ by this much; a listed start this far outside the window
 # still counts. Small on purpose: a wider window could take another delivery's rebalance for ours.
 CLOCK_SKEW_SECONDS: Final = 5.0
+# A rebalance Glider answers a repeat with (v2 collapses a repeat into the one in flight) was
+# joined, not started by this delivery, only if submitted this long before the delivery's first
+# attempt: more than what is left of a clock difference once Glider's times are read on our
+# clock (outbound/glider/http.py), with room for a Glider clock read wrong by a minute.
+JOINED_BEFORE_SECONDS: Final = 90.0
 FORBIDDEN: Final = "FORBIDDEN"
 
 
@@ -44,13 +49,16 @@ class Reconciler:
     def active(self) -> bool:
         return not self._forbidden
 
-    def find(self, request: TriggerRequest, api_key: ApiKey, window: Window) -> Receipt | bool:
-        """The rebalance an attempt in `window` started, if the API lists one; else True when
-        the list was read (nothing started in the window), False when it could not be."""
+    def find(
+        self, request: TriggerRequest, api_key: ApiKey, windows: Sequence[Window]
+    ) -> Receipt | bool:
+        """The rebalance an attempt in one of `windows` started, if the API lists one; else True
+        when the list was read (nothing started in them), False when it could not be."""
         if self._forbidden:
             return False
+        since = min(window.after for window in windows) - CLOCK_SKEW_SECONDS
         try:
-            listed = self._api.recent_rebalances(request, api_key)
+            recent = self._api.recent_rebalances(request, api_key, since)
         except Exception as exc:  # noqa: BLE001 - a bug here must not hide a sent trigger
             error = (
                 exc
@@ -62,23 +70,27 @@ class Reconciler:
             else:
                 self._telemetry.reconcile_failed(request.portfolio_id, error)
             return False
-        earliest = window.after - CLOCK_SKEW_SECONDS
-        latest = (self._clock() if window.before is None else window.before) + CLOCK_SKEW_SECONDS
-        for rebalance in listed:
-            started = rebalance.started_at
-            if (
-                started is not None
-                and earliest <= started
-                and (started <= latest or rebalance.latest_only)
-            ):
+        now = self._clock()
+        for window in windows:
+            found = _started_in(recent.listed, window, now)
+            if found is not None:
                 return Receipt(
-                    rebalance_id=rebalance.rebalance_id,
+                    rebalance_id=found.rebalance_id,
                     schedule_id=None,
                     request_id=None,
                     correlation_id=None,
-                    status=rebalance.status,
+                    status=found.status,
                     reconciled=True,
                 )
+        if not recent.complete:
+            # Cut off before the attempt's time: "nothing listed" proves nothing about it.
+            self._telemetry.reconcile_failed(
+                request.portfolio_id,
+                ListCutOffError(
+                    "the recent rebalances listed do not reach back to the attempt's time"
+                ),
+            )
+            return False
         return True
 
     def _stop(self, error: ApiError) -> None:
@@ -87,3 +99,19 @@ class Reconciler:
                 return
             self._forbidden = True
         self._telemetry.reconcile_forbidden(error)
+
+
+def _started_in(
+    listed: Sequence[StartedRebalance], window: Window, now: float
+) -> StartedRebalance | None:
+    earliest = window.after - CLOCK_SKEW_SECONDS
+    latest = (now if window.before is None else window.before) + CLOCK_SKEW_SECONDS
+    for rebalance in listed:
+        started = rebalance.started_at
+        if (
+            started is not None
+            and earliest <= started
+            and (started <= latest or rebalance.latest_only)
+        ):
+            return rebalance
+    return None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from glider_trigger.domain.errors import (
     ApiError,
     FailureClass,
+    IdempotencyUnavailableError,
     NotAttemptedError,
     SecretUnavailableError,
     TriggerError,
@@ -33,8 +34,15 @@ from glider_trigger.domain.models import (
     TriggerRequest,
     Window,
 )
-from glider_trigger.domain.ports import ApiKeySource, Deadline, Pacing, RebalancingApi
-from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS, Reconciler
+from glider_trigger.domain.ports import (
+    NO_RECORD,
+    ApiKeySource,
+    Attempts,
+    Deadline,
+    Pacing,
+    RebalancingApi,
+)
+from glider_trigger.domain.reconcile import JOINED_BEFORE_SECONDS, Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 
 
@@ -63,15 +71,21 @@ class RebalanceTrigger:
         # Jitter spreads retries out; it protects nothing, so a CSPRNG would add nothing.
         self._rng = rng or random.Random()  # noqa: S311  # nosec B311
 
-    def trigger(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
-        outcome = self._attempt(request, invocation)
+    def trigger(
+        self, request: TriggerRequest, invocation: Invocation, attempts: Attempts | None = None
+    ) -> Outcome:
+        """`attempts` records, before the first request leaves, that this holder may make Glider
+        act (the guard's record; none without a guard)."""
+        outcome = self._attempt(request, invocation, attempts or NO_RECORD)
         if isinstance(outcome, Failed) and outcome.failure_class is FailureClass.SYSTEMIC:
             invocation.halt(outcome.error)
         return outcome
 
-    def _attempt(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
+    def _attempt(
+        self, request: TriggerRequest, invocation: Invocation, attempts: Attempts
+    ) -> Outcome:
         deadline = invocation.deadline
-        tally = _Tally(inherited=request.may_have_started)
+        tally = _Tally(attempts, inherited=request.may_have_started)
         tries = 0  # calls to the API and retried reads of the key
         key_refreshed = refresh_key = False
         last_error: TriggerError | None = None
@@ -108,7 +122,7 @@ class RebalanceTrigger:
             ):
                 return tally.failed(request, last_error)
             delay = self.policy.delay_before_retry(last_error, tries, self._rng)
-            if delay is not None and tally.unchecked is not None and self._reconciler is not None:
+            if delay is not None and tally.unchecked and self._reconciler is not None:
                 # An answer that never came may be a rebalance still starting: give it as long
                 # again as its attempt waited before looking for it.
                 delay = max(delay, tally.last_wait_seconds)
@@ -128,7 +142,7 @@ class RebalanceTrigger:
         An Outcome ends the portfolio's attempts; a TriggerError is this call's failure."""
         deadline = invocation.deadline
         not_sent = self._wait_for_slot(deadline)
-        if not_sent is None and tally.unchecked is not None and self._reconciler is not None:
+        if not_sent is None and tally.unchecked and self._reconciler is not None:
             found = self._reconciler.find(request, api_key, tally.unchecked)
             if isinstance(found, Receipt):
                 return tally.triggered(request, found)
@@ -168,7 +182,7 @@ class RebalanceTrigger:
         a rebalance it started."""
         if receipt.unread is None or receipt.sent_at is None or self._reconciler is None:
             return receipt
-        found = self._reconciler.find(request, api_key, Window(receipt.sent_at))
+        found = self._reconciler.find(request, api_key, (Window(receipt.sent_at),))
         if not isinstance(found, Receipt) or found.rebalance_id is None:
             return receipt  # nothing listed, or only when (v2): the id stays unknown
         return replace(
@@ -183,9 +197,13 @@ class RebalanceTrigger:
         self, request: TriggerRequest, api_key: ApiKey, invocation: Invocation, tally: _Tally
     ) -> Receipt | TriggerError:
         """One call to the API, accounted for in the tally and the invocation's breaker."""
+        recorded = tally.record_sending()
+        if recorded is not None:
+            return recorded  # nothing sent: the guard could not record that it may be
         tally.attempts += 1
         started = self._clock()
         sent_at = self._wall_clock()
+        tally.first_sent_at = tally.first_sent_at or sent_at
         try:
             receipt = self._api.trigger(request, api_key)
         except TriggerError as exc:
@@ -205,9 +223,10 @@ class RebalanceTrigger:
         if receipt.unread is not None:
             return replace(receipt, sent_at=sent_at)
         submitted = receipt.submitted_at
-        if submitted is not None and submitted < sent_at - CLOCK_SKEW_SECONDS:
-            # Submitted before this attempt left and still in flight (v2 answers a repeat with
-            # the rebalance in progress): this attempt, and every earlier one, joined it.
+        if submitted is not None and submitted < tally.earliest_attempt - JOINED_BEFORE_SECONDS:
+            # Submitted before any attempt of this delivery left, by more than clocks can differ,
+            # and still in flight (v2 answers a repeat with the rebalance in progress): every
+            # attempt joined it. Submitted later, it may be a lost attempt's: not proven.
             return replace(receipt, joined=True)
         return receipt
 
@@ -216,48 +235,71 @@ class RebalanceTrigger:
 class _Tally:
     """What the attempts for one portfolio have cost so far."""
 
-    # When an earlier attempt of this delivery may have started a rebalance (the request's own
-    # window, closed): looked at once, before the first attempt; carried on only if it was not.
-    inherited: Window | None = None
+    record: Attempts
+    # When earlier holders of this delivery may have started a rebalance (recorded by the guard,
+    # or carried by a dead letter): looked at once, before the first attempt; carried on only
+    # if they could not be.
+    inherited: tuple[Window, ...] = ()
     # When this invocation's attempts whose answers prove nothing were sent and answered.
     own: Window | None = None
-    # The window not yet looked at by the Reconciler: the inherited one, then from this
+    # The windows not yet looked at by the Reconciler: the inherited ones, then from this
     # invocation's first such attempt on, open-ended (a slow attempt may still be starting its
     # rebalance after we stopped waiting for its answer). Never reopened to an inherited start.
-    unchecked: Window | None = None
+    unchecked: tuple[Window, ...] = ()
     attempts: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     maybe_delivered: int = 0  # attempts whose request left but whose answer was lost
     last_wait_seconds: float = 0.0  # how long the last attempt that proves nothing waited
+    first_sent_at: float | None = None  # when this holder's first request left
+    recorded: bool = False  # the guard knows that this holder sends
 
     def __post_init__(self) -> None:
         self.unchecked = self.inherited
 
+    def record_sending(self) -> IdempotencyUnavailableError | None:
+        """Once, before the first request leaves: the guard's record that it may have acted."""
+        if self.recorded:
+            return None
+        try:
+            self.record.sending()
+        except IdempotencyUnavailableError as exc:
+            return exc
+        self.recorded = True
+        return None
+
+    @property
+    def earliest_attempt(self) -> float:
+        """When the first attempt of this delivery that may have reached Glider left."""
+        times = [window.after for window in self.inherited]
+        if self.first_sent_at is not None:
+            times.append(self.first_sent_at)
+        return min(times, default=float("inf"))
+
     def looked(self, *, read: bool) -> None:
-        if read and self.unchecked is self.inherited:
-            self.inherited = None  # listed, nothing in it: the earlier attempt started nothing
-        self.unchecked = None
+        if read and self.unchecked == self.inherited:
+            self.inherited = ()  # listed, nothing in them: the earlier attempts started nothing
+        self.unchecked = ()
 
     def uncertain_attempt(self, sent_at: float, answered_at: float) -> None:
         self.own = Window(sent_at, answered_at).joined(self.own)
-        self.unchecked = Window(self.own.after)
+        self.unchecked = (Window(self.own.after),)
         self.last_wait_seconds = max(0.0, answered_at - sent_at)
 
     @property
-    def since(self) -> Window | None:
+    def since(self) -> tuple[Window, ...]:
         """What a later delivery of this portfolio must look at (closed windows only)."""
-        if self.own is None:
-            return self.inherited
-        return self.own.joined(self.inherited)
+        return self.inherited if self.own is None else (*self.inherited, self.own)
 
     def triggered(self, request: TriggerRequest, receipt: Receipt) -> Triggered:
+        # Sent while earlier holders' windows stayed unresolved: each may have started one too.
+        earlier = 0 if receipt.reconciled else len(self.inherited) if self.attempts else 0
         return Triggered(
             request,
             receipt,
             self.attempts,
             tuple(self.latencies_ms),
             # A rebalance in flight since before them: the lost answers' attempts joined it too.
-            maybe_delivered_attempts=0 if receipt.joined else self.maybe_delivered,
+            maybe_delivered_attempts=0 if receipt.joined else self.maybe_delivered + earlier,
         )
 
     def failed(self, request: TriggerRequest, error: TriggerError) -> Failed:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -35,6 +35,7 @@ from glider_trigger.domain.models import (
     SourceKind,
     TriggerRequest,
     Window,
+    hull,
 )
 
 PORTFOLIO_ID: Final = "portfolioId"
@@ -129,7 +130,7 @@ def trigger_input(
     *,
     delivery_key: str | None = None,
     idempotency_key: str | None = None,
-    may_have_started: Window | None = None,
+    may_have_started: Sequence[Window] = (),
 ) -> str:
     """The body of one portfolio's input: what the function writes to its DLQ and work queue.
     `delivery_key` names the very delivery the portfolio belongs to (a dead letter, a deferral:
@@ -143,15 +144,17 @@ def trigger_input(
         body[DELIVERY_KEY_FIELD] = delivery_key
     if idempotency_key is not None:
         body[IDEMPOTENCY_KEY] = idempotency_key
-    if may_have_started is not None:
-        window = {"after": iso_time(may_have_started.after)}
-        if may_have_started.before is not None:
-            window["before"] = iso_time(may_have_started.before)
+    # One window holding them all: a body stays one simple shape (schemas/trigger-input).
+    held = hull(may_have_started)
+    if held is not None:
+        window = {"after": iso_time(held.after)}
+        if held.before is not None:
+            window["before"] = iso_time(held.before)
         body[MAY_HAVE_STARTED] = window
     return json.dumps(body, default=str)
 
 
-def resumed_input(request: TriggerRequest, *, may_have_started: Window | None = None) -> str:
+def resumed_input(request: TriggerRequest, *, may_have_started: Sequence[Window] = ()) -> str:
     """One portfolio of a delivery, to be taken up again later as part of that same delivery
     (a dead letter, a deferral): it carries the delivery's key, and when an attempt of it may
     have started a rebalance whose answer was lost."""
@@ -368,9 +371,9 @@ def _content_key(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _window(payload: Mapping[str, Any]) -> Window | None:
+def _window(payload: Mapping[str, Any]) -> tuple[Window, ...]:
     if MAY_HAVE_STARTED not in payload:
-        return None
+        return ()
     value = payload[MAY_HAVE_STARTED]
     after = epoch_of(value.get("after")) if isinstance(value, dict) else None
     before = epoch_of(value.get("before")) if isinstance(value, dict) else None
@@ -379,7 +382,7 @@ def _window(payload: Mapping[str, Any]) -> Window | None:
             f'{MAY_HAVE_STARTED} must be {{"after": <ISO 8601 time>, "before": <optional>}} '
             "(it is the function's own field)"
         )
-    return Window(after, before)
+    return (Window(after, before),)
 
 
 def _candidate_ids(payload: Mapping[str, Any]) -> list[object]:

@@ -38,7 +38,7 @@ class SqsRecord:
         # A body that is not a string is dead-lettered as its JSON text, never parsed as one.
         text = body if isinstance(body, str) else json.dumps(body, default=str)
         return cls(
-            Message(record["messageId"], text, _receive_count(record), _first_received_at(record)),
+            Message(record["messageId"], text, _receive_count(record)),
             body,
             str(record.get("receiptHandle", "")),
             str(record.get("eventSourceARN", "")),
@@ -106,12 +106,6 @@ class SqsBatchHandler:
             self._telemetry.postpone_failed(record.message.message_id, seconds)
             return
         self._telemetry.postponed(record.message.message_id, timeout)
-
-
-def _first_received_at(record: Mapping[str, Any]) -> float | None:
-    """ApproximateFirstReceiveTimestamp (epoch milliseconds) in seconds; None if unreadable."""
-    raw = _attribute_number(record, "ApproximateFirstReceiveTimestamp")
-    return raw / 1000 if raw is not None else None
 
 
 def _receive_count(record: Mapping[str, Any]) -> int:

@@ -1,30 +1,36 @@
-"""Nothing doubled: a delivery that has triggered a portfolio does not trigger it again.
+"""Nothing doubled: a delivery that has triggered a portfolio does not trigger it again, and
+what its earlier attempts may have started is recorded, not guessed.
 
-Powertools Idempotency on DynamoDB, keyed per portfolio per delivery (TriggerRequest.guard_key;
-domain/trigger_input.py builds delivery keys); the domain's TriggerGuard port. An outcome that
-settles the delivery is remembered: a success, or a 2xx answer that was not one (Glider may
-have acted on it). Any other failure deletes its record, so the
-redelivery or replay of a failure is attempted again. The Lambda context is registered per
-invocation, so a record left "in progress" by an interrupted invocation expires with it.
+A ledger on DynamoDB, one record per portfolio per delivery (TriggerRequest.guard_key;
+domain/trigger_input.py builds delivery keys); the domain's TriggerGuard port. A record is:
+- held (INPROGRESS) by one invocation at a time, until that invocation's deadline (a holder
+  that dies leaves it to the next after that deadline);
+- before the holder's first request leaves, given the window in which Glider may act on it
+  (from now to the holder's deadline): a holder that dies mid-request leaves exactly that to
+  look at, and one that never sent leaves nothing;
+- settled (COMPLETED) with an outcome that settles the delivery: a success, or a 2xx answer that
+  was not one (Glider may have acted on it); never sent again;
+- otherwise released (OPEN) with the windows its attempts left unresolved (answers that prove
+  nothing, not looked at since): the next holder looks for those rebalances, and only those,
+  before it sends. A refusal (a 429, a 4xx, a request that never left) leaves none.
+Record ids and the COMPLETED/INPROGRESS fields are Powertools Idempotency's, so that records
+written before the ledger are read as they were written.
 
-`once` runs an action (the dead letter of a settled failure) at most once per key, so that a
-redelivery neither sends the portfolio again nor writes its dead letter twice.
-
-Built on `idempotent_function`, Powertools' public API, used as documented: what the function
-returns is stored; an exception deletes the record. So a failure that must not be remembered
-leaves the function as an exception (_NotRemembered) carrying its outcome. When the store fails
-to record a settled outcome, Powertools raises after the function ran: the outcome is kept
-aside (_Slot) so it is not lost, and recording it is retried with the persistence layer's
-public `save_success` before the failure is reported (a redelivery after the in-progress
-record lapses would otherwise trigger the portfolio again).
+`once` runs an action (the dead letter of a settled failure, an outcome's log line) at most once
+per key, on Powertools Idempotency, so that a redelivery does not write it twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -35,6 +41,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     BaseError,
     IdempotencyAlreadyInProgressError,
 )
+from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.domain.errors import (
     DuplicateInProgressError,
@@ -43,17 +50,73 @@ from glider_trigger.domain.errors import (
     RememberedFailureError,
     classify,
 )
-from glider_trigger.domain.models import Failed, Outcome, Receipt, Triggered, TriggerRequest
+from glider_trigger.domain.models import (
+    Failed,
+    Outcome,
+    Receipt,
+    Triggered,
+    TriggerRequest,
+    Window,
+)
+from glider_trigger.domain.ports import NO_RECORD, Attempts
 from glider_trigger.outbound.aws import Lazy
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 
-KEY_PREFIX = "glider-rebalance-trigger"
+KEY_PREFIX: Final = "glider-rebalance-trigger"
 # `once` keys live apart from trigger keys: no delivery key, however crafted, can name one.
-ONCE_KEY_PREFIX = f"{KEY_PREFIX}-once"
+ONCE_KEY_PREFIX: Final = f"{KEY_PREFIX}-once"
+# Without a Lambda context (never in Lambda): held as long as Lambda's longest timeout.
+_DEFAULT_HOLD_SECONDS: Final = 900.0
+
+
+class Status(StrEnum):
+    HELD = "INPROGRESS"  # Powertools' word
+    SETTLED = "COMPLETED"  # Powertools' word
+    OPEN = "OPEN"  # released with what its attempts may have started
+
+
+# The record's attributes (the first four as Powertools names them).
+_ID, _STATUS, _EXPIRY, _HELD_UNTIL_MS, _DATA = (
+    "id",
+    "status",
+    "expiration",
+    "in_progress_expiration",
+    "data",
+)
+_HOLDER, _ATTEMPTS = "holder", "attempts"
+
+
+def record_id(key: str) -> str:
+    """A delivery's record id: Powertools' form (its prefix, then the MD5 of the key as JSON)."""
+    digest = hashlib.md5(json.dumps(key).encode(), usedforsecurity=False).hexdigest()
+    return f"{KEY_PREFIX}#{digest}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One delivery's record as stored (read by the function and by tools/trigger.py)."""
+
+    status: Status | None
+    held_until: float | None = None  # epoch seconds
+    settled: dict[str, Any] | None = None  # the stored outcome (_stored)
+    attempts: tuple[Window, ...] = ()  # what earlier holders may have started, unresolved
+
+    def held(self, now: float) -> bool:
+        return self.status is Status.HELD and (self.held_until or float("inf")) > now
+
+
+def read(client: DynamoDBClient, table_name: str, key: str) -> Record | None:
+    """A delivery's record (a strongly consistent read), or None when there is none."""
+    item = client.get_item(
+        TableName=table_name, Key={_ID: {"S": record_id(key)}}, ConsistentRead=True
+    )
+    found = item.get("Item")
+    return _record(found) if found else None
 
 
 class NoGuard:
@@ -62,37 +125,150 @@ class NoGuard:
     def register(self, context: LambdaContext) -> None:
         pass
 
-    def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
-        return trigger()
+    def run(
+        self,
+        key: str,
+        request: TriggerRequest,
+        trigger: Callable[[TriggerRequest, Attempts], Outcome],
+    ) -> Outcome:
+        return trigger(request, NO_RECORD)
 
     def once(self, key: str, action: Callable[[], None]) -> None:
         action()
 
 
-class _NotRemembered(Exception):
-    """Raised inside the guarded call so that Powertools deletes the record of a failure."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__("trigger failed; not remembered")
-        self.outcome = outcome
-
-
-@dataclass
-class _Slot:
-    outcome: Outcome | None = None
-
-
-def _trigger_once(delivery: dict[str, str], trigger: Callable[[], Outcome], slot: _Slot) -> Any:
-    outcome = trigger()
-    slot.outcome = outcome
-    if not outcome.settles_delivery:
-        raise _NotRemembered(outcome)
-    return _stored(outcome)
-
-
 def _run_once(delivery: dict[str, str], action: Callable[[], None]) -> Any:
     action()
     return {"done": True}
+
+
+class _Taken(Exception):
+    """The record is settled, or held by another invocation: `record` says which."""
+
+    def __init__(self, record: Record) -> None:
+        super().__init__("the record is taken")
+        self.record = record
+
+
+class _Holding:
+    """This invocation's hold of one record (the domain's Attempts port)."""
+
+    def __init__(self, ledger: Ledger, key: str, holder: str, until: float) -> None:
+        self._ledger = ledger
+        self._key = key
+        self._holder = holder
+        self._until = until
+        self.sending_since: float | None = None
+
+    def sending(self) -> None:
+        now = time.time()
+        try:
+            self._ledger.update(
+                self._key,
+                self._holder,
+                f"SET #{_ATTEMPTS} = list_append(if_not_exists(#{_ATTEMPTS}, :none), :window)",
+                {":none": {"L": []}, ":window": {"L": [_window_value(Window(now, self._until))]}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise IdempotencyUnavailableError(
+                f"idempotency store unavailable: {_describe(exc)}: nothing was sent"
+            ) from exc
+        self.sending_since = now
+
+
+class Ledger:
+    """The records' reads and writes, each one DynamoDB call."""
+
+    def __init__(
+        self, table_name: str, client: Callable[[], DynamoDBClient], expires_after_seconds: int
+    ) -> None:
+        self._table = table_name
+        self._client = client
+        self._expires_after = expires_after_seconds
+
+    def claim(self, key: str, holder: str, until: float) -> tuple[Window, ...]:
+        """Hold the record until `until`; what earlier holders may have started. Raises _Taken
+        when it is settled or held, ClientError or BotoCoreError when the store fails."""
+        now = time.time()
+        try:
+            answer = self._client().update_item(
+                TableName=self._table,
+                Key={_ID: {"S": record_id(key)}},
+                UpdateExpression=(
+                    f"SET #{_STATUS} = :held, #{_HOLDER} = :holder, #{_HELD_UNTIL_MS} = :until, "
+                    f"#{_EXPIRY} = :expiry REMOVE #{_DATA}"
+                ),
+                ConditionExpression=(
+                    f"attribute_not_exists(#{_ID}) OR #{_EXPIRY} < :now OR #{_STATUS} = :open "
+                    f"OR (#{_STATUS} = :held AND #{_HELD_UNTIL_MS} < :now_ms)"
+                ),
+                ExpressionAttributeNames=_names(
+                    _ID, _STATUS, _HOLDER, _HELD_UNTIL_MS, _EXPIRY, _DATA
+                ),
+                ExpressionAttributeValues={
+                    ":held": {"S": Status.HELD.value},
+                    ":open": {"S": Status.OPEN.value},
+                    ":holder": {"S": holder},
+                    ":until": {"N": str(int(until * 1000))},
+                    ":expiry": {"N": str(int(now) + self._expires_after)},
+                    ":now": {"N": str(int(now))},
+                    ":now_ms": {"N": str(int(now * 1000))},
+                },
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            taken: object = exc.response.get("Item")
+            found = _record(taken) if isinstance(taken, Mapping) else Record(Status.HELD)
+            raise _Taken(found) from exc
+        old = answer.get("Attributes")
+        if not old or _number(old.get(_EXPIRY), default=0.0) < now:
+            return ()  # nothing, or a record past its time: a delivery seen afresh
+        return _record(old).attempts
+
+    def update(
+        self, key: str, holder: str, expression: str, values: dict[str, AttributeValueTypeDef]
+    ) -> None:
+        """One write of this holder's, refused (ConditionalCheckFailed) if it holds no more."""
+        names = [
+            name
+            for name in (_STATUS, _HOLDER, _HELD_UNTIL_MS, _DATA, _ATTEMPTS, _EXPIRY)
+            if f"#{name}" in expression
+        ]
+        self._client().update_item(
+            TableName=self._table,
+            Key={_ID: {"S": record_id(key)}},
+            UpdateExpression=expression,
+            ConditionExpression=f"#{_HOLDER} = :holder",
+            ExpressionAttributeNames=_names(_HOLDER, *names),
+            ExpressionAttributeValues={":holder": {"S": holder}, **values},
+        )
+
+    def settle(self, key: str, holder: str, outcome: Outcome) -> None:
+        self.update(
+            key,
+            holder,
+            f"SET #{_STATUS} = :settled, #{_DATA} = :data, #{_EXPIRY} = :expiry "
+            f"REMOVE #{_HELD_UNTIL_MS}, #{_ATTEMPTS}",
+            {
+                ":settled": {"S": Status.SETTLED.value},
+                ":data": {"S": json.dumps(_stored(outcome), sort_keys=True)},
+                ":expiry": {"N": str(int(time.time()) + self._expires_after)},
+            },
+        )
+
+    def release(self, key: str, holder: str, unresolved: Sequence[Window]) -> None:
+        self.update(
+            key,
+            holder,
+            f"SET #{_STATUS} = :open, #{_ATTEMPTS} = :attempts REMOVE #{_HELD_UNTIL_MS}",
+            {
+                ":open": {"S": Status.OPEN.value},
+                ":attempts": {"L": [_window_value(window) for window in unresolved]},
+            },
+        )
 
 
 class IdempotencyGuard:
@@ -102,32 +278,39 @@ class IdempotencyGuard:
         *,
         client: Callable[[], DynamoDBClient],
         expires_after_seconds: int,
-        on_unrecorded: Callable[[str, str], None],
+        on_unrecorded: Callable[[str, str, str], None],
     ) -> None:
+        self._ledger = Ledger(table_name, client, expires_after_seconds)
         self._config = IdempotencyConfig(
             event_key_jmespath="key", expires_after_seconds=expires_after_seconds
         )
-        # Powertools touches the client when constructed: build it with the first trigger.
+        # Powertools touches the client when constructed: build it with the first `once`.
         self._store = Lazy(
             lambda: DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client())
         )
-        self._guarded = Lazy(lambda: self._idempotent(_trigger_once, KEY_PREFIX))
-        self._guarded_action = Lazy(lambda: self._idempotent(_run_once, ONCE_KEY_PREFIX))
+        self._guarded_action = Lazy(
+            lambda: idempotent_function(
+                data_keyword_argument="delivery",
+                persistence_store=self._store.get(),
+                config=self._config,
+                # Fixed, so that renaming the function (Lambda's or ours) in a deployment does
+                # not change every key while redeliveries of the old ones are still arriving.
+                key_prefix=ONCE_KEY_PREFIX,
+            )(_run_once)
+        )
         self._on_unrecorded = on_unrecorded
-
-    def _idempotent(self, function: Callable[..., Any], key_prefix: str) -> Callable[..., Any]:
-        return idempotent_function(  # type: ignore[no-any-return]
-            data_keyword_argument="delivery",
-            persistence_store=self._store.get(),
-            config=self._config,
-            # Fixed, so that renaming the function (Lambda's or ours) in a deployment does
-            # not change every key while redeliveries of the old ones are still arriving.
-            key_prefix=key_prefix,
-        )(function)
+        self._context: LambdaContext | None = None
 
     def register(self, context: LambdaContext) -> None:
-        """Per invocation: a record left in progress by it expires with its deadline."""
+        """Per invocation: a record it holds is held until its deadline, and no longer."""
+        self._context = context
         self._config.register_lambda_context(context)
+
+    def _deadline(self) -> float:
+        context = self._context
+        if context is None:
+            return time.time() + _DEFAULT_HOLD_SECONDS
+        return time.time() + context.get_remaining_time_in_millis() / 1000
 
     def once(self, key: str, action: Callable[[], None]) -> None:
         completed = False
@@ -149,48 +332,63 @@ class IdempotencyGuard:
             if not completed:
                 action()
 
-    def run(self, key: str, request: TriggerRequest, trigger: Callable[[], Outcome]) -> Outcome:
-        slot = _Slot()
+    def run(
+        self,
+        key: str,
+        request: TriggerRequest,
+        trigger: Callable[[TriggerRequest, Attempts], Outcome],
+    ) -> Outcome:
+        holder, until = uuid.uuid4().hex, self._deadline()
         try:
-            stored = self._guarded.get()(delivery={"key": key}, trigger=trigger, slot=slot)
-        except _NotRemembered as failure:
-            return failure.outcome
-        except IdempotencyAlreadyInProgressError:
-            return _failed(
-                request,
-                DuplicateInProgressError(
-                    "another invocation is triggering this delivery right now"
-                ),
+            earlier = self._ledger.claim(key, holder, until)
+        except _Taken as taken:
+            if taken.record.status is Status.SETTLED:
+                return _remembered(request, taken.record.settled)
+            error = DuplicateInProgressError(
+                "another invocation is triggering this delivery right now"
             )
-        except BaseError as exc:
-            if slot.outcome is not None and slot.outcome.settles_delivery:
-                # Settled, but recording it failed: try again, or a redelivery after this
-                # invocation's deadline (when its in-progress record lapses) sends it again.
-                self._record_success(key, request, slot.outcome, exc)
-                return slot.outcome
-            return _failed(
-                request,
-                IdempotencyUnavailableError(
-                    f"idempotency store unavailable: {type(exc).__name__}: {exc}"
-                ),
+            return _failed(request, error)
+        except (ClientError, BotoCoreError) as exc:
+            unavailable = IdempotencyUnavailableError(
+                f"idempotency store unavailable: {_describe(exc)}"
             )
-        if slot.outcome is not None:
-            return slot.outcome
-        return _remembered(request, stored)
+            return _failed(request, unavailable)
+        held = replace(request, may_have_started=_merged(earlier, request.may_have_started))
+        holding = _Holding(self._ledger, key, holder, until)
+        try:
+            outcome = trigger(held, holding)
+        except Exception:
+            # A bug: what was sent, if anything, stays to look for (the whole window).
+            sent = holding.sending_since
+            left = (*held.may_have_started, *([Window(sent, time.time())] if sent else []))
+            self._write(request, "released", lambda: self._ledger.release(key, holder, left))
+            raise
+        if outcome.settles_delivery:
+            self._write(request, "settled", lambda: self._ledger.settle(key, holder, outcome))
+        else:
+            unresolved = outcome.uncertain if isinstance(outcome, Failed) else ()
+            self._write(request, "released", lambda: self._ledger.release(key, holder, unresolved))
+        return outcome
 
-    def _record_success(
-        self, key: str, request: TriggerRequest, outcome: Outcome, error: BaseError
-    ) -> None:
-        last: Exception = error
-        for delay in (0.1, 0.5):
+    def _write(self, request: TriggerRequest, what: str, write: Callable[[], None]) -> None:
+        """The holder's last write, tried three times. If it never lands, the record keeps the
+        window recorded before sending, which the next holder looks at after this deadline."""
+        last: Exception | None = None
+        for delay in (0.0, 0.1, 0.5):
             time.sleep(delay)
             try:
-                self._store.get().save_success(data={"key": key}, result=_stored(outcome))
-            except Exception as exc:  # noqa: BLE001 - any store failure: try again, then report
+                write()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    last = exc  # held past its deadline and taken over: nothing more to write
+                    break
+                last = exc
+            except BotoCoreError as exc:
                 last = exc
             else:
                 return
-        self._on_unrecorded(request.portfolio_id, f"{type(last).__name__}: {last}")
+        assert last is not None  # noqa: S101  # nosec B101 - the loop ran and failed
+        self._on_unrecorded(request.portfolio_id, what, _describe(last))
 
 
 def _stored(outcome: Outcome) -> dict[str, Any]:
@@ -234,3 +432,56 @@ def _failed(
 ) -> Failed:
     # Not attempted: what an earlier attempt may have started stays to look for, on a replay.
     return Failed(request, error, classify(error), attempts=0, uncertain=request.may_have_started)
+
+
+def _merged(*groups: Sequence[Window]) -> tuple[Window, ...]:
+    return tuple(dict.fromkeys(window for group in groups for window in group))
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _names(*attributes: str) -> dict[str, str]:
+    return {f"#{name}": name for name in attributes}
+
+
+def _window_value(window: Window) -> AttributeValueTypeDef:
+    value: dict[str, AttributeValueTypeDef] = {"after": {"N": f"{window.after:.3f}"}}
+    if window.before is not None:
+        value["before"] = {"N": f"{window.before:.3f}"}
+    return {"M": value}
+
+
+def _number(value: Mapping[str, Any] | None, *, default: float | None = None) -> float:
+    raw = value.get("N") if isinstance(value, Mapping) else None
+    try:
+        return float(Decimal(str(raw))) if raw is not None else float(default or 0.0)
+    except ArithmeticError:
+        return float(default or 0.0)
+
+
+def _record(item: Mapping[str, Any]) -> Record:
+    status_value = item.get(_STATUS, {}).get("S")
+    status = Status(status_value) if status_value in {s.value for s in Status} else None
+    held_ms = item.get(_HELD_UNTIL_MS)
+    data = item.get(_DATA, {}).get("S")
+    settled: dict[str, Any] | None = None
+    if status is Status.SETTLED:
+        try:
+            parsed = json.loads(data) if isinstance(data, str) else {}
+        except ValueError:
+            parsed = {}
+        settled = parsed if isinstance(parsed, dict) else {}
+    attempts = []
+    for entry in item.get(_ATTEMPTS, {}).get("L", []):
+        fields = entry.get("M", {}) if isinstance(entry, Mapping) else {}
+        if "after" in fields:
+            before = _number(fields["before"]) if "before" in fields else None
+            attempts.append(Window(_number(fields["after"]), before))
+    return Record(
+        status,
+        held_until=_number(held_ms) / 1000 if held_ms else None,
+        settled=settled,
+        attempts=tuple(attempts),
+    )

@@ -9,13 +9,13 @@ this module only when tracing is on: the X-Ray SDK costs cold-start time (`make 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aws_lambda_powertools import Tracer
 
 from glider_trigger.domain.models import ApiKey, FollowUp, RebalanceState, Receipt, TriggerRequest
-from glider_trigger.domain.ports import RebalancingApi, StartedRebalance
+from glider_trigger.domain.ports import RebalancingApi, RecentRebalances
 
 
 def tracer(service: str) -> Tracer:
@@ -45,10 +45,10 @@ class TracedApi:
             return self._api.trigger(request, api_key)
 
     def recent_rebalances(
-        self, request: TriggerRequest, api_key: ApiKey
-    ) -> Sequence[StartedRebalance]:
+        self, request: TriggerRequest, api_key: ApiKey, since: float
+    ) -> RecentRebalances:
         with self._subsegment("glider.recent_rebalances", request.portfolio_id):
-            return self._api.recent_rebalances(request, api_key)
+            return self._api.recent_rebalances(request, api_key, since)
 
     def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
         with self._subsegment("glider.rebalance_state", follow_up.portfolio_id):

@@ -28,6 +28,9 @@ MAX_RESPONSE_BYTES: Final = 64 * 1024
 MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
 USER_AGENT: Final = "glider-rebalance-trigger/0.1 (+aws-lambda)"
 _DIGITS: Final = re.compile(r"[0-9]+")
+# A Date header has whole seconds and the answer takes its time: a smaller difference between
+# Glider's clock and ours is noise, and is not applied.
+_CLOCK_NOISE_SECONDS: Final = 1.5
 
 
 def build_pool_manager(*, max_connections: int = 4) -> urllib3.PoolManager:
@@ -53,6 +56,13 @@ class Answer:
     headers: dict[str, str]
     payload: bytes
     unread: str | None = None
+    # Glider's clock minus ours, as its Date header showed it (0 without one): the times in the
+    # answer are read on our clock, so that a lost answer's window is compared with like.
+    clock_offset: float = 0.0
+
+    def local(self, glider_time: float | None) -> float | None:
+        """One of the answer's times (epoch seconds on Glider's clock) on ours."""
+        return None if glider_time is None else glider_time - self.clock_offset
 
 
 class HttpSession:
@@ -76,6 +86,7 @@ class HttpSession:
     def request(
         self, method: str, path: str, *, headers: dict[str, str], body: bytes | None = None
     ) -> Answer:
+        sent_at = time.time()
         try:
             response = self._http.request(
                 method,
@@ -113,8 +124,24 @@ class HttpSession:
                 maybe_delivered=True,
             ) from exc
         headers = {name.lower(): value for name, value in response.headers.items()}
+        offset = _clock_offset(headers.get("date"), (sent_at + time.time()) / 2)
         payload, unread = _read_bounded(response)
-        return Answer(response.status, headers, payload, unread)
+        return Answer(response.status, headers, payload, unread, offset)
+
+
+def _clock_offset(date: str | None, midpoint: float) -> float:
+    """Glider's clock minus ours from a Date header (whole seconds: its middle is taken), 0
+    when there is none, it does not parse, or the difference is within the noise; clamped."""
+    if not date:
+        return 0.0
+    try:
+        glider_now = parsedate_to_datetime(date).timestamp() + 0.5
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
+    offset = glider_now - midpoint
+    if abs(offset) <= _CLOCK_NOISE_SECONDS:
+        return 0.0
+    return max(-MAX_RETRY_AFTER_SECONDS, min(MAX_RETRY_AFTER_SECONDS, offset))
 
 
 def unreachable(message: str, *, timed_out: bool, maybe_delivered: bool) -> ApiError:

@@ -185,11 +185,16 @@ def trigger_receipt(
     if document.get("success") is not True or not isinstance(data, dict):
         raise unexpected_2xx(answer.status, request_id=request_id, correlation_id=correlation_id)
     receipt = Receipt(request_id=request_id, correlation_id=correlation_id, **fields(data))
-    if receipt.rebalance_id is not None and len(receipt.rebalance_id) > MAX_REBALANCE_ID_CHARS:
-        # Not shortened: a shortened id would be followed as another rebalance. Triggered, its
-        # id unknown: its outcome is `unknown` at once.
-        return replace(receipt, rebalance_id=None)
-    return receipt
+    return replace(receipt, rebalance_id=rebalance_id(receipt.rebalance_id))
+
+
+def rebalance_id(value: object) -> str | None:
+    """A rebalance (or operation) id from any of Glider's answers, as a follow-up can carry it;
+    None for one longer than that. Never shortened: a shortened id would be followed as another
+    rebalance. Without its id a rebalance is triggered, and its outcome `unknown` at once."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_REBALANCE_ID_CHARS:
+        return value
+    return None
 
 
 def unexpected_2xx(

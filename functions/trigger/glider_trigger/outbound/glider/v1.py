@@ -19,7 +19,7 @@ from glider_trigger.domain.models import (
     Receipt,
     TriggerRequest,
 )
-from glider_trigger.domain.ports import StartedRebalance
+from glider_trigger.domain.ports import RecentRebalances, StartedRebalance
 from glider_trigger.domain.trigger_input import epoch_of
 from glider_trigger.outbound.glider.http import Answer, HttpSession, text
 from glider_trigger.outbound.glider.pacing import RateLimiter
@@ -27,6 +27,7 @@ from glider_trigger.outbound.glider.shared import (
     Ids,
     Refusal,
     error_text,
+    rebalance_id,
     segment,
     send,
     success_document,
@@ -41,8 +42,13 @@ WORKFLOW_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/status/{workflow_
 # status (running, triggered, one we do not know) is not final yet.
 _COMPLETED: Final = frozenset({"completed"})
 _FAILED: Final = frozenset({"failed", "canceled", "cancelled", "terminated", "timed_out", "error"})
-# Enough to hold the rebalance of a lost answer a few seconds ago, even on a busy portfolio.
-RECENT_LIMIT: Final = 10
+# The list's lengths asked for: enough for a lost answer a few seconds ago on a busy portfolio,
+# then, when that does not reach back to it, one more page as long as Glider gives (its cap is
+# not documented). The only paging v1 has is `limit`.
+RECENT_LIMITS: Final = (10, 100)
+# The length Glider lists by default: a shorter list holds every rebalance there is; a longer
+# one may have been cut at a cap of Glider's, whatever length was asked for.
+_DEFAULT_LIMIT: Final = 5
 
 # v1 puts Glider's ids in the body (headers as a fallback).
 _IDS: Final = Ids(in_body=True)
@@ -73,9 +79,16 @@ class GliderV1Client:
             )
         )
 
-    def recent_rebalances(self, request: TriggerRequest, api_key: ApiKey) -> list[StartedRebalance]:
-        path = STATUS_PATH.format(portfolio_id=segment(request.portfolio_id), limit=RECENT_LIMIT)
-        return read_recent(self._call("GET", path, api_key))
+    def recent_rebalances(
+        self, request: TriggerRequest, api_key: ApiKey, since: float
+    ) -> RecentRebalances:
+        listed: list[StartedRebalance] = []
+        for limit in RECENT_LIMITS:
+            path = STATUS_PATH.format(portfolio_id=segment(request.portfolio_id), limit=limit)
+            listed = read_recent(self._call("GET", path, api_key))
+            if reaches_back(listed, since):
+                return RecentRebalances(tuple(listed), complete=True)
+        return RecentRebalances(tuple(listed), complete=False)
 
     def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
         path = WORKFLOW_PATH.format(
@@ -114,8 +127,8 @@ def read_state(answer: Answer) -> RebalanceState:
         transaction_hash=text(result.get("transactionHash")),
         block_number=block if isinstance(block, int) and not isinstance(block, bool) else None,
         gas_used=text(str(gas)) if (gas := result.get("gasUsed")) else None,  # string or number
-        started_at=epoch_of(data.get("startTime")),
-        closed_at=epoch_of(data.get("closeTime")),
+        started_at=answer.local(epoch_of(data.get("startTime"))),
+        closed_at=answer.local(epoch_of(data.get("closeTime"))),
         error=error_text(error),
     )
 
@@ -128,11 +141,24 @@ def read_recent(answer: Answer) -> list[StartedRebalance]:
         raise unreadable(answer, "list of recent rebalances")
     listed = []
     for workflow in workflows:
-        if isinstance(workflow, dict) and (workflow_id := text(workflow.get("workflowId"))):
+        if isinstance(workflow, dict) and isinstance(workflow.get("workflowId"), str):
+            # An id too long to follow is listed as unknown: when, not which.
+            workflow_id = rebalance_id(workflow.get("workflowId"))
             # A workflow just triggered may not show its start yet: its scheduled time, then.
             started = epoch_of(workflow.get("startedAt")) or epoch_of(workflow.get("scheduledAt"))
-            listed.append(StartedRebalance(workflow_id, started, text(workflow.get("status"))))
+            listed.append(
+                StartedRebalance(workflow_id, answer.local(started), text(workflow.get("status")))
+            )
     return listed
+
+
+def reaches_back(listed: list[StartedRebalance], since: float) -> bool:
+    """Whether the list holds every rebalance started since `since`: it is shorter than
+    Glider's default length (there are no more), or its oldest started before then."""
+    if len(listed) < _DEFAULT_LIMIT:
+        return True
+    oldest = listed[-1].started_at
+    return oldest is not None and oldest <= since
 
 
 def interpret(answer: Answer) -> Receipt:

@@ -28,7 +28,7 @@ from glider_trigger.domain.models import (
     Receipt,
     TriggerRequest,
 )
-from glider_trigger.domain.ports import StartedRebalance
+from glider_trigger.domain.ports import RecentRebalances, StartedRebalance
 from glider_trigger.domain.trigger_input import SKIP_SCHEDULE_VALIDATION, epoch_of
 from glider_trigger.outbound.glider.http import Answer, HttpSession, text
 from glider_trigger.outbound.glider.pacing import RateLimiter
@@ -101,9 +101,12 @@ class GliderV2Client:
         path = TRIGGER_PATH.format(portfolio_id=segment(request.portfolio_id))
         return interpret(self._call("POST", path, api_key))
 
-    def recent_rebalances(self, request: TriggerRequest, api_key: ApiKey) -> list[StartedRebalance]:
+    def recent_rebalances(
+        self, request: TriggerRequest, api_key: ApiKey, since: float
+    ) -> RecentRebalances:
         path = PORTFOLIO_PATH.format(portfolio_id=segment(request.portfolio_id))
-        return read_last_rebalance(self._call("GET", path, api_key))
+        # The latest only, and complete as such: one at or after the window closes it.
+        return RecentRebalances(tuple(read_last_rebalance(self._call("GET", path, api_key))))
 
     def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
         path = OPERATION_PATH.format(
@@ -135,7 +138,7 @@ def interpret(answer: Answer) -> Receipt:
         fields=lambda data: {
             "rebalance_id": text(data.get("operationId")),
             "schedule_id": None,
-            "submitted_at": epoch_of(data.get("submittedAt")),
+            "submitted_at": answer.local(epoch_of(data.get("submittedAt"))),
         },
     )
 
@@ -149,8 +152,8 @@ def read_operation(answer: Answer) -> RebalanceState:
     return RebalanceState(
         status=state,
         final=_FINAL.get(state or ""),
-        started_at=epoch_of(data.get("createdAt")),
-        closed_at=epoch_of(data.get("finishedAt")),
+        started_at=answer.local(epoch_of(data.get("createdAt"))),
+        closed_at=answer.local(epoch_of(data.get("finishedAt"))),
         error=error_text(data.get("error")),
         awaiting_user=state == AWAITING_USER,
     )
@@ -166,5 +169,5 @@ def read_last_rebalance(answer: Answer) -> list[StartedRebalance]:
     schedule = data.get("schedule") if isinstance(data, dict) else None
     if not isinstance(schedule, dict):
         raise unreadable(answer, "portfolio schedule (lastRebalanceAt)")
-    last = epoch_of(schedule.get("lastRebalanceAt"))
+    last = answer.local(epoch_of(schedule.get("lastRebalanceAt")))
     return [] if last is None else [StartedRebalance(None, last, latest_only=True)]

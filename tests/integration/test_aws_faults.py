@@ -61,7 +61,8 @@ def test_a_success_the_table_refused_once_is_recorded_again(
     start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator
 ) -> None:
     function = start_behind_proxy()
-    proxy.inject(STORE_SUCCESS, AwsFault.access_denied(), times=1)
+    # The guard's third write: after the claim and the record made before sending.
+    proxy.inject(STORE_SUCCESS, AwsFault.access_denied(), times=1, after=2)
     event = sqs_event(json.dumps({"portfolioId": "port_abc123"}))
 
     first = function.invoke(event)
@@ -79,7 +80,7 @@ def test_a_success_the_table_never_records_is_reported_loudly(
     start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator
 ) -> None:
     function = start_behind_proxy()
-    proxy.inject(STORE_SUCCESS, AwsFault.access_denied())
+    proxy.inject(STORE_SUCCESS, AwsFault.access_denied(), after=2)
 
     [result] = function.invoke({"portfolioId": "port_abc123"})["results"]
 
@@ -140,6 +141,7 @@ def test_parallel_workers_keep_one_aws_connection_each_across_invocations(
     second = function.invoke({"portfolioIds": ids[32:]})
 
     assert first["triggered"] == second["triggered"] == 32
-    assert proxy.counts["DynamoDB_20120810.PutItem"] == 64
+    # Per portfolio: its claim, its record before sending, its settlement.
+    assert proxy.counts["DynamoDB_20120810.UpdateItem"] == 3 * 64
     assert opened <= 16 + 1  # one per worker (DynamoDB), one for Secrets Manager
     assert proxy.connections_opened == opened  # the warm invocation reused every one

@@ -140,8 +140,8 @@ def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGu
 
     def unrecorded(portfolio_id: str, what: str, error: str) -> None:
         logger.error(
-            f"Outcome not {what} in the idempotency table: the record keeps the window recorded "
-            "before sending, which a redelivery after this invocation's deadline looks at first",
+            f"Outcome not recorded in the idempotency table ({what}): the record keeps the window "
+            "recorded before sending, which a redelivery after this deadline looks at first",
             extra={"portfolio_id": portfolio_id, "detail": error},
         )
 

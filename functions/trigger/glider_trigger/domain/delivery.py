@@ -104,6 +104,8 @@ class PreparedMessage:
     follow_up: FollowUp | None = None
     # The look at a follow-up's rebalance: done, not done (no time left), or what it raised.
     followed: bool | Exception = False
+    # More ids than one invocation should hold: fanned out to one message each when settled.
+    fan_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class DeliveryService:
     def deliver_event(self, parsed: ParsedInput, invocation: Invocation) -> Report:
         parsed = _with_delivery_key(parsed, invocation)
         work_queue = self._work_queue
-        if work_queue is not None and len(parsed.requests) > self._rules.fanout_threshold:
+        if work_queue is not None and self._fans_out(parsed):
             # Counted as received when each work-queue message is processed, not twice.
             self._telemetry.received(len(parsed.rejected))
             return self._fan_out(parsed, work_queue)
@@ -211,6 +213,11 @@ class DeliveryService:
                 continue
             record = PreparedMessage(message, parsed, None)
             prepared.append(record)
+            if self._fans_out(parsed):
+                # Never worked inline, on any receive: its redelivery or redrive then never
+                # holds more work than an invocation has time for, and its ids carry its key.
+                record.fan_out = True
+                continue
             requests.extend((record, request) for request in parsed.requests)
         outcomes = self.trigger_all([request for _, request in requests], invocation)
         for (record, _), outcome in zip(requests, outcomes, strict=True):
@@ -232,6 +239,10 @@ class DeliveryService:
             self._telemetry.unparsable(record.error, source)
             return Settlement(redeliver=False)
 
+        if record.fan_out and self._work_queue is not None:
+            self._telemetry.received(len(parsed.rejected))
+            self._fan_out(parsed, self._work_queue)  # a FanOutError: delivered again
+            return Settlement(redeliver=False)
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         failures = [outcome for outcome in record.outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
@@ -309,7 +320,7 @@ class DeliveryService:
             return list(pool.map(work, items))
 
     def _trigger_one(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
-        blocker = invocation.blocker()
+        blocker = invocation.blocker() or self._trigger.late(invocation.deadline)
         if blocker is not None:  # decided before touching the idempotency store
             return _not_attempted(request, blocker)
         try:
@@ -336,6 +347,9 @@ class DeliveryService:
             except Exception:  # noqa: BLE001 - a trigger that happened is never undone by this
                 self._telemetry.unexpected_error(request.portfolio_id)
         return outcome
+
+    def _fans_out(self, parsed: ParsedInput) -> bool:
+        return self._work_queue is not None and len(parsed.requests) > self._rules.fanout_threshold
 
     def _fan_out(self, parsed: ParsedInput, work_queue: MessageQueue) -> Report:
         """Too many ids for one invocation: one work-queue message each, spread by the SQS

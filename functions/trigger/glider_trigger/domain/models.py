@@ -47,6 +47,18 @@ class Window:
         return Window(min(self.after, other.after), before)
 
 
+def merged(windows: Sequence[Window]) -> tuple[Window, ...]:
+    """The same times as fewer windows: overlapping ones (an open one reaches to now) as one."""
+    result: list[Window] = []
+    for window in sorted(windows, key=lambda w: w.after):
+        last = result[-1] if result else None
+        if last is not None and (last.before is None or window.after <= last.before):
+            result[-1] = last.joined(window)
+        else:
+            result.append(window)
+    return tuple(result)
+
+
 def hull(windows: Sequence[Window]) -> Window | None:
     """The smallest window holding them all (None for none): what one dead letter's body says."""
     joined: Window | None = None

@@ -95,7 +95,7 @@ class RebalanceTrigger:
             blocker = invocation.blocker()
             if blocker is not None:
                 return tally.failed(request, last_error or blocker)
-            late = self._late(deadline)
+            late = self.late(deadline)
             if late is not None:
                 return tally.failed(request, last_error or late)
             tries += 1
@@ -155,7 +155,7 @@ class RebalanceTrigger:
             return tally.triggered(request, self._identified(request, api_key, answer))
         return answer
 
-    def _late(self, deadline: Deadline) -> NotAttemptedError | None:
+    def late(self, deadline: Deadline) -> NotAttemptedError | None:
         """Too little time left for one more call."""
         worst_case = self._api.worst_case_seconds
         if deadline.seconds_left() >= worst_case:
@@ -167,7 +167,7 @@ class RebalanceTrigger:
 
     def _wait_for_slot(self, deadline: Deadline) -> NotAttemptedError | None:
         """Time for one more call, and the client-side rate limit's permission to make it."""
-        late = self._late(deadline)
+        late = self.late(deadline)
         if late is not None:
             return late
         budget = deadline.seconds_left() - self._api.worst_case_seconds

@@ -57,6 +57,7 @@ from glider_trigger.domain.models import (
     Triggered,
     TriggerRequest,
     Window,
+    merged,
 )
 from glider_trigger.domain.ports import NO_RECORD, Attempts
 from glider_trigger.outbound.aws import Lazy
@@ -353,7 +354,7 @@ class IdempotencyGuard:
                 f"idempotency store unavailable: {_describe(exc)}"
             )
             return _failed(request, unavailable)
-        held = replace(request, may_have_started=_merged(earlier, request.may_have_started))
+        held = replace(request, may_have_started=merged((*earlier, *request.may_have_started)))
         holding = _Holding(self._ledger, key, holder, until)
         try:
             outcome = trigger(held, holding)
@@ -432,10 +433,6 @@ def _failed(
 ) -> Failed:
     # Not attempted: what an earlier attempt may have started stays to look for, on a replay.
     return Failed(request, error, classify(error), attempts=0, uncertain=request.may_have_started)
-
-
-def _merged(*groups: Sequence[Window]) -> tuple[Window, ...]:
-    return tuple(dict.fromkeys(window for group in groups for window in group))
 
 
 def _describe(exc: Exception) -> str:

@@ -3,12 +3,17 @@ against the template itself and the function's settings (so the two cannot drift
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from cfnlint.decode import cfn_yaml
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
 
 from glider_trigger.domain.errors import ConfigurationError
 from glider_trigger.settings import GUARD_MARGIN_SECONDS, Settings
@@ -20,6 +25,23 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 def template() -> dict[str, Any]:
     loaded: dict[str, Any] = cfn_yaml.load(str(TEMPLATE))
     return loaded
+
+
+def translated(template: dict[str, Any]) -> dict[str, Any]:
+    """template.yaml through SAM's translator, as `sam deploy` has CloudFormation do it (local
+    paths replaced by the S3 URIs `sam package` would put there)."""
+    plain: dict[str, Any] = json.loads(json.dumps(copy.deepcopy(template)))
+    for resource in plain["Resources"].values():
+        for uri in ("CodeUri", "ContentUri"):
+            if isinstance(resource.get("Properties", {}).get(uri), str):
+                resource["Properties"][uri] = "s3://artifacts/key"
+    translator = Translator(
+        None, Parser(), boto_session=boto3.session.Session(region_name="us-east-1")
+    )
+    result: dict[str, Any] = translator.translate(
+        plain, parameter_values={}, get_managed_policy_map=dict
+    )
+    return result
 
 
 def function_environment(template: dict[str, Any]) -> dict[str, Any]:
@@ -170,3 +192,52 @@ def test_tracing_is_the_functions_and_grants_xray_only_when_active(
         s["Fn::If"] for s in statements if "Fn::If" in s and s["Fn::If"][0] == "TracingActive"
     ]
     assert traces[1]["Action"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+
+
+def roles(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+
+
+def test_every_role_of_the_stack_carries_the_permissions_boundary(
+    template: dict[str, Any],
+) -> None:
+    """The deploy role may create roles only with the boundary (docs/deployer-policy.json): every
+    role the template makes, SAM's included, carries it, so whatever its own policies say, it
+    can do no more than docs/deployer-boundary.json allows."""
+    boundary = {"Ref": "PermissionsBoundaryArn"}
+    made = roles(translated(template)["Resources"])
+    assert set(made) >= {"TriggerFunctionRole", "RebalanceScheduleRole"}
+    assert set(made) == set(roles(template["Resources"]))  # SAM adds none today ...
+    for name, role in made.items():
+        assert role["Properties"].get("PermissionsBoundary") == boundary, name
+    # ... and the one it would add for a function without a Role of its own gets it too.
+    without = copy.deepcopy(template)
+    del without["Resources"]["TriggerFunction"]["Properties"]["Role"]
+    del without["Resources"]["TriggerFunctionRole"]
+    generated = roles(translated(without)["Resources"])
+    assert generated
+    for name, role in generated.items():
+        assert role["Properties"].get("PermissionsBoundary") == boundary, name
+
+
+def test_the_boundary_parameter_is_required_and_names_the_boundary_policy(
+    template: dict[str, Any],
+) -> None:
+    """No default: a deploy without it stops before anything changes ("Parameters:
+    [PermissionsBoundaryArn] must have values"), instead of creating roles without it."""
+    parameter = template["Parameters"]["PermissionsBoundaryArn"]
+    assert "Default" not in parameter
+    allowed = re.compile(parameter["AllowedPattern"])
+    for arn in (
+        "arn:aws:iam::123456789012:policy/glider-rebalance-trigger-boundary",
+        "arn:aws-us-gov:iam::123456789012:policy/glider-rebalance-trigger-boundary",
+    ):
+        assert allowed.fullmatch(arn), arn
+    for arn in (
+        "",
+        "arn:aws:iam::aws:policy/AdministratorAccess",
+        "arn:aws:iam::123456789012:policy/AdministratorAccess",
+        "arn:aws:iam::123456789012:policy/glider-rebalance-trigger-boundary-v2",
+        "arn:aws:iam::123456789012:role/glider-rebalance-trigger-boundary",
+    ):
+        assert not allowed.fullmatch(arn), arn

@@ -4,14 +4,22 @@
     python -m tools.dlq redrive [--reason CODE] [--rate N] [--dry-run] [--yes]
     python -m tools.dlq status
 
-The queues come from --dlq-url and --work-queue-url, else from --stack NAME (the stack's outputs),
-else from $DLQ_URL and $WORK_QUEUE_URL. Region, credentials and endpoint come from the standard
-AWS environment (AWS_PROFILE, AWS_DEFAULT_REGION or AWS_REGION, AWS_ENDPOINT_URL for a moto
-server): the same command works against an account and against the local stack.
+The queues come from --dlq-url, --work-queue-url and --follow-up-queue-url, else from --stack NAME
+(the stack's outputs), else from $DLQ_URL, $WORK_QUEUE_URL and $FOLLOW_UP_QUEUE_URL. Region,
+credentials and endpoint come from the standard AWS environment (AWS_PROFILE, AWS_DEFAULT_REGION
+or AWS_REGION, AWS_ENDPOINT_URL for a moto server): the same command works against an account and
+against the local stack.
 
-`redrive` without --reason starts an SQS message move task (it moves everything, server side);
-`redrive --reason CODE` moves only the messages of one reason or failure class, one by one: send
-to the work queue first, delete from the DLQ after, so a failure can duplicate but never lose one.
+Each message goes back to the queue that takes its kind of body (the function refuses the other
+kind): a trigger input to the work queue, one of the function's follow-ups to the follow-up queue.
+A follow-up is known by its body, read by the function's own parser; one that the follow-up
+queue's redrive moved here carries no attribute, and is listed with the reason
+FOLLOW_UP_NOT_FINISHED, its portfolio and its rebalance.
+
+`redrive` without --reason moves the follow-ups first, one by one, then starts an SQS message move
+task for the rest (everything else, server side, to the work queue); `redrive --reason CODE` moves
+only the messages of one reason or failure class, one by one: send to the destination queue first,
+delete from the DLQ after, so a failure can duplicate but never lose one.
 
 Before a replay, `redrive` checks the guard's memory: the function remembers what a delivery
 triggered for IDEMPOTENCY_TTL_SECONDS, and a replayed message may wait in the work queue for its
@@ -34,12 +42,21 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from glider_trigger.domain.trigger_input import listed_ids, unwrap
+from glider_trigger.domain.errors import InvalidInputError
+from glider_trigger.domain.models import FollowUp, SourceKind
+from glider_trigger.domain.trigger_input import (
+    is_follow_up,
+    iso_time,
+    listed_ids,
+    parse_follow_up,
+    unwrap,
+)
 from glider_trigger.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,6 +86,9 @@ MAX_RATE: Final = 500  # StartMessageMoveTask's limit for MaxNumberOfMessagesPer
 DEFAULT_LIST_LIMIT: Final = 100
 SQS_BATCH: Final = 10
 UNPARSABLE: Final = "(unparsable)"
+# A follow-up the follow-up queue's redrive moved here (no attribute of the function's says why):
+# the function could not settle it within the queue's maxReceiveCount receives.
+FOLLOW_UP_NOT_FINISHED: Final = "FOLLOW_UP_NOT_FINISHED"
 _MAX_CELL: Final = {"PORTFOLIO": 40, "SOURCE": 60}
 _UNSUPPORTED_CODES: Final = frozenset(
     {"InvalidAction", "UnsupportedOperation", "NotImplemented", "InternalFailure"}
@@ -87,11 +107,13 @@ examples:
   against a moto server (the local stack):
   AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_DEFAULT_REGION=us-east-1 \\
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\
-  DLQ_URL=... WORK_QUEUE_URL=... {PROG} list
+  DLQ_URL=... WORK_QUEUE_URL=... FOLLOW_UP_QUEUE_URL=... {PROG} list
 
 --reason matches the REASON column of `list` (the function's reason attribute, else the ERROR_CODE
-of a Scheduler or EventBridge dead letter) or the CLASS column, ignoring case. Moving a message
-replays it: it can trigger a real rebalance, hence the confirmation (skip it with --yes).
+of a Scheduler or EventBridge dead letter, else FOLLOW_UP_NOT_FINISHED for a follow-up the
+follow-up queue redrove) or the CLASS column, ignoring case. A follow-up goes back to the
+follow-up queue, everything else to the work queue. Moving a message replays it: it can trigger a
+real rebalance, hence the confirmation (skip it with --yes).
 exit status: 0 done, 1 AWS error or aborted, 2 usage error.
 """
 
@@ -105,6 +127,13 @@ class ToolError(Exception):
 
 class UsageError(Exception):
     """A missing or contradictory option, exit status 2."""
+
+
+class Destination(StrEnum):
+    """The queue a DLQ message goes back to: the one that takes its kind of body."""
+
+    WORK_QUEUE = "work queue"  # trigger inputs
+    FOLLOW_UP_QUEUE = "follow-up queue"  # the function's follow-ups
 
 
 # --- rows ------------------------------------------------------------------------------------
@@ -127,10 +156,16 @@ class Row:
     retry_at: str | None
     sent_ms: int | None
     body: str
+    follow_up: FollowUp | None = None  # the body is one of the function's follow-ups
+    source_queue: str | None = None  # DeadLetterQueueSourceArn: the queue SQS redrove it from
 
     @property
     def age(self) -> str:
         return human_age(self.age_seconds)
+
+    @property
+    def destination(self) -> Destination:
+        return Destination.FOLLOW_UP_QUEUE if self.follow_up else Destination.WORK_QUEUE
 
     def cells(self) -> list[str]:
         values = [
@@ -159,6 +194,9 @@ class Row:
             "source": self.source,
             "detail": self.detail,
             "retryAt": self.retry_at,
+            "rebalanceId": self.follow_up.rebalance_id if self.follow_up else None,
+            "sourceQueue": self.source_queue,
+            "destination": self.destination.value,
             "body": self.body,
         }
 
@@ -179,23 +217,59 @@ def to_row(message: MessageTypeDef, *, now: float) -> Row:
     }
     body = message.get("Body", "")
     payload, envelope = read_body(body)
-    sent = message.get("Attributes", {}).get("SentTimestamp", "")
+    system = message.get("Attributes", {})
+    sent = system.get("SentTimestamp", "")
     sent_ms = int(sent) if sent.isdigit() else None
+    source_queue = system.get("DeadLetterQueueSourceArn") or None
+    follow_up = follow_up_of(payload)
+    # Scheduler and EventBridge dead letters carry ERROR_CODE/RETRY_ATTEMPTS of their own; a
+    # follow-up the follow-up queue redrove carries nothing.
+    reason = attributes.get("reason") or attributes.get("ERROR_CODE")
+    detail = attributes.get("detail") or attributes.get("ERROR_MESSAGE")
+    if follow_up is not None and not reason:
+        reason = FOLLOW_UP_NOT_FINISHED
+        detail = detail or not_finished(follow_up, source_queue)
     return Row(
         message_id=message.get("MessageId", ""),
-        portfolio=portfolio_of(payload),
-        # Scheduler and EventBridge dead letters carry ERROR_CODE/RETRY_ATTEMPTS of their own.
-        reason=attributes.get("reason") or attributes.get("ERROR_CODE"),
+        portfolio=follow_up.portfolio_id if follow_up else portfolio_of(payload),
+        reason=reason,
         failure_class=attributes.get("failureClass"),
         http_status=attributes.get("httpStatus"),
         api_error_code=attributes.get("apiErrorCode"),
         attempts=attributes.get("attempts") or attributes.get("RETRY_ATTEMPTS"),
         age_seconds=None if sent_ms is None else max(0.0, now - sent_ms / 1000),
-        source=source_of(attributes, envelope),
-        detail=attributes.get("detail") or attributes.get("ERROR_MESSAGE"),
+        source=source_of(attributes, envelope) or follow_up_source(follow_up),
+        detail=detail,
         retry_at=attributes.get("retryAt"),
         sent_ms=sent_ms,
         body=body,
+        follow_up=follow_up,
+        source_queue=source_queue,
+    )
+
+
+def follow_up_of(payload: object) -> FollowUp | None:
+    """The follow-up a body holds, read as the function reads one; None for any other body
+    (a follow-up the function would refuse is no follow-up to replay)."""
+    if not is_follow_up(payload):
+        return None
+    try:
+        return parse_follow_up(payload)
+    except InvalidInputError:
+        return None
+
+
+def follow_up_source(follow_up: FollowUp | None) -> str | None:
+    """As the function names a follow-up's source in its letters: follow-up:<rebalance id>."""
+    return f"{SourceKind.FOLLOW_UP.value}:{follow_up.rebalance_id}" if follow_up else None
+
+
+def not_finished(follow_up: FollowUp, source_queue: str | None) -> str:
+    where = f" {source_queue.rsplit(':', 1)[-1]}" if source_queue else ""
+    return (
+        f"follow-up {follow_up.number} of rebalance {follow_up.rebalance_id} (triggered "
+        f"{iso_time(follow_up.triggered_at)}): not settled within the receives of the "
+        f"follow-up queue{where}, whose redrive moved it here; replay it to the follow-up queue"
     )
 
 
@@ -280,6 +354,7 @@ class Queues:
     origin: str  # where the URLs came from, for messages
     arns: dict[str, str] = field(default_factory=dict)  # URL -> ARN, from the stack's outputs
     guard_seconds: int = Settings.idempotency_ttl_seconds  # how long the guard remembers
+    follow_up_queue_url: str | None = None
 
     def attributes(self, url: str, *names: QueueAttributeNameType) -> dict[str, str]:
         try:
@@ -309,6 +384,19 @@ class Queues:
                 "or set WORK_QUEUE_URL"
             )
         return self.work_queue_url
+
+    def follow_up_queue(self) -> str:
+        if not self.follow_up_queue_url:
+            raise UsageError(
+                f"no follow-up queue ({self.origin}) to replay follow-ups to: pass "
+                "--follow-up-queue-url URL or --stack NAME, or set FOLLOW_UP_QUEUE_URL"
+            )
+        return self.follow_up_queue_url
+
+    def url_of(self, destination: Destination) -> str:
+        if destination is Destination.FOLLOW_UP_QUEUE:
+            return self.follow_up_queue()
+        return self.work_queue()
 
     def depth(self, url: str) -> int:
         """Approximate number of messages, visible or not (and a check that the queue exists)."""
@@ -341,13 +429,20 @@ def _queues(
 ) -> Queues:
     dlq_flag: str | None = getattr(args, "dlq_url", None)
     work_flag: str | None = getattr(args, "work_queue_url", None)
+    follow_up_flag: str | None = getattr(args, "follow_up_queue_url", None)
     if stack:
         outputs = stack_outputs(cloudformation(), stack)
         dlq_url = dlq_flag or outputs.get("DeadLetterQueueUrl")
         work_url = work_flag or outputs.get("WorkQueueUrl")
         if not dlq_url:
             raise ToolError(f"stack {stack} has no output DeadLetterQueueUrl")
-        queues = Queues(sqs, dlq_url, work_url, origin=f"stack {stack}")
+        queues = Queues(
+            sqs,
+            dlq_url,
+            work_url,
+            origin=f"stack {stack}",
+            follow_up_queue_url=follow_up_flag or outputs.get("FollowUpQueueUrl"),
+        )
         for url_key, arn_key in (
             ("DeadLetterQueueUrl", "DeadLetterQueueArn"),
             ("WorkQueueUrl", "WorkQueueArn"),
@@ -359,7 +454,13 @@ def _queues(
     if not dlq_url:
         raise UsageError("no DLQ: pass --dlq-url URL or --stack NAME, or set DLQ_URL")
     work_url = work_flag or os.environ.get("WORK_QUEUE_URL") or None
-    return Queues(sqs, dlq_url, work_url, origin="options and environment")
+    return Queues(
+        sqs,
+        dlq_url,
+        work_url,
+        origin="options and environment",
+        follow_up_queue_url=follow_up_flag or os.environ.get("FOLLOW_UP_QUEUE_URL") or None,
+    )
 
 
 def stack_outputs(cloudformation: CloudFormationClient, stack: str) -> dict[str, str]:
@@ -420,7 +521,12 @@ class Scan:
                     VisibilityTimeout=self._hold_seconds,
                     WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
                     MessageAttributeNames=["All"],
-                    MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+                    # DeadLetterQueueSourceArn: set by SQS on what a queue's redrive moved here.
+                    MessageSystemAttributeNames=[
+                        "SentTimestamp",
+                        "ApproximateReceiveCount",
+                        "DeadLetterQueueSourceArn",
+                    ],
                 ).get("Messages", [])
             except (ClientError, BotoCoreError) as exc:
                 raise ToolError(f"queue {self._queue_url}: {describe(exc)}") from exc
@@ -505,10 +611,15 @@ def cmd_redrive(args: argparse.Namespace, queues: Queues) -> int:
 
 
 def _redrive_all(args: argparse.Namespace, queues: Queues) -> int:
-    """Every message, server side: StartMessageMoveTask."""
+    """Every message: the follow-ups one by one to the follow-up queue (a move task has one
+    destination, and the work queue refuses them), then the rest server side with
+    StartMessageMoveTask."""
     source_arn = queues.arn(queues.dlq_url)
     destination_arn = queues.arn(queues.work_queue())
     depth = queues.depth(queues.dlq_url)
+    follow_ups = count(queues, is_follow_up_row)
+    if follow_ups:
+        queues.depth(queues.follow_up_queue())  # named, and there, before anything moves
     safe = queues.safe_age_seconds()
     if queues.retention(queues.dlq_url) > safe:
         warn(
@@ -518,13 +629,24 @@ def _redrive_all(args: argparse.Namespace, queues: Queues) -> int:
             f"with --reason to see which, or delete them."
         )
     pace = f"at most {args.rate}/s" if args.rate else "at SQS's own pace"
-    plan = f"all ~{depth} message(s) from {source_arn} to {destination_arn}, {pace}"
+    task = f"message(s) from {source_arn} to {destination_arn}, {pace}"
+    if follow_ups:
+        plan = (
+            f"{follow_ups} follow-up(s) to the follow-up queue {queues.follow_up_queue()} one by "
+            f"one, then start a message move task moving the other ~{max(0, depth - follow_ups)} "
+            f"{task}"
+        )
+    else:
+        plan = f"start a message move task moving all ~{depth} {task}"
     if args.dry_run:
-        print(f"Dry run: would start a message move task moving {plan}.")
+        print(f"Dry run: would {plan}.")
         return EXIT_OK
-    if not args.yes and not confirm(f"Move {plan}? Each can trigger a real rebalance."):
+    if not args.yes and not confirm(f"Move: {plan}? Each can trigger a real rebalance."):
         print("Aborted: nothing moved.")
         return EXIT_ERROR
+    if follow_ups:
+        moved, _, _ = replay(args, queues, is_follow_up_row, depth=depth)
+        print(f"Moved {moved} follow-up(s) to the follow-up queue.")
     try:
         if args.rate:
             response = queues.sqs.start_message_move_task(
@@ -544,21 +666,58 @@ def _redrive_all(args: argparse.Namespace, queues: Queues) -> int:
 
 
 def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
-    """The messages of one reason or class: send each to the work queue, then delete it."""
+    """The messages of one reason or class: send each to its queue, then delete it."""
+
+    def selected(row: Row) -> bool:
+        return row.matches(args.reason)
+
     work_url = queues.work_queue()
     queues.depth(work_url)  # fail before touching the DLQ if the work queue is not there
+    if queues.follow_up_queue_url:
+        queues.depth(queues.follow_up_queue_url)
+    elif count(queues, lambda row: selected(row) and is_follow_up_row(row)):
+        queues.follow_up_queue()  # a follow-up has nowhere to go: nothing moves
     depth = queues.depth(queues.dlq_url)
     pace = f" at most {args.rate}/s" if args.rate else ""
+    onto = f"the work queue {work_url}"
+    if queues.follow_up_queue_url:
+        onto += f" (follow-ups onto the follow-up queue {queues.follow_up_queue_url})"
     if (
         not args.dry_run
         and not args.yes
         and not confirm(
             f"Replay the DLQ messages with reason or class {args.reason} (of ~{depth}) onto "
-            f"{work_url}{pace}? Each can trigger a real rebalance."
+            f"{onto}{pace}? Each can trigger a real rebalance."
         )
     ):
         print("Aborted: nothing moved.")
         return EXIT_ERROR
+    moved, skipped, newer = replay(args, queues, selected, depth=depth)
+    verb = "would move" if args.dry_run else "moved"
+    later = f", {newer} newer than the start of this run left in place" if newer else ""
+    print(f"{verb.capitalize()} {moved}, skipped {skipped} of another reason{later}.")
+    return EXIT_OK
+
+
+def is_follow_up_row(row: Row) -> bool:
+    return row.follow_up is not None
+
+
+def count(queues: Queues, selected: Callable[[Row], bool]) -> int:
+    """How many DLQ messages are selected, consuming nothing (as `list` reads them)."""
+    scan = Scan(queues.sqs, queues.dlq_url, hold_seconds=LIST_HOLD_SECONDS)
+    now = time.time()
+    try:
+        return sum(1 for message in scan.messages() if selected(to_row(message, now=now)))
+    finally:
+        scan.release()
+
+
+def replay(
+    args: argparse.Namespace, queues: Queues, selected: Callable[[Row], bool], *, depth: int
+) -> tuple[int, int, int]:
+    """Each selected message to the queue that takes its kind of body, one by one, at most
+    --rate a second (only printed with --dry-run); returns (moved, skipped, newer)."""
     # Only what was in the DLQ when the redrive began: a replay that fails again comes back as a
     # new message, which must not be replayed again and again by this same run.
     started_ms = int(time.time() * 1000)
@@ -572,40 +731,48 @@ def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
     try:
         for message in scan.messages():
             row = to_row(message, now=time.time())
-            if not row.matches(args.reason):
+            if not selected(row):
                 skipped += 1
                 continue
             if row.sent_ms is not None and row.sent_ms >= started_ms:
                 newer += 1
                 continue
             if row.age_seconds is not None and row.age_seconds > safe:
+                risk = (
+                    "its outcome may be reported again"
+                    if row.follow_up
+                    else "it may trigger a portfolio its delivery triggered"
+                )
                 warn(
                     f"{row.message_id} ({row.portfolio}) is {human_age(row.age_seconds)} old, "
                     f"beyond the guard's memory ({human_age(queues.guard_seconds)} less the "
-                    "work queue's retention): it may trigger a portfolio its delivery triggered"
+                    f"work queue's retention): {risk}"
                 )
             if not args.dry_run:
                 limiter.wait()
-                _move(queues, message, work_url, moved=moved)
+                _move(queues, message, row.destination, moved=moved)
                 scan.forget(row.message_id)
             moved += 1
-            print(f"{verb}  {row.message_id}  {row.portfolio}  {row.reason or row.failure_class}")
+            print(
+                f"{verb}  {row.message_id}  {row.portfolio}  "
+                f"{row.reason or row.failure_class}  to the {row.destination}"
+            )
     finally:
         scan.release()
-    later = f", {newer} newer than the start of this run left in place" if newer else ""
-    print(f"{verb.capitalize()} {moved}, skipped {skipped} of another reason{later}.")
-    return EXIT_OK
+    return moved, skipped, newer
 
 
-def _move(queues: Queues, message: MessageTypeDef, work_url: str, *, moved: int) -> None:
+def _move(queues: Queues, message: MessageTypeDef, destination: Destination, *, moved: int) -> None:
     message_id = message.get("MessageId", "")
     try:
         # The body alone: it is the function's input. The attributes described the failure
         # being replayed; a replay that fails again gets fresh ones from the function.
-        queues.sqs.send_message(QueueUrl=work_url, MessageBody=message.get("Body", ""))
+        queues.sqs.send_message(
+            QueueUrl=queues.url_of(destination), MessageBody=message.get("Body", "")
+        )
     except (ClientError, BotoCoreError) as exc:
         raise ToolError(
-            f"moved {moved}, then stopped: sending message {message_id} to the work queue "
+            f"moved {moved}, then stopped: sending message {message_id} to the {destination} "
             f"failed, it stays in the DLQ: {describe(exc)}"
         ) from exc
     try:
@@ -614,8 +781,8 @@ def _move(queues: Queues, message: MessageTypeDef, work_url: str, *, moved: int)
         )
     except (ClientError, BotoCoreError) as exc:
         raise ToolError(
-            f"moved {moved}, then stopped: message {message_id} was sent to the work queue but "
-            f"not deleted from the DLQ (delete it there, or it will be replayed twice): "
+            f"moved {moved}, then stopped: message {message_id} was sent to the {destination} "
+            f"but not deleted from the DLQ (delete it there, or it will be replayed twice): "
             f"{describe(exc)}"
         ) from exc
 
@@ -733,14 +900,22 @@ def build_parser() -> argparse.ArgumentParser:
     # Queue options are accepted before or after the command; SUPPRESS keeps a command's parser
     # from overwriting a value given before it.
     queue_options = argparse.ArgumentParser(add_help=False)
-    group = queue_options.add_argument_group("queues (default: $DLQ_URL and $WORK_QUEUE_URL)")
+    group = queue_options.add_argument_group(
+        "queues (default: $DLQ_URL, $WORK_QUEUE_URL and $FOLLOW_UP_QUEUE_URL)"
+    )
     group.add_argument("--dlq-url", metavar="URL", default=argparse.SUPPRESS)
     group.add_argument("--work-queue-url", metavar="URL", default=argparse.SUPPRESS)
+    group.add_argument(
+        "--follow-up-queue-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="where follow-ups are replayed to",
+    )
     group.add_argument(
         "--stack",
         metavar="NAME",
         default=argparse.SUPPRESS,
-        help="read both queues from this CloudFormation stack's outputs",
+        help="read the queues from this CloudFormation stack's outputs",
     )
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -764,7 +939,8 @@ def build_parser() -> argparse.ArgumentParser:
     redrive = commands.add_parser(
         "redrive",
         parents=[queue_options],
-        help="move messages back to the work queue (all: a message move task)",
+        help="move messages back to the work queue, follow-ups to the follow-up queue (all: "
+        "follow-ups one by one, then a message move task)",
     )
     redrive.add_argument(
         "--reason",

@@ -202,7 +202,9 @@ def _keep_running(moto: MotoServer, deployment: Deployment) -> None:
             f"  AWS_ENDPOINT_URL={moto.endpoint_url} AWS_DEFAULT_REGION={REGION} "
             "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\"
         )
+        follow_ups = deployment.follow_up_queue.url if deployment.follow_up_queue else ""
         print(f"  DLQ_URL={deployment.dlq.url} WORK_QUEUE_URL={deployment.work_queue.url} \\")
+        print(f"  FOLLOW_UP_QUEUE_URL={follow_ups} \\")
         print("  make dlq ARGS='redrive --reason NOT_FOUND --dry-run'")
         print(
             "  make doctor ARGS='--portfolio-id port_abc123'   checks the key, the queues and "

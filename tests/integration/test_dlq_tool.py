@@ -24,6 +24,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 import tools.dlq
+from glider_trigger.domain import trigger_input
 from glider_trigger.domain.errors import (
     ApiError,
     DeadLetterWriteError,
@@ -43,9 +44,11 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.ports import OutcomeReport
 from glider_trigger.outbound.glider.shared import api_error
 from glider_trigger.outbound.queues import QueueWriter
+from local.fixtures.event_source import SqsEventSource
 from local.fixtures.stack import (
     FAKE_AWS_CREDENTIALS,
     REGION,
+    Deployment,
     MotoServer,
     Queue,
     attribute_values,
@@ -119,11 +122,13 @@ def short_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass
 class Stack:
-    """The two queues as the template makes them: the work queue redrives to the DLQ."""
+    """The queues as the template makes them: the work and follow-up queues redrive to the
+    DLQ."""
 
     sqs: Any
     work_queue: Queue
     dlq: Queue
+    follow_up_queue: Queue
 
     def dlq_messages(self) -> list[dict[str, Any]]:
         return drain(self.sqs, self.dlq.url)
@@ -141,6 +146,9 @@ def aws(moto_server: MotoServer, sqs: Any, monkeypatch: pytest.MonkeyPatch) -> S
     dlq = create_queue(sqs, f"glider-dlq-{suffix}", {})
     redrive = {"deadLetterTargetArn": dlq.arn, "maxReceiveCount": "5"}
     work = create_queue(sqs, f"glider-work-{suffix}", {"RedrivePolicy": json.dumps(redrive)})
+    follow_ups = create_queue(
+        sqs, f"glider-follow-up-{suffix}", {"RedrivePolicy": json.dumps(redrive)}
+    )
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in FAKE_AWS_CREDENTIALS.items():
@@ -150,7 +158,8 @@ def aws(moto_server: MotoServer, sqs: Any, monkeypatch: pytest.MonkeyPatch) -> S
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
     monkeypatch.setenv("DLQ_URL", dlq.url)
     monkeypatch.setenv("WORK_QUEUE_URL", work.url)
-    return Stack(sqs, work, dlq)
+    monkeypatch.setenv("FOLLOW_UP_QUEUE_URL", follow_ups.url)
+    return Stack(sqs, work, dlq, follow_ups)
 
 
 def create_queue(sqs: Any, name: str, attributes: dict[str, str]) -> Queue:
@@ -578,8 +587,9 @@ def test_stack_outputs_select_the_queues(
     name = f"glider-dlq-tool-{uuid.uuid4().hex[:8]}"
     queue = {"Type": "AWS::SQS::Queue"}
     template = {
-        "Resources": {"WorkQueue": queue, "DeadLetterQueue": queue},
+        "Resources": {"WorkQueue": queue, "DeadLetterQueue": queue, "FollowUpQueue": queue},
         "Outputs": {
+            "FollowUpQueueUrl": {"Value": {"Ref": "FollowUpQueue"}},
             "WorkQueueUrl": {"Value": {"Ref": "WorkQueue"}},
             "WorkQueueArn": {"Value": {"Fn::GetAtt": ["WorkQueue", "Arn"]}},
             "DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}},
@@ -601,6 +611,12 @@ def test_stack_outputs_select_the_queues(
     assert main(["--stack", name, "redrive", "--reason", "RATE_LIMITED", "--yes"]) == 0
 
     assert [m["Body"] for m in drain(aws.sqs, outputs["WorkQueueUrl"])] == [letter.body]
+    # A follow-up goes back to the stack's follow-up queue (not $FOLLOW_UP_QUEUE_URL's).
+    follow_up = follow_up_body("port_stack02", "rebal_st2")
+    aws.sqs.send_message(QueueUrl=dlq, MessageBody=follow_up)
+    assert main(["redrive", "--reason", "FOLLOW_UP_NOT_FINISHED", "--yes", "--stack", name]) == 0
+    assert [m["Body"] for m in drain(aws.sqs, outputs["FollowUpQueueUrl"])] == [follow_up]
+    assert visible(aws, aws.follow_up_queue.url) == 0
     assert main(["list", "--stack", "no-such-stack"]) == 1
     assert "error: stack no-such-stack: DescribeStacks: ValidationError" in capsys.readouterr().err
 
@@ -680,3 +696,162 @@ def test_a_failed_rebalances_letter_is_listed_and_replayed_like_the_others(
     assert "follow-up:rebal_f1" in row
     [replayed] = drain(aws.sqs, aws.work_queue.url)
     assert replayed["Body"] == letter.body  # a fresh input of the portfolio, keyed once
+
+
+# --- follow-ups in the DLQ -------------------------------------------------------------------
+
+
+def follow_up_body(portfolio_id: str, rebalance_id: str, *, number: int = 3) -> str:
+    """A follow-up as the function writes it (its own writer)."""
+    triggered = time.time() - 120
+    return trigger_input.follow_up_body(
+        FollowUp(portfolio_id, rebalance_id, False, "sqs:m-1", triggered, number, "v1")
+    )
+
+
+def test_a_follow_up_the_follow_up_queue_redrove_is_listed_replayed_there_and_followed(
+    start_function: Any,
+    deployment: Deployment,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    function = start_function(FOLLOW_FIRST_DELAY_SECONDS="1")
+    [triggered] = function.invoke({"portfolioId": "port_abc123"})["results"]
+    queue = deployment.follow_up_queue
+    assert queue is not None
+    assert deployment.outcome_events is not None
+    follow_ups = SqsEventSource(deployment.sqs, queue)
+    # Every invocation it reaches has too little time left to look at the rebalance: after
+    # maxReceiveCount receives, SQS's redrive moves it to the DLQ, without any attribute.
+    for _ in range(deployment.max_receive_count):
+        polled = follow_ups.poll(lambda e: function.invoke(e, timeout_seconds=1), wait_seconds=5)
+        assert polled is not None
+        assert polled.redelivered
+    assert follow_ups.poll(function.invoke, wait_seconds=2) is None
+    for name, value in {
+        **FAKE_AWS_CREDENTIALS,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": deployment.moto.endpoint_url,
+        "DLQ_URL": deployment.dlq.url,
+        "WORK_QUEUE_URL": deployment.work_queue.url,
+        "FOLLOW_UP_QUEUE_URL": queue.url,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    [row] = json_rows(capsys).values()
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert main(["redrive", "--reason", "follow_up_not_finished", "--yes"]) == 0
+    moved = capsys.readouterr().out
+
+    rebalance_id = triggered["rebalanceId"]
+    assert (row["portfolio"], row["reason"], row["source"]) == (
+        "port_abc123",
+        "FOLLOW_UP_NOT_FINISHED",
+        f"follow-up:{rebalance_id}",
+    )
+    assert row["rebalanceId"] == rebalance_id
+    assert "By reason: FOLLOW_UP_NOT_FINISHED 1" in listed
+    assert "(unparsable)" not in listed
+    assert "follow-up queue" in moved
+    assert deployment.dlq_messages() == []
+    assert drain(deployment.sqs, deployment.work_queue.url) == []
+    # The function takes it from its own queue and follows it to the outcome.
+    assert follow_ups.poll(function.invoke, wait_seconds=3) is not None
+    [outcome] = [log for log in function.logs if "rebalance_outcome" in log]
+    assert (outcome["rebalance_outcome"], outcome["rebalance_id"]) == ("completed", rebalance_id)
+    events = drain(deployment.sqs, deployment.outcome_events.url, wait_seconds=1)
+    assert [json.loads(e["Body"])["detail"]["rebalanceId"] for e in events] == [rebalance_id]
+
+
+def test_a_follow_up_goes_back_to_the_follow_up_queue_whatever_reason_selects_it(
+    filled: dict[str, str], aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One SQS redrove (no attributes), one the function dead-lettered from the work queue.
+    redriven = follow_up_body("port_slow01", "rebal_s1")
+    misplaced = follow_up_body("port_slow02", "rebal_s2")
+    aws.sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=redriven)
+    letter = for_unparsable_input(
+        misplaced, InvalidInputError("a follow-up body on a queue other than ..."), sqs_source()
+    )
+    QueueWriter(aws.dlq.url, client=lambda: aws.sqs, error_type=DeadLetterWriteError).send([letter])
+
+    rows = json_rows(capsys)
+    assert main(["redrive", "--reason", "MALFORMED_INPUT", "--yes"]) == 0
+    assert main(["redrive", "--reason", "FOLLOW_UP_NOT_FINISHED", "--yes"]) == 0
+
+    assert rows["port_slow01"]["reason"] == "FOLLOW_UP_NOT_FINISHED"
+    assert rows["port_slow02"]["reason"] == "MALFORMED_INPUT"
+    assert rows["port_slow02"]["source"].startswith("sqs:")  # the function's own attribute
+    back = sorted(m["Body"] for m in drain(aws.sqs, aws.follow_up_queue.url))
+    assert back == sorted([redriven, misplaced])
+    # The other malformed letter, a trigger input's, went to the work queue as before.
+    assert [m["Body"] for m in drain(aws.sqs, aws.work_queue.url)] == ["not json at all"]
+
+
+def test_a_move_task_replays_the_follow_ups_to_their_queue_first(
+    filled: dict[str, str],
+    aws: Stack,
+    moto_server: MotoServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    body = follow_up_body("port_slow01", "rebal_s1")
+    aws.sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=body)
+    stubs = OneCallStubs(moto_server)
+    stubs.answer("StartMessageMoveTask", {"TaskHandle": "h-1"})
+
+    assert main(["redrive", "--dry-run"], sqs=stubs.client) == 0
+    planned = capsys.readouterr().out
+    assert visible(aws, aws.follow_up_queue.url) == 0
+    assert main(["redrive", "--yes"], sqs=stubs.client) == 0
+
+    assert "1 follow-up(s) to the follow-up queue" in planned
+    assert [m["Body"] for m in drain(aws.sqs, aws.follow_up_queue.url)] == [body]
+    assert stubs.calls == [
+        ("StartMessageMoveTask", {"SourceArn": aws.dlq.arn, "DestinationArn": aws.work_queue.arn})
+    ]
+    assert visible(aws) == 7  # the rest, for the move task
+
+
+def test_follow_ups_with_no_follow_up_queue_to_go_to_stay_put(
+    aws: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("FOLLOW_UP_QUEUE_URL")
+    aws.sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=json.dumps({"portfolioId": "p1"}))
+    aws.sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=follow_up_body("p2", "rebal_2"))
+
+    assert main(["redrive", "--reason", "FOLLOW_UP_NOT_FINISHED", "--yes"]) == 2
+    assert "no follow-up queue" in capsys.readouterr().err
+    assert main(["redrive", "--yes"]) == 2
+
+    assert "pass --follow-up-queue-url URL or --stack NAME" in capsys.readouterr().err
+    assert visible(aws) == 2
+    assert visible(aws, aws.work_queue.url) == 0
+
+    flag = ["--follow-up-queue-url", aws.follow_up_queue.url]
+    assert main(["redrive", "--reason", "FOLLOW_UP_NOT_FINISHED", "--yes", *flag]) == 0
+    assert visible(aws, aws.follow_up_queue.url) == 1
+
+
+def test_a_redriven_follow_up_names_the_queue_sqs_moved_it_from() -> None:
+    # SQS stamps DeadLetterQueueSourceArn on what a redrive moved; moto 5.2.5 does not, so the
+    # received message is written here as SQS returns it.
+    source = "arn:aws:sqs:us-east-1:123456789012:glider-rebalance-trigger-prod-follow-up"
+    message: Any = {
+        "MessageId": "m-1",
+        "Body": follow_up_body("port_slow01", "rebal_s1", number=4),
+        "Attributes": {"SentTimestamp": "1000", "DeadLetterQueueSourceArn": source},
+    }
+
+    row = tools.dlq.to_row(message, now=61.0).as_json()
+
+    assert (row["portfolio"], row["reason"], row["rebalanceId"], row["sourceQueue"]) == (
+        "port_slow01",
+        "FOLLOW_UP_NOT_FINISHED",
+        "rebal_s1",
+        source,
+    )
+    assert row["destination"] == "follow-up queue"
+    assert row["age"] == "1m"
+    assert row["detail"].startswith("follow-up 4 of rebalance rebal_s1 (triggered ")
+    assert "follow-up queue glider-rebalance-trigger-prod-follow-up" in row["detail"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from local.fixtures.event_source import sqs_event
+from local.fixtures.event_source import SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
 from local.fixtures.stack import REGION, Deployment, attribute_values, drain
@@ -222,3 +222,71 @@ def test_each_follow_up_makes_at_most_one_status_call(
 
     status_calls = sum(1 for r in emulator.requests if r.method == "GET")
     assert status_calls == looks
+
+
+# --- each queue takes only its own kind of body ----------------------------------------------
+
+
+def status_calls(emulator: GliderEmulator) -> int:
+    return sum(1 for r in emulator.requests if r.method == "GET")
+
+
+def test_a_trigger_body_on_the_follow_up_queue_triggers_nothing_and_is_dead_lettered(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # Whoever may write to the follow-up queue must not get a second way to trigger.
+    queue = deployment.follow_up_queue
+    assert queue is not None
+    body = json.dumps({"portfolioId": PORTFOLIO, "skipScheduleValidation": True})
+    [message_id] = [deployment.sqs.send_message(QueueUrl=queue.url, MessageBody=body)["MessageId"]]
+
+    result = SqsEventSource(deployment.sqs, queue).poll(follow.invoke)
+
+    assert result is not None
+    assert result.deleted == [message_id]  # settled: it does not come back
+    assert emulator.trigger_requests == []
+    [letter] = deployment.dlq_messages()
+    assert letter["Body"] == body  # verbatim
+    attributes = attribute_values(letter)
+    assert (attributes["reason"], attributes["failureClass"]) == ("MALFORMED_INPUT", "permanent")
+    assert "a trigger body on the follow-up queue" in attributes["detail"]
+    assert attributes["source"] == f"sqs:{message_id}"
+
+
+def test_a_follow_up_body_on_the_work_queue_is_not_followed_and_is_dead_lettered(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]  # a real rebalance
+    body = follow_up_message(deployment, result["rebalanceId"], triggered_ago=1)["Body"]
+    message_id = deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=body)[
+        "MessageId"
+    ]
+
+    polled = SqsEventSource(deployment.sqs, deployment.work_queue).poll(follow.invoke)
+
+    assert polled is not None
+    assert polled.deleted == [message_id]
+    assert status_calls(emulator) == 0  # never looked at
+    assert outcome_lines(follow) == []
+    [letter] = deployment.dlq_messages()
+    assert letter["Body"] == body
+    attributes = attribute_values(letter)
+    assert attributes["reason"] == "MALFORMED_INPUT"
+    assert "a follow-up body on a queue other than the follow-up queue" in attributes["detail"]
+    assert len(emulator.rebalances) == 1  # nor triggered: it names no portfolio to trigger
+
+
+def test_each_queue_still_takes_its_own_kind_of_body(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    body = json.dumps({"portfolioId": PORTFOLIO})
+    deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=body)
+
+    SqsEventSource(deployment.sqs, deployment.work_queue).poll(follow.invoke)
+    run_follow_ups(follow, deployment)
+
+    assert len(emulator.rebalances) == 1
+    [line] = outcome_lines(follow)
+    assert line["rebalance_outcome"] == "completed"
+    assert status_calls(emulator) >= 1
+    assert deployment.dlq_messages() == []

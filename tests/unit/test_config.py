@@ -121,6 +121,15 @@ def test_dlq_url_that_is_not_a_queue_url_is_named(url: str) -> None:
         settings_with(DLQ_URL=url)
 
 
+def test_a_queue_url_without_its_account_is_refused_at_start() -> None:
+    # A record's queue is matched to FOLLOW_UP_QUEUE_URL by account and name: without them,
+    # every follow-up would be refused as malformed instead of the function not starting.
+    with pytest.raises(
+        ConfigurationError, match=r"FOLLOW_UP_QUEUE_URL .*<account id>/<queue name>"
+    ):
+        settings_with(FOLLOW_UP_QUEUE_URL="https://sqs.eu-west-1.amazonaws.com/glider-follow-up")
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [

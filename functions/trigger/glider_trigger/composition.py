@@ -19,6 +19,7 @@ from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.entry import LambdaEntry
+from glider_trigger.inbound.queues import QueueRoles
 from glider_trigger.inbound.sqs_batch import SqsBatchHandler
 from glider_trigger.inbound.visibility import WorkQueueVisibility
 from glider_trigger.outbound.aws import AwsClients, client_config, silence_sdk_debug_logs
@@ -100,6 +101,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
             service,
             WorkQueueVisibility(client=aws.sqs),
             telemetry,
+            queues=QueueRoles(settings.follow_up_queue_url),
             default_skip=settings.default_skip_schedule_validation,
         ),
         on_invocation=guard.register,

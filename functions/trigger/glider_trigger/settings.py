@@ -15,6 +15,7 @@ from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from glider_trigger.domain.errors import ConfigurationError
+from glider_trigger.inbound.queues import QueueId
 
 DEFAULT_GLIDER_API_BASE_URL = "https://api.glider.fi"
 # Beyond the queues' retention, the guard's memory covers Lambda's async event age (at most 6 h)
@@ -305,8 +306,11 @@ def api_base_url(url: str) -> str:
 
 def _queue_url(name: str, url: str) -> str:
     parts = _split(name, url)
-    if parts.scheme not in ("https", "http") or not parts.hostname or not parts.path.strip("/"):
-        raise ConfigurationError(f"{name} must be an SQS queue URL, got {url!r}")
+    # The path names the queue's account and name: how a record's queue ARN is matched to it.
+    if parts.scheme not in ("https", "http") or not parts.hostname or QueueId.of_url(url) is None:
+        raise ConfigurationError(
+            f"{name} must be an SQS queue URL (.../<account id>/<queue name>), got {url!r}"
+        )
     return url
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from glider_trigger.domain.errors import InvalidInputError, InvalidPortfolioIdError
 from glider_trigger.domain.models import (
@@ -50,7 +50,7 @@ DELIVERY_KEY_FIELD: Final = "deliveryKey"
 # among the portfolio's recent rebalances before the first trigger is sent.
 MAY_HAVE_STARTED: Final = "mayHaveStarted"
 # A follow-up message's body: {"followUp": {"portfolioId", "rebalanceId", "triggeredAt",
-# "number", "skipScheduleValidation", "deliveryKey"}}, recognised whatever queue it came from.
+# "number", "skipScheduleValidation", "deliveryKey"}}, taken only from the follow-up queue.
 FOLLOW_UP: Final = "followUp"
 SCHEDULE_ARN: Final = "scheduleArn"
 SCHEDULED_TIME: Final = "scheduledTime"
@@ -200,7 +200,7 @@ def follow_up_body(follow_up: FollowUp) -> str:
     return json.dumps({FOLLOW_UP: body})
 
 
-def is_follow_up(payload: object) -> bool:
+def is_follow_up(payload: object) -> TypeGuard[Mapping[str, Any]]:
     return isinstance(payload, dict) and FOLLOW_UP in payload
 
 

@@ -1,6 +1,6 @@
-"""SQS batches: every record's portfolios triggered at once, each record then settled on its
-own, and a partial batch response (ReportBatchItemFailures) listing the records SQS should
-deliver again.
+"""SQS batches: each record's body read as the kind its queue takes, every record's portfolios
+triggered at once, each record then settled on its own, and a partial batch response
+(ReportBatchItemFailures) listing the records SQS should deliver again.
 
 The response is built here rather than by Powertools' batch processor: the processor calls a
 handler per record, while the records' triggers must share one worker pool (prepared together,
@@ -19,7 +19,8 @@ from glider_trigger.domain.errors import InvalidInputError, QueueWriteError
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import FollowUp, ParsedInput
 from glider_trigger.domain.ports import Telemetry
-from glider_trigger.inbound.events import parse_sqs_body
+from glider_trigger.inbound.events import parse_record_body
+from glider_trigger.inbound.queues import QueueRoles
 from glider_trigger.inbound.visibility import PostponeError, WorkQueueVisibility
 
 
@@ -52,11 +53,13 @@ class SqsBatchHandler:
         visibility: WorkQueueVisibility,
         telemetry: Telemetry,
         *,
+        queues: QueueRoles,
         default_skip: bool,
     ) -> None:
         self._service = service
         self._visibility = visibility
         self._telemetry = telemetry
+        self._queues = queues
         self._default_skip = default_skip
 
     def handle(self, event: Mapping[str, Any], invocation: Invocation) -> dict[str, Any]:
@@ -73,8 +76,11 @@ class SqsBatchHandler:
 
     def _parse(self, record: SqsRecord) -> ParsedInput | FollowUp | InvalidInputError:
         try:
-            return parse_sqs_body(
-                record.body, message_id=record.message.message_id, default_skip=self._default_skip
+            return parse_record_body(
+                record.body,
+                queue=self._queues.of(record.queue_arn),
+                message_id=record.message.message_id,
+                default_skip=self._default_skip,
             )
         except InvalidInputError as exc:
             return exc

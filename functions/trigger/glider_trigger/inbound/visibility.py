@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from glider_trigger.inbound.queues import QueueId
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
@@ -50,10 +52,12 @@ class WorkQueueVisibility:
         return timeout
 
     def _queue_url(self, queue_arn: str) -> str:
-        # arn:aws:sqs:<region>:<account>:<name>; GetQueueUrl keeps endpoints out of our code.
+        # GetQueueUrl keeps endpoints out of our code.
         if queue_arn not in self._urls:
-            *_, account, name = queue_arn.split(":")
+            queue = QueueId.of_arn(queue_arn)
+            if queue is None:
+                raise PostponeError(f"not an SQS queue ARN: {queue_arn!r}")
             self._urls[queue_arn] = self._client().get_queue_url(
-                QueueName=name, QueueOwnerAWSAccountId=account
+                QueueName=queue.name, QueueOwnerAWSAccountId=queue.account
             )["QueueUrl"]
         return self._urls[queue_arn]

@@ -222,3 +222,34 @@ def test_each_follow_up_makes_at_most_one_status_call(
 
     status_calls = sum(1 for r in emulator.requests if r.method == "GET")
     assert status_calls == looks
+
+
+def test_follow_ups_keep_to_the_client_side_rate_limit(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # Ten rebalances triggered without a limit; their ten follow-ups then meet in one batch of an
+    # execution environment limited to one request a second.
+    portfolios = [f"port_paced{n:02d}" for n in range(10)]
+    for portfolio_id in portfolios:
+        emulator.add_portfolio(portfolio_id)
+    start_function(FOLLOW_FIRST_DELAY_SECONDS="1").invoke({"portfolioIds": portfolios})
+    queue = deployment.follow_up_queue
+    assert queue is not None
+    follow_ups: list[dict[str, Any]] = []
+    for _ in range(10):
+        follow_ups += drain(deployment.sqs, queue.url, wait_seconds=3)
+        if len(follow_ups) >= len(portfolios):
+            break
+    assert len(follow_ups) == len(portfolios)
+    paced = start_function(RATE_LIMIT_PER_SECOND="1")
+    started = time.time()
+
+    response = paced.invoke(as_sqs_event(follow_ups, queue.arn))
+
+    assert response == {"batchItemFailures": []}
+    looks = sorted(r.received_at for r in emulator.requests if r.received_at >= started)
+    assert len(looks) == len(portfolios)  # one status call each
+    # One request a second, a burst of one: nine seconds between the first and the tenth (less
+    # what the first alone spent on its way, a connection of its own).
+    assert looks[-1] - looks[0] >= 8.8
+    assert len(outcome_lines(paced)) == len(portfolios)

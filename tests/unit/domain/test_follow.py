@@ -27,9 +27,10 @@ from glider_trigger.domain.models import (
     TriggerRequest,
 )
 from glider_trigger.domain.trigger_input import parse_follow_up
-from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.api import WORST_CASE, FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
+from tests.fakes.pacing import FakePacing
 from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
 
@@ -43,7 +44,12 @@ RUNNING = RebalanceState("running", None)
 
 
 class World:
-    def __init__(self, *states: RebalanceState | Exception, max_seconds: int = 7200) -> None:
+    def __init__(
+        self,
+        *states: RebalanceState | Exception,
+        max_seconds: int = 7200,
+        pacing: FakePacing | None = None,
+    ) -> None:
         self.api = FakeApi()
         self.api.states = list(states) or [RUNNING]  # type: ignore[arg-type]
         self.guard = InMemoryGuard()
@@ -63,6 +69,7 @@ class World:
             max_seconds=max_seconds,
             first_delay_seconds=30,
             clock=lambda: self.now,
+            pacing=pacing,
         )
 
     def follow(self, follow_up: FollowUp, seconds_left: float = 900) -> bool:
@@ -270,3 +277,23 @@ def test_a_follow_up_records_the_api_version_it_was_started_on() -> None:
     world.follower.start(triggered())
 
     assert [f.api_version for f in world.sent()] == ["fake-v1"]
+
+
+def test_a_status_call_waits_for_its_slot_no_later_than_the_deadline_allows() -> None:
+    pacing = FakePacing()
+    world = World(RUNNING, pacing=pacing)
+
+    world.follow(first_follow_up(), seconds_left=100)
+
+    assert pacing.budgets == [100 - WORST_CASE]  # the call's worst case still fits after it
+    assert world.api.state_calls == 1
+
+
+def test_without_a_slot_before_the_deadline_no_status_call_is_made_and_it_comes_back() -> None:
+    world = World(COMPLETED, pacing=FakePacing(slots=0))
+
+    assert world.follow(first_follow_up()) is False  # SQS delivers it again
+    assert world.api.state_calls == 0
+    assert world.telemetry.named("looked") == []
+    assert world.sent() == []
+    assert world.outcomes() == []

@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from glider_trigger.domain.errors import ApiError, TriggerError
+from glider_trigger.domain.errors import ApiError, NotAttemptedError, TriggerError
 from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest, Window
-from glider_trigger.domain.ports import RebalancingApi, Telemetry
+from glider_trigger.domain.ports import Deadline, Pacing, RebalancingApi, Telemetry
+from glider_trigger.domain.slots import CallSlots
 
 # Our clock and Glider's may differ by this much; a listed start this far outside the window
 # still counts. Small on purpose: a wider window could take another delivery's rebalance for ours.
@@ -33,8 +34,10 @@ class Reconciler:
         telemetry: Telemetry,
         *,
         clock: Callable[[], float] = time.time,
+        pacing: Pacing | None = None,
     ) -> None:
         self._api = api
+        self._slots = CallSlots(api, pacing)
         self._telemetry = telemetry
         self._clock = clock
         self._forbidden = False
@@ -44,11 +47,17 @@ class Reconciler:
     def active(self) -> bool:
         return not self._forbidden
 
-    def find(self, request: TriggerRequest, api_key: ApiKey, window: Window) -> Receipt | bool:
+    def find(
+        self, request: TriggerRequest, api_key: ApiKey, window: Window, *, deadline: Deadline
+    ) -> Receipt | bool | NotAttemptedError:
         """The rebalance an attempt in `window` started, if the API lists one; else True when
-        the list was read (nothing started in the window), False when it could not be."""
+        the list was read (nothing started in the window), False when it could not be, and
+        NotAttemptedError when the look got no slot before the deadline (nothing was asked)."""
         if self._forbidden:
             return False
+        not_sent = self._slots.take(deadline)
+        if not_sent is not None:
+            return not_sent
         try:
             listed = self._api.recent_rebalances(request, api_key)
         except Exception as exc:  # noqa: BLE001 - a bug here must not hide a sent trigger

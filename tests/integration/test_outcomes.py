@@ -146,7 +146,8 @@ def test_a_rebalance_not_final_in_time_ends_unknown(
     [result] = function.invoke({"portfolioId": PORTFOLIO})["results"]
     follower = start_function(FOLLOW_MAX_SECONDS="60")
     assert deployment.follow_up_queue is not None
-    late = follow_up_message(deployment, result["rebalanceId"], triggered_ago=61, number=5)
+    # At 60 s and a first delay of 30 s, the second look is the one at the limit.
+    late = follow_up_message(deployment, result["rebalanceId"], triggered_ago=61, number=2)
 
     follower.invoke(as_sqs_event([late], deployment.follow_up_queue.arn))
 

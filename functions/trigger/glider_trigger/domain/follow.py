@@ -101,6 +101,7 @@ class OutcomeFollower:
         self._events = events
         self._max_seconds = max_seconds
         self._first_delay = first_delay_seconds
+        self._most_calls = most_status_calls(max_seconds, first_delay_seconds)
         self._clock = clock
 
     def start(self, outcome: Outcome) -> None:
@@ -156,6 +157,14 @@ class OutcomeFollower:
             # here (and the key may not work there). Said at once, not polled for two hours.
             report = OutcomeReport(
                 follow_up, FinalOutcome.UNKNOWN, None, VERSION_CHANGED, self._clock()
+            )
+            self._finish(report)
+            return True
+        if follow_up.number > self._most_calls:
+            # No chain of this function's looks this often within FOLLOW_MAX_SECONDS, whatever
+            # the message's triggeredAt says: ended at once, not polled on.
+            report = OutcomeReport(
+                follow_up, FinalOutcome.UNKNOWN, None, NOT_FINAL_IN_TIME, self._clock()
             )
             self._finish(report)
             return True

@@ -146,7 +146,8 @@ def test_a_rebalance_not_final_in_time_ends_unknown(
     [result] = function.invoke({"portfolioId": PORTFOLIO})["results"]
     follower = start_function(FOLLOW_MAX_SECONDS="60")
     assert deployment.follow_up_queue is not None
-    late = follow_up_message(deployment, result["rebalanceId"], triggered_ago=61, number=5)
+    # At 60 s and a first delay of 30 s, the second look is the one at the limit.
+    late = follow_up_message(deployment, result["rebalanceId"], triggered_ago=61, number=2)
 
     follower.invoke(as_sqs_event([late], deployment.follow_up_queue.arn))
 
@@ -290,3 +291,34 @@ def test_each_queue_still_takes_its_own_kind_of_body(
     assert line["rebalance_outcome"] == "completed"
     assert status_calls(emulator) >= 1
     assert deployment.dlq_messages() == []
+
+
+def test_follow_ups_keep_to_the_client_side_rate_limit(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # Ten rebalances triggered without a limit; their ten follow-ups then meet in one batch of an
+    # execution environment limited to one request a second.
+    portfolios = [f"port_paced{n:02d}" for n in range(10)]
+    for portfolio_id in portfolios:
+        emulator.add_portfolio(portfolio_id)
+    start_function(FOLLOW_FIRST_DELAY_SECONDS="1").invoke({"portfolioIds": portfolios})
+    queue = deployment.follow_up_queue
+    assert queue is not None
+    follow_ups: list[dict[str, Any]] = []
+    for _ in range(10):
+        follow_ups += drain(deployment.sqs, queue.url, wait_seconds=3)
+        if len(follow_ups) >= len(portfolios):
+            break
+    assert len(follow_ups) == len(portfolios)
+    paced = start_function(RATE_LIMIT_PER_SECOND="1")
+    started = time.time()
+
+    response = paced.invoke(as_sqs_event(follow_ups, queue.arn))
+
+    assert response == {"batchItemFailures": []}
+    looks = sorted(r.received_at for r in emulator.requests if r.received_at >= started)
+    assert len(looks) == len(portfolios)  # one status call each
+    # One request a second, a burst of one: nine seconds between the first and the tenth (less
+    # what the first alone spent on its way, a connection of its own).
+    assert looks[-1] - looks[0] >= 8.8
+    assert len(outcome_lines(paced)) == len(portfolios)

@@ -42,6 +42,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         client_config(settings.max_concurrency), region=os.environ.get("AWS_REGION") or None
     )
     telemetry = Telemetry(logger, metrics)
+    # One limiter for every request to Glider: triggers, their lookups and status calls.
     pacing = RateLimiter(settings.rate_limit_per_second)
     api = _glider(settings, pacing, telemetry)
     if settings.tracing is TracingMode.ACTIVE:
@@ -62,7 +63,9 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         breaker_threshold=settings.circuit_breaker_threshold,
     )
     guard = _guard(settings, logger, aws)
-    reconciler = Reconciler(api, telemetry) if settings.reconcile_lost_answers else None
+    reconciler = (
+        Reconciler(api, telemetry, pacing=pacing) if settings.reconcile_lost_answers else None
+    )
     dead_letters = QueueWriter(settings.dlq_url, client=aws.sqs, error_type=DeadLetterWriteError)
     follower = None
     if settings.follow_outcomes and settings.follow_up_queue_url is not None:
@@ -81,6 +84,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
             events=EventBridgeOutcomes(bus, client=aws.events) if bus else None,
             max_seconds=settings.follow_max_seconds,
             first_delay_seconds=settings.follow_first_delay_seconds,
+            pacing=pacing,
         )
     service = DeliveryService(
         RebalanceTrigger(api, api_keys, policy, pacing=pacing, reconciler=reconciler),

@@ -26,10 +26,11 @@ from glider_trigger.domain.models import (
     Triggered,
     TriggerRequest,
 )
-from glider_trigger.domain.trigger_input import parse_follow_up
-from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from glider_trigger.domain.trigger_input import follow_up_body, parse_follow_up
+from tests.fakes.api import WORST_CASE, FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
+from tests.fakes.pacing import FakePacing
 from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
 
@@ -43,7 +44,12 @@ RUNNING = RebalanceState("running", None)
 
 
 class World:
-    def __init__(self, *states: RebalanceState | Exception, max_seconds: int = 7200) -> None:
+    def __init__(
+        self,
+        *states: RebalanceState | Exception,
+        max_seconds: int = 7200,
+        pacing: FakePacing | None = None,
+    ) -> None:
         self.api = FakeApi()
         self.api.states = list(states) or [RUNNING]  # type: ignore[arg-type]
         self.guard = InMemoryGuard()
@@ -63,6 +69,7 @@ class World:
             max_seconds=max_seconds,
             first_delay_seconds=30,
             clock=lambda: self.now,
+            pacing=pacing,
         )
 
     def follow(self, follow_up: FollowUp, seconds_left: float = 900) -> bool:
@@ -270,3 +277,62 @@ def test_a_follow_up_records_the_api_version_it_was_started_on() -> None:
     world.follower.start(triggered())
 
     assert [f.api_version for f in world.sent()] == ["fake-v1"]
+
+
+def test_a_status_call_waits_for_its_slot_no_later_than_the_deadline_allows() -> None:
+    pacing = FakePacing()
+    world = World(RUNNING, pacing=pacing)
+
+    world.follow(first_follow_up(), seconds_left=100)
+
+    assert pacing.budgets == [100 - WORST_CASE]  # the call's worst case still fits after it
+    assert world.api.state_calls == 1
+
+
+def test_without_a_slot_before_the_deadline_no_status_call_is_made_and_it_comes_back() -> None:
+    world = World(COMPLETED, pacing=FakePacing(slots=0))
+
+    assert world.follow(first_follow_up()) is False  # SQS delivers it again
+    assert world.api.state_calls == 0
+    assert world.telemetry.named("looked") == []
+    assert world.sent() == []
+    assert world.outcomes() == []
+
+
+YEAR = 365 * 86_400
+
+
+def test_a_triggered_at_in_the_future_is_read_as_the_time_it_was_received() -> None:
+    ahead = json.loads(follow_up_body(first_follow_up(triggered_at=NOW + YEAR)))
+    skewed = json.loads(follow_up_body(first_follow_up(triggered_at=NOW + 2)))
+
+    assert parse_follow_up(ahead, now=NOW).triggered_at == NOW
+    assert parse_follow_up(skewed, now=NOW).triggered_at == NOW + 2  # clocks differ a little
+
+
+def test_a_follow_up_dated_a_year_ahead_ends_unknown_within_the_limit_of_its_first_read() -> None:
+    world = World(RUNNING, max_seconds=600)
+    body = follow_up_body(first_follow_up(triggered_at=NOW + YEAR))
+
+    for _ in range(50):  # each follow-up read as the function receives it, when it is due
+        world.follow(parse_follow_up(json.loads(body), now=world.now))
+        if world.outcomes() or not world.follow_ups.messages:
+            break
+        sent = world.follow_ups.messages.pop()
+        world.now += sent.delay_seconds
+        body = sent.body
+
+    assert world.outcomes() == [(FinalOutcome.UNKNOWN, "NOT_FINAL_IN_TIME")]
+    assert world.now - NOW == 600
+    assert world.api.state_calls <= most_status_calls(600, 30)
+
+
+def test_a_follow_up_numbered_beyond_the_most_status_calls_ends_unknown_at_once() -> None:
+    world = World(RUNNING)
+
+    world.follow(first_follow_up(10**9))
+    world.follow(first_follow_up(most_status_calls(7200, 30)))  # the last a chain can reach
+
+    assert world.outcomes() == [(FinalOutcome.UNKNOWN, "NOT_FINAL_IN_TIME")]
+    assert world.api.state_calls == 1  # the last one's; none for 10**9
+    assert [f.number for f in world.sent()] == [most_status_calls(7200, 30) + 1]

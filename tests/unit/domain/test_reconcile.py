@@ -22,6 +22,7 @@ from glider_trigger.domain.ports import StartedRebalance
 from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS, JOINED_BEFORE_SECONDS, Reconciler
 from glider_trigger.domain.trigger import RebalanceTrigger
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.pacing import FakePacing
 from tests.fakes.telemetry import RecordingTelemetry
 
 NOW = 1_000.0  # the wall clock of every attempt here
@@ -53,10 +54,11 @@ def run(
     telemetry: RecordingTelemetry | None = None,
     reconcile: bool = True,
     wall_clock: Callable[[], float] = lambda: NOW,
+    pacing: FakePacing | None = None,
 ) -> Triggered | Failed:
     telemetry = telemetry or RecordingTelemetry()
     if reconcile and reconciler is None:
-        reconciler = Reconciler(api, telemetry, clock=lambda: NOW)
+        reconciler = Reconciler(api, telemetry, clock=lambda: NOW, pacing=pacing)
     policy = retry_policy(base_delay_seconds=0)
     trigger = RebalanceTrigger(
         api,
@@ -65,6 +67,7 @@ def run(
         sleep=lambda _: None,
         reconciler=reconciler if reconcile else None,
         wall_clock=wall_clock,
+        pacing=pacing,
     )
     return trigger.trigger(request, Invocation(FakeDeadline(), policy))
 
@@ -408,3 +411,48 @@ def test_a_list_cut_off_before_the_attempt_proves_nothing_and_the_repeat_is_flag
     assert outcome.maybe_delivered_attempts == 1  # flagged: never "nothing started"
     [failure] = telemetry.named("reconcile_failed")
     assert failure["reason"] == "RECENT_LIST_CUT_OFF"
+
+
+def test_every_lookup_waits_for_a_slot_like_the_triggers() -> None:
+    pacing = FakePacing()
+    api = FakeApi(LOST, RECEIPT)
+
+    run(api, pacing=pacing)
+
+    # Two POSTs and the look before the second: three slots.
+    assert (len(api.calls), api.list_calls, len(pacing.budgets)) == (2, 1, 3)
+
+
+def test_the_lookup_of_a_cut_off_answers_id_waits_for_a_slot_too() -> None:
+    cut_off = Receipt(None, None, "req_1", "corr_1", unread="HTTP 200, but the body was cut off")
+    pacing = FakePacing()
+    api = FakeApi(cut_off)
+    api.listed = [listed(NOW + 0.1, "rebal_found")]
+
+    outcome = run(api, pacing=pacing)
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.rebalance_id == "rebal_found"
+    assert (len(api.calls), api.list_calls, len(pacing.budgets)) == (1, 1, 2)
+
+
+def test_without_a_slot_for_the_look_nothing_is_sent_again() -> None:
+    api = FakeApi(LOST, RECEIPT)
+
+    outcome = run(api, pacing=FakePacing(slots=1))  # the first attempt's
+
+    assert isinstance(outcome, Failed)
+    assert outcome.error is LOST
+    assert (len(api.calls), api.list_calls) == (1, 0)
+
+
+def test_without_a_slot_for_the_look_a_cut_off_answers_id_stays_unknown() -> None:
+    cut_off = Receipt(None, None, "req_1", "corr_1", unread="HTTP 200, but the body was cut off")
+    api = FakeApi(cut_off)
+    api.listed = [listed(NOW + 0.1, "rebal_found")]
+
+    outcome = run(api, pacing=FakePacing(slots=1))
+
+    assert isinstance(outcome, Triggered)
+    assert outcome.receipt.rebalance_id is None
+    assert api.list_calls == 0

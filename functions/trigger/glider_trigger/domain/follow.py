@@ -39,13 +39,16 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.ports import (
     MAX_DELAY_SECONDS,
     ApiKeySource,
+    Deadline,
     MessageQueue,
     OutcomeEvents,
     OutcomeReport,
+    Pacing,
     RebalancingApi,
     Telemetry,
     TriggerGuard,
 )
+from glider_trigger.domain.slots import CallSlots
 from glider_trigger.domain.trigger_input import follow_up_body
 
 # Why an outcome is unknown.
@@ -86,8 +89,10 @@ class OutcomeFollower:
         max_seconds: int,
         first_delay_seconds: int,
         clock: Callable[[], float] = time.time,
+        pacing: Pacing | None = None,
     ) -> None:
         self._api = api
+        self._slots = CallSlots(api, pacing)
         self._api_keys = api_keys
         self._guard = guard
         self._follow_ups = follow_ups
@@ -96,6 +101,7 @@ class OutcomeFollower:
         self._events = events
         self._max_seconds = max_seconds
         self._first_delay = first_delay_seconds
+        self._most_calls = most_status_calls(max_seconds, first_delay_seconds)
         self._clock = clock
 
     def start(self, outcome: Outcome) -> None:
@@ -141,9 +147,10 @@ class OutcomeFollower:
                 self._telemetry.event_not_put(report)
 
     def follow(self, follow_up: FollowUp, invocation: Invocation) -> bool:
-        """One look at the rebalance; False when there was no time for it (the message is then
-        delivered again). Raises when the outcome or the next follow-up could not be written."""
-        if invocation.deadline.seconds_left() < self._api.worst_case_seconds:
+        """One look at the rebalance; False when there was no time or no pacing slot for it in
+        time (the message is then delivered again). Raises when the outcome or the next
+        follow-up could not be written."""
+        if self._slots.late(invocation.deadline) is not None:
             return False
         if follow_up.api_version not in (None, self._api.version):
             # Started on another API version than the one configured now: its id means nothing
@@ -153,7 +160,17 @@ class OutcomeFollower:
             )
             self._finish(report)
             return True
-        read = self._state(follow_up)
+        if follow_up.number > self._most_calls:
+            # No chain of this function's looks this often within FOLLOW_MAX_SECONDS, whatever
+            # the message's triggeredAt says: ended at once, not polled on.
+            report = OutcomeReport(
+                follow_up, FinalOutcome.UNKNOWN, None, NOT_FINAL_IN_TIME, self._clock()
+            )
+            self._finish(report)
+            return True
+        read = self._state(follow_up, invocation.deadline)
+        if read is None:
+            return False  # no slot for the status call before the deadline
         self._telemetry.looked(follow_up)
         now = self._clock()
         if isinstance(read, ApiError) and read.reason == NOT_FOUND:
@@ -178,9 +195,17 @@ class OutcomeFollower:
             self._next(follow_up, state, now)
         return True
 
-    def _state(self, follow_up: FollowUp) -> RebalanceState | TriggerError:
+    def _state(
+        self, follow_up: FollowUp, deadline: Deadline
+    ) -> RebalanceState | TriggerError | None:
+        """The rebalance's state, or why it could not be read; None when the status call got
+        no slot before the deadline (it was not made)."""
         try:
-            return self._api.rebalance_state(follow_up, self._api_keys.get())
+            api_key = self._api_keys.get()
+            # The slot last, right before the call: the rate is the one the API sees.
+            if self._slots.take(deadline) is not None:
+                return None
+            return self._api.rebalance_state(follow_up, api_key)
         except TriggerError as exc:  # the API's answer, or the key's: looked at again later
             self._telemetry.state_unreadable(follow_up, exc)
             return exc

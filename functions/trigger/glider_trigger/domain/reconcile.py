@@ -16,9 +16,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from glider_trigger.domain.errors import ApiError, ListCutOffError, TriggerError
+from glider_trigger.domain.errors import (
+    ApiError,
+    ListCutOffError,
+    NotAttemptedError,
+    TriggerError,
+)
 from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest, Window
-from glider_trigger.domain.ports import RebalancingApi, StartedRebalance, Telemetry
+from glider_trigger.domain.ports import (
+    Deadline,
+    Pacing,
+    RebalancingApi,
+    StartedRebalance,
+    Telemetry,
+)
+from glider_trigger.domain.slots import CallSlots
 
 # Our clock and Glider's may differ by this much; a listed start this far outside the window
 # still counts. Small on purpose: a wider window could take another delivery's rebalance for ours.
@@ -38,8 +50,10 @@ class Reconciler:
         telemetry: Telemetry,
         *,
         clock: Callable[[], float] = time.time,
+        pacing: Pacing | None = None,
     ) -> None:
         self._api = api
+        self._slots = CallSlots(api, pacing)
         self._telemetry = telemetry
         self._clock = clock
         self._forbidden = False
@@ -50,12 +64,21 @@ class Reconciler:
         return not self._forbidden
 
     def find(
-        self, request: TriggerRequest, api_key: ApiKey, windows: Sequence[Window]
-    ) -> Receipt | bool:
+        self,
+        request: TriggerRequest,
+        api_key: ApiKey,
+        windows: Sequence[Window],
+        *,
+        deadline: Deadline,
+    ) -> Receipt | bool | NotAttemptedError:
         """The rebalance an attempt in one of `windows` started, if the API lists one; else True
-        when the list was read (nothing started in them), False when it could not be."""
+        when the list was read (nothing started in them), False when it could not be, and
+        NotAttemptedError when the look got no slot before the deadline (nothing was asked)."""
         if self._forbidden:
             return False
+        not_sent = self._slots.take(deadline)
+        if not_sent is not None:
+            return not_sent
         since = min(window.after for window in windows) - CLOCK_SKEW_SECONDS
         try:
             recent = self._api.recent_rebalances(request, api_key, since)

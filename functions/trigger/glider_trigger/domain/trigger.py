@@ -44,6 +44,7 @@ from glider_trigger.domain.ports import (
 )
 from glider_trigger.domain.reconcile import JOINED_BEFORE_SECONDS, Reconciler
 from glider_trigger.domain.retry import RetryPolicy
+from glider_trigger.domain.slots import CallSlots
 
 
 class RebalanceTrigger:
@@ -60,7 +61,7 @@ class RebalanceTrigger:
         reconciler: Reconciler | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._pacing = pacing
+        self._slots = CallSlots(api, pacing)
         self._reconciler = reconciler
         self._wall_clock = wall_clock
         self._api = api
@@ -95,7 +96,7 @@ class RebalanceTrigger:
             blocker = invocation.blocker()
             if blocker is not None:
                 return tally.failed(request, last_error or blocker)
-            late = self.late(deadline)
+            late = self._slots.late(deadline)
             if late is not None:
                 return tally.failed(request, last_error or late)
             tries += 1
@@ -138,51 +139,39 @@ class RebalanceTrigger:
         tally: _Tally,
         last_error: TriggerError | None,
     ) -> Outcome | TriggerError:
-        """One attempt: a slot, a look for what an earlier attempt may have started, the call.
-        An Outcome ends the portfolio's attempts; a TriggerError is this call's failure."""
+        """One attempt: a look for what an earlier attempt may have started, the call, each
+        with its slot. An Outcome ends the portfolio's attempts; a TriggerError is this call's
+        failure."""
         deadline = invocation.deadline
-        not_sent = self._wait_for_slot(deadline)
-        if not_sent is None and tally.unchecked and self._reconciler is not None:
-            found = self._reconciler.find(request, api_key, tally.unchecked)
+        if tally.unchecked and self._reconciler is not None:
+            # The look takes a slot of its own; without one, nothing is sent again unlooked.
+            found = self._reconciler.find(request, api_key, tally.unchecked, deadline=deadline)
+            if isinstance(found, NotAttemptedError):
+                return tally.failed(request, last_error or found)
             if isinstance(found, Receipt):
                 return tally.triggered(request, found)
             tally.looked(read=found)
-            not_sent = self._wait_for_slot(deadline)  # the look took a call's time and slot
+        not_sent = self._slots.take(deadline)
         if not_sent is not None:
             return tally.failed(request, last_error or not_sent)
         answer = self._call(request, api_key, invocation, tally)
         if isinstance(answer, Receipt):
-            return tally.triggered(request, self._identified(request, api_key, answer))
+            return tally.triggered(request, self._identified(request, api_key, answer, deadline))
         return answer
 
     def late(self, deadline: Deadline) -> NotAttemptedError | None:
         """Too little time left for one more call."""
-        worst_case = self._api.worst_case_seconds
-        if deadline.seconds_left() >= worst_case:
-            return None
-        return NotAttemptedError(
-            f"{max(deadline.seconds_left(), 0):.1f}s left in the invocation; an attempt "
-            f"may take {worst_case:.1f}s"
-        )
+        return self._slots.late(deadline)
 
-    def _wait_for_slot(self, deadline: Deadline) -> NotAttemptedError | None:
-        """Time for one more call, and the client-side rate limit's permission to make it."""
-        late = self.late(deadline)
-        if late is not None:
-            return late
-        budget = deadline.seconds_left() - self._api.worst_case_seconds
-        if self._pacing is not None and not self._pacing.acquire(budget_seconds=budget):
-            return NotAttemptedError(
-                "the client-side rate limit has no slot before the invocation's deadline"
-            )
-        return None
-
-    def _identified(self, request: TriggerRequest, api_key: ApiKey, receipt: Receipt) -> Receipt:
+    def _identified(
+        self, request: TriggerRequest, api_key: ApiKey, receipt: Receipt, deadline: Deadline
+    ) -> Receipt:
         """An accepted trigger whose answer was cut off, with its rebalance id if the API lists
-        a rebalance it started."""
+        a rebalance it started (and the look gets a slot in time)."""
         if receipt.unread is None or receipt.sent_at is None or self._reconciler is None:
             return receipt
-        found = self._reconciler.find(request, api_key, (Window(receipt.sent_at),))
+        window = (Window(receipt.sent_at),)
+        found = self._reconciler.find(request, api_key, window, deadline=deadline)
         if not isinstance(found, Receipt) or found.rebalance_id is None:
             return receipt  # nothing listed, or only when (v2): the id stays unknown
         return replace(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +71,11 @@ MAX_ENVELOPE_DEPTH: Final = 3
 MAX_REBALANCE_ID_CHARS: Final = 256
 # In a follow-up: the Glider API version its rebalance was started on.
 API_VERSION_FIELD: Final = "apiVersion"
+# A follow-up's triggeredAt was written by this function on another execution environment's
+# clock, which may be ahead of the reader's by this much. A later time is none the function
+# wrote: it is read as the time the follow-up was received, so that the chain it continues
+# ends within FOLLOW_MAX_SECONDS of then, whatever the message says.
+FOLLOW_UP_CLOCK_SKEW_SECONDS: Final = 5.0
 
 
 class EnvelopeKind(StrEnum):
@@ -204,8 +210,11 @@ def is_follow_up(payload: object) -> TypeGuard[Mapping[str, Any]]:
     return isinstance(payload, dict) and FOLLOW_UP in payload
 
 
-def parse_follow_up(payload: Mapping[str, Any]) -> FollowUp:
-    """A follow-up message's body; InvalidInputError when it is not a valid one."""
+def parse_follow_up(payload: Mapping[str, Any], *, now: float | None = None) -> FollowUp:
+    """A follow-up message's body, received `now` (epoch seconds; default: the clock's now);
+    InvalidInputError when it is not a valid one. A triggeredAt later than `now` by more than
+    FOLLOW_UP_CLOCK_SKEW_SECONDS is read as `now`."""
+    received_at = time.time() if now is None else now
     inner = payload[FOLLOW_UP]
     fields = inner if isinstance(inner, dict) else {}
     rebalance_id = fields.get("rebalanceId")
@@ -233,6 +242,8 @@ def parse_follow_up(payload: Mapping[str, Any]) -> FollowUp:
         portfolio_id = validate_portfolio_id(fields.get(PORTFOLIO_ID))
     except InvalidPortfolioIdError as exc:
         raise InvalidInputError(f"{FOLLOW_UP}: {exc}") from exc
+    if triggered_at > received_at + FOLLOW_UP_CLOCK_SKEW_SECONDS:
+        triggered_at = received_at
     return FollowUp(portfolio_id, rebalance_id, skip, key, triggered_at, number, api_version)
 
 

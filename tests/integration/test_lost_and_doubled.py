@@ -65,9 +65,9 @@ def test_a_crash_then_lambdas_retry_inside_the_window_defers_the_portfolio_not_d
     start_function, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
     event = {"portfolioId": "port_abc123"}  # an async invocation: keyed by its request id
-    # The third look at the clock is the first attempt's deadline check: after the claim,
+    # The fourth look at the clock is the first attempt's deadline check: after the claim,
     # before the POST. The environment dies there, its record left "in progress".
-    crashing = LocalLambdaContext(timeout_seconds=3, crash_after_calls=3)
+    crashing = LocalLambdaContext(timeout_seconds=3, crash_after_calls=4)
     with pytest.raises(EnvironmentCrash):
         start_function().invoke(event, context=crashing)
     assert emulator.trigger_requests == []
@@ -107,7 +107,7 @@ def test_without_a_work_queue_a_held_portfolio_fails_the_invocation_for_lambda_t
     start_function, emulator: GliderEmulator
 ) -> None:
     event = {"portfolioId": "port_abc123"}
-    crashing = LocalLambdaContext(timeout_seconds=2, crash_after_calls=3)
+    crashing = LocalLambdaContext(timeout_seconds=2, crash_after_calls=4)
     with pytest.raises(EnvironmentCrash):
         start_function(WORK_QUEUE_URL="").invoke(event, context=crashing)
 

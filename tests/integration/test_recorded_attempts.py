@@ -102,8 +102,8 @@ def test_a_holder_that_dies_with_its_request_in_flight_leaves_that_window_to_loo
 ) -> None:
     emulator.script(PORTFOLIO, Fault.lost_response())
     event = {"portfolioId": PORTFOLIO}
-    # The sixth look at the clock comes after the first POST, before a retry: it dies there.
-    crashing = LocalLambdaContext(timeout_seconds=4, crash_after_calls=6)
+    # The seventh look at the clock comes after the first POST, before a retry: it dies there.
+    crashing = LocalLambdaContext(timeout_seconds=4, crash_after_calls=7)
     with pytest.raises(EnvironmentCrash):
         start_function(GLIDER_MAX_ATTEMPTS="2").invoke(event, context=crashing)
     assert len(emulator.trigger_requests) == 1  # it died with its answer lost

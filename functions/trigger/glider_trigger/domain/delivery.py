@@ -34,6 +34,7 @@ from glider_trigger.domain.errors import (
     FailureClass,
     FanOutError,
     InvalidInputError,
+    NotAttemptedError,
     OnceInProgressError,
     TriggerError,
     classify,
@@ -320,7 +321,7 @@ class DeliveryService:
             return list(pool.map(work, items))
 
     def _trigger_one(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
-        blocker = invocation.blocker() or self._trigger.late(invocation.deadline)
+        blocker = invocation.blocker() or _out_of_time(invocation)
         if blocker is not None:  # decided before touching the idempotency store
             return _not_attempted(request, blocker)
         try:
@@ -450,6 +451,14 @@ def _look(follower: OutcomeFollower, record: PreparedMessage, invocation: Invoca
         record.followed = follower.follow(record.follow_up, invocation)
     except Exception as exc:  # noqa: BLE001 - the message is then delivered again
         record.followed = exc
+
+
+def _out_of_time(invocation: Invocation) -> NotAttemptedError | None:
+    """Past the deadline (its margin kept for letters and the answer): not even the guard is
+    asked. Short of it, the guard still is: a portfolio done elsewhere is found done."""
+    if invocation.deadline.seconds_left() > 0:
+        return None
+    return NotAttemptedError("no time left in the invocation before its deadline")
 
 
 def _not_attempted(request: TriggerRequest, error: TriggerError) -> Failed:

@@ -159,10 +159,6 @@ class RebalanceTrigger:
             return tally.triggered(request, self._identified(request, api_key, answer, deadline))
         return answer
 
-    def late(self, deadline: Deadline) -> NotAttemptedError | None:
-        """Too little time left for one more call."""
-        return self._slots.late(deadline)
-
     def _identified(
         self, request: TriggerRequest, api_key: ApiKey, receipt: Receipt, deadline: Deadline
     ) -> Receipt:

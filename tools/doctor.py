@@ -51,7 +51,7 @@ from glider_trigger.outbound.glider.http import (
     json_object,
     text,
 )
-from glider_trigger.outbound.glider.shared import error_code_and_message
+from glider_trigger.outbound.glider.shared import TENANT_CODES, error_code_and_message
 from glider_trigger.outbound.glider.v2 import READ_SCOPE, WRITE_SCOPE
 from glider_trigger.outbound.secrets import ApiKeyProvider
 from glider_trigger.settings import (
@@ -388,7 +388,7 @@ class Doctor:
             self.add(
                 "glider key", "FAIL", "key refused (invalid, expired or rotated)" + ids(answer)
             )
-        elif answer.status == 403 and _code(answer) in {"API_105", "API_106"}:
+        elif answer.status == 403 and _code(answer) in TENANT_CODES:
             self.add(
                 "glider key",
                 "FAIL",

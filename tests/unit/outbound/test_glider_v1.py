@@ -166,6 +166,35 @@ def test_invalid_key_envelope_is_unauthorized() -> None:
     assert classify(error) is FailureClass.SYSTEMIC
 
 
+@pytest.mark.parametrize(
+    ("status", "code", "reason", "failure_class", "unauthorized"),
+    [
+        # Glider's side is misconfigured: every call fails the same way until it is fixed.
+        (500, "API_001", "GLIDER_CONFIGURATION_ERROR", FailureClass.SYSTEMIC, False),
+        (400, "API_001", "GLIDER_CONFIGURATION_ERROR", FailureClass.SYSTEMIC, False),
+        # The portfolio's user is gone: this portfolio will not succeed, the others may.
+        (404, "API_107", "USER_NOT_FOUND", FailureClass.PERMANENT, False),
+        (500, "API_107", "USER_NOT_FOUND", FailureClass.PERMANENT, False),
+        # Refused tokens are refused keys: one refetch (it may have been rotated), then systemic.
+        (401, "API_108", "UNAUTHORIZED", FailureClass.SYSTEMIC, True),
+        (401, "API_109", "UNAUTHORIZED", FailureClass.SYSTEMIC, True),
+        (400, "API_109", "UNAUTHORIZED", FailureClass.SYSTEMIC, True),
+    ],
+)
+def test_the_codes_the_contract_did_not_list_are_classified(
+    status: int, code: str, reason: str, failure_class: FailureClass, unauthorized: bool
+) -> None:
+    document = {**ENVELOPE, "error": {"code": code, "message": "from Glider"}}
+
+    error = api_error(status, JSON_HEADERS, body(document))
+
+    assert (error.reason, classify(error), error.unauthorized) == (
+        reason,
+        failure_class,
+        unauthorized,
+    )
+
+
 def test_429_body_with_retry_after_header_in_seconds() -> None:
     error = api_error(429, {**JSON_HEADERS, "retry-after": "17"}, body(RATE_LIMITED))
 

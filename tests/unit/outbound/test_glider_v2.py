@@ -99,6 +99,25 @@ def test_refusals_are_classified_as_on_v1(
     assert error.uncertain is (status >= 500)
 
 
+@pytest.mark.parametrize(
+    ("status", "code", "reason", "failure_class"),
+    [
+        (500, "API_001", "GLIDER_CONFIGURATION_ERROR", FailureClass.SYSTEMIC),
+        (404, "API_107", "USER_NOT_FOUND", FailureClass.PERMANENT),
+        (401, "API_108", "UNAUTHORIZED", FailureClass.SYSTEMIC),
+        (401, "API_109", "UNAUTHORIZED", FailureClass.SYSTEMIC),
+    ],
+)
+def test_the_codes_the_contract_did_not_list_are_classified_as_on_v1(
+    status: int, code: str, reason: str, failure_class: FailureClass
+) -> None:
+    error = refusal(status, code)
+
+    assert (error.reason, classify(error)) == (reason, failure_class)
+    assert error.unauthorized is (code in ("API_108", "API_109"))
+    assert "portfolios:" not in str(error)  # not a scope the key lacks
+
+
 def test_a_403_names_the_scope_the_trigger_needs() -> None:
     error = refusal(403, "API_104")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -18,26 +19,54 @@ from glider_trigger.domain.trigger_input import MAX_REBALANCE_ID_CHARS, validate
 from glider_trigger.outbound.glider.http import Answer, HttpSession, json_object, retry_after, text
 from glider_trigger.outbound.glider.pacing import RateLimiter
 
-UNAUTHORIZED_CODES: Final = frozenset({"API_100", "API_101", "API_102", "API_103"})
+
+class Reason(StrEnum):
+    """Why Glider's answer failed, as logs, metrics and the DLQ's `reason` say it."""
+
+    RATE_LIMITED = "RATE_LIMITED"
+    SERVER_ERROR = "SERVER_ERROR"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    TENANT_UNAVAILABLE = "TENANT_UNAVAILABLE"
+    GLIDER_CONFIGURATION_ERROR = "GLIDER_CONFIGURATION_ERROR"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    BAD_REQUEST = "BAD_REQUEST"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    CLIENT_ERROR = "CLIENT_ERROR"
+    UNEXPECTED_REDIRECT = "UNEXPECTED_REDIRECT"
+    UNEXPECTED_RESPONSE = "UNEXPECTED_RESPONSE"
+
+
+# Refused keys and tokens: the key may have been rotated, so each is worth one refetch.
+UNAUTHORIZED_CODES: Final = frozenset(
+    {"API_100", "API_101", "API_102", "API_103", "API_108", "API_109"}
+)
 FORBIDDEN_CODES: Final = frozenset({"API_104", "API_110"})
-_TENANT_CODES: Final = frozenset({"API_105", "API_106"})
-_SYSTEMIC_CODES: Final = UNAUTHORIZED_CODES | FORBIDDEN_CODES | _TENANT_CODES
+TENANT_CODES: Final = frozenset({"API_105", "API_106"})
+_CONFIGURATION_CODE: Final = "API_001"  # Glider's own configuration: nothing works until fixed
+_USER_NOT_FOUND_CODE: Final = "API_107"  # the portfolio's user: this portfolio only
+_SYSTEMIC_CODES: Final = UNAUTHORIZED_CODES | FORBIDDEN_CODES | TENANT_CODES | {_CONFIGURATION_CODE}
+_PERMANENT_CODES: Final = frozenset({_USER_NOT_FOUND_CODE})
 _RATE_LIMITED_CODE: Final = "API_004"
 _INTERNAL_CODE: Final = "API_000"
 # The code says what the status may not (the docs map no code to a status).
 _REASON_BY_CODE: Final = {
-    **dict.fromkeys(UNAUTHORIZED_CODES, "UNAUTHORIZED"),
-    **dict.fromkeys(FORBIDDEN_CODES, "FORBIDDEN"),
-    **dict.fromkeys(_TENANT_CODES, "TENANT_UNAVAILABLE"),
+    **dict.fromkeys(UNAUTHORIZED_CODES, Reason.UNAUTHORIZED),
+    **dict.fromkeys(FORBIDDEN_CODES, Reason.FORBIDDEN),
+    **dict.fromkeys(TENANT_CODES, Reason.TENANT_UNAVAILABLE),
+    _CONFIGURATION_CODE: Reason.GLIDER_CONFIGURATION_ERROR,
+    _USER_NOT_FOUND_CODE: Reason.USER_NOT_FOUND,
 }
 _REASON_BY_STATUS: Final = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    408: "REQUEST_TIMEOUT",
-    409: "CONFLICT",
-    422: "BAD_REQUEST",
+    400: Reason.BAD_REQUEST,
+    401: Reason.UNAUTHORIZED,
+    403: Reason.FORBIDDEN,
+    404: Reason.NOT_FOUND,
+    408: Reason.REQUEST_TIMEOUT,
+    409: Reason.CONFLICT,
+    422: Reason.BAD_REQUEST,
 }
 
 
@@ -128,7 +157,7 @@ def unreadable(answer: Answer, what: str) -> ApiError:
     """A status or state answer that could not be read: looked at again later."""
     return ApiError(
         f"HTTP {answer.status}, but no {what} could be read",
-        reason="UNEXPECTED_RESPONSE",
+        reason=Reason.UNEXPECTED_RESPONSE,
         failure_class=FailureClass.TRANSIENT,
         facts=ApiFacts(answer.status, None, None, None),
     )
@@ -198,7 +227,7 @@ def unexpected_2xx(
     """A 2xx that is not a success body: Glider may have acted on it, so it is never retried."""
     return ApiError(
         f"HTTP {status} without a success body; the rebalance may or may not have been triggered",
-        reason="UNEXPECTED_RESPONSE",
+        reason=Reason.UNEXPECTED_RESPONSE,
         failure_class=FailureClass.PERMANENT,
         facts=ApiFacts(status, None, request_id, correlation_id),
         settles=True,
@@ -228,20 +257,24 @@ def _rate_limited(status: int, code: str | None) -> bool:
     return status == 429 or code == _RATE_LIMITED_CODE
 
 
-def _reason(status: int, code: str | None) -> str:
+def _reason(status: int, code: str | None) -> Reason:
     if _rate_limited(status, code):
-        return "RATE_LIMITED"
+        return Reason.RATE_LIMITED
     if code in _REASON_BY_CODE:
         return _REASON_BY_CODE[code]
     if status >= 500:
-        return "SERVER_ERROR"
+        return Reason.SERVER_ERROR
     if 300 <= status < 400:
-        return "UNEXPECTED_REDIRECT"  # never followed: the key must not travel elsewhere
-    return _REASON_BY_STATUS.get(status, "CLIENT_ERROR")
+        return Reason.UNEXPECTED_REDIRECT  # never followed: the key must not travel elsewhere
+    return _REASON_BY_STATUS.get(status, Reason.CLIENT_ERROR)
 
 
 def _failure_class(status: int, code: str | None) -> FailureClass:
-    if code in _SYSTEMIC_CODES or status in (401, 403):
+    if code in _SYSTEMIC_CODES:
+        return FailureClass.SYSTEMIC
+    if code in _PERMANENT_CODES:
+        return FailureClass.PERMANENT  # whatever the status: the code names what is missing
+    if status in (401, 403):
         return FailureClass.SYSTEMIC
     if _rate_limited(status, code) or status >= 500 or code == _INTERNAL_CODE:
         return FailureClass.TRANSIENT

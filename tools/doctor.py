@@ -45,6 +45,7 @@ from glider_trigger.domain.errors import (
 )
 from glider_trigger.domain.trigger_input import validate_portfolio_id
 from glider_trigger.outbound.glider.http import (
+    REDACTED,
     Answer,
     HttpSession,
     build_pool_manager,
@@ -262,8 +263,11 @@ class Doctor:
         self._key: str | None = None
 
     def redact(self, message: str) -> str:
-        """The key out of any text (a Glider message could quote it back, say)."""
-        return message.replace(self._key, "<redacted>") if self._key else message
+        """The key out of any text, a second net: Glider's answers are scrubbed as they arrive
+        (HttpSession, the function's own `scrub`: the key and anything that looks like a Glider
+        key). Rows are our words around them, which name the key format (`gldr_sk_...`): only
+        the key itself is taken out here."""
+        return message.replace(self._key, REDACTED) if self._key else message
 
     def add(self, name: str, result: Result, detail: str) -> None:
         self.checks.append(Check(self.redact(name), result, self.redact(detail)))
@@ -627,7 +631,7 @@ class Glider:
     def get(self, path: str, *, header: str) -> Answer | None:
         """The answer, or None (and `failure` says why) when none arrived."""
         try:
-            return self._session.request("GET", path, headers={header: self._key})
+            return self._session.request("GET", path, headers={header: self._key}, secret=self._key)
         except ApiError as exc:
             self.failure = f"Glider unreachable at {self.base_url}: {exc}"
             return None

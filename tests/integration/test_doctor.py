@@ -445,6 +445,20 @@ def test_a_key_quoted_back_by_glider_is_redacted(doctor: Doctor, glider: GliderE
     assert report.detail("glider key") == "Glider failed: HTTP 500: API_000 <redacted>"
 
 
+def test_a_v2_answer_quoting_the_key_or_another_glider_key_is_redacted(
+    doctor: Doctor, glider: GliderEmulator
+) -> None:
+    glider.add_v2_key(API_KEY, scopes=FULL_SCOPES)
+    glider.script_status(PORTFOLIO, Fault.quoting_key(500, "API_000", "gldr_sk_0ther9Key and"))
+
+    report = doctor.check("v2", "--portfolio-id", PORTFOLIO)
+
+    result, detail = report.rows[f"portfolio {PORTFOLIO}"]
+    assert result == "FAIL"
+    assert detail.startswith("Glider failed: HTTP 500: API_000 <redacted> and <redacted> (")
+    assert "gldr_sk_0ther9Key" not in report.out
+
+
 # --- the queues and the table ----------------------------------------------------------------
 
 

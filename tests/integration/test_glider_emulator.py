@@ -357,6 +357,22 @@ def test_error_fault_is_used_once_then_normal_service(
     assert trigger(http, emulator).status == 200
 
 
+def test_a_key_quoting_fault_answers_an_error_that_quotes_the_key_received(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    # For the function's canary tests: the one answer that carries a key is one a test asked for.
+    emulator.script(PORTFOLIO, Fault.quoting_key(403, "API_104"))
+    response = trigger(http, emulator)
+    assert response.status == 403
+    error = response.json()["error"]
+    assert error["code"] == "API_104"
+    assert error["message"] == f"Permission denied for API key {API_KEY}"
+    assert error["details"] == {"apiKey": API_KEY}
+    assert emulator.rebalances == []
+    assert_error(trigger(http, emulator, key="bad"), 401, "API_102")  # never the key refused
+    assert trigger(http, emulator).status == 200
+
+
 def test_faults_are_consumed_in_order_per_portfolio(
     emulator: GliderEmulator, http: urllib3.PoolManager
 ) -> None:

@@ -872,6 +872,24 @@ def test_an_error_fault_answers_in_the_v2_envelope_once(
     accepted(trigger(http, emulator))
 
 
+def test_a_key_quoting_fault_quotes_the_key_in_the_v2_envelope(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    emulator.script(PORTFOLIO, Fault.quoting_key(400, "API_002", "Invalid request from key"))
+    emulator.script_status(PORTFOLIO, Fault.quoting_key(403, "API_104"))
+    response = trigger(http, emulator)
+    assert response.status == 400
+    assert_v2_headers(response)
+    payload = response.json()
+    assert set(payload) == {"success", "error"}
+    assert payload["error"]["message"] == f"Invalid request from key {API_KEY}"
+    assert payload["error"]["details"] == {"apiKey": API_KEY}
+    read = portfolio(http, emulator)
+    assert (read.status, read.json()["error"]["code"]) == (403, "API_104")
+    assert API_KEY in read.json()["error"]["message"]
+    accepted(trigger(http, emulator))
+
+
 def test_the_fault_queue_is_shared_by_both_versions(
     emulator: GliderEmulator, http: urllib3.PoolManager
 ) -> None:

@@ -16,6 +16,7 @@ from local.fixtures.event_source import sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
 from local.fixtures.stack import REGION, Deployment, attribute_values, drain
+from tests.conftest import API_KEY
 
 # Every promise here holds on both Glider API versions.
 pytestmark = pytest.mark.both_api_versions
@@ -117,6 +118,27 @@ def test_a_failed_rebalance_is_dead_lettered_for_an_operator_and_announced(
 
     assert replayed["triggered"] == again["triggered"] == 1
     assert len(emulator.rebalances) == 2
+
+
+def test_a_failed_rebalance_whose_error_quotes_a_key_keeps_it_out_of_every_output(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # Glider's error text of a failed rebalance is copied into the log line, the letter and the
+    # event: it quotes the function's own key and another tenant's v2 key.
+    other_key = "gldr_sk_Zq81vQ2LmNp4R7sTe"
+    emulator.fail_next_rebalance(PORTFOLIO, f"reverted: signer {API_KEY} ({other_key}) refused")
+
+    follow.invoke({"portfolioId": PORTFOLIO})
+    run_follow_ups(follow, deployment)
+
+    [line] = outcome_lines(follow)
+    assert line["reason"] == "reverted: signer <redacted> (<redacted>) refused"
+    letters, events = deployment.dlq_messages(), outcome_events(deployment)
+    assert [attribute_values(letter)["reason"] for letter in letters] == ["REBALANCE_FAILED"]
+    assert [event["detail-type"] for event in events] == ["Glider Rebalance Failed"]
+    everything = "\n".join([*follow.output.lines, json.dumps(letters), json.dumps(events)])
+    assert API_KEY not in everything
+    assert other_key not in everything
 
 
 def follow_up_message(

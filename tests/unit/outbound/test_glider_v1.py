@@ -17,9 +17,10 @@ from glider_trigger.domain.errors import (
     classify,
 )
 from glider_trigger.domain.models import ApiKey, InputSource, Receipt, SourceKind, TriggerRequest
-from glider_trigger.outbound.glider.http import Answer, HttpSession
+from glider_trigger.outbound.glider.http import Answer, HttpSession, scrub
 from glider_trigger.outbound.glider.http import retry_after as _retry_after
 from glider_trigger.outbound.glider.v1 import GliderV1Client, interpret
+from tests.fakes.http import AnsweringPool
 
 SUCCESS = {
     "success": True,
@@ -325,6 +326,89 @@ def client(http: object) -> GliderV1Client:
         http=http,  # type: ignore[arg-type]
     )
     return GliderV1Client(session)
+
+
+KEY = "s3cr3t-Key_0123456789"
+OTHER_KEY = "gldr_sk_live_9QmZ2vX8pLr4"  # a v2 key that is not ours: scrubbed by its look
+
+
+def test_a_key_quoted_anywhere_in_an_answer_never_reaches_the_error() -> None:
+    document = {
+        "success": False,
+        "error": {
+            "code": "API_104",
+            "message": f"Permission denied for API key {KEY} (also tried {OTHER_KEY})",
+            "details": {"apiKey": KEY},
+        },
+        "requestId": f"req_{KEY}",
+        "correlationId": OTHER_KEY,
+    }
+    answering = AnsweringPool(403, body(document), {"X-Correlation-Id": KEY})
+
+    with pytest.raises(ApiError) as caught:
+        client(answering).trigger(request("port_abc123", False), ApiKey(KEY))
+
+    error = caught.value
+    assert str(error) == ("Permission denied for API key <redacted> (also tried <redacted>)")
+    assert (error.facts.code, error.facts.request_id, error.facts.correlation_id) == (
+        "API_104",
+        "req_<redacted>",
+        "<redacted>",
+    )
+    assert error.reason == "FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # JSON escapes spell the key without showing it in the bytes
+        b'{"success": false, "error": {"code": "API_000", "message": "key \\u0073'
+        + KEY[1:].encode()
+        + b'"}}',
+        # ... and so does UTF-16
+        json.dumps({"success": False, "error": {"code": "API_000", "message": KEY}}).encode(
+            "utf-16"
+        ),
+    ],
+    ids=["json-escape", "utf-16"],
+)
+def test_a_key_spelled_with_json_escapes_is_scrubbed_too(payload: bytes) -> None:
+    with pytest.raises(ApiError) as caught:
+        client(AnsweringPool(500, payload)).trigger(request("port_abc123", False), ApiKey(KEY))
+
+    assert KEY not in str(caught.value)
+    assert "<redacted>" in str(caught.value)
+    assert caught.value.facts.code == "API_000"
+
+
+def test_a_receipt_copies_no_key_from_a_success_body() -> None:
+    document = {**SUCCESS, "data": {**SUCCESS["data"], "status": f"triggered by {KEY}"}}
+    receipt = client(AnsweringPool(200, body(document), {"X-Request-Id": OTHER_KEY})).trigger(
+        request("port_abc123", False), ApiKey(KEY)
+    )
+
+    assert receipt.status == "triggered by <redacted>"
+    assert receipt.rebalance_id == "rebal_def456"  # nothing else is touched
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        (f"key {KEY}!", "key <redacted>!"),
+        ("gldr_sk_AbC-12_x/y+z=, next", "<redacted>, next"),
+        ("GLDR_PK_live_0123 and gldr_test", "<redacted> and <redacted>"),  # any gldr_ token
+        ("no key here: gldr-sk is not one", "no key here: gldr-sk is not one"),
+        ("", ""),
+    ],
+)
+def test_scrub_takes_out_the_key_and_anything_that_looks_like_a_glider_key(
+    text: str, scrubbed: str
+) -> None:
+    assert scrub(text, KEY) == scrubbed
+
+
+def test_scrub_without_a_key_of_its_own_still_takes_out_glider_keys() -> None:
+    assert scrub(f"{OTHER_KEY} and {KEY}", "") == f"<redacted> and {KEY}"
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "a?b", "a#b", "%2e%2e", "", "a b", "é"])

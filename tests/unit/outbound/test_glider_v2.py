@@ -24,6 +24,7 @@ from glider_trigger.outbound.glider.v2 import (
     read_last_rebalance,
     read_operation,
 )
+from tests.fakes.http import AnsweringPool, session
 
 OPERATION_ID = "rebalance:pf_abc:01HX%2F7"
 SUBMITTED = "2026-04-17T12:00:00.000Z"
@@ -225,8 +226,9 @@ class RecordingSession:
         self.calls: list[tuple[str, str, dict[str, str], bytes | None]] = []
 
     def request(
-        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None
+        self, method: str, path: str, *, headers: dict[str, str], secret: str, body: bytes | None
     ) -> Answer:
+        assert secret == headers["x-api-key"]  # the answer is scrubbed of the key it carried
         self.calls.append((method, path, headers, body))
         return self.reply
 
@@ -309,3 +311,30 @@ def test_the_latest_rebalance_is_marked_latest_only() -> None:
     (listed,) = read_last_rebalance(answer(200, portfolio(SUBMITTED)))
 
     assert listed.latest_only
+
+
+KEY = "gldr_sk_ours_5TnW2qL8vZ"
+OTHER_KEY = "gldr_sk_theirs_0pQ7xR3m"
+
+
+def test_an_operation_error_that_quotes_a_key_is_scrubbed_before_it_is_read() -> None:
+    failed = operation("failed", error={"code": "REBALANCE_FAILED", "message": f"signer {KEY}"})
+    pool = AnsweringPool(200, json.dumps(failed).encode(), {"X-Request-Id": OTHER_KEY})
+    glider = GliderV2Client(session(pool))
+
+    state = glider.rebalance_state(FollowUp("pf_abc", OPERATION_ID, False, None, 0.0), ApiKey(KEY))
+
+    assert (state.final, state.error) == (FinalOutcome.FAILED, "signer <redacted>")
+
+
+def test_a_refusal_that_quotes_the_key_in_its_headers_and_body_is_scrubbed() -> None:
+    refused = {"success": False, "error": {"code": "API_102", "message": f"bad key {KEY}"}}
+    headers = {"X-Request-Id": f"req_{KEY}", "X-Correlation-Id": OTHER_KEY}
+    glider = GliderV2Client(session(AnsweringPool(401, json.dumps(refused).encode(), headers)))
+
+    with pytest.raises(ApiError) as caught:
+        glider.trigger(TriggerRequest("pf_abc", False, InputSource(SourceKind.DIRECT)), ApiKey(KEY))
+
+    error = caught.value
+    assert str(error) == "bad key <redacted>"
+    assert (error.facts.request_id, error.facts.correlation_id) == ("req_<redacted>", "<redacted>")

@@ -14,7 +14,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from glider_trigger.domain.errors import ApiError, ApiFacts, FailureClass
-from glider_trigger.domain.models import Receipt
+from glider_trigger.domain.models import ApiKey, Receipt
 from glider_trigger.domain.trigger_input import MAX_REBALANCE_ID_CHARS, validate_portfolio_id
 from glider_trigger.outbound.glider.http import Answer, HttpSession, json_object, retry_after, text
 from glider_trigger.outbound.glider.pacing import RateLimiter
@@ -75,15 +75,23 @@ def send(
     rate_limiter: RateLimiter | None,
     method: str,
     path: str,
-    headers: dict[str, str],
     *,
+    key_header: str,
+    api_key: ApiKey,
     body: dict[str, Any] | None = None,
 ) -> Answer:
-    """One request; its rate-limit headers slow the next ones down before Glider answers 429."""
+    """One request with the key in `key_header`, its answer scrubbed of that key; its rate-limit
+    headers slow the next ones down before Glider answers 429."""
+    secret = api_key.reveal()
+    headers = {key_header: secret}
     if body is not None:
-        headers = {**headers, "Content-Type": "application/json"}
+        headers["Content-Type"] = "application/json"
     answer = session.request(
-        method, path, headers=headers, body=json.dumps(body).encode() if body is not None else None
+        method,
+        path,
+        headers=headers,
+        secret=secret,
+        body=json.dumps(body).encode() if body is not None else None,
     )
     if rate_limiter is not None:
         rate_limiter.observe(answer.headers)

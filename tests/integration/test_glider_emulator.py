@@ -262,12 +262,19 @@ def test_unknown_portfolio_is_404_api_200(
         "/",
     ],
 )
-def test_other_paths_are_404_api_006(
+def test_other_paths_get_a_routers_404_not_gliders_envelope(
     emulator: GliderEmulator, http: urllib3.PoolManager, path: str
 ) -> None:
+    # What a web framework answers for a route it does not have: JSON, but not Glider's.
     response = http.request("POST", emulator.base_url + path, headers={"X-API-KEY": API_KEY})
-    assert_error(response, 404, "API_006")
+    assert response.status == 404
+    assert response.json() == {
+        "message": f"Route POST:{path} not found",
+        "error": "Not Found",
+        "statusCode": 404,
+    }
     assert emulator.requests[0].portfolio_id is None
+    assert emulator.requests[0].status == 404
 
 
 def test_portfolio_without_schedule_needs_skip_schedule_validation(

@@ -14,7 +14,7 @@ import pytest
 
 from local.fixtures.event_source import sqs_event
 from local.fixtures.function import LocalFunction
-from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import REGION, Deployment, attribute_values, drain
 from tests.conftest import API_KEY
 
@@ -244,3 +244,23 @@ def test_each_follow_up_makes_at_most_one_status_call(
 
     status_calls = sum(1 for r in emulator.requests if r.method == "GET")
     assert status_calls == looks
+
+
+def test_a_status_call_that_meets_a_routers_404_does_not_end_the_rebalance_as_not_found(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # Only Glider's own 404 says the rebalance does not exist; a router's says the path does not.
+    emulator.script_status(PORTFOLIO, Fault.malformed(404, b"Not Found", "text/plain"))
+
+    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    looks = run_follow_ups(follow, deployment)
+
+    assert looks == 2  # the router's 404, then the rebalance's own state
+    [line] = outcome_lines(follow)
+    assert (line["rebalance_outcome"], line["rebalance_id"]) == ("completed", result["rebalanceId"])
+    [unreadable] = [log for log in follow.logs if log.get("reason") == "ROUTE_NOT_FOUND"]
+    assert unreadable["level"] == "ERROR"
+    assert unreadable["detail"].startswith("GET http://127.0.0.1:")
+    systemic = [m["SystemicFailures"] for m in follow.metrics if "SystemicFailures" in m]
+    assert systemic == [[1.0]]  # the alarm's metric
+    assert deployment.dlq_messages() == []

@@ -16,7 +16,14 @@ from glider_trigger.domain.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.domain.models import ApiKey, InputSource, Receipt, SourceKind, TriggerRequest
+from glider_trigger.domain.models import (
+    ApiKey,
+    FollowUp,
+    InputSource,
+    Receipt,
+    SourceKind,
+    TriggerRequest,
+)
 from glider_trigger.outbound.glider.http import Answer, HttpSession, scrub
 from glider_trigger.outbound.glider.http import retry_after as _retry_after
 from glider_trigger.outbound.glider.v1 import GliderV1Client, interpret
@@ -146,6 +153,58 @@ def test_error_envelope_becomes_an_api_error_with_code_message_and_ids() -> None
     assert error.facts.correlation_id == "corr_abcd1234"
     assert error.retry_after_seconds is None
     assert classify(error) is FailureClass.PERMANENT
+
+
+TRIGGER_URL = "https://api.glider.fi/v1/portfolio/port_abc123/rebalance/schedule/trigger"
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type"),
+    [
+        (b"<html><body>Cannot POST /v1/portfolio/x</body></html>", "text/html"),
+        (b"Not Found", "text/plain"),
+        (b"", "text/plain"),
+        (b'{"message": "Route not found", "error": "Not Found", "statusCode": 404}', "json"),
+        (b'{"error": {"code": "NOT_FOUND", "message": "no route"}}', "json"),  # no `success`
+    ],
+    ids=["html", "text", "empty", "json", "json-error-object"],
+)
+def test_a_404_without_gliders_envelope_is_a_missing_route_naming_the_path(
+    payload: bytes, content_type: str
+) -> None:
+    answering = AnsweringPool(404, payload, {"Content-Type": content_type})
+
+    with pytest.raises(ApiError) as caught:
+        client(answering).trigger(request("port_abc123", False), ApiKey("k"))
+
+    error = caught.value
+    assert (error.reason, classify(error)) == ("ROUTE_NOT_FOUND", FailureClass.SYSTEMIC)
+    assert f"POST {TRIGGER_URL}" in str(error)
+    assert "Cannot POST" not in str(error)  # the router's words say nothing more
+    assert error.facts.http_status == 404
+    assert not error.unauthorized
+
+
+def test_gliders_own_404_is_the_portfolio_not_found() -> None:
+    answering = AnsweringPool(404, body(ENVELOPE), JSON_HEADERS)
+
+    with pytest.raises(ApiError) as caught:
+        client(answering).trigger(request("port_abc123", False), ApiKey("k"))
+
+    assert (caught.value.reason, classify(caught.value)) == ("NOT_FOUND", FailureClass.PERMANENT)
+    assert str(caught.value) == "Portfolio not found"
+
+
+def test_a_status_read_that_meets_a_router_404_is_a_missing_route_not_a_missing_rebalance() -> None:
+    client_ = client(AnsweringPool(404, b"Not Found", {"Content-Type": "text/plain"}))
+
+    with pytest.raises(ApiError) as caught:
+        client_.rebalance_state(FollowUp("port_abc123", "rebal_1", False, None, 0.0), ApiKey("k"))
+
+    assert caught.value.reason == "ROUTE_NOT_FOUND"
+    assert "GET https://api.glider.fi/v1/portfolio/port_abc123/rebalance/status/rebal_1" in str(
+        caught.value
+    )
 
 
 def test_no_schedule_400_is_permanent_bad_request() -> None:

@@ -81,7 +81,7 @@ def test_a_2xx_that_is_not_a_success_settles_the_delivery() -> None:
         (401, "API_102", "UNAUTHORIZED", FailureClass.SYSTEMIC),
         (403, "API_104", "FORBIDDEN", FailureClass.SYSTEMIC),
         (404, "API_200", "NOT_FOUND", FailureClass.PERMANENT),
-        (404, None, "NOT_FOUND", FailureClass.PERMANENT),
+        (404, None, "NOT_FOUND", FailureClass.PERMANENT),  # the envelope, without a code
         (429, "API_004", "RATE_LIMITED", FailureClass.TRANSIENT),
         (500, "API_000", "SERVER_ERROR", FailureClass.TRANSIENT),
         (503, None, "SERVER_ERROR", FailureClass.TRANSIENT),
@@ -338,3 +338,38 @@ def test_a_refusal_that_quotes_the_key_in_its_headers_and_body_is_scrubbed() -> 
     error = caught.value
     assert str(error) == "bad key <redacted>"
     assert (error.facts.request_id, error.facts.correlation_id) == ("req_<redacted>", "<redacted>")
+
+
+def test_the_docs_other_trigger_path_answering_a_router_404_is_a_missing_route() -> None:
+    # Glider's docs name the trigger `/rebalance` and, on one page, `/trigger`: if the one we
+    # call does not exist, every trigger says so, as one systemic failure, not per portfolio.
+    pool = AnsweringPool(404, b"Cannot POST /v2/portfolios/pf_abc/rebalance", {})
+    glider = GliderV2Client(session(pool))
+
+    with pytest.raises(ApiError) as caught:
+        glider.trigger(TriggerRequest("pf_abc", False, InputSource(SourceKind.DIRECT)), ApiKey("k"))
+
+    assert (caught.value.reason, classify(caught.value)) == (
+        "ROUTE_NOT_FOUND",
+        FailureClass.SYSTEMIC,
+    )
+    assert "POST https://api.glider.fi/v2/portfolios/pf_abc/rebalance" in str(caught.value)
+    assert "portfolios:" not in str(caught.value).replace("/v2/portfolios/", "")
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"success": False, "error": {"code": "API_006", "message": "Not found"}}, "NOT_FOUND"),
+        ({"message": "Not Found", "statusCode": 404}, "ROUTE_NOT_FOUND"),
+    ],
+)
+def test_an_operation_read_ends_as_not_found_only_on_gliders_envelope(
+    document: dict[str, Any], reason: str
+) -> None:
+    glider = GliderV2Client(session(AnsweringPool(404, json.dumps(document).encode())))
+
+    with pytest.raises(ApiError) as caught:
+        glider.rebalance_state(FollowUp("pf_abc", OPERATION_ID, False, None, 0.0), ApiKey("k"))
+
+    assert caught.value.reason == reason

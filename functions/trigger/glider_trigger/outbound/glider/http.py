@@ -67,12 +67,13 @@ def build_pool_manager(*, max_connections: int = 4) -> urllib3.PoolManager:
 @dataclass(frozen=True)
 class Answer:
     """What came back: the status line and headers (names lower-case), the body (bounded),
-    and why the body could not be read whole, if it could not."""
+    why the body could not be read whole, if it could not, and to which request."""
 
     status: int
     headers: dict[str, str]
     payload: bytes
     unread: str | None = None
+    called: str = ""  # the request it answers, "POST https://host/path", for messages
 
 
 class HttpSession:
@@ -141,7 +142,8 @@ class HttpSession:
             ) from exc
         headers = {name.lower(): scrub(value, secret) for name, value in response.headers.items()}
         payload, unread = _read_bounded(response)
-        return Answer(response.status, headers, scrub_payload(payload, secret), unread)
+        called = f"{method} {self._base_url}{path}"
+        return Answer(response.status, headers, scrub_payload(payload, secret), unread, called)
 
 
 def scrub_payload(payload: bytes, secret: str | None) -> bytes:

@@ -37,6 +37,9 @@ class Reason(StrEnum):
     CLIENT_ERROR = "CLIENT_ERROR"
     UNEXPECTED_REDIRECT = "UNEXPECTED_REDIRECT"
     UNEXPECTED_RESPONSE = "UNEXPECTED_RESPONSE"
+    # A 404 without Glider's envelope: a router's, for a path that does not exist (a wrong base
+    # URL or version, or the v2 docs' other trigger path), not a missing portfolio.
+    ROUTE_NOT_FOUND = "ROUTE_NOT_FOUND"
 
 
 # Refused keys and tokens: the key may have been rotated, so each is worth one refetch.
@@ -49,6 +52,9 @@ _CONFIGURATION_CODE: Final = "API_001"  # Glider's own configuration: nothing wo
 _USER_NOT_FOUND_CODE: Final = "API_107"  # the portfolio's user: this portfolio only
 _SYSTEMIC_CODES: Final = UNAUTHORIZED_CODES | FORBIDDEN_CODES | TENANT_CODES | {_CONFIGURATION_CODE}
 _PERMANENT_CODES: Final = frozenset({_USER_NOT_FOUND_CODE})
+# Glider's own "not found": the portfolio (or the operation) does not exist. `make doctor`
+# expects one of these for an id that cannot exist, to prove the trigger route does.
+NOT_FOUND_CODES: Final = frozenset({"API_200", "API_006"})
 _RATE_LIMITED_CODE: Final = "API_004"
 _INTERNAL_CODE: Final = "API_000"
 # The code says what the status may not (the docs map no code to a status).
@@ -122,6 +128,7 @@ class Refusal:
 
     def __call__(self, answer: Answer, document: dict[str, Any]) -> ApiError:
         code, message = error_code_and_message(document)
+        enveloped = glider_envelope(document)
         request_id, correlation_id = self._ids(answer, document)
         message = message or f"HTTP {answer.status} from Glider"
         # Only a refusal for the key's permissions names a scope: a disabled tenant (API_105,
@@ -133,6 +140,8 @@ class Refusal:
             message,
             status=answer.status,
             code=code,
+            enveloped=enveloped,
+            called=answer.called,
             request_id=request_id,
             correlation_id=correlation_id,
             retry_after_seconds=retry_after(answer.headers.get("retry-after"), document),
@@ -176,15 +185,23 @@ def api_error(
     *,
     status: int,
     code: str | None = None,
+    enveloped: bool = True,
+    called: str = "",
     request_id: str | None = None,
     correlation_id: str | None = None,
     retry_after_seconds: float | None = None,
 ) -> ApiError:
-    """A non-2xx answer, read with the status and code tables."""
+    """A non-2xx answer, read with the status and code tables. `enveloped`: its body was
+    Glider's error envelope (Glider's own handlers answered, not a router in front of them);
+    `called`: the request it answers, named when the route turns out not to exist."""
+    reason = _reason(status, code, enveloped=enveloped)
+    if reason is Reason.ROUTE_NOT_FOUND:
+        # Not Glider's words: nothing the router said tells more than that it has no such route.
+        message = no_such_route(called)
     return ApiError(
         message,
-        reason=_reason(status, code),
-        failure_class=_failure_class(status, code),
+        reason=reason,
+        failure_class=_failure_class(status, code, reason),
         facts=ApiFacts(status, code, request_id, correlation_id),
         retry_after_seconds=retry_after_seconds,
         # The key was refused: it may have been rotated, so it is worth one refetch.
@@ -252,6 +269,21 @@ def error_text(error: object) -> str | None:
     return text(error if isinstance(error, str) else json.dumps(error, default=str))
 
 
+def no_such_route(called: str) -> str:
+    """What a router's 404 means, for the request it answered ("POST https://host/path")."""
+    return (
+        f"{called or 'the request'} answered HTTP 404 without Glider's error envelope: no such "
+        "route (check GLIDER_API_BASE_URL, the API's root, and GLIDER_API_VERSION; or Glider "
+        "moved the endpoint), not a missing portfolio"
+    )
+
+
+def glider_envelope(document: dict[str, Any]) -> bool:
+    """Whether a body is Glider's error envelope, `{"success": false, "error": {...}}`: what
+    Glider's own handlers answer. A router or proxy in front of them answers otherwise."""
+    return document.get("success") is False and isinstance(document.get("error"), dict)
+
+
 def error_code_and_message(document: dict[str, Any]) -> tuple[str | None, str | None]:
     error = document.get("error")
     if isinstance(error, dict):  # the envelope
@@ -265,11 +297,13 @@ def _rate_limited(status: int, code: str | None) -> bool:
     return status == 429 or code == _RATE_LIMITED_CODE
 
 
-def _reason(status: int, code: str | None) -> Reason:
+def _reason(status: int, code: str | None, *, enveloped: bool) -> Reason:
     if _rate_limited(status, code):
         return Reason.RATE_LIMITED
     if code in _REASON_BY_CODE:
         return _REASON_BY_CODE[code]
+    if status == 404 and not enveloped:
+        return Reason.ROUTE_NOT_FOUND
     if status >= 500:
         return Reason.SERVER_ERROR
     if 300 <= status < 400:
@@ -277,12 +311,13 @@ def _reason(status: int, code: str | None) -> Reason:
     return _REASON_BY_STATUS.get(status, Reason.CLIENT_ERROR)
 
 
-def _failure_class(status: int, code: str | None) -> FailureClass:
+def _failure_class(status: int, code: str | None, reason: Reason) -> FailureClass:
     if code in _SYSTEMIC_CODES:
         return FailureClass.SYSTEMIC
     if code in _PERMANENT_CODES:
         return FailureClass.PERMANENT  # whatever the status: the code names what is missing
-    if status in (401, 403):
+    # A missing route fails every call the same way: halt, keep the work, alarm.
+    if status in (401, 403) or reason is Reason.ROUTE_NOT_FOUND:
         return FailureClass.SYSTEMIC
     if _rate_limited(status, code) or status >= 500 or code == _INTERNAL_CODE:
         return FailureClass.TRANSIENT

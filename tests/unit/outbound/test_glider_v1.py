@@ -440,6 +440,15 @@ def test_a_key_spelled_with_json_escapes_is_scrubbed_too(payload: bytes) -> None
     assert caught.value.facts.code == "API_000"
 
 
+def test_a_body_nested_too_deep_to_scrub_as_json_is_still_read_and_classified() -> None:
+    nested = b"[" * 5000 + b"]" * 5000
+
+    with pytest.raises(ApiError) as caught:
+        client(AnsweringPool(500, nested)).trigger(request("port_abc123", False), ApiKey(KEY))
+
+    assert (caught.value.reason, caught.value.facts.http_status) == ("SERVER_ERROR", 500)
+
+
 def test_a_receipt_copies_no_key_from_a_success_body() -> None:
     document = {**SUCCESS, "data": {**SUCCESS["data"], "status": f"triggered by {KEY}"}}
     receipt = client(AnsweringPool(200, body(document), {"X-Request-Id": OTHER_KEY})).trigger(

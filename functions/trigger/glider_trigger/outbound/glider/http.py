@@ -154,11 +154,12 @@ def scrub_payload(payload: bytes, secret: str | None) -> bytes:
     )
     try:
         document = json.loads(cleaned)
+        scrubbed = _scrub_json(document, secret)
+        # Re-encoded only when the JSON held a key: any other body is passed on byte for byte.
+        return json.dumps(scrubbed).encode() if scrubbed != document else cleaned
     except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than the walk can go: scrubbed as text only.
         return cleaned
-    scrubbed = _scrub_json(document, secret)
-    # Re-encoded only when the JSON held a key: any other body is passed on byte for byte.
-    return json.dumps(scrubbed).encode() if scrubbed != document else cleaned
 
 
 def _scrub_json(value: Any, secret: str | None) -> Any:

@@ -2,6 +2,9 @@
 headers), the status and error-code tables (v1 and v2 use the same API_xxx codes), a success
 body, and the classified ApiError of anything else. The version modules own their paths,
 headers, bodies and where their ids live.
+
+A 404 is Glider's own "not found" only in Glider's error envelope; without it, a router
+answered for a route that does not exist (ROUTE_NOT_FOUND, systemic), whatever was called.
 """
 
 from __future__ import annotations

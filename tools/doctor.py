@@ -142,8 +142,9 @@ examples:
   {PROG}                          (the local stack of `make run RUN_ARGS=--keep`)
   GLIDER_API_VERSION=v2 GLIDER_API_KEY_SECRET_ID=... DLQ_URL=... {PROG} --from-env
 
-Every call to Glider is a GET (whoami, a portfolio, its status) but one POST of the trigger
-for {ROUTE_CHECK_ID}, an id no portfolio has, to prove the route exists: nothing is triggered.
+Every call to Glider is a GET (whoami, a portfolio, its status) but one POST of the trigger,
+for {ROUTE_CHECK_ID} (an id no portfolio has), which proves the
+route exists: nothing is triggered.
 exit status: 0 nothing failed, 1 a check failed, 2 usage error.
 """
 

@@ -524,7 +524,7 @@ class Doctor:
             )
         elif answer.status == 403:
             self.add("glider key", "FAIL", "key lacks the read permission" + ids(answer))
-        elif answer.status == 404:
+        elif answer.status == 404 and not glider_envelope(json_object(answer.payload)):
             self.add("glider key", "FAIL", no_such_route(answer.called) + ids(answer))
             self.add(name, "SKIP", "no usable answer (see glider key)")
             return None

@@ -15,9 +15,13 @@ AWS_* values, the moto endpoint and fake credentials, are applied to the AWS cli
 region, credentials and endpoint come from the standard AWS environment, as for tools/dlq.py.
 
 It reads the secret exactly as the function does, asks Glider whether the key is accepted (and,
-on v2, which scopes it carries), and looks at the work queue, the DLQ, the follow-up queue and
-the idempotency table. Every call to Glider is a GET: nothing is ever triggered. The key itself is
-never printed, not even a part of it.
+on v2, which scopes it carries), proves that the trigger route the function calls exists, and
+looks at the work queue, the DLQ, the follow-up queue and the idempotency table. Every call to
+Glider is a GET but one: the function's own trigger call (its adapter: path, header, body) for
+ROUTE_CHECK_ID, a portfolio id that cannot exist (Glider's ids have no "-": v1's look like
+`ao04x0r6`, v2's like `pf_<ULID>` or a bare ULID), which Glider must answer with its own
+not-found envelope; a router's 404 there means the route is wrong. It never POSTs for a real
+portfolio: nothing is ever triggered. The key itself is never printed, not even a part of it.
 
 exit status: 0 nothing failed (OK, SKIP or WARN only), 1 a check failed, 2 usage error.
 """
@@ -43,16 +47,28 @@ from glider_trigger.domain.errors import (
     InvalidPortfolioIdError,
     SecretUnavailableError,
 )
+from glider_trigger.domain.models import ApiKey, InputSource, Receipt, SourceKind, TriggerRequest
 from glider_trigger.domain.trigger_input import validate_portfolio_id
 from glider_trigger.outbound.glider.http import (
+    REDACTED,
     Answer,
     HttpSession,
     build_pool_manager,
     json_object,
     text,
 )
-from glider_trigger.outbound.glider.shared import error_code_and_message
-from glider_trigger.outbound.glider.v2 import READ_SCOPE, WRITE_SCOPE
+from glider_trigger.outbound.glider.shared import (
+    NOT_FOUND_CODES,
+    TENANT_CODES,
+    Reason,
+    error_code_and_message,
+    glider_envelope,
+    no_such_route,
+)
+from glider_trigger.outbound.glider.v1 import TRIGGER_PATH as V1_TRIGGER_PATH
+from glider_trigger.outbound.glider.v1 import GliderV1Client
+from glider_trigger.outbound.glider.v2 import READ_SCOPE, WRITE_SCOPE, GliderV2Client
+from glider_trigger.outbound.glider.v2 import TRIGGER_PATH as V2_TRIGGER_PATH
 from glider_trigger.outbound.secrets import ApiKeyProvider
 from glider_trigger.settings import (
     DEFAULT_GLIDER_API_BASE_URL,
@@ -91,6 +107,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 PROG: Final = "python -m tools.doctor"
+# The only portfolio the doctor ever POSTs a trigger for: no Glider id has a "-" (see above).
+ROUTE_CHECK_ID: Final = "doctor-route-check-no-such-portfolio"
+ROUTE_ROW: Final = "trigger route"
 
 API_VERSIONS: Final = tuple(version.value for version in ApiVersion)
 DEFAULT_API_VERSION: Final = Settings.glider_api_version.value
@@ -123,7 +142,9 @@ examples:
   {PROG}                          (the local stack of `make run RUN_ARGS=--keep`)
   GLIDER_API_VERSION=v2 GLIDER_API_KEY_SECRET_ID=... DLQ_URL=... {PROG} --from-env
 
-Every call to Glider is a GET (whoami, a portfolio, its status): nothing is triggered.
+Every call to Glider is a GET (whoami, a portfolio, its status) but one POST of the trigger,
+for {ROUTE_CHECK_ID} (an id no portfolio has), which proves the
+route exists: nothing is triggered.
 exit status: 0 nothing failed, 1 a check failed, 2 usage error.
 """
 
@@ -262,8 +283,11 @@ class Doctor:
         self._key: str | None = None
 
     def redact(self, message: str) -> str:
-        """The key out of any text (a Glider message could quote it back, say)."""
-        return message.replace(self._key, "<redacted>") if self._key else message
+        """The key out of any text, a second net: Glider's answers are scrubbed as they arrive
+        (HttpSession, the function's own `scrub`: the key and anything that looks like a Glider
+        key). Rows are our words around them, which name the key format (`gldr_sk_...`): only
+        the key itself is taken out here."""
+        return message.replace(self._key, REDACTED) if self._key else message
 
     def add(self, name: str, result: Result, detail: str) -> None:
         self.checks.append(Check(self.redact(name), result, self.redact(detail)))
@@ -346,6 +370,7 @@ class Doctor:
         rows = ["glider key", *(f"scope {scope}" for scope in SCOPES)] if v2 else ["glider key"]
         if self._portfolio_id is not None:
             rows.append(f"portfolio {self._portfolio_id}")
+        rows.append(ROUTE_ROW)
         if self.config.api_version not in API_VERSIONS:
             self._skip(rows, "unknown Glider API version (see the configuration check)")
             return
@@ -359,16 +384,37 @@ class Doctor:
             self._skip(rows[1:], "the key was not sent (see the glider key check)")
             return
         glider = Glider(base_url, key)
-        if v2:
-            self._v2(glider)
+        not_now = self._v2(glider) if v2 else self._v1(glider)
+        if not_now is not None:
+            self.add(ROUTE_ROW, "SKIP", not_now)
         else:
-            self._v1(glider)
+            self._trigger_route(glider, v2=v2)
 
     def _skip(self, names: Sequence[str], reason: str) -> None:
         for name in names:
             self.add(name, "SKIP", reason)
 
-    def _v2(self, glider: Glider) -> None:
+    def _v2(self, glider: Glider) -> str | None:
+        """The key, its scopes and the portfolio; why the route cannot be checked, if not."""
+        accepted, scopes = self._whoami(glider)
+        for scope, (missing, granted) in SCOPES.items():
+            if not accepted:
+                self.add(f"scope {scope}", "SKIP", "the key's scopes are unknown (see glider key)")
+            elif scope in scopes:
+                self.add(f"scope {scope}", "OK", f"granted: {granted}")
+            else:
+                self.add(f"scope {scope}", "FAIL", missing)
+        if self._portfolio_id is not None:
+            self._v2_portfolio(glider, self._portfolio_id, accepted=accepted)
+        if not accepted:
+            return "the key check did not pass (see glider key)"
+        if WRITE_SCOPE not in scopes:
+            # Glider refuses the key before it looks the route up: the POST would prove nothing.
+            return f"the key lacks {WRITE_SCOPE} (see its scope row): not asked"
+        return None
+
+    def _whoami(self, glider: Glider) -> tuple[bool, list[Any]]:
+        """The glider key row: whether whoami accepted the key, and its scopes."""
         answer = glider.get("/v2/whoami", header="x-api-key")
         accepted = answer is not None and answer.status == 200
         data = _data(answer)
@@ -388,7 +434,9 @@ class Doctor:
             self.add(
                 "glider key", "FAIL", "key refused (invalid, expired or rotated)" + ids(answer)
             )
-        elif answer.status == 403 and _code(answer) in {"API_105", "API_106"}:
+        elif answer.status == 404 and not glider_envelope(json_object(answer.payload)):
+            self.add("glider key", "FAIL", no_such_route(answer.called) + ids(answer))
+        elif answer.status == 403 and _code(answer) in TENANT_CODES:
             self.add(
                 "glider key",
                 "FAIL",
@@ -404,15 +452,7 @@ class Doctor:
             )
         else:
             self.add("glider key", *unexpected(answer, "whoami"))
-        for scope, (missing, granted) in SCOPES.items():
-            if not accepted:
-                self.add(f"scope {scope}", "SKIP", "the key's scopes are unknown (see glider key)")
-            elif isinstance(scopes, list) and scope in scopes:
-                self.add(f"scope {scope}", "OK", f"granted: {granted}")
-            else:
-                self.add(f"scope {scope}", "FAIL", missing)
-        if self._portfolio_id is not None:
-            self._v2_portfolio(glider, self._portfolio_id, accepted=accepted)
+        return accepted, scopes if accepted and isinstance(scopes, list) else []
 
     def _v2_portfolio(self, glider: Glider, portfolio_id: str, *, accepted: bool) -> None:
         name = f"portfolio {portfolio_id}"
@@ -434,6 +474,8 @@ class Doctor:
             status = text(schedule.get("status")) or "unknown"
             last = text(schedule.get("lastRebalanceAt")) or "never"
             self.add(name, "OK", f"schedule {status}, lastRebalanceAt {last}")
+        elif answer.status == 404 and not glider_envelope(json_object(answer.payload)):
+            self.add(name, "FAIL", no_such_route(answer.called) + ids(answer))
         elif answer.status == 404:
             self.add(name, "FAIL", "not found or not this tenant's" + ids(answer))
         elif answer.status == 403:
@@ -441,7 +483,8 @@ class Doctor:
         else:
             self.add(name, *unexpected(answer, "the portfolio"))
 
-    def _v1(self, glider: Glider) -> None:
+    def _v1(self, glider: Glider) -> str | None:
+        """The key and the portfolio; why the route cannot be checked, if not."""
         portfolio_id = self._portfolio_id
         if portfolio_id is None:
             self.add(
@@ -449,16 +492,16 @@ class Doctor:
                 "SKIP",
                 "v1 has no read-only key check without a portfolio: pass --portfolio-id ID",
             )
-            return
+            return None
         name = f"portfolio {portfolio_id}"
         segment = self._segment(name, portfolio_id, key_row=True)
         if segment is None:
-            return
+            return None
         answer = glider.get(f"/v1/portfolio/{segment}/rebalance/status?limit=1", header="X-API-KEY")
         if answer is None:
             self.add("glider key", "FAIL", glider.failure)
             self.add(name, "SKIP", "Glider did not answer")
-            return
+            return "Glider did not answer (see glider key)"
         if answer.status == 200:
             self.add(
                 "glider key",
@@ -466,7 +509,7 @@ class Doctor:
                 "accepted (v1): it may read the portfolio's status (whether it may trigger, "
                 "v1 cannot tell without triggering)",
             )
-        elif answer.status == 404 and _code(answer) in {"API_200", "API_006"}:
+        elif answer.status == 404 and _code(answer) in NOT_FOUND_CODES:
             # Glider's own "not found" envelope, but the docs do not say whether the key is
             # checked before the portfolio is looked up: not proven either way.
             self.add(
@@ -481,19 +524,14 @@ class Doctor:
             )
         elif answer.status == 403:
             self.add("glider key", "FAIL", "key lacks the read permission" + ids(answer))
-        elif answer.status == 404:
-            self.add(
-                "glider key",
-                "FAIL",
-                "HTTP 404 without Glider's error envelope: is GliderApiBaseUrl the API's root?"
-                + ids(answer),
-            )
+        elif answer.status == 404 and not glider_envelope(json_object(answer.payload)):
+            self.add("glider key", "FAIL", no_such_route(answer.called) + ids(answer))
             self.add(name, "SKIP", "no usable answer (see glider key)")
-            return
+            return None
         else:
             self.add("glider key", *unexpected(answer, "the portfolio's status"))
             self.add(name, "SKIP", "no usable answer (see glider key)")
-            return
+            return None
         if answer.status == 200:
             status = text(_data(answer).get("status")) or "unknown"
             self.add(name, "OK", f"schedule {status}")
@@ -501,6 +539,36 @@ class Doctor:
             self.add(name, "FAIL", "portfolio not found (or another tenant's)" + ids(answer))
         else:
             self.add(name, "SKIP", "the key was not accepted")
+        return "the key was refused (see glider key)" if answer.status == 401 else None
+
+    def _trigger_route(self, glider: Glider, *, v2: bool) -> None:
+        """The function's own trigger call (its adapter) for ROUTE_CHECK_ID: Glider's own
+        not-found proves the route exists; a router's 404 is the function's every trigger."""
+        route = f"POST {V2_TRIGGER_PATH if v2 else V1_TRIGGER_PATH}"
+        try:
+            receipt = glider.trigger(ROUTE_CHECK_ID, v2=v2)
+        except ApiError as exc:
+            self.add(ROUTE_ROW, *self._route_answer(exc, route, glider))
+            return
+        self.add(
+            ROUTE_ROW,
+            "FAIL",
+            f"Glider accepted a trigger for {ROUTE_CHECK_ID}, an id no portfolio has (rebalance "
+            f"{receipt.rebalance_id or 'unknown'}): tell Glider support"
+            + _ids(receipt.request_id, receipt.correlation_id),
+        )
+
+    def _route_answer(self, error: ApiError, route: str, glider: Glider) -> tuple[Result, str]:
+        facts = error.facts
+        if not error.answered:
+            return "FAIL", f"Glider unreachable at {glider.base_url}: {error}"
+        if error.reason == Reason.NOT_FOUND and facts.code in NOT_FOUND_CODES:
+            return "OK", (
+                f"{route} exists: Glider answered {facts.code} for {ROUTE_CHECK_ID}, an id no "
+                "portfolio has (nothing triggered)"
+            )
+        result, detail = _refused_route(error, route)
+        return result, detail + _ids(facts.request_id, facts.correlation_id)
 
     def _segment(self, name: str, portfolio_id: str, *, key_row: bool = False) -> str | None:
         """The id as one path segment, if the function would accept it at all."""
@@ -598,6 +666,37 @@ class Doctor:
         return detail
 
 
+def _refused_route(error: ApiError, route: str) -> tuple[Result, str]:
+    """What the trigger route check makes of any answer but Glider's own not-found."""
+    facts = error.facts
+    said = one_line(
+        f"HTTP {facts.http_status}: {' '.join(p for p in (facts.code, str(error)) if p)}",
+        _MAX_MESSAGE,
+    )
+    if facts.http_status == 404 and error.reason == Reason.NOT_FOUND:
+        return "WARN", (
+            f"not proven: Glider answered 404 {facts.code or 'without a code'} in its envelope "
+            f"for {ROUTE_CHECK_ID}, not its not-found ({', '.join(sorted(NOT_FOUND_CODES))})"
+        )
+    wait = error.retry_after_seconds
+    answers: dict[str, tuple[Result, str]] = {
+        Reason.ROUTE_NOT_FOUND: ("FAIL", str(error)),
+        Reason.UNAUTHORIZED: ("FAIL", "key refused (invalid, expired or rotated)"),
+        Reason.FORBIDDEN: (
+            "FAIL",
+            f"the key may not trigger: {one_line(str(error), _MAX_MESSAGE)}",
+        ),
+        Reason.RATE_LIMITED: (
+            "WARN",
+            f"Glider is rate limiting (HTTP 429"
+            f"{f', Retry-After {wait:g} s' if wait is not None else ''}): run the doctor again "
+            "later",
+        ),
+        Reason.SERVER_ERROR: ("FAIL", f"Glider failed: {said}"),
+    }
+    return answers.get(error.reason, ("FAIL", f"unexpected answer to {route}: {said}"))
+
+
 def _aws_cause(exc: BaseException) -> ClientError | BotoCoreError | None:
     """The SDK error under a SecretUnavailableError (Powertools wraps it in between)."""
     seen: set[int] = set()
@@ -624,10 +723,17 @@ class Glider:
         )
         self.failure = ""
 
+    def trigger(self, portfolio_id: str, *, v2: bool) -> Receipt:
+        """The function's own trigger call, through its adapter: its path, header and body, its
+        answer classified by the function's tables (raises the ApiError of a refusal)."""
+        adapter = GliderV2Client(self._session) if v2 else GliderV1Client(self._session)
+        request = TriggerRequest(portfolio_id, False, InputSource(SourceKind.DIRECT))
+        return adapter.trigger(request, ApiKey(self._key))
+
     def get(self, path: str, *, header: str) -> Answer | None:
         """The answer, or None (and `failure` says why) when none arrived."""
         try:
-            return self._session.request("GET", path, headers={header: self._key})
+            return self._session.request("GET", path, headers={header: self._key}, secret=self._key)
         except ApiError as exc:
             self.failure = f"Glider unreachable at {self.base_url}: {exc}"
             return None
@@ -671,6 +777,15 @@ def _code(answer: Answer) -> str | None:
     return error_code_and_message(json_object(answer.payload))[0]
 
 
+def _ids(request_id: str | None, correlation_id: str | None) -> str:
+    found = [
+        f"{label} {value}"
+        for label, value in (("requestId", request_id), ("correlationId", correlation_id))
+        if value
+    ]
+    return f" ({', '.join(found)})" if found else ""
+
+
 def ids(answer: Answer) -> str:
     """Glider's request and correlation ids (v2: headers; v1: the body), for support."""
     document = json_object(answer.payload)
@@ -678,12 +793,7 @@ def ids(answer: Answer) -> str:
     correlation_id = text(answer.headers.get("x-correlation-id")) or text(
         document.get("correlationId")
     )
-    found = [
-        f"{label} {value}"
-        for label, value in (("requestId", request_id), ("correlationId", correlation_id))
-        if value
-    ]
-    return f" ({', '.join(found)})" if found else ""
+    return _ids(request_id, correlation_id)
 
 
 # --- the report ------------------------------------------------------------------------------

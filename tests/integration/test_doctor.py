@@ -1,6 +1,7 @@
 """tools/doctor.py against the moto server and the Glider emulator (v1 and v2): each way a key,
-its secret, a portfolio, a queue or the table can be wrong, reported as one row; the canary key
-never printed; nothing but GETs sent to Glider."""
+its secret, a portfolio, the trigger route, a queue or the table can be wrong, reported as one
+row; the canary key never printed; nothing sent to Glider but GETs and the one POST that proves
+the trigger route, for a portfolio id that cannot exist; nothing ever triggered."""
 
 from __future__ import annotations
 
@@ -20,11 +21,15 @@ import tools.doctor
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import Deployment, MotoServer, deploy
 from tests.conftest import API_KEY
-from tools.doctor import main
+from tools.doctor import ROUTE_CHECK_ID, main
 
 REPO = Path(__file__).resolve().parents[2]
 PORTFOLIO = "port_abc123"
 FULL_SCOPES = ("portfolios:read", "portfolios:write")
+ROUTE_CHECK = {
+    "v1": f"POST /v1/portfolio/{ROUTE_CHECK_ID}/rebalance/schedule/trigger",
+    "v2": f"POST /v2/portfolios/{ROUTE_CHECK_ID}/rebalance",
+}
 MISSING_WRITE = (
     "ask Glider for portfolios:write (a standard, self-service scope): without it every "
     "trigger is refused with 403 API_104"
@@ -76,7 +81,8 @@ def stack(moto_server: MotoServer, glider: GliderEmulator) -> Deployment:
 
 class Doctor:
     """Runs `main` in-process with the deployment's environment; checks every run for the
-    canary key in its output and for any request to Glider other than a GET."""
+    canary key in its output, for any request to Glider but a GET or the route check's POST for
+    the id that cannot exist, and for any rebalance."""
 
     def __init__(
         self,
@@ -102,7 +108,10 @@ class Doctor:
         report = Report(status, captured.out, captured.err)
         assert API_KEY not in report.out
         assert API_KEY not in report.err
-        assert [r.method for r in self.glider.requests if r.method != "GET"] == []
+        for posted in (r for r in self.glider.requests if r.method != "GET"):
+            assert posted.method == "POST"
+            assert ROUTE_CHECK_ID in posted.path.split("/")  # never a real portfolio
+        assert self.glider.rebalances == []
         return report
 
     def check(self, version: str, *argv: str, **overrides: str) -> Report:
@@ -147,6 +156,7 @@ def test_v2_with_a_full_key_passes_every_check(doctor: Doctor, glider: GliderEmu
         "scope portfolios:write",
         "scope portfolios:read",
         f"portfolio {PORTFOLIO}",
+        "trigger route",
         "work queue",
         "dead-letter queue",
         "follow-up queue",
@@ -160,7 +170,15 @@ def test_v2_with_a_full_key_passes_every_check(doctor: Doctor, glider: GliderEmu
     )
     assert rows[f"portfolio {PORTFOLIO}"][1] == "schedule active, lastRebalanceAt never"
     assert rows["idempotency table"][1] == f"{doctor.stack.idempotency_table}: ACTIVE"
-    assert glider_paths(glider) == ["GET /v2/whoami", f"GET /v2/portfolios/{PORTFOLIO}"]
+    assert rows["trigger route"][1] == (
+        f"POST /v2/portfolios/{{portfolio_id}}/rebalance exists: Glider answered API_200 for "
+        f"{ROUTE_CHECK_ID}, an id no portfolio has (nothing triggered)"
+    )
+    assert glider_paths(glider) == [
+        "GET /v2/whoami",
+        f"GET /v2/portfolios/{PORTFOLIO}",
+        ROUTE_CHECK["v2"],
+    ]
     assert all(r.headers.get("x-api-key") for r in glider.requests)
 
 
@@ -177,7 +195,9 @@ def test_a_v2_key_without_portfolios_write_fails_naming_the_scope(
     assert row.split(None, 3)[2:] == ["FAIL", MISSING_WRITE]
     assert re.search(r"^scope portfolios:read +OK +granted", report.out, re.MULTILINE)
     assert report.out.splitlines()[-1] == "1 check failed"
+    assert re.search(r"^trigger route +SKIP +the key lacks portfolios:write", report.out, re.M)
     assert doctor.check("v2").result("glider key") == "OK"
+    assert "POST" not in " ".join(glider_paths(glider))  # Glider would refuse it unread
 
 
 def test_a_legacy_key_on_v2_is_told_to_get_a_v2_key(doctor: Doctor, glider: GliderEmulator) -> None:
@@ -193,6 +213,7 @@ def test_a_legacy_key_on_v2_is_told_to_get_a_v2_key(doctor: Doctor, glider: Glid
     assert "(requestId req_" in detail
     assert report.result("scope portfolios:write") == "SKIP"
     assert report.result(f"portfolio {PORTFOLIO}") == "SKIP"
+    assert report.result("trigger route") == "SKIP"
     assert glider_paths(glider) == ["GET /v2/whoami"]
 
 
@@ -208,6 +229,7 @@ def test_a_refused_key(doctor: Doctor, glider: GliderEmulator, version: str) -> 
     assert result == "FAIL"
     assert detail.startswith("key refused (invalid, expired or rotated)")
     assert report.result(f"portfolio {PORTFOLIO}") == "SKIP"
+    assert report.result("trigger route") == "SKIP"
 
 
 @pytest.mark.parametrize(
@@ -244,7 +266,7 @@ def test_a_portfolio_id_is_one_percent_encoded_segment_or_refused(
 
     assert report.result("portfolio ../admin") == "FAIL"
     assert "the function refuses this id" in report.detail("portfolio ../admin")
-    assert glider_paths(glider) == ["GET /v2/whoami"]
+    assert glider_paths(glider) == ["GET /v2/whoami", ROUTE_CHECK["v2"]]
 
 
 # --- v1 --------------------------------------------------------------------------------------
@@ -260,8 +282,17 @@ def test_v1_with_a_portfolio_reads_its_status(doctor: Doctor, glider: GliderEmul
     assert report.rows[f"portfolio {PORTFOLIO}"] == ("OK", "schedule active")
     assert "scope portfolios:write" not in report.rows
     assert json.loads(report.out)["summary"] == "all checks passed"
-    assert glider_paths(glider) == [f"GET /v1/portfolio/{PORTFOLIO}/rebalance/status?limit=1"]
-    assert glider.requests[0].headers.get("x-api-key")
+    assert report.rows["trigger route"] == (
+        "OK",
+        "POST /v1/portfolio/{portfolio_id}/rebalance/schedule/trigger exists: Glider answered "
+        f"API_200 for {ROUTE_CHECK_ID}, an id no portfolio has (nothing triggered)",
+    )
+    assert glider_paths(glider) == [
+        f"GET /v1/portfolio/{PORTFOLIO}/rebalance/status?limit=1",
+        ROUTE_CHECK["v1"],
+    ]
+    assert json.loads(glider.requests[1].body) == {"skipScheduleValidation": False}
+    assert all(r.headers.get("x-api-key") for r in glider.requests)
 
 
 def test_v1_without_a_portfolio_cannot_check_the_key_and_says_how(
@@ -280,7 +311,8 @@ def test_v1_without_a_portfolio_cannot_check_the_key_and_says_how(
         "SKIP",
         "following outcomes is off: no follow-up queue needed",
     )
-    assert glider.requests == []
+    assert report.result("trigger route") == "OK"  # the route, not the key: Glider's 404 only
+    assert glider_paths(glider) == [ROUTE_CHECK["v1"]]
 
 
 def test_a_stack_without_the_version_parameter_is_v1(
@@ -337,13 +369,92 @@ def test_a_stack_without_the_version_parameter_is_v1(
     )
     assert {result for result, _ in report.rows.values()} == {"OK"}
     assert report.detail("idempotency table").endswith(": ACTIVE")
-    assert glider_paths(glider) == [f"GET /v1/portfolio/{PORTFOLIO}/rebalance/status?limit=1"]
+    assert glider_paths(glider) == [
+        f"GET /v1/portfolio/{PORTFOLIO}/rebalance/status?limit=1",
+        ROUTE_CHECK["v1"],
+    ]
 
     missing = doctor.run("--stack", "no-such-stack")
     assert missing.status == 1
     assert "configuration  FAIL    stack no-such-stack: DescribeStacks: ValidationError" in (
         missing.out
     )
+
+
+@pytest.mark.parametrize(
+    ("version", "row", "called"),
+    [
+        ("v1", "trigger route", ROUTE_CHECK["v1"]),  # v1 without a portfolio: the only call
+        ("v2", "glider key", "GET /v2/whoami"),  # v2's first call says it already
+    ],
+)
+def test_a_base_url_glider_does_not_serve_fails_naming_the_path(
+    doctor: Doctor, glider: GliderEmulator, version: str, row: str, called: str
+) -> None:
+    glider.add_v1_key(API_KEY)
+    glider.add_v2_key(API_KEY, scopes=FULL_SCOPES)
+    base_url = glider.base_url + "/api"  # a path Glider does not serve: a router's 404
+
+    report = doctor.check(version, GLIDER_API_BASE_URL=base_url)
+
+    assert report.status == 1
+    result, detail = report.rows[row]
+    assert result == "FAIL"
+    method, path = called.split(" ")
+    assert detail.startswith(f"{method} {base_url}{path} answered HTTP 404 without Glider's")
+    assert "not a missing portfolio" in detail
+
+
+def test_a_routers_404_on_the_v2_portfolio_is_no_such_route_not_a_missing_portfolio(
+    doctor: Doctor, glider: GliderEmulator
+) -> None:
+    glider.add_v2_key(API_KEY, scopes=FULL_SCOPES)
+    glider.script_status(PORTFOLIO, Fault.malformed(404, b"Not Found", "text/plain"))
+
+    report = doctor.check("v2", "--portfolio-id", PORTFOLIO)
+
+    result, detail = report.rows[f"portfolio {PORTFOLIO}"]
+    assert result == "FAIL"
+    assert detail.startswith(f"GET {glider.base_url}/v2/portfolios/{PORTFOLIO} answered HTTP 404")
+    assert "not a missing portfolio" in detail
+
+
+def test_the_v2_docs_other_trigger_path_is_caught_before_the_first_trigger(
+    doctor: Doctor, glider: GliderEmulator
+) -> None:
+    # Glider's docs name the v2 trigger /rebalance and, on one page, /trigger.
+    glider.add_v2_key(API_KEY, scopes=FULL_SCOPES)
+    glider.set_v2_trigger_route("trigger")
+
+    report = doctor.check("v2", "--portfolio-id", PORTFOLIO)
+
+    assert report.status == 1
+    assert report.result("glider key") == "OK"
+    assert report.result(f"portfolio {PORTFOLIO}") == "OK"
+    result, detail = report.rows["trigger route"]
+    assert result == "FAIL"
+    assert f"/v2/portfolios/{ROUTE_CHECK_ID}/rebalance answered HTTP 404 without" in detail
+    assert json.loads(report.out)["failed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "result", "detail"),
+    [
+        (Fault.error(403, "API_104", "Permission denied"), "FAIL", "the key may not trigger"),
+        (Fault.error(404, "API_002", "Odd"), "WARN", "not proven: Glider answered 404 API_002"),
+        (Fault.error(503, "API_000", "Upstream"), "FAIL", "Glider failed: HTTP 503"),
+    ],
+)
+def test_the_route_check_on_other_answers(
+    doctor: Doctor, glider: GliderEmulator, fault: Fault, result: str, detail: str
+) -> None:
+    glider.add_v1_key(API_KEY)
+    glider.script(ROUTE_CHECK_ID, fault)
+
+    report = doctor.check("v1")
+
+    assert report.result("trigger route") == result
+    assert report.detail("trigger route").startswith(detail)
 
 
 # --- the secret ------------------------------------------------------------------------------
@@ -443,6 +554,20 @@ def test_a_key_quoted_back_by_glider_is_redacted(doctor: Doctor, glider: GliderE
     report = doctor.check("v1", "--portfolio-id", PORTFOLIO)
 
     assert report.detail("glider key") == "Glider failed: HTTP 500: API_000 <redacted>"
+
+
+def test_a_v2_answer_quoting_the_key_or_another_glider_key_is_redacted(
+    doctor: Doctor, glider: GliderEmulator
+) -> None:
+    glider.add_v2_key(API_KEY, scopes=FULL_SCOPES)
+    glider.script_status(PORTFOLIO, Fault.quoting_key(500, "API_000", "gldr_sk_0ther9Key and"))
+
+    report = doctor.check("v2", "--portfolio-id", PORTFOLIO)
+
+    result, detail = report.rows[f"portfolio {PORTFOLIO}"]
+    assert result == "FAIL"
+    assert detail.startswith("Glider failed: HTTP 500: API_000 <redacted> and <redacted> (")
+    assert "gldr_sk_0ther9Key" not in report.out
 
 
 # --- the queues and the table ----------------------------------------------------------------

@@ -247,3 +247,89 @@ def test_an_oversized_response_is_not_read_into_memory_and_is_classified(
     assert result["reason"] == reason
     # The function kept working afterwards (the oversized connection was dropped, not reused).
     assert only_result(function.invoke({"portfolioId": "port_def456"}))["outcome"] == "triggered"
+
+
+TRIGGER_PATHS = {
+    "v1": "/v1/portfolio/{}/rebalance/schedule/trigger",
+    "v2": "/v2/portfolios/{}/rebalance",
+}
+
+
+def systemic_failures(function: LocalFunction) -> list[object]:
+    return [m["SystemicFailures"] for m in function.metrics if "SystemicFailures" in m]
+
+
+def test_a_route_that_does_not_exist_is_one_systemic_failure_not_a_missing_portfolio_each(
+    start_function, emulator: GliderEmulator, deployment: Deployment, api_version: str
+) -> None:
+    # A base URL with a path Glider does not serve: every call meets the router's 404.
+    base_url = emulator.base_url + "/api"
+    function = start_function(GLIDER_API_BASE_URL=base_url, MAX_CONCURRENCY="1")
+
+    response = function.invoke({"portfolioIds": ["port_abc123", "port_def456", "port_ghi789"]})
+
+    results = {r["portfolioId"]: r for r in response["results"]}
+    assert {(r["reason"], r["failureClass"]) for r in results.values()} == {
+        ("ROUTE_NOT_FOUND", "systemic")
+    }
+    [called] = emulator.requests  # the invocation halted after the first call
+    [first] = [r for r in results.values() if r["attempts"] == 1]
+    path = TRIGGER_PATHS[api_version].format(first["portfolioId"])
+    assert called.path == "/api" + path
+    assert f"POST {base_url}{path}" in first["detail"]
+    assert "not a missing portfolio" in first["detail"]
+    letters = [attribute_values(letter) for letter in deployment.dlq_messages()]
+    assert (
+        sorted((a["reason"], a["failureClass"]) for a in letters)
+        == [("ROUTE_NOT_FOUND", "systemic")] * 3
+    )
+    assert systemic_failures(function) == [[1.0]]  # the alarm's metric, once for the error
+    [logged] = [log for log in function.logs if log.get("level") == "ERROR"][:1]
+    assert logged["reason"] == "ROUTE_NOT_FOUND"
+
+    # On SQS, the record is kept for redelivery (the route may be fixed), not dead-lettered.
+    record = {
+        "messageId": "m-route",
+        "receiptHandle": "h",
+        "body": '{"portfolioId": "port_abc123"}',
+        "eventSource": "aws:sqs",
+        "eventSourceARN": deployment.work_queue.arn,
+    }
+    assert function.invoke({"Records": [record]}) == {
+        "batchItemFailures": [{"itemIdentifier": "m-route"}]
+    }
+    assert deployment.dlq_messages() == []
+
+
+def test_gliders_own_404_still_dead_letters_only_that_portfolio(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_function(MAX_CONCURRENCY="1")
+
+    response = function.invoke({"portfolioIds": ["port_gone", "port_abc123"]})
+
+    outcomes = {r["portfolioId"]: (r["outcome"], r.get("reason")) for r in response["results"]}
+    assert outcomes == {
+        "port_gone": ("dead-lettered", "NOT_FOUND"),
+        "port_abc123": ("triggered", None),
+    }
+    assert systemic_failures(function) == []
+
+
+def test_a_lookup_that_meets_a_routers_404_is_systemic_and_loud(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    function = start_function()
+    emulator.set_workflow_seconds(30)  # on v2 the repeat joins the lost attempt's rebalance
+    emulator.script("port_abc123", Fault.lost_response())
+    emulator.script_status("port_abc123", Fault.malformed(404, b"Not Found", "text/plain"))
+
+    result = only_result(function.invoke({"portfolioId": "port_abc123"}))
+
+    # The list could not be read: sent again and flagged, as after any lookup that fails.
+    assert result["outcome"] == "triggered"
+    [lookup] = [log for log in function.logs if log.get("reason") == "ROUTE_NOT_FOUND"]
+    assert lookup["level"] == "ERROR"
+    assert lookup["failure_class"] == "systemic"
+    assert "answered HTTP 404 without Glider's error envelope" in lookup["detail"]
+    assert systemic_failures(function) == [[1.0]]

@@ -262,12 +262,19 @@ def test_unknown_portfolio_is_404_api_200(
         "/",
     ],
 )
-def test_other_paths_are_404_api_006(
+def test_other_paths_get_a_routers_404_not_gliders_envelope(
     emulator: GliderEmulator, http: urllib3.PoolManager, path: str
 ) -> None:
+    # What a web framework answers for a route it does not have: JSON, but not Glider's.
     response = http.request("POST", emulator.base_url + path, headers={"X-API-KEY": API_KEY})
-    assert_error(response, 404, "API_006")
+    assert response.status == 404
+    assert response.json() == {
+        "message": f"Route POST:{path} not found",
+        "error": "Not Found",
+        "statusCode": 404,
+    }
     assert emulator.requests[0].portfolio_id is None
+    assert emulator.requests[0].status == 404
 
 
 def test_portfolio_without_schedule_needs_skip_schedule_validation(
@@ -354,6 +361,22 @@ def test_error_fault_is_used_once_then_normal_service(
     payload = assert_error(trigger(http, emulator), 503, "API_000")
     assert payload["error"]["message"] == "Service unavailable"
     assert emulator.rebalances == []
+    assert trigger(http, emulator).status == 200
+
+
+def test_a_key_quoting_fault_answers_an_error_that_quotes_the_key_received(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    # For the function's canary tests: the one answer that carries a key is one a test asked for.
+    emulator.script(PORTFOLIO, Fault.quoting_key(403, "API_104"))
+    response = trigger(http, emulator)
+    assert response.status == 403
+    error = response.json()["error"]
+    assert error["code"] == "API_104"
+    assert error["message"] == f"Permission denied for API key {API_KEY}"
+    assert error["details"] == {"apiKey": API_KEY}
+    assert emulator.rebalances == []
+    assert_error(trigger(http, emulator, key="bad"), 401, "API_102")  # never the key refused
     assert trigger(http, emulator).status == 200
 
 

@@ -349,11 +349,34 @@ def test_other_methods_are_405_api_003_with_allow(
     "path",
     ["/v2", "/v2/", "/v2/portfolios", "/v2/portfolios/x/rebalance/", "/v2/portfolios//rebalance"],
 )
-def test_other_v2_paths_are_404_api_006_in_the_v2_envelope(
+def test_other_v2_paths_get_a_routers_404_not_the_v2_envelope(
     emulator: GliderEmulator, http: urllib3.PoolManager, path: str
 ) -> None:
-    assert_v2_error(call(http, emulator, "POST", path), 404, "API_006")
+    response = call(http, emulator, "POST", path)
+    assert response.status == 404
+    assert response.json() == {
+        "message": f"Route POST:{path} not found",
+        "error": "Not Found",
+        "statusCode": 404,
+    }
     assert emulator.requests[0].portfolio_id is None
+
+
+def test_the_trigger_can_be_served_under_the_docs_other_name(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    # One page of Glider's docs names the trigger POST /v2/portfolios/:id/trigger.
+    emulator.set_v2_trigger_route("trigger")
+    missing = trigger(http, emulator)  # .../rebalance: no such route now
+    assert (missing.status, missing.json()["error"]) == (404, "Not Found")
+    assert emulator.rebalances == []
+    accepted(call(http, emulator, "POST", v2_path("portfolios", PORTFOLIO, "trigger")))
+    assert [r.api_version for r in emulator.rebalances] == ["v2"]
+    assert portfolio(http, emulator).status == 200  # the reads are where they were
+    emulator.set_v2_trigger_route("rebalance")
+    accepted(trigger(http, emulator))
+    with pytest.raises(ValueError, match="rebalance"):
+        emulator.set_v2_trigger_route("start")  # type: ignore[arg-type]
 
 
 def test_an_invalid_content_length_is_400_in_the_v2_envelope(emulator: GliderEmulator) -> None:
@@ -869,6 +892,24 @@ def test_an_error_fault_answers_in_the_v2_envelope_once(
     payload = assert_v2_error(trigger(http, emulator), 503, "API_000")
     assert payload["error"]["message"] == "Service unavailable"
     assert emulator.rebalances == []
+    accepted(trigger(http, emulator))
+
+
+def test_a_key_quoting_fault_quotes_the_key_in_the_v2_envelope(
+    emulator: GliderEmulator, http: urllib3.PoolManager
+) -> None:
+    emulator.script(PORTFOLIO, Fault.quoting_key(400, "API_002", "Invalid request from key"))
+    emulator.script_status(PORTFOLIO, Fault.quoting_key(403, "API_104"))
+    response = trigger(http, emulator)
+    assert response.status == 400
+    assert_v2_headers(response)
+    payload = response.json()
+    assert set(payload) == {"success", "error"}
+    assert payload["error"]["message"] == f"Invalid request from key {API_KEY}"
+    assert payload["error"]["details"] == {"apiKey": API_KEY}
+    read = portfolio(http, emulator)
+    assert (read.status, read.json()["error"]["code"]) == (403, "API_104")
+    assert API_KEY in read.json()["error"]["message"]
     accepted(trigger(http, emulator))
 
 

@@ -14,8 +14,9 @@ import pytest
 
 from local.fixtures.event_source import SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction
-from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import REGION, Deployment, attribute_values, drain
+from tests.conftest import API_KEY
 
 # Every promise here holds on both Glider API versions.
 pytestmark = pytest.mark.both_api_versions
@@ -117,6 +118,27 @@ def test_a_failed_rebalance_is_dead_lettered_for_an_operator_and_announced(
 
     assert replayed["triggered"] == again["triggered"] == 1
     assert len(emulator.rebalances) == 2
+
+
+def test_a_failed_rebalance_whose_error_quotes_a_key_keeps_it_out_of_every_output(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # Glider's error text of a failed rebalance is copied into the log line, the letter and the
+    # event: it quotes the function's own key and another tenant's v2 key.
+    other_key = "gldr_sk_Zq81vQ2LmNp4R7sTe"
+    emulator.fail_next_rebalance(PORTFOLIO, f"reverted: signer {API_KEY} ({other_key}) refused")
+
+    follow.invoke({"portfolioId": PORTFOLIO})
+    run_follow_ups(follow, deployment)
+
+    [line] = outcome_lines(follow)
+    assert line["reason"] == "reverted: signer <redacted> (<redacted>) refused"
+    letters, events = deployment.dlq_messages(), outcome_events(deployment)
+    assert [attribute_values(letter)["reason"] for letter in letters] == ["REBALANCE_FAILED"]
+    assert [event["detail-type"] for event in events] == ["Glider Rebalance Failed"]
+    everything = "\n".join([*follow.output.lines, json.dumps(letters), json.dumps(events)])
+    assert API_KEY not in everything
+    assert other_key not in everything
 
 
 def follow_up_message(
@@ -322,3 +344,23 @@ def test_follow_ups_keep_to_the_client_side_rate_limit(
     # what the first alone spent on its way, a connection of its own).
     assert looks[-1] - looks[0] >= 8.8
     assert len(outcome_lines(paced)) == len(portfolios)
+
+
+def test_a_status_call_that_meets_a_routers_404_does_not_end_the_rebalance_as_not_found(
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # Only Glider's own 404 says the rebalance does not exist; a router's says the path does not.
+    emulator.script_status(PORTFOLIO, Fault.malformed(404, b"Not Found", "text/plain"))
+
+    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    looks = run_follow_ups(follow, deployment)
+
+    assert looks == 2  # the router's 404, then the rebalance's own state
+    [line] = outcome_lines(follow)
+    assert (line["rebalance_outcome"], line["rebalance_id"]) == ("completed", result["rebalanceId"])
+    [unreadable] = [log for log in follow.logs if log.get("reason") == "ROUTE_NOT_FOUND"]
+    assert unreadable["level"] == "ERROR"
+    assert unreadable["detail"].startswith("GET http://127.0.0.1:")
+    systemic = [m["SystemicFailures"] for m in follow.metrics if "SystemicFailures" in m]
+    assert systemic == [[1.0]]  # the alarm's metric
+    assert deployment.dlq_messages() == []

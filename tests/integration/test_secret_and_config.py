@@ -4,6 +4,7 @@ and configuration that fails fast with the variable's name."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -126,6 +127,55 @@ def test_the_key_never_appears_in_logs_metrics_responses_or_the_dlq(
     letters = deployment.dlq_messages()
     assert len(letters) >= 5
     assert API_KEY not in json.dumps(letters)
+
+
+@pytest.mark.both_api_versions
+def test_a_key_glider_quotes_back_stays_out_of_logs_letters_and_answers(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    api_version: str,
+) -> None:
+    # One worker: the id after the systemic failure is not attempted, and its letter quotes
+    # the cause's message ("not attempted after a systemic failure: FORBIDDEN: ...").
+    function = start_function(POWERTOOLS_LOG_LEVEL="DEBUG", MAX_CONCURRENCY="1")
+    emulator.script("port_def456", Fault.quoting_key(400, "API_002", "Invalid request for key"))
+    emulator.script("port_abc123", Fault.quoting_key(403, "API_104"))
+    # An SQS record on its last receive: the lookup for its first receive's rebalance (a 500
+    # quoting the key), then a key refused twice (refetched once between), quoting it each time.
+    emulator.script_status("port_ghi789", Fault.quoting_key(500, "API_000", "Upstream down, key"))
+    emulator.script("port_ghi789", *[Fault.quoting_key(401, "API_102", "Invalid API key")] * 2)
+    record = {
+        "messageId": "m-quoted",
+        "receiptHandle": "h",
+        "body": '{"portfolioId": "port_ghi789"}',
+        "attributes": {
+            "ApproximateReceiveCount": str(deployment.max_receive_count),
+            "ApproximateFirstReceiveTimestamp": str(int(time.time() * 1000) - 60_000),
+        },
+        "eventSource": "aws:sqs",
+        "eventSourceARN": deployment.work_queue.arn,
+    }
+
+    responses = [
+        function.invoke({"portfolioId": "port_def456"}),
+        function.invoke({"portfolioIds": ["port_abc123", "port_ghi789"]}),
+        function.invoke({"Records": [record]}),
+    ]
+
+    answered = [r.status for r in emulator.requests]
+    assert sorted(status for status in answered if status != 200) == [400, 401, 401, 403, 500]
+    letters = deployment.dlq_messages()
+    reasons = sorted(attribute_values(letter)["reason"] for letter in letters)
+    assert reasons == ["BAD_REQUEST", "FORBIDDEN", "FORBIDDEN", "UNAUTHORIZED"]
+    output = "\n".join(function.output.lines)
+    assert "Rebalance trigger failed" in output
+    assert "Could not read the portfolio's recent rebalances" in output
+    everything = "\n".join([json.dumps(responses), output, json.dumps(letters)])
+    assert API_KEY not in everything
+    # What Glider said is still there, with the key in its place.
+    assert "Permission denied for API key <redacted>" in everything
+    assert "Invalid request for key <redacted>" in everything
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,35 @@ def test_a_key_without_portfolios_write_is_systemic_and_says_what_to_ask_for(
     assert "gldr_sk_readonly" not in json.dumps(function.logs)
 
 
+def test_if_glider_serves_the_trigger_under_the_docs_other_name_it_is_said_once_loudly(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    # The docs disagree: /rebalance (which we call) or /trigger. Were it /trigger, no portfolio
+    # would be "not found": the invocation halts on the route, keeps the work and alarms.
+    emulator.set_v2_trigger_route("trigger")
+    function = start_function(MAX_CONCURRENCY="1")
+    record = {
+        "messageId": "m-1",
+        "receiptHandle": "h",
+        "body": json.dumps({"portfolioIds": [PORTFOLIO, "port_def456"]}),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": deployment.work_queue.arn,
+    }
+
+    response = function.invoke({"Records": [record]})
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}  # kept for later
+    assert [r.path for r in emulator.requests] == [f"/v2/portfolios/{PORTFOLIO}/rebalance"]
+    [failed] = [log for log in function.logs if log.get("outcome") == "failed"][:1]
+    assert (failed["reason"], failed["level"]) == ("ROUTE_NOT_FOUND", "ERROR")
+    assert f"POST {emulator.base_url}/v2/portfolios/{PORTFOLIO}/rebalance" in failed["detail"]
+    assert [m["SystemicFailures"] for m in function.metrics if "SystemicFailures" in m] == [[1.0]]
+    assert emulator.rebalances == []
+    assert deployment.dlq_messages() == []
+
+
 def test_a_rebalance_awaiting_its_owner_is_said_once_counted_and_followed_on(
     start_function: Callable[..., LocalFunction],
     emulator: GliderEmulator,

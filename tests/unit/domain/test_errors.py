@@ -82,6 +82,29 @@ def test_api_errors_follow_the_contract_table(
 
 
 @pytest.mark.parametrize(
+    ("status", "code", "expected", "reason"),
+    [
+        # A 404 that is not Glider's envelope is a router's: the route, not the portfolio.
+        (404, None, SYSTEMIC, "ROUTE_NOT_FOUND"),
+        (404, "API_000", SYSTEMIC, "ROUTE_NOT_FOUND"),
+        # A code that says more still says it.
+        (404, "API_104", SYSTEMIC, "FORBIDDEN"),
+        (404, "API_004", TRANSIENT, "RATE_LIMITED"),
+        # Other statuses without the envelope read as before (a proxy's 502, say).
+        (502, None, TRANSIENT, "SERVER_ERROR"),
+        (400, None, PERMANENT, "BAD_REQUEST"),
+    ],
+)
+def test_answers_without_gliders_envelope(
+    status: int, code: str | None, expected: FailureClass, reason: str
+) -> None:
+    error = api_error("from a router", status=status, code=code, enveloped=False)
+
+    assert classify(error) is expected
+    assert error.reason == reason
+
+
+@pytest.mark.parametrize(
     ("status", "code", "unauthorized"),
     [
         (401, None, True),

@@ -16,11 +16,19 @@ from glider_trigger.domain.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.domain.models import ApiKey, InputSource, Receipt, SourceKind, TriggerRequest
+from glider_trigger.domain.models import (
+    ApiKey,
+    FollowUp,
+    InputSource,
+    Receipt,
+    SourceKind,
+    TriggerRequest,
+)
 from glider_trigger.domain.ports import StartedRebalance
-from glider_trigger.outbound.glider.http import Answer, HttpSession
+from glider_trigger.outbound.glider.http import Answer, HttpSession, scrub
 from glider_trigger.outbound.glider.http import retry_after as _retry_after
 from glider_trigger.outbound.glider.v1 import GliderV1Client, interpret, reaches_back, read_recent
+from tests.fakes.http import AnsweringPool
 
 SUCCESS = {
     "success": True,
@@ -148,6 +156,58 @@ def test_error_envelope_becomes_an_api_error_with_code_message_and_ids() -> None
     assert classify(error) is FailureClass.PERMANENT
 
 
+TRIGGER_URL = "https://api.glider.fi/v1/portfolio/port_abc123/rebalance/schedule/trigger"
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type"),
+    [
+        (b"<html><body>Cannot POST /v1/portfolio/x</body></html>", "text/html"),
+        (b"Not Found", "text/plain"),
+        (b"", "text/plain"),
+        (b'{"message": "Route not found", "error": "Not Found", "statusCode": 404}', "json"),
+        (b'{"error": {"code": "NOT_FOUND", "message": "no route"}}', "json"),  # no `success`
+    ],
+    ids=["html", "text", "empty", "json", "json-error-object"],
+)
+def test_a_404_without_gliders_envelope_is_a_missing_route_naming_the_path(
+    payload: bytes, content_type: str
+) -> None:
+    answering = AnsweringPool(404, payload, {"Content-Type": content_type})
+
+    with pytest.raises(ApiError) as caught:
+        client(answering).trigger(request("port_abc123", False), ApiKey("k"))
+
+    error = caught.value
+    assert (error.reason, classify(error)) == ("ROUTE_NOT_FOUND", FailureClass.SYSTEMIC)
+    assert f"POST {TRIGGER_URL}" in str(error)
+    assert "Cannot POST" not in str(error)  # the router's words say nothing more
+    assert error.facts.http_status == 404
+    assert not error.unauthorized
+
+
+def test_gliders_own_404_is_the_portfolio_not_found() -> None:
+    answering = AnsweringPool(404, body(ENVELOPE), JSON_HEADERS)
+
+    with pytest.raises(ApiError) as caught:
+        client(answering).trigger(request("port_abc123", False), ApiKey("k"))
+
+    assert (caught.value.reason, classify(caught.value)) == ("NOT_FOUND", FailureClass.PERMANENT)
+    assert str(caught.value) == "Portfolio not found"
+
+
+def test_a_status_read_that_meets_a_router_404_is_a_missing_route_not_a_missing_rebalance() -> None:
+    client_ = client(AnsweringPool(404, b"Not Found", {"Content-Type": "text/plain"}))
+
+    with pytest.raises(ApiError) as caught:
+        client_.rebalance_state(FollowUp("port_abc123", "rebal_1", False, None, 0.0), ApiKey("k"))
+
+    assert caught.value.reason == "ROUTE_NOT_FOUND"
+    assert "GET https://api.glider.fi/v1/portfolio/port_abc123/rebalance/status/rebal_1" in str(
+        caught.value
+    )
+
+
 def test_no_schedule_400_is_permanent_bad_request() -> None:
     document = {**ENVELOPE, "error": {"code": "API_002", "message": "No rebalance schedule"}}
 
@@ -165,6 +225,35 @@ def test_invalid_key_envelope_is_unauthorized() -> None:
 
     assert error.unauthorized
     assert classify(error) is FailureClass.SYSTEMIC
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "reason", "failure_class", "unauthorized"),
+    [
+        # Glider's side is misconfigured: every call fails the same way until it is fixed.
+        (500, "API_001", "GLIDER_CONFIGURATION_ERROR", FailureClass.SYSTEMIC, False),
+        (400, "API_001", "GLIDER_CONFIGURATION_ERROR", FailureClass.SYSTEMIC, False),
+        # The portfolio's user is gone: this portfolio will not succeed, the others may.
+        (404, "API_107", "USER_NOT_FOUND", FailureClass.PERMANENT, False),
+        (500, "API_107", "USER_NOT_FOUND", FailureClass.PERMANENT, False),
+        # Refused tokens are refused keys: one refetch (it may have been rotated), then systemic.
+        (401, "API_108", "UNAUTHORIZED", FailureClass.SYSTEMIC, True),
+        (401, "API_109", "UNAUTHORIZED", FailureClass.SYSTEMIC, True),
+        (400, "API_109", "UNAUTHORIZED", FailureClass.SYSTEMIC, True),
+    ],
+)
+def test_the_codes_the_contract_did_not_list_are_classified(
+    status: int, code: str, reason: str, failure_class: FailureClass, unauthorized: bool
+) -> None:
+    document = {**ENVELOPE, "error": {"code": code, "message": "from Glider"}}
+
+    error = api_error(status, JSON_HEADERS, body(document))
+
+    assert (error.reason, classify(error), error.unauthorized) == (
+        reason,
+        failure_class,
+        unauthorized,
+    )
 
 
 def test_429_body_with_retry_after_header_in_seconds() -> None:
@@ -297,6 +386,98 @@ def client(http: object) -> GliderV1Client:
         http=http,  # type: ignore[arg-type]
     )
     return GliderV1Client(session)
+
+
+KEY = "s3cr3t-Key_0123456789"
+OTHER_KEY = "gldr_sk_live_9QmZ2vX8pLr4"  # a v2 key that is not ours: scrubbed by its look
+
+
+def test_a_key_quoted_anywhere_in_an_answer_never_reaches_the_error() -> None:
+    document = {
+        "success": False,
+        "error": {
+            "code": "API_104",
+            "message": f"Permission denied for API key {KEY} (also tried {OTHER_KEY})",
+            "details": {"apiKey": KEY},
+        },
+        "requestId": f"req_{KEY}",
+        "correlationId": OTHER_KEY,
+    }
+    answering = AnsweringPool(403, body(document), {"X-Correlation-Id": KEY})
+
+    with pytest.raises(ApiError) as caught:
+        client(answering).trigger(request("port_abc123", False), ApiKey(KEY))
+
+    error = caught.value
+    assert str(error) == ("Permission denied for API key <redacted> (also tried <redacted>)")
+    assert (error.facts.code, error.facts.request_id, error.facts.correlation_id) == (
+        "API_104",
+        "req_<redacted>",
+        "<redacted>",
+    )
+    assert error.reason == "FORBIDDEN"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # JSON escapes spell the key without showing it in the bytes
+        b'{"success": false, "error": {"code": "API_000", "message": "key \\u0073'
+        + KEY[1:].encode()
+        + b'"}}',
+        # ... and so does UTF-16
+        json.dumps({"success": False, "error": {"code": "API_000", "message": KEY}}).encode(
+            "utf-16"
+        ),
+    ],
+    ids=["json-escape", "utf-16"],
+)
+def test_a_key_spelled_with_json_escapes_is_scrubbed_too(payload: bytes) -> None:
+    with pytest.raises(ApiError) as caught:
+        client(AnsweringPool(500, payload)).trigger(request("port_abc123", False), ApiKey(KEY))
+
+    assert KEY not in str(caught.value)
+    assert "<redacted>" in str(caught.value)
+    assert caught.value.facts.code == "API_000"
+
+
+def test_a_body_nested_too_deep_to_scrub_as_json_is_still_read_and_classified() -> None:
+    nested = b"[" * 5000 + b"]" * 5000
+
+    with pytest.raises(ApiError) as caught:
+        client(AnsweringPool(500, nested)).trigger(request("port_abc123", False), ApiKey(KEY))
+
+    assert (caught.value.reason, caught.value.facts.http_status) == ("SERVER_ERROR", 500)
+
+
+def test_a_receipt_copies_no_key_from_a_success_body() -> None:
+    document = {**SUCCESS, "data": {**SUCCESS["data"], "status": f"triggered by {KEY}"}}
+    receipt = client(AnsweringPool(200, body(document), {"X-Request-Id": OTHER_KEY})).trigger(
+        request("port_abc123", False), ApiKey(KEY)
+    )
+
+    assert receipt.status == "triggered by <redacted>"
+    assert receipt.rebalance_id == "rebal_def456"  # nothing else is touched
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        (f"key {KEY}!", "key <redacted>!"),
+        ("gldr_sk_AbC-12_x/y+z=, next", "<redacted>, next"),
+        ("GLDR_PK_live_0123 and gldr_test", "<redacted> and <redacted>"),  # any gldr_ token
+        ("no key here: gldr-sk is not one", "no key here: gldr-sk is not one"),
+        ("", ""),
+    ],
+)
+def test_scrub_takes_out_the_key_and_anything_that_looks_like_a_glider_key(
+    text: str, scrubbed: str
+) -> None:
+    assert scrub(text, KEY) == scrubbed
+
+
+def test_scrub_without_a_key_of_its_own_still_takes_out_glider_keys() -> None:
+    assert scrub(f"{OTHER_KEY} and {KEY}", "") == f"<redacted> and {KEY}"
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "a?b", "a#b", "%2e%2e", "", "a b", "é"])

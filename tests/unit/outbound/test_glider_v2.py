@@ -24,6 +24,7 @@ from glider_trigger.outbound.glider.v2 import (
     read_last_rebalance,
     read_operation,
 )
+from tests.fakes.http import AnsweringPool, session
 
 OPERATION_ID = "rebalance:pf_abc:01HX%2F7"
 SUBMITTED = "2026-04-17T12:00:00.000Z"
@@ -80,7 +81,7 @@ def test_a_2xx_that_is_not_a_success_settles_the_delivery() -> None:
         (401, "API_102", "UNAUTHORIZED", FailureClass.SYSTEMIC),
         (403, "API_104", "FORBIDDEN", FailureClass.SYSTEMIC),
         (404, "API_200", "NOT_FOUND", FailureClass.PERMANENT),
-        (404, None, "NOT_FOUND", FailureClass.PERMANENT),
+        (404, None, "NOT_FOUND", FailureClass.PERMANENT),  # the envelope, without a code
         (429, "API_004", "RATE_LIMITED", FailureClass.TRANSIENT),
         (500, "API_000", "SERVER_ERROR", FailureClass.TRANSIENT),
         (503, None, "SERVER_ERROR", FailureClass.TRANSIENT),
@@ -97,6 +98,25 @@ def test_refusals_are_classified_as_on_v1(
     assert (error.facts.request_id, error.facts.correlation_id) == ("req_v2", "corr_v2")
     assert error.unauthorized is (status == 401)
     assert error.uncertain is (status >= 500)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "reason", "failure_class"),
+    [
+        (500, "API_001", "GLIDER_CONFIGURATION_ERROR", FailureClass.SYSTEMIC),
+        (404, "API_107", "USER_NOT_FOUND", FailureClass.PERMANENT),
+        (401, "API_108", "UNAUTHORIZED", FailureClass.SYSTEMIC),
+        (401, "API_109", "UNAUTHORIZED", FailureClass.SYSTEMIC),
+    ],
+)
+def test_the_codes_the_contract_did_not_list_are_classified_as_on_v1(
+    status: int, code: str, reason: str, failure_class: FailureClass
+) -> None:
+    error = refusal(status, code)
+
+    assert (error.reason, classify(error)) == (reason, failure_class)
+    assert error.unauthorized is (code in ("API_108", "API_109"))
+    assert "portfolios:" not in str(error)  # not a scope the key lacks
 
 
 def test_a_403_names_the_scope_the_trigger_needs() -> None:
@@ -206,8 +226,9 @@ class RecordingSession:
         self.calls: list[tuple[str, str, dict[str, str], bytes | None]] = []
 
     def request(
-        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None
+        self, method: str, path: str, *, headers: dict[str, str], secret: str, body: bytes | None
     ) -> Answer:
+        assert secret == headers["x-api-key"]  # the answer is scrubbed of the key it carried
         self.calls.append((method, path, headers, body))
         return self.reply
 
@@ -290,3 +311,65 @@ def test_the_latest_rebalance_is_marked_latest_only() -> None:
     (listed,) = read_last_rebalance(answer(200, portfolio(SUBMITTED)))
 
     assert listed.latest_only
+
+
+KEY = "gldr_sk_ours_5TnW2qL8vZ"
+OTHER_KEY = "gldr_sk_theirs_0pQ7xR3m"
+
+
+def test_an_operation_error_that_quotes_a_key_is_scrubbed_before_it_is_read() -> None:
+    failed = operation("failed", error={"code": "REBALANCE_FAILED", "message": f"signer {KEY}"})
+    pool = AnsweringPool(200, json.dumps(failed).encode(), {"X-Request-Id": OTHER_KEY})
+    glider = GliderV2Client(session(pool))
+
+    state = glider.rebalance_state(FollowUp("pf_abc", OPERATION_ID, False, None, 0.0), ApiKey(KEY))
+
+    assert (state.final, state.error) == (FinalOutcome.FAILED, "signer <redacted>")
+
+
+def test_a_refusal_that_quotes_the_key_in_its_headers_and_body_is_scrubbed() -> None:
+    refused = {"success": False, "error": {"code": "API_102", "message": f"bad key {KEY}"}}
+    headers = {"X-Request-Id": f"req_{KEY}", "X-Correlation-Id": OTHER_KEY}
+    glider = GliderV2Client(session(AnsweringPool(401, json.dumps(refused).encode(), headers)))
+
+    with pytest.raises(ApiError) as caught:
+        glider.trigger(TriggerRequest("pf_abc", False, InputSource(SourceKind.DIRECT)), ApiKey(KEY))
+
+    error = caught.value
+    assert str(error) == "bad key <redacted>"
+    assert (error.facts.request_id, error.facts.correlation_id) == ("req_<redacted>", "<redacted>")
+
+
+def test_the_docs_other_trigger_path_answering_a_router_404_is_a_missing_route() -> None:
+    # Glider's docs name the trigger `/rebalance` and, on one page, `/trigger`: if the one we
+    # call does not exist, every trigger says so, as one systemic failure, not per portfolio.
+    pool = AnsweringPool(404, b"Cannot POST /v2/portfolios/pf_abc/rebalance", {})
+    glider = GliderV2Client(session(pool))
+
+    with pytest.raises(ApiError) as caught:
+        glider.trigger(TriggerRequest("pf_abc", False, InputSource(SourceKind.DIRECT)), ApiKey("k"))
+
+    assert (caught.value.reason, classify(caught.value)) == (
+        "ROUTE_NOT_FOUND",
+        FailureClass.SYSTEMIC,
+    )
+    assert "POST https://api.glider.fi/v2/portfolios/pf_abc/rebalance" in str(caught.value)
+    assert "portfolios:" not in str(caught.value).replace("/v2/portfolios/", "")
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"success": False, "error": {"code": "API_006", "message": "Not found"}}, "NOT_FOUND"),
+        ({"message": "Not Found", "statusCode": 404}, "ROUTE_NOT_FOUND"),
+    ],
+)
+def test_an_operation_read_ends_as_not_found_only_on_gliders_envelope(
+    document: dict[str, Any], reason: str
+) -> None:
+    glider = GliderV2Client(session(AnsweringPool(404, json.dumps(document).encode())))
+
+    with pytest.raises(ApiError) as caught:
+        glider.rebalance_state(FollowUp("pf_abc", OPERATION_ID, False, None, 0.0), ApiKey("k"))
+
+    assert caught.value.reason == reason

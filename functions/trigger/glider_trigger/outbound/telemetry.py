@@ -13,7 +13,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from glider_trigger.domain.errors import ApiError, FailureClass, SystemicHaltError, TriggerError
+from glider_trigger.domain.errors import (
+    ApiError,
+    FailureClass,
+    SystemicHaltError,
+    TriggerError,
+    classify,
+)
 from glider_trigger.domain.models import (
     Failed,
     FinalOutcome,
@@ -207,9 +213,10 @@ class Telemetry:
 
     def reconcile_failed(self, portfolio_id: str, error: TriggerError) -> None:
         self._metrics.add_metric(METRIC_RECONCILE_FAILED, MetricUnit.Count, 1)
-        self._logger.warning(
+        self._unread(
             "Could not read the portfolio's recent rebalances; sending the trigger again",
-            extra={"portfolio_id": portfolio_id, **error_fields(error)},
+            error,
+            {"portfolio_id": portfolio_id},
         )
 
     def reconcile_forbidden(self, error: TriggerError) -> None:
@@ -272,14 +279,25 @@ class Telemetry:
         self._logger.warning(f"{option} is ignored: {why}", extra={"option": option})
 
     def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None:
-        self._logger.warning(
+        self._unread(
             "Could not read the rebalance's state; looked at again later",
-            extra={
-                "portfolio_id": follow_up.portfolio_id,
-                "rebalance_id": follow_up.rebalance_id,
-                **error_fields(error),
-            },
+            error,
+            {"portfolio_id": follow_up.portfolio_id, "rebalance_id": follow_up.rebalance_id},
         )
+
+    def _unread(self, message: str, error: TriggerError, fields: dict[str, Any]) -> None:
+        """A status call that failed. A systemic failure there (a route that does not exist, a
+        refused key) fails every such call the same way: counted and logged like a trigger's,
+        so that its alarm fires although the caller goes on."""
+        failure_class = classify(error)
+        if failure_class is FailureClass.SYSTEMIC:
+            self._metrics.add_metric(METRIC_SYSTEMIC, MetricUnit.Count, 1)
+            self._logger.error(
+                message,
+                extra={**fields, "failure_class": failure_class.value, **error_fields(error)},
+            )
+            return
+        self._logger.warning(message, extra={**fields, **error_fields(error)})
 
     def follow_up_not_sent(self, queue_url: str, messages: int) -> None:
         self._logger.exception(

@@ -1,5 +1,11 @@
 """HTTP mechanics every Glider adapter shares: the pool, one request with its transport
-failures classified, a bounded body read, Retry-After clamped, JSON bodies read defensively.
+failures classified, a bounded body read scrubbed of keys, Retry-After clamped, JSON bodies read
+defensively.
+
+An answer is scrubbed where it enters, before anything reads it: the key the request carried
+and anything that looks like a Glider key (`scrub`) are taken out of its body and headers, so
+no error message, detail, id or state copied from it can carry a key to a log line, a letter,
+a trace or the invocation's answer.
 
 Once the status line has arrived, it is the answer: a body cut off after it is reported as
 `unread`, never as a transport error that would be sent again. Redirects are never followed
@@ -31,6 +37,20 @@ _DIGITS: Final = re.compile(r"[0-9]+")
 # A Date header has whole seconds and the answer takes its time: a smaller difference between
 # Glider's clock and ours is noise, and is not applied.
 _CLOCK_NOISE_SECONDS: Final = 1.5
+REDACTED: Final = "<redacted>"
+# What a Glider key looks like, whoever's it is. v2 keys are `gldr_sk_...` (docs/glider-api.md);
+# what other kinds Glider issues (test, publishable, v1...) is not published, so, erring on the
+# side of hiding, any token that starts with `gldr_` (any case) counts, up to the first character
+# outside letters, digits and `_-+/=.~` (base64 and URL-safe alphabets).
+GLIDER_KEY: Final = re.compile(r"gldr_[A-Za-z0-9_\-+/=.~]*", re.IGNORECASE)
+
+
+def scrub(value: str, secret: str | None) -> str:
+    """`value` without `secret` (the key a request carried) and without anything that looks
+    like a Glider key: the one scrub every text from outside passes before it is kept."""
+    if secret:
+        value = value.replace(secret, REDACTED)
+    return GLIDER_KEY.sub(REDACTED, value)
 
 
 def build_pool_manager(*, max_connections: int = 4) -> urllib3.PoolManager:
@@ -50,12 +70,13 @@ def build_pool_manager(*, max_connections: int = 4) -> urllib3.PoolManager:
 @dataclass(frozen=True)
 class Answer:
     """What came back: the status line and headers (names lower-case), the body (bounded),
-    and why the body could not be read whole, if it could not."""
+    why the body could not be read whole, if it could not, and to which request."""
 
     status: int
     headers: dict[str, str]
     payload: bytes
     unread: str | None = None
+    called: str = ""  # the request it answers, "POST https://host/path", for messages
     # Glider's clock minus ours, as its Date header showed it (0 without one): the times in the
     # answer are read on our clock, so that a lost answer's window is compared with like.
     clock_offset: float = 0.0
@@ -84,8 +105,15 @@ class HttpSession:
         """How long one request may take before it times out."""
 
     def request(
-        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str],
+        secret: str,
+        body: bytes | None = None,
     ) -> Answer:
+        """One request; `secret` is the key it carries, which its answer is scrubbed of."""
         sent_at = time.time()
         try:
             response = self._http.request(
@@ -123,10 +151,44 @@ class HttpSession:
                 timed_out=False,
                 maybe_delivered=True,
             ) from exc
-        headers = {name.lower(): value for name, value in response.headers.items()}
+        headers = {name.lower(): scrub(value, secret) for name, value in response.headers.items()}
         offset = _clock_offset(headers.get("date"), (sent_at + time.time()) / 2)
         payload, unread = _read_bounded(response)
-        return Answer(response.status, headers, payload, unread, offset)
+        called = f"{method} {self._base_url}{path}"
+        return Answer(
+            response.status,
+            headers,
+            scrub_payload(payload, secret),
+            unread,
+            called=called,
+            clock_offset=offset,
+        )
+
+
+def scrub_payload(payload: bytes, secret: str | None) -> bytes:
+    """A body scrubbed as text, then as the JSON the adapters read from it: escapes
+    (`\\u0067ldr_...`, `\\/`) and UTF-16 can spell a key that the bytes do not show."""
+    cleaned = scrub(payload.decode("utf-8", "surrogateescape"), secret).encode(
+        "utf-8", "surrogateescape"
+    )
+    try:
+        document = json.loads(cleaned)
+        scrubbed = _scrub_json(document, secret)
+        # Re-encoded only when the JSON held a key: any other body is passed on byte for byte.
+        return json.dumps(scrubbed).encode() if scrubbed != document else cleaned
+    except (ValueError, RecursionError):
+        # Not JSON, or nested deeper than the walk can go: scrubbed as text only.
+        return cleaned
+
+
+def _scrub_json(value: Any, secret: str | None) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secret)
+    if isinstance(value, list):
+        return [_scrub_json(item, secret) for item in value]
+    if isinstance(value, dict):
+        return {scrub(k, secret): _scrub_json(v, secret) for k, v in value.items()}
+    return value
 
 
 def _clock_offset(date: str | None, midpoint: float) -> float:

@@ -2,6 +2,9 @@
 headers), the status and error-code tables (v1 and v2 use the same API_xxx codes), a success
 body, and the classified ApiError of anything else. The version modules own their paths,
 headers, bodies and where their ids live.
+
+A 404 is Glider's own "not found" only in Glider's error envelope; without it, a router
+answered for a route that does not exist (ROUTE_NOT_FOUND, systemic), whatever was called.
 """
 
 from __future__ import annotations
@@ -9,35 +12,70 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import quote
 
 from glider_trigger.domain.errors import ApiError, ApiFacts, FailureClass
-from glider_trigger.domain.models import Receipt
+from glider_trigger.domain.models import ApiKey, Receipt
 from glider_trigger.domain.trigger_input import MAX_REBALANCE_ID_CHARS, validate_portfolio_id
 from glider_trigger.outbound.glider.http import Answer, HttpSession, json_object, retry_after, text
 from glider_trigger.outbound.glider.pacing import RateLimiter
 
-UNAUTHORIZED_CODES: Final = frozenset({"API_100", "API_101", "API_102", "API_103"})
+
+class Reason(StrEnum):
+    """Why Glider's answer failed, as logs, metrics and the DLQ's `reason` say it."""
+
+    RATE_LIMITED = "RATE_LIMITED"
+    SERVER_ERROR = "SERVER_ERROR"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    TENANT_UNAVAILABLE = "TENANT_UNAVAILABLE"
+    GLIDER_CONFIGURATION_ERROR = "GLIDER_CONFIGURATION_ERROR"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    BAD_REQUEST = "BAD_REQUEST"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    CLIENT_ERROR = "CLIENT_ERROR"
+    UNEXPECTED_REDIRECT = "UNEXPECTED_REDIRECT"
+    UNEXPECTED_RESPONSE = "UNEXPECTED_RESPONSE"
+    # A 404 without Glider's envelope: a router's, for a path that does not exist (a wrong base
+    # URL or version, or the v2 docs' other trigger path), not a missing portfolio.
+    ROUTE_NOT_FOUND = "ROUTE_NOT_FOUND"
+
+
+# Refused keys and tokens: the key may have been rotated, so each is worth one refetch.
+UNAUTHORIZED_CODES: Final = frozenset(
+    {"API_100", "API_101", "API_102", "API_103", "API_108", "API_109"}
+)
 FORBIDDEN_CODES: Final = frozenset({"API_104", "API_110"})
-_TENANT_CODES: Final = frozenset({"API_105", "API_106"})
-_SYSTEMIC_CODES: Final = UNAUTHORIZED_CODES | FORBIDDEN_CODES | _TENANT_CODES
+TENANT_CODES: Final = frozenset({"API_105", "API_106"})
+_CONFIGURATION_CODE: Final = "API_001"  # Glider's own configuration: nothing works until fixed
+_USER_NOT_FOUND_CODE: Final = "API_107"  # the portfolio's user: this portfolio only
+_SYSTEMIC_CODES: Final = UNAUTHORIZED_CODES | FORBIDDEN_CODES | TENANT_CODES | {_CONFIGURATION_CODE}
+_PERMANENT_CODES: Final = frozenset({_USER_NOT_FOUND_CODE})
+# Glider's own "not found": the portfolio (or the operation) does not exist. `make doctor`
+# expects one of these for an id that cannot exist, to prove the trigger route does.
+NOT_FOUND_CODES: Final = frozenset({"API_200", "API_006"})
 _RATE_LIMITED_CODE: Final = "API_004"
 _INTERNAL_CODE: Final = "API_000"
 # The code says what the status may not (the docs map no code to a status).
 _REASON_BY_CODE: Final = {
-    **dict.fromkeys(UNAUTHORIZED_CODES, "UNAUTHORIZED"),
-    **dict.fromkeys(FORBIDDEN_CODES, "FORBIDDEN"),
-    **dict.fromkeys(_TENANT_CODES, "TENANT_UNAVAILABLE"),
+    **dict.fromkeys(UNAUTHORIZED_CODES, Reason.UNAUTHORIZED),
+    **dict.fromkeys(FORBIDDEN_CODES, Reason.FORBIDDEN),
+    **dict.fromkeys(TENANT_CODES, Reason.TENANT_UNAVAILABLE),
+    _CONFIGURATION_CODE: Reason.GLIDER_CONFIGURATION_ERROR,
+    _USER_NOT_FOUND_CODE: Reason.USER_NOT_FOUND,
 }
 _REASON_BY_STATUS: Final = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    408: "REQUEST_TIMEOUT",
-    409: "CONFLICT",
-    422: "BAD_REQUEST",
+    400: Reason.BAD_REQUEST,
+    401: Reason.UNAUTHORIZED,
+    403: Reason.FORBIDDEN,
+    404: Reason.NOT_FOUND,
+    408: Reason.REQUEST_TIMEOUT,
+    409: Reason.CONFLICT,
+    422: Reason.BAD_REQUEST,
 }
 
 
@@ -46,15 +84,23 @@ def send(
     rate_limiter: RateLimiter | None,
     method: str,
     path: str,
-    headers: dict[str, str],
     *,
+    key_header: str,
+    api_key: ApiKey,
     body: dict[str, Any] | None = None,
 ) -> Answer:
-    """One request; its rate-limit headers slow the next ones down before Glider answers 429."""
+    """One request with the key in `key_header`, its answer scrubbed of that key; its rate-limit
+    headers slow the next ones down before Glider answers 429."""
+    secret = api_key.reveal()
+    headers = {key_header: secret}
     if body is not None:
-        headers = {**headers, "Content-Type": "application/json"}
+        headers["Content-Type"] = "application/json"
     answer = session.request(
-        method, path, headers=headers, body=json.dumps(body).encode() if body is not None else None
+        method,
+        path,
+        headers=headers,
+        secret=secret,
+        body=json.dumps(body).encode() if body is not None else None,
     )
     if rate_limiter is not None:
         rate_limiter.observe(answer.headers)
@@ -85,6 +131,7 @@ class Refusal:
 
     def __call__(self, answer: Answer, document: dict[str, Any]) -> ApiError:
         code, message = error_code_and_message(document)
+        enveloped = glider_envelope(document)
         request_id, correlation_id = self._ids(answer, document)
         message = message or f"HTTP {answer.status} from Glider"
         # Only a refusal for the key's permissions names a scope: a disabled tenant (API_105,
@@ -96,6 +143,8 @@ class Refusal:
             message,
             status=answer.status,
             code=code,
+            enveloped=enveloped,
+            called=answer.called,
             request_id=request_id,
             correlation_id=correlation_id,
             retry_after_seconds=retry_after(answer.headers.get("retry-after"), document),
@@ -128,7 +177,7 @@ def unreadable(answer: Answer, what: str) -> ApiError:
     """A status or state answer that could not be read: looked at again later."""
     return ApiError(
         f"HTTP {answer.status}, but no {what} could be read",
-        reason="UNEXPECTED_RESPONSE",
+        reason=Reason.UNEXPECTED_RESPONSE,
         failure_class=FailureClass.TRANSIENT,
         facts=ApiFacts(answer.status, None, None, None),
     )
@@ -139,15 +188,23 @@ def api_error(
     *,
     status: int,
     code: str | None = None,
+    enveloped: bool = True,
+    called: str = "",
     request_id: str | None = None,
     correlation_id: str | None = None,
     retry_after_seconds: float | None = None,
 ) -> ApiError:
-    """A non-2xx answer, read with the status and code tables."""
+    """A non-2xx answer, read with the status and code tables. `enveloped`: its body was
+    Glider's error envelope (Glider's own handlers answered, not a router in front of them);
+    `called`: the request it answers, named when the route turns out not to exist."""
+    reason = _reason(status, code, enveloped=enveloped)
+    if reason is Reason.ROUTE_NOT_FOUND:
+        # Not Glider's words: nothing the router said tells more than that it has no such route.
+        message = no_such_route(called)
     return ApiError(
         message,
-        reason=_reason(status, code),
-        failure_class=_failure_class(status, code),
+        reason=reason,
+        failure_class=_failure_class(status, code, reason),
         facts=ApiFacts(status, code, request_id, correlation_id),
         retry_after_seconds=retry_after_seconds,
         # The key was refused: it may have been rotated, so it is worth one refetch.
@@ -203,7 +260,7 @@ def unexpected_2xx(
     """A 2xx that is not a success body: Glider may have acted on it, so it is never retried."""
     return ApiError(
         f"HTTP {status} without a success body; the rebalance may or may not have been triggered",
-        reason="UNEXPECTED_RESPONSE",
+        reason=Reason.UNEXPECTED_RESPONSE,
         failure_class=FailureClass.PERMANENT,
         facts=ApiFacts(status, None, request_id, correlation_id),
         settles=True,
@@ -220,6 +277,21 @@ def error_text(error: object) -> str | None:
     return text(error if isinstance(error, str) else json.dumps(error, default=str))
 
 
+def no_such_route(called: str) -> str:
+    """What a router's 404 means, for the request it answered ("POST https://host/path")."""
+    return (
+        f"{called or 'the request'} answered HTTP 404 without Glider's error envelope: no such "
+        "route (check GLIDER_API_BASE_URL, the API's root, and GLIDER_API_VERSION; or Glider "
+        "moved the endpoint), not a missing portfolio"
+    )
+
+
+def glider_envelope(document: dict[str, Any]) -> bool:
+    """Whether a body is Glider's error envelope, `{"success": false, "error": {...}}`: what
+    Glider's own handlers answer. A router or proxy in front of them answers otherwise."""
+    return document.get("success") is False and isinstance(document.get("error"), dict)
+
+
 def error_code_and_message(document: dict[str, Any]) -> tuple[str | None, str | None]:
     error = document.get("error")
     if isinstance(error, dict):  # the envelope
@@ -233,20 +305,27 @@ def _rate_limited(status: int, code: str | None) -> bool:
     return status == 429 or code == _RATE_LIMITED_CODE
 
 
-def _reason(status: int, code: str | None) -> str:
+def _reason(status: int, code: str | None, *, enveloped: bool) -> Reason:
     if _rate_limited(status, code):
-        return "RATE_LIMITED"
+        return Reason.RATE_LIMITED
     if code in _REASON_BY_CODE:
         return _REASON_BY_CODE[code]
+    if status == 404 and not enveloped:
+        return Reason.ROUTE_NOT_FOUND
     if status >= 500:
-        return "SERVER_ERROR"
+        return Reason.SERVER_ERROR
     if 300 <= status < 400:
-        return "UNEXPECTED_REDIRECT"  # never followed: the key must not travel elsewhere
-    return _REASON_BY_STATUS.get(status, "CLIENT_ERROR")
+        return Reason.UNEXPECTED_REDIRECT  # never followed: the key must not travel elsewhere
+    return _REASON_BY_STATUS.get(status, Reason.CLIENT_ERROR)
 
 
-def _failure_class(status: int, code: str | None) -> FailureClass:
-    if code in _SYSTEMIC_CODES or status in (401, 403):
+def _failure_class(status: int, code: str | None, reason: Reason) -> FailureClass:
+    if code in _SYSTEMIC_CODES:
+        return FailureClass.SYSTEMIC
+    if code in _PERMANENT_CODES:
+        return FailureClass.PERMANENT  # whatever the status: the code names what is missing
+    # A missing route fails every call the same way: halt, keep the work, alarm.
+    if status in (401, 403) or reason is Reason.ROUTE_NOT_FOUND:
         return FailureClass.SYSTEMIC
     if _rate_limited(status, code) or status >= 500 or code == _INTERNAL_CODE:
         return FailureClass.TRANSIENT

@@ -35,6 +35,7 @@ from glider_trigger.outbound.glider.shared import (
     unreadable,
 )
 
+KEY_HEADER: Final = "X-API-KEY"  # as v1's docs spell it
 TRIGGER_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/schedule/trigger"
 STATUS_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/status?limit={limit}"
 WORKFLOW_PATH: Final = "/v1/portfolio/{portfolio_id}/rebalance/status/{workflow_id}"
@@ -100,8 +101,15 @@ class GliderV1Client:
     def _call(
         self, method: str, path: str, api_key: ApiKey, *, body: dict[str, Any] | None = None
     ) -> Answer:
-        headers = {"X-API-KEY": api_key.reveal()}
-        return send(self._session, self._rate_limiter, method, path, headers, body=body)
+        return send(
+            self._session,
+            self._rate_limiter,
+            method,
+            path,
+            key_header=KEY_HEADER,
+            api_key=api_key,
+            body=body,
+        )
 
 
 def read_state(answer: Answer) -> RebalanceState:

@@ -43,6 +43,7 @@ from glider_trigger.outbound.glider.shared import (
     unreadable,
 )
 
+KEY_HEADER: Final = "x-api-key"  # canonical lowercase, as v2's docs spell it
 TRIGGER_PATH: Final = "/v2/portfolios/{portfolio_id}/rebalance"
 OPERATION_PATH: Final = "/v2/portfolios/{portfolio_id}/operations/{operation_id}"
 PORTFOLIO_PATH: Final = "/v2/portfolios/{portfolio_id}"
@@ -117,7 +118,7 @@ class GliderV2Client:
 
     def _call(self, method: str, path: str, api_key: ApiKey) -> Answer:
         return send(
-            self._session, self._rate_limiter, method, path, {"x-api-key": api_key.reveal()}
+            self._session, self._rate_limiter, method, path, key_header=KEY_HEADER, api_key=api_key
         )
 
     def _say_skip_ignored(self) -> None:

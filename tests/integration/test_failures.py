@@ -320,14 +320,18 @@ def test_a_lookup_that_meets_a_routers_404_is_systemic_and_loud(
     start_function, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
     function = start_function()
-    emulator.set_workflow_seconds(30)  # on v2 the repeat joins the lost attempt's rebalance
     emulator.script("port_abc123", Fault.lost_response())
     emulator.script_status("port_abc123", Fault.malformed(404, b"Not Found", "text/plain"))
 
     result = only_result(function.invoke({"portfolioId": "port_abc123"}))
 
-    # The list could not be read: sent again and flagged, as after any lookup that fails.
-    assert result["outcome"] == "triggered"
+    # Every other call would meet it too: nothing is sent again unlooked (a second rebalance,
+    # if the lost attempt started one); the invocation halts and the work is kept, with the
+    # lost attempt's window for its replay.
+    assert (result["reason"], result["failureClass"]) == ("ROUTE_NOT_FOUND", "systemic")
+    assert len(emulator.trigger_requests) == 1
+    [letter] = deployment.dlq_messages()
+    assert "mayHaveStarted" in json.loads(letter["Body"])
     [lookup] = [log for log in function.logs if log.get("reason") == "ROUTE_NOT_FOUND"]
     assert lookup["level"] == "ERROR"
     assert lookup["failure_class"] == "systemic"

@@ -179,16 +179,23 @@ def test_a_redelivered_record_looks_for_what_its_earlier_receive_started(
     assert line["reconciled"] is True
 
 
+def lost_and_dead_lettered(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
+) -> tuple[LocalFunction, dict[str, object]]:
+    """An attempt whose answer is lost, its only one: the function and the letter's body."""
+    function = start_function(GLIDER_MAX_ATTEMPTS="1")
+    emulator.script(PORTFOLIO, Fault.lost_response())
+    function.invoke({"portfolioId": PORTFOLIO})
+    [letter] = deployment.dlq_messages()
+    return function, json.loads(letter["Body"])
+
+
 def test_a_replayed_dead_letter_looks_before_it_sends(
     start_function: Callable[..., LocalFunction],
     emulator: GliderEmulator,
     deployment: Deployment,
 ) -> None:
-    function = start_function(GLIDER_MAX_ATTEMPTS="1")
-    emulator.script(PORTFOLIO, Fault.lost_response())
-    function.invoke({"portfolioId": PORTFOLIO})
-    [letter] = deployment.dlq_messages()
-    body = json.loads(letter["Body"])
+    function, body = lost_and_dead_lettered(start_function, emulator, deployment)
     assert set(body["mayHaveStarted"]) == {"after", "before"}
 
     response = function.invoke(body)  # the operator replays it
@@ -234,13 +241,10 @@ def test_a_replay_pages_back_to_the_lost_answers_rebalance(
     emulator: GliderEmulator,
     deployment: Deployment,
 ) -> None:
-    function = start_function(GLIDER_MAX_ATTEMPTS="1")
-    emulator.script(PORTFOLIO, Fault.lost_response())
-    function.invoke({"portfolioId": PORTFOLIO})
-    [letter] = deployment.dlq_messages()
+    function, body = lost_and_dead_lettered(start_function, emulator, deployment)
     rebalance_elsewhere(emulator, 12)  # more than the first page holds
 
-    result = only_result(function.invoke(json.loads(letter["Body"])))
+    result = only_result(function.invoke(body))
 
     assert result["reconciled"] is True  # found on the next page: not sent again
     assert result["rebalanceId"] == emulator.rebalances[0].rebalance_id  # the lost attempt's
@@ -252,13 +256,10 @@ def test_a_list_that_cannot_reach_back_to_the_lost_answer_is_no_proof_that_nothi
     emulator: GliderEmulator,
     deployment: Deployment,
 ) -> None:
-    function = start_function(GLIDER_MAX_ATTEMPTS="1")
-    emulator.script(PORTFOLIO, Fault.lost_response())
-    function.invoke({"portfolioId": PORTFOLIO})
-    [letter] = deployment.dlq_messages()
+    function, body = lost_and_dead_lettered(start_function, emulator, deployment)
     rebalance_elsewhere(emulator, 60)  # more than Glider lists at all (the emulator: 50)
 
-    result = only_result(function.invoke(json.loads(letter["Body"])))
+    result = only_result(function.invoke(body))
 
     assert result["outcome"] == "triggered"
     [triggered] = [log for log in function.logs if log.get("outcome") == "triggered"]

@@ -456,3 +456,18 @@ def test_without_a_slot_for_the_look_a_cut_off_answers_id_stays_unknown() -> Non
     assert isinstance(outcome, Triggered)
     assert outcome.receipt.rebalance_id is None
     assert api.list_calls == 0
+
+
+def test_a_systemic_answer_to_the_look_halts_instead_of_sending_again() -> None:
+    # A router's 404 on the status path (the route does not exist), say: every other call would
+    # meet it too. Sending again unlooked could start a second rebalance.
+    api = FakeApi(LOST, RECEIPT)
+    api.list_error = refused("ROUTE_NOT_FOUND", FailureClass.SYSTEMIC)
+
+    outcome = run(api)
+
+    assert isinstance(outcome, Failed)
+    assert outcome.failure_class is FailureClass.SYSTEMIC
+    assert outcome.error.reason == "ROUTE_NOT_FOUND"
+    assert len(api.calls) == 1  # the lost one only
+    assert len(outcome.uncertain) == 1  # kept for the redelivery or the letter's replay

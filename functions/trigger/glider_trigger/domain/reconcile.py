@@ -18,15 +18,17 @@ from typing import Final
 
 from glider_trigger.domain.errors import (
     ApiError,
+    FailureClass,
     ListCutOffError,
-    NotAttemptedError,
     TriggerError,
+    classify,
 )
 from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest, Window
 from glider_trigger.domain.ports import (
     Deadline,
     Pacing,
     RebalancingApi,
+    RecentRebalances,
     StartedRebalance,
     Telemetry,
 )
@@ -70,29 +72,21 @@ class Reconciler:
         windows: Sequence[Window],
         *,
         deadline: Deadline,
-    ) -> Receipt | bool | NotAttemptedError:
+    ) -> Receipt | bool | TriggerError:
         """The rebalance an attempt in one of `windows` started, if the API lists one; else True
-        when the list was read (nothing started in them), False when it could not be, and
-        NotAttemptedError when the look got no slot before the deadline (nothing was asked)."""
+        when the list was read (nothing started in them), False when it could not be; a
+        NotAttemptedError when the look got no slot before the deadline (nothing was asked), and
+        a systemic ApiError that every other call would meet too (a route that does not exist,
+        a refused key): nothing is sent again, and the invocation halts with the work kept."""
         if self._forbidden:
             return False
         not_sent = self._slots.take(deadline)
         if not_sent is not None:
             return not_sent
         since = min(window.after for window in windows) - CLOCK_SKEW_SECONDS
-        try:
-            recent = self._api.recent_rebalances(request, api_key, since)
-        except Exception as exc:  # noqa: BLE001 - a bug here must not hide a sent trigger
-            error = (
-                exc
-                if isinstance(exc, TriggerError)
-                else TriggerError(f"unexpected {type(exc).__name__}")
-            )
-            if isinstance(error, ApiError) and error.reason == FORBIDDEN:
-                self._stop(error)
-            else:
-                self._telemetry.reconcile_failed(request.portfolio_id, error)
-            return False
+        recent = self._listing(request, api_key, since)
+        if not isinstance(recent, RecentRebalances):
+            return recent
         now = self._clock()
         for window in windows:
             found = _started_in(recent.listed, window, now)
@@ -115,6 +109,26 @@ class Reconciler:
             )
             return False
         return True
+
+    def _listing(
+        self, request: TriggerRequest, api_key: ApiKey, since: float
+    ) -> RecentRebalances | bool | TriggerError:
+        """The list, or False when it could not be read, or the systemic error that stops."""
+        try:
+            return self._api.recent_rebalances(request, api_key, since)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not hide a sent trigger
+            error = (
+                exc
+                if isinstance(exc, TriggerError)
+                else TriggerError(f"unexpected {type(exc).__name__}")
+            )
+        if isinstance(error, ApiError) and error.reason == FORBIDDEN:
+            self._stop(error)
+            return False
+        if classify(error) is FailureClass.SYSTEMIC:
+            return error  # the trigger fails with it: logged and counted there, once
+        self._telemetry.reconcile_failed(request.portfolio_id, error)
+        return False
 
     def _stop(self, error: ApiError) -> None:
         with self._lock:

@@ -148,6 +148,10 @@ class RebalanceTrigger:
             found = self._reconciler.find(request, api_key, tally.unchecked, deadline=deadline)
             if isinstance(found, NotAttemptedError):
                 return tally.failed(request, last_error or found)
+            if isinstance(found, TriggerError):
+                # Systemic (a refused key is refetched once by the caller's loop): nothing is
+                # sent again unlooked, and the invocation halts with the work kept.
+                return found
             if isinstance(found, Receipt):
                 return tally.triggered(request, found)
             tally.looked(read=found)

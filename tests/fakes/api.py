@@ -70,7 +70,7 @@ class FakeApi:
     listed_complete: bool = True  # whether `listed` reaches back to every `since` asked
 
     def recent_rebalances(
-        self, request: TriggerRequest, api_key: ApiKey, since: float
+        self, request: TriggerRequest, api_key: ApiKey, since: float, *, longer: bool = False
     ) -> RecentRebalances:
         self.list_calls += 1
         if self.list_error is not None:

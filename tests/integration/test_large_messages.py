@@ -11,10 +11,11 @@ from typing import Any
 
 from bench import moto_speedups
 from local.fixtures.event_source import SqsEventSource
+from local.fixtures.fault_proxy import AwsFault, FaultProxy
 from local.fixtures.function import LocalFunction
-from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.lambda_context import LocalLambdaContext
-from local.fixtures.stack import Deployment
+from local.fixtures.stack import Deployment, attribute_values
 
 
 def one_message(ids: list[str], *, receive_count: int) -> dict[str, Any]:
@@ -62,8 +63,9 @@ def test_3000_ids_on_the_last_receive_end_before_the_deadline_and_cannot_double(
     assert deployment.dlq_messages() == []
     bodies = queued(deployment)
     assert sorted(body["portfolioId"] for body in bodies) == ids
-    # Each carries the delivery's key: a second delivery of the message is the same work.
-    assert {body["idempotencyKey"] for body in bodies} == {"sqs:big-1"}
+    # Each names the message's own delivery: the same records as if it were worked inline, so
+    # a second delivery of the message, or its earlier receives, are the same work.
+    assert {body["deliveryKey"] for body in bodies} == {"sqs:big-1"}
 
 
 def test_a_large_message_delivered_twice_triggers_each_portfolio_once(
@@ -81,3 +83,43 @@ def test_a_large_message_delivered_twice_triggers_each_portfolio_once(
     triggered = sorted(r.portfolio_id for r in emulator.rebalances)
     assert triggered == ids  # each once, though its message was fanned out twice
     assert deployment.dlq_messages() == []
+
+
+def test_ids_a_receive_triggered_inline_stay_done_when_a_later_receive_fans_it_out(
+    start_function: Any, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # Worked inline on one receive (below the threshold, or before an upgrade), fanned out on
+    # the next (the threshold lowered): the fanned ids name the message's own delivery.
+    ids = ["port_abc123", "port_def456", "port_ghi789"]
+    emulator.script("port_ghi789", Fault.rate_limited(30))
+    inline: LocalFunction = start_function(GLIDER_MAX_ATTEMPTS="1")
+    assert inline.invoke(one_message(ids, receive_count=1)) == {
+        "batchItemFailures": [{"itemIdentifier": "big-1"}]
+    }
+
+    fanned: LocalFunction = start_function(FANOUT_THRESHOLD="2")
+    assert fanned.invoke(one_message(ids, receive_count=2)) == {"batchItemFailures": []}
+    SqsEventSource(deployment.sqs, deployment.work_queue).drain(fanned.invoke, idle_seconds=1)
+
+    assert sorted(r.portfolio_id for r in emulator.rebalances) == ids  # each once
+
+
+def test_a_fan_out_the_work_queue_refuses_on_the_last_receive_is_dead_lettered_under_its_key(
+    start_behind_proxy: Any, proxy: FaultProxy, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    ids = [f"port_{n:03d}" for n in range(60)]
+    function: LocalFunction = start_behind_proxy()
+    # The work queue's URL as the request body quotes it (the DLQ's name extends it).
+    work_queue = deployment.work_queue.url.rsplit("/", 1)[-1] + '"'
+    proxy.inject("AmazonSQS.SendMessageBatch", AwsFault.access_denied(), within=work_queue)
+
+    response = function.invoke(one_message(ids, receive_count=2))
+
+    # Not left to the redrive (a replay of the whole body would be a new delivery): one letter
+    # per id, each naming the message's delivery, so a replay triggers nothing twice.
+    assert response == {"batchItemFailures": []}
+    letters = deployment.dlq_messages()
+    assert sorted(json.loads(letter["Body"])["portfolioId"] for letter in letters) == ids
+    assert {json.loads(letter["Body"])["deliveryKey"] for letter in letters} == {"sqs:big-1"}
+    assert {attribute_values(letter)["reason"] for letter in letters} == {"FAN_OUT_FAILED"}
+    assert emulator.trigger_requests == []

@@ -299,3 +299,66 @@ def test_a_listed_rebalance_id_too_long_to_follow_is_triggered_with_its_outcome_
         deployment.sqs.receive_message(QueueUrl=deployment.follow_up_queue.url).get("Messages", [])
         == []
     )  # no follow-up that the parser would refuse
+
+
+def test_a_replay_looks_at_the_recorded_windows_not_at_one_around_them(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    # Two failures of one delivery, 12 s apart, each a 503 that started nothing; between them
+    # another delivery rebalances the portfolio. The letter carries one window around both;
+    # the guard's record has the two exact ones, and the replay looks at those.
+    function = start_function(GLIDER_MAX_ATTEMPTS="1")
+    down = Fault.error(503, "API_000", "down")
+    emulator.script(PORTFOLIO, down)
+    function.invoke({"portfolioId": PORTFOLIO, "idempotencyKey": "delivery-x"})
+    [first] = deployment.dlq_messages()
+    time.sleep(CLOCK_SKEW_SECONDS + 1)
+    function.invoke({"portfolioId": PORTFOLIO, "idempotencyKey": "delivery-y"})
+    time.sleep(CLOCK_SKEW_SECONDS + 1)
+    emulator.set_status_outage(Fault.error(503, "API_000", "status down"))
+    emulator.script(PORTFOLIO, down)
+    function.invoke(json.loads(first["Body"]))  # replayed: the look fails, a 503 again
+    [second] = deployment.dlq_messages()
+    emulator.set_status_outage(None)
+
+    result = only_result(function.invoke(json.loads(second["Body"])))
+
+    assert result["outcome"] == "triggered"
+    assert "reconciled" not in result  # delivery-y's rebalance is not taken for delivery-x's
+    assert len(emulator.rebalances) == 2
+
+
+def test_a_5xx_after_which_glider_acted_repeated_after_a_failed_look_is_flagged(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator
+) -> None:
+    emulator.script(PORTFOLIO, Fault.acted_then_error(503))
+    emulator.set_status_outage(Fault.error(503, "API_000", "status down"))
+
+    function = start_function(GLIDER_MAX_ATTEMPTS="2")
+
+    only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert len(emulator.rebalances) == 2  # the repeat no client can rule out here ...
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line["level"] == "WARNING"  # ... is never silent
+    assert line["maybe_delivered_attempts"] == 1
+
+
+def test_the_longer_list_takes_a_pacing_slot_of_its_own(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    _, body = lost_and_dead_lettered(start_function, emulator, deployment)
+    rebalance_elsewhere(emulator, 12)  # more than the first page holds
+    paced = start_function(RATE_LIMIT_PER_SECOND="0.5")
+    before = len(emulator.requests)
+
+    result = only_result(paced.invoke(body))
+
+    assert result["reconciled"] is True
+    gets = [r.received_at for r in emulator.requests[before:] if r.method == "GET"]
+    assert len(gets) == 2
+    assert gets[1] - gets[0] >= 1.9  # 0.5 a second: a slot every 2 s

@@ -33,6 +33,7 @@ from glider_trigger.domain.errors import (
     DeadLetterWriteError,
     FailureClass,
     FanOutError,
+    FanOutRefusedError,
     InvalidInputError,
     NotAttemptedError,
     OnceInProgressError,
@@ -241,9 +242,7 @@ class DeliveryService:
             return Settlement(redeliver=False)
 
         if record.fan_out and self._work_queue is not None:
-            self._telemetry.received(len(parsed.rejected))
-            self._fan_out(parsed, self._work_queue)  # a FanOutError: delivered again
-            return Settlement(redeliver=False)
+            return self._split(record, parsed, self._work_queue)
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         failures = [outcome for outcome in record.outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
@@ -349,16 +348,39 @@ class DeliveryService:
                 self._telemetry.unexpected_error(request.portfolio_id)
         return outcome
 
+    def _split(
+        self, record: PreparedMessage, parsed: ParsedInput, work_queue: MessageQueue
+    ) -> Settlement:
+        """A message fanned out as itself: each id's message names this very delivery, so an
+        id an earlier receive (or an earlier version) triggered inline stays done. If the work
+        queue refuses on the last receive, the ids are dead-lettered under the same key rather
+        than left to the redrive (whose replay would be a new delivery)."""
+        self._telemetry.received(len(parsed.rejected))
+        try:
+            self._fan_out(parsed, work_queue, same_delivery=True)
+        except FanOutError as exc:
+            if not self._is_last_receive(record.message):
+                raise  # delivered again, fanned out again: the same keys
+            refused = FanOutRefusedError(f"the work queue refused the fan-out: {exc}")
+            self._send([letters.for_failure(_not_attempted(r, refused)) for r in parsed.requests])
+        return Settlement(redeliver=False)
+
     def _fans_out(self, parsed: ParsedInput) -> bool:
         return self._work_queue is not None and len(parsed.requests) > self._rules.fanout_threshold
 
-    def _fan_out(self, parsed: ParsedInput, work_queue: MessageQueue) -> Report:
+    def _fan_out(
+        self, parsed: ParsedInput, work_queue: MessageQueue, *, same_delivery: bool = False
+    ) -> Report:
         """Too many ids for one invocation: one work-queue message each, spread by the SQS
         event source over concurrent invocations. Each carries the delivery's key, so a retry
-        of this fan-out (or a duplicate of its input) triggers nothing twice."""
+        of this fan-out (or a duplicate of its input) triggers nothing twice: an event's as the
+        `idempotencyKey` of a delivery derived from it (as fan-outs always have been keyed), a
+        message's as its own `deliveryKey` (the same records as if it were worked inline)."""
         messages = [
             OutgoingMessage(
-                trigger_input(
+                resumed_input(request)
+                if same_delivery
+                else trigger_input(
                     request.portfolio_id,
                     request.skip_schedule_validation,
                     idempotency_key=parsed.source.dedupe_key,

@@ -202,6 +202,13 @@ class ApiError(TriggerError):
         return self._retry_after_seconds
 
 
+class FanOutRefusedError(TriggerError):
+    """The work queue refused a message's fan-out on its last receive: its ids are
+    dead-lettered under its delivery's key instead (never sent)."""
+
+    fixed_reason = "FAN_OUT_FAILED"
+
+
 class ListCutOffError(TriggerError):
     """The API's list of recent rebalances does not reach back to a lost answer's attempt: it
     cannot tell whether that attempt started one (never read as "nothing started")."""

@@ -50,6 +50,8 @@ class RecentRebalances:
     # gave was cut at its length before reaching back that far: one missing from it may have
     # started then, so it proves nothing about that time.
     complete: bool = True
+    # Cut off, but the API can list further back when asked for a longer list (one more call).
+    more: bool = False
 
 
 class RebalancingApi(Protocol):
@@ -69,10 +71,11 @@ class RebalancingApi(Protocol):
     def trigger(self, request: TriggerRequest, api_key: ApiKey) -> Receipt: ...
 
     def recent_rebalances(
-        self, request: TriggerRequest, api_key: ApiKey, since: float
+        self, request: TriggerRequest, api_key: ApiKey, since: float, *, longer: bool = False
     ) -> RecentRebalances:
         """The portfolio's rebalances started since `since` (epoch seconds), newest first, as
-        far as the API lists them (paged further where it allows); raises an ApiError."""
+        far as one call lists them; `longer` asks for the longest list the API gives (after
+        an answer that said `more`). Raises an ApiError."""
         ...
 
     def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:

@@ -84,9 +84,34 @@ class Reconciler:
         if not_sent is not None:
             return not_sent
         since = min(window.after for window in windows) - CLOCK_SKEW_SECONDS
-        recent = self._listing(request, api_key, since)
+        recent = self._listing(request, api_key, since, longer=False)
+        if (
+            isinstance(recent, RecentRebalances)
+            and recent.more
+            and self._started(recent, windows) is None
+            and self._slots.take(deadline) is None
+        ):
+            # Cut off before the window: one more call, with a slot of its own, for the longest
+            # list the API gives. Without a slot, the short list is all there is.
+            recent = self._listing(request, api_key, since, longer=True)
         if not isinstance(recent, RecentRebalances):
             return recent
+        found = self._started(recent, windows)
+        if found is not None:
+            return found
+        if not recent.complete:
+            # Cut off before the attempt's time: "nothing listed" proves nothing about it.
+            self._telemetry.reconcile_failed(
+                request.portfolio_id,
+                ListCutOffError(
+                    "the recent rebalances listed do not reach back to the attempt's time"
+                ),
+            )
+            return False
+        return True
+
+    def _started(self, recent: RecentRebalances, windows: Sequence[Window]) -> Receipt | None:
+        """The receipt of a listed rebalance started in one of `windows`, if one was."""
         now = self._clock()
         for window in windows:
             found = _started_in(recent.listed, window, now)
@@ -99,23 +124,14 @@ class Reconciler:
                     status=found.status,
                     reconciled=True,
                 )
-        if not recent.complete:
-            # Cut off before the attempt's time: "nothing listed" proves nothing about it.
-            self._telemetry.reconcile_failed(
-                request.portfolio_id,
-                ListCutOffError(
-                    "the recent rebalances listed do not reach back to the attempt's time"
-                ),
-            )
-            return False
-        return True
+        return None
 
     def _listing(
-        self, request: TriggerRequest, api_key: ApiKey, since: float
+        self, request: TriggerRequest, api_key: ApiKey, since: float, *, longer: bool
     ) -> RecentRebalances | bool | TriggerError:
         """The list, or False when it could not be read, or the systemic error that stops."""
         try:
-            return self._api.recent_rebalances(request, api_key, since)
+            return self._api.recent_rebalances(request, api_key, since, longer=longer)
         except Exception as exc:  # noqa: BLE001 - a bug here must not hide a sent trigger
             error = (
                 exc

@@ -199,7 +199,7 @@ class RebalanceTrigger:
             tally.latencies_ms.append((self._clock() - started) * 1000)
             if isinstance(exc, ApiError) and exc.may_have_acted:
                 tally.uncertain_attempt(sent_at, self._wall_clock())
-            if isinstance(exc, ApiError) and exc.maybe_delivered:
+            if isinstance(exc, ApiError) and exc.may_have_acted:
                 tally.maybe_delivered += 1
             failure_class = classify(exc)
             if failure_class is FailureClass.TRANSIENT:
@@ -237,13 +237,18 @@ class _Tally:
     unchecked: tuple[Window, ...] = ()
     attempts: int = 0
     latencies_ms: list[float] = field(default_factory=list)
-    maybe_delivered: int = 0  # attempts whose request left but whose answer was lost
+    # Attempts whose answers prove nothing (lost, or a 5xx): each may have started a rebalance.
+    maybe_delivered: int = 0
     last_wait_seconds: float = 0.0  # how long the last attempt that proves nothing waited
     first_sent_at: float | None = None  # when this holder's first request left
     recorded: bool = False  # the guard knows that this holder sends
+    # When the earliest inherited window opened: kept once they are looked at and dropped, so
+    # that a rebalance an earlier holder of this delivery started is never called "joined".
+    inherited_since: float = float("inf")
 
     def __post_init__(self) -> None:
         self.unchecked = self.inherited
+        self.inherited_since = min((w.after for w in self.inherited), default=float("inf"))
 
     def record_sending(self) -> IdempotencyUnavailableError | None:
         """Once, before the first request leaves: the guard's record that it may have acted."""
@@ -259,10 +264,8 @@ class _Tally:
     @property
     def earliest_attempt(self) -> float:
         """When the first attempt of this delivery that may have reached Glider left."""
-        times = [window.after for window in self.inherited]
-        if self.first_sent_at is not None:
-            times.append(self.first_sent_at)
-        return min(times, default=float("inf"))
+        first = self.first_sent_at if self.first_sent_at is not None else float("inf")
+        return min(self.inherited_since, first)
 
     def looked(self, *, read: bool) -> None:
         if read and self.unchecked == self.inherited:
@@ -280,8 +283,9 @@ class _Tally:
         return self.inherited if self.own is None else (*self.inherited, self.own)
 
     def triggered(self, request: TriggerRequest, receipt: Receipt) -> Triggered:
-        # Sent while earlier holders' windows stayed unresolved: each may have started one too.
-        earlier = 0 if receipt.reconciled else len(self.inherited) if self.attempts else 0
+        # Sent while earlier holders' windows stayed unresolved: each may have started one too
+        # (whatever this holder's own attempts then found).
+        earlier = len(self.inherited) if self.attempts else 0
         return Triggered(
             request,
             receipt,

@@ -187,9 +187,10 @@ class Ledger:
         self._client = client
         self._expires_after = expires_after_seconds
 
-    def claim(self, key: str, holder: str, until: float) -> tuple[Window, ...]:
-        """Hold the record until `until`; what earlier holders may have started. Raises _Taken
-        when it is settled or held, ClientError or BotoCoreError when the store fails."""
+    def claim(self, key: str, holder: str, until: float) -> tuple[Window, ...] | None:
+        """Hold the record until `until`; what earlier holders may have started (None: there
+        was no record of this delivery). Raises _Taken when it is settled or held, ClientError
+        or BotoCoreError when the store fails."""
         now = time.time()
         try:
             answer = self._client().update_item(
@@ -226,8 +227,11 @@ class Ledger:
             raise _Taken(found) from exc
         old = answer.get("Attributes")
         if not old or _number(old.get(_EXPIRY), default=0.0) < now:
-            return ()  # nothing, or a record past its time: a delivery seen afresh
-        return _record(old).attempts
+            return None  # nothing, or a record past its time: a delivery seen afresh
+        # A record past its time keeps its attributes until this holder releases it: windows
+        # older than the guard's memory are no delivery's any more.
+        oldest = now - self._expires_after
+        return tuple(w for w in _record(old).attempts if w.after >= oldest)
 
     def update(
         self, key: str, holder: str, expression: str, values: dict[str, AttributeValueTypeDef]
@@ -354,7 +358,10 @@ class IdempotencyGuard:
                 f"idempotency store unavailable: {_describe(exc)}"
             )
             return _failed(request, unavailable)
-        held = replace(request, may_have_started=merged((*earlier, *request.may_have_started)))
+        # The record is exact, and holds at least what any letter of this delivery carries (one
+        # window around them all): the letter's is used only where there is no record.
+        windows = request.may_have_started if earlier is None else earlier
+        held = replace(request, may_have_started=merged(windows))
         holding = _Holding(self._ledger, key, holder, until)
         try:
             outcome = trigger(held, holding)

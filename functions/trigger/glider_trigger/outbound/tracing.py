@@ -45,10 +45,10 @@ class TracedApi:
             return self._api.trigger(request, api_key)
 
     def recent_rebalances(
-        self, request: TriggerRequest, api_key: ApiKey, since: float
+        self, request: TriggerRequest, api_key: ApiKey, since: float, *, longer: bool = False
     ) -> RecentRebalances:
         with self._subsegment("glider.recent_rebalances", request.portfolio_id):
-            return self._api.recent_rebalances(request, api_key, since)
+            return self._api.recent_rebalances(request, api_key, since, longer=longer)
 
     def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
         with self._subsegment("glider.rebalance_state", follow_up.portfolio_id):

@@ -37,6 +37,9 @@ _DIGITS: Final = re.compile(r"[0-9]+")
 # A Date header has whole seconds and the answer takes its time: a smaller difference between
 # Glider's clock and ours is noise, and is not applied.
 _CLOCK_NOISE_SECONDS: Final = 1.5
+# An answer slower than this tells Glider's clock too loosely (its Date may be stamped anywhere
+# in the round trip): its times are read as they are.
+_CLOCK_MAX_ROUND_TRIP_SECONDS: Final = 2.0
 REDACTED: Final = "<redacted>"
 # What a Glider key looks like, whoever's it is. v2 keys are `gldr_sk_...` (docs/glider-api.md);
 # what other kinds Glider issues (test, publishable, v1...) is not published, so, erring on the
@@ -152,7 +155,10 @@ class HttpSession:
                 maybe_delivered=True,
             ) from exc
         headers = {name.lower(): scrub(value, secret) for name, value in response.headers.items()}
-        offset = _clock_offset(headers.get("date"), (sent_at + time.time()) / 2)
+        answered_at = time.time()
+        # A slow answer tells Glider's clock only to within half its round trip: not used.
+        slow = answered_at - sent_at > _CLOCK_MAX_ROUND_TRIP_SECONDS
+        offset = 0.0 if slow else _clock_offset(headers.get("date"), (sent_at + answered_at) / 2)
         payload, unread = _read_bounded(response)
         called = f"{method} {self._base_url}{path}"
         return Answer(

@@ -81,15 +81,13 @@ class GliderV1Client:
         )
 
     def recent_rebalances(
-        self, request: TriggerRequest, api_key: ApiKey, since: float
+        self, request: TriggerRequest, api_key: ApiKey, since: float, *, longer: bool = False
     ) -> RecentRebalances:
-        listed: list[StartedRebalance] = []
-        for limit in RECENT_LIMITS:
-            path = STATUS_PATH.format(portfolio_id=segment(request.portfolio_id), limit=limit)
-            listed = read_recent(self._call("GET", path, api_key))
-            if reaches_back(listed, since):
-                return RecentRebalances(tuple(listed), complete=True)
-        return RecentRebalances(tuple(listed), complete=False)
+        limit = RECENT_LIMITS[1] if longer else RECENT_LIMITS[0]
+        path = STATUS_PATH.format(portfolio_id=segment(request.portfolio_id), limit=limit)
+        listed = read_recent(self._call("GET", path, api_key))
+        complete = reaches_back(listed, since)
+        return RecentRebalances(tuple(listed), complete=complete, more=not complete and not longer)
 
     def rebalance_state(self, follow_up: FollowUp, api_key: ApiKey) -> RebalanceState:
         path = WORKFLOW_PATH.format(

@@ -103,7 +103,7 @@ class GliderV2Client:
         return interpret(self._call("POST", path, api_key))
 
     def recent_rebalances(
-        self, request: TriggerRequest, api_key: ApiKey, since: float
+        self, request: TriggerRequest, api_key: ApiKey, since: float, *, longer: bool = False
     ) -> RecentRebalances:
         path = PORTFOLIO_PATH.format(portfolio_id=segment(request.portfolio_id))
         # The latest only, and complete as such: one at or after the window closes it.

@@ -15,7 +15,7 @@ from local.fixtures.fault_proxy import AwsFault, FaultProxy
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.lambda_context import LocalLambdaContext
-from local.fixtures.stack import Deployment, attribute_values
+from local.fixtures.stack import Deployment, attribute_values, drain
 
 
 def one_message(ids: list[str], *, receive_count: int) -> dict[str, Any]:
@@ -36,12 +36,8 @@ def one_message(ids: list[str], *, receive_count: int) -> dict[str, Any]:
 
 
 def queued(deployment: Deployment) -> list[dict[str, Any]]:
-    bodies: list[dict[str, Any]] = []
-    while batch := deployment.sqs.receive_message(
-        QueueUrl=deployment.work_queue.url, MaxNumberOfMessages=10, VisibilityTimeout=60
-    ).get("Messages", []):
-        bodies.extend(json.loads(m["Body"]) for m in batch)
-    return bodies
+    """Every message on the work queue, each once (received and deleted)."""
+    return [json.loads(m["Body"]) for m in drain(deployment.sqs, deployment.work_queue.url)]
 
 
 def test_3000_ids_on_the_last_receive_end_before_the_deadline_and_cannot_double(

@@ -145,15 +145,23 @@ template: $(INSTALLED) ## cfn-lint and sam validate --lint on template.yaml
 chaos: $(INSTALLED) ## Chaos run: 2,000 triggers under injected faults; nothing lost, nothing doubled
 	$(BIN)/python -m local.chaos $(CHAOS_ARGS)
 
-bench: $(INSTALLED) ## Benchmark against the local emulator; results in bench/results/
+# The cold start is measured on the built artifact too (bench/cold.py): build-check's output, the
+# runtime's boto3 and python3.13, as `make artifact` has them (skipped, loudly, without 3.13).
+bench: build-check ## Benchmark against the local emulator; results in bench/results/
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(LAMBDA_RUNTIME)/.installed && \
+		$(ARTIFACT_ENV) $(BIN)/python -m bench.run $(BENCH_ARGS); \
+	else $(BIN)/python -m bench.run $(BENCH_ARGS); fi
 
 # What `sam build` makes, kept for the artifact test (not .aws-sam/build, which `sam deploy` uses).
 CHECK_BUILD := .aws-sam/check
 # The boto3 the Lambda python3.13 runtime ships stands in for it in the artifact test:
 # tests/artifact/runtime-requirements.txt, installed for python3.13 into its own directory.
 LAMBDA_RUNTIME := $(VENV)/lambda-runtime
+# Where the artifact, the runtime's boto3 and its Python are, for tests/artifact and bench/cold.py.
+ARTIFACT_ENV = ARTIFACT_BUILD=$(abspath $(CHECK_BUILD))/build LAMBDA_RUNTIME_SITE=$(abspath $(LAMBDA_RUNTIME)) \
+	LAMBDA_PYTHON="$$($(SAM_BUILD_ENV) python3.13 -c 'import sys; print(sys.executable)')"
 
 build-check: $(INSTALLED) ## sam build into .aws-sam/check (skipped, loudly, without python3.13)
 	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
@@ -172,9 +180,7 @@ $(LAMBDA_RUNTIME)/.installed: tests/artifact/runtime-requirements.txt
 artifact: build-check ## The built function and layer, under python3.13 with only the runtime's boto3 beside them
 	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory $(LAMBDA_RUNTIME)/.installed && \
-		ARTIFACT_BUILD=$(abspath $(CHECK_BUILD))/build LAMBDA_RUNTIME_SITE=$(abspath $(LAMBDA_RUNTIME)) \
-		LAMBDA_PYTHON="$$($(SAM_BUILD_ENV) python3.13 -c 'import sys; print(sys.executable)')" \
-			$(BIN)/pytest tests/artifact; \
+		$(ARTIFACT_ENV) $(BIN)/pytest tests/artifact; \
 	else echo "artifact test: SKIPPED, no python3.13 on PATH"; fi
 
 unit: $(INSTALLED) ## Unit tests (pure logic)

@@ -19,9 +19,12 @@ SAM_REGION ?= us-east-1
 SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v pyenv >/dev/null \
 	&& v=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.[0-9]+)?$$' | tail -n 1) \
 	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
-# The function's and the layer's Makefiles compile their bytecode with it, by its full path: sam
-# runs them in a scratch directory, where a pyenv version this directory selects does not apply.
-SAM_BYTECODE := BYTECODE_PYTHON="$$($(SAM_BUILD_ENV) python3.13 -c 'import sys; print(sys.executable)')"
+# The function's and the layer's Makefiles compile their bytecode with the runtime's Python, by
+# its full path: sam runs them in a scratch directory, where a pyenv version this directory
+# selects does not apply. Exported, so that every `sam build` a target runs passes it on.
+ifneq ($(RUNTIME_PYTHON),)
+export BYTECODE_PYTHON ?= $(RUNTIME_PYTHON)
+endif
 
 .DEFAULT_GOAL := help
 .PHONY: help install run dlq doctor trigger schedules artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
@@ -166,7 +169,7 @@ ARTIFACT_ENV = ARTIFACT_BUILD=$(abspath $(CHECK_BUILD))/build LAMBDA_RUNTIME_SIT
 build-check: $(INSTALLED) ## sam build into .aws-sam/check (skipped, loudly, without python3.13)
 	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
 		rm -rf $(CHECK_BUILD) && mkdir -p $(CHECK_BUILD) && \
-		$(SAM_BUILD_ENV) $(SAM_BYTECODE) $(BIN)/sam build --template template.yaml --build-dir "$(CHECK_BUILD)/build" \
+		$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml --build-dir "$(CHECK_BUILD)/build" \
 			--cache-dir "$(CHECK_BUILD)/cache" >"$(CHECK_BUILD)/log" 2>&1 || { cat "$(CHECK_BUILD)/log"; exit 1; }; \
 		echo "sam build: OK ($$(ls "$(CHECK_BUILD)/build/DependenciesLayer/python" | grep -c dist-info) packages in the layer)"; \
 	else echo "sam build: SKIPPED, no python3.13 on PATH (install one to check the build)"; fi
@@ -195,7 +198,7 @@ integration: $(INSTALLED) ## Integration tests (real handler, moto server, Glide
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope tests/integration
 
 build: $(INSTALLED) ## sam build into .aws-sam, ready for sam deploy (needs python3.13)
-	$(SAM_BUILD_ENV) $(SAM_BYTECODE) $(BIN)/sam build --template template.yaml
+	$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml
 
 clean: ## Remove .venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

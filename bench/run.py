@@ -8,7 +8,8 @@ function makes, by operation. Every measured invocation
 runs in a child process (bench/case.py) that loads the handler fresh, so its wall time and peak
 RSS are the function's. Sections: the inline path (ids x latency, with the speedup over
 sequential), throughput against MAX_CONCURRENCY (the chart), the fan-out path end to end through
-the moto work queue, and the cold start (handler import vs a bare `import boto3`). Prints the
+the moto work queue, and the cold start (handler import vs a bare `import boto3`, in the
+development tree and on the built artifact, with and without its shipped bytecode). Prints the
 tables and the goals' PASS/FAIL; writes latest.json, latest.md and throughput.png to --out.
 Exits 1 when a goal or a check fails.
 """

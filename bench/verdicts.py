@@ -62,6 +62,20 @@ def goals(plan: Plan, results: Mapping[str, Any]) -> list[Verdict]:
                 judged(cold["ratio"] <= plan.import_ratio_goal),
             )
         )
+    artifact = (cold or {}).get("artifact")
+    if artifact and "skipped" not in artifact:
+        medians = artifact["median_s"]
+        verdicts.append(
+            Verdict(
+                "cold import of the built artifact (its bytecode shipped) vs bare import boto3",
+                f"<= {plan.artifact_ratio_goal:.2f}x",
+                f"{artifact['ratio']:.2f}x ({medians['bytecode'] * 1000:.0f} ms vs "
+                f"{medians['boto3'] * 1000:.0f} ms, medians of {artifact['runs']}; without the "
+                f"bytecode {artifact['ratio_without_bytecode']:.2f}x, "
+                f"{medians['source'] * 1000:.0f} ms; CPU time {artifact['cpu_ratio']:.2f}x)",
+                judged(artifact["ratio"] <= plan.artifact_ratio_goal),
+            )
+        )
     inline = [r for r in results.get("inline", []) if r["ids"] == plan.rss_ids]
     if inline:
         peak = max(r["peak_rss_mb"] for r in inline)

@@ -1,16 +1,46 @@
-"""Run inside the artifact's interpreter (python3.13 -I -S): the built function, the built layer
-and the runtime's boto3 on sys.path, nothing else; every sample event through the handler.
+"""Run inside the artifact's interpreter (python3.13 -I -S -B): the built function, the built
+layer and the runtime's boto3 on sys.path, nothing else; every sample event through the handler.
 
 Reads {"function", "layer", "runtime", "events": [[name, event], ...]} on stdin; prints one JSON
-document: each event's response (or the exception it raised), the SDK versions used, and every
-imported module whose file lies outside the standard library and those three directories.
+document: each event's response (or the exception it raised), the SDK versions used, every
+imported module whose file lies outside the standard library and those three directories, and
+every source of the function or the layer that Python compiled because no bytecode it could use
+shipped beside it.
 """
 
+import importlib.machinery
 import json
 import os
 import sys
 import sysconfig
+import tempfile
 import uuid
+
+# Every source Python compiles on import goes through this method: a usable pyc skips it. With
+# -B nothing compiled is written back, as on Lambda, whose code directories are read-only: what
+# is compiled here would be compiled again at every cold start.
+compiled = []
+compile_source = importlib.machinery.SourceFileLoader.source_to_code
+
+
+def source_to_code(self, data, path, *args, **kwargs):
+    compiled.append(os.path.realpath(path))
+    return compile_source(self, data, path, *args, **kwargs)
+
+
+importlib.machinery.SourceFileLoader.source_to_code = source_to_code
+
+# The probe is seen: a module without bytecode, imported, is counted (else the check proves
+# nothing, e.g. were a later Python to compile elsewhere).
+with tempfile.TemporaryDirectory() as probe_dir:
+    with open(os.path.join(probe_dir, "bytecode_probe.py"), "w") as probe:
+        probe.write("")
+    sys.path.insert(0, probe_dir)
+    import bytecode_probe  # noqa: F401
+
+    sys.path.remove(probe_dir)
+    del sys.modules["bytecode_probe"]  # not one of the function's imports (strays, below)
+    probe_seen = any(path.startswith(os.path.realpath(probe_dir)) for path in compiled)
 
 spec = json.load(sys.stdin)
 # Lambda's order: the function (/var/task), the layer (/opt/python), the runtime (/var/runtime).
@@ -55,10 +85,13 @@ strays = sorted(
     if getattr(module, "__file__", None)
     and not any(os.path.realpath(module.__file__).startswith(root) for root in allowed)
 )
+artifact = tuple(os.path.realpath(root) + os.sep for root in roots[:2])
 print(
     json.dumps(
         {
             "results": results,
+            "compiled": sorted(path for path in compiled if path.startswith(artifact)),
+            "probe_seen": probe_seen,
             "boto3": boto3.__version__,
             "botocore": botocore.__version__,
             "boto3_file": boto3.__file__,

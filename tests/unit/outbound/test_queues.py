@@ -284,6 +284,21 @@ def test_outside_strings_become_sqs_safe_attribute_values() -> None:
     assert len(list(_batches([letter]))) == 1  # sized without encoding a lone surrogate
 
 
+def test_exactly_the_characters_outside_xml_1_0_are_replaced() -> None:
+    def xml_char(code: int) -> bool:
+        return (
+            code in (0x9, 0xA, 0xD)
+            or 0x20 <= code <= 0xD7FF
+            or 0xE000 <= code <= 0xFFFD
+            or (0x10000 <= code <= 0x10FFFF)
+        )
+
+    every = "".join(map(chr, range(0x110000)))
+    expected = "".join(c if xml_char(ord(c)) else "\ufffd" for c in every)
+
+    assert sqs_safe(every) == expected
+
+
 def test_a_delay_is_passed_to_sqs_and_capped_at_its_limit() -> None:
     assert _entry("0", OutgoingMessage("{}", delay_seconds=125))["DelaySeconds"] == 125
     assert _entry("0", OutgoingMessage("{}", delay_seconds=5000))["DelaySeconds"] == 900

@@ -35,8 +35,11 @@ MAX_BATCH_ENTRIES: Final = 10
 MAX_BATCH_BYTES: Final = 256 * 1024
 MAX_SEND_ATTEMPTS: Final = 3  # per batch, on top of the SDK's own retries of a failed call
 
-# What SQS refuses in a String attribute value (the complement of XML 1.0's characters).
-_NOT_SQS_SAFE: Final = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# What SQS refuses in a String attribute value: the complement of XML 1.0's characters (#x9,
+# #xA, #xD, #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF), spelled as the few it leaves out:
+# the negated class of the large allowed ranges takes 10 times longer to compile, at every
+# cold start.
+_NOT_SQS_SAFE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def sqs_safe(text: str) -> str:

@@ -21,7 +21,7 @@ SAM_BUILD_ENV := $(shell python3.13 --version >/dev/null 2>&1 || { command -v py
 	&& [ -n "$$v" ] && echo "PYENV_VERSION=$$(pyenv version-name):$$v"; })
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dlq doctor trigger schedules artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
+.PHONY: help install ministack up down logs deployed run dlq doctor trigger schedules artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -145,6 +145,32 @@ chaos: $(INSTALLED) ## Chaos run: 2,000 triggers under injected faults; nothing 
 bench: $(INSTALLED) ## Benchmark against the local emulator; results in bench/results/
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The local AWS of `make up` and of the deployed-stack test: MiniStack (pinned), which runs the
+# stack's Python functions as host processes with its own interpreter, so its venv is made with
+# the runtime's Python (3.13) where there is one. Beside it, what its CloudFormation needs for the
+# SAM transform (aws-sam-translator, the version aws-sam-cli pins) and the boto3 the function
+# imports (Lambda's runtime ships one; this is the one that matches MiniStack's botocore pin).
+MINISTACK := $(VENV)/tools/ministack
+MINISTACK_VERSION := 1.5.33
+MINISTACK_REQUIREMENTS := ministack==$(MINISTACK_VERSION) aws-sam-translator==1.115.0 boto3==1.43.106
+
+$(MINISTACK)/.installed-$(MINISTACK_VERSION):
+	rm -rf $(MINISTACK)
+	$(or $(RUNTIME_PYTHON),$(PYTHON)) -m venv $(MINISTACK)
+	$(MINISTACK)/bin/python -m pip install --quiet --disable-pip-version-check $(MINISTACK_REQUIREMENTS)
+	touch $@
+
+ministack: $(MINISTACK)/.installed-$(MINISTACK_VERSION) ## Install the local AWS (MiniStack, pinned) into .venv/tools/ministack
+
+up: $(INSTALLED) $(MINISTACK)/.installed-$(MINISTACK_VERSION) ## Build and deploy the real template to a local AWS on loopback (MiniStack + the Glider emulator)
+	@$(SAM_BUILD_ENV) $(BIN)/python -m local.aws up
+
+down: $(INSTALLED) ## Remove what make up started: the local AWS, its stack and the emulator
+	@$(BIN)/python -m local.aws down
+
+logs: $(INSTALLED) ## The local stack's function logs (sam logs): make logs ARGS=--tail
+	@$(BIN)/python -m local.aws logs $(ARGS)
 
 # What `sam build` makes, kept for the artifact test (not .aws-sam/build, which `sam deploy` uses).
 CHECK_BUILD := .aws-sam/check

@@ -1004,6 +1004,13 @@ def main(argv: Sequence[str] | None = None, *, sqs: SQSClient | None = None) -> 
 
 
 def _run(args: argparse.Namespace, sqs: SQSClient | None) -> int:
+    from tools.common import Aws, local_aws  # noqa: PLC0415 - tools.common imports this module
+
+    local = local_aws(getattr(args, "stack", None))
+    if local:  # make up's stack: its endpoint and credentials
+        aws = Aws(local)
+        queues = resolve_queues(args, sqs or aws.sqs(), aws.cloudformation)
+        return COMMANDS[args.command](args, queues)
     session = boto3.session.Session()
     # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and most tools set.
     region = session.region_name or os.environ.get("AWS_REGION") or None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ CACHE_DIR: Final = REPO / ".aws-sam" / "cache"
 UPSTREAM_SOURCE: Final = "com.example.treasury"
 PORTFOLIOS: Final = ("port_abc123", "port_def456")
 # What the process's command line holds, so that `down` never stops a process that reused a pid.
-_COMMAND_MARKS: Final = {"ministack": "launcher.py", "glider-emulator": "glider_emulator"}
+_COMMAND_MARKS: Final = {"ministack": "launcher.py", "emulator": "glider_emulator"}
 
 
 def parameters(*, secret_arn: str, boundary_arn: str, api_url: str) -> dict[str, str]:
@@ -208,12 +209,11 @@ def down(*, quiet: bool = False) -> int:
             stop(pid)
             if not quiet:
                 print(f"Stopped {name} (pid {pid}).")
-    STATE_FILE.unlink(missing_ok=True)
+    # MiniStack keeps nothing on disk: with it stopped, the stack, its queues and their messages
+    # are gone; what is left is this folder (logs, the emulator's portfolios).
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
     if not quiet:
-        print(
-            f"The local stack {state.get('stack', STACK_NAME)} is gone with MiniStack (it keeps "
-            f"nothing on disk); its logs stay in {_shown(STATE_DIR)} until the next `make up`."
-        )
+        print(f"Removed the local stack {state.get('stack', STACK_NAME)} and {_shown(STATE_DIR)}.")
     return 0
 
 

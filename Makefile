@@ -65,7 +65,7 @@ trigger: $(INSTALLED) ## Rebalance portfolios now, through the work queue: make 
 schedules: $(INSTALLED) ## List, add and remove Scheduler schedules of the function: make schedules ARGS='list --stack NAME'
 	@$(BIN)/python -m tools.schedules $(or $(ARGS),--help)
 
-test: python-info lint workflows typecheck security template build-check artifact unit integration ## Lint, type-check, security and template checks, sam build and the whole test suite
+test: python-info lint workflows typecheck security template build-check artifact unit integration deployed ## Lint, type-check, security and template checks, sam build and the whole test suite
 
 python-info: $(INSTALLED)
 	@$(BIN)/python -c 'import sys; v = sys.version.split()[0]; print("make test on Python " + v + (" (the Lambda runtime'"'"'s)" if v.startswith("3.13.") else " (no Python 3.13 found: the Lambda runtime runs 3.13)"))'
@@ -162,6 +162,15 @@ $(MINISTACK)/.installed-$(MINISTACK_VERSION):
 	touch $@
 
 ministack: $(MINISTACK)/.installed-$(MINISTACK_VERSION) ## Install the local AWS (MiniStack, pinned) into .venv/tools/ministack
+
+# The deployed-stack test: one deploy of template.yaml to MiniStack, then the stack driven through
+# its schedule, buses and queues (tests/deployed). SKIPPED, loudly, only where MiniStack cannot be
+# installed (no package index).
+deployed: $(INSTALLED) ## The deployed-stack test: template.yaml deployed to MiniStack and driven end to end
+	@if $(MAKE) --no-print-directory $(MINISTACK)/.installed-$(MINISTACK_VERSION); then \
+		$(BIN)/pytest tests/deployed; \
+	else echo "deployed-stack test: SKIPPED, MiniStack $(MINISTACK_VERSION) could not be installed" \
+		"(see above): the template was not deployed"; fi
 
 up: $(INSTALLED) $(MINISTACK)/.installed-$(MINISTACK_VERSION) ## Build and deploy the real template to a local AWS on loopback (MiniStack + the Glider emulator)
 	@$(SAM_BUILD_ENV) $(BIN)/python -m local.aws up

@@ -47,7 +47,7 @@ OUTCOME_BUS = "glider-outcomes-test"
 SCHEDULED = ("port_sched1", "port_sched2")
 # The template's schedule runs once, this long after its deploy starts: after the deploy (about
 # 10 s here), and late enough for MiniStack's Scheduler, which looks every 10 s.
-SCHEDULE_DELAY = timedelta(seconds=40)
+SCHEDULE_DELAY = timedelta(seconds=30)
 
 
 @dataclass
@@ -330,6 +330,38 @@ def test_a_schedule_fires_and_its_portfolios_are_triggered_once(
     )
 
     assert [triggered(deployed, portfolio) for portfolio in SCHEDULED] == [1, 1]
+    # Its run names the schedule's ARN and the time it was due, as Scheduler fills them in on AWS
+    # (MiniStack needs local/aws/launcher.py for it): the guard keys the run by them, so each run
+    # of each schedule is a delivery of its own.
+    due = deployed.parameters["ScheduleExpression"].removeprefix("at(").removesuffix(")") + "Z"
+    runs = [
+        line["source_metadata"]
+        for line in function_log(deployed, "Rebalance triggered")
+        if line.get("source") == "schedule"
+    ]
+    assert len(runs) == 2, runs
+    for run in runs:
+        assert run["scheduleArn"].startswith(f"arn:aws:scheduler:{deployed.aws.region}:")
+        assert f":schedule/{deployed.outputs['ScheduleGroupName']}/" in run["scheduleArn"]
+        assert run["scheduledTime"] == due
+
+
+def function_log(deployed: Deployed, message: str) -> list[dict[str, Any]]:
+    """The function's JSON log lines with this message, from its log group."""
+    group = deployed.client("cloudformation").describe_stack_resource(
+        StackName=deployed.stack, LogicalResourceId="TriggerFunctionLogGroup"
+    )["StackResourceDetail"]["PhysicalResourceId"]
+    logs = deployed.client("logs")
+    lines = []
+    for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+        for event in page["events"]:
+            try:
+                line = json.loads(event["message"])
+            except ValueError:
+                continue
+            if isinstance(line, dict) and line.get("message") == message:
+                lines.append(line)
+    return lines
 
 
 def test_a_follow_up_reports_the_outcome_as_an_event_on_the_outcome_bus(

@@ -872,7 +872,7 @@ def move_task_error(exc: ClientError | BotoCoreError) -> ToolError:
         if code.isdigit() or code in _UNSUPPORTED_CODES:
             text += (
                 " (this endpoint does not seem to implement SQS message move tasks; moto 5.2.5 "
-                "does not: there, use `redrive --reason CODE`)"
+                "and MiniStack 1.5.33 (make up) do not: there, use `redrive --reason CODE`)"
             )
     return ToolError(text)
 

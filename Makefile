@@ -167,8 +167,10 @@ ministack: $(MINISTACK)/.installed-$(MINISTACK_VERSION) ## Install the local AWS
 # its schedule, buses and queues (tests/deployed). SKIPPED, loudly, only where MiniStack cannot be
 # installed (no package index).
 deployed: $(INSTALLED) ## The deployed-stack test: template.yaml deployed to MiniStack and driven end to end
-	@if $(MAKE) --no-print-directory $(MINISTACK)/.installed-$(MINISTACK_VERSION); then \
-		$(BIN)/pytest tests/deployed; \
+	@if ! $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
+		echo "deployed-stack test: SKIPPED, no python3.13 on PATH (sam build needs it)"; \
+	elif $(MAKE) --no-print-directory $(MINISTACK)/.installed-$(MINISTACK_VERSION); then \
+		$(SAM_BUILD_ENV) $(BIN)/pytest tests/deployed; \
 	else echo "deployed-stack test: SKIPPED, MiniStack $(MINISTACK_VERSION) could not be installed" \
 		"(see above): the template was not deployed"; fi
 

@@ -40,6 +40,12 @@ LOCAL_STACK_FILE = REPO / "local" / ".stack.json"
 TABLE_RESOURCE: Final = "IdempotencyTable"
 # Portfolios one command may name (a trigger run, a schedule's input).
 MAX_PORTFOLIOS: Final = 1000
+# Written by `make up` (local/aws/up.py) while its local AWS is up: the stack it deployed, and
+# the endpoint and credentials that reach it. Read (at each call, so that tests can point it
+# elsewhere) only when --stack names that stack: any other stack is an account's, reached through
+# the standard AWS environment as before.
+LOCAL_AWS_FILE = REPO / "local" / ".up" / "stack.json"
+UP_HINT: Final = " (is `make up`'s local AWS still up? `make down` clears what a killed one left)"
 LOCAL_HINT: Final = (
     " (is `make run RUN_ARGS=--keep` still running? A killed run leaves local/.stack.json behind)"
 )
@@ -61,6 +67,23 @@ def read_local_stack(path: Path) -> dict[str, str]:
     ):
         raise ToolError(f"{path} is not what `make run RUN_ARGS=--keep` writes (no environment)")
     return env
+
+
+def local_aws(stack: str | None) -> dict[str, str]:
+    """The AWS_* values of `make up`'s local AWS when `stack` is the stack it deployed there;
+    {} otherwise (and when no local stack is up): the standard AWS environment then applies."""
+    if not stack:
+        return {}
+    try:
+        document = json.loads(LOCAL_AWS_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(document, dict) or document.get("stack") != stack:
+        return {}
+    values = document.get("aws")
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in values.items() if isinstance(v, str) and k.startswith("AWS_")}
 
 
 def aws_values(env: Mapping[str, str]) -> dict[str, str]:

@@ -872,7 +872,7 @@ def move_task_error(exc: ClientError | BotoCoreError) -> ToolError:
         if code.isdigit() or code in _UNSUPPORTED_CODES:
             text += (
                 " (this endpoint does not seem to implement SQS message move tasks; moto 5.2.5 "
-                "does not: there, use `redrive --reason CODE`)"
+                "and MiniStack 1.5.33 (make up) do not: there, use `redrive --reason CODE`)"
             )
     return ToolError(text)
 
@@ -1004,6 +1004,13 @@ def main(argv: Sequence[str] | None = None, *, sqs: SQSClient | None = None) -> 
 
 
 def _run(args: argparse.Namespace, sqs: SQSClient | None) -> int:
+    from tools.common import Aws, local_aws  # noqa: PLC0415 - tools.common imports this module
+
+    local = local_aws(getattr(args, "stack", None))
+    if local:  # make up's stack: its endpoint and credentials
+        aws = Aws(local)
+        queues = resolve_queues(args, sqs or aws.sqs(), aws.cloudformation)
+        return COMMANDS[args.command](args, queues)
     session = boto3.session.Session()
     # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and most tools set.
     region = session.region_name or os.environ.get("AWS_REGION") or None

@@ -80,10 +80,12 @@ from tools.common import (
     LOCAL_HINT,
     LOCAL_STACK_FILE,
     TABLE_RESOURCE,
+    UP_HINT,
     Aws,
     aws_values,
     describe_stack,
     error_code,
+    local_aws,
     outputs_of,
     parameters_of,
     read_local_stack,
@@ -662,7 +664,7 @@ class Doctor:
     def _aws_detail(self, exc: ClientError | BotoCoreError) -> str:
         detail = one_line(describe(exc), _MAX_MESSAGE + 80)
         if self.config.local and isinstance(exc, EndpointConnectionError):
-            detail += LOCAL_HINT
+            detail += UP_HINT if self.config.origin.startswith("stack ") else LOCAL_HINT
         return detail
 
 
@@ -857,11 +859,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load(args: argparse.Namespace) -> Configuration:
     if args.stack:
+        local = local_aws(args.stack)  # make up's stack: its endpoint; else the account's
         try:
-            cloudformation = Aws({}, config=_AWS_CONFIG).cloudformation()
+            cloudformation = Aws(local, config=_AWS_CONFIG).cloudformation()
         except BotoCoreError as exc:
             raise ToolError(f"stack {args.stack}: {describe(exc)}") from exc
-        return from_stack(cloudformation, args.stack)
+        config = from_stack(cloudformation, args.stack)
+        config.aws = local
+        return config
     if args.from_env:
         return from_environment(dict(os.environ), "environment (--from-env)")
     if LOCAL_STACK_FILE.exists():

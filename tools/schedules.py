@@ -58,6 +58,7 @@ from tools.common import (
     Aws,
     describe_stack,
     error_code,
+    local_aws,
     outputs_of,
     portfolio_ids,
     stack_resource,
@@ -514,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "add":
             portfolio_ids(args.portfolio_ids)  # a usage error before any AWS call
-        aws = Aws({}, config=_AWS_CONFIG)
+        aws = Aws(local_aws(args.stack), config=_AWS_CONFIG)  # make up's stack, or an account
         stack = load_stack(aws, args.stack)
         return COMMANDS[args.command](args, Schedules(aws.scheduler(), stack))
     except UsageError as exc:

@@ -36,6 +36,7 @@ exit status: 0 sent (with --wait: every portfolio triggered, and completed when 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -66,9 +67,11 @@ from tools.common import (
     LOCAL_HINT,
     LOCAL_STACK_FILE,
     TABLE_RESOURCE,
+    UP_HINT,
     Aws,
     aws_values,
     describe_stack,
+    local_aws,
     outputs_of,
     parameters_of,
     portfolio_ids,
@@ -224,7 +227,10 @@ def _true(value: str | None, default: bool) -> bool:
 
 def load(args: argparse.Namespace) -> Target:
     if args.stack:
-        return from_stack(Aws({}, config=_AWS_CONFIG), args.stack)
+        local = local_aws(args.stack)  # make up's stack: its endpoint; else the account's
+        return dataclasses.replace(
+            from_stack(Aws(local, config=_AWS_CONFIG), args.stack), aws=local
+        )
     if LOCAL_STACK_FILE.exists():
         return from_local_file(LOCAL_STACK_FILE)
     raise UsageError(
@@ -682,7 +688,7 @@ class Run:
         if not self.args.wait:
             if self.target.stack:
                 print(f"Failures go to the DLQ: make dlq ARGS='list --stack {self.target.stack}'")
-            if self.target.local:
+            if self.target.local and not self.target.stack:  # make up's stack consumes its queues
                 print(NO_EVENT_SOURCE)
         return EXIT_ERROR if unsent else EXIT_OK
 
@@ -731,7 +737,7 @@ class Run:
             letters = DeadLetters(sqs, target.dlq_url, since_ms=self.started_ms)
         by_key = {r.delivery_key: r for r in self.requests}
         deadline = self.started + self.args.timeout
-        if target.local:
+        if target.local and not target.stack:  # make up's stack consumes its queues
             print(NO_EVENT_SOURCE)
         print(f"\nWaiting up to {self.args.timeout} s:", flush=True)
         while True:
@@ -902,7 +908,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ToolError as exc:
         print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
     except (ClientError, BotoCoreError) as exc:
-        hint = LOCAL_HINT if target and target.local and _unreachable(exc) else ""
+        hint = ""
+        if target and target.local and _unreachable(exc):
+            hint = UP_HINT if target.stack else LOCAL_HINT
         print(f"{PROG}: error: {describe(exc)}{hint}", file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -691,3 +695,58 @@ def test_a_scripted_cancellation_shows_cancelled_without_a_transaction(
         None,
     )
     assert listed[0]["status"] == "cancelled"
+
+
+def test_on_its_own_it_learns_portfolios_added_to_its_file_and_logs_each_request(
+    tmp_path: Path,
+) -> None:
+    """make up's emulator: a portfolio appended to --portfolios-file exists at once; each answered
+    request is a line of its output (never the key)."""
+    portfolios = tmp_path / "portfolios.txt"
+    portfolios.write_text("# comment\nport_first\n")
+    output = tmp_path / "emulator.log"
+    key = "emulator-cli-test-key"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(  # noqa: S603 - this interpreter, the emulator's module
+            [sys.executable, "-m", "local.fixtures.glider_emulator", "--port", "0",
+             "--portfolios-file", str(portfolios)],
+            env={**os.environ, "GLIDER_API_KEY": key},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = _wait_for_line(output, r"listening on (http://\S+)")
+
+        def trigger(portfolio: str) -> int:
+            answer = urllib3.request(
+                "POST",
+                f"{url}/v1/portfolio/{portfolio}/rebalance/schedule/trigger",
+                body=b'{"skipScheduleValidation": false}',
+                headers={"X-API-KEY": key, "Content-Type": "application/json"},
+                timeout=5,
+            )
+            return int(answer.status)
+
+        assert trigger("port_first") == 200
+        assert trigger("port_later") == 404
+        with portfolios.open("a") as file:
+            file.write("port_later\n")
+        _wait_for_line(output, r"portfolio added: (port_later)")
+        assert trigger("port_later") == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    log = output.read_text()
+    assert "POST /v1/portfolio/port_later/rebalance/schedule/trigger -> 404" in log
+    assert "POST /v1/portfolio/port_later/rebalance/schedule/trigger -> 200" in log
+    assert key not in log
+
+
+def _wait_for_line(path: Path, pattern: str, seconds: float = 15) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        match = re.search(pattern, path.read_text())
+        if match:
+            return match.group(1)
+        time.sleep(0.1)
+    raise AssertionError(f"no line matching {pattern!r} in {path}: {path.read_text()!r}")

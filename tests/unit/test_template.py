@@ -241,3 +241,33 @@ def test_the_boundary_parameter_is_required_and_names_the_boundary_policy(
         "arn:aws:iam::123456789012:role/glider-rebalance-trigger-boundary",
     ):
         assert not allowed.fullmatch(arn), arn
+
+
+BASE_URLS_ACCEPTED = [
+    "https://api.glider.fi",
+    "https://staging-api.glider.fi/",
+    # A Glider emulator on this machine (make up, the deployed-stack test): the key never leaves
+    # the host, and on AWS loopback is the function's own sandbox.
+    "http://127.0.0.1:8080",
+    "http://localhost:41234",
+    "http://127.0.0.1",
+]
+BASE_URLS_REFUSED = [
+    "http://api.glider.fi",
+    "http://127.0.0.1.nip.io:8080",
+    "http://localhost.example.com",
+    "http://localhost:8080@evil.example",
+    "http://10.0.0.1:8080",
+    "http://[::1]:8080",  # loopback too, but the template keeps to the two names it documents
+    "ftp://api.glider.fi",
+]
+
+
+def test_the_api_url_is_https_or_plain_http_on_loopback_only(template: dict[str, Any]) -> None:
+    pattern = template["Parameters"]["GliderApiBaseUrl"]["AllowedPattern"]
+    for url in BASE_URLS_ACCEPTED:
+        assert re.fullmatch(pattern, url), url
+        # What the template lets through, the function accepts at start-up.
+        Settings.from_environment(REQUIRED | {"GLIDER_API_BASE_URL": url})
+    for url in BASE_URLS_REFUSED:
+        assert not re.fullmatch(pattern, url), url

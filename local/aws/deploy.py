@@ -123,8 +123,9 @@ def _sam_environment(aws: LocalAws | None, state_dir: Path) -> dict[str, str]:
         "SAM_CLI_TELEMETRY": "0",
         "__SAM_CLI_APP_DIR": str(settings),
     }
-    # `sam build` needs a python3.13 (the Makefile exposes pyenv's for it).
-    for name in ("PYENV_VERSION", "PYENV_ROOT"):
+    # `sam build` needs a python3.13 (the Makefile exposes pyenv's for it), and the function's
+    # and the layer's Makefiles compile their bytecode with BYTECODE_PYTHON (the Makefile's).
+    for name in ("PYENV_VERSION", "PYENV_ROOT", "BYTECODE_PYTHON"):
         if name in os.environ:
             environment[name] = os.environ[name]
     if aws is not None:

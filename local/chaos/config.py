@@ -106,8 +106,8 @@ class ChaosConfig:
     @classmethod
     def quick(cls, *, ids: int = 300, seed: int = 0, api_version: str = "v1") -> ChaosConfig:
         """The short run: the same mix, one long Retry-After (10 s), one secret exhaustion,
-        two crashes, and botocore's backoff at a tenth (its retries of throttled reads would
-        take most of it)."""
+        two crashes, two lost answers a page down, and botocore's backoff at a tenth (its
+        retries of throttled reads would take most of it)."""
         return cls(
             ids=ids,
             seed=seed,

@@ -34,6 +34,8 @@ class PacingCheck:
     requests: int  # the function's requests to Glider, checked
     over: int  # ... arriving over the ceiling
     peak_per_second: int  # the most arrivals of one environment within one second
+    # The allowance these arrivals needed to be all within the ceiling: how close they came.
+    needed_allowance_seconds: float = 0.0
     over_at: list[float] = field(default_factory=list)  # the first few, time.time()
 
 
@@ -52,7 +54,9 @@ def check_pacing(
         spans[max(0, bisect_right(starts, arrived) - 1)].append(arrived)
     over_at: list[float] = []
     peak = 0
+    excess = 0.0  # the most requests of one environment in a span beyond max(1, rate) + rate*span
     for start, times in zip(starts, spans, strict=True):
+        excess = max(excess, _excess(times, rate) - max(1.0, rate))
         tokens, last = capacity, start
         for arrived in times:
             tokens = min(capacity, tokens + max(0.0, arrived - last) * rate)
@@ -70,8 +74,20 @@ def check_pacing(
         requests=len(arrivals),
         over=len(over_at),
         peak_per_second=peak,
+        needed_allowance_seconds=round(max(0.0, excess) / rate, 3),
         over_at=over_at[:20],
     )
+
+
+def _excess(times: list[float], rate: float) -> float:
+    """The most (sorted) arrivals in one span [t_i, t_j] less `rate * (t_j - t_i)`: with
+    a_k = k - rate * t_k, a span holds (a_j - a_i) + 1 of that, maximal over i <= j."""
+    best, lowest = 0.0, float("inf")
+    for index, arrived in enumerate(times):
+        level = index - rate * arrived
+        lowest = min(lowest, level)
+        best = max(best, level - lowest + 1)
+    return best
 
 
 def _peak(times: list[float], width: float) -> int:

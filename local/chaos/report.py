@@ -148,8 +148,9 @@ class ChaosReport:
         row = (
             f"{check.over} of {check.requests} requests to Glider (ceiling per execution "
             f"environment: {check.rate:g}/s, burst {check.capacity:g} with a "
-            f"{check.allowance_seconds:g} s allowance; {check.environments} environments; "
-            f"peak {check.peak_per_second} in a second)"
+            f"{check.allowance_seconds:g} s allowance, {check.needed_allowance_seconds:g} s "
+            f"needed; {check.environments} environments; peak {check.peak_per_second} in a "
+            "second)"
         )
         return row if self.paced else row + ", the function ran WITHOUT RATE_LIMIT_PER_SECOND"
 
@@ -213,7 +214,7 @@ class ChaosReport:
              str(self.unfollowable)),
             ("  with MORE than one final outcome (must be 0)",
              str(self.followed_with_outcomes_twice)),
-            ("rebalances in the emulator", str(self.rebalances)),
+            ("rebalances in the emulator (not the other client's)", str(self.rebalances)),
             (IN_WINDOW, str(self.crash_retries_in_window)),
             ("DLQ replayed at the end", f"{replayed} messages"
              + (f" ({listing(self.replayed)})" if replayed else "")),

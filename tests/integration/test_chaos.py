@@ -241,8 +241,11 @@ def test_the_pacing_check_counts_what_arrives_over_the_bucket_of_its_environment
     # A second environment, started at 0.5 s, has a bucket of its own.
     check = check_pacing([0.0, 0.0, 0.5, 0.5], [0.0, 0.5], rate=2, allowance_seconds=0)
     assert check.over == 0
-    # The allowance: 0.5 s at 2 a second is one more request in a burst.
+    # The allowance: 0.5 s at 2 a second is one more request in a burst; what was needed.
     assert check_pacing([0.0, 0.0, 0.0], [0.0], rate=2, allowance_seconds=0.5).over == 0
+    assert check_pacing([0.0, 0.0, 0.0, 1.0], [0.0], rate=2, allowance_seconds=0).over == 1
+    needed = check_pacing([0.0, 0.0, 0.0, 0.25], [0.0], rate=2, allowance_seconds=0)
+    assert needed.needed_allowance_seconds == 0.75  # 4 in 0.25 s: 1.5 beyond 2 + 2 * 0.25
 
 
 def test_a_repeat_is_flagged_only_by_the_outcome_of_the_delivery_that_sent_it() -> None:

@@ -84,7 +84,7 @@ drained through the function again (its DLQ writes and retries included). Then i
   lost attempt, and not as a trigger joined to a rebalance in flight.
 - no request over the rate ceiling (pacing.py): every request the function made to Glider,
   per execution environment, through a bucket like the function's own (RATE_LIMIT_PER_SECOND,
-  burst one second's worth) with a 0.1 s allowance for the time between the slot and the
+  burst one second's worth) with a 0.15 s allowance for the time between the slot and the
   arrival.
 - nothing doubled by the replay: no id that had a rebalance before the replay gets another one
   from it (unless a lost or too-slow answer during the replay explains it, or the function never

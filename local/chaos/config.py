@@ -69,10 +69,11 @@ class ChaosConfig:
     # check fail), and the ceiling every request to Glider is checked against: per execution
     # environment, a bucket of max(1, rate) tokens refilled at `rate` a second, with an
     # allowance of `pacing_allowance_seconds` for the time between the function's slot and the
-    # request's arrival at Glider (the guard's write before a first attempt, a busy machine).
+    # request's arrival at Glider (the guard's write before a first attempt, a busy machine:
+    # runs on 2 shared cores needed up to 0.08 s; with none, a few requests a run arrive over).
     rate_limit_per_second: float = 20.0
     pacing: bool = True
-    pacing_allowance_seconds: float = 0.1
+    pacing_allowance_seconds: float = 0.15
     # Staged scenarios on async events (each event has at most one; the first event has the
     # DLQ outage that ends in its on-failure destination record).
     crashes: int = 3  # events whose first attempt loses its execution environment

@@ -145,7 +145,7 @@ template: $(INSTALLED) ## cfn-lint and sam validate --lint on template.yaml
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --template template.yaml --region $(SAM_REGION)
 
-chaos: $(INSTALLED) ## Chaos run: 2,000 triggers under injected faults; nothing lost, nothing doubled
+chaos: $(INSTALLED) ## Chaos run: 2,000 triggers under injected faults; nothing lost, doubled, repeated unflagged or over the rate ceiling
 	$(BIN)/python -m local.chaos $(CHAOS_ARGS)
 
 # The cold start is measured on the built artifact too (bench/cold.py): build-check's output, the

@@ -16,7 +16,10 @@ from local.chaos.run import run_chaos
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m local.chaos",
-        description="Chaos run of the trigger function: nothing lost, nothing doubled.",
+        description=(
+            "Chaos run of the trigger function: nothing lost, nothing doubled, no repeat "
+            "unflagged, no request over the rate ceiling."
+        ),
     )
     parser.add_argument("--ids", type=int, default=None, help="portfolio ids (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -40,18 +43,41 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the function without its idempotency table, to see the doubles it prevents",
     )
+    parser.add_argument(
+        "--no-reconcile",
+        action="store_true",
+        help="run the function with RECONCILE_LOST_ANSWERS=false (lost answers are not looked up)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="N",
+        help="RATE_LIMIT_PER_SECOND, and the ceiling every request is checked against (default 20)",
+    )
+    parser.add_argument(
+        "--no-pacing",
+        action="store_true",
+        help="run the function without RATE_LIMIT_PER_SECOND (the check keeps the ceiling)",
+    )
     args = parser.parse_args(argv)
     if args.ids is not None and args.ids < 1:
         parser.error("--ids must be at least 1")
     if not 0 <= args.store_fault_rate <= 1:
         parser.error("--store-fault-rate must be between 0 and 1")
+    if args.rate is not None and not 0.01 <= args.rate <= 10_000:
+        parser.error("--rate must be between 0.01 and 10000 (RATE_LIMIT_PER_SECOND's range)")
     config = ChaosConfig.quick(seed=args.seed) if args.quick else ChaosConfig(seed=args.seed)
     config = replace(
         config,
         store_fault_rate=args.store_fault_rate,
         idempotency=not args.no_idempotency,
+        reconcile=not args.no_reconcile,
+        pacing=not args.no_pacing,
         api_version=args.api,
     )
+    if args.rate is not None:
+        config = replace(config, rate_limit_per_second=args.rate)
 
     report = run_chaos(
         ids=args.ids,

@@ -1,9 +1,19 @@
-"""The accounting: what happened (emulator, logs, queues) read into lost, doubled and replayed."""
+"""The accounting: what happened (emulator, logs, queues) read into lost, doubled and replayed.
+
+Each id is owed one rebalance per distinct delivery that requested it (one, or two for the
+phase's shared portfolios), less the deliveries Glider joined to another's rebalance in flight
+(v2). The other client's rebalances of the deep portfolios (phase.py) are nobody's delivery and
+are left out. Beyond what is owed, an extra rebalance is a repeat no client can prevent as far
+as rebalances the function never learned of are explained by served lost or too-slow answers
+(it must then have said so: else it is an unflagged repeat), and a double otherwise.
+"""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from local.chaos.faults import (
     AWS_FAULTS,
@@ -15,9 +25,13 @@ from local.chaos.faults import (
 )
 from local.chaos.harness import Harness, Stack
 from local.chaos.letters import DESTINATION, GUARDED_KINDS, REDRIVEN, body_ids, dlq_kind
+from local.chaos.pacing import check_pacing
+from local.chaos.phase import EXTERNAL_AGENT, Phase
 from local.chaos.report import ChaosReport, sample
-from local.fixtures.glider_emulator import Rebalance
+from local.fixtures.glider_emulator import Rebalance, RecordedRequest
 from local.fixtures.stack import drain
+
+CUT_OFF = "RECENT_LIST_CUT_OFF"  # the function's reason when a list does not reach back
 
 
 @dataclass
@@ -31,6 +45,8 @@ class Repeats:
     # rebalance was listed before the function sent again, so reconciling should leave none.
     after_reconcilable: int = 0
     flagged: int = 0
+    unflagged: list[str] = field(default_factory=list)  # ids with a repeat it did not announce
+    unflagged_extra: int = 0
     causes: Counter[str] = field(default_factory=Counter)
     replay_triggered: int = 0
     replay_doubled: list[str] = field(default_factory=list)
@@ -43,10 +59,15 @@ class Repeats:
 class Tally:
     """Reads what happened (the emulator, the function's logs, the queues) into a report."""
 
-    def __init__(self, stack: Stack, harness: Harness) -> None:
+    def __init__(self, stack: Stack, harness: Harness, phase: Phase) -> None:
         self.stack = stack
         self.harness = harness
+        self.phase = phase
         self.plan = stack.plan
+        # The function's requests to Glider (not the other client's).
+        self.requests: list[RecordedRequest] = [
+            r for r in stack.emulator.requests if r.headers.get("user-agent") != EXTERNAL_AGENT
+        ]
         # Rebalances before the replay and during it (the emulator records them in order).
         everything = stack.emulator.rebalances
         split = harness.replay_rebalance_start
@@ -55,13 +76,28 @@ class Tally:
         self.before: dict[str, list[Rebalance]] = defaultdict(list)
         self.during: dict[str, list[Rebalance]] = defaultdict(list)
         for number, rebalance in enumerate(everything):
+            if rebalance.rebalance_id in phase.external:
+                continue
             self.rebalances[rebalance.portfolio_id].append(rebalance)
-            phase = self.before if number < split else self.during
-            phase[rebalance.portfolio_id].append(rebalance)
+            when = self.before if number < split else self.during
+            when[rebalance.portfolio_id].append(rebalance)
         logs = stack.logs()  # every execution environment's
         # Successes the function saw, by rebalance id; "already-triggered" lines are not new.
         triggered = [r for r in logs if r.get("outcome") == "triggered"]
         self.observed = {str(r.get("rebalance_id")) for r in triggered}
+        # Deliveries owed a rebalance each, per id; the shared ones that Glider joined (v2).
+        self.deliveries = {s.portfolio_id: len(s.deliveries) for s in self.plan.shared}
+        self.joined = joined_deliveries(
+            self.deliveries,
+            self.requests,
+            triggered,
+            {i: len(self.rebalances.get(i, [])) for i in self.deliveries},
+        )
+        self.announced = announced_repeats(logs)
+        self.cut_off: Counter[str] = Counter(
+            str(r.get("portfolio_id")) for r in logs if r.get("reason") == CUT_OFF
+        )
+        self.reconciled_ids = {str(r.get("portfolio_id")) for r in triggered if r.get("reconciled")}
         self.reconciled = sum(1 for r in triggered if r.get("reconciled") is True)
         # Each rebalance the function saw triggered, and the final outcomes it reported of it.
         finals = [r for r in logs if r.get("rebalance_outcome")]
@@ -87,15 +123,6 @@ class Tally:
                 self.replay_triggers[portfolio_id].add(replayed.kind)
             else:
                 self.trigger_sources[portfolio_id].add(str(record["source"]))
-        # A final failure after sending (`maybe_delivered`), or earlier lost answers counted on
-        # the line of the attempt that finally succeeded or failed (`maybe_delivered_attempts`).
-        self.flags: Counter[str] = Counter()
-        for record in logs:
-            flagged = int(record.get("maybe_delivered_attempts") or 0)
-            flagged += 1 if record.get("maybe_delivered") is True else 0
-            if flagged:
-                self.flags[str(record.get("portfolio_id"))] += flagged
-
         self.final_failures = Counter(
             str(r.get("reason")) for r in logs if r.get("outcome") == "failed"
         )
@@ -107,11 +134,21 @@ class Tally:
         self.served_during: dict[str, Counter[str]] = defaultdict(Counter)
         self.faults = self._faults()
 
+    def seen(self, rebalance: Rebalance) -> bool:
+        """Whether the function learned of this rebalance: its id is on a `triggered` line
+        (the operation id for one a v2 trigger started: what the function calls it there)."""
+        key = rebalance.operation_id if rebalance.api_version == "v2" else rebalance.rebalance_id
+        return key in self.observed
+
+    def owed(self, portfolio_id: str) -> int:
+        """Rebalances owed to the id: one per delivery, less those Glider joined."""
+        return self.deliveries.get(portfolio_id, 1) - self.joined.get(portfolio_id, 0)
+
     def _faults(self) -> dict[str, int]:
         """Scripted faults the emulator really served (each call to an id takes the next one,
         except the calls a Glider outage answered), 404s answered, what the proxy injected,
         and the scenarios the harness staged that really happened."""
-        recorded = self.stack.emulator.requests
+        recorded = self.stack.emulator.requests  # indexes, as the outage windows count them
         replay_start = self.harness.replay_request_start
         replay_start = len(recorded) if replay_start is None else replay_start
         calls: Counter[str] = Counter()
@@ -122,6 +159,7 @@ class Tally:
                 not portfolio_id
                 or request.method != "POST"
                 or self.harness.outages.in_outage(index)
+                or request.headers.get("user-agent") == EXTERNAL_AGENT
             ):
                 continue
             script = self.plan.scripts.get(portfolio_id, [])
@@ -168,47 +206,62 @@ class Tally:
         """How many of these rebalances the function may never have learned of: unseen (their
         rebalance id is in no log line), as far as served lost-response or too-slow faults
         explain them."""
-        unseen = sum(1 for r in rebalances if r.rebalance_id not in self.observed)
+        unseen = sum(1 for r in rebalances if not self.seen(r))
         return min(unseen, sum(served[kind] for kind in MAYBE_DELIVERED_FAULTS))
 
     def repeats(self, ids: set[str]) -> Repeats:
         """Doubled ids and extra rebalances; repeats no client can prevent; replay doubles.
 
-        Before the replay (and, for an id the replay is the first to trigger, within it), an
-        id's extra rebalances are unpreventable as far as there were rebalances the function
-        never saw that a served lost-response or too-slow fault explains; every other extra is
-        a double by redelivery or retry. An id with a rebalance before the replay that the
-        replay triggers again is a replay double (the extras within the replay that a lost or
-        too-slow answer during it explains excepted), unless the function never learned of
-        any of its earlier rebalances (each one unseen and explained so): no client could
-        have known, so that one is a replay repeat no client can prevent."""
+        Each id is owed `owed(id)` rebalances. Before the replay (and, for an id still owed
+        one when the replay came, within it beyond what it was owed), an id's extra rebalances
+        are unpreventable as far as there were rebalances the function never saw that a served
+        lost-response or too-slow fault explains; every other extra is a double by redelivery
+        or retry. An id that had all it was owed before the replay and gets another from it is
+        a replay double (the extras within the replay that a lost or too-slow answer during it
+        explains excepted), unless the function learned of fewer than it was owed (the others
+        unseen and explained so): no client could have known, so that one is a replay repeat
+        no client can prevent. Every unpreventable repeat must have been announced by the
+        function (_announced): the rest are unflagged repeats."""
         result = Repeats()
         for portfolio_id in sorted(ids):
+            owed = self.owed(portfolio_id)
             before, during = self.before.get(portfolio_id, []), self.during.get(portfolio_id, [])
             unknown_before = self._unknown(before, self.served_before[portfolio_id])
             unknown_during = self._unknown(during, self.served_during[portfolio_id])
-            extras = max(0, len(before) - 1)
+            extras = max(0, len(before) - owed)
             unpreventable = min(extras, unknown_before)
             doubles = extras - unpreventable
-            within = max(0, len(during) - 1)  # beyond the replay's first trigger
-            explained_within = min(within, unknown_during)
-            unpreventable += explained_within
+            room = max(0, owed - len(before))  # still owed when the replay came
+            beyond = max(0, len(during) - room)  # the replay's rebalances beyond that
             if during:
                 result.replay_triggered += 1
-            if before and during:
-                again = 1 + within - explained_within
-                if len(before) <= unknown_before:  # the function never learned of them
+            if beyond and room:
+                explained = min(beyond, unknown_during)
+                unpreventable += explained
+                doubles += beyond - explained
+            elif beyond:  # it had all it was owed: the replay's first trigger is one again
+                within = beyond - 1
+                explained = min(within, unknown_during)
+                unpreventable += explained
+                again = 1 + within - explained
+                if len(before) - unknown_before < owed:  # the function never learned of them
                     result.replay_unpreventable += 1
                     unpreventable += 1
                     doubles += again - 1
                 else:
                     self._replay_double(portfolio_id, again, result)
-            else:
-                doubles += within - explained_within
             result.unpreventable += unpreventable
-            if unpreventable and self._only_reconcilable(portfolio_id):
+            if (
+                unpreventable
+                and portfolio_id not in self.plan.deep  # its rebalance is a page down: not found
+                and self._only_reconcilable(portfolio_id)
+            ):
                 result.after_reconcilable += unpreventable
-            result.flagged += min(unpreventable, self.flags[portfolio_id])
+            unflagged = max(0, unpreventable - self.announced[portfolio_id])
+            result.flagged += unpreventable - unflagged
+            if unflagged:
+                result.unflagged.append(portfolio_id)
+                result.unflagged_extra += unflagged
             if doubles:
                 result.doubled.append(portfolio_id)
                 result.extra += doubles
@@ -270,16 +323,29 @@ class Tally:
         pending_ids, notes = self._pending()
         triggered = {i for i in ids_in if self.rebalances.get(i)}
         dead_lettered = ids_in & set(named_by)
+        # Owed more rebalances than it got: a delivery still in the DLQ, pending, or lost.
+        short = {i: self.owed(i) - len(self.rebalances.get(i, [])) for i in ids_in}
+        unsatisfied = {i for i, missing in short.items() if missing > 0}
         both: dict[str, list[str]] = {"lost": [], "whole": [], "other": []}
         for portfolio_id in sorted(triggered & dead_lettered):
-            seen = any(r.rebalance_id in self.observed for r in self.rebalances[portfolio_id])
+            if portfolio_id in unsatisfied:
+                continue  # a shared id: one delivery triggered, the other's letter is there
+            seen = any(self.seen(r) for r in self.rebalances[portfolio_id])
             which = (
                 "other" if seen and not whole_only[portfolio_id] else "whole" if seen else "lost"
             )
             both[which].append(portfolio_id)
-        pending = pending_ids & (ids_in - triggered - dead_lettered)
-        lost = sorted(ids_in - triggered - dead_lettered - pending)
+        pending = pending_ids & unsatisfied - dead_lettered
+        lost = sorted(unsatisfied - dead_lettered - pending)
         repeats = self.repeats(ids_in)
+        pacing = check_pacing(
+            [r.received_at for r in self.requests],
+            self.stack.environment_started,
+            rate=self.stack.config.rate_limit_per_second,
+            allowance_seconds=self.stack.config.pacing_allowance_seconds,
+        )
+        shared = {s.portfolio_id for s in self.plan.shared}
+        deep = self.plan.deep
         invocations = dict(self.harness.invocations)
         invocations["handler raised"] = sum(self.harness.handler_errors.values())
         invocations["function's DLQ writes that failed"] = self.dlq_write_failures
@@ -298,12 +364,33 @@ class Tally:
             dead_lettered=len(dead_lettered),
             dead_lettered_only=len(dead_lettered - triggered),
             pending=len(pending),
-            lost=len(lost),
+            lost=sum(short[i] for i in lost),
             doubled_by_redelivery=len(repeats.doubled),
             doubled_extra_rebalances=repeats.extra,
             unpreventable_repeats=repeats.unpreventable,
             unpreventable_flagged=repeats.flagged,
             unpreventable_after_reconcilable=repeats.after_reconcilable,
+            unflagged_repeats=repeats.unflagged_extra,
+            unflagged_ids=repeats.unflagged,
+            over_rate_ceiling=pacing.over,
+            pacing=pacing,
+            paced=self.stack.config.pacing,
+            joined_deliveries=sum(self.joined.values()),
+            shared_portfolios=len(shared),
+            shared_deliveries=sum(self.deliveries.values()),
+            shared_spacings=dict(Counter(s.spacing for s in self.plan.shared)),
+            shared_refused=sum(
+                1
+                for r in self.requests
+                if r.method == "POST" and r.portfolio_id in shared and r.status == 429
+            ),
+            shared_rebalances=sum(len(self.rebalances.get(i, [])) for i in shared),
+            deep_portfolios=len(deep),
+            deep_other_rebalances=len(self.phase.external),
+            deep_cut_off=sum(self.cut_off[i] for i in deep),
+            deep_found=sum(1 for i in deep if i in self.reconciled_ids),
+            deep_resent=sum(1 for i in deep if len(self.rebalances.get(i, [])) > 1),
+            clock_offsets=list(self.plan.clock_offsets),
             reconciled=self.reconciled,
             followed=len(self.followed),
             unfollowable=self.unfollowable,
@@ -337,3 +424,67 @@ class Tally:
             dlq_messages=dict(dlq_kinds),
             notes=notes,
         )
+
+
+def joined_deliveries(
+    deliveries: Mapping[str, int],
+    requests: Iterable[RecordedRequest],
+    triggered: Iterable[Mapping[str, Any]],
+    rebalances: Mapping[str, int],
+) -> dict[str, int]:
+    """Deliveries of a shared portfolio that Glider joined to another's rebalance in flight.
+
+    v2 answers a trigger while the portfolio's rebalance is in flight with that rebalance's
+    operation: satisfied, nothing new started. A delivery counts as joined only when both sides
+    say so: the emulator accepted more triggers of the portfolio than it started rebalances
+    (its collapses: each accepted trigger request, 2xx, of a portfolio with no scripted faults
+    either started one or was collapsed), and the function's `triggered` lines give one
+    rebalance id to more than one delivery, each line sent, not reconciled (a delivery that
+    only looked and took another's rebalance for its own is case 1's loss, not a join). The
+    fewer of the two, and at most all the portfolio's deliveries but one. On v1 there are no
+    collapses: a second trigger starts a second rebalance (or meets the cooldown).
+
+    `deliveries`: id -> deliveries; `rebalances`: id -> rebalances started (the function's)."""
+    accepted: Counter[str] = Counter(
+        str(r.portfolio_id)
+        for r in requests
+        if r.method == "POST"
+        and r.portfolio_id in deliveries
+        and r.status is not None
+        and 200 <= r.status < 300
+    )
+    holders: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for line in triggered:
+        portfolio_id = str(line.get("portfolio_id"))
+        if portfolio_id in deliveries and not line.get("reconciled"):
+            holders[portfolio_id, str(line.get("rebalance_id"))].add(str(line.get("delivery_id")))
+    shared: Counter[str] = Counter()
+    for (portfolio_id, _), delivery_ids in holders.items():
+        shared[portfolio_id] += len(delivery_ids) - 1
+    joined = {}
+    for portfolio_id, count in deliveries.items():
+        collapsed = accepted[portfolio_id] - rebalances.get(portfolio_id, 0)
+        both = min(collapsed, shared[portfolio_id], count - 1)
+        if both > 0:
+            joined[portfolio_id] = both
+    return joined
+
+
+def announced_repeats(logs: Iterable[Mapping[str, Any]]) -> Counter[str]:
+    """Repeats the function announced, per id: a repeat must be flagged by the outcome of the
+    delivery that sent it. A `triggered` line's maybe_delivered_attempts counts earlier attempts
+    (of this holder, or windows it inherited and could not settle) that may have started a
+    rebalance besides the one it reports: each a possible repeat. A `failed` line's counts this
+    holder's attempts that may have started one, and one of those would be the delivery's own
+    rebalance, not a repeat: it announces one less. So the failure line of a lost attempt does
+    not cover a silent repeat sent later for it (case 2: a list cut off taken as "nothing
+    started"), nor does a WARNING that a trigger joined a rebalance in flight (case 5: a real
+    repeat made to look joined by a clock)."""
+    announced: Counter[str] = Counter()
+    for line in logs:
+        attempts = int(line.get("maybe_delivered_attempts") or 0)
+        if line.get("outcome") == "triggered":
+            announced[str(line.get("portfolio_id"))] += attempts
+        elif line.get("outcome") == "failed":
+            announced[str(line.get("portfolio_id"))] += max(0, attempts - 1)
+    return announced

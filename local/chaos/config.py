@@ -27,6 +27,10 @@ class ChaosConfig:
     p_lost_response: float = 0.012
     p_truncated: float = 0.012
     p_acted_then_error: float = 0.012  # a 5xx Glider answers after it started the rebalance
+    # 429s on every try but the last, whose answer is lost: the delivery's next receive, retry
+    # or replayed letter must find that rebalance (finished by then: on v2 a repeat would not
+    # be joined to it) on Glider's clock, however far off ours it is.
+    p_lost_last_try: float = 0.01
     long_rate_limits: int = 3  # single-id messages first answered with a long Retry-After
     long_retry_after: tuple[int, int] = (20, 30)
     slow_seconds: tuple[float, float] = (0.5, 0.9)
@@ -45,6 +49,31 @@ class ChaosConfig:
     dlq_outage_chance_event: float = 0.15
     store_fault_rate: float = 0.0  # opt-in: the guard's UpdateItem (success record) denied
     idempotency: bool = True  # False: run the function without its table (no guard)
+    # Several deliveries of one portfolio (an upstream request and a schedule, or two upstream
+    # requests), in a phase of the run's tail with Glider's per-portfolio cooldown on: this share
+    # of the ids (at least shared_min) is requested twice, by two distinct deliveries.
+    shared_share: float = 0.03
+    shared_min: int = 8
+    # The cooldown, scaled like Lambda's retries (80 s when deployed): the second delivery of a
+    # pair that comes inside it is refused with a 429 whose Retry-After is what is left of it.
+    cooldown_seconds: float = 20.0
+    # Portfolios with more than one page of rebalances: a lost answer on the last try of their
+    # delivery (its letter carries the window), then this many rebalances of someone else's
+    # (more than the emulator lists at most, 50), then the replay of the letter.
+    deep_portfolios: int = 3
+    deep_rebalances: int = 55
+    # Glider's clock: off ours by a seeded offset of this magnitude at most (20 s at least, so
+    # that it always exceeds the function's 5 s allowance), changed per phase of the run.
+    clock_skew_seconds: tuple[float, float] = (20.0, 60.0)
+    # Pacing: RATE_LIMIT_PER_SECOND for the function (pacing=False leaves it unset, to see the
+    # check fail), and the ceiling every request to Glider is checked against: per execution
+    # environment, a bucket of max(1, rate) tokens refilled at `rate` a second, with an
+    # allowance of `pacing_allowance_seconds` for the time between the function's slot and the
+    # request's arrival at Glider (the guard's write before a first attempt, a busy machine:
+    # runs on 2 shared cores needed up to 0.08 s; with none, a few requests a run arrive over).
+    rate_limit_per_second: float = 20.0
+    pacing: bool = True
+    pacing_allowance_seconds: float = 0.15
     # Staged scenarios on async events (each event has at most one; the first event has the
     # DLQ outage that ends in its on-failure destination record).
     crashes: int = 3  # events whose first attempt loses its execution environment
@@ -78,8 +107,8 @@ class ChaosConfig:
     @classmethod
     def quick(cls, *, ids: int = 300, seed: int = 0, api_version: str = "v1") -> ChaosConfig:
         """The short run: the same mix, one long Retry-After (10 s), one secret exhaustion,
-        two crashes, and botocore's backoff at a tenth (its retries of throttled reads would
-        take most of it)."""
+        two crashes, two lost answers a page down, and botocore's backoff at a tenth (its
+        retries of throttled reads would take most of it)."""
         return cls(
             ids=ids,
             seed=seed,
@@ -91,6 +120,7 @@ class ChaosConfig:
             dlq_outage_chance_sqs=0.05,
             dlq_outage_chance_event=0.3,
             crashes=2,
+            deep_portfolios=2,
         )
 
     @property
@@ -110,4 +140,15 @@ class ChaosConfig:
             "DEADLINE_SAFETY_MARGIN_SECONDS": "0.5",
             "FOLLOW_FIRST_DELAY_SECONDS": str(self.follow_first_delay_seconds),
             "RECONCILE_LOST_ANSWERS": "true" if self.reconcile else "false",
+            **({"RATE_LIMIT_PER_SECOND": f"{self.rate_limit_per_second:g}"} if self.pacing else {}),
         }
+
+    def shared_count(self, ids: int) -> int:
+        """How many of `ids` are requested by two deliveries (0 when there are too few ids)."""
+        wanted = max(self.shared_min, round(ids * self.shared_share)) if self.shared_share else 0
+        return min(wanted, ids // 4)
+
+    @property
+    def pacing_capacity(self) -> float:
+        """The function's bucket: one second's worth, at least one request (pacing.py)."""
+        return max(1.0, self.rate_limit_per_second)

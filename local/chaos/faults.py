@@ -26,6 +26,7 @@ GLIDER_FAULTS = {
     "glider.lost_response": "Glider lost response (triggered, then reset)",
     "glider.truncated": "Glider 200 with its body cut off (triggered)",
     "glider.acted_then_error": "Glider 5xx after it started the rebalance (triggered)",
+    "glider.lost_last_try": "Glider lost response on a delivery's last try (triggered)",
     "glider.not_found": "Glider 404 API_200 (unknown portfolio)",
 }
 AWS_FAULTS = {
@@ -46,11 +47,13 @@ STORE_FAULT_LABEL = "DynamoDB UpdateItem AccessDenied (idempotency success write
 # Faults after which Glider has acted although the function saw no answer that says so. Not
 # the truncated 2xx: its status line arrived, so the function knows Glider accepted.
 MAYBE_DELIVERED_FAULTS = frozenset(
-    {"glider.slow", "glider.lost_response", "glider.acted_then_error"}
+    {"glider.slow", "glider.lost_response", "glider.acted_then_error", "glider.lost_last_try"}
 )
 # ... of which a lookup of the portfolio's recent rebalances finds the rebalance in time (an
 # answer slower than the read timeout may start it only after the function looked).
-RECONCILABLE_FAULTS = frozenset({"glider.lost_response", "glider.acted_then_error"})
+RECONCILABLE_FAULTS = frozenset(
+    {"glider.lost_response", "glider.acted_then_error", "glider.lost_last_try"}
+)
 
 
 class Outages:

@@ -44,15 +44,21 @@ class Stack:
     # Every execution environment, in order; the last one takes the invocations. A crash
     # replaces it with a new one (a cold start); the old ones are kept for their logs.
     functions: list[LocalFunction] = field(default_factory=list)
+    # When each began to take invocations (time.time(), the emulator's clock for arrivals).
+    # One invocation runs at a time and a crashed one has finished all its work (its worker
+    # pool is joined) before the next environment starts, so each request to Glider belongs to
+    # the environment whose span holds its arrival: the pacing check reads them so.
+    environment_started: list[float] = field(default_factory=list)
 
     @property
     def function(self) -> LocalFunction:
         if not self.functions:
-            self.functions.append(LocalFunction(self.env))
+            self.new_environment()
         return self.functions[-1]
 
     def new_environment(self) -> None:
         self.functions.append(LocalFunction(self.env))
+        self.environment_started.append(time.time())
 
     def logs(self) -> list[dict[str, Any]]:
         """The JSON log lines of every execution environment."""
@@ -68,6 +74,9 @@ class AsyncDelivery:
     ids: list[str]
     request_id: str
     crash_after: int | None = None  # the first attempt's environment dies on this context call
+    # Meets the run's staged AWS faults (secret outages, DLQ outages); not the phase's events,
+    # whose scenario is Glider's cooldown and lost answers.
+    staged: bool = True
     partial_dlq: bool = False  # staged on the first attempt (or the next, if it did not take)
     dlq_outage_attempts: int = 0  # attempts, from the first, whose DLQ write is denied
     attempts: int = 0
@@ -104,6 +113,10 @@ class Harness:
         self.replay_rebalance_start: int | None = None
         self.replayed: dict[str, Replayed] = {}
         self.notes: list[str] = []
+        # Timed actions (the phase's deliveries and its end), by due time.monotonic(): a drain
+        # does not end while one is pending.
+        self.actions: list[tuple[float, Callable[[], None]]] = []
+        self.phase_started: Callable[[], None] | None = None  # set by the phase, run once
         self.source = SqsEventSource(
             self.stack.sqs, self.stack.deployment.work_queue, region=REGION
         )
@@ -187,6 +200,31 @@ class Harness:
             delivery.dlq_outage_attempts = self.rng.choice((1, 2, 3))
         self.attempt(delivery)
 
+    def start_extra_async(self, event: dict[str, Any], ids: list[str]) -> None:
+        """An async event outside the plan's list (the phase's): Lambda's attempts and
+        retries as for any, without the run's staged AWS faults."""
+        self.invocations["async events"] += 1
+        request_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        self.attempt(AsyncDelivery(-1, event, ids, request_id, staged=False))
+
+    def send_bodies(self, bodies: list[dict[str, Any]]) -> None:
+        """Work-queue messages in one SendMessageBatch (at most 10): received together."""
+        response = self.stack.sqs.send_message_batch(
+            QueueUrl=self.stack.deployment.work_queue.url,
+            Entries=[{"Id": str(n), "MessageBody": json.dumps(b)} for n, b in enumerate(bodies)],
+        )
+        if response.get("Failed"):
+            raise RuntimeError(f"could not send to the work queue: {response['Failed']}")
+
+    def at(self, delay: float, action: Callable[[], None]) -> None:
+        self.actions.append((time.monotonic() + delay, action))
+        self.actions.sort(key=lambda entry: entry[0])
+
+    def run_due_actions(self) -> None:
+        while self.actions and self.actions[0][0] <= time.monotonic():
+            _, action = self.actions.pop(0)
+            action()
+
     def run_due_retries(self) -> None:
         now = time.monotonic()
         for delivery in sorted((d for d in self.retries if d.due <= now), key=lambda d: d.due):
@@ -202,7 +240,8 @@ class Harness:
             self.invocations["async retries"] += 1
             if delivery.in_progress_until and time.monotonic() < delivery.in_progress_until:
                 self.crash_retries_in_window += 1
-        self.outages.secret_faults(len(delivery.ids))
+        if delivery.staged:
+            self.outages.secret_faults(len(delivery.ids))
         if delivery.attempts <= delivery.dlq_outage_attempts:
             self.outages.dlq_outage(1)
         staged = delivery.partial_dlq and delivery.attempts < ASYNC_ATTEMPTS
@@ -327,7 +366,10 @@ class Harness:
 
     def run(self) -> None:
         """SQS batches, with an async event every `stride` of them, until everything drained
-        (the work queue, delayed messages included, and Lambda's pending retries)."""
+        (the work queue, delayed messages included, Lambda's pending retries and the phase).
+        Glider's clock is off ours by the plan's first offset, then by its second once half the
+        events have started."""
+        self.stack.emulator.set_clock_offset(self.stack.plan.clock_offsets[0])
         self.outages.background_faults()
         self.send_messages()
         events = deque(enumerate(self.stack.plan.events))
@@ -339,6 +381,7 @@ class Harness:
         """Every DLQ message back to the work queue, body verbatim and no attributes (a message
         move task, `make dlq ARGS='redrive'`), then the work queue drained again."""
         emulator = self.stack.emulator
+        emulator.set_clock_offset(self.stack.plan.clock_offsets[2])
         self.replay_request_start = len(emulator.requests)
         self.replay_rebalance_start = len(emulator.rebalances)
         letters = drain(self.stack.sqs, self.stack.deployment.dlq.url)
@@ -367,8 +410,13 @@ class Harness:
     ) -> None:
         deadline = time.monotonic() + self.config.drain_timeout_seconds
         polls = 0
+        half, flipped = len(events) // 2, phase != "the run"
         while True:
+            if not flipped and len(events) <= half:
+                self.stack.emulator.set_clock_offset(self.stack.plan.clock_offsets[1])
+                flipped = True
             self.run_due_retries()
+            self.run_due_actions()
             if events and polls % stride == stride - 1:
                 self.start_async(*events.popleft())
             result = self.source.poll(self.invoke_sqs)
@@ -381,8 +429,13 @@ class Harness:
                 self.start_async(*events.popleft())
             elif followed is not None:
                 continue
+            elif self.phase_started is not None and phase == "the run":
+                # The run's tail: every event started, nothing visible on the work queue.
+                start, self.phase_started = self.phase_started, None
+                start()
             elif (
                 not self.retries
+                and not self.actions
                 and self.queue_depth() == 0
                 and self.queue_depth(self.follow_up_queue.url) == 0
             ):
@@ -390,6 +443,7 @@ class Harness:
             elif time.monotonic() > deadline:
                 self.abandoned += self.retries
                 self.retries = []
+                self.actions = []
                 self.notes.append(
                     f"note: {phase}: the drain timed out after "
                     f"{self.config.drain_timeout_seconds:g} s with {self.queue_depth()} "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from glider_trigger.domain.trigger_input import (
+    IDEMPOTENCY_KEY,
     PORTFOLIO_ID,
     PORTFOLIO_IDS,
     SCHEDULE_ARN,
@@ -16,6 +18,39 @@ from glider_trigger.domain.trigger_input import (
 )
 from local.chaos.config import ACCOUNT, REGION, SQS_BATCH_ENTRIES, ChaosConfig
 from local.fixtures.glider_emulator import Fault
+
+# Deliveries of a portfolio that others also request: an upstream request (a work-queue message
+# with its own idempotencyKey) or a Scheduler occurrence (scheduleArn and scheduledTime, invoked
+# asynchronously). Each is a delivery of its own for the guard: each must rebalance.
+UPSTREAM = "upstream request"
+SCHEDULE = "schedule"
+# How far apart a shared portfolio's two deliveries come, against Glider's cooldown (`c`):
+# together (one SQS batch: on v2 the second joins the first's rebalance in flight, on v1 the
+# cooldown refuses it), minutes apart (refused, with a Retry-After longer than the function
+# waits), just before the cooldown ends (refused, with a Retry-After short enough to wait out),
+# after it (both go through).
+TOGETHER = "together"
+MINUTES_APART = "minutes apart"
+AT_COOLDOWN_END = "at the cooldown's end"
+AFTER_COOLDOWN = "after the cooldown"
+_SPACINGS = (TOGETHER, MINUTES_APART, AT_COOLDOWN_END, MINUTES_APART, TOGETHER, AFTER_COOLDOWN)
+_KINDS = ((UPSTREAM, SCHEDULE), (SCHEDULE, UPSTREAM), (UPSTREAM, UPSTREAM))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a shared portfolio: when (seconds after its phase starts) and what."""
+
+    kind: str  # UPSTREAM or SCHEDULE
+    at: float
+    body: dict[str, Any]  # the work-queue message body, or the asynchronous event
+
+
+@dataclass(frozen=True)
+class SharedPortfolio:
+    portfolio_id: str
+    spacing: str
+    deliveries: tuple[Delivery, ...]
 
 
 @dataclass
@@ -34,22 +69,34 @@ class ChaosPlan:
     # Events whose first attempt meets a Glider outage and a DLQ write that fails after its
     # first batch of letters landed.
     partial_dlq: set[int] = field(default_factory=set)
+    # The phase in the run's tail: portfolios requested by two deliveries, and portfolios whose
+    # lost answer gets buried under more than a page of other rebalances (one async event).
+    shared: list[SharedPortfolio] = field(default_factory=list)
+    deep: list[str] = field(default_factory=list)
+    deep_event: dict[str, Any] = field(default_factory=dict)
+    # Glider's clock minus ours: the run's first half, its second half (and the phase), the
+    # replay.
+    clock_offsets: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def make_plan(config: ChaosConfig) -> ChaosPlan:
     rng = random.Random(config.seed)  # noqa: S311 - test data, not cryptography
     ids = [f"chaos_{n:05d}" for n in range(1, config.ids + 1)]
-    sqs_count = round(config.ids * config.sqs_share)
+    # The phase's ids come off the end: the rest go through the run as before.
+    shared_count = config.shared_count(config.ids)
+    deep_count = min(config.deep_portfolios, max(0, config.ids - shared_count) // 4)
+    main = ids[: config.ids - shared_count - deep_count]
+    sqs_count = round(len(main) * config.sqs_share)
     messages: list[list[str]] = []
     position = 0
     while position < sqs_count:
         size = rng.choice((2, 3)) if rng.random() < config.multi_id_message_share else 1
-        messages.append(ids[position : min(position + size, sqs_count)])
+        messages.append(main[position : min(position + size, sqs_count)])
         position = min(position + size, sqs_count)  # else the ids past the cut are never sent
     event_ids: list[list[str]] = []
-    while position < config.ids:
+    while position < len(main):
         size = rng.randint(*config.event_size)
-        event_ids.append(ids[position : position + size])
+        event_ids.append(main[position : position + size])
         position += size
     # A partial DLQ write needs an event (other than the first) of more than one batch of
     # letters: merge the last events until there is one.
@@ -61,10 +108,84 @@ def make_plan(config: ChaosConfig) -> ChaosPlan:
         last = event_ids.pop()
         event_ids[-1] = event_ids[-1] + last
     plan = ChaosPlan(ids, messages, event_ids, [], {}, set())
-    _script_faults(plan, config, rng)
+    _script_faults(plan, main, config, rng)
     plan.events = [_event(batch, index, rng) for index, batch in enumerate(event_ids)]
     _stage_event_scenarios(plan, config, rng)
+    shared = ids[len(main) : len(main) + shared_count]
+    turns: Counter[str] = Counter()  # each spacing goes round the kinds of deliveries
+    for number, portfolio_id in enumerate(shared):
+        spacing = _SPACINGS[number % len(_SPACINGS)]
+        kinds = _KINDS[turns[spacing] % len(_KINDS)]
+        turns[spacing] += 1
+        plan.shared.append(
+            _shared(portfolio_id, number, spacing=spacing, kinds=kinds, config=config, rng=rng)
+        )
+    plan.deep = ids[len(main) + shared_count :]
+    if plan.deep:
+        # The function gives up on each without having looked: its letter carries the window.
+        for portfolio_id in plan.deep:
+            plan.scripts[portfolio_id] = lost_on_the_last_try(config, "glider.lost_last_try")
+        plan.deep_event = _schedule(plan.deep, "chaos-deep", rng)
+    low, high = config.clock_skew_seconds
+    sign = rng.choice((-1.0, 1.0))
+    plan.clock_offsets = (
+        round(sign * rng.uniform(low, high), 1),
+        round(-sign * rng.uniform(low, high), 1),  # Glider behind ours, then ahead (or reverse)
+        round(rng.choice((-1.0, 1.0)) * rng.uniform(low, high), 1),
+    )
     return plan
+
+
+def lost_on_the_last_try(config: ChaosConfig, kind: str) -> list[tuple[str, Fault]]:
+    """Refused (429, Retry-After 0) on every try but the last, whose answer is lost: the
+    invocation gives up without having looked for the rebalance that attempt started."""
+    refused = [("glider.rate_limited", Fault.rate_limited(0))] * (config.trigger_tries - 1)
+    return [*refused, (kind, Fault.lost_response())]
+
+
+def _shared(
+    portfolio_id: str,
+    number: int,
+    *,
+    spacing: str,
+    kinds: tuple[str, str],
+    config: ChaosConfig,
+    rng: random.Random,
+) -> SharedPortfolio:
+    """Two deliveries of one portfolio, `spacing` apart."""
+    cooldown = config.cooldown_seconds
+    first_at = round(rng.uniform(0.0, 2.0), 2)
+    if spacing == TOGETHER:
+        kinds = (UPSTREAM, UPSTREAM)  # one SendMessageBatch: one SQS batch
+        second_at = first_at
+    else:
+        gap = {
+            MINUTES_APART: (2.0, cooldown - 3.0),
+            AT_COOLDOWN_END: (cooldown - 1.2, cooldown - 0.6),
+            AFTER_COOLDOWN: (cooldown + 0.5, cooldown + 2.0),
+        }[spacing]
+        second_at = round(first_at + rng.uniform(*gap), 2)
+    deliveries = tuple(
+        Delivery(
+            kind,
+            at,
+            {PORTFOLIO_ID: portfolio_id, IDEMPOTENCY_KEY: f"upstream:{portfolio_id}:{turn}"}
+            if kind == UPSTREAM
+            else _schedule([portfolio_id], f"chaos-shared-{number:03d}-{turn}", rng),
+        )
+        for turn, (kind, at) in enumerate(zip(kinds, (first_at, second_at), strict=True))
+    )
+    return SharedPortfolio(portfolio_id, spacing, deliveries)
+
+
+def _schedule(ids: list[str], name: str, rng: random.Random) -> dict[str, Any]:
+    """A Scheduler target input: its schedule's ARN and this occurrence's time."""
+    when = datetime(2026, 1, 5, 12, 0, tzinfo=UTC) + timedelta(minutes=rng.randrange(600))
+    return {
+        PORTFOLIO_IDS: ids,
+        SCHEDULE_ARN: f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{name}",
+        SCHEDULED_TIME: when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def _stage_event_scenarios(plan: ChaosPlan, config: ChaosConfig, rng: random.Random) -> None:
@@ -82,7 +203,9 @@ def _stage_event_scenarios(plan: ChaosPlan, config: ChaosConfig, rng: random.Ran
         plan.crash_after[index] = rng.randint(5, max(5, 2 * len(plan.event_ids[index])))
 
 
-def _script_faults(plan: ChaosPlan, config: ChaosConfig, rng: random.Random) -> None:
+def _script_faults(
+    plan: ChaosPlan, main: list[str], config: ChaosConfig, rng: random.Random
+) -> None:
     chances = [
         ("glider.not_found", config.p_not_found),
         ("glider.server_error", config.p_server_error),
@@ -92,8 +215,9 @@ def _script_faults(plan: ChaosPlan, config: ChaosConfig, rng: random.Random) -> 
         ("glider.lost_response", config.p_lost_response),
         ("glider.truncated", config.p_truncated),
         ("glider.acted_then_error", config.p_acted_then_error),
+        ("glider.lost_last_try", config.p_lost_last_try),
     ]
-    for portfolio_id in plan.ids:
+    for portfolio_id in main:
         roll = rng.random()
         for kind, chance in chances:
             if roll < chance:
@@ -127,7 +251,7 @@ def _script_faults(plan: ChaosPlan, config: ChaosConfig, rng: random.Random) -> 
         have = (
             len(plan.not_found)
             if kind == "glider.not_found"
-            else sum(1 for script in plan.scripts.values() if script[0][0] == kind)
+            else sum(1 for script in plan.scripts.values() if script[-1][0] == kind)
         )
         for _ in range(max(0, config.min_each_fault - have)):
             if clean:
@@ -163,6 +287,9 @@ def _assign(
         fault = Fault.truncated()
     elif kind == "glider.acted_then_error":
         fault = Fault.acted_then_error(rng.choice((500, 502, 503)))
+    elif kind == "glider.lost_last_try":
+        plan.scripts[portfolio_id] = lost_on_the_last_try(config, kind)
+        return
     else:  # lost_response, sometimes twice in a row
         count = rng.choices((1, 2), weights=(80, 20))[0]
         fault = Fault.lost_response()

@@ -13,6 +13,7 @@ from local.chaos.faults import (
     STORE_FAULT,
     STORE_FAULT_LABEL,
 )
+from local.chaos.pacing import PacingCheck
 
 IN_WINDOW = "async retries inside a crashed attempt's in-progress window"
 
@@ -27,7 +28,7 @@ class ChaosReport:
     dead_lettered: int  # in the DLQ as it stands after the replay
     dead_lettered_only: int
     pending: int
-    lost: int
+    lost: int  # deliveries owed a rebalance that got none and are nowhere (not DLQ, not pending)
     doubled_by_redelivery: int  # ids triggered again after a trigger the function saw succeed
     doubled_extra_rebalances: int
     unpreventable_repeats: int  # extra rebalances after a lost or too-slow answer
@@ -61,6 +62,31 @@ class ChaosReport:
     replay_unpreventable: int = 0
     api_version: str = "v1"  # the Glider API the function called
     joined_in_flight: int = 0  # triggers Glider answered with the rebalance in flight (v2)
+    # Repeats no client can prevent that the function did not announce (maybe_delivered_attempts
+    # on the outcome of the delivery that sent them): extra rebalances, and their ids.
+    unflagged_repeats: int = 0
+    unflagged_ids: list[str] = field(default_factory=list)
+    # The pacing check (pacing.py): requests that arrived over the ceiling, and the check.
+    over_rate_ceiling: int = 0
+    pacing: PacingCheck | None = None
+    paced: bool = True  # the function ran with RATE_LIMIT_PER_SECOND
+    # Deliveries of a shared portfolio satisfied by another's rebalance in flight (v2).
+    joined_deliveries: int = 0
+    # The phase: portfolios delivered twice under Glider's cooldown (by spacing), the triggers
+    # the cooldown refused, their rebalances; lost answers more than a page down (the other
+    # client's rebalances, the function's lookups cut off, found, sent again).
+    shared_portfolios: int = 0
+    shared_deliveries: int = 0
+    shared_spacings: dict[str, int] = field(default_factory=dict)
+    shared_refused: int = 0
+    shared_rebalances: int = 0
+    deep_portfolios: int = 0
+    deep_other_rebalances: int = 0
+    deep_cut_off: int = 0
+    deep_found: int = 0
+    deep_resent: int = 0
+    # Glider's clock minus ours: the run's first half, its second half and the phase, the replay.
+    clock_offsets: list[float] = field(default_factory=list)
     # Ids both triggered and in the DLQ, by why: the function never saw the trigger succeed;
     # only a whole-input record (destination record, redriven multi-id message) names them;
     # anything else (the function dead-lettered an id it had seen triggered).
@@ -82,12 +108,19 @@ class ChaosReport:
         return len(self.both_response_lost) + len(self.both_whole_input) + len(self.both_other)
 
     @property
+    def doubled(self) -> int:
+        """Ids doubled by a redelivery or retry, or by the replay of a letter the function
+        wrote or of a destination record (whose deliveries it can recognise)."""
+        return self.doubled_by_redelivery + self.replay_doubled_guarded
+
+    @property
     def passed(self) -> bool:
         return (
             self.lost == 0
-            and self.doubled_by_redelivery == 0
+            and self.doubled == 0
+            and self.unflagged_repeats == 0
+            and self.over_rate_ceiling == 0
             and self.pending == 0
-            and self.replay_doubled_guarded == 0
             and self.unpreventable_after_reconcilable == 0
             and self.followed_without_outcome == 0
             and self.followed_with_outcomes_twice == 0
@@ -96,8 +129,48 @@ class ChaosReport:
     def as_json(self) -> dict[str, Any]:
         document = asdict(self)
         document["triggered_and_dead_lettered"] = self.triggered_and_dead_lettered
+        document["doubled"] = self.doubled
         document["passed"] = self.passed
         return document
+
+    def headline(self) -> str:
+        """The four counts that must be 0, and the v2 joins, on one line."""
+        return (
+            f"lost {self.lost}, doubled {self.doubled}, unflagged repeats "
+            f"{self.unflagged_repeats}, requests over the rate ceiling {self.over_rate_ceiling}"
+            + (f", joined {self.joined_deliveries}" if self.api_version == "v2" else "")
+        )
+
+    def _pacing_row(self) -> str:
+        check = self.pacing
+        if check is None:
+            return str(self.over_rate_ceiling)
+        row = (
+            f"{check.over} of {check.requests} requests to Glider (ceiling per execution "
+            f"environment: {check.rate:g}/s, burst {check.capacity:g} with a "
+            f"{check.allowance_seconds:g} s allowance, {check.needed_allowance_seconds:g} s "
+            f"needed; {check.environments} environments; peak {check.peak_per_second} in a "
+            "second)"
+        )
+        return row if self.paced else row + ", the function ran WITHOUT RATE_LIMIT_PER_SECOND"
+
+    def _phase_rows(self) -> list[tuple[str, str]]:
+        offsets = ", ".join(f"{offset:+g} s" for offset in self.clock_offsets)
+        return [
+            ("several deliveries of one portfolio", f"{self.shared_portfolios} portfolios, "
+             f"{self.shared_deliveries} deliveries"
+             + (f" ({listing(self.shared_spacings)})" if self.shared_spacings else "")),
+            ("  triggers refused by Glider's cooldown", str(self.shared_refused)),
+            ("  deliveries joined to another's rebalance in flight (v2)",
+             str(self.joined_deliveries)),
+            ("  rebalances", str(self.shared_rebalances)),
+            ("lost answers more than a page down", f"{self.deep_portfolios} portfolios, "
+             f"{self.deep_other_rebalances} rebalances by another client after them"),
+            ("  lookups cut off (RECENT_LIST_CUT_OFF)", str(self.deep_cut_off)),
+            ("  found anyway, not sent again", str(self.deep_found)),
+            ("  sent again (must be flagged)", str(self.deep_resent)),
+            ("Glider's clock minus ours (run, its 2nd half, replay)", offsets),
+        ]  # fmt: skip
 
     def table(self) -> str:
         both = (
@@ -123,8 +196,10 @@ class ChaosReport:
             ("still pending", str(self.pending)),
             ("LOST (must be 0)", str(self.lost)),
             ("DOUBLED by a redelivery/retry (must be 0)", doubled),
+            ("UNFLAGGED REPEATS (must be 0)", str(self.unflagged_repeats)),
+            ("REQUESTS OVER THE RATE CEILING (must be 0)", self._pacing_row()),
             ("repeats no client can prevent", f"{self.unpreventable_repeats} (the function "
-             f"flagged maybe_delivered on {self.unpreventable_flagged})"),
+             f"flagged maybe_delivered_attempts on {self.unpreventable_flagged})"),
             ("  after a lost answer or a 5xx Glider acted on", str(
                 self.unpreventable_after_reconcilable)),
             ("  after an answer slower than the read timeout", str(
@@ -139,7 +214,7 @@ class ChaosReport:
              str(self.unfollowable)),
             ("  with MORE than one final outcome (must be 0)",
              str(self.followed_with_outcomes_twice)),
-            ("rebalances in the emulator", str(self.rebalances)),
+            ("rebalances in the emulator (not the other client's)", str(self.rebalances)),
             (IN_WINDOW, str(self.crash_retries_in_window)),
             ("DLQ replayed at the end", f"{replayed} messages"
              + (f" ({listing(self.replayed)})" if replayed else "")),
@@ -148,6 +223,7 @@ class ChaosReport:
              str(self.replay_doubled_guarded)),
             ("  triggered again by the replay, every kind", replay_doubled),
             ("  replay repeats no client can prevent", str(self.replay_unpreventable)),
+            *self._phase_rows(),
         ]  # fmt: skip
         labels = {**GLIDER_FAULTS, **AWS_FAULTS, **SCENARIO_FAULTS, STORE_FAULT: STORE_FAULT_LABEL}
         sections: list[tuple[str, Mapping[str, int], Mapping[str, str]]] = [
@@ -166,14 +242,18 @@ class ChaosReport:
         for title, ids in (
             ("lost", self.lost_ids),
             ("doubled by a redelivery/retry", self.doubled_ids),
+            ("repeated without a flag", self.unflagged_ids),
             ("triggered again by the replay", self.replay_doubled_ids),
             ("triggered and dead-lettered (other)", self.both_other),
             ("pending", self.pending_ids),
         ):
             if ids:
                 lines.append(f"{title}: {sample(ids)}")
+        if self.pacing is not None and self.pacing.over_at:
+            times = [f"{arrived:.3f}" for arrived in self.pacing.over_at]
+            lines.append(f"over the rate ceiling at (time.time()): {sample(times)}")
         lines += self.notes
-        lines.append("PASS" if self.passed else "FAIL")
+        lines.append(("PASS: " if self.passed else "FAIL: ") + self.headline())
         return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from botocore.retries.standard import ExponentialBackoff
 from local.chaos.accounting import Tally
 from local.chaos.config import API_KEY, ChaosConfig
 from local.chaos.harness import Harness, Stack
+from local.chaos.phase import Phase
 from local.chaos.plan import make_plan
 from local.chaos.report import ChaosReport
 from local.fixtures.fault_proxy import FaultProxy
@@ -66,13 +67,14 @@ def run_chaos(
         stack = Stack(config, plan, env, proxy, emulator, deployment, moto.client("sqs"))
         stack.new_environment()
         harness = Harness(stack, say)
+        phase = Phase(harness, say)
         harness.run()
         # Answers slower than the read timeout still trigger: let them land before the replay
         # (which counts what lands after it starts as its own) and before counting.
         time.sleep(config.slow_seconds[1] + 0.2)
         harness.replay()
         time.sleep(config.slow_seconds[1] + 0.2)
-        report = Tally(stack, harness).report()
+        report = Tally(stack, harness, phase).report()
         report.notes += notes + harness.notes
         if config.sdk_backoff_scale != 1.0:
             report.notes.append(

@@ -1,7 +1,9 @@
 """The quick chaos run (`python -m local.chaos --quick`), in process: ~300 ids through the real
 handler under every kind of injected fault, execution environments that crash mid-invocation
-among them, then a replay of the whole DLQ. Nothing may be lost, nothing doubled, and the
-replay of the function's own letters and of destination records may double nothing."""
+among them, portfolios delivered twice under Glider's cooldown, lost answers more than a page
+down, Glider's clock off ours, then a replay of the whole DLQ. Nothing may be lost, nothing
+doubled (the replay of the function's own letters and of destination records included), no
+repeat unflagged, no request to Glider over the rate ceiling."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from glider_trigger.settings import ApiVersion
+from local.chaos.accounting import announced_repeats, joined_deliveries
 from local.chaos.config import ChaosConfig
 from local.chaos.faults import (
     AWS_FAULTS,
@@ -19,8 +22,11 @@ from local.chaos.faults import (
     SCENARIO_FAULTS,
 )
 from local.chaos.letters import DESTINATION, GUARDED_KINDS, OWN_LETTERS
+from local.chaos.pacing import check_pacing
+from local.chaos.plan import AFTER_COOLDOWN, AT_COOLDOWN_END, MINUTES_APART, TOGETHER
 from local.chaos.report import ChaosReport
 from local.chaos.run import run_chaos
+from local.fixtures.glider_emulator import RecordedRequest
 
 
 class ChaosChecks:
@@ -83,8 +89,48 @@ class ChaosChecks:
         self, report: ChaosReport
     ) -> None:
         assert report.faults["glider.lost_response"] + report.faults["glider.acted_then_error"] > 0
+        # ... on a delivery's last try too: its next receive, retry or replayed letter finds
+        # the rebalance on Glider's clock, behind ours and then ahead of it.
+        assert report.faults["glider.lost_last_try"] > 0
+        assert min(report.clock_offsets) <= -20
+        assert max(report.clock_offsets) >= 20
         assert report.reconciled > 0
         assert report.unpreventable_after_reconcilable == 0, report.table()
+
+    def test_every_repeat_is_flagged_by_the_delivery_that_sent_it(
+        self, report: ChaosReport
+    ) -> None:
+        assert report.unflagged_repeats == 0, (report.unflagged_ids, report.table())
+        assert report.unpreventable_flagged == report.unpreventable_repeats
+
+    def test_a_lost_answer_more_than_a_page_down_is_found_or_sent_again_flagged(
+        self, report: ChaosReport
+    ) -> None:
+        assert report.deep_portfolios >= 2
+        assert report.deep_other_rebalances > 50 * report.deep_portfolios
+        assert report.deep_found + report.deep_resent == report.deep_portfolios
+        assert report.unflagged_repeats == 0
+
+    def test_each_delivery_of_a_portfolio_gets_its_rebalance_despite_the_cooldown(
+        self, report: ChaosReport
+    ) -> None:
+        spacings = {TOGETHER, MINUTES_APART, AT_COOLDOWN_END, AFTER_COOLDOWN}
+        assert set(report.shared_spacings) == spacings
+        assert report.shared_deliveries == 2 * report.shared_portfolios
+        assert report.shared_refused > 0  # the cooldown refused second deliveries
+        # One rebalance each, or (v2) Glider's own for both: none lost, none doubled.
+        assert report.shared_rebalances + report.joined_deliveries == report.shared_deliveries
+        assert report.lost == 0
+
+    def test_no_request_to_glider_over_the_rate_ceiling(self, report: ChaosReport) -> None:
+        check = report.pacing
+        assert check is not None
+        assert report.paced
+        # Every request: triggers, lookups and each rebalance's status calls alike.
+        assert check.requests > 2 * report.rebalances
+        assert check.over == report.over_rate_ceiling == 0, check.over_at
+        # The run pushed at the ceiling: more in a second than the rate alone would allow.
+        assert check.peak_per_second > check.rate
 
     def test_every_followed_rebalance_has_exactly_one_final_outcome(
         self, report: ChaosReport
@@ -128,6 +174,16 @@ class TestQuickRunOnV1(ChaosChecks):
     def report(cls) -> ChaosReport:
         return _quick_run(ApiVersion.V1)
 
+    def test_deliveries_together_are_refused_not_joined(self, report: ChaosReport) -> None:
+        assert report.joined_deliveries == 0
+        assert report.shared_rebalances == report.shared_deliveries
+
+    def test_the_lost_answers_a_page_down_are_sent_again_flagged(self, report: ChaosReport) -> None:
+        # v1 lists the newest 10, then 50 (Glider's cap): the lost one is not among them.
+        assert report.deep_cut_off >= report.deep_portfolios
+        assert report.deep_resent == report.deep_portfolios
+        assert report.unpreventable_flagged >= report.deep_resent
+
 
 class TestQuickRunOnV2(ChaosChecks):
     """The same accounting on v2, where Glider joins a repeat to the rebalance in flight."""
@@ -137,13 +193,29 @@ class TestQuickRunOnV2(ChaosChecks):
     def report(cls) -> ChaosReport:
         return _quick_run(ApiVersion.V2)
 
+    def test_deliveries_together_are_joined_by_glider(self, report: ChaosReport) -> None:
+        assert report.joined_deliveries > 0
+        assert report.joined_deliveries <= report.joined_in_flight
+
+    def test_the_lost_answers_a_page_down_are_closed_by_the_later_rebalances(
+        self, report: ChaosReport
+    ) -> None:
+        # v2 shows the latest rebalance only: one after the lost attempt closes it.
+        assert report.deep_found == report.deep_portfolios
+
 
 def test_the_harness_sees_doubles_when_the_guard_is_off() -> None:
     """Without its idempotency table (and without reconciling, which would find a redelivered
     record's earlier rebalance) the function redelivers and retries into doubles: the
-    accounting must see them (so a zero above means something)."""
+    accounting must see them (so a zero above means something). And without
+    RATE_LIMIT_PER_SECOND, its requests go over a ceiling of 5 a second."""
     config = replace(
-        ChaosConfig.quick(ids=120, seed=7), idempotency=False, reconcile=False, secret_exhaustions=0
+        ChaosConfig.quick(ids=120, seed=7),
+        idempotency=False,
+        reconcile=False,
+        secret_exhaustions=0,
+        pacing=False,
+        rate_limit_per_second=5.0,
     )
 
     unguarded = run_chaos(config=config)
@@ -154,3 +226,48 @@ def test_the_harness_sees_doubles_when_the_guard_is_off() -> None:
     assert unguarded.doubled_by_cause.get("async retry", 0) > 0
     # ... and the replay of a destination record triggers again what the event had triggered.
     assert unguarded.replay_doubled_by_kind.get(DESTINATION, 0) > 0, unguarded.table()
+    assert unguarded.over_rate_ceiling > 0, unguarded.table()
+    assert not unguarded.passed
+
+
+# The accounting's rules, on what a run would have recorded: each counter can fail.
+
+
+def test_the_pacing_check_counts_what_arrives_over_the_bucket_of_its_environment() -> None:
+    # One environment, 2 a second, burst 2: a third request in the first instant is over; so
+    # are two more a quarter second later (half a token refilled).
+    check = check_pacing([0.0, 0.0, 0.0, 0.25, 0.25, 1.0], [0.0], rate=2, allowance_seconds=0)
+    assert (check.requests, check.over) == (6, 3)
+    # A second environment, started at 0.5 s, has a bucket of its own.
+    check = check_pacing([0.0, 0.0, 0.5, 0.5], [0.0, 0.5], rate=2, allowance_seconds=0)
+    assert check.over == 0
+    # The allowance: 0.5 s at 2 a second is one more request in a burst; what was needed.
+    assert check_pacing([0.0, 0.0, 0.0], [0.0], rate=2, allowance_seconds=0.5).over == 0
+    assert check_pacing([0.0, 0.0, 0.0, 1.0], [0.0], rate=2, allowance_seconds=0).over == 1
+    needed = check_pacing([0.0, 0.0, 0.0, 0.25], [0.0], rate=2, allowance_seconds=0)
+    assert needed.needed_allowance_seconds == 0.75  # 4 in 0.25 s: 1.5 beyond 2 + 2 * 0.25
+
+
+def test_a_repeat_is_flagged_only_by_the_outcome_of_the_delivery_that_sent_it() -> None:
+    lost = {"portfolio_id": "p", "outcome": "failed", "maybe_delivered_attempts": 1}
+    silent = {"portfolio_id": "p", "outcome": "triggered", "rebalance_id": "r2"}
+    joined = {**silent, "joined_in_flight": True}
+    flagged = {**silent, "maybe_delivered_attempts": 1}
+    # The lost attempt's own failure line announces its own rebalance, not a repeat (case 2);
+    # a repeat made to look joined is not announced either (case 5).
+    assert announced_repeats([lost, silent])["p"] == 0
+    assert announced_repeats([lost, joined])["p"] == 0
+    assert announced_repeats([lost, flagged])["p"] == 1
+
+
+def test_a_delivery_is_joined_only_when_glider_collapsed_it_and_the_function_sent_it() -> None:
+    def trigger(status: int) -> RecordedRequest:
+        return RecordedRequest("POST", "/v2/portfolios/p/rebalance", "p", {}, b"", status, 0.0)
+
+    sent = {"portfolio_id": "p", "outcome": "triggered", "rebalance_id": "op1"}
+    a, b = {**sent, "delivery_id": "a"}, {**sent, "delivery_id": "b"}
+    # Two accepted triggers, one rebalance, both deliveries on it: one joined.
+    assert joined_deliveries({"p": 2}, [trigger(202), trigger(202)], [a, b], {"p": 1}) == {"p": 1}
+    # B refused (429), then only looked and took A's rebalance for its own: case 1, not a join.
+    taken = {**b, "reconciled": True}
+    assert joined_deliveries({"p": 2}, [trigger(202), trigger(429)], [a, taken], {"p": 1}) == {}

@@ -144,4 +144,6 @@ def test_parallel_workers_keep_one_aws_connection_each_across_invocations(
     # Per portfolio: its claim, its record before sending, its settlement.
     assert proxy.counts["DynamoDB_20120810.UpdateItem"] == 3 * 64
     assert opened <= 16 + 1  # one per worker (DynamoDB), one for Secrets Manager
-    assert proxy.connections_opened == opened  # the warm invocation reused every one
+    # The warm invocation reused them: at most one per worker in all (one more only if the
+    # cold one never had all 16 workers in a call at once), never one per call.
+    assert proxy.connections_opened <= 16 + 1

@@ -323,7 +323,10 @@ def test_follow_ups_keep_to_the_client_side_rate_limit(
     portfolios = [f"port_paced{n:02d}" for n in range(10)]
     for portfolio_id in portfolios:
         emulator.add_portfolio(portfolio_id)
-    start_function(FOLLOW_FIRST_DELAY_SECONDS="1").invoke({"portfolioIds": portfolios})
+    # A generous read timeout: a busy machine must not cut an answer off (its rebalance would
+    # then be unknown at once, with no follow-up to pace).
+    unlimited = start_function(FOLLOW_FIRST_DELAY_SECONDS="1", GLIDER_READ_TIMEOUT_SECONDS="5")
+    unlimited.invoke({"portfolioIds": portfolios})
     queue = deployment.follow_up_queue
     assert queue is not None
     follow_ups: list[dict[str, Any]] = []

@@ -106,8 +106,9 @@ class PreparedMessage:
     follow_up: FollowUp | None = None
     # The look at a follow-up's rebalance: done, not done (no time left), or what it raised.
     followed: bool | Exception = False
-    # More ids than one invocation should hold: fanned out to one message each when settled.
-    fan_out: bool = False
+    # More ids than one invocation should hold: fanned out to this queue, one message each,
+    # when settled.
+    fan_out: MessageQueue | None = None
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,8 @@ class DeliveryService:
 
     def deliver_event(self, parsed: ParsedInput, invocation: Invocation) -> Report:
         parsed = _with_delivery_key(parsed, invocation)
-        work_queue = self._work_queue
-        if work_queue is not None and self._fans_out(parsed):
+        work_queue = self._fan_out_queue(parsed)
+        if work_queue is not None:
             # Counted as received when each work-queue message is processed, not twice.
             self._telemetry.received(len(parsed.rejected))
             return self._fan_out(parsed, work_queue)
@@ -215,10 +216,10 @@ class DeliveryService:
                 continue
             record = PreparedMessage(message, parsed, None)
             prepared.append(record)
-            if self._fans_out(parsed):
+            record.fan_out = self._fan_out_queue(parsed)
+            if record.fan_out is not None:
                 # Never worked inline, on any receive: its redelivery or redrive then never
                 # holds more work than an invocation has time for, and its ids carry its key.
-                record.fan_out = True
                 continue
             requests.extend((record, request) for request in parsed.requests)
         outcomes = self.trigger_all([request for _, request in requests], invocation)
@@ -241,8 +242,8 @@ class DeliveryService:
             self._telemetry.unparsable(record.error, source)
             return Settlement(redeliver=False)
 
-        if record.fan_out and self._work_queue is not None:
-            return self._split(record, parsed, self._work_queue)
+        if record.fan_out is not None:
+            return self._split(record, parsed, record.fan_out)
         self._telemetry.received(len(parsed.requests) + len(parsed.rejected))
         failures = [outcome for outcome in record.outcomes if isinstance(outcome, Failed)]
         permanent = [f for f in failures if f.failure_class == FailureClass.PERMANENT]
@@ -365,8 +366,11 @@ class DeliveryService:
             self._send([letters.for_failure(_not_attempted(r, refused)) for r in parsed.requests])
         return Settlement(redeliver=False)
 
-    def _fans_out(self, parsed: ParsedInput) -> bool:
-        return self._work_queue is not None and len(parsed.requests) > self._rules.fanout_threshold
+    def _fan_out_queue(self, parsed: ParsedInput) -> MessageQueue | None:
+        """Where an input with more ids than the threshold is fanned out (None: worked inline)."""
+        if len(parsed.requests) > self._rules.fanout_threshold:
+            return self._work_queue
+        return None
 
     def _fan_out(
         self, parsed: ParsedInput, work_queue: MessageQueue, *, same_delivery: bool = False

@@ -164,12 +164,7 @@ class _Holding:
     def sending(self) -> None:
         now = time.time()
         try:
-            self._ledger.update(
-                self._key,
-                self._holder,
-                f"SET #{_ATTEMPTS} = list_append(if_not_exists(#{_ATTEMPTS}, :none), :window)",
-                {":none": {"L": []}, ":window": {"L": [_window_value(Window(now, self._until))]}},
-            )
+            self._ledger.sending(self._key, self._holder, Window(now, self._until))
         except (ClientError, BotoCoreError) as exc:
             raise IdempotencyUnavailableError(
                 f"idempotency store unavailable: {_describe(exc)}: nothing was sent"
@@ -249,6 +244,14 @@ class Ledger:
             ConditionExpression=f"#{_HOLDER} = :holder",
             ExpressionAttributeNames=_names(_HOLDER, *names),
             ExpressionAttributeValues={":holder": {"S": holder}, **values},
+        )
+
+    def sending(self, key: str, holder: str, window: Window) -> None:
+        self.update(
+            key,
+            holder,
+            f"SET #{_ATTEMPTS} = list_append(if_not_exists(#{_ATTEMPTS}, :none), :window)",
+            {":none": {"L": []}, ":window": {"L": [_window_value(window)]}},
         )
 
     def settle(self, key: str, holder: str, outcome: Outcome) -> None:

@@ -26,50 +26,62 @@ ifneq ($(RUNTIME_PYTHON),)
 export BYTECODE_PYTHON ?= $(RUNTIME_PYTHON)
 endif
 
+# Every target reads one variable, ARGS; the names of before are refused rather than ignored.
+ifneq ($(RUN_ARGS)$(CHAOS_ARGS)$(BENCH_ARGS),)
+$(error RUN_ARGS, CHAOS_ARGS and BENCH_ARGS are gone: every target reads ARGS (make run ARGS=--keep))
+endif
+
 .DEFAULT_GOAL := help
-.PHONY: help install ministack up down logs deployed run dlq doctor trigger schedules artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
+.PHONY: help install ministack up down logs deployed run dlq doctor trigger schedules status history pause resume artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(INSTALLED): requirements-dev.txt layers/dependencies/requirements.txt
+$(INSTALLED): requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s)" % sys.version.split()[0])'
 	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYTHON_VERSION)" ]; then \
 		echo "$(VENV) was made with another Python: making it again with $(PYTHON_VERSION)"; rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 install: $(INSTALLED) ## Create .venv and install the pinned tooling
 
 run: $(INSTALLED) ## Run every sample event through the handler on a local stack (moto + Glider emulator)
-	$(BIN)/python -m local.demo $(RUN_ARGS)
+	$(BIN)/python -m local.demo $(ARGS)
 
-dlq: $(INSTALLED) ## Inspect and redrive the DLQ: make dlq ARGS='list --stack NAME'
-	@if [ -z "$(ARGS)" ]; then \
-		echo "usage: make dlq ARGS='COMMAND [OPTIONS]'   (all options: make dlq ARGS=--help)"; \
-		echo "queues: --stack NAME, or --dlq-url URL --work-queue-url URL, or DLQ_URL/WORK_QUEUE_URL"; \
-		echo "  make dlq ARGS='list --stack NAME'                    the DLQ as a table (--json, --limit N)"; \
-		echo "  make dlq ARGS='redrive --reason RATE_LIMITED --rate 5 --dry-run --stack NAME'"; \
-		echo "  make dlq ARGS='redrive --reason RATE_LIMITED --rate 5 --stack NAME'"; \
-		echo "                                                       replay one reason or class"; \
-		echo "  make dlq ARGS='redrive --rate 5 --stack NAME'        everything (message move task)"; \
-		echo "  make dlq ARGS='status --stack NAME'                  the message move tasks"; \
-		echo "against the moto server of make run (credentials and region as moto accepts them):"; \
-		echo "  AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_DEFAULT_REGION=us-east-1 \\"; \
-		echo "  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\"; \
-		echo "  DLQ_URL=http://127.0.0.1:PORT/123456789012/NAME WORK_QUEUE_URL=... make dlq ARGS=list"; \
-	else $(BIN)/python -m tools.dlq $(ARGS); fi
+# The operator's command line, glider-trigger (tools/cli.py), one target per command, each
+# reading ARGS: make status ARGS='--stack NAME'. make exits 2 whenever a recipe fails, whatever
+# the code: the tool's own (0 ok, 1 failed, 2 usage, 3 timed out waiting) is printed first, and
+# scripts that branch on it call .venv/bin/glider-trigger directly.
+OPERATE = @$(BIN)/glider-trigger $(1) $(ARGS) || { rc=$$?; \
+	echo "make $(1): glider-trigger exited $$rc (1 failed, 2 usage, 3 timed out waiting)" >&2; exit $$rc; }
 
-doctor: $(INSTALLED) ## Check the Glider key, its scopes and the stack's queues and table before the first run: make doctor ARGS='--stack NAME'
-	@$(BIN)/python -m tools.doctor $(ARGS)
+doctor: $(INSTALLED) ## Check the key, its scopes and the stack before the first run: make doctor ARGS='--stack NAME'
+	$(call OPERATE,doctor)
 
 trigger: $(INSTALLED) ## Rebalance portfolios now, through the work queue: make trigger ARGS='--stack NAME --portfolio-ids a,b --wait'
-	@$(BIN)/python -m tools.trigger $(or $(ARGS),--help)
+	$(call OPERATE,trigger)
 
-schedules: $(INSTALLED) ## List, add and remove Scheduler schedules of the function: make schedules ARGS='list --stack NAME'
-	@$(BIN)/python -m tools.schedules $(or $(ARGS),--help)
+status: $(INSTALLED) ## One screen: paused?, schedules, queues, DLQ, alarms, last triggers: make status ARGS='--stack NAME'
+	$(call OPERATE,status)
+
+history: $(INSTALLED) ## One portfolio's triggers and outcomes: make history ARGS='--stack NAME --portfolio ID'
+	$(call OPERATE,history)
+
+schedules: $(INSTALLED) ## The stack's schedules, and sync from a YAML file: make schedules ARGS='sync --file F --stack NAME'
+	$(call OPERATE,schedules)
+
+pause: $(INSTALLED) ## Stop all triggering (nothing is lost): make pause ARGS='--stack NAME --reason TEXT'
+	$(call OPERATE,pause)
+
+resume: $(INSTALLED) ## Undo exactly what pause changed: make resume ARGS='--stack NAME'
+	$(call OPERATE,resume)
+
+dlq: $(INSTALLED) ## List, redrive and discard dead letters: make dlq ARGS='list --stack NAME'
+	$(call OPERATE,dlq)
 
 test: python-info lint workflows typecheck security template build-check artifact unit integration deployed ## Lint, type-check, security and template checks, sam build and the whole test suite
 
@@ -146,7 +158,7 @@ template: $(INSTALLED) ## cfn-lint and sam validate --lint on template.yaml
 	$(BIN)/sam validate --lint --template template.yaml --region $(SAM_REGION)
 
 chaos: $(INSTALLED) ## Chaos run: 2,000 triggers under injected faults; nothing lost, doubled, repeated unflagged or over the rate ceiling
-	$(BIN)/python -m local.chaos $(CHAOS_ARGS)
+	$(BIN)/python -m local.chaos $(ARGS)
 
 # The cold start is measured on the built artifact too (bench/cold.py): build-check's output, the
 # runtime's boto3 and python3.13, as `make artifact` has them (skipped, loudly, without 3.13).
@@ -154,8 +166,8 @@ bench: build-check ## Benchmark against the local emulator; results in bench/res
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@if $(SAM_BUILD_ENV) python3.13 --version >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory $(LAMBDA_RUNTIME)/.installed && \
-		$(ARTIFACT_ENV) $(BIN)/python -m bench.run $(BENCH_ARGS); \
-	else $(BIN)/python -m bench.run $(BENCH_ARGS); fi
+		$(ARTIFACT_ENV) $(BIN)/python -m bench.run $(ARGS); \
+	else $(BIN)/python -m bench.run $(ARGS); fi
 
 # The local AWS of `make up` and of the deployed-stack test: MiniStack (pinned), which runs the
 # stack's Python functions as host processes with its own interpreter, so its venv is made with

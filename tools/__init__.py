@@ -1,4 +1,4 @@
-"""Operator tools for the trigger function (run with `python -m tools.<name>`).
+"""The operator tools behind `glider-trigger` (tools/cli.py), one module per subcommand.
 
 They read the function's own definitions (its settings' defaults, its input contract) from its
 package, so that a fact has one owner: functions/trigger is put on the import path here.

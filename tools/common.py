@@ -2,12 +2,12 @@
 environment, or from the local stack's AWS_* values), and reading a CloudFormation stack (its
 outputs, parameters and resources).
 
-The one-line errors (ToolError, UsageError, describe), the table and the DLQ scan that does not
-consume live in tools/dlq.py, the first of the tools, and are imported from there.
+The exit codes, the one-line errors and the table live in tools/base.py.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Mapping
@@ -20,7 +20,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.domain.errors import InvalidPortfolioIdError
 from glider_trigger.domain.trigger_input import validate_portfolio_id
-from tools.dlq import ToolError, UsageError, describe
+from tools.base import (
+    ToolError,
+    UsageError,
+    describe,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 REPO: Final = Path(__file__).resolve().parent.parent
-# Written by `make run RUN_ARGS=--keep` (local/demo/run.py) while its stack is up. Each tool
+# Written by `make run ARGS=--keep` (local/demo/run.py) while its stack is up. Each tool
 # imports it as a module attribute of its own, so that tests can point it elsewhere.
 LOCAL_STACK_FILE = REPO / "local" / ".stack.json"
 # The function's idempotency table, a resource of the stack (the template has no output for it:
@@ -47,7 +51,7 @@ MAX_PORTFOLIOS: Final = 1000
 LOCAL_AWS_FILE = REPO / "local" / ".up" / "stack.json"
 UP_HINT: Final = " (is `make up`'s local AWS still up? `make down` clears what a killed one left)"
 LOCAL_HINT: Final = (
-    " (is `make run RUN_ARGS=--keep` still running? A killed run leaves local/.stack.json behind)"
+    " (is `make run ARGS=--keep` still running? A killed run leaves local/.stack.json behind)"
 )
 
 
@@ -55,7 +59,7 @@ LOCAL_HINT: Final = (
 
 
 def read_local_stack(path: Path) -> dict[str, str]:
-    """The function's environment as `make run RUN_ARGS=--keep` wrote it (its AWS_* values name
+    """The function's environment as `make run ARGS=--keep` wrote it (its AWS_* values name
     the moto server and its fake credentials)."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -65,7 +69,7 @@ def read_local_stack(path: Path) -> dict[str, str]:
     if not isinstance(env, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in env.items()
     ):
-        raise ToolError(f"{path} is not what `make run RUN_ARGS=--keep` writes (no environment)")
+        raise ToolError(f"{path} is not what `make run ARGS=--keep` writes (no environment)")
     return env
 
 
@@ -100,12 +104,24 @@ def shown(path: Path) -> Path:
 
 
 class Aws:
-    """The clients, from the standard AWS environment, or from the local stack's AWS_* values.
-    Built on first use (a bad profile fails the call that needs it, not the tool's start)."""
+    """The clients, from the standard AWS environment (or --region and --profile), or from the
+    local stack's AWS_* values. Built on first use (a bad profile fails the call that needs it,
+    not the tool's start)."""
 
-    def __init__(self, aws: Mapping[str, str], *, config: BotoConfig | None = None) -> None:
+    def __init__(
+        self,
+        aws: Mapping[str, str],
+        *,
+        config: BotoConfig | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+    ) -> None:
         self._aws = aws
         self._config = config
+        # A local stack has one region and its own credentials: --region/--profile are for an
+        # account's.
+        self._wanted_region = None if aws else region
+        self._profile = None if aws else profile
         self._endpoint = aws.get("AWS_ENDPOINT_URL") or None
         self._built: boto3.session.Session | None = None
         self._region: str | None = None
@@ -121,12 +137,18 @@ class Aws:
 
     def _session(self) -> boto3.session.Session:
         if self._built is None:
-            self._built = boto3.session.Session(
-                aws_access_key_id=self._aws.get("AWS_ACCESS_KEY_ID"),
-                aws_secret_access_key=self._aws.get("AWS_SECRET_ACCESS_KEY"),
-                aws_session_token=self._aws.get("AWS_SESSION_TOKEN"),
-                region_name=self._aws.get("AWS_DEFAULT_REGION") or self._aws.get("AWS_REGION"),
-            )
+            try:
+                self._built = boto3.session.Session(
+                    aws_access_key_id=self._aws.get("AWS_ACCESS_KEY_ID"),
+                    aws_secret_access_key=self._aws.get("AWS_SECRET_ACCESS_KEY"),
+                    aws_session_token=self._aws.get("AWS_SESSION_TOKEN"),
+                    region_name=self._wanted_region
+                    or self._aws.get("AWS_DEFAULT_REGION")
+                    or self._aws.get("AWS_REGION"),
+                    profile_name=self._profile,
+                )
+            except BotoCoreError as exc:  # ProfileNotFound
+                raise ToolError(describe(exc)) from exc
             # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and most tools
             # set.
             self._region = self._built.region_name or os.environ.get("AWS_REGION") or None
@@ -170,6 +192,18 @@ class Aws:
             "scheduler", region_name=self._region, endpoint_url=self._endpoint,
             config=self._config,
         )  # fmt: skip
+
+
+def aws_for(args: argparse.Namespace, *, config: BotoConfig | None = None) -> Aws:
+    """The clients for a subcommand's --stack, --region and --profile (tools/base.py's
+    add_stack_options): make up's endpoint for its stack, else the account's."""
+    stack = getattr(args, "stack", None)
+    return Aws(
+        local_aws(stack),
+        config=config,
+        region=getattr(args, "region", None),
+        profile=getattr(args, "profile", None),
+    )
 
 
 # --- a CloudFormation stack ------------------------------------------------------------------

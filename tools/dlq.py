@@ -1,8 +1,8 @@
 """Inspect and redrive the trigger function's dead-letter queue.
 
-    python -m tools.dlq list [--limit N] [--json]
-    python -m tools.dlq redrive [--reason CODE] [--rate N] [--dry-run] [--yes]
-    python -m tools.dlq status
+    glider-trigger dlq list [--limit N] [--json]
+    glider-trigger dlq redrive [--reason CODE] [--rate N] [--dry-run] [--yes]
+    glider-trigger dlq status
 
 The queues come from --dlq-url, --work-queue-url and --follow-up-queue-url, else from --stack NAME
 (the stack's outputs), else from $DLQ_URL, $WORK_QUEUE_URL and $FOLLOW_UP_QUEUE_URL. Region,
@@ -45,7 +45,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.domain.errors import InvalidInputError
@@ -58,6 +57,20 @@ from glider_trigger.domain.trigger_input import (
     unwrap,
 )
 from glider_trigger.settings import Settings
+from tools.base import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    ToolError,
+    UsageError,
+    describe,
+    one_line,
+    parse_args,
+    positive_int,
+    prog,
+    table,
+)
+from tools.common import aws_for
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -65,10 +78,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_sqs.type_defs import ListMessageMoveTasksResultEntryTypeDef, MessageTypeDef
 
-PROG: Final = "python -m tools.dlq"
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_USAGE: Final = 2
+PROG: Final = prog("dlq")
 
 # Received messages stay invisible while a command scans the queue (so that each receive brings
 # messages not seen yet) and are made visible again as soon as it is done: `list` hides nothing
@@ -89,7 +99,6 @@ UNPARSABLE: Final = "(unparsable)"
 # A follow-up the follow-up queue's redrive moved here (no attribute of the function's says why):
 # the function could not settle it within the queue's maxReceiveCount receives.
 FOLLOW_UP_NOT_FINISHED: Final = "FOLLOW_UP_NOT_FINISHED"
-_MAX_CELL: Final = {"PORTFOLIO": 40, "SOURCE": 60}
 _UNSUPPORTED_CODES: Final = frozenset(
     {"InvalidAction", "UnsupportedOperation", "NotImplemented", "InternalFailure"}
 )
@@ -119,14 +128,6 @@ exit status: 0 done, 1 AWS error or aborted, 2 usage error.
 
 # Sleep used by the rate limiter; a module attribute so tests can observe it.
 _sleep = time.sleep
-
-
-class ToolError(Exception):
-    """A failure reported as one line, exit status 1."""
-
-
-class UsageError(Exception):
-    """A missing or contradictory option, exit status 2."""
 
 
 class Destination(StrEnum):
@@ -325,22 +326,6 @@ def _number(value: str | None) -> int | float | str | None:
     except ValueError:
         return value
     return int(number) if number.is_integer() else number
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    cells = [
-        [_clip(cell, _MAX_CELL.get(header)) for header, cell in zip(headers, row, strict=True)]
-        for row in rows
-    ]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [list(headers), *cells]
-    ]
-
-
-def _clip(text: str, width: int | None) -> str:
-    return text if width is None or len(text) <= width else text[: width - 1] + "~"
 
 
 # --- queues ----------------------------------------------------------------------------------
@@ -853,18 +838,6 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def describe(exc: ClientError | BotoCoreError) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "Unknown")
-        message = error.get("Message", "")
-        if message.lstrip().startswith("<"):
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            message = f"HTTP {status} without an AWS error body"
-        return one_line(f"{exc.operation_name}: {code}: {message}")
-    return one_line(f"{type(exc).__name__}: {exc}")
-
-
 def move_task_error(exc: ClientError | BotoCoreError) -> ToolError:
     text = describe(exc)
     if isinstance(exc, ClientError):
@@ -875,25 +848,6 @@ def move_task_error(exc: ClientError | BotoCoreError) -> ToolError:
                 "and MiniStack 1.5.33 (make up) do not: there, use `redrive --reason CODE`)"
             )
     return ToolError(text)
-
-
-def one_line(text: str, limit: int = 400) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def positive_int(maximum: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < 1 or (maximum is not None and value > maximum):
-            bound = f"1 to {maximum}" if maximum else "at least 1"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -917,6 +871,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="read the queues from this CloudFormation stack's outputs",
     )
+    group.add_argument("--region", metavar="REGION", default=argparse.SUPPRESS, help="AWS region")
+    group.add_argument("--profile", metavar="NAME", default=argparse.SUPPRESS, help="AWS profile")
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect and redrive the trigger function's dead-letter queue.",
@@ -970,17 +926,6 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: Final = {"list": cmd_list, "redrive": cmd_redrive, "status": cmd_status}
 
 
-def parse_args(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None
-) -> argparse.Namespace | int:
-    """The parsed command line, or the exit code when argparse has already printed the usage and
-    the problem (every tool's `main` starts with it)."""
-    try:
-        return parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-
-
 def main(argv: Sequence[str] | None = None, *, sqs: SQSClient | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
@@ -1004,20 +949,8 @@ def main(argv: Sequence[str] | None = None, *, sqs: SQSClient | None = None) -> 
 
 
 def _run(args: argparse.Namespace, sqs: SQSClient | None) -> int:
-    from tools.common import Aws, local_aws  # noqa: PLC0415 - tools.common imports this module
-
-    local = local_aws(getattr(args, "stack", None))
-    if local:  # make up's stack: its endpoint and credentials
-        aws = Aws(local)
-        queues = resolve_queues(args, sqs or aws.sqs(), aws.cloudformation)
-        return COMMANDS[args.command](args, queues)
-    session = boto3.session.Session()
-    # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and most tools set.
-    region = session.region_name or os.environ.get("AWS_REGION") or None
-    client = sqs or session.client("sqs", region_name=region)
-    queues = resolve_queues(
-        args, client, lambda: session.client("cloudformation", region_name=region)
-    )
+    aws = aws_for(args)  # make up's stack: its endpoint and credentials; else the account's
+    queues = resolve_queues(args, sqs or aws.sqs(), aws.cloudformation)
     return COMMANDS[args.command](args, queues)
 
 

@@ -1,8 +1,8 @@
 """Check the Glider key, its scopes and the stack's queues and table before the first run.
 
-    python -m tools.doctor --stack NAME [--portfolio-id ID] [--json]
-    python -m tools.doctor --from-env [--portfolio-id ID] [--json]
-    python -m tools.doctor [--portfolio-id ID] [--json]     (make run RUN_ARGS=--keep's stack)
+    glider-trigger doctor --stack NAME [--portfolio-id ID] [--json]
+    glider-trigger doctor --from-env [--portfolio-id ID] [--json]
+    glider-trigger doctor [--portfolio-id ID] [--json]     (make run ARGS=--keep's stack)
 
 (`make doctor ARGS='--stack NAME'`, or `make doctor` alone for the local stack.)
 
@@ -10,7 +10,7 @@ The configuration comes from --stack NAME (the stack's parameters GliderApiKeySe
 GliderApiBaseUrl and GliderApiVersion, its queue outputs and its IdempotencyTable resource), or
 --from-env (the function's own variables: GLIDER_API_KEY_SECRET_ID, GLIDER_API_BASE_URL,
 GLIDER_API_VERSION, WORK_QUEUE_URL, DLQ_URL, FOLLOW_UP_QUEUE_URL, IDEMPOTENCY_TABLE_NAME), or
-else local/.stack.json, which `make run RUN_ARGS=--keep` writes while its local stack is up (its
+else local/.stack.json, which `make run ARGS=--keep` writes while its local stack is up (its
 AWS_* values, the moto endpoint and fake credentials, are applied to the AWS clients). Otherwise
 region, credentials and endpoint come from the standard AWS environment, as for tools/dlq.py.
 
@@ -76,6 +76,18 @@ from glider_trigger.settings import (
     Settings,
     api_base_url,
 )
+from tools.base import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    ToolError,
+    UsageError,
+    describe,
+    one_line,
+    parse_args,
+    prog,
+    table,
+)
 from tools.common import (
     LOCAL_HINT,
     LOCAL_STACK_FILE,
@@ -92,23 +104,12 @@ from tools.common import (
     shown,
     stack_resource,
 )
-from tools.dlq import (
-    EXIT_ERROR,
-    EXIT_OK,
-    EXIT_USAGE,
-    ToolError,
-    UsageError,
-    describe,
-    one_line,
-    parse_args,
-    table,
-)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_sqs import SQSClient
 
-PROG: Final = "python -m tools.doctor"
+PROG: Final = prog("doctor")
 # The only portfolio the doctor ever POSTs a trigger for: no Glider id has a "-" (see above).
 ROUTE_CHECK_ID: Final = "doctor-route-check-no-such-portfolio"
 ROUTE_ROW: Final = "trigger route"
@@ -141,7 +142,7 @@ EXAMPLES = f"""\
 examples:
   {PROG} --stack glider-rebalance-trigger
   {PROG} --stack glider-rebalance-trigger --portfolio-id port_abc123 --json
-  {PROG}                          (the local stack of `make run RUN_ARGS=--keep`)
+  {PROG}                          (the local stack of `make run ARGS=--keep`)
   GLIDER_API_VERSION=v2 GLIDER_API_KEY_SECRET_ID=... DLQ_URL=... {PROG} --from-env
 
 Every call to Glider is a GET (whoami, a portfolio, its status) but one POST of the trigger,
@@ -239,7 +240,7 @@ def from_environment(env: Mapping[str, str], origin: str) -> Configuration:
 
 def from_local_file(path: Path) -> Configuration:
     env = read_local_stack(path)
-    config = from_environment(env, f"local stack ({shown(path)}, from make run RUN_ARGS=--keep)")
+    config = from_environment(env, f"local stack ({shown(path)}, from make run ARGS=--keep)")
     config.aws = aws_values(env)
     return config
 
@@ -854,6 +855,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also look this portfolio up (v1: the only read-only way to check the key)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    parser.add_argument("--region", metavar="REGION", help="AWS region (default: the profile's)")
+    parser.add_argument("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE)")
     return parser
 
 
@@ -861,7 +864,9 @@ def load(args: argparse.Namespace) -> Configuration:
     if args.stack:
         local = local_aws(args.stack)  # make up's stack: its endpoint; else the account's
         try:
-            cloudformation = Aws(local, config=_AWS_CONFIG).cloudformation()
+            cloudformation = Aws(
+                local, config=_AWS_CONFIG, region=args.region, profile=args.profile
+            ).cloudformation()
         except BotoCoreError as exc:
             raise ToolError(f"stack {args.stack}: {describe(exc)}") from exc
         config = from_stack(cloudformation, args.stack)
@@ -873,7 +878,7 @@ def load(args: argparse.Namespace) -> Configuration:
         return from_local_file(LOCAL_STACK_FILE)
     raise UsageError(
         "no configuration: pass --stack NAME (a deployed stack) or --from-env (the function's "
-        "variables), or start the local stack with `make run RUN_ARGS=--keep` (it writes "
+        "variables), or start the local stack with `make run ARGS=--keep` (it writes "
         f"{shown(LOCAL_STACK_FILE)})"
     )
 
@@ -897,7 +902,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_version=None,
         )
         return EXIT_ERROR
-    doctor = Doctor(config, Aws(config.aws, config=_AWS_CONFIG), portfolio_id=args.portfolio_id)
+    aws = Aws(config.aws, config=_AWS_CONFIG, region=args.region, profile=args.profile)
+    doctor = Doctor(config, aws, portfolio_id=args.portfolio_id)
     try:
         checks = doctor.run()
     except KeyboardInterrupt:

@@ -1,11 +1,11 @@
 """List, add and remove EventBridge Scheduler schedules that rebalance portfolios through a
 stack's function, created exactly as template.yaml creates its own schedule.
 
-    python -m tools.schedules list --stack NAME
-    python -m tools.schedules add --stack NAME --name N --expression EXPR [--time-zone TZ]
+    glider-trigger schedules list --stack NAME
+    glider-trigger schedules add --stack NAME --name N --expression EXPR [--time-zone TZ]
                                   --portfolio-ids ID[,ID...] [--skip-schedule-validation]
                                   [--flexible-window-minutes M] [--disabled]
-    python -m tools.schedules remove --stack NAME --name N [--yes]
+    glider-trigger schedules remove --stack NAME --name N [--yes]
 
 (`make schedules ARGS='list --stack NAME'`.)
 
@@ -54,27 +54,30 @@ from glider_trigger.domain.trigger_input import (
     SKIP_SCHEDULE_VALIDATION,
     listed_ids,
 )
-from tools.common import (
-    Aws,
-    describe_stack,
-    error_code,
-    local_aws,
-    outputs_of,
-    portfolio_ids,
-    stack_resource,
-)
-from tools.dlq import (
+from tools.base import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
     ToolError,
     UsageError,
-    confirm,
     describe,
     one_line,
     parse_args,
     positive_int,
+    prog,
     table,
+)
+from tools.common import (
+    Aws,
+    aws_for,
+    describe_stack,
+    error_code,
+    outputs_of,
+    portfolio_ids,
+    stack_resource,
+)
+from tools.dlq import (
+    confirm,
 )
 
 if TYPE_CHECKING:
@@ -86,7 +89,7 @@ if TYPE_CHECKING:
         TargetTypeDef,
     )
 
-PROG: Final = "python -m tools.schedules"
+PROG: Final = prog("schedules")
 
 DEFAULT_GROUP: Final = "default"
 OWN_SCHEDULE: Final = "RebalanceSchedule"  # the template's own schedule (a resource)
@@ -454,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack_option.add_argument(
         "--stack", metavar="NAME", required=True, help="the deployed stack (its outputs)"
     )
+    stack_option.add_argument("--region", metavar="REGION", help="AWS region")
+    stack_option.add_argument("--profile", metavar="NAME", help="AWS profile")
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="List, add and remove the schedules that rebalance through a stack.",
@@ -515,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "add":
             portfolio_ids(args.portfolio_ids)  # a usage error before any AWS call
-        aws = Aws(local_aws(args.stack), config=_AWS_CONFIG)  # make up's stack, or an account
+        aws = aws_for(args, config=_AWS_CONFIG)  # make up's stack, or an account
         stack = load_stack(aws, args.stack)
         return COMMANDS[args.command](args, Schedules(aws.scheduler(), stack))
     except UsageError as exc:

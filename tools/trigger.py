@@ -1,8 +1,8 @@
 """Rebalance these portfolios now: trigger requests through the stack's work queue.
 
-    python -m tools.trigger --stack NAME --portfolio-ids ID[,ID...] [--skip-schedule-validation]
+    glider-trigger trigger --stack NAME --portfolio-ids ID[,ID...] [--skip-schedule-validation]
                             [--wait [--timeout SECONDS] [--no-outcome]] [--run-id ID]
-    python -m tools.trigger --portfolio-ids ID[,ID...] ...   (make run RUN_ARGS=--keep's stack)
+    glider-trigger trigger --portfolio-ids ID[,ID...] ...   (make run ARGS=--keep's stack)
 
 (`make trigger ARGS='--stack NAME --portfolio-ids a,b --wait'`.)
 
@@ -25,7 +25,7 @@ the work queue or the follow-up queue (that would steal the function's messages)
 
 The configuration comes from --stack NAME (outputs WorkQueueUrl and DeadLetterQueueUrl, resource
 IdempotencyTable, parameters FollowOutcomes, OutcomeEventBusName, DefaultSkipScheduleValidation),
-or else from local/.stack.json, which `make run RUN_ARGS=--keep` writes while its local stack is
+or else from local/.stack.json, which `make run ARGS=--keep` writes while its local stack is
 up. Region, credentials and endpoint come from the standard AWS environment otherwise. Nothing
 here reads the Glider API key.
 
@@ -63,12 +63,26 @@ from glider_trigger.domain.trigger_input import (
 from glider_trigger.outbound import guard
 from glider_trigger.outbound.events import DETAIL_TYPES, SOURCE
 from glider_trigger.settings import Settings
+from tools.base import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    ToolError,
+    UsageError,
+    describe,
+    one_line,
+    parse_args,
+    positive_int,
+    prog,
+    table,
+)
 from tools.common import (
     LOCAL_HINT,
     LOCAL_STACK_FILE,
     TABLE_RESOURCE,
     UP_HINT,
     Aws,
+    aws_for,
     aws_values,
     describe_stack,
     local_aws,
@@ -80,20 +94,10 @@ from tools.common import (
     stack_resource,
 )
 from tools.dlq import (
-    EXIT_ERROR,
-    EXIT_OK,
-    EXIT_USAGE,
     LIST_HOLD_SECONDS,
     Row,
     Scan,
-    ToolError,
-    UsageError,
-    describe,
     human_age,
-    one_line,
-    parse_args,
-    positive_int,
-    table,
     to_row,
     warn,
 )
@@ -104,7 +108,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
-PROG: Final = "python -m tools.trigger"
+PROG: Final = prog("trigger")
 EXIT_TIMEOUT: Final = 3
 
 DEFAULT_TIMEOUT_SECONDS: Final = 900
@@ -135,7 +139,7 @@ examples:
   {PROG} --stack glider-rebalance-trigger --portfolio-ids port_abc123 --wait --no-outcome
   {PROG} --stack glider-rebalance-trigger --portfolio-ids port_abc123 --run-id RUN
             (send a run again: what it triggered is not triggered twice)
-  {PROG} --portfolio-ids port_abc123   (the local stack of `make run RUN_ARGS=--keep`)
+  {PROG} --portfolio-ids port_abc123   (the local stack of `make run ARGS=--keep`)
 
 Each message can trigger a real rebalance. Without --skip-schedule-validation the stack's
 DefaultSkipScheduleValidation applies.
@@ -199,7 +203,7 @@ def from_stack(aws: Aws, stack: str) -> Target:
 
 def from_local_file(path: Path) -> Target:
     env = read_local_stack(path)
-    origin = f"the local stack ({shown(path)}, from make run RUN_ARGS=--keep)"
+    origin = f"the local stack ({shown(path)}, from make run ARGS=--keep)"
     try:
         # The function's own reading of its environment: the same defaults, the same checks.
         settings = Settings.from_environment(env)
@@ -229,13 +233,13 @@ def load(args: argparse.Namespace) -> Target:
     if args.stack:
         local = local_aws(args.stack)  # make up's stack: its endpoint; else the account's
         return dataclasses.replace(
-            from_stack(Aws(local, config=_AWS_CONFIG), args.stack), aws=local
+            from_stack(aws_for(args, config=_AWS_CONFIG), args.stack), aws=local
         )
     if LOCAL_STACK_FILE.exists():
         return from_local_file(LOCAL_STACK_FILE)
     raise UsageError(
         "no stack: pass --stack NAME (a deployed stack), or start the local stack with "
-        f"`make run RUN_ARGS=--keep` (it writes {shown(LOCAL_STACK_FILE)})"
+        f"`make run ARGS=--keep` (it writes {shown(LOCAL_STACK_FILE)})"
     )
 
 
@@ -853,8 +857,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stack",
         metavar="NAME",
-        help="the deployed stack (default: the local stack of make run RUN_ARGS=--keep)",
+        help="the deployed stack (default: the local stack of make run ARGS=--keep)",
     )
+    parser.add_argument("--region", metavar="REGION", help="AWS region (default: the profile's)")
+    parser.add_argument("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE)")
     parser.add_argument(
         "--portfolio-ids", metavar="ID,ID", required=True, help="the portfolios, comma-separated"
     )
@@ -899,7 +905,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         skip = bool(args.skip_schedule_validation or target.default_skip)
         run_id = args.run_id or str(uuid.uuid4())
         requests = build_requests(ids, run_id=run_id, skip=skip)
-        aws = Aws(target.aws, config=_AWS_CONFIG)
+        aws = Aws(target.aws, config=_AWS_CONFIG, region=args.region, profile=args.profile)
         return Run(args, target, aws, requests, run_id=run_id, skip=skip).execute()
     except UsageError as exc:
         parser.print_usage(sys.stderr)

@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write figures")
     parser.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write every execution environment's log lines (JSON lines), to read a failure",
+    )
+    parser.add_argument(
         "--store-fault-rate",
         type=float,
         default=0.0,
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run_chaos(
         ids=args.ids,
         config=config,
+        logs=args.logs,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(report.table())

@@ -44,6 +44,7 @@ class Repeats:
     # ... of which the ids' only such faults were lost answers or 5xx after Glider acted: the
     # rebalance was listed before the function sent again, so reconciling should leave none.
     after_reconcilable: int = 0
+    after_reconcilable_ids: list[str] = field(default_factory=list)
     flagged: int = 0
     unflagged: list[str] = field(default_factory=list)  # ids with a repeat it did not announce
     unflagged_extra: int = 0
@@ -257,6 +258,7 @@ class Tally:
                 and self._only_reconcilable(portfolio_id)
             ):
                 result.after_reconcilable += unpreventable
+                result.after_reconcilable_ids.append(portfolio_id)
             unflagged = max(0, unpreventable - self.announced[portfolio_id])
             result.flagged += unpreventable - unflagged
             if unflagged:
@@ -370,6 +372,7 @@ class Tally:
             unpreventable_repeats=repeats.unpreventable,
             unpreventable_flagged=repeats.flagged,
             unpreventable_after_reconcilable=repeats.after_reconcilable,
+            after_reconcilable_ids=repeats.after_reconcilable_ids,
             unflagged_repeats=repeats.unflagged_extra,
             unflagged_ids=repeats.unflagged,
             over_rate_ceiling=pacing.over,

@@ -37,6 +37,7 @@ class ChaosReport:
     # ... of the repeats, those of ids whose only such faults were lost answers or 5xx after
     # Glider acted: reconciling finds their rebalance before sending again (should be 0).
     unpreventable_after_reconcilable: int = 0
+    after_reconcilable_ids: list[str] = field(default_factory=list)
     reconciled: int = 0  # triggers found among recent rebalances, not sent again
     # Rebalances the function saw triggered (with an id), followed to their outcome: those with
     # no final outcome and those with more than one (both must be 0), and the outcomes.
@@ -243,6 +244,7 @@ class ChaosReport:
             ("lost", self.lost_ids),
             ("doubled by a redelivery/retry", self.doubled_ids),
             ("repeated without a flag", self.unflagged_ids),
+            ("repeated after a lost answer it could have found", self.after_reconcilable_ids),
             ("triggered again by the replay", self.replay_doubled_ids),
             ("triggered and dead-lettered (other)", self.both_other),
             ("pending", self.pending_ids),

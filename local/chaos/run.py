@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from botocore.retries.standard import ExponentialBackoff
@@ -27,9 +29,11 @@ def run_chaos(
     quick: bool = False,
     *,
     config: ChaosConfig | None = None,
+    logs: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ChaosReport:
-    """One chaos run. Starts and stops its own moto server, Glider emulator and fault proxy."""
+    """One chaos run. Starts and stops its own moto server, Glider emulator and fault proxy;
+    with `logs`, writes every execution environment's log lines there (JSON lines)."""
     if config is None:
         config = ChaosConfig.quick(seed=seed) if quick else ChaosConfig(seed=seed)
     if ids is not None:
@@ -75,6 +79,8 @@ def run_chaos(
         harness.replay()
         time.sleep(config.slow_seconds[1] + 0.2)
         report = Tally(stack, harness, phase).report()
+        if logs is not None:
+            logs.write_text("".join(json.dumps(line) + "\n" for line in stack.logs()))
         report.notes += notes + harness.notes
         if config.sdk_backoff_scale != 1.0:
             report.notes.append(

@@ -6,9 +6,9 @@ events/ as Lambda would (with a context that has a real deadline), and prints wh
 each portfolio (read from the function's own JSON log lines) and what ended up in the DLQ.
 
     make run                                  # the local demo, no AWS account, no Docker
-    make run RUN_ARGS=--verbose               # also print the raw JSON logs and EMF metrics
-    make run RUN_ARGS="--api-version v2"      # the same story on Glider's v2 API
-    GLIDER_API_KEY=... make run RUN_ARGS="--real-api --portfolio-ids ao04x0r6"
+    make run ARGS=--verbose               # also print the raw JSON logs and EMF metrics
+    make run ARGS="--api-version v2"      # the same story on Glider's v2 API
+    GLIDER_API_KEY=... make run ARGS="--real-api --portfolio-ids ao04x0r6"
                                               # the real Glider API (real rebalances!)
 """
 

@@ -277,7 +277,7 @@ def test_list_shows_every_message_with_its_columns_and_a_count_per_reason(
     ]
     assert all(re.fullmatch(r"\d+s", row[6]) for row in rows.values())  # sent just now
     assert rows["port_busy01"][7].startswith("sqs:")
-    assert rows["port_busy02"][7] == f"schedule:{SCHEDULE_ARN}"[:59] + "~"
+    assert rows["port_busy02"][7] == f"schedule:{SCHEDULE_ARN}"  # whole, never clipped
     assert rows["port_gone01"][1:6] == ["NOT_FOUND", "permanent", "404", "API_200", "1"]
     assert rows["port_down01"][1:6] == ["SERVER_ERROR", "transient", "503", "API_000", "4"]
     assert rows["(unparsable)"][1:6] == ["MALFORMED_INPUT", "permanent", "-", "-", "0"]
@@ -571,9 +571,9 @@ def test_moto_without_move_tasks_gives_one_line_that_says_what_to_use(
 
     assert main(["status"]) == 1
 
-    errors = [line for line in capsys.readouterr().err.splitlines() if "tools.dlq" in line]
+    errors = [line for line in capsys.readouterr().err.splitlines() if "glider-trigger dlq" in line]
     assert len(errors) == 1
-    assert errors[0].startswith("python -m tools.dlq: error: ListMessageMoveTasks: 500: HTTP 500")
+    assert errors[0].startswith("glider-trigger dlq: error: ListMessageMoveTasks: 500: HTTP 500")
     assert "use `redrive --reason CODE`" in errors[0]
     assert visible(aws) == 7
 
@@ -633,7 +633,7 @@ def test_a_missing_queue_is_one_line_and_exit_1(
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1
-        assert err.startswith(f"python -m tools.dlq: error: queue {missing}: ")
+        assert err.startswith(f"glider-trigger dlq: error: queue {missing}: ")
         assert "NonExistentQueue" in err
 
 

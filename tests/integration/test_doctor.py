@@ -647,7 +647,7 @@ def test_the_local_stack_file_configures_the_aws_clients(
 
     assert report.status == 0, report.out
     assert report.detail("configuration").startswith(
-        f"local stack ({stack_file}, from make run RUN_ARGS=--keep): Glider API v1"
+        f"local stack ({stack_file}, from make run ARGS=--keep): Glider API v1"
     )
     assert report.result("secret") == "OK"
     assert report.result("work queue") == "OK"
@@ -656,7 +656,7 @@ def test_the_local_stack_file_configures_the_aws_clients(
     usage = doctor.run()
     assert usage.status == 2
     assert "pass --stack NAME (a deployed stack) or --from-env" in usage.err
-    assert "make run RUN_ARGS=--keep" in usage.err
+    assert "make run ARGS=--keep" in usage.err
 
 
 def test_stack_and_from_env_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:

@@ -110,7 +110,7 @@ def aws_environment(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) ->
 def local_stack(
     deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Path]:
-    """local/.stack.json as `make run RUN_ARGS=--keep` writes it; the only way to the moto
+    """local/.stack.json as `make run ARGS=--keep` writes it; the only way to the moto
     server (no AWS_* variables in the tool's environment)."""
 
     def write(**overrides: str) -> Path:
@@ -477,5 +477,5 @@ def test_usage_errors_and_a_missing_stack(
     assert missing.status == 1
     [line] = missing.err.splitlines()
     assert line.startswith(
-        "python -m tools.trigger: error: stack no-such-stack: DescribeStacks: ValidationError"
+        "glider-trigger trigger: error: stack no-such-stack: DescribeStacks: ValidationError"
     )

@@ -401,6 +401,18 @@ def retention_seconds(aws: Aws, queue_url: str) -> int:
     return int(attributes.get("MessageRetentionPeriod", DEFAULT_RETENTION_SECONDS))
 
 
+def queue_depth(aws: Aws, queue_url: str) -> int:
+    """Messages waiting or in flight."""
+    try:
+        attributes = aws.sqs().get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(f"queue {queue_url}: {describe(exc)}") from exc
+    return sum(int(value) for value in attributes.values())
+
+
 def oldest_age_seconds(aws: Aws, queue_url: str) -> float | None:
     """The work queue's ApproximateAgeOfOldestMessage (CloudWatch's latest in the last 15
     minutes); None when unreadable or without data (an empty queue, or an emulator)."""
@@ -459,7 +471,8 @@ def cmd_pause(args: argparse.Namespace, target: Target) -> int:
     for switch in changed:
         target.switch(switch, State.DISABLED)
     retention = retention_seconds(target.aws, target.work_queue_url)
-    oldest = oldest_age_seconds(target.aws, target.work_queue_url)
+    waiting = queue_depth(target.aws, target.work_queue_url)
+    oldest = oldest_age_seconds(target.aws, target.work_queue_url) if waiting else 0.0
     loss = loss_moment(now=now_utc(), retention=retention, oldest_age=oldest)
     if args.json:
         print(json.dumps({
@@ -468,6 +481,7 @@ def cmd_pause(args: argparse.Namespace, target: Target) -> int:
             "alreadyPaused": earlier is not None,
             "disabledNow": [s.label for s in changed],
             "retentionSeconds": retention,
+            "waitingMessages": waiting,
             "oldestMessageAgeSeconds": oldest,
             "oldestMessageLostAt": stamp(loss),
         }))  # fmt: skip
@@ -484,7 +498,7 @@ def cmd_pause(args: argparse.Namespace, target: Target) -> int:
             kept = record.knows(switch.kind, switch.name)
             note = "(already, before the pause: resume leaves it disabled)"
             if kept is not None and kept.before is State.ENABLED:
-                note = "(by this pause: resume enables it)"
+                note = "(since the first pause: resume enables it)"
             print(f"disabled  {switch.label} {note}")
     print(
         f"\nStack {target.stack} is paused ({record.reason}). Nothing is lost: new work waits in "
@@ -492,7 +506,14 @@ def cmd_pause(args: argparse.Namespace, target: Target) -> int:
     )
     if target.rule is not None:
         print(UPSTREAM_NOTE)
-    known = "" if oldest is not None else " (the oldest message's age is unknown: from now)"
+    if not waiting:
+        known = " (no message waits now: counted from now)"
+    elif oldest is None:
+        known = (
+            f" ({waiting} waiting, their age unknown to CloudWatch: counted from now, so earlier)"
+        )
+    else:
+        known = ""
     print(
         f"The work queue keeps a message {human_age(retention)}: paused beyond {stamp(loss)}"
         f"{known}, the oldest waiting message would be lost."

@@ -326,7 +326,8 @@ def queue_cells(queue: dict[str, Any]) -> list[str]:
         return "-" if value is None else str(value)
 
     oldest = "-"
-    if "oldestSeconds" in queue:
+    empty = not (queue.get("waiting") or queue.get("inFlight"))
+    if "oldestSeconds" in queue and not empty:
         seconds = queue["oldestSeconds"]
         oldest = "unknown" if seconds is None else human_age(seconds)
     return [queue["queue"], number("waiting"), number("inFlight"), oldest, queue.get("note", "")]

@@ -604,6 +604,166 @@ def test_redrive_asks_first_unless_yes(
     assert visible(aws) == 7 - moved
 
 
+# --- discard ---------------------------------------------------------------------------------
+
+
+def received(stack: Stack) -> dict[str, dict[str, Any]]:
+    """The DLQ's messages by id, with every attribute, made visible again."""
+    seen: dict[str, dict[str, Any]] = {}
+    while batch := stack.sqs.receive_message(
+        QueueUrl=stack.dlq.url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=30,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", []):
+        seen |= {m["MessageId"]: m for m in batch}
+    for message in seen.values():
+        stack.sqs.change_message_visibility(
+            QueueUrl=stack.dlq.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return seen
+
+
+def archived(path: Path) -> dict[str, dict[str, Any]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {record["messageId"]: record for record in map(json.loads, lines)}
+
+
+def test_discard_without_yes_is_a_dry_run_that_writes_nothing(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    archive = tmp_path / "archive.jsonl"
+
+    assert main(["discard", "--reason", "transient", "--archive", str(archive)]) == 0
+
+    out = capsys.readouterr().out
+    would = [line.split() for line in out.splitlines() if line.startswith("would discard")]
+    assert sorted(words[3] for words in would) == ["port_busy01", "port_busy02", "port_down01"]
+    assert out.splitlines()[-1] == (
+        f"Dry run: would discard 3 letter(s) with reason or class transient, each archived first "
+        f"to {archive}. Add --yes to discard them."
+    )
+    assert not archive.exists()
+    assert visible(aws) == 7
+
+
+def test_discard_archives_each_letter_whole_then_deletes_exactly_those(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = received(aws)
+    archive = tmp_path / "archive.jsonl"
+    archive.write_text("")  # an existing archive is appended to, never truncated
+
+    assert main(["discard", "--reason", "RATE_LIMITED", "--archive", str(archive), "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert main(["discard", "--reason", "not_found", "--archive", str(archive), "--yes"]) == 0
+
+    records = archived(archive)
+    after = received(aws)
+    gone = {
+        message_id
+        for message_id, message in before.items()
+        if attribute_values(message).get("reason") in ("RATE_LIMITED", "NOT_FOUND")
+    }
+    assert len(gone) == 3
+    assert set(records) == gone
+    assert set(after) == set(before) - gone  # the other four are still there, untouched
+    for message_id in gone:
+        letter, record = before[message_id], records[message_id]
+        assert record["body"] == letter["Body"]
+        assert record["messageAttributes"] == letter["MessageAttributes"]
+        assert record["sentTimestamp"] == letter["Attributes"]["SentTimestamp"]
+        assert record["attributes"]["SentTimestamp"] == letter["Attributes"]["SentTimestamp"]
+        assert record["queueUrl"] == aws.dlq.url
+    assert out.splitlines()[-1] == (
+        f"Discarded 2 letter(s) with reason or class RATE_LIMITED; archived to {archive}."
+    )
+
+
+def test_discard_by_message_id_and_by_age(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = received(aws)
+    chosen = sorted(before)[:2]
+    archive = tmp_path / "by-id.jsonl"
+    by_id = [arg for message_id in chosen for arg in ("--message-id", message_id)]
+
+    assert main(["discard", *by_id, "--archive", str(archive), "--yes"]) == 0
+
+    assert set(archived(archive)) == set(chosen)
+    assert set(received(aws)) == set(before) - set(chosen)
+    # The five left are more than 2 s old by then; a letter sent now is younger.
+    time.sleep(2.5)
+    aws.sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=json.dumps({"portfolioId": "p_new"}))
+    old = tmp_path / "old.jsonl"
+    assert main(["discard", "--older-than", "2s", "--archive", str(old), "--yes"]) == 0
+    assert len(archived(old)) == 5
+    [left] = received(aws).values()
+    assert left["Body"] == json.dumps({"portfolioId": "p_new"})
+    assert "older than 2s" in capsys.readouterr().out
+
+
+def test_discard_names_a_dated_archive_in_the_current_directory(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["discard", "--reason", "MALFORMED_INPUT", "--yes"]) == 0
+
+    [archive] = tmp_path.iterdir()
+    queue_name = aws.dlq.url.rsplit("/", 1)[-1]
+    assert re.fullmatch(rf"dlq-archive-{queue_name}-\d{{8}}T\d{{6}}\.jsonl", archive.name)
+    [record] = archived(archive).values()
+    assert record["body"] == "not json at all"
+    assert f"archived to {archive.name}" in capsys.readouterr().out
+
+
+def test_discard_deletes_nothing_it_could_not_archive(
+    filled: dict[str, str], aws: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "no-such-directory" / "archive.jsonl"
+
+    assert main(["discard", "--reason", "transient", "--archive", str(archive), "--yes"]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"glider-trigger dlq: error: archive {archive}: ")
+    assert visible(aws) == 7
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["discard", "--yes"], "say what to discard: --reason CODE, --message-id ID"),
+        (["discard", "--older-than", "soon"], "not an age like 30m, 2h or 3d"),
+        (["discard", "--older-than", "0d"], "not an age like 30m, 2h or 3d"),
+    ],
+)
+def test_discard_needs_a_selection(
+    filled: dict[str, str],
+    aws: Stack,
+    argv: list[str],
+    said: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(argv) == 2
+    assert said in capsys.readouterr().err
+    assert visible(aws) == 7
+
+
 # --- redrive (message move task) and status --------------------------------------------------
 
 

@@ -4,6 +4,7 @@
     glider-trigger dlq redrive [--reason CODE] [--rate N] [--dry-run] [--yes]
     glider-trigger dlq discard [--reason CODE] [--message-id ID ...] [--older-than AGE]
                                [--archive PATH] [--yes]
+    glider-trigger dlq restore ARCHIVE
     glider-trigger dlq status
 
 The queues come from --dlq-url, --work-queue-url and --follow-up-queue-url, else from --stack NAME
@@ -32,7 +33,7 @@ which a Lambda retry or an SQS redelivery of that delivery writes again.
 --older-than); without --yes it only says which would go. With --yes each letter is received,
 appended to the archive (one JSON object a line: messageId, body, attributes, messageAttributes,
 sentTimestamp) and synced to disk, and only then deleted by its receipt handle: nothing is gone
-beyond recovery (docs/operations.md says how to send an archive back).
+beyond recovery: `restore ARCHIVE` sends them back to the DLQ, body and attributes as they were.
 
 Before a replay, `redrive` checks the guard's memory: the function remembers what a delivery
 triggered for IDEMPOTENCY_TTL_SECONDS, and a replayed message may wait in the work queue for its
@@ -46,6 +47,7 @@ function's default.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import os
@@ -95,7 +97,12 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
-    from mypy_boto3_sqs.type_defs import ListMessageMoveTasksResultEntryTypeDef, MessageTypeDef
+    from mypy_boto3_sqs.type_defs import (
+        ListMessageMoveTasksResultEntryTypeDef,
+        MessageAttributeValueOutputTypeDef,
+        MessageAttributeValueTypeDef,
+        MessageTypeDef,
+    )
 
 PROG: Final = prog("dlq")
 
@@ -134,6 +141,7 @@ examples:
   {PROG} discard --reason NOT_FOUND                (dry run: which letters would go)
   {PROG} discard --reason NOT_FOUND --older-than 3d --yes --archive not-found.jsonl
   {PROG} discard --message-id 5f0c...e1 --message-id 9a41...07 --yes
+  {PROG} restore not-found.jsonl                   (the archived letters back into the DLQ)
   {PROG} status
 
   against a moto server (the local stack):
@@ -939,9 +947,63 @@ def archive_record(message: MessageTypeDef, queue_url: str) -> dict[str, Any]:
         "body": message.get("Body", ""),
         "attributes": attributes,
         "messageAttributes": {
-            name: dict(value) for name, value in message.get("MessageAttributes", {}).items()
+            name: archived_value(value)
+            for name, value in message.get("MessageAttributes", {}).items()
         },
     }
+
+
+def archived_value(value: MessageAttributeValueOutputTypeDef) -> dict[str, str]:
+    """A message attribute as JSON: its type and its value (a binary one in base64)."""
+    kept = {"DataType": value.get("DataType", "String")}
+    if "StringValue" in value:
+        kept["StringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        kept["BinaryValue"] = base64.b64encode(value["BinaryValue"]).decode("ascii")
+    return kept
+
+
+def cmd_restore(args: argparse.Namespace, queues: Queues) -> int:
+    """Send each letter of an archive back to the DLQ as it was: its body and attributes."""
+    path: Path = args.archive
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ToolError(f"archive {path}: {exc.strerror or exc}") from exc
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            records.append((record["body"], record.get("messageAttributes", {})))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ToolError(f"{path}:{number}: not a letter `discard` archived ({exc})") from exc
+    for restored, (body, attributes) in enumerate(records):
+        try:
+            queues.sqs.send_message(
+                QueueUrl=queues.dlq_url,
+                MessageBody=body,
+                MessageAttributes={
+                    name: restored_value(value) for name, value in attributes.items()
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise ToolError(
+                f"restored {restored} of {len(records)} from {path}, then stopped: {describe(exc)}"
+            ) from exc
+    print(
+        f"Restored {len(records)} letter(s) from {path} to the DLQ {queues.dlq_url} (new "
+        f"messages: new ids, their age counts from now)."
+    )
+    return EXIT_OK
+
+
+def restored_value(value: dict[str, str]) -> MessageAttributeValueTypeDef:
+    if "BinaryValue" in value:
+        return {
+            "DataType": value["DataType"],
+            "BinaryValue": base64.b64decode(value["BinaryValue"]),
+        }
+    return {"DataType": value["DataType"], "StringValue": value.get("StringValue", "")}
 
 
 def default_archive(queues: Queues, stack: str | None) -> Path:
@@ -1206,6 +1268,12 @@ def build_parser() -> argparse.ArgumentParser:
     discard.add_argument(
         "--yes", action="store_true", help="discard them (without it: only say which would go)"
     )
+    restore = commands.add_parser(
+        "restore",
+        parents=[queue_options],
+        help="send the letters of a discard's archive back to the DLQ, as they were",
+    )
+    restore.add_argument("archive", type=Path, metavar="ARCHIVE", help="the JSON-lines file")
     commands.add_parser(
         "status",
         parents=[queue_options],
@@ -1218,6 +1286,7 @@ COMMANDS: Final = {
     "list": cmd_list,
     "redrive": cmd_redrive,
     "discard": cmd_discard,
+    "restore": cmd_restore,
     "status": cmd_status,
 }
 

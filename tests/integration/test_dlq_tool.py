@@ -687,6 +687,32 @@ def test_discard_archives_each_letter_whole_then_deletes_exactly_those(
     )
 
 
+def test_restore_puts_archived_letters_back_into_the_dlq_as_they_were(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    archive = tmp_path / "archive.jsonl"
+    before = json_rows(capsys)
+    assert main(["discard", "--reason", "transient", "--archive", str(archive), "--yes"]) == 0
+    assert visible(aws) == 4
+    capsys.readouterr()
+
+    assert main(["restore", str(archive)]) == 0
+
+    assert "Restored 3 letter(s)" in capsys.readouterr().out
+    after = json_rows(capsys)
+    assert set(after) == set(before)
+    for portfolio in ("port_busy01", "port_busy02", "port_down01"):
+        was, now = before[portfolio], after[portfolio]
+        assert now["messageId"] != was["messageId"]  # a new message
+        unchanged = ("body", "reason", "class", "httpStatus", "detail", "source", "retryAt")
+        assert {k: now[k] for k in unchanged} == {k: was[k] for k in unchanged}
+    assert main(["restore", str(tmp_path / "missing.jsonl")]) == 1
+    assert "archive" in capsys.readouterr().err
+
+
 def test_discard_by_message_id_and_by_age(
     filled: dict[str, str],
     aws: Stack,

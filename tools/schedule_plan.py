@@ -420,7 +420,9 @@ def _read_input(text: str) -> tuple[object, object, str]:
 # --- showing it ------------------------------------------------------------------------------
 
 
-def shown_value(value: object) -> str:
+def shown_value(value: object, field: str = "") -> str:
+    if value is None and field == SKIP:
+        return "default"  # the input leaves it to the stack's DefaultSkipScheduleValidation
     if value is None:
         return "-"
     if isinstance(value, list):
@@ -440,14 +442,15 @@ def changes_cell(step: Step) -> str:
         return "not in the file: kept (--prune deletes it)"
     if step.action is Action.CREATE:
         return "; ".join(
-            f"{c.field}={shown_value(c.after)}"
+            f"{c.field}={shown_value(c.after, c.field)}"
             for c in step.changes
             if c.field != SKIP or c.after is not None
         )
     if step.action is Action.DELETE:
-        return "; ".join(f"{c.field}={shown_value(c.before)}" for c in step.changes)
+        return "; ".join(f"{c.field}={shown_value(c.before, c.field)}" for c in step.changes)
     return "; ".join(
-        f"{c.field}: {shown_value(c.before)} -> {shown_value(c.after)}" for c in step.changes
+        f"{c.field}: {shown_value(c.before, c.field)} -> {shown_value(c.after, c.field)}"
+        for c in step.changes
     )
 
 

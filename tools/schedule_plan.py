@@ -78,6 +78,7 @@ class Action(StrEnum):
 
 
 CHANGING: Final = (Action.CREATE, Action.UPDATE, Action.DELETE)
+DONE: Final = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted"}
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ class Step:
     name: str
     changes: tuple[Change, ...] = ()
     desired: Desired | None = None
+
+    @property
+    def done(self) -> str:
+        """What applying it did, as the apply shows it."""
+        return f"{DONE.get(self.action, self.action)} {self.name}"
 
 
 @dataclass(frozen=True)

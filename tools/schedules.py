@@ -482,36 +482,40 @@ def cmd_sync(args: argparse.Namespace, schedules: Schedules, desired: list[Desir
     decided = plan(
         desired, live, target=target, own=stack.own_schedule, prune=args.prune, file=args.file
     )
-    failed: dict[str, str] = {}
-    applied = args.yes and not decided.nothing_to_do
+    applying = args.yes and not decided.nothing_to_do
     if not args.json:
         show_plan(decided, stack, args.file)
-    if applied:
-        for step in (s for s in decided.steps if s.action in CHANGING):
-            try:
-                schedules.apply(step, target)
-            except ToolError as exc:
-                failed[step.name] = str(exc)
-            if not args.json:
-                print(
-                    f"FAILED {failed[step.name]}"
-                    if step.name in failed
-                    else f"{step.action}d {step.name}"
-                )
+    failed = apply_plan(schedules, decided, target, echo=not args.json) if applying else {}
     if args.json:
         steps = plan_json(decided.steps)
         for entry in steps:
-            if applied and entry["action"] in CHANGING:
+            if applying and entry["action"] in CHANGING:
                 entry["result"] = failed.get(str(entry["name"]), "done")
         summary = {"stack": stack.name, "group": stack.group, "file": args.file}
-        print(json.dumps({**summary, "applied": applied, "steps": steps}, indent=2))
+        print(json.dumps({**summary, "applied": applying, "steps": steps}, indent=2))
     elif failed:
         print(f"\n{len(failed)} step(s) failed: {', '.join(failed)}; the others were applied.")
-    elif applied:
+    elif applying:
         print(f"\nApplied: group {stack.group} matches {args.file}.")
     elif not decided.nothing_to_do:
         print("\nNothing changed: run again with --yes to apply this plan.")
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def apply_plan(
+    schedules: Schedules, decided: Plan, target: Target, *, echo: bool
+) -> dict[str, str]:
+    """Every changing step, in order; a step that fails does not stop the others (each schedule
+    is independent). The failed ones, by name, with their error."""
+    failed: dict[str, str] = {}
+    for step in (s for s in decided.steps if s.action in CHANGING):
+        try:
+            schedules.apply(step, target)
+        except ToolError as exc:
+            failed[step.name] = str(exc)
+        if echo:
+            print(f"FAILED {failed[step.name]}" if step.name in failed else step.done)
+    return failed
 
 
 def show_plan(decided: Plan, stack: Stack, file: str) -> None:

@@ -362,3 +362,52 @@ def test_list_json(stack: Stack, run: Callable[..., Result], write: Callable[[st
         "note": "",
     }
     assert rows[stack.own_schedule]["note"] == "the template's RebalanceSchedule"
+
+
+def test_without_the_group_output_it_syncs_the_stacks_schedules_in_the_default_group(
+    moto_server: MotoServer,
+    scheduler: Any,
+    run: Callable[..., Result],
+    write: Callable[[str], str],
+) -> None:
+    """A stack deployed before its group existed: the account's default group, the schedules
+    that target its function; another's schedule there is neither pruned nor taken over."""
+    name = f"glider-old-{uuid.uuid4().hex[:8]}"
+    function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}-TriggerFunction-X1"
+    template = {
+        "Resources": {"DeadLetterQueue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "TriggerFunctionArn": {"Value": function_arn},
+            "DeadLetterQueueArn": {"Value": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
+            "ScheduleRoleArn": {"Value": f"arn:aws:iam::{ACCOUNT}:role/{name}-schedule"},
+        },
+    }
+    moto_server.client("cloudformation").create_stack(
+        StackName=name, TemplateBody=json.dumps(template)
+    )
+    mine, others = f"{name}-daily", f"{name}-someone-elses"
+    scheduler.create_schedule(
+        Name=others,
+        ScheduleExpression="rate(5 minutes)",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": "arn:aws:lambda:us-east-1:123456789012:function:other", "RoleArn": "r"},
+    )
+    entry = "  - name: {}\n    expression: rate(1 day)\n    portfolioIds: [port_x]\n"
+
+    synced = run("sync", "--stack", name, "--file", write("schedules:\n" + entry.format(mine)),
+                 "--prune", "--yes")  # fmt: skip
+    taken = run("sync", "--stack", name, "--file", write("schedules:\n" + entry.format(others)),
+                "--yes")  # fmt: skip
+
+    assert synced.status == 0, synced.err
+    # Only its own schedule is in the plan: the other is neither kept nor pruned.
+    assert {row: action for row, (action, _) in synced.plan().items()} == {mine: "create"}
+    made = scheduler.get_schedule(Name=mine, GroupName="default")
+    assert made["Target"]["Arn"] == function_arn
+    assert taken.status == 1
+    assert f"schedule {others} in group default targets arn:aws:lambda:" in taken.err
+    assert "not taking it over" in taken.err
+    kept = scheduler.get_schedule(Name=others, GroupName="default")
+    assert kept["ScheduleExpression"] == "rate(5 minutes)"
+    scheduler.delete_schedule(Name=mine, GroupName="default")
+    scheduler.delete_schedule(Name=others, GroupName="default")

@@ -219,7 +219,7 @@ HOURLY = Desired("hourly", "rate(1 hour)", portfolio_ids=("c",))
 def planned(desired: list[Desired], found: list[dict[str, Any]], *, prune: bool = False) -> Any:
     return plan(
         desired,
-        {s["Name"]: s for s in found},  # type: ignore[misc]
+        {s["Name"]: s for s in found},
         target=TARGET,
         own=OWN,
         prune=prune,

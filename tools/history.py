@@ -173,11 +173,10 @@ def _portfolio(text: str) -> str:
 
 
 def _span(records: Records, back_seconds: int | None) -> str:
-    days = records.window_seconds / 86400
-    window = f"the last {days:g} days (the guard's window)"
+    days = f"the last {records.window_seconds / 86400:g} days"
     if back_seconds is None or back_seconds >= records.window_seconds:
-        return f"in {window}"
-    return f"in the last {_human(back_seconds)} (of {window})"
+        return f"in {days} (the guard's window)"
+    return f"in the last {_human(back_seconds)} (of {days}, the guard's window)"
 
 
 def _human(seconds: int) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 
 from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import DeadLetterWriteError, FanOutError, FollowUpError
@@ -30,7 +29,7 @@ from glider_trigger.outbound.glider.pacing import RateLimiter
 from glider_trigger.outbound.glider.v1 import GliderV1Client
 from glider_trigger.outbound.glider.v2 import GliderV2Client
 from glider_trigger.outbound.guard import IdempotencyGuard, NoGuard
-from glider_trigger.outbound.history import METRIC_NOT_WRITTEN, DynamoDBHistory, HistoryEntry
+from glider_trigger.outbound.history import DynamoDBHistory, HistoryEntry
 from glider_trigger.outbound.queues import CoalescingWriter, QueueWriter
 from glider_trigger.outbound.secrets import ApiKeyProvider
 from glider_trigger.outbound.telemetry import Telemetry
@@ -65,7 +64,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         breaker_threshold=settings.circuit_breaker_threshold,
     )
     guard = _guard(settings, logger, aws)
-    history = _history(settings, logger, metrics, aws)
+    history = _history(settings, telemetry, aws)
     reconciler = (
         Reconciler(api, telemetry, pacing=pacing) if settings.reconcile_lost_answers else None
     )
@@ -164,23 +163,14 @@ def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGu
     )
 
 
-def _history(settings: Settings, logger: Logger, metrics: Metrics, aws: AwsClients) -> History:
+def _history(settings: Settings, telemetry: Telemetry, aws: AwsClients) -> History:
     """In the guard's table, kept as long as the guard remembers (none without a table)."""
     if settings.idempotency_table_name is None:
         return NO_HISTORY
 
     def not_written(entry: HistoryEntry, error: str) -> None:
-        metrics.add_metric(METRIC_NOT_WRITTEN, MetricUnit.Count, 1)
-        logger.warning(
-            "History not written: `glider-trigger history` misses this line (the trigger or "
-            "outcome itself is unaffected)",
-            extra={
-                "portfolio_id": entry.portfolio_id,
-                "history_kind": entry.kind.value,
-                "history_outcome": entry.outcome,
-                "detail": error,
-            },
-        )
+        what = f"{entry.kind.value} {entry.outcome}"
+        telemetry.history_not_written(entry.portfolio_id, what, error)
 
     return DynamoDBHistory(
         settings.idempotency_table_name,

@@ -65,7 +65,6 @@ GLOBAL_SECONDARY_INDEXES: Final[Sequence[GlobalSecondaryIndexTypeDef]] = (
         "Projection": {"ProjectionType": "ALL"},
     },
 )
-METRIC_NOT_WRITTEN: Final = "HistoryNotWritten"
 # Bounds on the free-text fields: a record holds a day's entries within DynamoDB's 400 KB.
 _TEXT_CHARS: Final = 300
 _BATCH_GET_KEYS: Final = 100  # BatchGetItem's limit

@@ -45,6 +45,7 @@ from tools.common import (
     Aws,
     aws_for,
     describe_stack,
+    error_code,
     parameters_of,
     stack_resource,
 )
@@ -88,7 +89,17 @@ def recent_entries(aws: Aws, stack: str, limit: int) -> list[HistoryEntry]:
     now = time.time()
     try:
         return history.recent(aws.dynamodb(), records.table, limit, records.since(now), now=now)
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        # AWS says ValidationException ("does not have the specified index"); moto and others
+        # ResourceNotFoundException: either, naming the index.
+        missing = error_code(exc) in ("ValidationException", "ResourceNotFoundException")
+        if missing and history.INDEX in describe(exc):
+            raise ToolError(
+                f"{records.table} has no {history.INDEX} index yet: deploy this version of the "
+                "template (the history is written and read by portfolio without it)"
+            ) from exc
+        raise ToolError(f"{records.table}: {describe(exc)}") from exc
+    except BotoCoreError as exc:
         raise ToolError(f"{records.table}: {describe(exc)}") from exc
 
 

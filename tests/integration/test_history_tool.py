@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
+import tools.base
 import tools.history
 from glider_trigger.outbound import history
 from local.fixtures.event_source import sqs_event
@@ -215,3 +216,25 @@ def test_recent_entries_are_the_latest_across_portfolios_newest_first(
         ("port_b", round(now - 3600)),
     ]
     assert [e.portfolio_id for e in everything] == ["port_c", "port_a", "port_b", "port_a"]
+
+
+def test_a_table_without_the_index_yet_is_named_for_status(moto_server: MotoServer) -> None:
+    """A stack deployed before the history: its portfolios' records are read by key all the
+    same, and `status` is told what is missing rather than an AWS error."""
+    name = f"glider-history-old-{uuid.uuid4().hex[:8]}"
+    old_table = {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        },
+    }
+    moto_server.client("cloudformation").create_stack(
+        StackName=name,
+        TemplateBody=json.dumps({"Resources": {"IdempotencyTable": old_table}}),
+    )
+
+    with pytest.raises(tools.base.ToolError, match="has no ByDay index yet: deploy this version"):
+        tools.history.recent_entries(Aws({}), name, 5)
+    assert tools.history.main(["--stack", name, "--portfolio", "p1"]) == 0

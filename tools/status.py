@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from glider_trigger.domain.trigger_input import iso_time
 from tools.base import EXIT_OK, ToolError, add_stack_options, describe, prog, run_main, table
 from tools.common import aws_for
 from tools.dlq import LIST_HOLD_SECONDS, Scan, human_age, to_row
+from tools.history import recent_entries
 from tools.next_run import Unsupported, Window, next_run
 from tools.pause import (
     AWS_CONFIG,
@@ -59,7 +61,7 @@ SCHEDULE_HEADERS: Final = ["SCHEDULE", "STATE", "EXPRESSION", "TIME ZONE", "NEXT
 QUEUE_HEADERS: Final = ["QUEUE", "WAITING", "IN FLIGHT", "OLDEST", "WHAT"]
 DLQ_HEADERS: Final = ["REASON", "LETTERS"]
 ALARM_HEADERS: Final = ["ALARM", "SINCE", "WHY"]
-TRIGGER_HEADERS: Final = ["TIME", "PORTFOLIO", "SOURCE", "OUTCOME"]
+TRIGGER_HEADERS: Final = ["TIME", "PORTFOLIO", "KIND", "SOURCE", "OUTCOME", "REASON", "REBALANCE"]
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Report:
     dead_letters_depth: int = 0
     alarms: list[dict[str, str]] = field(default_factory=list)
     triggers: list[dict[str, str]] = field(default_factory=list)
+    triggers_unread: str | None = None  # why the last triggers could not be read
 
 
 # --- schedules -------------------------------------------------------------------------------
@@ -187,12 +190,20 @@ def alarms_in_alarm(target: Target) -> list[dict[str, str]]:
 
 
 def last_triggers(target: Target, *, limit: int = 10) -> list[dict[str, str]]:
-    """The last triggers and their outcomes, newest first: each {"time", "portfolio", "source",
-    "outcome"} (TRIGGER_HEADERS)."""
-    # TODO(lead): wire the history records (tools/history.py) here after merging; until then
-    # status shows the heading with no rows.
-    del target, limit
-    return []
+    """The last triggers and final outcomes across portfolios, newest first, from the history
+    records the function writes (tools/history.py): a row per TRIGGER_HEADERS."""
+    return [
+        {
+            "time": iso_time(entry.at),
+            "portfolio": entry.portfolio_id,
+            "kind": entry.kind.value,
+            "source": entry.source,
+            "outcome": entry.outcome,
+            "reason": entry.reason or "-",
+            "rebalance": entry.rebalance_id or "-",
+        }
+        for entry in recent_entries(target.aws, target.stack, limit)
+    ]
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -235,7 +246,10 @@ def gather(target: Target) -> Report:
     report.dead_letters_counted = counted
     report.dead_letters_depth = (dlq.get("waiting") or 0) + (dlq.get("inFlight") or 0)
     report.alarms = alarms_in_alarm(target)
-    report.triggers = last_triggers(target)
+    try:
+        report.triggers = last_triggers(target)
+    except ToolError as exc:  # one section unread: the rest of the screen still answers
+        report.triggers_unread = str(exc)
     return report
 
 
@@ -253,6 +267,7 @@ def as_json(report: Report) -> dict[str, Any]:
         "deadLettersCounted": report.dead_letters_counted,
         "alarmsInAlarm": report.alarms,
         "lastTriggers": report.triggers,
+        "lastTriggersUnread": report.triggers_unread,
     }
 
 
@@ -293,7 +308,9 @@ def lines(report: Report) -> list[str]:
         TRIGGER_HEADERS,
         [[t.get(h.lower(), "-") for h in TRIGGER_HEADERS] for t in report.triggers],
     )
-    if not report.triggers:
+    if report.triggers_unread:
+        out.append(f"(not read: {report.triggers_unread})")
+    elif not report.triggers:
         out.append("(none recorded)")
     return out
 

@@ -20,7 +20,7 @@ from local.chaos.plan import make_plan
 from local.chaos.report import ChaosReport
 from local.fixtures.fault_proxy import FaultProxy
 from local.fixtures.glider_emulator import GliderEmulator
-from local.fixtures.stack import Deployment, MotoServer, deploy
+from local.fixtures.stack import Deployment, MotoServer, create_table, deploy
 
 
 def run_chaos(
@@ -131,12 +131,7 @@ def function_environment(
 
 
 def create_idempotency_table(moto: MotoServer) -> str:
-    """Powertools Idempotency's DynamoDB table: partition key `id` (string), on demand."""
+    """The idempotency table, as the template creates it (local/fixtures/stack.py)."""
     name = f"glider-rebalance-trigger-idempotency-{uuid.uuid4().hex[:8]}"
-    moto.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(moto.client("dynamodb"), name)
     return name

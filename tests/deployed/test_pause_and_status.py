@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import tools.common
-from tests.deployed.conftest import UPSTREAM_SOURCE, Deployed, wait_for
+from tests.deployed.conftest import SCHEDULED, UPSTREAM_SOURCE, Deployed, wait_for
 from tools import cli
 
 PAUSED = "port_pause1"  # sent to the work queue while paused
@@ -159,6 +159,11 @@ def test_status_shows_a_running_stack_with_its_schedules_next_runs(
     assert rows[DISABLED_BEFORE]["nextRun"] == "- (disabled)"
     assert rows[DISABLED_BEFORE]["timeZone"] == "Europe/Zurich"
     assert [q["queue"] for q in document["queues"]] == ["work queue", "follow-up queue", "DLQ"]
+    # The template's schedule has run (the scene waited for it): its triggers are among the last
+    # (triggered when test_deployed_stack.py made them known to Glider, else failed).
+    assert document["lastTriggersUnread"] is None
+    recent = {(t["portfolio"], t["kind"]) for t in document["lastTriggers"]}
+    assert {(portfolio, "trigger") for portfolio in SCHEDULED} <= recent
 
 
 def test_pause_stops_every_trigger_and_the_work_waits_in_the_queue(

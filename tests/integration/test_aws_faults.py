@@ -141,8 +141,8 @@ def test_parallel_workers_keep_one_aws_connection_each_across_invocations(
     second = function.invoke({"portfolioIds": ids[32:]})
 
     assert first["triggered"] == second["triggered"] == 32
-    # Per portfolio: its claim, its record before sending, its settlement.
-    assert proxy.counts["DynamoDB_20120810.UpdateItem"] == 3 * 64
+    # Per portfolio: its claim, its record before sending, its settlement, its history entry.
+    assert proxy.counts["DynamoDB_20120810.UpdateItem"] == 4 * 64
     assert opened <= 16 + 1  # one per worker (DynamoDB), one for Secrets Manager
     # The warm invocation reused them: at most one per worker in all (one more only if the
     # cold one never had all 16 workers in a call at once), never one per call.

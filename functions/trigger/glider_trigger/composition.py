@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger, Metrics
 from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import DeadLetterWriteError, FanOutError, FollowUpError
 from glider_trigger.domain.follow import OutcomeFollower
-from glider_trigger.domain.ports import MessageQueue, RebalancingApi
+from glider_trigger.domain.ports import NO_HISTORY, History, MessageQueue, RebalancingApi
 from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.domain.trigger import RebalanceTrigger
@@ -29,6 +29,7 @@ from glider_trigger.outbound.glider.pacing import RateLimiter
 from glider_trigger.outbound.glider.v1 import GliderV1Client
 from glider_trigger.outbound.glider.v2 import GliderV2Client
 from glider_trigger.outbound.guard import IdempotencyGuard, NoGuard
+from glider_trigger.outbound.history import DynamoDBHistory, HistoryEntry
 from glider_trigger.outbound.queues import CoalescingWriter, QueueWriter
 from glider_trigger.outbound.secrets import ApiKeyProvider
 from glider_trigger.outbound.telemetry import Telemetry
@@ -63,6 +64,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         breaker_threshold=settings.circuit_breaker_threshold,
     )
     guard = _guard(settings, logger, aws)
+    history = _history(settings, telemetry, aws)
     reconciler = (
         Reconciler(api, telemetry, pacing=pacing) if settings.reconcile_lost_answers else None
     )
@@ -85,6 +87,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
             max_seconds=settings.follow_max_seconds,
             first_delay_seconds=settings.follow_first_delay_seconds,
             pacing=pacing,
+            history=history,
         )
     service = DeliveryService(
         RebalanceTrigger(api, api_keys, policy, pacing=pacing, reconciler=reconciler),
@@ -98,6 +101,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         ),
         work_queue=_work_queue(settings, aws, logger),
         follower=follower,
+        history=history,
     )
     return LambdaEntry(
         service,
@@ -156,4 +160,21 @@ def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGu
         client=aws.dynamodb,
         expires_after_seconds=settings.idempotency_ttl_seconds,
         on_unrecorded=unrecorded,
+    )
+
+
+def _history(settings: Settings, telemetry: Telemetry, aws: AwsClients) -> History:
+    """In the guard's table, kept as long as the guard remembers (none without a table)."""
+    if settings.idempotency_table_name is None:
+        return NO_HISTORY
+
+    def not_written(entry: HistoryEntry, error: str) -> None:
+        what = f"{entry.kind.value} {entry.outcome}"
+        telemetry.history_not_written(entry.portfolio_id, what, error)
+
+    return DynamoDBHistory(
+        settings.idempotency_table_name,
+        client=aws.dynamodb,
+        keep_seconds=settings.idempotency_ttl_seconds,
+        on_not_written=not_written,
     )

@@ -52,12 +52,15 @@ from glider_trigger.domain.models import (
     ParsedInput,
     RejectedId,
     SourceKind,
+    Triggered,
     TriggerRequest,
 )
 from glider_trigger.domain.ports import (
     MAX_DELAY_SECONDS,
+    NO_HISTORY,
     Attempts,
     Deadline,
+    History,
     MessageQueue,
     Telemetry,
     TriggerGuard,
@@ -143,6 +146,7 @@ class DeliveryService:
         rules: DeliveryRules,
         work_queue: MessageQueue | None,
         follower: OutcomeFollower | None = None,
+        history: History = NO_HISTORY,
     ) -> None:
         self._trigger = trigger
         self._guard = guard
@@ -151,6 +155,7 @@ class DeliveryService:
         self._rules = rules
         self._work_queue = work_queue
         self._follower = follower
+        self._history = history
 
     def begin(self, deadline: Deadline, *, request_id: str, lifetime_seconds: float) -> Invocation:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
@@ -323,7 +328,18 @@ class DeliveryService:
     def _trigger_one(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         blocker = invocation.blocker() or _out_of_time(invocation)
         if blocker is not None:  # decided before touching the idempotency store
-            return _not_attempted(request, blocker)
+            outcome: Outcome = _not_attempted(request, blocker)
+        else:
+            outcome = self._guarded(request, invocation)
+        # Past the deadline, not even history: the time left is the letters' and the answer's.
+        if is_trigger(outcome) and _out_of_time(invocation) is None:
+            # After the guard's call, on this worker: the guard has recorded the outcome, so a
+            # history write that fails or hangs can neither undo nor repeat the trigger (the
+            # adapter never raises).
+            self._history.trigger(outcome)
+        return outcome
+
+    def _guarded(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         try:
             return self._guard.run(
                 request.guard_key,
@@ -456,6 +472,16 @@ class DeliveryService:
             self._telemetry.dead_letter_write_failed(self._dead_letters.queue_url, len(messages))
             raise
         self._telemetry.dead_lettered(len(messages))
+
+
+def is_trigger(outcome: Outcome) -> bool:
+    """Whether the history keeps this outcome: what this delivery did to the portfolio (a
+    trigger, or a failure, whatever happens to it next). Not a delivery that came back to a
+    settled outcome (nothing was sent: its first delivery's record says it all), nor one held
+    by another invocation (the holder writes its own)."""
+    if isinstance(outcome, Triggered):
+        return not outcome.already_triggered
+    return not outcome.remembered and not outcome.held_elsewhere
 
 
 def _with_delivery_key(parsed: ParsedInput, invocation: Invocation) -> ParsedInput:

@@ -38,8 +38,10 @@ from glider_trigger.domain.models import (
 )
 from glider_trigger.domain.ports import (
     MAX_DELAY_SECONDS,
+    NO_HISTORY,
     ApiKeySource,
     Deadline,
+    History,
     MessageQueue,
     OutcomeEvents,
     OutcomeReport,
@@ -90,6 +92,7 @@ class OutcomeFollower:
         first_delay_seconds: int,
         clock: Callable[[], float] = time.time,
         pacing: Pacing | None = None,
+        history: History = NO_HISTORY,
     ) -> None:
         self._api = api
         self._slots = CallSlots(api, pacing)
@@ -103,6 +106,7 @@ class OutcomeFollower:
         self._first_delay = first_delay_seconds
         self._most_calls = most_status_calls(max_seconds, first_delay_seconds)
         self._clock = clock
+        self._history = history
 
     def start(self, outcome: Outcome) -> None:
         """The first follow-up of the rebalance a trigger just started. Called inside the
@@ -139,12 +143,18 @@ class OutcomeFollower:
         (which already makes it once), and Powertools' persistence layer is configured per
         call, so a nested idempotent call would make the outer one record under its prefix.
         Whatever fails here never undoes the trigger."""
-        self._telemetry.rebalance_outcome(report)
+        self._report(report)
         if self._events is not None:
             try:
                 self._events.publish(report)
             except Exception:  # noqa: BLE001 - logged and counted already; the event is extra
                 self._telemetry.event_not_put(report)
+
+    def _report(self, report: OutcomeReport) -> None:
+        """The outcome's log line and its history record: one action, so that the guard's
+        `once` keeps the record as single as the line (the history never raises)."""
+        self._telemetry.rebalance_outcome(report)
+        self._history.outcome(report)
 
     def follow(self, follow_up: FollowUp, invocation: Invocation) -> bool:
         """One look at the rebalance; False when there was no time or no pacing slot for it in
@@ -228,7 +238,7 @@ class OutcomeFollower:
         each under its own key, the log line first, so that a bus that refuses neither hides
         the outcome nor makes a redelivery write the letter again."""
         key = f"rebalance:{report.follow_up.rebalance_id}"  # followed: its id is known
-        self._guard.once(f"{key}#outcome", partial(self._telemetry.rebalance_outcome, report))
+        self._guard.once(f"{key}#outcome", partial(self._report, report))
         if report.outcome is FinalOutcome.FAILED:
             try:
                 self._guard.once(

@@ -107,6 +107,29 @@ class OutcomeEvents(Protocol):
         ...
 
 
+class History(Protocol):
+    """Each trigger and each final outcome written down for the operator (`glider-trigger
+    history`): one write each. Never raises: a record that cannot be written is reported by
+    the adapter and dropped, so that it never fails a trigger nor makes one happen twice."""
+
+    def trigger(self, outcome: Outcome) -> None: ...
+
+    def outcome(self, report: OutcomeReport) -> None: ...
+
+
+class NoHistory:
+    """Nowhere to write it (no table): nothing is kept."""
+
+    def trigger(self, outcome: Outcome) -> None:
+        pass
+
+    def outcome(self, report: OutcomeReport) -> None:
+        pass
+
+
+NO_HISTORY: Final = NoHistory()
+
+
 class ApiKeySource(Protocol):
     def get(self, *, refresh: bool = False) -> ApiKey:
         """The key (cached); a fresh read when `refresh`. Raises SecretUnavailableError."""

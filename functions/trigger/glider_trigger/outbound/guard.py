@@ -90,6 +90,9 @@ _ID, _STATUS, _EXPIRY, _HELD_UNTIL_MS, _DATA = (
     "data",
 )
 _HOLDER, _ATTEMPTS = "holder", "attempts"
+# The table's TTL attribute (template.yaml's TimeToLiveSpecification): the history's records
+# expire by it too (outbound/history.py).
+TTL_ATTRIBUTE: Final = _EXPIRY
 
 
 def record_id(key: str) -> str:

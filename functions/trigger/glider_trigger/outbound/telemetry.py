@@ -55,6 +55,7 @@ METRIC_DURATION = "RebalanceDurationSeconds"
 METRIC_FOLLOW_UPS = "RebalanceStatusCalls"  # one per follow-up message
 METRIC_AWAITING_USER = "RebalancesAwaitingUser"  # once per rebalance that waits for a person
 METRIC_JOINED = "TriggersJoinedInFlight"  # answered with a rebalance already running (v2)
+METRIC_HISTORY_NOT_WRITTEN = "HistoryNotWritten"  # an entry `glider-trigger history` misses
 
 
 class Telemetry:
@@ -304,6 +305,16 @@ class Telemetry:
             "The follow-up queue refused messages: these rebalances are not followed (their "
             "outcome is reported unknown)",
             extra={"follow_up_queue_url": queue_url, "messages": messages},
+        )
+
+    def history_not_written(self, portfolio_id: str, what: str, error: str) -> None:
+        """A history entry that could not be written (outbound/history.py): counted and said;
+        the trigger or the outcome it was about is unaffected."""
+        self._metrics.add_metric(METRIC_HISTORY_NOT_WRITTEN, MetricUnit.Count, 1)
+        self._logger.warning(
+            "History entry not written: `glider-trigger history` misses it (the trigger or "
+            "outcome itself is unaffected)",
+            extra={"portfolio_id": portfolio_id, "history_entry": what, "detail": error},
         )
 
     def record_failed(self, delivery_id: str) -> None:

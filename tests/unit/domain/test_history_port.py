@@ -1,0 +1,167 @@
+"""What the domain writes to the history: one entry per trigger a delivery made (triggered, or
+failed), none for a delivery that found its outcome settled or held elsewhere, and one per
+followed rebalance's final outcome however often its follow-up comes back."""
+
+from __future__ import annotations
+
+import json
+
+from glider_trigger.domain.delivery import DeliveryRules, DeliveryService, Message
+from glider_trigger.domain.errors import (
+    DeadLetterWriteError,
+    FailureClass,
+    FanOutError,
+    FollowUpError,
+)
+from glider_trigger.domain.follow import OutcomeFollower
+from glider_trigger.domain.invocation import Invocation
+from glider_trigger.domain.models import (
+    FinalOutcome,
+    FollowUp,
+    InputSource,
+    RebalanceState,
+    Receipt,
+    SourceKind,
+    Triggered,
+    TriggerRequest,
+)
+from glider_trigger.domain.trigger import RebalanceTrigger
+from glider_trigger.inbound.events import parse_event, parse_sqs_body
+from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.events import InMemoryEvents
+from tests.fakes.guard import InMemoryGuard
+from tests.fakes.history import RecordingHistory
+from tests.fakes.queues import InMemoryQueue
+from tests.fakes.telemetry import RecordingTelemetry
+
+RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
+DOWN = refused("SERVER_ERROR", FailureClass.TRANSIENT)
+NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
+UNEXPECTED_2XX = refused("UNEXPECTED_RESPONSE", FailureClass.PERMANENT, settles=True)
+
+
+class World:
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
+        self.guard = InMemoryGuard()
+        self.history = RecordingHistory()
+        self.service = DeliveryService(
+            RebalanceTrigger(api, FakeKeys(), retry_policy(max_attempts=1), sleep=lambda _: None),
+            self.guard,
+            InMemoryQueue(DeadLetterWriteError, "dlq"),
+            RecordingTelemetry(),
+            rules=DeliveryRules(max_concurrency=4, fanout_threshold=50, max_receive_count=5),
+            work_queue=InMemoryQueue(FanOutError, "work"),
+            history=self.history,
+        )
+
+    def invocation(self) -> Invocation:
+        return self.service.begin(FakeDeadline(), request_id="req-1", lifetime_seconds=60.0)
+
+    def message(self, body: object, *, message_id: str = "m-1", receive: int = 1) -> None:
+        text = json.dumps(body)
+        parsed = parse_sqs_body(text, message_id=message_id, default_skip=False)
+        invocation = self.invocation()
+        [prepared] = self.service.trigger_messages(
+            [(Message(message_id, text, receive), parsed)], invocation
+        )
+        self.service.settle(prepared, invocation)
+
+    def written(self) -> list[tuple[str, str]]:
+        return [
+            (o.request.portfolio_id, "triggered" if isinstance(o, Triggered) else o.error.reason)
+            for o in self.history.triggers
+        ]
+
+
+def test_each_trigger_and_each_failure_is_written_once() -> None:
+    world = World(FakeApi(RECEIPT, NOT_FOUND))
+
+    world.service.deliver_event(
+        parse_event({"portfolioIds": ["p1"]}, default_skip=False), world.invocation()
+    )
+    world.service.deliver_event(
+        parse_event({"portfolioIds": ["p2"]}, default_skip=False), world.invocation()
+    )
+
+    assert world.written() == [("p1", "triggered"), ("p2", "NOT_FOUND")]
+
+
+def test_each_receive_that_failed_is_written_and_the_redelivery_that_finds_it_done_is_not() -> None:
+    world = World(FakeApi(DOWN, then=RECEIPT))
+
+    world.message({"portfolioId": "p1"}, receive=1)  # 5xx: redelivered
+    world.message({"portfolioId": "p1"}, receive=2)  # triggered
+    world.message({"portfolioId": "p1"}, receive=3)  # a duplicate: nothing sent, nothing new
+
+    assert world.written() == [("p1", "SERVER_ERROR"), ("p1", "triggered")]
+
+
+def test_a_settled_failure_that_comes_back_is_not_written_again() -> None:
+    world = World(FakeApi(UNEXPECTED_2XX))
+
+    world.message({"portfolioId": "p1"})
+    world.message({"portfolioId": "p1"})
+
+    assert world.written() == [("p1", "UNEXPECTED_RESPONSE")]
+
+
+def test_a_portfolio_held_by_another_invocation_is_left_to_its_holder() -> None:
+    world = World(FakeApi(RECEIPT))
+    world.guard.held.add("sqs:m-1#p1")
+
+    world.message({"portfolioId": "p1"})
+
+    assert world.history.triggers == []
+    assert world.api.calls == []
+
+
+def test_a_final_outcome_is_written_once_however_often_its_follow_up_arrives() -> None:
+    api = FakeApi()
+    api.states = [
+        RebalanceState("failed", FinalOutcome.FAILED, error="execution reverted"),
+        RebalanceState("failed", FinalOutcome.FAILED, error="execution reverted"),
+    ]
+    history = RecordingHistory()
+    follower = OutcomeFollower(
+        api,
+        FakeKeys(),
+        InMemoryGuard(),
+        RecordingTelemetry(),
+        follow_ups=InMemoryQueue(FollowUpError, "follow-ups"),
+        dead_letters=InMemoryQueue(DeadLetterWriteError, "dlq"),
+        events=InMemoryEvents(),
+        max_seconds=7200,
+        first_delay_seconds=30,
+        history=history,
+    )
+    follow_up = FollowUp("p1", "rebal_1", False, "sqs:m-1", 1_000.0, 1, "fake-v1")
+
+    for _ in range(2):  # the same follow-up delivered twice
+        follower.follow(follow_up, Invocation(FakeDeadline(), retry_policy()))
+
+    [report] = history.outcomes
+    assert (report.outcome, report.reason) == (FinalOutcome.FAILED, "execution reverted")
+
+
+def test_a_rebalance_that_cannot_be_followed_is_written_unknown_with_its_trigger() -> None:
+    history = RecordingHistory()
+    follower = OutcomeFollower(
+        FakeApi(),
+        FakeKeys(),
+        InMemoryGuard(),
+        RecordingTelemetry(),
+        follow_ups=InMemoryQueue(FollowUpError, "follow-ups"),
+        dead_letters=InMemoryQueue(DeadLetterWriteError, "dlq"),
+        events=None,
+        max_seconds=7200,
+        first_delay_seconds=30,
+        history=history,
+    )
+    request = TriggerRequest("p1", False, InputSource(SourceKind.SQS, "m-1", {}, "sqs:m-1"))
+    cut_off = Receipt(None, None, None, None, unread="connection reset")
+
+    follower.start(Triggered(request, cut_off, attempts=1))
+
+    [report] = history.outcomes
+    assert (report.outcome, report.reason) == (FinalOutcome.UNKNOWN, "REBALANCE_ID_UNKNOWN")

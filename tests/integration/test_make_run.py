@@ -32,6 +32,46 @@ def test_make_run_shows_each_outcome_and_the_dlq(capsys: pytest.CaptureFixture[s
     assert "PORTFOLIO" in out  # the DLQ table
     assert "By reason:" in out
     assert "glider-local-demo-key" not in out  # the key is never printed
+    # Each failure's hint whole, not clipped: the part that says what is wrong comes last.
+    assert "is not 1-128 letters, digits, '_' or '-'" in out
+    assert "[...]" not in out
+
+
+def test_make_run_on_v2_speaks_of_operations(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--api-version", "v2"]) == 0
+
+    out = capsys.readouterr().out
+    assert "triggered      operationId=" in out
+    assert "COMPLETED      operationId=" in out
+    assert "Glider joined it to the operation in flight" in out  # a repeat, not a new one
+    assert "rebalanceId" not in out
+    assert "None" not in out
+
+
+def test_make_run_event_runs_only_that_event(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--event", str(REPO / "events" / "schedule-single.json")]) == 0
+
+    out = capsys.readouterr().out
+    assert "== schedule-single.json" in out
+    assert out.count("\n== ") == 3  # the event, its follow-ups and the DLQ: nothing else
+    assert "port_abc123            COMPLETED" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"), [(None, "no such file"), ("{not json", "not JSON")]
+)
+def test_make_run_event_names_a_file_it_cannot_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, problem: str
+) -> None:
+    path = tmp_path / "mine.json"
+    if content is not None:
+        path.write_text(content)
+
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["--event", str(path)])
+
+    assert exit_.value.code == 2
+    assert f"--event {path}: {problem}" in capsys.readouterr().err
 
 
 def test_the_real_api_switch_needs_explicit_ids() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,25 @@ def test_make_run_shows_each_outcome_and_the_dlq(capsys: pytest.CaptureFixture[s
     # Each failure's hint whole, not clipped: the part that says what is wrong comes last.
     assert "is not 1-128 letters, digits, '_' or '-'" in out
     assert "[...]" not in out
+    # What docs/development.md shows of it, line by line (ids, ages and widths aside).
+    printed = {comparable(line) for line in out.splitlines()}
+    missing = [line for line in documented_excerpt() if comparable(line) not in printed]
+    assert missing == []
+
+
+def documented_excerpt() -> list[str]:
+    """The lines of docs/development.md's excerpt of `make run`, without its elisions."""
+    text = (REPO / "docs" / "development.md").read_text()
+    start = text.index("```text\n", text.index("An excerpt of `make run`")) + len("```text\n")
+    block = text[start : text.index("```", start)]
+    return [line for line in block.splitlines() if line.strip() not in ("", "...")]
+
+
+def comparable(line: str) -> str:
+    """A line of `make run` as it reads on any run: its rebalance ids, ages and spacing vary."""
+    line = re.sub(r"rebal_[0-9a-f]{16}", "rebal_ID", line)
+    line = re.sub(r"\b\d+s\b", "AGE", line)
+    return " ".join(line.split())
 
 
 def test_make_run_on_v2_speaks_of_operations(capsys: pytest.CaptureFixture[str]) -> None:

@@ -87,6 +87,7 @@ from tools.common import (
     describe_stack,
     local_aws,
     outputs_of,
+    parameter_flag,
     parameters_of,
     portfolio_ids,
     read_local_stack,
@@ -192,11 +193,14 @@ def from_stack(aws: Aws, stack: str) -> Target:
         work_queue_url=work_queue_url,
         dlq_url=outputs.get("DeadLetterQueueUrl") or None,
         table_name=table,
-        follow_outcomes=_true(parameters.get("FollowOutcomes"), Settings.follow_outcomes),
+        follow_outcomes=parameter_flag(
+            parameters, "FollowOutcomes", default=Settings.follow_outcomes
+        ),
         outcome_bus=bus,
-        default_skip=_true(
-            parameters.get("DefaultSkipScheduleValidation"),
-            Settings.default_skip_schedule_validation,
+        default_skip=parameter_flag(
+            parameters,
+            "DefaultSkipScheduleValidation",
+            default=Settings.default_skip_schedule_validation,
         ),
     )
 
@@ -222,11 +226,6 @@ def from_local_file(path: Path) -> Target:
         default_skip=settings.default_skip_schedule_validation,
         aws=aws_values(env),
     )
-
-
-def _true(value: str | None, default: bool) -> bool:
-    text = (value or "").strip().lower()
-    return default if not text else text == "true"
 
 
 def load(args: argparse.Namespace) -> Target:

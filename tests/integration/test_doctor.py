@@ -549,10 +549,13 @@ def test_a_5xx_fails_with_gliders_ids_and_a_429_warns(
     assert detail.startswith("Glider is rate limiting (HTTP 429, Retry-After 7 s)")
     assert "requestId req_" in detail
     # v1's key check is the portfolio's status: the portfolio row is skipped, and said.
-    assert json.loads(limited.out)["summary"] == {
-        "v1": "8 passed, 1 skipped: not all checks ran (1 warning)",
-        "v2": "all checks passed (1 warning)",
-    }[version]
+    assert (
+        json.loads(limited.out)["summary"]
+        == {
+            "v1": "8 passed, 1 skipped: not all checks ran (1 warning)",
+            "v2": "all checks passed (1 warning)",
+        }[version]
+    )
 
 
 def test_a_key_quoted_back_by_glider_is_redacted(doctor: Doctor, glider: GliderEmulator) -> None:

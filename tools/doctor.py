@@ -85,13 +85,12 @@ from glider_trigger.settings import (
 from tools.base import (
     EXIT_ERROR,
     EXIT_OK,
-    EXIT_USAGE,
     ToolError,
     UsageError,
     describe,
     one_line,
-    parse_args,
     prog,
+    run_main,
     table,
 )
 from tools.common import (
@@ -930,16 +929,12 @@ def load(args: argparse.Namespace) -> Configuration:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
+    return run_main(build_parser(), argv, check)
+
+
+def check(args: argparse.Namespace) -> int:
     try:
         config = load(args)
-    except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except ToolError as exc:
         # Nothing else can be checked without a configuration: a report of that one row.
         report(
@@ -952,13 +947,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doctor = Doctor(config, aws, portfolio_id=args.portfolio_id)
     try:
         checks = doctor.run()
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 (one redacted line, never a traceback with the key)
-        message = doctor.redact(one_line(f"{type(exc).__name__}: {exc}"))
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        raise ToolError(doctor.redact(one_line(f"{type(exc).__name__}: {exc}"))) from None
     report(checks, as_json=args.json, api_version=config.api_version)
     return EXIT_ERROR if doctor.failed else EXIT_OK
 

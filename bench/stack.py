@@ -180,7 +180,7 @@ class Stack:
 
 @contextlib.contextmanager
 def local_stack() -> Iterator[Stack]:
-    # (local/fixtures/glider_emulator.py listens with a backlog of 128.)
+    # (local/fixtures/loopback_server.py listens with a backlog of 128.)
     placement = Placement.choose()
     pin(0, placement.stack)  # this process (the emulator); moto's inherits it
     moto = MotoProcess().start()

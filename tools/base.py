@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 CLI: Final = "glider-trigger"
 EXIT_OK: Final = 0
@@ -44,6 +44,10 @@ def describe(exc: ClientError | BotoCoreError) -> str:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = f"HTTP {status} without an AWS error body"
         return one_line(f"{exc.operation_name}: {code}: {message}")
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: pass --region, or set AWS_REGION (or a profile's region)"
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials: pass --profile, or set AWS_PROFILE (or the AWS_* keys)"
     return one_line(f"{type(exc).__name__}: {exc}")
 
 

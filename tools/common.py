@@ -29,11 +29,14 @@ from tools.base import (
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_cloudformation.type_defs import StackTypeDef
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
 
 REPO: Final = Path(__file__).resolve().parent.parent
 # Written by `make run ARGS=--keep` (local/demo/run.py) while its stack is up. Each tool
@@ -192,6 +195,25 @@ class Aws:
             "scheduler", region_name=self._region, endpoint_url=self._endpoint,
             config=self._config,
         )  # fmt: skip
+
+    def lambda_(self) -> LambdaClient:
+        session = self._session()
+        return session.client(
+            "lambda", region_name=self._region, endpoint_url=self._endpoint, config=self._config
+        )
+
+    def cloudwatch(self) -> CloudWatchClient:
+        session = self._session()
+        return session.client(
+            "cloudwatch", region_name=self._region, endpoint_url=self._endpoint,
+            config=self._config,
+        )  # fmt: skip
+
+    def sts(self) -> STSClient:
+        session = self._session()
+        return session.client(
+            "sts", region_name=self._region, endpoint_url=self._endpoint, config=self._config
+        )
 
 
 def aws_for(args: argparse.Namespace, *, config: BotoConfig | None = None) -> Aws:

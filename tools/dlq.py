@@ -1,7 +1,10 @@
-"""Inspect and redrive the trigger function's dead-letter queue.
+"""Inspect, redrive and clean the trigger function's dead-letter queue.
 
     glider-trigger dlq list [--limit N] [--json]
     glider-trigger dlq redrive [--reason CODE] [--rate N] [--dry-run] [--yes]
+    glider-trigger dlq discard [--reason CODE] [--message-id ID ...] [--older-than AGE]
+                               [--archive PATH] [--yes]
+    glider-trigger dlq restore ARCHIVE
     glider-trigger dlq status
 
 The queues come from --dlq-url, --work-queue-url and --follow-up-queue-url, else from --stack NAME
@@ -21,6 +24,17 @@ task for the rest (everything else, server side, to the work queue); `redrive --
 only the messages of one reason or failure class, one by one: send to the destination queue first,
 delete from the DLQ after, so a failure can duplicate but never lose one.
 
+`list` shows one row per letter, oldest first, its DETAIL wrapped (never clipped; whole in
+--json), and collapses duplicates into one row with a COUNT: letters of one portfolio, one
+delivery (the deliveryKey or idempotencyKey in the body, a follow-up's rebalance) and one reason,
+which a Lambda retry or an SQS redelivery of that delivery writes again.
+
+`discard` deletes the letters that match every option given (--reason as redrive's, --message-id,
+--older-than); without --yes it only says which would go. With --yes each letter is received,
+appended to the archive (one JSON object a line: messageId, body, attributes, messageAttributes,
+sentTimestamp) and synced to disk, and only then deleted by its receipt handle: nothing is gone
+beyond recovery: `restore ARCHIVE` sends them back to the DLQ, body and attributes as they were.
+
 Before a replay, `redrive` checks the guard's memory: the function remembers what a delivery
 triggered for IDEMPOTENCY_TTL_SECONDS, and a replayed message may wait in the work queue for its
 whole retention. A letter older than the difference may be processed after the guard forgot its
@@ -33,23 +47,30 @@ function's default.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import os
+import re
+import shutil
 import sys
+import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.domain.errors import InvalidInputError
 from glider_trigger.domain.models import FollowUp, SourceKind
 from glider_trigger.domain.trigger_input import (
+    DELIVERY_KEY_FIELD,
+    IDEMPOTENCY_KEY,
     is_follow_up,
     iso_time,
     listed_ids,
@@ -76,7 +97,12 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
-    from mypy_boto3_sqs.type_defs import ListMessageMoveTasksResultEntryTypeDef, MessageTypeDef
+    from mypy_boto3_sqs.type_defs import (
+        ListMessageMoveTasksResultEntryTypeDef,
+        MessageAttributeValueOutputTypeDef,
+        MessageAttributeValueTypeDef,
+        MessageTypeDef,
+    )
 
 PROG: Final = prog("dlq")
 
@@ -89,6 +115,7 @@ LIST_HOLD_SECONDS: Final = 5
 REDRIVE_HOLD_SECONDS: Final = 60
 MAX_HOLD_SECONDS: Final = 12 * 3600
 UNRATED_SENDS_PER_SECOND: Final = 20  # a cautious guess at send + delete without --rate
+AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # A long poll asks every SQS server, so an empty answer means nothing is left to receive; a short
 # poll of a small queue can come back empty while messages remain.
 RECEIVE_WAIT_SECONDS = 1
@@ -111,6 +138,10 @@ examples:
   {PROG} redrive --reason RATE_LIMITED --rate 5
   {PROG} redrive --reason transient --yes
   {PROG} redrive --rate 10        (every message, with an SQS message move task)
+  {PROG} discard --reason NOT_FOUND                (dry run: which letters would go)
+  {PROG} discard --reason NOT_FOUND --older-than 3d --yes --archive not-found.jsonl
+  {PROG} discard --message-id 5f0c...e1 --message-id 9a41...07 --yes
+  {PROG} restore not-found.jsonl                   (the archived letters back into the DLQ)
   {PROG} status
 
   against a moto server (the local stack):
@@ -159,6 +190,8 @@ class Row:
     body: str
     follow_up: FollowUp | None = None  # the body is one of the function's follow-ups
     source_queue: str | None = None  # DeadLetterQueueSourceArn: the queue SQS redrove it from
+    receives: int | None = None  # SQS's receives of it before this command's own
+    delivery: str | None = None  # the delivery the letter belongs to (see delivery_of)
 
     @property
     def age(self) -> str:
@@ -168,15 +201,25 @@ class Row:
     def destination(self) -> Destination:
         return Destination.FOLLOW_UP_QUEUE if self.follow_up else Destination.WORK_QUEUE
 
-    def cells(self) -> list[str]:
+    @property
+    def same_letter(self) -> tuple[str, str, str]:
+        """What duplicate letters share: one portfolio of one delivery, dead-lettered for one
+        reason (a Lambda retry or an SQS redelivery of that delivery writes it again). A letter
+        naming no delivery is a duplicate only of the very same body."""
+        return (self.portfolio, self.reason or "-", self.delivery or f"body:{self.body}")
+
+    def cells(self, *, count: int = 1) -> list[str]:
         values = [
+            self.message_id,
             self.portfolio,
             self.reason,
             self.failure_class,
             self.http_status,
             self.api_error_code,
             self.attempts,
+            None if self.receives is None else str(self.receives),
             self.age,
+            str(count),
             self.source,
         ]
         return [value or "-" for value in values]
@@ -197,6 +240,8 @@ class Row:
             "retryAt": self.retry_at,
             "rebalanceId": self.follow_up.rebalance_id if self.follow_up else None,
             "sourceQueue": self.source_queue,
+            "receives": self.receives,
+            "deliveryKey": self.delivery,
             "destination": self.destination.value,
             "body": self.body,
         }
@@ -208,7 +253,23 @@ class Row:
         )
 
 
-HEADERS: Final = ["PORTFOLIO", "REASON", "CLASS", "HTTP", "API CODE", "ATTEMPTS", "AGE", "SOURCE"]
+HEADERS: Final = [
+    "MESSAGE ID",
+    "PORTFOLIO",
+    "REASON",
+    "CLASS",
+    "HTTP",
+    "API CODE",
+    "ATTEMPTS",
+    "RECEIVES",
+    "AGE",
+    "COUNT",
+    "SOURCE",
+    "DETAIL",
+]
+# DETAIL, the last column, wraps to what is left of the terminal's width, at least this wide.
+MIN_DETAIL_WIDTH: Final = 40
+DEFAULT_TERMINAL_WIDTH: Final = 160  # when the output is no terminal (a pipe, a file)
 
 
 def to_row(message: MessageTypeDef, *, now: float) -> Row:
@@ -221,6 +282,7 @@ def to_row(message: MessageTypeDef, *, now: float) -> Row:
     system = message.get("Attributes", {})
     sent = system.get("SentTimestamp", "")
     sent_ms = int(sent) if sent.isdigit() else None
+    received = system.get("ApproximateReceiveCount", "")
     source_queue = system.get("DeadLetterQueueSourceArn") or None
     follow_up = follow_up_of(payload)
     # Scheduler and EventBridge dead letters carry ERROR_CODE/RETRY_ATTEMPTS of their own; a
@@ -246,7 +308,25 @@ def to_row(message: MessageTypeDef, *, now: float) -> Row:
         body=body,
         follow_up=follow_up,
         source_queue=source_queue,
+        # This command's own receive is counted already: the receives before it.
+        receives=max(0, int(received) - 1) if received.isdigit() else None,
+        delivery=delivery_of(payload, follow_up),
     )
+
+
+def delivery_of(payload: object, follow_up: FollowUp | None) -> str | None:
+    """The delivery a letter belongs to: a follow-up's rebalance, else the function's own
+    deliveryKey in the body (every failed portfolio's letter carries it), else an upstream's
+    idempotencyKey."""
+    if follow_up is not None:
+        return follow_up_source(follow_up)
+    if not isinstance(payload, dict):
+        return None
+    for field_name in (DELIVERY_KEY_FIELD, IDEMPOTENCY_KEY):
+        value = payload.get(field_name)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def follow_up_of(payload: object) -> FollowUp | None:
@@ -506,12 +586,9 @@ class Scan:
                     VisibilityTimeout=self._hold_seconds,
                     WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
                     MessageAttributeNames=["All"],
-                    # DeadLetterQueueSourceArn: set by SQS on what a queue's redrive moved here.
-                    MessageSystemAttributeNames=[
-                        "SentTimestamp",
-                        "ApproximateReceiveCount",
-                        "DeadLetterQueueSourceArn",
-                    ],
+                    # All: what `discard` archives. Among them DeadLetterQueueSourceArn, set by
+                    # SQS on what a queue's redrive moved here.
+                    MessageSystemAttributeNames=["All"],
                 ).get("Messages", [])
             except (ClientError, BotoCoreError) as exc:
                 raise ToolError(f"queue {self._queue_url}: {describe(exc)}") from exc
@@ -562,31 +639,79 @@ class Scan:
 
 def cmd_list(args: argparse.Namespace, queues: Queues) -> int:
     depth = queues.depth(queues.dlq_url)
+    rows = read_rows(queues, limit=args.limit)
+    if args.json:
+        duplicates = Counter(row.same_letter for row in rows)
+        for row in rows:
+            listed = row.as_json() | {"count": duplicates[row.same_letter]}
+            print(json.dumps(listed, ensure_ascii=False))
+        return EXIT_OK
+    if not rows:
+        print(f"The DLQ is empty ({queues.dlq_url}).")
+        return EXIT_OK
+    groups = collapse(rows)
+    for line in wrapped_table(groups, width=terminal_width()):
+        print(line)
+    more = f"; --limit {args.limit} reached" if len(rows) >= args.limit else ""
+    shown = f" in {len(groups)} row(s)" if len(groups) < len(rows) else ""
+    print(f"\n{len(rows)} message(s) listed{shown}, ~{depth} in the DLQ{more}.")
+    counts = Counter(row.reason or "-" for row in rows)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    print("By reason: " + ", ".join(f"{reason} {count}" for reason, count in ranked))
+    return EXIT_OK
+
+
+def read_rows(queues: Queues, *, limit: int | None = None) -> list[Row]:
+    """The DLQ's letters, oldest first, consuming nothing (each is visible again at once)."""
     scan = Scan(queues.sqs, queues.dlq_url, hold_seconds=LIST_HOLD_SECONDS)
     now = time.time()
     rows: list[Row] = []
     try:
         for message in scan.messages():
             rows.append(to_row(message, now=now))
-            if len(rows) >= args.limit:
+            if limit is not None and len(rows) >= limit:
                 break
     finally:
         scan.release()
-    if args.json:
-        for row in rows:
-            print(json.dumps(row.as_json(), ensure_ascii=False))
-        return EXIT_OK
-    if not rows:
-        print(f"The DLQ is empty ({queues.dlq_url}).")
-        return EXIT_OK
-    for line in table(HEADERS, [row.cells() for row in rows]):
-        print(line)
-    counts = Counter(row.reason or "-" for row in rows)
-    more = f"; --limit {args.limit} reached" if len(rows) >= args.limit else ""
-    print(f"\n{len(rows)} message(s) listed, ~{depth} in the DLQ{more}.")
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    print("By reason: " + ", ".join(f"{reason} {count}" for reason, count in ranked))
-    return EXIT_OK
+    return sorted(rows, key=lambda row: (row.sent_ms is None, row.sent_ms or 0))
+
+
+@dataclass(frozen=True)
+class Group:
+    """Duplicate letters (Row.same_letter) as one row: the oldest stands for them all."""
+
+    first: Row
+    count: int
+
+
+def collapse(rows: Sequence[Row]) -> list[Group]:
+    letters: dict[tuple[str, str, str], list[Row]] = {}
+    for row in rows:
+        letters.setdefault(row.same_letter, []).append(row)
+    return [Group(same[0], len(same)) for same in letters.values()]
+
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size((DEFAULT_TERMINAL_WIDTH, 24)).columns
+
+
+def wrapped_table(groups: Sequence[Group], *, width: int) -> list[str]:
+    """The table with every cell whole: DETAIL, the last column, wrapped onto lines of its own
+    width (what the other columns leave of `width`, at least MIN_DETAIL_WIDTH)."""
+    cells = [group.first.cells(count=group.count) for group in groups]
+    others = sum(
+        max([len(HEADERS[i]), *(len(row[i]) for row in cells)]) + 2 for i in range(len(cells[0]))
+    )
+    detail_width = max(MIN_DETAIL_WIDTH, width - others)
+    lines: list[list[str]] = []
+    blank = [""] * len(cells[0])
+    for group, row in zip(groups, cells, strict=True):
+        detail = textwrap.wrap(
+            group.first.detail or "-", detail_width, break_long_words=True, break_on_hyphens=False
+        ) or ["-"]
+        lines.append([*row, detail[0]])
+        lines.extend([*blank, more] for more in detail[1:])
+    return table(HEADERS, lines)
 
 
 def cmd_redrive(args: argparse.Namespace, queues: Queues) -> int:
@@ -772,6 +897,204 @@ def _move(queues: Queues, message: MessageTypeDef, destination: Destination, *, 
         ) from exc
 
 
+# --- discard ---------------------------------------------------------------------------------
+
+
+def older_than(text: str) -> int:
+    """--older-than: 90s, 30m, 2h, 3d (or bare seconds) as seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text.lower())
+    if not match or int(match[1]) < 1:
+        raise argparse.ArgumentTypeError(f"not an age like 30m, 2h or 3d: {text!r}")
+    return int(match[1]) * AGE_UNITS[match[2] or "s"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What `discard` deletes: the letters that match every option given."""
+
+    reason: str | None
+    message_ids: frozenset[str]
+    min_age_seconds: int | None
+
+    def __call__(self, row: Row) -> bool:
+        if self.reason is not None and not row.matches(self.reason):
+            return False
+        if self.message_ids and row.message_id not in self.message_ids:
+            return False
+        if self.min_age_seconds is not None:
+            return row.age_seconds is not None and row.age_seconds > self.min_age_seconds
+        return True
+
+    def __str__(self) -> str:
+        parts = []
+        if self.reason is not None:
+            parts.append(f"reason or class {self.reason}")
+        if self.message_ids:
+            parts.append(f"message id {', '.join(sorted(self.message_ids))}")
+        if self.min_age_seconds is not None:
+            parts.append(f"older than {human_age(self.min_age_seconds)}")
+        return " and ".join(parts)
+
+
+def archive_record(message: MessageTypeDef, queue_url: str) -> dict[str, Any]:
+    """One archived letter: everything SQS gave, enough to send it again as it was."""
+    attributes = dict(message.get("Attributes", {}))
+    return {
+        "messageId": message.get("MessageId", ""),
+        "queueUrl": queue_url,
+        "sentTimestamp": attributes.get("SentTimestamp"),
+        "archivedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+        "body": message.get("Body", ""),
+        "attributes": attributes,
+        "messageAttributes": {
+            name: archived_value(value)
+            for name, value in message.get("MessageAttributes", {}).items()
+        },
+    }
+
+
+def archived_value(value: MessageAttributeValueOutputTypeDef) -> dict[str, str]:
+    """A message attribute as JSON: its type and its value (a binary one in base64)."""
+    kept = {"DataType": value.get("DataType", "String")}
+    if "StringValue" in value:
+        kept["StringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        kept["BinaryValue"] = base64.b64encode(value["BinaryValue"]).decode("ascii")
+    return kept
+
+
+def cmd_restore(args: argparse.Namespace, queues: Queues) -> int:
+    """Send each letter of an archive back to the DLQ as it was: its body and attributes."""
+    path: Path = args.archive
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ToolError(f"archive {path}: {exc.strerror or exc}") from exc
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            records.append((record["body"], record.get("messageAttributes", {})))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ToolError(f"{path}:{number}: not a letter `discard` archived ({exc})") from exc
+    for restored, (body, attributes) in enumerate(records):
+        try:
+            queues.sqs.send_message(
+                QueueUrl=queues.dlq_url,
+                MessageBody=body,
+                MessageAttributes={
+                    name: restored_value(value) for name, value in attributes.items()
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise ToolError(
+                f"restored {restored} of {len(records)} from {path}, then stopped: {describe(exc)}"
+            ) from exc
+    print(
+        f"Restored {len(records)} letter(s) from {path} to the DLQ {queues.dlq_url} (new "
+        f"messages: new ids, their age counts from now)."
+    )
+    return EXIT_OK
+
+
+def restored_value(value: dict[str, str]) -> MessageAttributeValueTypeDef:
+    if "BinaryValue" in value:
+        return {
+            "DataType": value["DataType"],
+            "BinaryValue": base64.b64decode(value["BinaryValue"]),
+        }
+    return {"DataType": value["DataType"], "StringValue": value.get("StringValue", "")}
+
+
+def default_archive(queues: Queues, stack: str | None) -> Path:
+    name = stack or queues.dlq_url.rstrip("/").rsplit("/", 1)[-1]
+    return Path(f"dlq-archive-{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}.jsonl")
+
+
+class Archive:
+    """The JSON-lines file each letter is written to, and synced, before it is deleted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            try:
+                self._file = self.path.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise ToolError(f"archive {self.path}: {exc.strerror or exc}") from exc
+        try:
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise ToolError(
+                f"archive {self.path}: {exc.strerror or exc}; letter {record['messageId']} "
+                "was not deleted"
+            ) from exc
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def cmd_discard(args: argparse.Namespace, queues: Queues) -> int:
+    """Delete the selected letters, each archived first; a dry run without --yes."""
+    selected = Selection(
+        reason=args.reason,
+        message_ids=frozenset(args.message_id or ()),
+        min_age_seconds=args.older_than,
+    )
+    if not str(selected):
+        raise UsageError("say what to discard: --reason CODE, --message-id ID or --older-than AGE")
+    archive = Archive(args.archive or default_archive(queues, getattr(args, "stack", None)))
+    started_ms = int(time.time() * 1000)
+    hold = min(MAX_HOLD_SECONDS, REDRIVE_HOLD_SECONDS + queues.depth(queues.dlq_url))
+    scan = Scan(queues.sqs, queues.dlq_url, hold_seconds=hold)
+    verb = "discarded" if args.yes else "would discard"
+    discarded = 0
+    try:
+        for message in scan.messages():
+            row = to_row(message, now=time.time())
+            if not selected(row) or (row.sent_ms is not None and row.sent_ms >= started_ms):
+                continue
+            if args.yes:
+                archive.write(archive_record(message, queues.dlq_url))
+                _delete(queues, message, discarded=discarded, archive=archive.path)
+                scan.forget(row.message_id)
+            discarded += 1
+            print(
+                f"{verb}  {row.message_id}  {row.portfolio}  "
+                f"{row.reason or row.failure_class or '-'}  {row.age}"
+            )
+    finally:
+        scan.release()
+        archive.close()
+    if not args.yes:
+        print(
+            f"Dry run: would discard {discarded} letter(s) with {selected}, each archived first "
+            f"to {archive.path}. Add --yes to discard them."
+        )
+    elif discarded:
+        print(f"Discarded {discarded} letter(s) with {selected}; archived to {archive.path}.")
+    else:
+        print(f"Discarded nothing: no letter with {selected}.")
+    return EXIT_OK
+
+
+def _delete(queues: Queues, message: MessageTypeDef, *, discarded: int, archive: Path) -> None:
+    try:
+        queues.sqs.delete_message(
+            QueueUrl=queues.dlq_url, ReceiptHandle=message.get("ReceiptHandle", "")
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(
+            f"discarded {discarded}, then stopped: message {message.get('MessageId', '')} is "
+            f"archived in {archive} but still in the DLQ: {describe(exc)}"
+        ) from exc
+
+
 def cmd_status(args: argparse.Namespace, queues: Queues) -> int:
     source_arn = queues.arn(queues.dlq_url)
     try:
@@ -915,6 +1238,42 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the stack's parameter, else $IDEMPOTENCY_TTL_SECONDS, else the function's)",
     )
     redrive.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    discard = commands.add_parser(
+        "discard",
+        parents=[queue_options],
+        help="delete letters, each archived first to a JSON-lines file (a dry run without --yes)",
+    )
+    discard.add_argument(
+        "--reason", metavar="CODE", help="letters of this reason or class (as redrive's --reason)"
+    )
+    discard.add_argument(
+        "--message-id",
+        metavar="ID",
+        action="append",
+        help="this letter (the MESSAGE ID column); repeat for more",
+    )
+    discard.add_argument(
+        "--older-than",
+        type=older_than,
+        metavar="AGE",
+        help="letters older than AGE (90s, 30m, 2h, 3d)",
+    )
+    discard.add_argument(
+        "--archive",
+        type=Path,
+        metavar="PATH",
+        help="append the letters here, one JSON object a line (default: "
+        "dlq-archive-<stack or queue>-<UTC time>.jsonl in the current directory)",
+    )
+    discard.add_argument(
+        "--yes", action="store_true", help="discard them (without it: only say which would go)"
+    )
+    restore = commands.add_parser(
+        "restore",
+        parents=[queue_options],
+        help="send the letters of a discard's archive back to the DLQ, as they were",
+    )
+    restore.add_argument("archive", type=Path, metavar="ARCHIVE", help="the JSON-lines file")
     commands.add_parser(
         "status",
         parents=[queue_options],
@@ -923,7 +1282,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: Final = {"list": cmd_list, "redrive": cmd_redrive, "status": cmd_status}
+COMMANDS: Final = {
+    "list": cmd_list,
+    "redrive": cmd_redrive,
+    "discard": cmd_discard,
+    "restore": cmd_restore,
+    "status": cmd_status,
+}
 
 
 def main(argv: Sequence[str] | None = None, *, sqs: SQSClient | None = None) -> int:

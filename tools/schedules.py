@@ -1,11 +1,13 @@
 """List, add and remove EventBridge Scheduler schedules that rebalance portfolios through a
-stack's function, created exactly as template.yaml creates its own schedule.
+stack's function, created exactly as template.yaml creates its own schedule; and sync them from a
+YAML file (schedules as code).
 
-    glider-trigger schedules list --stack NAME
+    glider-trigger schedules list --stack NAME [--json]
     glider-trigger schedules add --stack NAME --name N --expression EXPR [--time-zone TZ]
                                   --portfolio-ids ID[,ID...] [--skip-schedule-validation]
                                   [--flexible-window-minutes M] [--disabled]
     glider-trigger schedules remove --stack NAME --name N [--yes]
+    glider-trigger schedules sync --stack NAME --file F [--prune] [--yes] [--json]
 
 (`make schedules ARGS='list --stack NAME'`.)
 
@@ -14,10 +16,10 @@ stack's function (output TriggerFunctionArn), invoked with the role of the templ
 (output ScheduleRoleArn, else the role RebalanceSchedule uses), the same retry policy (2 retries
 within an hour) and dead-letter queue (output DeadLetterQueueArn), and the same input: the ids,
 Scheduler's context attributes <aws.scheduler.schedule-arn> and <aws.scheduler.scheduled-time>
-(so that Scheduler's retries of one run are one delivery for the function's guard) and, only with
---skip-schedule-validation, skipScheduleValidation (else the stack's default applies, as for the
-template's). The flexible time window is off unless --flexible-window-minutes; the time zone is
-UTC unless --time-zone.
+(so that Scheduler's retries of one run are one delivery for the function's guard) and, only when
+asked, skipScheduleValidation (else the stack's default applies, as for the template's). The
+flexible time window is off unless asked; the time zone is UTC unless asked. tools/schedule_spec.py
+holds these rules.
 
 The schedules are those of the stack's schedule group (output ScheduleGroupName, the template's
 RebalanceScheduleGroup, whose schedules alone the schedule role trusts) whose target is the
@@ -26,45 +28,45 @@ works in the account's `default` group, on the schedules that target this stack'
 `remove` refuses the template's own schedule (resource RebalanceSchedule: change the stack's
 parameters instead) and any schedule that does not target the stack's function.
 
+`sync` reads the file (tools/schedule_plan.py: every problem named file:schedule:field, exit 2
+before any AWS call), compares each schedule with the group's (GetSchedule), prints the plan
+(create, update, delete, unchanged, each with the fields that change) and applies it only with
+--yes. The group's schedules the file does not name are kept unless --prune. The template's own
+schedule is CloudFormation's: shown as managed by the stack, never updated or deleted; a file that
+names it is refused. An apply step that fails is reported and the others still run (each
+schedule is independent); the exit status is then 1.
+
 Region, credentials and endpoint come from the standard AWS environment, as for the other tools.
 Nothing here reads the Glider API key.
 
-exit status: 0 done, 1 refused, aborted or an AWS error, 2 usage error.
+exit status: 0 done (or nothing to do), 1 refused, aborted, an apply step failed or an AWS error,
+2 usage error (a bad option or schedules file).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from glider_trigger.domain.trigger_input import (
-    PORTFOLIO_IDS,
-    SCHEDULE_ARN,
-    SCHEDULED_TIME,
-    SKIP_SCHEDULE_VALIDATION,
-    listed_ids,
-)
 from tools.base import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
     ToolError,
     UsageError,
+    add_stack_options,
     describe,
-    one_line,
-    parse_args,
     positive_int,
     prog,
+    run_main,
     table,
 )
 from tools.common import (
@@ -78,6 +80,30 @@ from tools.common import (
 )
 from tools.dlq import (
     confirm,
+)
+from tools.schedule_plan import (
+    CHANGING,
+    Action,
+    Desired,
+    FileErrors,
+    Plan,
+    Step,
+    Target,
+    changes_cell,
+    load_file,
+    plan,
+    plan_json,
+)
+from tools.schedule_spec import (
+    DEFAULT_TIME_ZONE,
+    DESCRIPTION,
+    MAX_WINDOW_MINUTES,
+    RETRY_POLICY,
+    expression,
+    input_of,
+    input_too_long,
+    schedule_name,
+    time_zone,
 )
 
 if TYPE_CHECKING:
@@ -93,19 +119,6 @@ PROG: Final = prog("schedules")
 
 DEFAULT_GROUP: Final = "default"
 OWN_SCHEDULE: Final = "RebalanceSchedule"  # the template's own schedule (a resource)
-# What template.yaml's RebalanceSchedule sets; tests/integration/test_schedules_tool.py checks
-# these against the template itself.
-RETRY_POLICY: Final = {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600}
-SCHEDULE_ARN_ATTRIBUTE: Final = "<aws.scheduler.schedule-arn>"
-SCHEDULED_TIME_ATTRIBUTE: Final = "<aws.scheduler.scheduled-time>"
-DESCRIPTION: Final = "Periodic Glider portfolio rebalance (make schedules)."
-MAX_WINDOW_MINUTES: Final = 1440  # Scheduler's limit for MaximumWindowInMinutes
-
-NAME_PATTERN: Final = re.compile(r"[0-9A-Za-z_.-]{1,64}")
-RATE: Final = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
-CRON: Final = re.compile(r"cron\((.+)\)")
-AT: Final = re.compile(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)")
-CRON_FIELD: Final = re.compile(r"[0-9A-Za-z*?,/#-]+")
 
 HEADERS: Final = [
     "NAME",
@@ -117,6 +130,7 @@ HEADERS: Final = [
     "PORTFOLIOS",
     "NOTE",
 ]
+PLAN_HEADERS: Final = ["ACTION", "NAME", "CHANGES"]
 _AWS_CONFIG: Final = BotoConfig(
     connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 4}
 )
@@ -129,10 +143,13 @@ examples:
   {PROG} add --stack glider-rebalance-trigger --name hourly --expression 'rate(1 hour)' \\
       --portfolio-ids c --flexible-window-minutes 10 --disabled
   {PROG} remove --stack glider-rebalance-trigger --name hourly
+  {PROG} sync --stack glider-rebalance-trigger --file docs/schedules.example.yaml
+  {PROG} sync --stack glider-rebalance-trigger --file schedules.yaml --prune --yes
 
 Expressions: rate(N minute[s]|hour[s]|day[s]), cron(minutes hours day-of-month month
 day-of-week year) with ? in one of the two day fields, at(yyyy-mm-ddThh:mm:ss).
-exit status: 0 done, 1 refused, aborted or an AWS error, 2 usage error.
+exit status: 0 done (or nothing to do), 1 refused, aborted, an apply step failed or an AWS
+error, 2 usage error (a bad option or schedules file).
 """
 
 
@@ -256,87 +273,99 @@ class Schedules:
             f"the template's {OWN_SCHEDULE}" if self.is_own(name) else "",
         ]
 
+    def for_sync(self, names: Sequence[str]) -> dict[str, GetScheduleOutputTypeDef]:
+        """The schedules sync may change, by name: the whole group when it is the stack's own;
+        in the account's `default` group, the stack's only (a name of the file that is another's
+        there is refused, not taken over)."""
+        if self.stack.group != DEFAULT_GROUP:
+            return {s.get("Name", ""): s for s in self.in_group()}
+        found = {s.get("Name", ""): s for s in self.of_the_stack()}
+        for name in names:
+            other = None if name in found else self.get(name)
+            if other is not None:
+                target = other.get("Target", {}).get("Arn", "")
+                raise ToolError(
+                    f"schedule {name} in group {DEFAULT_GROUP} targets {target}, not stack "
+                    f"{self.stack.name}'s function: not taking it over (rename it in the file)"
+                )
+        return found
 
-def input_of(text: str) -> tuple[str, str]:
-    """The ids (comma-separated) and the skipScheduleValidation the input sets ("default"
-    when it leaves it to the stack), as the trigger-input contract reads them."""
-    try:
-        payload: object = json.loads(text)
-    except (ValueError, RecursionError):
-        return "(unparsable input)", "-"
-    ids = ",".join(i if isinstance(i, str) else json.dumps(i) for i in listed_ids(payload))
-    skip = payload.get(SKIP_SCHEDULE_VALIDATION) if isinstance(payload, dict) else None
-    return ids or "(no ids)", "default" if skip is None else json.dumps(skip)
-
-
-def schedule_input(ids: Sequence[str], *, skip: bool) -> str:
-    """The template's input, with these ids (and the flag only when given)."""
-    body: dict[str, object] = {
-        PORTFOLIO_IDS: list(ids),
-        SCHEDULE_ARN: SCHEDULE_ARN_ATTRIBUTE,
-        SCHEDULED_TIME: SCHEDULED_TIME_ATTRIBUTE,
-    }
-    if skip:
-        body[SKIP_SCHEDULE_VALIDATION] = True
-    return json.dumps(body)
-
-
-# --- validation ------------------------------------------------------------------------------
-
-
-def schedule_name(text: str) -> str:
-    if not NAME_PATTERN.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"a schedule name is 1-64 letters, digits, '.', '_' or '-', got {text!r}"
-        )
-    return text
-
-
-def expression(text: str) -> str:
-    """rate(), cron() or at(), checked for the shape Scheduler accepts."""
-    text = text.strip()
-    if rate := RATE.fullmatch(text):
-        value, unit = int(rate.group(1)), rate.group(2)
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"a rate must be at least 1, got {text!r}")
-        if (value == 1) == unit.endswith("s"):
-            right = unit.rstrip("s") if value == 1 else unit + "s"
-            raise argparse.ArgumentTypeError(
-                f"say rate({value} {right}): singular for 1, plural above, got {text!r}"
-            )
-        return text
-    if cron := CRON.fullmatch(text):
-        fields = cron.group(1).split()
-        if len(fields) != 6 or not all(CRON_FIELD.fullmatch(f) for f in fields):
-            raise argparse.ArgumentTypeError(
-                "cron() takes six fields: minutes hours day-of-month month day-of-week year, "
-                f"e.g. cron(0 9 ? * MON *); got {text!r}"
-            )
-        if (fields[2] == "?") == (fields[4] == "?"):
-            raise argparse.ArgumentTypeError(
-                f"cron(): exactly one of day-of-month and day-of-week must be ?, got {text!r}"
-            )
-        return text
-    if at := AT.fullmatch(text):
+    def in_group(self) -> list[GetScheduleOutputTypeDef]:
+        """Every schedule of the group, each in full."""
+        names = []
         try:
-            datetime.fromisoformat(at.group(1))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"at(): not a date and time: {text!r}") from None
-        return text
-    raise argparse.ArgumentTypeError(
-        "an expression is rate(N minutes|hours|days), cron(minutes hours day-of-month month "
-        f"day-of-week year) or at(yyyy-mm-ddThh:mm:ss), got {text!r}"
-    )
+            pages = self.client.get_paginator("list_schedules").paginate(GroupName=self.stack.group)
+            for page in pages:
+                names += [s["Name"] for s in page.get("Schedules", []) if s.get("Name")]
+        except (ClientError, BotoCoreError) as exc:
+            raise ToolError(f"schedule group {self.stack.group}: {describe(exc)}") from exc
+        found = [self.get(name) for name in sorted(names)]
+        return [schedule for schedule in found if schedule is not None]
+
+    def target(self) -> Target:
+        if self.stack.dlq_arn is None:
+            raise ToolError(f"stack {self.stack.name} has no output DeadLetterQueueArn")
+        return Target(self.stack.function_arn, self.role_arn(), self.stack.dlq_arn)
+
+    def request(self, schedule: Desired, target: Target) -> CreateScheduleInputTypeDef:
+        """CreateSchedule's (and UpdateSchedule's) request: the template's schedule with these
+        values."""
+        window: FlexibleTimeWindowTypeDef = (
+            {"Mode": "FLEXIBLE", "MaximumWindowInMinutes": schedule.flexible_window_minutes}
+            if schedule.flexible_window_minutes
+            else {"Mode": "OFF"}
+        )
+        scheduled: TargetTypeDef = {
+            "Arn": target.function_arn,
+            "RoleArn": target.role_arn,
+            "Input": schedule.input,
+            "RetryPolicy": {
+                "MaximumRetryAttempts": RETRY_POLICY["MaximumRetryAttempts"],
+                "MaximumEventAgeInSeconds": RETRY_POLICY["MaximumEventAgeInSeconds"],
+            },
+            "DeadLetterConfig": {"Arn": target.dlq_arn},
+        }
+        return {
+            "Name": schedule.name,
+            "GroupName": self.stack.group,
+            "ScheduleExpression": schedule.expression,
+            "ScheduleExpressionTimezone": schedule.timezone,
+            "FlexibleTimeWindow": window,
+            "State": "ENABLED" if schedule.enabled else "DISABLED",
+            "Description": DESCRIPTION,
+            "Target": scheduled,
+        }
+
+    def apply(self, step: Step, target: Target) -> None:
+        """One step of a plan; ToolError naming the schedule when AWS refuses it."""
+        try:
+            if step.action is Action.DELETE:
+                self.client.delete_schedule(Name=step.name, GroupName=self.stack.group)
+            elif step.desired is not None and step.action is Action.CREATE:
+                self.client.create_schedule(**self.request(step.desired, target))
+            elif step.desired is not None and step.action is Action.UPDATE:
+                self.client.update_schedule(**self.request(step.desired, target))
+        except (ClientError, BotoCoreError) as exc:
+            raise ToolError(f"{step.action} {step.name}: {describe(exc)}") from exc
 
 
-def time_zone(text: str) -> str:
-    try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"not an IANA time zone (e.g. Europe/Berlin, America/New_York, UTC): {text!r}"
-        ) from None
-    return text
+def row_of(schedule: GetScheduleOutputTypeDef, note: str) -> dict[str, object]:
+    """A schedule as `list --json` shows it (the file's field names)."""
+    window = schedule.get("FlexibleTimeWindow", {})
+    ids, skip = input_of(schedule.get("Target", {}).get("Input", ""))
+    return {
+        "name": schedule.get("Name"),
+        "expression": schedule.get("ScheduleExpression"),
+        "timezone": schedule.get("ScheduleExpressionTimezone") or DEFAULT_TIME_ZONE,
+        "enabled": schedule.get("State") == "ENABLED",
+        "flexibleWindowMinutes": window.get("MaximumWindowInMinutes", 0)
+        if window.get("Mode") == "FLEXIBLE"
+        else 0,
+        "skipScheduleValidation": skip,
+        "portfolioIds": ids.split(","),
+        "target": schedule.get("Target", {}).get("Arn"),
+        "note": note,
+    }
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -345,6 +374,10 @@ def time_zone(text: str) -> str:
 def cmd_list(args: argparse.Namespace, schedules: Schedules) -> int:
     found = schedules.of_the_stack()
     stack = schedules.stack
+    if args.json:
+        rows = [row_of(s, schedules.cells(s)[-1]) for s in found]
+        print(json.dumps({"stack": stack.name, "group": stack.group, "schedules": rows}, indent=2))
+        return EXIT_OK
     if not found:
         print(f"No schedules of stack {stack.name} in {stack.group_note}.")
         return EXIT_OK
@@ -358,42 +391,31 @@ def cmd_list(args: argparse.Namespace, schedules: Schedules) -> int:
     return EXIT_OK
 
 
+def desired_of(args: argparse.Namespace) -> Desired:
+    """`add`'s options as the schedule they declare (the rules are sync's)."""
+    schedule = Desired(
+        name=args.name,
+        expression=args.expression,
+        timezone=args.time_zone or DEFAULT_TIME_ZONE,
+        portfolio_ids=tuple(portfolio_ids(args.portfolio_ids)),
+        skip_schedule_validation=True if args.skip_schedule_validation else None,
+        enabled=not args.disabled,
+        flexible_window_minutes=args.flexible_window_minutes or 0,
+    )
+    if too_long := input_too_long(schedule.input):
+        raise UsageError(f"--portfolio-ids: {too_long}")
+    return schedule
+
+
 def cmd_add(args: argparse.Namespace, schedules: Schedules) -> int:
     stack = schedules.stack
-    ids = portfolio_ids(args.portfolio_ids)
+    schedule = desired_of(args)
     if schedules.get(args.name) is not None:
         raise ToolError(
             f"a schedule named {args.name} already exists in group {stack.group}: not "
             f"overwriting it (choose another name, or remove it first)"
         )
-    if stack.dlq_arn is None:
-        raise ToolError(f"stack {stack.name} has no output DeadLetterQueueArn")
-    target: TargetTypeDef = {
-        "Arn": stack.function_arn,
-        "RoleArn": schedules.role_arn(),
-        "Input": schedule_input(ids, skip=args.skip_schedule_validation),
-        "RetryPolicy": {
-            "MaximumRetryAttempts": RETRY_POLICY["MaximumRetryAttempts"],
-            "MaximumEventAgeInSeconds": RETRY_POLICY["MaximumEventAgeInSeconds"],
-        },
-        "DeadLetterConfig": {"Arn": stack.dlq_arn},
-    }
-    window: FlexibleTimeWindowTypeDef = (
-        {"Mode": "FLEXIBLE", "MaximumWindowInMinutes": args.flexible_window_minutes}
-        if args.flexible_window_minutes
-        else {"Mode": "OFF"}
-    )
-    request: CreateScheduleInputTypeDef = {
-        "Name": args.name,
-        "GroupName": stack.group,
-        "ScheduleExpression": args.expression,
-        "FlexibleTimeWindow": window,
-        "State": "DISABLED" if args.disabled else "ENABLED",
-        "Description": DESCRIPTION,
-        "Target": target,
-    }
-    if args.time_zone:
-        request["ScheduleExpressionTimezone"] = args.time_zone
+    request = schedules.request(schedule, schedules.target())
     try:
         created = schedules.client.create_schedule(**request)
     except ClientError as exc:
@@ -405,8 +427,12 @@ def cmd_add(args: argparse.Namespace, schedules: Schedules) -> int:
         raise ToolError(f"creating schedule {args.name}: {describe(exc)}") from exc
     except BotoCoreError as exc:
         raise ToolError(f"creating schedule {args.name}: {describe(exc)}") from exc
-    print(f"Created {created['ScheduleArn']}:")
     stored = schedules.get(args.name)
+    if args.json:
+        row = row_of(stored, "") if stored is not None else {"name": args.name}
+        print(json.dumps({"created": created["ScheduleArn"], "schedule": row}, indent=2))
+        return EXIT_OK
+    print(f"Created {created['ScheduleArn']}:")
     if stored is not None:
         for line in table(HEADERS, [schedules.cells(stored)]):
             print(line)
@@ -421,7 +447,8 @@ def cmd_remove(args: argparse.Namespace, schedules: Schedules) -> int:
     if schedules.is_own(args.name):
         raise ToolError(
             f"{args.name} is the template's own schedule ({OWN_SCHEDULE}): not deleting it. "
-            "Change the stack's SchedulePortfolioIds, ScheduleExpression or ScheduleState instead"
+            "Change the stack's SchedulePortfolioIds, ScheduleExpression, ScheduleTimezone or "
+            "ScheduleState instead"
         )
     target = schedule.get("Target", {}).get("Arn", "")
     if not schedules.targets_function(target):
@@ -441,8 +468,66 @@ def cmd_remove(args: argparse.Namespace, schedules: Schedules) -> int:
         schedules.client.delete_schedule(Name=args.name, GroupName=stack.group)
     except (ClientError, BotoCoreError) as exc:
         raise ToolError(f"deleting schedule {args.name}: {describe(exc)}") from exc
-    print(f"Deleted {what}.")
+    if args.json:
+        print(json.dumps({"deleted": args.name, "group": stack.group}))
+    else:
+        print(f"Deleted {what}.")
     return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace, schedules: Schedules, desired: list[Desired]) -> int:
+    stack = schedules.stack
+    target = schedules.target()
+    live = schedules.for_sync([schedule.name for schedule in desired])
+    decided = plan(
+        desired, live, target=target, own=stack.own_schedule, prune=args.prune, file=args.file
+    )
+    applying = args.yes and not decided.nothing_to_do
+    if not args.json:
+        show_plan(decided, stack, args.file)
+    failed = apply_plan(schedules, decided, target, echo=not args.json) if applying else {}
+    if args.json:
+        steps = plan_json(decided.steps)
+        for entry in steps:
+            if applying and entry["action"] in CHANGING:
+                entry["result"] = failed.get(str(entry["name"]), "done")
+        summary = {"stack": stack.name, "group": stack.group, "file": args.file}
+        print(json.dumps({**summary, "applied": applying, "steps": steps}, indent=2))
+    elif failed:
+        print(f"\n{len(failed)} step(s) failed: {', '.join(failed)}; the others were applied.")
+    elif applying:
+        print(f"\nApplied: group {stack.group} matches {args.file}.")
+    elif not decided.nothing_to_do:
+        print("\nNothing changed: run again with --yes to apply this plan.")
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def apply_plan(
+    schedules: Schedules, decided: Plan, target: Target, *, echo: bool
+) -> dict[str, str]:
+    """Every changing step, in order; a step that fails does not stop the others (each schedule
+    is independent). The failed ones, by name, with their error."""
+    failed: dict[str, str] = {}
+    for step in (s for s in decided.steps if s.action in CHANGING):
+        try:
+            schedules.apply(step, target)
+        except ToolError as exc:
+            failed[step.name] = str(exc)
+        if echo:
+            print(f"FAILED {failed[step.name]}" if step.name in failed else step.done)
+    return failed
+
+
+def show_plan(decided: Plan, stack: Stack, file: str) -> None:
+    rows = [[s.action.value, s.name, changes_cell(s)] for s in decided.steps]
+    if rows:
+        for line in table(PLAN_HEADERS, rows):
+            print(line)
+        print()
+    counts = ", ".join(f"{decided.count(action)} to {action}" for action in CHANGING)
+    print(f"Plan for stack {stack.name}, {stack.group_note}, from {file}: {counts}.")
+    if decided.nothing_to_do:
+        print("Nothing to do.")
 
 
 COMMANDS: Final[dict[str, Callable[[argparse.Namespace, Schedules], int]]] = {
@@ -453,24 +538,20 @@ COMMANDS: Final[dict[str, Callable[[argparse.Namespace, Schedules], int]]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    stack_option = argparse.ArgumentParser(add_help=False)
-    stack_option.add_argument(
-        "--stack", metavar="NAME", required=True, help="the deployed stack (its outputs)"
-    )
-    stack_option.add_argument("--region", metavar="REGION", help="AWS region")
-    stack_option.add_argument("--profile", metavar="NAME", help="AWS profile")
+    stack_options = argparse.ArgumentParser(add_help=False)
+    add_stack_options(stack_options, stack_required=True)
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="List, add and remove the schedules that rebalance through a stack.",
+        description="List, add, remove and sync the schedules that rebalance through a stack.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser(
-        "list", parents=[stack_option], help="the stack's schedules (expression, ids, state)"
+        "list", parents=[stack_options], help="the stack's schedules (expression, ids, state)"
     )
     add = commands.add_parser(
-        "add", parents=[stack_option], help="a schedule, as the template makes its own"
+        "add", parents=[stack_options], help="a schedule, as the template makes its own"
     )
     add.add_argument(
         "--name", type=schedule_name, required=True, metavar="N", help="a new schedule's name"
@@ -501,38 +582,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="let Scheduler start a run up to M minutes late (default: off, as the template)",
     )
     add.add_argument("--disabled", action="store_true", help="create it DISABLED")
-    remove = commands.add_parser("remove", parents=[stack_option], help="delete a schedule")
+    remove = commands.add_parser("remove", parents=[stack_options], help="delete a schedule")
     remove.add_argument(
         "--name", type=schedule_name, required=True, metavar="N", help="the schedule's name"
     )
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sync = commands.add_parser(
+        "sync",
+        parents=[stack_options],
+        help="make the stack's group match a YAML file (a plan; applied with --yes)",
+    )
+    sync.add_argument(
+        "--file", required=True, metavar="F", help="the schedules (docs/schedules.example.yaml)"
+    )
+    sync.add_argument("--yes", action="store_true", help="apply the plan (else only show it)")
+    sync.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the group's schedules the file does not name (never the template's own)",
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
+def connect(args: argparse.Namespace) -> Schedules:
+    aws = aws_for(args, config=_AWS_CONFIG)  # make up's stack, or an account
+    return Schedules(aws.scheduler(), load_stack(aws, args.stack))
+
+
+def work(args: argparse.Namespace) -> int:
     if not args.command:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
+        raise UsageError("a COMMAND: list, add, remove or sync")
+    if args.command != "sync":
         if args.command == "add":
-            portfolio_ids(args.portfolio_ids)  # a usage error before any AWS call
-        aws = aws_for(args, config=_AWS_CONFIG)  # make up's stack, or an account
-        stack = load_stack(aws, args.stack)
-        return COMMANDS[args.command](args, Schedules(aws.scheduler(), stack))
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+            desired_of(args)  # a usage error before any AWS call
+        return COMMANDS[args.command](args, connect(args))
+    try:
+        desired = load_file(Path(args.file), args.file)  # before any AWS call
+        return cmd_sync(args, connect(args), desired)
+    except FileErrors as exc:
+        for error in exc.errors:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(
+            f"{PROG}: {len(exc.errors)} error(s) in {args.file}: nothing changed", file=sys.stderr
+        )
         return EXIT_USAGE
-    except ToolError as exc:
-        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
-    except (ClientError, BotoCoreError) as exc:
-        print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(build_parser(), argv, work)
 
 
 if __name__ == "__main__":

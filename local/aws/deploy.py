@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
+from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 
 from local.aws.processes import ACCOUNT_ID, REGION, REPO, LocalAwsError
 
@@ -183,7 +184,34 @@ def build(*, build_dir: Path, cache_dir: Path, state_dir: Path, log: Path) -> Pa
         state_dir=state_dir,
         log=log,
     )
-    return build_dir / "template.yaml"
+    return without_metric_math(build_dir / "template.yaml")
+
+
+def without_metric_math(template: Path) -> Path:
+    """The built template with each metric math alarm on its first metric alone, as JSON beside
+    it. MiniStack 1.5.33's CloudFormation refuses an alarm's Properties.Metrics ("metric math
+    is not supported") and fails the whole stack; AWS takes it, and MiniStack evaluates no alarm
+    either way. (DeadLetterQueueNewLetterAlarm keeps NumberOfMessagesSent, its first.)"""
+    document: dict[str, Any] = cfn_yaml.load(str(template))
+    changed = False
+    for resource in document.get("Resources", {}).values():
+        properties = resource.get("Properties", {})
+        if resource.get("Type") != "AWS::CloudWatch::Alarm" or "Metrics" not in properties:
+            continue
+        first = next(m["MetricStat"] for m in properties.pop("Metrics") if "MetricStat" in m)
+        properties |= {
+            "Namespace": first["Metric"]["Namespace"],
+            "MetricName": first["Metric"]["MetricName"],
+            "Dimensions": first["Metric"].get("Dimensions", []),
+            "Statistic": first["Stat"],
+            "Period": first["Period"],
+        }
+        changed = True
+    if not changed:
+        return template
+    patched = template.with_suffix(".json")
+    patched.write_text(json.dumps(document), encoding="utf-8")
+    return patched
 
 
 def deploy_stack(

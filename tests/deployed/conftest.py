@@ -38,6 +38,7 @@ API_KEY = "glider-deployed-test-key"  # the emulator's; not a real credential
 UPSTREAM_SOURCE = "com.example.treasury"
 UPSTREAM_BUS = "glider-upstream-test"
 OUTCOME_BUS = "glider-outcomes-test"
+ALARM_TOPIC = "glider-alarms-test"  # AlarmTopicArn: an existing topic, as in an account
 SCHEDULED = ("port_sched1", "port_sched2")
 # The template's schedule runs once, this long after its deploy starts: after the deploy (about
 # 10 s here), and late enough for MiniStack's Scheduler, which looks every 10 s.
@@ -94,6 +95,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         for bus in (UPSTREAM_BUS, OUTCOME_BUS):
             events.create_event_bus(Name=bus)
         outcome_queue_url = _outcome_queue(aws)
+        alarm_topic_arn: str = aws.client("sns").create_topic(Name=ALARM_TOPIC)["TopicArn"]
         template = build(
             build_dir=state_dir / "build",
             cache_dir=REPO / ".aws-sam" / "deployed-test-cache",
@@ -111,6 +113,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             "SchedulePortfolioIds": ",".join(SCHEDULED),
             "ScheduleExpression": f"at({scheduled_at:%Y-%m-%dT%H:%M:%S})",
             "LogLevel": "INFO",
+            "AlarmTopicArn": alarm_topic_arn,
         }
         deploy_stack(
             aws, template=template, stack=STACK, parameters=parameters, state_dir=state_dir, log=log

@@ -59,7 +59,20 @@ from tools.dlq import main
 REPO = Path(__file__).resolve().parents[2]
 SCHEDULE_ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/glider-daily"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:glider-rebalance-trigger"
-HEADER = ["PORTFOLIO", "REASON", "CLASS", "HTTP", "API CODE", "ATTEMPTS", "AGE", "SOURCE"]
+HEADER = [
+    "MESSAGE ID",
+    "PORTFOLIO",
+    "REASON",
+    "CLASS",
+    "HTTP",
+    "API CODE",
+    "ATTEMPTS",
+    "RECEIVES",
+    "AGE",
+    "COUNT",
+    "SOURCE",
+    "DETAIL",
+]
 
 
 def failed(portfolio_id: str, error: TriggerError, attempts: int, source: InputSource) -> Failed:
@@ -76,6 +89,12 @@ def portfolio_of(body: str) -> str:
 
 def sqs_source() -> InputSource:
     return InputSource(SourceKind.SQS, delivery_id=str(uuid.uuid4()))
+
+
+def sqs_delivery() -> InputSource:
+    """An SQS message's delivery as the function's inbound adapter names it (its key)."""
+    message_id = str(uuid.uuid4())
+    return InputSource(SourceKind.SQS, delivery_id=message_id, dedupe_key=f"sqs:{message_id}")
 
 
 def rate_limited() -> ApiError:
@@ -257,39 +276,164 @@ class OneCallStubs:
 # --- list ------------------------------------------------------------------------------------
 
 
-def test_list_shows_every_message_with_its_columns_and_a_count_per_reason(
-    filled: dict[str, str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["list"]) == 0
-    out = capsys.readouterr().out
-    lines = out.splitlines()
+def read_table(out: str) -> list[dict[str, str]]:
+    """The table `list` prints, read by its header's columns as a person reads it: a line whose
+    MESSAGE ID is blank continues the DETAIL of the row above."""
+    lines = out.split("\n\n", maxsplit=1)[0].splitlines()
+    starts: list[int] = []
+    for name in HEADER:  # each after the one before ("AGE" is also in "MESSAGE ID")
+        starts.append(lines[0].index(name, starts[-1] + 1 if starts else 0))
+    rows: list[dict[str, str]] = []
+    for line in lines[1:]:
+        cells = [
+            line[start:end].strip() for start, end in zip(starts, [*starts[1:], None], strict=True)
+        ]
+        if cells[0]:
+            rows.append(dict(zip(HEADER, cells, strict=True)))
+        else:
+            assert not any(cells[:-1]), line
+            rows[-1]["DETAIL"] += " " + cells[-1]
+    return rows
 
-    assert lines[0].split() == " ".join(HEADER).split()
-    rows = {line.split()[0]: line.split() for line in lines[1:8]}
+
+def listed(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[dict[str, dict[str, str]], str]:
+    assert main(["list", *argv]) == 0
+    out = capsys.readouterr().out
+    return {row["PORTFOLIO"]: row for row in read_table(out)}, out
+
+
+def test_list_shows_every_message_with_its_columns_and_a_count_per_reason(
+    filled: dict[str, str], aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows, out = listed(capsys)
+
     assert set(rows) == set(filled)
-    assert rows["port_busy01"][:6] == [
-        "port_busy01",
-        "RATE_LIMITED",
-        "transient",
-        "429",
-        "API_004",
-        "3",
+    columns = HEADER[2:8]
+    busy = rows["port_busy01"]
+    assert [busy[c] for c in columns] == ["RATE_LIMITED", "transient", "429", "API_004", "3", "0"]
+    assert all(re.fullmatch(r"\d+s", row["AGE"]) for row in rows.values())  # sent just now
+    assert all(row["COUNT"] == "1" for row in rows.values())
+    assert busy["SOURCE"].startswith("sqs:")
+    assert busy["DETAIL"] == "Too many requests (gliderCorrelationId=corr_1)"
+    assert rows["port_busy02"]["SOURCE"] == f"schedule:{SCHEDULE_ARN}"  # whole, never clipped
+    assert [rows["port_gone01"][c] for c in columns] == [
+        "NOT_FOUND",
+        "permanent",
+        "404",
+        "API_200",
+        "1",
+        "0",
     ]
-    assert all(re.fullmatch(r"\d+s", row[6]) for row in rows.values())  # sent just now
-    assert rows["port_busy01"][7].startswith("sqs:")
-    assert rows["port_busy02"][7] == f"schedule:{SCHEDULE_ARN}"  # whole, never clipped
-    assert rows["port_gone01"][1:6] == ["NOT_FOUND", "permanent", "404", "API_200", "1"]
-    assert rows["port_down01"][1:6] == ["SERVER_ERROR", "transient", "503", "API_000", "4"]
-    assert rows["(unparsable)"][1:6] == ["MALFORMED_INPUT", "permanent", "-", "-", "0"]
+    assert [rows["port_down01"][c] for c in columns[:5]] == [
+        "SERVER_ERROR",
+        "transient",
+        "503",
+        "API_000",
+        "4",
+    ]
+    assert [rows["(unparsable)"][c] for c in columns[:5]] == [
+        "MALFORMED_INPUT",
+        "permanent",
+        "-",
+        "-",
+        "0",
+    ]
+    assert rows["(unparsable)"]["DETAIL"] == "body is not valid JSON"
     destination = rows["port_abc123,port_def456"]
-    assert destination[1:6] == ["-", "-", "-", "-", "-"]
-    assert destination[7] == "lambda-destination:c6af9ac6-7b61-11e6-9a41-93e812345678"
-    assert rows["port_sched01"][1:6] == ["Lambda.TooManyRequestsException", "-", "-", "-", "185"]
+    assert [destination[c] for c in columns[:5]] == ["-"] * 5
+    assert destination["SOURCE"] == "lambda-destination:c6af9ac6-7b61-11e6-9a41-93e812345678"
+    assert [rows["port_sched01"][c] for c in columns[:5]] == [
+        "Lambda.TooManyRequestsException",
+        "-",
+        "-",
+        "-",
+        "185",
+    ]
+    assert rows["port_sched01"]["DETAIL"] == "Rate exceeded"
     assert "7 message(s) listed, ~7 in the DLQ." in out
-    assert lines[-1] == (
+    assert out.splitlines()[-1] == (
         "By reason: RATE_LIMITED 2, - 1, Lambda.TooManyRequestsException 1, MALFORMED_INPUT 1, "
         "NOT_FOUND 1, SERVER_ERROR 1"
     )
+    # A second look: each letter was received once more (by the first look), none consumed.
+    again, _ = listed(capsys)
+    assert {row["RECEIVES"] for row in again.values()} == {"1"}
+    assert {row["MESSAGE ID"] for row in rows.values()} == message_ids(aws)
+
+
+def message_ids(stack: Stack) -> set[str]:
+    """The ids of the DLQ's messages, received (held a while) and made visible again."""
+    seen: dict[str, str] = {}
+    while batch := stack.sqs.receive_message(
+        QueueUrl=stack.dlq.url, MaxNumberOfMessages=10, VisibilityTimeout=30
+    ).get("Messages", []):
+        seen |= {m["MessageId"]: m["ReceiptHandle"] for m in batch}
+    for handle in seen.values():
+        stack.sqs.change_message_visibility(
+            QueueUrl=stack.dlq.url, ReceiptHandle=handle, VisibilityTimeout=0
+        )
+    return set(seen)
+
+
+def test_list_wraps_a_long_detail_to_the_terminal_and_never_clips_it(
+    aws: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    words = " ".join(f"word{n:03d}" for n in range(120))  # 960 characters
+    error = api_error(words, status=400, code="API_100")
+    letter = for_failure(failed("port_long01", error, 1, sqs_source()))
+    QueueWriter(aws.dlq.url, client=lambda: aws.sqs, error_type=DeadLetterWriteError).send([letter])
+    monkeypatch.setenv("COLUMNS", "220")
+
+    rows, out = listed(capsys)
+    lines = out.split("\n\n")[0].splitlines()
+    [json_row] = json_rows(capsys).values()
+
+    assert words in rows["port_long01"]["DETAIL"]  # every word, in order
+    assert len(lines) > 10  # header, the row and its continuation lines
+    assert max(len(line) for line in lines) <= 220
+    assert words in json_row["detail"]  # whole, on one line
+    monkeypatch.setenv("COLUMNS", "60")  # narrower than the other columns: DETAIL keeps 40
+    narrow, _ = listed(capsys)
+    assert words in narrow["port_long01"]["DETAIL"]
+
+
+def test_letters_of_one_delivery_collapse_into_one_row_with_a_count(
+    aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A redelivery of one SQS message dead-letters the same portfolio again; another delivery of
+    # that portfolio, or another reason, is a letter of its own.
+    delivery, other = sqs_delivery(), sqs_delivery()
+    gone = api_error("Not found", status=404, code="API_200")
+    letters = [
+        for_failure(failed("port_twice01", rate_limited(), 3, delivery)),
+        for_failure(failed("port_twice01", rate_limited(), 3, delivery)),
+        for_failure(failed("port_twice01", rate_limited(), 3, delivery)),
+        for_failure(failed("port_twice01", rate_limited(), 3, other)),
+        for_failure(failed("port_twice01", gone, 1, delivery)),
+    ]
+    writer = QueueWriter(aws.dlq.url, client=lambda: aws.sqs, error_type=DeadLetterWriteError)
+    for letter in letters:
+        writer.send([letter])
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    rows = read_table(out)
+    assert main(["list", "--json"]) == 0
+    objects = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert sorted((row["REASON"], row["COUNT"]) for row in rows) == [
+        ("NOT_FOUND", "1"),
+        ("RATE_LIMITED", "1"),
+        ("RATE_LIMITED", "3"),
+    ]
+    [three] = [row for row in rows if row["COUNT"] == "3"]
+    assert three["SOURCE"] == f"sqs:{delivery.delivery_id}"
+    assert "5 message(s) listed in 3 row(s), ~5 in the DLQ." in out
+    assert "By reason: RATE_LIMITED 4, NOT_FOUND 1" in out
+    # --json hides nothing: each letter, with the size of its group and its delivery.
+    assert len(objects) == 5
+    assert sorted(o["count"] for o in objects) == [1, 1, 3, 3, 3]
+    assert {o["deliveryKey"] for o in objects if o["count"] == 3} == {delivery.dedupe_key}
 
 
 def test_list_consumes_nothing_and_hides_nothing_once_done(
@@ -458,6 +602,192 @@ def test_redrive_asks_first_unless_yes(
     assert status == (0 if moved else 1)
     assert visible(aws, aws.work_queue.url) == moved
     assert visible(aws) == 7 - moved
+
+
+# --- discard ---------------------------------------------------------------------------------
+
+
+def received(stack: Stack) -> dict[str, dict[str, Any]]:
+    """The DLQ's messages by id, with every attribute, made visible again."""
+    seen: dict[str, dict[str, Any]] = {}
+    while batch := stack.sqs.receive_message(
+        QueueUrl=stack.dlq.url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=30,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", []):
+        seen |= {m["MessageId"]: m for m in batch}
+    for message in seen.values():
+        stack.sqs.change_message_visibility(
+            QueueUrl=stack.dlq.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return seen
+
+
+def archived(path: Path) -> dict[str, dict[str, Any]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {record["messageId"]: record for record in map(json.loads, lines)}
+
+
+def test_discard_without_yes_is_a_dry_run_that_writes_nothing(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    archive = tmp_path / "archive.jsonl"
+
+    assert main(["discard", "--reason", "transient", "--archive", str(archive)]) == 0
+
+    out = capsys.readouterr().out
+    would = [line.split() for line in out.splitlines() if line.startswith("would discard")]
+    assert sorted(words[3] for words in would) == ["port_busy01", "port_busy02", "port_down01"]
+    assert out.splitlines()[-1] == (
+        f"Dry run: would discard 3 letter(s) with reason or class transient, each archived first "
+        f"to {archive}. Add --yes to discard them."
+    )
+    assert not archive.exists()
+    assert visible(aws) == 7
+
+
+def test_discard_archives_each_letter_whole_then_deletes_exactly_those(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = received(aws)
+    archive = tmp_path / "archive.jsonl"
+    archive.write_text("")  # an existing archive is appended to, never truncated
+
+    assert main(["discard", "--reason", "RATE_LIMITED", "--archive", str(archive), "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert main(["discard", "--reason", "not_found", "--archive", str(archive), "--yes"]) == 0
+
+    records = archived(archive)
+    after = received(aws)
+    gone = {
+        message_id
+        for message_id, message in before.items()
+        if attribute_values(message).get("reason") in ("RATE_LIMITED", "NOT_FOUND")
+    }
+    assert len(gone) == 3
+    assert set(records) == gone
+    assert set(after) == set(before) - gone  # the other four are still there, untouched
+    for message_id in gone:
+        letter, record = before[message_id], records[message_id]
+        assert record["body"] == letter["Body"]
+        assert record["messageAttributes"] == letter["MessageAttributes"]
+        assert record["sentTimestamp"] == letter["Attributes"]["SentTimestamp"]
+        assert record["attributes"]["SentTimestamp"] == letter["Attributes"]["SentTimestamp"]
+        assert record["queueUrl"] == aws.dlq.url
+    assert out.splitlines()[-1] == (
+        f"Discarded 2 letter(s) with reason or class RATE_LIMITED; archived to {archive}."
+    )
+
+
+def test_restore_puts_archived_letters_back_into_the_dlq_as_they_were(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    archive = tmp_path / "archive.jsonl"
+    before = json_rows(capsys)
+    assert main(["discard", "--reason", "transient", "--archive", str(archive), "--yes"]) == 0
+    assert visible(aws) == 4
+    capsys.readouterr()
+
+    assert main(["restore", str(archive)]) == 0
+
+    assert "Restored 3 letter(s)" in capsys.readouterr().out
+    after = json_rows(capsys)
+    assert set(after) == set(before)
+    for portfolio in ("port_busy01", "port_busy02", "port_down01"):
+        was, now = before[portfolio], after[portfolio]
+        assert now["messageId"] != was["messageId"]  # a new message
+        unchanged = ("body", "reason", "class", "httpStatus", "detail", "source", "retryAt")
+        assert {k: now[k] for k in unchanged} == {k: was[k] for k in unchanged}
+    assert main(["restore", str(tmp_path / "missing.jsonl")]) == 1
+    assert "archive" in capsys.readouterr().err
+
+
+def test_discard_by_message_id_and_by_age(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = received(aws)
+    chosen = sorted(before)[:2]
+    archive = tmp_path / "by-id.jsonl"
+    by_id = [arg for message_id in chosen for arg in ("--message-id", message_id)]
+
+    assert main(["discard", *by_id, "--archive", str(archive), "--yes"]) == 0
+
+    assert set(archived(archive)) == set(chosen)
+    assert set(received(aws)) == set(before) - set(chosen)
+    # The five left are more than 2 s old by then; a letter sent now is younger.
+    time.sleep(2.5)
+    aws.sqs.send_message(QueueUrl=aws.dlq.url, MessageBody=json.dumps({"portfolioId": "p_new"}))
+    old = tmp_path / "old.jsonl"
+    assert main(["discard", "--older-than", "2s", "--archive", str(old), "--yes"]) == 0
+    assert len(archived(old)) == 5
+    [left] = received(aws).values()
+    assert left["Body"] == json.dumps({"portfolioId": "p_new"})
+    assert "older than 2s" in capsys.readouterr().out
+
+
+def test_discard_names_a_dated_archive_in_the_current_directory(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["discard", "--reason", "MALFORMED_INPUT", "--yes"]) == 0
+
+    [archive] = tmp_path.iterdir()
+    queue_name = aws.dlq.url.rsplit("/", 1)[-1]
+    assert re.fullmatch(rf"dlq-archive-{queue_name}-\d{{8}}T\d{{6}}\.jsonl", archive.name)
+    [record] = archived(archive).values()
+    assert record["body"] == "not json at all"
+    assert f"archived to {archive.name}" in capsys.readouterr().out
+
+
+def test_discard_deletes_nothing_it_could_not_archive(
+    filled: dict[str, str], aws: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "no-such-directory" / "archive.jsonl"
+
+    assert main(["discard", "--reason", "transient", "--archive", str(archive), "--yes"]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"glider-trigger dlq: error: archive {archive}: ")
+    assert visible(aws) == 7
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["discard", "--yes"], "say what to discard: --reason CODE, --message-id ID"),
+        (["discard", "--older-than", "soon"], "not an age like 30m, 2h or 3d"),
+        (["discard", "--older-than", "0d"], "not an age like 30m, 2h or 3d"),
+    ],
+)
+def test_discard_needs_a_selection(
+    filled: dict[str, str],
+    aws: Stack,
+    argv: list[str],
+    said: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(argv) == 2
+    assert said in capsys.readouterr().err
+    assert visible(aws) == 7
 
 
 # --- redrive (message move task) and status --------------------------------------------------
@@ -691,9 +1021,10 @@ def test_a_failed_rebalances_letter_is_listed_and_replayed_like_the_others(
     listed = capsys.readouterr().out
     assert main(["redrive", "--reason", "REBALANCE_FAILED", "--yes"]) == 0
 
-    [row] = [line for line in listed.splitlines() if line.startswith("port_fail01")]
-    assert "REBALANCE_FAILED" in row
-    assert "follow-up:rebal_f1" in row
+    [row] = [row for row in read_table(listed) if row["PORTFOLIO"] == "port_fail01"]
+    assert row["REASON"] == "REBALANCE_FAILED"
+    assert row["SOURCE"] == "follow-up:rebal_f1"
+    assert row["DETAIL"] == "rebalance rebal_f1 failed: execution reverted"
     [replayed] = drain(aws.sqs, aws.work_queue.url)
     assert replayed["Body"] == letter.body  # a fresh input of the portfolio, keyed once
 

@@ -221,6 +221,27 @@ def test_a_glider_clock_a_minute_off_still_finds_the_lost_answers_rebalance(
     assert len(emulator.rebalances) == 1
 
 
+@pytest.mark.both_api_versions
+def test_a_slow_answer_still_reads_glider_s_clock_within_its_round_trip(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator
+) -> None:
+    # A loaded machine or network: every answer takes 2.5 s, so the Date header tells Glider's
+    # clock only to within about half of that. Glider's clock a minute behind still has to be
+    # read: taken as ours, the lost attempt's rebalance would look a minute too early, be
+    # passed over, and be sent again.
+    emulator.set_clock_offset(-60)
+    emulator.set_latency(2.5)
+    emulator.script(PORTFOLIO, Fault.lost_response())
+
+    function = start_function(GLIDER_READ_TIMEOUT_SECONDS="6")
+    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    assert result["outcome"] == "triggered"
+    assert result.get("reconciled") is True
+    assert posts(emulator) == 1
+    assert len(emulator.rebalances) == 1
+
+
 def rebalance_elsewhere(emulator: GliderEmulator, times: int) -> None:
     """Later rebalances of the portfolio by others (its schedule, other deliveries), after the
     clock-skew allowance around the lost attempt (a scaled-down 6-hourly schedule)."""

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
-import tools.schedules
+import tools.schedule_spec
 from glider_trigger.domain.models import SourceKind
 from glider_trigger.domain.trigger_input import parse
 from local.fixtures.function import LocalFunction
@@ -456,12 +456,12 @@ def test_the_tools_constants_are_the_templates(
     template: dict[str, Any], template_schedule: dict[str, Any]
 ) -> None:
     target = template_schedule["Target"]
-    assert target["RetryPolicy"] == tools.schedules.RETRY_POLICY
+    assert target["RetryPolicy"] == tools.schedule_spec.RETRY_POLICY
     assert target["Arn"] == {"Fn::GetAtt": ["TriggerFunction", "Arn"]}
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
     # The stack's own group, named by an output the tool reads (see the module docstring).
     assert template_schedule["GroupName"] == {"Ref": "RebalanceScheduleGroup"}
     assert template["Outputs"]["ScheduleGroupName"]["Value"] == {"Ref": "RebalanceScheduleGroup"}
-    assert json.loads(tools.schedules.schedule_input(["a1", "b2"], skip=False)) == (
+    assert json.loads(tools.schedule_spec.schedule_input(["a1", "b2"], skip=None)) == (
         template_input(template_schedule, ["a1", "b2"])
     )

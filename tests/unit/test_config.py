@@ -277,3 +277,30 @@ def test_booleans(value: str, expected: bool) -> None:
 def test_garbage_boolean_names_the_variable(value: str) -> None:
     with pytest.raises(ConfigurationError, match="DEFAULT_SKIP_SCHEDULE_VALIDATION"):
         settings_with(DEFAULT_SKIP_SCHEDULE_VALIDATION=value)
+
+
+def test_every_problem_is_reported_at_once_each_naming_its_variable() -> None:
+    broken = {
+        "DLQ_URL": "not-a-queue",
+        "GLIDER_MAX_ATTEMPTS": "many",
+        "TRACING": "Loud",
+        "FOLLOW_OUTCOMES": "maybe",
+    }  # and GLIDER_API_KEY_SECRET_ID missing
+
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_environment(broken)
+
+    message = str(raised.value)
+    for name in ("GLIDER_API_KEY_SECRET_ID", "DLQ_URL", "GLIDER_MAX_ATTEMPTS", "TRACING"):
+        assert name in message, name
+    assert "FOLLOW_OUTCOMES must be true or false" in message
+
+
+def test_contradictions_are_reported_together() -> None:
+    environment = {k: v for k, v in REQUIRED.items() if k != "FOLLOW_UP_QUEUE_URL"}
+
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_environment({**environment, "IDEMPOTENCY_TTL_SECONDS": "60"})
+
+    assert "IDEMPOTENCY_TTL_SECONDS (60) must be at least" in str(raised.value)
+    assert "FOLLOW_UP_QUEUE_URL is required" in str(raised.value)

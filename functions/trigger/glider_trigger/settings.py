@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
 from glider_trigger.domain.errors import ConfigurationError
@@ -23,7 +23,6 @@ DEFAULT_GLIDER_API_BASE_URL = "https://api.glider.fi"
 GUARD_MARGIN_SECONDS = 86_400
 
 _T = TypeVar("_T", int, float)
-_E = TypeVar("_E", bound=StrEnum)
 
 
 class ApiVersion(StrEnum):
@@ -45,159 +44,143 @@ _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
 
+class Kind(StrEnum):
+    """How a variable's text becomes a setting."""
+
+    TEXT = "text"  # required unless it has a default; empty is unset
+    OPTIONAL_TEXT = "optional text"  # empty is None
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    CHOICE = "choice"  # one of an enum's values, case-insensitive
+    QUEUE_URL = "queue url"  # required
+    OPTIONAL_QUEUE_URL = "optional queue url"  # empty is None
+    API_BASE_URL = "api base url"
+
+
+def _var(
+    name: str,
+    kind: Kind,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: type[StrEnum] | None = None,
+) -> dict[str, Any]:
+    """A field's metadata: its variable, how it is read, and its range."""
+    return {"env": name, "kind": kind, "low": low, "high": high, "choices": choices}
+
+
+def _setting(default: Any, name: str, kind: Kind, **rules: Any) -> Any:
+    return field(default=default, metadata=_var(name, kind, **rules))
+
+
+def _required(name: str, kind: Kind) -> Any:
+    return field(metadata=_var(name, kind))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    glider_api_base_url: str
-    api_key_secret_id: str
-    dlq_url: str
-    glider_api_version: ApiVersion = ApiVersion.V1
-    tracing: TracingMode = TracingMode.PASS_THROUGH
-    connect_timeout_seconds: float = 3.0
-    read_timeout_seconds: float = 10.0
-    max_attempts: int = 4
-    retry_base_delay_seconds: float = 0.5
-    retry_max_delay_seconds: float = 8.0
-    secret_cache_seconds: int = 300
-    default_skip_schedule_validation: bool = False
-    deadline_safety_margin_seconds: float = 2.0
-    idempotency_table_name: str | None = None
+    """Each setting declared once: its variable, its default and its range (field metadata),
+    read by `from_environment`; docs/configuration.md lists them (a test keeps it in step)."""
+
+    glider_api_base_url: str = _setting(
+        DEFAULT_GLIDER_API_BASE_URL, "GLIDER_API_BASE_URL", Kind.API_BASE_URL
+    )
+    api_key_secret_id: str = _required("GLIDER_API_KEY_SECRET_ID", Kind.TEXT)
+    dlq_url: str = _required("DLQ_URL", Kind.QUEUE_URL)
+    glider_api_version: ApiVersion = _setting(  # noqa: RUF009 - a dataclasses.field
+        ApiVersion.V1, "GLIDER_API_VERSION", Kind.CHOICE, choices=ApiVersion
+    )
+    tracing: TracingMode = _setting(  # noqa: RUF009 - a dataclasses.field
+        TracingMode.PASS_THROUGH, "TRACING", Kind.CHOICE, choices=TracingMode
+    )
+    connect_timeout_seconds: float = _setting(
+        3.0, "GLIDER_CONNECT_TIMEOUT_SECONDS", Kind.FLOAT, low=0.1, high=60
+    )
+    read_timeout_seconds: float = _setting(
+        10.0, "GLIDER_READ_TIMEOUT_SECONDS", Kind.FLOAT, low=0.1, high=300
+    )
+    max_attempts: int = _setting(4, "GLIDER_MAX_ATTEMPTS", Kind.INT, low=1, high=10)
+    retry_base_delay_seconds: float = _setting(
+        0.5, "RETRY_BASE_DELAY_SECONDS", Kind.FLOAT, low=0, high=60
+    )
+    retry_max_delay_seconds: float = _setting(
+        8.0, "RETRY_MAX_DELAY_SECONDS", Kind.FLOAT, low=0, high=300
+    )
+    secret_cache_seconds: int = _setting(300, "SECRET_CACHE_SECONDS", Kind.INT, low=0, high=86_400)
+    default_skip_schedule_validation: bool = _setting(
+        False, "DEFAULT_SKIP_SCHEDULE_VALIDATION", Kind.BOOL
+    )
+    deadline_safety_margin_seconds: float = _setting(
+        2.0, "DEADLINE_SAFETY_MARGIN_SECONDS", Kind.FLOAT, low=0, high=60
+    )
+    idempotency_table_name: str | None = _setting(
+        None, "IDEMPOTENCY_TABLE_NAME", Kind.OPTIONAL_TEXT
+    )
     # 19 days: the work queue's 4 days of retention, the DLQ's 14, and GUARD_MARGIN_SECONDS.
-    idempotency_ttl_seconds: int = 1_641_600
-    work_queue_retention_seconds: int = 345_600
-    dlq_retention_seconds: int = 1_209_600
-    circuit_breaker_threshold: int = 3
-    max_concurrency: int = 16
-    rate_limit_per_second: float | None = None
-    fanout_threshold: int = 50
-    work_queue_url: str | None = None
+    idempotency_ttl_seconds: int = _setting(
+        1_641_600, "IDEMPOTENCY_TTL_SECONDS", Kind.INT, low=60, high=31_536_000
+    )
+    work_queue_retention_seconds: int = _setting(
+        345_600, "WORK_QUEUE_RETENTION_SECONDS", Kind.INT, low=60, high=1_209_600
+    )
+    dlq_retention_seconds: int = _setting(
+        1_209_600, "DLQ_RETENTION_SECONDS", Kind.INT, low=60, high=1_209_600
+    )
+    circuit_breaker_threshold: int = _setting(
+        3, "CIRCUIT_BREAKER_THRESHOLD", Kind.INT, low=0, high=100
+    )
+    max_concurrency: int = _setting(16, "MAX_CONCURRENCY", Kind.INT, low=1, high=128)
+    # Unset: no rate limit (not a default rate).
+    rate_limit_per_second: float | None = _setting(
+        None, "RATE_LIMIT_PER_SECOND", Kind.FLOAT, low=0.01, high=10_000
+    )
+    fanout_threshold: int = _setting(50, "FANOUT_THRESHOLD", Kind.INT, low=1, high=100_000)
+    work_queue_url: str | None = _setting(None, "WORK_QUEUE_URL", Kind.OPTIONAL_QUEUE_URL)
     # The work queue's maxReceiveCount: on a record's last receive the function dead-letters
     # what is left itself (letters that name the delivery) instead of leaving the record to
     # the redrive. None: the redrive has the last word.
-    max_receive_count: int | None = None
+    max_receive_count: int | None = _setting(None, "MAX_RECEIVE_COUNT", Kind.INT, low=1, high=1000)
     # Look among the portfolio's recent rebalances before sending a trigger again after an
     # answer that proves nothing (a lost answer, a 5xx): found, it is not sent twice.
-    reconcile_lost_answers: bool = True
+    reconcile_lost_answers: bool = _setting(True, "RECONCILE_LOST_ANSWERS", Kind.BOOL)
     # Follow every triggered rebalance to its outcome with delayed follow-up messages.
-    follow_outcomes: bool = True
-    follow_up_queue_url: str | None = None  # required when follow_outcomes
-    follow_max_seconds: int = 7_200  # then the outcome is `unknown`
-    follow_first_delay_seconds: int = 30  # doubled each follow-up, at most 900
-    outcome_event_bus_name: str | None = None  # unset: outcomes in logs and metrics only
+    follow_outcomes: bool = _setting(True, "FOLLOW_OUTCOMES", Kind.BOOL)
+    # Required when follow_outcomes.
+    follow_up_queue_url: str | None = _setting(None, "FOLLOW_UP_QUEUE_URL", Kind.OPTIONAL_QUEUE_URL)
+    # Then the outcome is `unknown`.
+    follow_max_seconds: int = _setting(7_200, "FOLLOW_MAX_SECONDS", Kind.INT, low=60, high=86_400)
+    # Doubled each follow-up, at most 900.
+    follow_first_delay_seconds: int = _setting(
+        30, "FOLLOW_FIRST_DELAY_SECONDS", Kind.INT, low=1, high=900
+    )
+    # Unset: outcomes in logs and metrics only.
+    outcome_event_bus_name: str | None = _setting(
+        None, "OUTCOME_EVENT_BUS_NAME", Kind.OPTIONAL_TEXT
+    )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every declared variable read; every problem reported at once, each naming its
+        variable (a deployment is fixed in one round, not one variable per cold start)."""
         env = os.environ if environ is None else environ
-        reader = _Reader(env)
-        settings = cls(
-            glider_api_base_url=api_base_url(
-                env.get("GLIDER_API_BASE_URL", "").strip() or DEFAULT_GLIDER_API_BASE_URL
-            ),
-            api_key_secret_id=reader.required("GLIDER_API_KEY_SECRET_ID"),
-            glider_api_version=reader.choice(
-                "GLIDER_API_VERSION", ApiVersion, cls.glider_api_version
-            ),
-            tracing=reader.choice("TRACING", TracingMode, cls.tracing),
-            dlq_url=_queue_url("DLQ_URL", reader.required("DLQ_URL")),
-            connect_timeout_seconds=reader.number(
-                "GLIDER_CONNECT_TIMEOUT_SECONDS",
-                float,
-                cls.connect_timeout_seconds,
-                low=0.1,
-                high=60,
-            ),
-            read_timeout_seconds=reader.number(
-                "GLIDER_READ_TIMEOUT_SECONDS",
-                float,
-                cls.read_timeout_seconds,
-                low=0.1,
-                high=300,
-            ),
-            max_attempts=reader.number(
-                "GLIDER_MAX_ATTEMPTS", int, cls.max_attempts, low=1, high=10
-            ),
-            retry_base_delay_seconds=reader.number(
-                "RETRY_BASE_DELAY_SECONDS",
-                float,
-                cls.retry_base_delay_seconds,
-                low=0,
-                high=60,
-            ),
-            retry_max_delay_seconds=reader.number(
-                "RETRY_MAX_DELAY_SECONDS",
-                float,
-                cls.retry_max_delay_seconds,
-                low=0,
-                high=300,
-            ),
-            secret_cache_seconds=reader.number(
-                "SECRET_CACHE_SECONDS",
-                int,
-                cls.secret_cache_seconds,
-                low=0,
-                high=86_400,
-            ),
-            default_skip_schedule_validation=reader.boolean(
-                "DEFAULT_SKIP_SCHEDULE_VALIDATION",
-                cls.default_skip_schedule_validation,
-            ),
-            deadline_safety_margin_seconds=reader.number(
-                "DEADLINE_SAFETY_MARGIN_SECONDS",
-                float,
-                cls.deadline_safety_margin_seconds,
-                low=0,
-                high=60,
-            ),
-            idempotency_table_name=env.get("IDEMPOTENCY_TABLE_NAME", "").strip() or None,
-            idempotency_ttl_seconds=reader.number(
-                "IDEMPOTENCY_TTL_SECONDS",
-                int,
-                cls.idempotency_ttl_seconds,
-                low=60,
-                high=31_536_000,
-            ),
-            work_queue_retention_seconds=reader.number(
-                "WORK_QUEUE_RETENTION_SECONDS",
-                int,
-                cls.work_queue_retention_seconds,
-                low=60,
-                high=1_209_600,
-            ),
-            dlq_retention_seconds=reader.number(
-                "DLQ_RETENTION_SECONDS", int, cls.dlq_retention_seconds, low=60, high=1_209_600
-            ),
-            circuit_breaker_threshold=reader.number(
-                "CIRCUIT_BREAKER_THRESHOLD", int, cls.circuit_breaker_threshold, low=0, high=100
-            ),
-            max_concurrency=reader.number(
-                "MAX_CONCURRENCY", int, cls.max_concurrency, low=1, high=128
-            ),
-            rate_limit_per_second=reader.optional_number(
-                "RATE_LIMIT_PER_SECOND", float, low=0.01, high=10_000
-            ),
-            fanout_threshold=reader.number(
-                "FANOUT_THRESHOLD", int, cls.fanout_threshold, low=1, high=100_000
-            ),
-            work_queue_url=reader.optional_queue_url("WORK_QUEUE_URL"),
-            max_receive_count=reader.optional_number("MAX_RECEIVE_COUNT", int, low=1, high=1000),
-            reconcile_lost_answers=reader.boolean(
-                "RECONCILE_LOST_ANSWERS", cls.reconcile_lost_answers
-            ),
-            follow_outcomes=reader.boolean("FOLLOW_OUTCOMES", cls.follow_outcomes),
-            follow_up_queue_url=reader.optional_queue_url("FOLLOW_UP_QUEUE_URL"),
-            follow_max_seconds=reader.number(
-                "FOLLOW_MAX_SECONDS", int, cls.follow_max_seconds, low=60, high=86_400
-            ),
-            follow_first_delay_seconds=reader.number(
-                "FOLLOW_FIRST_DELAY_SECONDS", int, cls.follow_first_delay_seconds, low=1, high=900
-            ),
-            outcome_event_bus_name=env.get("OUTCOME_EVENT_BUS_NAME", "").strip() or None,
-        )
-        settings.check_guard_window()
-        if settings.follow_outcomes and settings.follow_up_queue_url is None:
-            raise ConfigurationError(
-                "FOLLOW_UP_QUEUE_URL is required when FOLLOW_OUTCOMES is true (the default): "
-                "set it to the follow-up queue, or set FOLLOW_OUTCOMES=false"
-            )
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for declared in fields(cls):
+            raw = env.get(declared.metadata["env"], "").strip()
+            try:
+                value = _read(declared, raw)
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+                continue
+            if value is not _UNSET:
+                values[declared.name] = value
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        settings = cls(**values)
+        problems = settings.inconsistencies()
+        if problems:
+            raise ConfigurationError("; ".join(problems))
         return settings
 
     @property
@@ -206,68 +189,78 @@ class Settings:
         its last day, then its dead letter kept by the DLQ for a replay, plus the margin."""
         return self.work_queue_retention_seconds + self.dlq_retention_seconds + GUARD_MARGIN_SECONDS
 
-    def check_guard_window(self) -> None:
+    def inconsistencies(self) -> list[str]:
+        """What the settings contradict in one another."""
+        problems = []
         if self.idempotency_ttl_seconds < self.guard_window_seconds:
-            raise ConfigurationError(
+            problems.append(
                 f"IDEMPOTENCY_TTL_SECONDS ({self.idempotency_ttl_seconds}) must be at least "
                 "WORK_QUEUE_RETENTION_SECONDS + DLQ_RETENTION_SECONDS + "
                 f"{GUARD_MARGIN_SECONDS} = {self.guard_window_seconds}: the guard must remember "
                 "a delivery for as long as a redelivery or a replay of it can still arrive"
             )
+        if self.follow_outcomes and self.follow_up_queue_url is None:
+            problems.append(
+                "FOLLOW_UP_QUEUE_URL is required when FOLLOW_OUTCOMES is true (the default): "
+                "set it to the follow-up queue, or set FOLLOW_OUTCOMES=false"
+            )
+        return problems
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
+_UNSET: Final = object()  # the variable is unset: the field keeps its default
 
-    def required(self, name: str) -> str:
-        value = self._env.get(name, "").strip()
-        if not value:
+
+def _read(declared: Field[Any], raw: str) -> Any:
+    """One variable's value by its declaration; ConfigurationError naming it."""
+    rules = declared.metadata
+    name, kind = rules["env"], rules["kind"]
+    required = declared.default is MISSING
+    if not raw:
+        if required:
             raise ConfigurationError(f"{name} is required but is not set")
-        return value
+        return _UNSET
+    return _PARSE[kind](name, raw, rules)
 
-    def number(self, name: str, kind: type[_T], default: _T, *, low: float, high: float) -> _T:
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigurationError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {raw}")
-        return value
 
-    def optional_number(self, name: str, kind: type[_T], *, low: float, high: float) -> _T | None:
-        """Unset or empty means "no value" (e.g. no rate limit), not a default."""
-        if not self._env.get(name, "").strip():
-            return None
-        return self.number(name, kind, kind(low), low=low, high=high)
+# How each kind of variable is read (names resolved at call time: the URL checks are below).
+_PARSE: Final[dict[Kind, Callable[[str, str, Mapping[str, Any]], Any]]] = {
+    Kind.TEXT: lambda _name, raw, _rules: raw,
+    Kind.OPTIONAL_TEXT: lambda _name, raw, _rules: raw,
+    Kind.API_BASE_URL: lambda _name, raw, _rules: api_base_url(raw),
+    Kind.QUEUE_URL: lambda name, raw, _rules: _queue_url(name, raw),
+    Kind.OPTIONAL_QUEUE_URL: lambda name, raw, _rules: _queue_url(name, raw),
+    Kind.BOOL: lambda name, raw, _rules: _boolean(name, raw),
+    Kind.CHOICE: lambda name, raw, rules: _choice(name, raw, rules["choices"]),
+    Kind.INT: lambda name, raw, rules: _number(name, raw, int, rules["low"], rules["high"]),
+    Kind.FLOAT: lambda name, raw, rules: _number(name, raw, float, rules["low"], rules["high"]),
+}
 
-    def optional_queue_url(self, name: str) -> str | None:
-        """Unset or empty means "no such queue"."""
-        value = self._env.get(name, "").strip()
-        return _queue_url(name, value) if value else None
 
-    def choice(self, name: str, kind: type[_E], default: _E) -> _E:
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        for member in kind:  # case-insensitive: "V2", "active"
-            if member.value.lower() == raw.lower():
-                return member
-        allowed = " or ".join(member.value for member in kind)
-        raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}")
+def _number(name: str, raw: str, kind: type[_T], low: float, high: float) -> _T:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {raw}")
+    return value
 
-    def boolean(self, name: str, default: bool) -> bool:
-        raw = self._env.get(name, "").strip().lower()
-        if not raw:
-            return default
-        if raw in _TRUE:
-            return True
-        if raw in _FALSE:
-            return False
-        raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+def _choice(name: str, raw: str, kind: type[StrEnum]) -> StrEnum:
+    for member in kind:  # case-insensitive: "V2", "active"
+        if member.value.lower() == raw.lower():
+            return member
+    allowed = " or ".join(member.value for member in kind)
+    raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}")
+
+
+def _boolean(name: str, raw: str) -> bool:
+    text = raw.lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {text!r}")
 
 
 def _split(name: str, url: str) -> SplitResult:

@@ -37,9 +37,6 @@ _DIGITS: Final = re.compile(r"[0-9]+")
 # A Date header has whole seconds and the answer takes its time: a smaller difference between
 # Glider's clock and ours is noise, and is not applied.
 _CLOCK_NOISE_SECONDS: Final = 1.5
-# An answer slower than this tells Glider's clock too loosely (its Date may be stamped anywhere
-# in the round trip): its times are read as they are.
-_CLOCK_MAX_ROUND_TRIP_SECONDS: Final = 2.0
 REDACTED: Final = "<redacted>"
 # What a Glider key looks like, whoever's it is. v2 keys are `gldr_sk_...` (docs/glider-api.md);
 # what other kinds Glider issues (test, publishable, v1...) is not published, so, erring on the
@@ -156,9 +153,7 @@ class HttpSession:
             ) from exc
         headers = {name.lower(): scrub(value, secret) for name, value in response.headers.items()}
         answered_at = time.time()
-        # A slow answer tells Glider's clock only to within half its round trip: not used.
-        slow = answered_at - sent_at > _CLOCK_MAX_ROUND_TRIP_SECONDS
-        offset = 0.0 if slow else _clock_offset(headers.get("date"), (sent_at + answered_at) / 2)
+        offset = _clock_offset(headers.get("date"), sent_at, answered_at)
         payload, unread = _read_bounded(response)
         called = f"{method} {self._base_url}{path}"
         return Answer(
@@ -197,17 +192,25 @@ def _scrub_json(value: Any, secret: str | None) -> Any:
     return value
 
 
-def _clock_offset(date: str | None, midpoint: float) -> float:
-    """Glider's clock minus ours from a Date header (whole seconds: its middle is taken), 0
-    when there is none, it does not parse, or the difference is within the noise; clamped."""
+def _clock_offset(date: str | None, sent_at: float, answered_at: float) -> float:
+    """Glider's clock minus ours from a Date header (whole seconds: its middle is taken) against
+    the middle of the round trip; 0 when there is none, it does not parse, or the difference is
+    within what the reading cannot tell apart from 0; clamped.
+
+    Glider stamps its Date somewhere between our send and its answer, so the reading is off by at
+    most half the round trip (plus the half second of a whole-second Date). A slow answer is
+    still read: a clock a minute off, taken as ours, would hide a lost attempt's rebalance, while
+    the reading's error stays within the clock-skew allowance of the lost-answer lookup unless
+    the answer took longer than about ten seconds."""
     if not date:
         return 0.0
     try:
         glider_now = parsedate_to_datetime(date).timestamp() + 0.5
     except (TypeError, ValueError, IndexError, OverflowError):
         return 0.0
-    offset = glider_now - midpoint
-    if abs(offset) <= _CLOCK_NOISE_SECONDS:
+    round_trip = max(0.0, answered_at - sent_at)
+    offset = glider_now - (sent_at + answered_at) / 2
+    if abs(offset) <= max(_CLOCK_NOISE_SECONDS, round_trip / 2 + 0.5):
         return 0.0
     return max(-MAX_RETRY_AFTER_SECONDS, min(MAX_RETRY_AFTER_SECONDS, offset))
 

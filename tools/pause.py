@@ -1,20 +1,25 @@
 """Pause and resume every way a stack triggers rebalances: its schedules, its upstream rule and
-its work queue's event source mapping; nothing is lost, messages wait in the work queue.
+its work queue's event source mapping; nothing is lost, work waits in the work queue.
 
     glider-trigger pause --stack NAME --reason TEXT [--json]
     glider-trigger resume --stack NAME [--json]
 
 (`make pause ARGS='--stack NAME --reason TEXT'`, `make resume ARGS='--stack NAME'`.)
 
-`pause` disables each of the three that is enabled and records, before it changes anything, what
-state each was in (with the reason, the time and who paused: the caller's STS identity, else
-$USER). `resume` enables exactly what was enabled before the pause and deletes the record: a
-schedule that was disabled before stays disabled. Pausing a paused stack keeps the first pause's
-record (its reason, time, who, and every "before" state) and disables anything enabled since
-(a schedule added meanwhile, say), adding it to what resume will enable.
+`pause` disables each schedule and the work queue's mapping that is enabled, holds the upstream
+rule (it stays enabled, sending its events to the work queue instead of the function: EventBridge
+drops an event whose rule is disabled), and records, before it changes anything, what state each
+was in (the rule's targets whole; the reason, the time and who paused: the caller's STS
+identity, else $USER). `resume` enables exactly what was enabled before the pause and deletes
+the record: a schedule that was disabled before stays disabled. Pausing a paused stack keeps
+the first pause's record (its reason, time, who, and every "before" state) and disables anything
+enabled since (a schedule added meanwhile, say), adding it to what resume will enable.
 
-What is not kept: an upstream event sent while the rule is disabled (EventBridge delivers it
-nowhere; its producer must send it again), and a schedule's runs while it is disabled.
+What is not kept: a schedule's runs while it is disabled (the next run after resume comes on
+time). An upstream event sent while paused waits in the work queue like any message; the same
+event delivered both ways while the targets change over (the queue's target is added before the
+function's is removed, and the other way round on resume) is one delivery to the guard: its key
+is the event's id whichever way it came.
 
 What keeps running while paused: the follow-ups of rebalances already triggered (the follow-up
 queue's mapping is left alone: a follow-up only looks at a rebalance Glider already started, it
@@ -69,6 +74,7 @@ from tools.dlq import human_age
 from tools.schedules import Schedules, load_stack
 
 if TYPE_CHECKING:
+    from mypy_boto3_events.type_defs import TargetTypeDef
     from mypy_boto3_scheduler.type_defs import GetScheduleOutputTypeDef, UpdateScheduleInputTypeDef
 
 # The pause's item in the IdempotencyTable: the guard's ids are "glider-rebalance-trigger#" and
@@ -90,10 +96,11 @@ FOLLOW_UPS_NOTE: Final = (
     "Glider started; they never trigger one)."
 )
 
-# EventBridge drops an event whose rule is disabled (nothing queues it): said at each pause.
+# The rule's target while paused: the work queue (WorkQueueUpstreamPolicy in template.yaml lets
+# the rule send there), with the function target's retry policy and dead-letter queue.
+HOLD_TARGET_ID: Final = "PausedToWorkQueue"
 UPSTREAM_NOTE: Final = (
-    "Upstream events sent while the rule is disabled are not delivered: their producer must "
-    "send them again after resume."
+    "Upstream events wait in the work queue too: the rule sends them there until resume."
 )
 
 
@@ -118,6 +125,8 @@ class Switch:
     name: str  # a schedule's or rule's name, a mapping's UUID
     scope: str  # the schedule's group, the rule's bus, the mapping's queue ARN
     before: State
+    # The rule's targets before the pause (JSON), put back by resume; "" for the others.
+    targets: str = ""
 
     @property
     def label(self) -> str:
@@ -165,7 +174,14 @@ def pause_from_item(item: dict[str, Any]) -> Pause:
             paused_at=item["paused_at"]["S"],
             paused_by=item["paused_by"]["S"],
             switches=tuple(
-                Switch(Kind(s["kind"]), s["name"], s["scope"], State(s["before"])) for s in switches
+                Switch(
+                    Kind(s["kind"]),
+                    s["name"],
+                    s["scope"],
+                    State(s["before"]),
+                    s.get("targets", ""),
+                )
+                for s in switches
             ),
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -177,7 +193,13 @@ def pause_from_item(item: dict[str, Any]) -> Pause:
 
 def item_of(record: Pause) -> dict[str, Any]:
     switches = [
-        {"kind": s.kind.value, "name": s.name, "scope": s.scope, "before": s.before.value}
+        {
+            "kind": s.kind.value,
+            "name": s.name,
+            "scope": s.scope,
+            "before": s.before.value,
+            "targets": s.targets,
+        }
         for s in record.switches
     ]
     return {
@@ -254,17 +276,31 @@ class Target:
         ]
         if self.rule is not None:
             bus, name = self.rule
-            found.append(Switch(Kind.RULE, name, bus, self.rule_state(bus, name)))
+            state = self.rule_state(bus, name)
+            targets = self.rule_targets(bus, name) if state is State.ENABLED else []
+            found.append(Switch(Kind.RULE, name, bus, state, json.dumps(targets)))
         uuid, state = self.mapping()
         found.append(Switch(Kind.MAPPING, uuid, self.work_queue_arn, state))
         return found
 
     def rule_state(self, bus: str, name: str) -> State:
+        """ENABLED when the rule delivers to the function; DISABLED when it is disabled or held
+        (sending to the work queue)."""
         try:
             rule = self.aws.events().describe_rule(Name=name, EventBusName=bus)
+            targets = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
         except (ClientError, BotoCoreError) as exc:
             raise ToolError(f"{Kind.RULE.value} {name}: {describe(exc)}") from exc
-        return State.ENABLED if rule.get("State") == "ENABLED" else State.DISABLED
+        held = any(t.get("Id") == HOLD_TARGET_ID for t in targets.get("Targets", []))
+        return State.ENABLED if rule.get("State") == "ENABLED" and not held else State.DISABLED
+
+    def rule_targets(self, bus: str, name: str) -> list[dict[str, Any]]:
+        """The rule's targets as PutTargets takes them back."""
+        try:
+            listed = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
+        except (ClientError, BotoCoreError) as exc:
+            raise ToolError(f"{Kind.RULE.value} {name}: {describe(exc)}") from exc
+        return [dict(t) for t in listed.get("Targets", []) if t.get("Id") != HOLD_TARGET_ID]
 
     def mapping(self) -> tuple[str, State]:
         """The function's event source mapping on the work queue (not the follow-up queue's)."""
@@ -291,10 +327,7 @@ class Target:
             if switch.kind is Kind.SCHEDULE:
                 self._schedule(switch.name, state)
             elif switch.kind is Kind.RULE:
-                if state is State.ENABLED:
-                    self.aws.events().enable_rule(Name=switch.name, EventBusName=switch.scope)
-                else:
-                    self.aws.events().disable_rule(Name=switch.name, EventBusName=switch.scope)
+                self._rule(switch, state)
             else:
                 self.aws.lambda_().update_event_source_mapping(
                     UUID=switch.name, Enabled=state is State.ENABLED
@@ -302,12 +335,42 @@ class Target:
         except (ClientError, BotoCoreError) as exc:
             raise ToolError(f"{switch.label}: {describe(exc)}") from exc
 
+    def _rule(self, switch: Switch, state: State) -> None:
+        """Hold the rule (its events to the work queue) or release it (back to its targets of
+        before). Each way the new target is added before the old one goes: an event in between
+        may go both ways, never nowhere (the guard takes both as one delivery)."""
+        events = self.aws.events()
+        rule, bus = switch.name, switch.scope
+        before: list[Any] = json.loads(switch.targets or "[]")
+        if state is State.DISABLED:
+            hold: TargetTypeDef = {"Id": HOLD_TARGET_ID, "Arn": self.work_queue_arn}
+            if before and "RetryPolicy" in before[0]:
+                hold["RetryPolicy"] = before[0]["RetryPolicy"]
+            if before and "DeadLetterConfig" in before[0]:
+                hold["DeadLetterConfig"] = before[0]["DeadLetterConfig"]
+            _put(events.put_targets(Rule=rule, EventBusName=bus, Targets=[hold]), rule)
+            ids = [t["Id"] for t in before]
+            if ids:
+                events.remove_targets(Rule=rule, EventBusName=bus, Ids=ids)
+            return
+        if before:
+            _put(events.put_targets(Rule=rule, EventBusName=bus, Targets=before), rule)
+        events.remove_targets(Rule=rule, EventBusName=bus, Ids=[HOLD_TARGET_ID])
+        events.enable_rule(Name=rule, EventBusName=bus)
+
     def _schedule(self, name: str, state: State) -> None:
         schedule = self.schedules.get(name)
         if schedule is None:
             raise ToolError(f"{Kind.SCHEDULE.value} {name} is gone from group "
                             f"{self.schedules.stack.group}")  # fmt: skip
         self.aws.scheduler().update_schedule(**whole_schedule(schedule, state))
+
+
+def _put(answer: Any, rule: str) -> None:
+    """PutTargets reports a target it refused in its answer, not as an error."""
+    if answer.get("FailedEntryCount"):
+        failed = answer.get("FailedEntries", [])
+        raise ToolError(f"{Kind.RULE.value} {rule}: PutTargets refused {failed}")
 
 
 def whole_schedule(schedule: GetScheduleOutputTypeDef, state: State) -> UpdateScheduleInputTypeDef:

@@ -1,7 +1,8 @@
 """`glider-trigger pause`, `resume` and `status` against the deployed stack: pause disables the
-schedules, the upstream rule and the work queue's event source mapping, a message sent while paused
-waits in the work queue untriggered, status shows the pause and its reason; resume triggers that
-message once and leaves a schedule disabled before the pause disabled.
+schedules and the work queue's event source mapping and holds the upstream rule (its events to the
+work queue), a message and an upstream event sent while paused wait in the work queue untriggered,
+status shows the pause and its reason; resume triggers each of them once and leaves a schedule
+disabled before the pause disabled.
 
 The stack is shared with the other modules here: the module resumes (and removes the schedule it
 added) before it ends, whatever happened, and waits first for the template's own schedule to have
@@ -21,10 +22,11 @@ from typing import Any
 import pytest
 
 import tools.common
-from tests.deployed.conftest import Deployed, wait_for
+from tests.deployed.conftest import UPSTREAM_SOURCE, Deployed, wait_for
 from tools import cli
 
 PAUSED = "port_pause1"  # sent to the work queue while paused
+UPSTREAM_WHILE_PAUSED = "port_pause_upstream1"  # put on the upstream bus while paused
 DISABLED_BEFORE = "pause-test-disabled"  # a schedule disabled before the pause
 REASON = "deployed test: Glider maintenance window"
 QUIET_SECONDS = 8  # how long a paused stack is watched for a trigger that must not happen
@@ -66,6 +68,23 @@ class Scene:
         state: str = rule["State"]
         return state
 
+    def rule_targets(self) -> list[str]:
+        events = self.deployed.client("events")
+        bus = self.deployed.parameters["EventBusName"]
+        [rule] = events.list_rules(EventBusName=bus, NamePrefix=self.stack)["Rules"]
+        targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
+        return sorted(target["Arn"] for target in targets)
+
+    def put_upstream(self, portfolio: str) -> None:
+        entry = {
+            "Source": UPSTREAM_SOURCE,
+            "DetailType": "PortfolioRebalanceRequested",
+            "Detail": json.dumps({"portfolioIds": [portfolio]}),
+            "EventBusName": self.deployed.parameters["EventBusName"],
+        }
+        put = self.deployed.client("events").put_events(Entries=[entry])
+        assert put["FailedEntryCount"] == 0
+
     def mapping_state(self) -> str:
         mappings = self.deployed.client("lambda").list_event_source_mappings(
             FunctionName=self.deployed.outputs["TriggerFunctionName"],
@@ -89,6 +108,7 @@ def scene(deployed: Deployed, tmp_path_factory: pytest.TempPathFactory) -> Itera
     path: Path = tmp_path_factory.mktemp("pause") / "stack.json"
     path.write_text(json.dumps({"stack": deployed.stack, "aws": deployed.aws.environment()}))
     deployed.emulator.add_portfolio(PAUSED)
+    deployed.emulator.add_portfolio(UPSTREAM_WHILE_PAUSED)
     wait_for_the_templates_schedule(deployed)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tools.common, "LOCAL_AWS_FILE", path)
@@ -150,16 +170,20 @@ def test_pause_stops_every_trigger_and_the_work_waits_in_the_queue(
     assert "Follow-ups of rebalances already triggered keep running" in result.out
     assert "the oldest waiting message would be lost" in result.out
     assert set(scene.schedule_states().values()) == {"DISABLED"}
-    assert scene.rule_state() == "DISABLED"
+    # The rule stays enabled (EventBridge would drop its events), held: to the work queue only.
+    assert scene.rule_state() == "ENABLED"
+    assert scene.rule_targets() == [scene.deployed.outputs["WorkQueueArn"]]
     assert scene.mapping_state() in ("Disabled", "Disabling")
 
     scene.deployed.client("sqs").send_message(
         QueueUrl=scene.deployed.outputs["WorkQueueUrl"],
         MessageBody=json.dumps({"portfolioIds": [PAUSED]}),
     )
+    scene.put_upstream(UPSTREAM_WHILE_PAUSED)
     time.sleep(QUIET_SECONDS)
     assert scene.deployed.emulator.rebalances_for(PAUSED) == []
-    assert scene.work_queue_depth() >= 1
+    assert scene.deployed.emulator.rebalances_for(UPSTREAM_WHILE_PAUSED) == []
+    assert scene.work_queue_depth() >= 2
 
 
 def test_status_shows_the_pause_its_reason_and_who(
@@ -196,13 +220,16 @@ def test_resume_triggers_the_waiting_message_once_and_restores_what_pause_change
 
     assert result.code == 0, result.err
     assert f"{DISABLED_BEFORE} (disabled before the pause: left so)" in result.out
-    wait_for(
-        lambda: scene.deployed.emulator.rebalances_for(PAUSED),
-        seconds=TRIGGER_SECONDS,
-        what=f"{PAUSED}, sent while paused, triggered after resume",
-    )
+    for portfolio in (PAUSED, UPSTREAM_WHILE_PAUSED):
+        wait_for(
+            lambda portfolio=portfolio: scene.deployed.emulator.rebalances_for(portfolio),
+            seconds=TRIGGER_SECONDS,
+            what=f"{portfolio}, sent while paused, triggered after resume",
+        )
     time.sleep(3)
     assert len(scene.deployed.emulator.rebalances_for(PAUSED)) == 1
+    assert len(scene.deployed.emulator.rebalances_for(UPSTREAM_WHILE_PAUSED)) == 1
+    assert scene.rule_targets() == [scene.deployed.outputs["TriggerFunctionArn"]]
     states = scene.schedule_states()
     assert states.pop(DISABLED_BEFORE) == "DISABLED"
     assert set(states.values()) == {"ENABLED"}

@@ -82,6 +82,7 @@ def test_without_an_upstream_event_source_there_is_no_rule(template: dict[str, A
     assert needing == {
         "TriggerFunctionUpstreamRebalanceRequestedPermission",
         "DeadLetterQueuePolicy",
+        "WorkQueueUpstreamPolicy",  # where pause sends its events
     }
     for name in (rule_name, *needing):
         assert resources[name]["Condition"] == "HasUpstreamEventSource"

@@ -11,8 +11,11 @@ PYTHON ?= $(or $(RUNTIME_PYTHON),python3)
 PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 VENV := .venv
 BIN := $(VENV)/bin
-# One stamp per interpreter version: a .venv made with another Python is made again.
+# One stamp per interpreter version: a .venv made with another Python is made again. `make run`
+# installs only what it runs on (requirements-run.txt); every other target the tooling too
+# (requirements-dev.txt, which includes it).
 INSTALLED := $(VENV)/.installed-$(PYTHON_VERSION)
+RUN_INSTALLED := $(VENV)/.installed-run-$(PYTHON_VERSION)
 SAM_REGION ?= us-east-1
 # `sam build` needs a python3.13 on PATH (the Lambda runtime). Where pyenv has one installed
 # but not selected, expose it next to the current version for the duration of the build.
@@ -32,24 +35,37 @@ $(error RUN_ARGS, CHAOS_ARGS and BENCH_ARGS are gone: every target reads ARGS (m
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install ministack up down logs deployed run dlq doctor trigger schedules status history pause resume artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
+.PHONY: help install ministack up down logs deployed run deploy delete dlq doctor trigger schedules status history pause resume artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(INSTALLED): requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
+# .venv with the given requirements file, then this project (editable, no dependencies) for its
+# console script, glider-trigger.
+define VENV_INSTALL
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s)" % sys.version.split()[0])'
 	@if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYTHON_VERSION)" ]; then \
 		echo "$(VENV) was made with another Python: making it again with $(PYTHON_VERSION)"; rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(1)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+endef
+
+RUN_REQUIREMENTS := requirements-run.txt layers/dependencies/requirements.txt pyproject.toml
+
+$(RUN_INSTALLED): $(RUN_REQUIREMENTS)
+	$(call VENV_INSTALL,requirements-run.txt)
 	touch $@
+
+# The whole tooling holds what `make run` needs: its stamp too.
+$(INSTALLED): requirements-dev.txt $(RUN_REQUIREMENTS)
+	$(call VENV_INSTALL,requirements-dev.txt)
+	touch $@ $(RUN_INSTALLED)
 
 install: $(INSTALLED) ## Create .venv and install the pinned tooling
 
-run: $(INSTALLED) ## Run every sample event through the handler on a local stack (moto + Glider emulator)
+run: $(RUN_INSTALLED) ## Run every sample event through the handler on a local stack (moto + Glider emulator)
 	$(BIN)/python -m local.demo $(ARGS)
 
 # The operator's command line, glider-trigger (tools/cli.py), one target per command, each
@@ -249,6 +265,21 @@ integration: $(INSTALLED) ## Integration tests (real handler, moto server, Glide
 
 build: $(INSTALLED) ## sam build into .aws-sam, ready for sam deploy (needs python3.13)
 	$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml
+
+# To an AWS account, with the SAM CLI from .venv and samconfig.toml's environment ENV (its stack
+# name and parameters): checked first (tools/samconfig.py), so that an unknown environment or a
+# required parameter it lacks is said before anything is built. ARGS go to sam deploy (--guided
+# the first time: it asks for the required parameters and saves them into samconfig.toml).
+ENV ?=
+
+deploy: $(INSTALLED) ## Build and deploy to AWS with samconfig.toml's environment: make deploy ENV=dev (ARGS=--guided the first time)
+	@$(BIN)/python -m tools.samconfig deploy "$(ENV)" $(ARGS)
+	$(SAM_BUILD_ENV) $(BIN)/sam build --template template.yaml --config-env $(ENV)
+	$(BIN)/sam deploy --config-env $(ENV) $(ARGS)
+
+delete: $(INSTALLED) ## Delete the stack of samconfig.toml's environment ENV (sam delete asks first): make delete ENV=dev
+	@$(BIN)/python -m tools.samconfig delete "$(ENV)"
+	$(BIN)/sam delete --config-env $(ENV) $(ARGS)
 
 clean: ## Remove .venv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

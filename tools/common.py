@@ -257,6 +257,13 @@ def parameters_of(found: StackTypeDef) -> dict[str, str]:
     }
 
 
+def parameter_flag(parameters: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """A stack's "true"/"false" parameter as the function reads it; absent or empty (a stack
+    deployed before the parameter existed): the function's default."""
+    text = parameters.get(name, "").strip().lower()
+    return default if not text else text == "true"
+
+
 def stack_resource(cloudformation: CloudFormationClient, stack: str, logical_id: str) -> str | None:
     """The physical id of one of the stack's resources (a table's or a schedule's name, a role's
     name); None when the stack has no such resource (a condition left it out)."""

@@ -23,6 +23,11 @@ ROUTE_CHECK_ID, a portfolio id that cannot exist (Glider's ids have no "-": v1's
 not-found envelope; a router's 404 there means the route is wrong. It never POSTs for a real
 portfolio: nothing is ever triggered. The key itself is never printed, not even a part of it.
 
+The last line counts the skipped checks: "all checks passed" only when every check ran. On v1 a
+portfolio without a rebalance schedule fails its row unless the stack's
+DefaultSkipScheduleValidation is true, as the function's triggers of it (and glider-trigger
+trigger's) would then be refused.
+
 exit status: 0 nothing failed (OK, SKIP or WARN only), 1 a check failed, 2 usage error.
 """
 
@@ -32,6 +37,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,13 +85,12 @@ from glider_trigger.settings import (
 from tools.base import (
     EXIT_ERROR,
     EXIT_OK,
-    EXIT_USAGE,
     ToolError,
     UsageError,
     describe,
     one_line,
-    parse_args,
     prog,
+    run_main,
     table,
 )
 from tools.common import (
@@ -99,6 +104,7 @@ from tools.common import (
     error_code,
     local_aws,
     outputs_of,
+    parameter_flag,
     parameters_of,
     read_local_stack,
     shown,
@@ -113,6 +119,8 @@ PROG: Final = prog("doctor")
 # The only portfolio the doctor ever POSTs a trigger for: no Glider id has a "-" (see above).
 ROUTE_CHECK_ID: Final = "doctor-route-check-no-such-portfolio"
 ROUTE_ROW: Final = "trigger route"
+# v1's status of a portfolio's schedule when it has none (its answer then names no schedule id).
+NO_SCHEDULE_STATUS: Final = "inactive"
 
 API_VERSIONS: Final = tuple(version.value for version in ApiVersion)
 DEFAULT_API_VERSION: Final = Settings.glider_api_version.value
@@ -183,6 +191,8 @@ class Configuration:
     # Where each value is set, for the messages: "DLQ_URL", "output DeadLetterQueueUrl"...
     names: dict[str, str]
     version_note: str = ""
+    # Whether the function's triggers skip Glider's schedule validation (v1) by default.
+    default_skip: bool = Settings.default_skip_schedule_validation
     problems: list[str] = field(default_factory=list)
     # AWS_* values for the clients (the local stack only); empty: the standard environment.
     aws: dict[str, str] = field(default_factory=dict)
@@ -199,6 +209,7 @@ ENV_NAMES: Final = {
     "dlq": "DLQ_URL",
     "follow": "FOLLOW_UP_QUEUE_URL",
     "table": "IDEMPOTENCY_TABLE_NAME",
+    "skip": "DEFAULT_SKIP_SCHEDULE_VALIDATION",
 }
 STACK_NAMES: Final = {
     "secret": "parameter GliderApiKeySecretArn",
@@ -207,6 +218,7 @@ STACK_NAMES: Final = {
     "dlq": "output DeadLetterQueueUrl",
     "follow": "output FollowUpQueueUrl",
     "table": f"resource {TABLE_RESOURCE}",
+    "skip": "parameter DefaultSkipScheduleValidation",
 }
 
 
@@ -232,9 +244,11 @@ def from_environment(env: Mapping[str, str], origin: str) -> Configuration:
     )
     try:
         # The function's own validation: what it would refuse at init, the doctor reports.
-        Settings.from_environment(env)
+        settings = Settings.from_environment(env)
     except ConfigurationError as exc:
         config.problems.append(f"the function would refuse to start: {exc}")
+    else:
+        config.default_skip = settings.default_skip_schedule_validation
     return config
 
 
@@ -258,7 +272,14 @@ def from_stack(cloudformation: CloudFormationClient, stack: str) -> Configuratio
         work_queue_url=outputs.get("WorkQueueUrl") or None,
         dlq_url=outputs.get("DeadLetterQueueUrl") or None,
         follow_up_queue_url=outputs.get("FollowUpQueueUrl") or None,
-        follow_outcomes=parameters.get("FollowOutcomes", "true").strip().lower() != "false",
+        follow_outcomes=parameter_flag(
+            parameters, "FollowOutcomes", default=Settings.follow_outcomes
+        ),
+        default_skip=parameter_flag(
+            parameters,
+            "DefaultSkipScheduleValidation",
+            default=Settings.default_skip_schedule_validation,
+        ),
         table_name=None,
         names=dict(STACK_NAMES),
         # A stack deployed before the parameter existed runs the v1 adapter.
@@ -536,13 +557,31 @@ class Doctor:
             self.add(name, "SKIP", "no usable answer (see glider key)")
             return None
         if answer.status == 200:
-            status = text(_data(answer).get("status")) or "unknown"
-            self.add(name, "OK", f"schedule {status}")
+            self.add(name, *self._v1_schedule(_data(answer)))
         elif answer.status == 404:
             self.add(name, "FAIL", "portfolio not found (or another tenant's)" + ids(answer))
         else:
             self.add(name, "SKIP", "the key was not accepted")
         return "the key was refused (see glider key)" if answer.status == 401 else None
+
+    def _v1_schedule(self, data: Mapping[str, Any]) -> tuple[Result, str]:
+        """The portfolio's schedule as the function's triggers will meet it: v1 refuses a trigger
+        for a portfolio without one (400 API_002) unless it skips the schedule validation, which
+        the function's triggers do only when the stack says so (glider-trigger trigger reads the
+        same setting)."""
+        status = text(data.get("status")) or "unknown"
+        if status != NO_SCHEDULE_STATUS and data.get("rebalanceScheduleId") is not None:
+            return "OK", f"schedule {status}"
+        setting = self.config.names["skip"]
+        if self.config.default_skip:
+            return "OK", (
+                f"no rebalance schedule (status {status}): triggered anyway, {setting} is true"
+            )
+        return "FAIL", (
+            f"no rebalance schedule (status {status}): Glider refuses its triggers (400 "
+            f"API_002) unless they skip the schedule validation, and {setting} is false: set it "
+            "to true, or trigger it with glider-trigger trigger --skip-schedule-validation"
+        )
 
     def _trigger_route(self, glider: Glider, *, v2: bool) -> None:
         """The function's own trigger call (its adapter) for ROUTE_CHECK_ID: Glider's own
@@ -803,13 +842,18 @@ def ids(answer: Answer) -> str:
 
 
 def summary(checks: Sequence[Check]) -> str:
-    failed = sum(check.result == "FAIL" for check in checks)
+    """The report's last line. "all checks passed" only when every check ran and none failed:
+    a skipped check is counted and said, never passed off."""
+    counts = Counter(check.result for check in checks)
+    failed, skipped, warned = counts["FAIL"], counts["SKIP"], counts["WARN"]
+    warnings = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+    not_run = f", {skipped} skipped" if skipped else ""
     if failed:
-        return f"{failed} check{'s' if failed != 1 else ''} failed"
-    warned = sum(check.result == "WARN" for check in checks)
-    return "all checks passed" + (
-        f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
-    )
+        return f"{failed} check{'s' if failed != 1 else ''} failed{not_run}{warnings}"
+    if skipped:
+        passed = counts["OK"] + warned
+        return f"{passed} passed, {skipped} skipped: not all checks ran{warnings}"
+    return "all checks passed" + warnings
 
 
 def report(checks: Sequence[Check], *, as_json: bool, api_version: str | None) -> None:
@@ -821,6 +865,7 @@ def report(checks: Sequence[Check], *, as_json: bool, api_version: str | None) -
                     "apiVersion": api_version,
                     "checks": [check.as_json() for check in checks],
                     "failed": failed,
+                    "skipped": sum(check.result == "SKIP" for check in checks),
                     "summary": summary(checks),
                 },
                 indent=2,
@@ -884,16 +929,12 @@ def load(args: argparse.Namespace) -> Configuration:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
+    return run_main(build_parser(), argv, check)
+
+
+def check(args: argparse.Namespace) -> int:
     try:
         config = load(args)
-    except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except ToolError as exc:
         # Nothing else can be checked without a configuration: a report of that one row.
         report(
@@ -906,13 +947,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doctor = Doctor(config, aws, portfolio_id=args.portfolio_id)
     try:
         checks = doctor.run()
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 (one redacted line, never a traceback with the key)
-        message = doctor.redact(one_line(f"{type(exc).__name__}: {exc}"))
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
+        raise ToolError(doctor.redact(one_line(f"{type(exc).__name__}: {exc}"))) from None
     report(checks, as_json=args.json, api_version=config.api_version)
     return EXIT_ERROR if doctor.failed else EXIT_OK
 

@@ -1,7 +1,7 @@
 """Rebalance these portfolios now: trigger requests through the stack's work queue.
 
     glider-trigger trigger --stack NAME --portfolio-ids ID[,ID...] [--skip-schedule-validation]
-                            [--wait [--timeout SECONDS] [--no-outcome]] [--run-id ID]
+                            [--wait [--timeout SECONDS] [--no-outcome]] [--run-id ID] [--json]
     glider-trigger trigger --portfolio-ids ID[,ID...] ...   (make run ARGS=--keep's stack)
 
 (`make trigger ARGS='--stack NAME --portfolio-ids a,b --wait'`.)
@@ -29,6 +29,10 @@ or else from local/.stack.json, which `make run ARGS=--keep` writes while its lo
 up. Region, credentials and endpoint come from the standard AWS environment otherwise. Nothing
 here reads the Glider API key.
 
+With --json, stdout is one JSON document: what was sent (each portfolio's message and
+idempotency key) and, with --wait, each portfolio's outcome; what is said on the way goes to
+stderr.
+
 exit status: 0 sent (with --wait: every portfolio triggered, and completed when followed),
 1 a portfolio failed or was not sent, or an AWS error, 2 usage error, 3 --wait timed out.
 """
@@ -36,6 +40,7 @@ exit status: 0 sent (with --wait: every portfolio triggered, and completed when 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -66,14 +71,15 @@ from glider_trigger.settings import Settings
 from tools.base import (
     EXIT_ERROR,
     EXIT_OK,
-    EXIT_USAGE,
+    EXIT_TIMEOUT,
     ToolError,
     UsageError,
+    add_stack_options,
     describe,
     one_line,
-    parse_args,
     positive_int,
     prog,
+    run_main,
     table,
 )
 from tools.common import (
@@ -87,6 +93,7 @@ from tools.common import (
     describe_stack,
     local_aws,
     outputs_of,
+    parameter_flag,
     parameters_of,
     portfolio_ids,
     read_local_stack,
@@ -109,7 +116,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 PROG: Final = prog("trigger")
-EXIT_TIMEOUT: Final = 3
 
 DEFAULT_TIMEOUT_SECONDS: Final = 900
 POLL_SECONDS: Final = 3.0
@@ -192,11 +198,14 @@ def from_stack(aws: Aws, stack: str) -> Target:
         work_queue_url=work_queue_url,
         dlq_url=outputs.get("DeadLetterQueueUrl") or None,
         table_name=table,
-        follow_outcomes=_true(parameters.get("FollowOutcomes"), Settings.follow_outcomes),
+        follow_outcomes=parameter_flag(
+            parameters, "FollowOutcomes", default=Settings.follow_outcomes
+        ),
         outcome_bus=bus,
-        default_skip=_true(
-            parameters.get("DefaultSkipScheduleValidation"),
-            Settings.default_skip_schedule_validation,
+        default_skip=parameter_flag(
+            parameters,
+            "DefaultSkipScheduleValidation",
+            default=Settings.default_skip_schedule_validation,
         ),
     )
 
@@ -222,11 +231,6 @@ def from_local_file(path: Path) -> Target:
         default_skip=settings.default_skip_schedule_validation,
         aws=aws_values(env),
     )
-
-
-def _true(value: str | None, default: bool) -> bool:
-    text = (value or "").strip().lower()
-    return default if not text else text == "true"
 
 
 def load(args: argparse.Namespace) -> Target:
@@ -290,6 +294,26 @@ class Request:
             "not triggered yet: waiting in the work queue, or retried after a transient failure "
             "(a failure lands in the DLQ)"
         )
+
+    def as_json(self, *, waited: bool, watched: bool) -> dict[str, Any]:
+        """What was sent for the portfolio and, after --wait, what became of it."""
+        document: dict[str, Any] = {
+            "portfolioId": self.portfolio_id,
+            "idempotencyKey": self.idempotency_key,
+            "messageId": self.message_id,
+            "sendError": self.send_error,
+        }
+        if waited or self.earlier:
+            document |= {
+                "trigger": self.cells(watched=watched)[1].lower().replace(" ", "-"),
+                "earlier": self.earlier,
+                "rebalanceId": self.rebalance_id,
+                "failure": self.failure,
+                "outcome": self.outcome,
+                "outcomeDetail": self.outcome_detail,
+                "pending": None if self.settled(watched) else self.pending_reason(),
+            }
+        return document
 
     def cells(self, *, watched: bool) -> list[str]:
         if self.send_error:
@@ -605,6 +629,32 @@ class Run:
         self.skip = skip
         self.started = _clock()
         self.started_ms = int(time.time() * 1000)
+        self.watched = False  # --wait: outcome events watched
+        self.timed_out = False
+
+    def document(self) -> dict[str, Any]:
+        """--json: the one document of what was sent and, with --wait, of each outcome."""
+        waited = bool(self.args.wait)
+        requests = self.requests
+        document: dict[str, Any] = {
+            "origin": self.target.origin,
+            "stack": self.target.stack,
+            "workQueueUrl": self.target.work_queue_url,
+            "runId": self.run_id,
+            "skipScheduleValidation": self.skip,
+            "sent": sum(r.message_id is not None for r in requests),
+            "portfolios": [r.as_json(waited=waited, watched=self.watched) for r in requests],
+        }
+        if waited:
+            document |= {
+                "outcomesWatched": self.watched,
+                "timeoutSeconds": self.args.timeout,
+                "timedOut": self.timed_out,
+                "triggered": sum(r.triggered for r in requests),
+                "completed": sum(r.outcome == FinalOutcome.COMPLETED for r in requests),
+                "failed": sum(r.failed or r.outcome in BAD_OUTCOMES for r in requests),
+            }
+        return document
 
     def execute(self) -> int:
         sqs = self.aws.sqs()
@@ -728,7 +778,7 @@ class Run:
 
     def _wait(self, sqs: SQSClient, watch: OutcomeWatch | None) -> int:
         target = self.target
-        watched = watch is not None
+        watched = self.watched = watch is not None
         records = self._records()
         if records is None:
             warn("no idempotency table: a portfolio can be seen failed, not triggered")
@@ -824,6 +874,7 @@ class Run:
         if failed and self.target.stack:
             print(f"The DLQ: make dlq ARGS='list --stack {self.target.stack}'")
         if pending:
+            self.timed_out = True
             print(f"Timed out after {self.args.timeout} s; still pending:")
             for request in pending:
                 print(f"  {request.portfolio_id}: {request.pending_reason()}")
@@ -854,13 +905,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--stack",
-        metavar="NAME",
-        help="the deployed stack (default: the local stack of make run ARGS=--keep)",
+    add_stack_options(
+        parser,
+        json_help="one JSON document on stdout: what was sent and, with --wait, each outcome "
+        "(what is said on the way goes to stderr)",
     )
-    parser.add_argument("--region", metavar="REGION", help="AWS region (default: the profile's)")
-    parser.add_argument("--profile", metavar="NAME", help="AWS profile (default: AWS_PROFILE)")
     parser.add_argument(
         "--portfolio-ids", metavar="ID,ID", required=True, help="the portfolios, comma-separated"
     )
@@ -894,33 +943,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
-    target: Target | None = None
+    return run_main(build_parser(), argv, trigger)
+
+
+def trigger(args: argparse.Namespace) -> int:
+    ids = _checked(args)
+    target = load(args)
+    skip = bool(args.skip_schedule_validation or target.default_skip)
+    run_id = args.run_id or str(uuid.uuid4())
+    requests = build_requests(ids, run_id=run_id, skip=skip)
+    aws = Aws(target.aws, config=_AWS_CONFIG, region=args.region, profile=args.profile)
+    run = Run(args, target, aws, requests, run_id=run_id, skip=skip)
     try:
-        ids = _checked(args)
-        target = load(args)
-        skip = bool(args.skip_schedule_validation or target.default_skip)
-        run_id = args.run_id or str(uuid.uuid4())
-        requests = build_requests(ids, run_id=run_id, skip=skip)
-        aws = Aws(target.aws, config=_AWS_CONFIG, region=args.region, profile=args.profile)
-        return Run(args, target, aws, requests, run_id=run_id, skip=skip).execute()
-    except UsageError as exc:
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ToolError as exc:
-        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
+        return _execute(run, as_json=args.json)
     except (ClientError, BotoCoreError) as exc:
-        hint = ""
-        if target and target.local and _unreachable(exc):
+        if target.local and _unreachable(exc):
             hint = UP_HINT if target.stack else LOCAL_HINT
-        print(f"{PROG}: error: {describe(exc)}{hint}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-    return EXIT_ERROR
+            raise ToolError(f"{describe(exc)}{hint}") from exc
+        raise
+
+
+def _execute(run: Run, *, as_json: bool) -> int:
+    if not as_json:
+        return run.execute()
+    # stdout holds the one document: what is said on the way goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        status = run.execute()
+    print(json.dumps(run.document(), indent=2, ensure_ascii=False))
+    return status
 
 
 def _checked(args: argparse.Namespace) -> list[str]:

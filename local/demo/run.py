@@ -6,8 +6,9 @@ events/ as Lambda would (with a context that has a real deadline), and prints wh
 each portfolio (read from the function's own JSON log lines) and what ended up in the DLQ.
 
     make run                                  # the local demo, no AWS account, no Docker
-    make run ARGS=--verbose               # also print the raw JSON logs and EMF metrics
-    make run ARGS="--api-version v2"      # the same story on Glider's v2 API
+    make run ARGS=--verbose                   # also print the raw JSON logs and EMF metrics
+    make run ARGS="--api-version v2"          # the same story on Glider's v2 API
+    make run ARGS="--event events/sqs-batch.json"   # only that event (repeatable)
     GLIDER_API_KEY=... make run ARGS="--real-api --portfolio-ids ao04x0r6"
                                               # the real Glider API (real rebalances!)
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from glider_trigger.settings import ApiVersion
-from local.demo.show import describe_response, outcome_rows, print_dlq, print_raw, print_stack
+from local.demo.show import OutcomeRows, describe_response, print_dlq, print_raw, print_stack
 from local.fixtures.event_source import sqs_event
 from local.fixtures.function import LocalFunction, json_records
 from local.fixtures.glider_emulator import Fault, GliderEmulator
@@ -90,9 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         default=ApiVersion.V1.value,
         help="the Glider API the function calls (GLIDER_API_VERSION; default v1)",
     )
+    parser.add_argument(
+        "--event",
+        metavar="FILE",
+        action="append",
+        type=Path,
+        help="run only this event file (repeatable; default: every file in events/)",
+    )
     args = parser.parse_args(argv)
     if args.real_api and not args.portfolio_ids:
         parser.error("--real-api needs --portfolio-ids: the sample ids do not exist on Glider")
+    if args.real_api and args.event:
+        parser.error("--event runs a sample event on the emulator: not with --real-api")
+    chosen = [_read_event(parser, path) for path in args.event or []]
 
     moto = MotoServer().start()
     emulator = GliderEmulator(api_keys=[DEMO_API_KEY]).start()
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             prepare_emulator(emulator)
             deployment = deploy(moto, emulator, api_key=DEMO_API_KEY, api_version=args.api_version)
-            events = list(_sample_events())
+            events = chosen or list(_sample_events())
         print_stack(moto, deployment, real_api=args.real_api)
         run(deployment, events, verbose=args.verbose)
         if not args.real_api:
@@ -126,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool) -> None:
     # Follow-ups after 1 s (then 2, 4, ...) instead of 30 s: the story fits in seconds.
     function = LocalFunction(deployment.environment(FOLLOW_FIRST_DELAY_SECONDS="1"))
+    shown = OutcomeRows(ApiVersion(deployment.api_version))
     print_raw(function.new_lines(), verbose=verbose)
     for name, event in events:
         print(f"\n== {name}: {EVENT_NOTES.get(name, 'sample event')}")
@@ -136,18 +148,20 @@ def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool)
         else:
             error = ""
         lines = function.new_lines()
-        for row in outcome_rows([r for r in json_records(lines) if "_aws" not in r]):
+        for row in shown.rows([r for r in json_records(lines) if "_aws" not in r]):
             print(row)
         if error:
             print(f"   handler raised {error}: Lambda would retry and keep the event")
         else:
             print(f"   returned {describe_response(response)}")
         print_raw(lines, verbose=verbose)
-    follow_outcomes(function, deployment, verbose=verbose)
+    follow_outcomes(function, deployment, shown, verbose=verbose)
     print_dlq(deployment)
 
 
-def follow_outcomes(function: LocalFunction, deployment: Deployment, *, verbose: bool) -> None:
+def follow_outcomes(
+    function: LocalFunction, deployment: Deployment, shown: OutcomeRows, *, verbose: bool
+) -> None:
     """The follow-up queue delivered to the function, as its event source would, until every
     rebalance has its outcome; then the outcome events the bus's rule delivered."""
     queue = deployment.follow_up_queue
@@ -160,7 +174,7 @@ def follow_outcomes(function: LocalFunction, deployment: Deployment, *, verbose:
             break
         function.invoke(sqs_event(messages, queue.arn, REGION))
         lines = function.new_lines()
-        for row in outcome_rows([r for r in json_records(lines) if "_aws" not in r]):
+        for row in shown.rows([r for r in json_records(lines) if "_aws" not in r]):
             print(row)
         print_raw(lines, verbose=verbose)
     if deployment.outcome_events is not None:
@@ -168,6 +182,18 @@ def follow_outcomes(function: LocalFunction, deployment: Deployment, *, verbose:
         kinds = Counter(json.loads(m["Body"])["detail-type"] for m in events)
         listed = ", ".join(f"{kind} x{n}" for kind, n in sorted(kinds.items())) or "none"
         print(f"   outcome events on the bus {deployment.outcome_bus}: {listed}")
+
+
+def _read_event(parser: argparse.ArgumentParser, path: Path) -> tuple[str, Any]:
+    """One --event file, or the usage error (exit status 2) that names it and what is wrong."""
+    try:
+        return path.name, json.loads(path.read_text())
+    except FileNotFoundError:
+        parser.error(f"--event {path}: no such file")
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(f"--event {path}: cannot be read: {exc}")
+    except json.JSONDecodeError as exc:
+        parser.error(f"--event {path}: not JSON: {exc}")
 
 
 def _sample_events() -> Iterator[tuple[str, Any]]:

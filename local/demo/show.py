@@ -2,84 +2,120 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from glider_trigger.settings import ApiVersion
 from local.fixtures.stack import Deployment, MotoServer
 from tools import dlq
 
+# Glider's own word for the id a trigger answers with: v1 starts a workflow (its rebalanceId),
+# v2 an operation (its operationId).
+ID_NAMES = {ApiVersion.V1: "rebalanceId", ApiVersion.V2: "operationId"}
 
-def outcome_rows(records: list[dict[str, Any]]) -> Iterator[str]:
-    for record in records:
-        if record.get("rebalance_outcome"):
-            yield from _final_row(record, str(record.get("portfolio_id")))
-            continue
+
+class OutcomeRows:
+    """Each portfolio's outcome as one line, in the words of the API the function called; it
+    remembers the ids it has shown, so that a v2 trigger Glider answered with an operation
+    already shown is said to have joined it."""
+
+    def __init__(self, api_version: ApiVersion) -> None:
+        self._api = api_version
+        self._shown: set[str] = set()
+
+    def rows(self, records: list[dict[str, Any]]) -> Iterator[str]:
+        for record in records:
+            if record.get("rebalance_outcome"):
+                yield self._final_row(record, str(record.get("portfolio_id")))
+                continue
+            row = self._row(record)
+            if row is not None:
+                yield row
+
+    def _id(self, record: dict[str, Any]) -> str:
+        rebalance_id = record.get("rebalance_id")
+        name = ID_NAMES[self._api]
+        return f"{name}={rebalance_id}" if rebalance_id else f"{name} unknown"
+
+    def _row(self, record: dict[str, Any]) -> str | None:
         outcome = record.get("outcome")
         where = record.get("delivery_id", "")
         where = f"[{where[:8]}] " if record.get("source") == "sqs" and where else ""
-        portfolio = str(record.get("portfolio_id", "(input)"))
+        portfolio = f"{where}{record.get('portfolio_id', '(input)')!s:<22}"
         if outcome == "already-triggered":
-            yield (
-                f"   {where}{portfolio:<22} already triggered by an earlier delivery "
-                f"(rebalanceId={record.get('rebalance_id')}); not triggered again"
+            return (
+                f"   {portfolio} already triggered by an earlier delivery ({self._id(record)});"
+                " not triggered again"
             )
-        elif outcome == "triggered":
+        if outcome == "triggered":
             attempts = record.get("attempts", 1)
-            unknown = " (answer cut off: id unknown)" if record.get("reason") else ""
-            if record.get("reconciled") and record.get("rebalance_id"):
-                unknown = " (answer lost: found among recent rebalances, not sent again)"
-            elif record.get("reconciled"):
-                unknown = (
-                    " (answer lost: a rebalance ran in its window (lastRebalanceAt), not sent"
-                    " again; which one is unknown)"
-                )
-            if record.get("joined_in_flight"):
-                unknown = " (Glider joined it to the rebalance in flight: nothing new started)"
-            yield (
-                f"   {where}{portfolio:<22} triggered      rebalanceId={record.get('rebalance_id')}"
-                f"  ({attempts} attempt{'s' if attempts != 1 else ''}){unknown}"
+            return (
+                f"   {portfolio} triggered      {self._id(record)}"
+                f"  ({attempts} attempt{'s' if attempts != 1 else ''}){self._note(record)}"
             )
-        elif outcome == "already-failed":
-            yield (
-                f"   {where}{portfolio:<22} already failed for this delivery after a 2xx "
+        if outcome == "already-failed":
+            return (
+                f"   {portfolio} already failed for this delivery after a 2xx "
                 f"({record.get('reason')}); not sent or dead-lettered again"
             )
-        elif outcome == "failed":
+        if outcome == "failed":
             status = record.get("http_status")
             http = f" HTTP {status}" if status else ""
             code = f" {record['api_error_code']}" if record.get("api_error_code") else ""
             actions = {"dead-lettered": "to the DLQ", "retry": "retry (SQS)"}
             action = actions.get(str(record.get("action")), str(record.get("action")))
             klass = record.get("failure_class", "permanent")
-            yield (
-                f"   {where}{portfolio:<22} FAILED {klass} {record.get('reason')}{http}{code}"
-                f" -> {action}: {textwrap.shorten(str(record.get('detail', '')), 70)}"
+            # The whole detail: it is the hint that says what to do.
+            return (
+                f"   {portfolio} FAILED {klass} {record.get('reason')}{http}{code}"
+                f" -> {action}: {record.get('detail', '')}"
             )
-        elif record.get("level") in ("ERROR", "CRITICAL"):
-            yield f"   {record.get('level')}: {record.get('message')}"
+        if record.get("level") in ("ERROR", "CRITICAL"):
+            return f"   {record.get('level')}: {record.get('message')}"
+        return None
 
+    def _note(self, record: dict[str, Any]) -> str:
+        rebalance_id = record.get("rebalance_id")
+        seen = rebalance_id in self._shown
+        if rebalance_id:
+            self._shown.add(str(rebalance_id))
+        if record.get("joined_in_flight") or (seen and self._api is ApiVersion.V2):
+            return " (Glider joined it to the operation in flight: nothing new started)"
+        if record.get("reconciled") and rebalance_id:
+            return " (answer lost: found among recent rebalances, not sent again)"
+        if record.get("reconciled"):
+            return (
+                " (answer lost: a rebalance ran in its window (lastRebalanceAt), not sent"
+                " again; which one is unknown)"
+            )
+        if record.get("reason"):
+            return f" (answer cut off: {ID_NAMES[self._api]} unknown)"
+        return ""
 
-def _final_row(record: dict[str, Any], portfolio: str) -> Iterator[str]:
-    outcome, rebalance = record["rebalance_outcome"], record.get("rebalance_id")
-    looks = record.get("follow_ups")
-    if outcome == "completed":
-        chain = (
-            f" tx={str(record['transaction_hash'])[:14]}... block {record.get('block_number')},"
-            if record.get("transaction_hash")
-            else ""  # v2's operation names no transaction
-        )
-        yield (
-            f"   {portfolio:<22} COMPLETED      rebalanceId={rebalance}{chain} "
-            f"{record.get('duration_seconds')} s ({looks} status call(s))"
-        )
-    elif outcome == "failed":
-        yield (
-            f"   {portfolio:<22} REBALANCE FAILED rebalanceId={rebalance}: {record.get('reason')}"
-            " -> to the DLQ (REBALANCE_FAILED), never triggered again by the function"
-        )
-    else:
-        yield f"   {portfolio:<22} outcome unknown rebalanceId={rebalance} ({record.get('reason')})"
+    def _final_row(self, record: dict[str, Any], portfolio: str) -> str:
+        outcome = record["rebalance_outcome"]
+        looks = record.get("follow_ups")
+        if outcome == "completed":
+            chain = (
+                f" tx={str(record['transaction_hash'])[:14]}... block {record.get('block_number')},"
+                if record.get("transaction_hash")
+                else ""  # v2's operation names no transaction
+            )
+            return (
+                f"   {portfolio:<22} COMPLETED      {self._id(record)}{chain} "
+                f"{record.get('duration_seconds')} s ({looks} status call(s))"
+            )
+        if outcome == "failed":
+            return (
+                f"   {portfolio:<22} REBALANCE FAILED {self._id(record)}: {record.get('reason')}"
+                " -> to the DLQ (REBALANCE_FAILED), never triggered again by the function"
+            )
+        if not record.get("rebalance_id"):
+            return (
+                f"   {portfolio:<22} outcome unknown ({record.get('reason')}): its"
+                f" {ID_NAMES[self._api]} is unknown, so it cannot be followed"
+            )
+        return f"   {portfolio:<22} outcome unknown {self._id(record)} ({record.get('reason')})"
 
 
 def describe_response(response: Mapping[str, Any] | None) -> str:

@@ -194,7 +194,7 @@ def test_a_v2_key_without_portfolios_write_fails_naming_the_scope(
     [row] = [line for line in report.out.splitlines() if line.startswith("scope portfolios:write")]
     assert row.split(None, 3)[2:] == ["FAIL", MISSING_WRITE]
     assert re.search(r"^scope portfolios:read +OK +granted", report.out, re.MULTILINE)
-    assert report.out.splitlines()[-1] == "1 check failed"
+    assert report.out.splitlines()[-1] == "1 check failed, 1 skipped"
     assert re.search(r"^trigger route +SKIP +the key lacks portfolios:write", report.out, re.M)
     assert doctor.check("v2").result("glider key") == "OK"
     assert "POST" not in " ".join(glider_paths(glider))  # Glider would refuse it unread
@@ -313,6 +313,11 @@ def test_v1_without_a_portfolio_cannot_check_the_key_and_says_how(
     )
     assert report.result("trigger route") == "OK"  # the route, not the key: Glider's 404 only
     assert glider_paths(glider) == [ROUTE_CHECK["v1"]]
+    # Two checks did not run: counted, and never "all checks passed".
+    document = json.loads(report.out)
+    passed = sum(row["result"] == "OK" for row in document["checks"])
+    assert document["skipped"] == 2
+    assert document["summary"] == f"{passed} passed, 2 skipped: not all checks ran"
 
 
 def test_a_stack_without_the_version_parameter_is_v1(
@@ -543,7 +548,14 @@ def test_a_5xx_fails_with_gliders_ids_and_a_429_warns(
     assert result == "WARN"
     assert detail.startswith("Glider is rate limiting (HTTP 429, Retry-After 7 s)")
     assert "requestId req_" in detail
-    assert json.loads(limited.out)["summary"] == "all checks passed (1 warning)"
+    # v1's key check is the portfolio's status: the portfolio row is skipped, and said.
+    assert (
+        json.loads(limited.out)["summary"]
+        == {
+            "v1": "8 passed, 1 skipped: not all checks ran (1 warning)",
+            "v2": "all checks passed (1 warning)",
+        }[version]
+    )
 
 
 def test_a_key_quoted_back_by_glider_is_redacted(doctor: Doctor, glider: GliderEmulator) -> None:

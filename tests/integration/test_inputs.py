@@ -139,6 +139,29 @@ def test_input_of_unknown_shape_is_dead_lettered_verbatim_without_raising(
     assert attribute_values(letter)["reason"] == "MALFORMED_INPUT"
 
 
+@pytest.mark.parametrize(
+    "detail",
+    [{"portfolioIds": "not-a-list"}, {"portfolio": "port_abc123"}, "port_abc123", None],
+    ids=["ids-not-a-list", "no-ids", "detail-a-string", "detail-null"],
+)
+def test_a_malformed_eventbridge_event_is_dead_lettered_under_its_event_id_not_as_direct(
+    function: LocalFunction, deployment: Deployment, detail: object
+) -> None:
+    event = json.loads((EVENTS / "eventbridge-rule.json").read_text())
+    event["detail"] = detail
+
+    response = function.invoke(event)
+
+    assert (response["source"], response["deliveryId"]) == ("eventbridge", event["id"])
+    assert response["results"][0]["reason"] == "MALFORMED_INPUT"
+    [letter] = deployment.dlq_messages()
+    assert json.loads(letter["Body"]) == event  # verbatim, replayable once mended
+    assert attribute_values(letter)["source"] == f"eventbridge:{event['id']}"
+    [rejected] = [log for log in function.logs if log.get("message") == "Input rejected"]
+    assert rejected["delivery_id"] == event["id"]
+    assert rejected["source_metadata"]["eventSource"] == event["source"]
+
+
 @pytest.mark.parametrize("event", [[], "port_abc123", {"portfolioIds": []}, {"portfolioIds": "x"}])
 def test_inputs_without_ids_are_classified_not_crashes(
     function: LocalFunction, deployment: Deployment, event: object

@@ -451,6 +451,73 @@ def test_wait_times_out_saying_what_is_pending(
     assert len(drain(deployment.sqs, deployment.work_queue.url)) == 1  # never received by it
 
 
+# --- --json ----------------------------------------------------------------------------------
+
+
+def test_json_is_one_document_of_what_was_sent(
+    local_stack: Callable[..., Path], deployment: Deployment, run: Callable[..., Result]
+) -> None:
+    result = run("--portfolio-ids", "port_abc123,port_def456", "--json")
+
+    assert result.status == 0, result.err
+    document = json.loads(result.out)  # stdout is the document, and nothing else
+    assert "Sent 2 of 2 trigger request(s)" in result.err  # what is said goes to stderr
+    run_id = document["runId"]
+    assert document["skipScheduleValidation"] is False
+    assert document["sent"] == 2
+    assert document["workQueueUrl"] == deployment.work_queue.url
+    messages = {m["MessageId"] for m in drain(deployment.sqs, deployment.work_queue.url)}
+    assert [p["portfolioId"] for p in document["portfolios"]] == ["port_abc123", "port_def456"]
+    for portfolio in document["portfolios"]:
+        assert portfolio["idempotencyKey"] == f"manual:{run_id}:{portfolio['portfolioId']}"
+        assert portfolio["messageId"] in messages
+        assert portfolio["sendError"] is None
+        assert "outcome" not in portfolio  # not waited for
+    assert "timedOut" not in document
+
+
+def test_json_with_wait_gives_each_portfolios_outcome(
+    local_stack: Callable[..., Path],
+    aws_lambda: Lambda,
+    emulator: GliderEmulator,
+    run: Callable[..., Result],
+) -> None:
+    emulator.set_workflow_seconds(0.3)
+    result = run(
+        "--portfolio-ids", "port_abc123,port_nope01", "--wait", "--timeout", "60", "--json"
+    )
+
+    assert result.status == 1, result.err
+    document = json.loads(result.out)
+    [rebalance] = emulator.rebalances
+    by_id = {p["portfolioId"]: p for p in document["portfolios"]}
+    assert by_id["port_abc123"]["trigger"] == "triggered"
+    assert by_id["port_abc123"]["rebalanceId"] == rebalance.rebalance_id
+    assert by_id["port_abc123"]["outcome"] == "completed"
+    assert by_id["port_abc123"]["pending"] is None
+    assert by_id["port_nope01"]["trigger"] == "failed"
+    assert by_id["port_nope01"]["failure"].startswith("NOT_FOUND (permanent HTTP 404 API_200)")
+    assert (document["triggered"], document["completed"], document["failed"]) == (1, 1, 1)
+    assert (document["outcomesWatched"], document["timedOut"]) == (True, False)
+
+
+def test_json_wait_timed_out_exits_3_with_what_is_pending(
+    local_stack: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    run: Callable[..., Result],
+) -> None:
+    monkeypatch.setattr(tools.trigger, "_sleep", lambda seconds: time.sleep(min(seconds, 0.1)))
+
+    result = run("--portfolio-ids", "port_abc123", "--wait", "--timeout", "1", "--json")
+
+    assert result.status == 3  # tools.base.EXIT_TIMEOUT
+    document = json.loads(result.out)
+    assert document["timedOut"] is True
+    [portfolio] = document["portfolios"]
+    assert portfolio["trigger"] == "pending"
+    assert portfolio["pending"].startswith("not triggered yet: waiting in the work queue")
+
+
 # --- refusals --------------------------------------------------------------------------------
 
 

@@ -245,3 +245,26 @@ def test_a_replay_after_the_lost_attempts_rebalance_ended_long_after_its_window_
     assert result["outcome"] == "triggered"
     assert posts(emulator) == 1  # the replay sent nothing
     assert len(emulator.rebalances) == 1
+
+
+# --- a repeat joined to the rebalance in flight: counted as joined, not as a new rebalance ----
+
+
+def metric_values(function: LocalFunction, name: str) -> list[float]:
+    return [value for m in function.metrics if name in m for value in m[name]]
+
+
+def test_a_repeat_glider_joins_to_the_rebalance_in_flight_is_not_counted_as_a_new_rebalance(
+    function: LocalFunction, emulator: GliderEmulator
+) -> None:
+    emulator.set_workflow_seconds(600)  # still in flight when the repeat comes
+    first = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    emulator.backdate_latest(PORTFOLIO, 120)  # submitted well before the repeat's delivery
+
+    repeat = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+
+    [rebalance] = emulator.rebalances  # one rebalance started, for two triggers
+    assert repeat["rebalanceId"] == first["rebalanceId"] == rebalance.operation_id
+    assert len(lines(function, "joined_in_flight")) == 1  # said once, for the repeat
+    assert metric_values(function, "RebalancesTriggered") == [1.0]  # the first only
+    assert metric_values(function, "TriggersJoinedInFlight") == [1.0]  # the repeat

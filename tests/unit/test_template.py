@@ -52,19 +52,45 @@ def function_environment(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_upstream_rule_matches_source_and_detail_type(template: dict[str, Any]) -> None:
-    events = template["Resources"]["TriggerFunction"]["Properties"]["Events"]
-    pattern = events["UpstreamRebalanceRequested"]["Properties"]["Pattern"]
+    rule = template["Resources"]["TriggerFunctionUpstreamRebalanceRequested"]
+    pattern = rule["Properties"]["EventPattern"]
 
     assert pattern == {
         "source": [{"Ref": "UpstreamEventSource"}],
         "detail-type": [{"Ref": "UpstreamDetailType"}],
     }
     source = template["Parameters"]["UpstreamEventSource"]
-    assert "Default" not in source  # a trust decision: every deployment names its producer
+    # A trust decision: no producer is named for a deployment; without one there is no rule.
+    assert source["Default"] == ""
     allowed = re.compile(source["AllowedPattern"])
     assert allowed.match("com.example.treasury")
     assert not allowed.match("aws.events")
-    assert not allowed.match("")
+    assert allowed.fullmatch("")
+
+
+def test_without_an_upstream_event_source_there_is_no_rule(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    rule_name = "TriggerFunctionUpstreamRebalanceRequested"
+    rule = resources[rule_name]
+    [target] = rule["Properties"]["Targets"]
+    # What the rule, its permission and the DLQ policy that admits its dead letters need.
+    needing = {
+        name
+        for name, resource in resources.items()
+        if name != rule_name and f'"{rule_name}"' in json.dumps(resource)
+    }
+    assert needing == {
+        "TriggerFunctionUpstreamRebalanceRequestedPermission",
+        "DeadLetterQueuePolicy",
+        "WorkQueueUpstreamPolicy",  # where pause sends its events
+    }
+    for name in (rule_name, *needing):
+        assert resources[name]["Condition"] == "HasUpstreamEventSource"
+    assert template["Conditions"]["HasUpstreamEventSource"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "UpstreamEventSource"}, ""]}]
+    }
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
 
 
 def test_the_guard_remembers_longer_than_any_copy_can_arrive(template: dict[str, Any]) -> None:

@@ -26,7 +26,15 @@ from glider_trigger.domain.errors import (
 )
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
-from glider_trigger.domain.models import Failed, Next, OutcomeKind, Receipt, Triggered
+from glider_trigger.domain.models import (
+    Failed,
+    InputSource,
+    Next,
+    OutcomeKind,
+    Receipt,
+    SourceKind,
+    Triggered,
+)
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
@@ -145,7 +153,8 @@ def test_rejected_ids_are_dead_lettered_and_the_rest_goes_on() -> None:
 def test_an_unparsable_event_is_dead_lettered_verbatim() -> None:
     world = World(FakeApi())
 
-    report = world.service.reject_event('{"nothing": 1}', InvalidInputError("no ids"))
+    source = InputSource(SourceKind.DIRECT)
+    report = world.service.reject_event('{"nothing": 1}', InvalidInputError("no ids"), source)
 
     assert report.unparsable is not None
     assert [m.body for m in world.dlq.messages] == ['{"nothing": 1}']

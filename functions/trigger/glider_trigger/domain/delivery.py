@@ -168,10 +168,9 @@ class DeliveryService:
 
     # ------------------------------------------------------------------------- events
 
-    def reject_event(self, raw: str, error: InvalidInputError) -> Report:
-        """An event that is not an input: dead-lettered verbatim."""
+    def reject_event(self, raw: str, error: InvalidInputError, source: InputSource) -> Report:
+        """An event that is not an input: dead-lettered verbatim, under where it came from."""
         self._telemetry.received(0)
-        source = InputSource(SourceKind.DIRECT)
         self._send([letters.for_unparsable_input(raw, error, source)])
         self._telemetry.unparsable(error, source)
         return Report(source, unparsable=error)

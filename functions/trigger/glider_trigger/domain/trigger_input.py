@@ -318,6 +318,26 @@ def parse(payload: object, *, default_skip: bool, transport: InputSource | None)
     return ParsedInput(source, tuple(requests.values()), tuple(rejected))
 
 
+def source_of(payload: object) -> InputSource:
+    """Where an input that is not one came from, as far as its envelopes say: an EventBridge
+    event keeps its event id and source even when its detail is unreadable (its letter is
+    then `eventbridge:<id>`, like any rule event's); anything else is a direct invocation."""
+    unwrapped = unwrap(payload)
+    envelopes = list(unwrapped.envelopes)
+    inner = unwrapped.payload
+    if _looks_like_event(inner) and len(envelopes) < MAX_ENVELOPE_DEPTH:
+        envelopes.append(Envelope(EnvelopeKind.EVENTBRIDGE, inner))  # its detail is no object
+    source: InputSource | None = None
+    for envelope in envelopes:
+        source = _nest(source, _source_of(envelope))
+    return source or InputSource(SourceKind.DIRECT)
+
+
+def _looks_like_event(payload: object) -> TypeGuard[Mapping[str, Any]]:
+    """An EventBridge event whatever its detail: the fields every event has."""
+    return isinstance(payload, dict) and {"detail-type", "source", "id"} <= payload.keys()
+
+
 def _source_of(envelope: Envelope) -> InputSource:
     if envelope.kind is EnvelopeKind.EVENTBRIDGE:
         return InputSource(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from glider_trigger.domain.delivery import DeliveryService
 from glider_trigger.domain.errors import InvalidInputError
-from glider_trigger.inbound.events import is_sqs_event, parse_event
+from glider_trigger.inbound.events import is_sqs_event, parse_event, source_of_event
 from glider_trigger.inbound.response import summary
 from glider_trigger.inbound.sqs_batch import SqsBatchHandler
 
@@ -58,5 +58,5 @@ class LambdaEntry:
             parsed = parse_event(event, default_skip=self._default_skip)
         except InvalidInputError as exc:
             raw = json.dumps(event, default=str, ensure_ascii=True)
-            return summary(self._service.reject_event(raw, exc))
+            return summary(self._service.reject_event(raw, exc, source_of_event(event)))
         return summary(self._service.deliver_event(parsed, invocation))

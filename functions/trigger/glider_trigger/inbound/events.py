@@ -37,6 +37,11 @@ def parse_event(event: object, *, default_skip: bool) -> ParsedInput:
     return trigger_input.parse(event, default_skip=default_skip, transport=None)
 
 
+def source_of_event(event: object) -> InputSource:
+    """Where a non-SQS invocation payload that is not an input came from (its letter's source)."""
+    return trigger_input.source_of(event)
+
+
 def parse_record_body(
     body: object, *, queue: QueueRole, message_id: str, default_skip: bool
 ) -> ParsedInput | FollowUp:

@@ -85,7 +85,10 @@ class Telemetry:
             if outcome.already_triggered:
                 self._metrics.add_metric(METRIC_DUPLICATES, MetricUnit.Count, 1)
             else:
-                self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
+                if not receipt.joined:
+                    # Rebalances started: one Glider joined to a rebalance in flight started
+                    # none, and is counted as joined (TriggersJoinedInFlight) below instead.
+                    self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
                 if receipt.unread is not None:
                     self._metrics.add_metric(METRIC_ID_UNKNOWN, MetricUnit.Count, 1)
                 if receipt.reconciled:

@@ -40,7 +40,7 @@ class Plan:
     # latency, these ids, at each AWS latency, alternating, `coalescing_repeats` times.
     coalescing_ids: int = 100
     coalescing_aws_latencies_ms: tuple[float, ...] = (0, 20, 40)
-    coalescing_repeats: int = 3
+    coalescing_repeats: int = 5
 
     @classmethod
     def build(cls, quick: bool, latencies: Sequence[float] | None) -> Plan:

@@ -5,18 +5,14 @@ only loads the handler fresh (a cold start, as a new execution environment does)
 so that its peak RSS is the function's and not the harness's. SPEC is a JSON file:
 
     {"mode": "invoke", "env": {...}, "event": {...}, "timeout_seconds": 900,
-     "warmup_event": {...} or null, "calls_url": moto's call counter or null,
-     "coalesce_follow_ups": true (the default) or false}
+     "warmup_event": {...} or null, "calls_url": moto's call counter or null}
     {"mode": "drain", "env": {...}, "queue_url": ..., "queue_arn": ..., "moto_url": ...}
 
 and OUT receives a JSON object with the wall time of the invocation (or of the drain), the
 time the import took, the peak RSS and what the function answered. With a warmup_event, the
 measured invocation is the environment's second (warm: clients built and the key read by the
 first, which is not measured); with a calls_url, the AWS calls counted are the measured
-invocation's alone. With "coalesce_follow_ups": false, the follow-up writer is the plain
-QueueWriter instead of the CoalescingWriter around it (a bench-only seam, for bench/coalescing.py:
-composition's name for the class is replaced by a pass-through before `import app`; nothing in the
-function reads it).
+invocation's alone.
 
 The handler is loaded as local/fixtures/function.py's LocalFunction loads it (the environment set,
 stdout captured, `import app`), but without importing local.function: that module imports
@@ -60,22 +56,12 @@ def peak_rss_kb() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KB on Linux
 
 
-def load_handler(env: Mapping[str, str], *, coalesce_follow_ups: bool = True) -> ModuleType:
+def load_handler(env: Mapping[str, str]) -> ModuleType:
     """A new execution environment's init: the function's environment, then `import app`."""
     os.environ.update(env)
     if str(FUNCTION_DIR) not in sys.path:
         sys.path.insert(0, str(FUNCTION_DIR))
-    if not coalesce_follow_ups:
-        uncoalesce_follow_ups()
     return importlib.import_module("app")
-
-
-def uncoalesce_follow_ups() -> None:
-    """The bench-only seam: composition builds the follow-up writer as
-    `CoalescingWriter(QueueWriter(...))`; with the name bound to a pass-through, each worker's
-    follow-up is a SendMessageBatch call of its own. Before `import app`, which builds the entry."""
-    composition = importlib.import_module("glider_trigger.composition")
-    composition.CoalescingWriter = lambda writer: writer  # type: ignore[attr-defined]
 
 
 def cpu_seconds() -> float:
@@ -108,9 +94,7 @@ def served(calls_url: str | None) -> tuple[Counter[str], int]:
 def invoke(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
     started = time.perf_counter()
     with contextlib.redirect_stdout(log):
-        module = load_handler(
-            spec["env"], coalesce_follow_ups=spec.get("coalesce_follow_ups", True)
-        )
+        module = load_handler(spec["env"])
         imported = time.perf_counter()
         if spec.get("warmup_event") is not None:
             module.lambda_handler(spec["warmup_event"], LocalLambdaContext(timeout_seconds=60))

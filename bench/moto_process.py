@@ -12,10 +12,9 @@ as JSON: {"calls": {operation: n}, "connections": n}.
 
 AWS's latency: with BENCH_AWS_LATENCY_MS in its environment (`python -m bench.run
 --aws-latency-ms N`), every AWS call waits N ms before moto serves it, as a call to an AWS
-endpoint takes its round trip and the service's time; `PUT /_bench/latency?ms=N` changes it while
-it runs (bench/coalescing.py alternates latencies on one stack). The wait holds no lock and no
-GIL, and waitress then serves with LATENCY_THREADS threads, so that calls AWS would serve in
-parallel wait in parallel here too.
+endpoint takes its round trip and the service's time. The wait holds no lock and no GIL, and
+waitress then serves with LATENCY_THREADS threads, so that calls AWS would serve in parallel
+wait in parallel here too.
 """
 
 from __future__ import annotations
@@ -34,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import moto_speedups
-from bench.moto_calls import CALLS_PATH, LATENCY_PATH, read_calls, set_latency
+from bench.moto_calls import CALLS_PATH, read_calls
 from local.fixtures.stack import MotoServer
 
 REPO = Path(__file__).resolve().parent.parent
 LATENCY_ENV = "BENCH_AWS_LATENCY_MS"
-THREADS_ENV = "BENCH_MOTO_THREADS"
 THREADS = 4  # without AWS latency: moto is one GIL, more threads only contend for it
 # With AWS latency: each of the function's concurrent calls (16 workers, a few calls each, plus
 # fan-out's parallel sends) holds a thread while it waits, as AWS would serve them in parallel.
@@ -62,15 +60,15 @@ def cpu_seconds_of(pid: int) -> float:
 class CallCounter:
     """WSGI middleware: counts each request by AWS operation (X-Amz-Target, else the Action
     query parameter; every service the function uses speaks a JSON protocol, so the target is
-    there) and answers CALLS_PATH and LATENCY_PATH itself. Each AWS call first waits the
-    latency set (AWS's round trip), outside the lock."""
+    there) and answers CALLS_PATH itself. Each AWS call first waits `latency_ms` (AWS's round
+    trip), outside the lock."""
 
     def __init__(self, app: WsgiApp, *, latency_ms: float = 0.0) -> None:
         self._app = app
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._connections = 0
-        self.latency_ms = latency_ms
+        self._latency_s = latency_ms / 1000
 
     def connection_opened(self) -> None:
         with self._lock:
@@ -84,8 +82,6 @@ class CallCounter:
                 ).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
-        if environ.get("PATH_INFO") == LATENCY_PATH:
-            return self._set_latency(environ, start_response)
         operation = str(environ.get("HTTP_X_AMZ_TARGET") or "").strip()
         if not operation:
             query = str(environ.get("QUERY_STRING") or "")
@@ -94,20 +90,9 @@ class CallCounter:
             )
         with self._lock:
             self._counts[operation] += 1
-        if self.latency_ms > 0:
-            time.sleep(self.latency_ms / 1000)
+        if self._latency_s > 0:
+            time.sleep(self._latency_s)
         return self._app(environ, start_response)
-
-    def _set_latency(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        query = str(environ.get("QUERY_STRING") or "")
-        value = next((part[3:] for part in query.split("&") if part.startswith("ms=")), "")
-        try:
-            self.latency_ms = max(0.0, float(value))
-        except ValueError:
-            start_response("400 Bad Request", [("Content-Type", "text/plain")])
-            return [f"ms={value!r} is not a number".encode()]
-        start_response("204 No Content", [])
-        return []
 
 
 def serve(threads: int = THREADS, latency_ms: float = 0.0) -> Any:
@@ -139,17 +124,16 @@ def serve(threads: int = THREADS, latency_ms: float = 0.0) -> Any:
 class MotoProcess(MotoServer):
     """local.stack.MotoServer's interface (endpoint_url, client(), stop()), served by a child
     process; plus its call counts and CPU time. `latency_ms`: AWS's latency per call (see the
-    module's docstring); `threads`: waitress's (LATENCY_THREADS where calls may wait)."""
+    module's docstring)."""
 
-    def __init__(self, *, latency_ms: float = 0.0, threads: int | None = None) -> None:
+    def __init__(self, *, latency_ms: float = 0.0) -> None:
         # No in-process server (MotoServer.__init__ would build one): the child is the server.
         self.endpoint_url = ""
         self._process: subprocess.Popen[str] | None = None
         self._latency_ms = latency_ms
-        self._threads = threads or (LATENCY_THREADS if latency_ms > 0 else THREADS)
 
     def start(self) -> MotoProcess:
-        env = os.environ | {LATENCY_ENV: f"{self._latency_ms:g}", THREADS_ENV: str(self._threads)}
+        env = os.environ | {LATENCY_ENV: f"{self._latency_ms:g}"}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "bench.moto_process"],
             cwd=REPO,
@@ -169,10 +153,6 @@ class MotoProcess(MotoServer):
     def served(self) -> tuple[Counter[str], int]:
         """AWS calls served so far, by operation, and TCP connections accepted so far."""
         return read_calls(self.endpoint_url + CALLS_PATH)
-
-    def set_latency(self, latency_ms: float) -> None:
-        """AWS's latency per call from now on (the child's threads were chosen at start)."""
-        set_latency(self.endpoint_url + LATENCY_PATH, latency_ms)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds_of(self._process.pid) if self._process is not None else 0.0
@@ -196,10 +176,8 @@ def main() -> int:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if not moto_speedups.apply():
         print("moto's internals changed: serving unpatched", file=sys.stderr, flush=True)
-    server = serve(
-        threads=int(os.environ.get(THREADS_ENV) or THREADS),
-        latency_ms=float(os.environ.get(LATENCY_ENV) or 0),
-    )
+    latency_ms = float(os.environ.get(LATENCY_ENV) or 0)
+    server = serve(threads=LATENCY_THREADS if latency_ms > 0 else THREADS, latency_ms=latency_ms)
     threading.Thread(target=server.run, name="waitress", daemon=True).start()
     print(server.effective_port, flush=True)
     try:

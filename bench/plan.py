@@ -33,14 +33,8 @@ class Plan:
     artifact_ratio_goal: float = 1.10
     rss_ids: int = 1000
     rss_goal_mb: float = 128
-    # What each AWS call waits in moto's process (--aws-latency-ms); the sections' own choice
-    # where they set one (the coalescing section's latencies).
+    # What each AWS call waits in moto's process (--aws-latency-ms), as AWS's round trip does.
     aws_latency_ms: float = 0
-    # The follow-up writer coalesced and not (bench/coalescing.py): the goal case's Glider
-    # latency, these ids, at each AWS latency, alternating, `coalescing_repeats` times.
-    coalescing_ids: int = 100
-    coalescing_aws_latencies_ms: tuple[float, ...] = (0, 20, 40)
-    coalescing_repeats: int = 5
 
     @classmethod
     def build(cls, quick: bool, latencies: Sequence[float] | None) -> Plan:
@@ -57,9 +51,6 @@ class Plan:
                 cold_runs=3,
                 artifact_runs=3,
                 rss_ids=20,
-                coalescing_ids=20,
-                coalescing_aws_latencies_ms=(0, 20),
-                coalescing_repeats=1,
             )
             if quick
             else cls()
@@ -86,7 +77,7 @@ def parse_args(argv: Sequence[str] | None, *, description: str) -> argparse.Name
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument(
         "--only",
-        default="inline,throughput,fanout,cold,coalescing",
+        default="inline,throughput,fanout,cold",
         help="comma-separated sections to run (default: all)",
     )
     return parser.parse_args(argv)

@@ -1,7 +1,6 @@
 """`make bench`: the function against the local stack, with configurable API latency.
 
-    python -m bench.run [--quick] [--latency-ms 20 100] [--aws-latency-ms 0] [--out bench/results]
-                        [--only inline,throughput,fanout,cold,coalescing]
+    python -m bench.run [--quick] [--latency-ms 20 100] [--aws-latency-ms 20] [--out bench/results]
 
 The Glider emulator lives in this process; moto runs in a process of its own
 (bench/moto_process.py: in AWS those services are other machines) and counts every AWS call the
@@ -10,8 +9,7 @@ runs in a child process (bench/case.py) that loads the handler fresh, so its wal
 RSS are the function's. Sections: the inline path (ids x latency, with the speedup over
 sequential), throughput against MAX_CONCURRENCY (the chart), the fan-out path end to end through
 the moto work queue, and the cold start (handler import vs a bare `import boto3`, in the
-development tree and on the built artifact, with and without its shipped bytecode), and the
-follow-up writer coalesced or not at several AWS latencies. Prints the
+development tree and on the built artifact, with and without its shipped bytecode). Prints the
 tables and the goals' PASS/FAIL; writes latest.json, latest.md and throughput.png to --out.
 Exits 1 when a goal or a check fails.
 """
@@ -24,12 +22,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.coalescing import coalescing_section, coalescing_table
 from bench.cold import cold_section, cold_tables
 from bench.fanout import enqueue_only_run, fanout_run, fanout_tables
 from bench.inline import inline_section, inline_table
 from bench.machine import machine, machine_line
-from bench.moto_process import LATENCY_THREADS
 from bench.plan import Plan, parse_args
 from bench.report import Table, throughput_chart, write_atomic
 from bench.stack import local_stack
@@ -37,48 +33,33 @@ from bench.sweep import cost_table, sweep_section, sweep_table
 from bench.verdicts import checks, goals, observations
 
 
-def run_sections(plan: Plan, sections: set[str], results: dict[str, Any]) -> list[Table]:
-    """The sections chosen, their results into `results`; their tables."""
-    tables: list[Table] = []
-    if sections & {"inline", "throughput", "fanout", "cold"}:
-        with local_stack(aws_latency_ms=plan.aws_latency_ms) as stack:
-            results["placement"] = stack.placement.describe()
-            if "inline" in sections:
-                results["inline"] = inline_section(stack, plan)
-                tables.append(inline_table(results["inline"], plan.workers))
-            if "throughput" in sections:
-                results["throughput"] = sweep_section(stack, plan)
-                tables += [sweep_table(results["throughput"]), cost_table(results["throughput"])]
-            if "fanout" in sections:
-                results["fanout"] = [fanout_run(stack, plan, n) for n in plan.fanout_ids]
-                results["fanout"] += [
-                    enqueue_only_run(stack, plan, n) for n in plan.enqueue_only_ids
-                ]
-                tables += fanout_tables(results["fanout"])
-            if "cold" in sections:
-                results["cold_start"] = cold_section(stack, plan)
-                tables += cold_tables(results["cold_start"])
-    if "coalescing" in sections:
-        # A stack of its own: its calls wait (AWS latencies), so moto serves them with enough
-        # threads, where the other sections' moto keeps the few that suit calls that do not.
-        with local_stack(aws_latency_ms=plan.aws_latency_ms, moto_threads=LATENCY_THREADS) as stack:
-            results.setdefault("placement", stack.placement.describe())
-            results["coalescing"] = coalescing_section(stack, plan)
-            tables.append(coalescing_table(results["coalescing"]))
-    return tables
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv, description=__doc__.split("\n\n")[0])
-    plan = Plan.build(args.quick, args.latency_ms)
+    plan = dataclasses.replace(
+        Plan.build(args.quick, args.latency_ms), aws_latency_ms=args.aws_latency_ms
+    )
     if args.fanout_ids:
         plan = dataclasses.replace(plan, fanout_ids=tuple(args.fanout_ids))
-    plan = dataclasses.replace(plan, aws_latency_ms=args.aws_latency_ms)
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
     started = time.perf_counter()
     info = machine()
     results: dict[str, Any] = {"machine": info, "quick": plan.quick, "plan": plan.__dict__}
-    tables = run_sections(plan, sections, results)
+    tables: list[Table] = []
+    with local_stack(aws_latency_ms=plan.aws_latency_ms) as stack:
+        results["placement"] = stack.placement.describe()
+        if "inline" in sections:
+            results["inline"] = inline_section(stack, plan)
+            tables.append(inline_table(results["inline"], plan.workers))
+        if "throughput" in sections:
+            results["throughput"] = sweep_section(stack, plan)
+            tables += [sweep_table(results["throughput"]), cost_table(results["throughput"])]
+        if "fanout" in sections:
+            results["fanout"] = [fanout_run(stack, plan, n) for n in plan.fanout_ids]
+            results["fanout"] += [enqueue_only_run(stack, plan, n) for n in plan.enqueue_only_ids]
+            tables += fanout_tables(results["fanout"])
+        if "cold" in sections:
+            results["cold_start"] = cold_section(stack, plan)
+            tables += cold_tables(results["cold_start"])
     verdicts = goals(plan, results)
     verdicts_checks = checks(results)
     results["goals"] = [v.__dict__ | {"status": v.status} for v in verdicts]
@@ -103,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "measured, IDEMPOTENCY_TABLE_NAME unset (diagnosis)",
             ),
         )
-    header = f"Machine: {line}" + ("  [--quick: reduced sizes]" if plan.quick else "")
+    tags = ["--quick: reduced sizes"] if plan.quick else []
+    tags += [f"AWS latency: {plan.aws_latency_ms:g} ms per call"] if plan.aws_latency_ms else []
+    header = f"Machine: {line}" + "".join(f"  [{tag}]" for tag in tags)
     header += f"\nCPUs: {results['placement']}"
     verdict_lines = [v.line() for v in verdicts + verdicts_checks]
     print(header + "\n")
@@ -115,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nTotal {results['elapsed_s']:.0f} s; results in {args.out}/")
 
     markdown = [
-        f"_Machine: {line}_" + (" (--quick: reduced sizes)" if plan.quick else ""),
+        f"_Machine: {line}_" + "".join(f" ({tag})" for tag in tags),
         "",
         f"_CPUs: {results['placement']}_",
         "",

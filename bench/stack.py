@@ -179,13 +179,12 @@ class Stack:
 
 
 @contextlib.contextmanager
-def local_stack(*, aws_latency_ms: float = 0.0, moto_threads: int | None = None) -> Iterator[Stack]:
-    """`aws_latency_ms`: what each AWS call waits in moto's process (bench/moto_process.py);
-    `moto_threads`: its server's threads (by default, enough for that latency)."""
+def local_stack(*, aws_latency_ms: float = 0.0) -> Iterator[Stack]:
+    """`aws_latency_ms`: what each AWS call waits in moto's process (bench/moto_process.py)."""
     # (local/fixtures/loopback_server.py listens with a backlog of 128.)
     placement = Placement.choose()
     pin(0, placement.stack)  # this process (the emulator); moto's inherits it
-    moto = MotoProcess(latency_ms=aws_latency_ms, threads=moto_threads).start()
+    moto = MotoProcess(latency_ms=aws_latency_ms).start()
     emulator = GliderEmulator(api_keys=[API_KEY]).start()
     try:
         with tempfile.TemporaryDirectory(prefix="glider-bench-") as workdir:

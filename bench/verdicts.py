@@ -96,7 +96,6 @@ def checks(results: Mapping[str, Any]) -> list[Verdict]:
     runs = list(results.get("inline", []))
     runs += [r["sequential"] for r in runs if not r["sequential"]["estimated"]]
     runs += list((results.get("throughput") or {}).get("points", []))
-    runs += list((results.get("coalescing") or {}).get("runs", []))
     incomplete = [r for r in runs if r.get("triggered") != r["ids"] or r.get("error")]
     if runs:
         out.append(
@@ -152,7 +151,6 @@ def observations(results: Mapping[str, Any]) -> list[str]:
     notes: list[str] = []
     rows = list(results.get("inline", []))
     rows += list((results.get("throughput") or {}).get("points", []))
-    rows += list((results.get("coalescing") or {}).get("runs", []))
     stderr: Counter[str] = Counter()
     for row in rows + list(results.get("fanout", [])):
         for line in row.get("stderr", []):

@@ -9,6 +9,12 @@ bench/moto_speedups.py applied) and counts the calls itself, so no proxy hop sit
 The child prints its port on one line, then serves until its stdin closes (the parent stops it,
 or exits), so it never outlives the benchmark. `GET /_bench/calls` answers the counts so far
 as JSON: {"calls": {operation: n}, "connections": n}.
+
+AWS's latency: with BENCH_AWS_LATENCY_MS in its environment (`python -m bench.run
+--aws-latency-ms N`), every AWS call waits N ms before moto serves it, as a call to an AWS
+endpoint takes its round trip and the service's time. The wait holds no lock and no GIL, and
+waitress then serves with LATENCY_THREADS threads, so that calls AWS would serve in parallel
+wait in parallel here too.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -30,6 +37,11 @@ from bench.moto_calls import CALLS_PATH, read_calls
 from local.fixtures.stack import MotoServer
 
 REPO = Path(__file__).resolve().parent.parent
+LATENCY_ENV = "BENCH_AWS_LATENCY_MS"
+THREADS = 4  # without AWS latency: moto is one GIL, more threads only contend for it
+# With AWS latency: each of the function's concurrent calls (16 workers, a few calls each, plus
+# fan-out's parallel sends) holds a thread while it waits, as AWS would serve them in parallel.
+LATENCY_THREADS = 64
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -48,13 +60,15 @@ def cpu_seconds_of(pid: int) -> float:
 class CallCounter:
     """WSGI middleware: counts each request by AWS operation (X-Amz-Target, else the Action
     query parameter; every service the function uses speaks a JSON protocol, so the target is
-    there) and answers CALLS_PATH itself."""
+    there) and answers CALLS_PATH itself. Each AWS call first waits `latency_ms` (AWS's round
+    trip), outside the lock."""
 
-    def __init__(self, app: WsgiApp) -> None:
+    def __init__(self, app: WsgiApp, *, latency_ms: float = 0.0) -> None:
         self._app = app
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._connections = 0
+        self._latency_s = latency_ms / 1000
 
     def connection_opened(self) -> None:
         with self._lock:
@@ -76,10 +90,12 @@ class CallCounter:
             )
         with self._lock:
             self._counts[operation] += 1
+        if self._latency_s > 0:
+            time.sleep(self._latency_s)
         return self._app(environ, start_response)
 
 
-def serve(threads: int = 4) -> Any:
+def serve(threads: int = THREADS, latency_ms: float = 0.0) -> Any:
     """moto's WSGI app behind a CallCounter, served by waitress on a free loopback port.
 
     Not by werkzeug, as local/fixtures/stack.py's MotoServer is: werkzeug's server answers every
@@ -93,7 +109,7 @@ def serve(threads: int = 4) -> Any:
         create_backend_app,
     )
 
-    counter = CallCounter(DomainDispatcherApplication(create_backend_app))
+    counter = CallCounter(DomainDispatcherApplication(create_backend_app), latency_ms=latency_ms)
 
     class CountedChannel(waitress.channel.HTTPChannel):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -107,17 +123,21 @@ def serve(threads: int = 4) -> Any:
 
 class MotoProcess(MotoServer):
     """local.stack.MotoServer's interface (endpoint_url, client(), stop()), served by a child
-    process; plus its call counts and CPU time."""
+    process; plus its call counts and CPU time. `latency_ms`: AWS's latency per call (see the
+    module's docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, latency_ms: float = 0.0) -> None:
         # No in-process server (MotoServer.__init__ would build one): the child is the server.
         self.endpoint_url = ""
         self._process: subprocess.Popen[str] | None = None
+        self._latency_ms = latency_ms
 
     def start(self) -> MotoProcess:
+        env = os.environ | {LATENCY_ENV: f"{self._latency_ms:g}"}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "bench.moto_process"],
             cwd=REPO,
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -156,7 +176,8 @@ def main() -> int:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if not moto_speedups.apply():
         print("moto's internals changed: serving unpatched", file=sys.stderr, flush=True)
-    server = serve()
+    latency_ms = float(os.environ.get(LATENCY_ENV) or 0)
+    server = serve(threads=LATENCY_THREADS if latency_ms > 0 else THREADS, latency_ms=latency_ms)
     threading.Thread(target=server.run, name="waitress", daemon=True).start()
     print(server.effective_port, flush=True)
     try:

@@ -33,6 +33,8 @@ class Plan:
     artifact_ratio_goal: float = 1.10
     rss_ids: int = 1000
     rss_goal_mb: float = 128
+    # What each AWS call waits in moto's process (--aws-latency-ms), as AWS's round trip does.
+    aws_latency_ms: float = 0
 
     @classmethod
     def build(cls, quick: bool, latencies: Sequence[float] | None) -> Plan:
@@ -65,6 +67,12 @@ def parse_args(argv: Sequence[str] | None, *, description: str) -> argparse.Name
     )
     parser.add_argument(
         "--fanout-ids", type=int, nargs="+", default=None, help="fan-out sizes (ids)"
+    )
+    parser.add_argument(
+        "--aws-latency-ms",
+        type=float,
+        default=0,
+        help="what each AWS call (moto) waits, as AWS's round trip does (default: 0)",
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """`make bench`: the function against the local stack, with configurable API latency.
 
-    python -m bench.run [--quick] [--latency-ms 20 100] [--out bench/results]
+    python -m bench.run [--quick] [--latency-ms 20 100] [--aws-latency-ms 20] [--out bench/results]
 
 The Glider emulator lives in this process; moto runs in a process of its own
 (bench/moto_process.py: in AWS those services are other machines) and counts every AWS call the
@@ -35,7 +35,9 @@ from bench.verdicts import checks, goals, observations
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv, description=__doc__.split("\n\n")[0])
-    plan = Plan.build(args.quick, args.latency_ms)
+    plan = dataclasses.replace(
+        Plan.build(args.quick, args.latency_ms), aws_latency_ms=args.aws_latency_ms
+    )
     if args.fanout_ids:
         plan = dataclasses.replace(plan, fanout_ids=tuple(args.fanout_ids))
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -43,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     results: dict[str, Any] = {"machine": info, "quick": plan.quick, "plan": plan.__dict__}
     tables: list[Table] = []
-    with local_stack() as stack:
+    with local_stack(aws_latency_ms=plan.aws_latency_ms) as stack:
         results["placement"] = stack.placement.describe()
         if "inline" in sections:
             results["inline"] = inline_section(stack, plan)
@@ -82,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "measured, IDEMPOTENCY_TABLE_NAME unset (diagnosis)",
             ),
         )
-    header = f"Machine: {line}" + ("  [--quick: reduced sizes]" if plan.quick else "")
+    tags = ["--quick: reduced sizes"] if plan.quick else []
+    tags += [f"AWS latency: {plan.aws_latency_ms:g} ms per call"] if plan.aws_latency_ms else []
+    header = f"Machine: {line}" + "".join(f"  [{tag}]" for tag in tags)
     header += f"\nCPUs: {results['placement']}"
     verdict_lines = [v.line() for v in verdicts + verdicts_checks]
     print(header + "\n")
@@ -94,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nTotal {results['elapsed_s']:.0f} s; results in {args.out}/")
 
     markdown = [
-        f"_Machine: {line}_" + (" (--quick: reduced sizes)" if plan.quick else ""),
+        f"_Machine: {line}_" + "".join(f" ({tag})" for tag in tags),
         "",
         f"_CPUs: {results['placement']}_",
         "",

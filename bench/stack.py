@@ -179,11 +179,12 @@ class Stack:
 
 
 @contextlib.contextmanager
-def local_stack() -> Iterator[Stack]:
+def local_stack(*, aws_latency_ms: float = 0.0) -> Iterator[Stack]:
+    """`aws_latency_ms`: what each AWS call waits in moto's process (bench/moto_process.py)."""
     # (local/fixtures/loopback_server.py listens with a backlog of 128.)
     placement = Placement.choose()
     pin(0, placement.stack)  # this process (the emulator); moto's inherits it
-    moto = MotoProcess().start()
+    moto = MotoProcess(latency_ms=aws_latency_ms).start()
     emulator = GliderEmulator(api_keys=[API_KEY]).start()
     try:
         with tempfile.TemporaryDirectory(prefix="glider-bench-") as workdir:

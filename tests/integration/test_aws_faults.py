@@ -126,7 +126,7 @@ def test_parallel_workers_keep_one_aws_connection_each_across_invocations(
     # The proxy keeps connections alive, as AWS endpoints do (moto's server closes each one).
     # botocore's default pool holds 10: workers 11 to 16 would open a new connection for every
     # DynamoDB call and throw it away after, a TLS handshake each in AWS.
-    # Without following outcomes: its coalesced SQS sends use a varying number of connections,
+    # Without following outcomes: its SQS sends (another client) open connections of their own,
     # and the point here is the DynamoDB pool (one connection per worker, beyond botocore's 10).
     function = start_behind_proxy(
         MAX_CONCURRENCY="16", FANOUT_THRESHOLD="100", FOLLOW_OUTCOMES="false"

@@ -30,7 +30,7 @@ from glider_trigger.outbound.glider.v1 import GliderV1Client
 from glider_trigger.outbound.glider.v2 import GliderV2Client
 from glider_trigger.outbound.guard import IdempotencyGuard, NoGuard
 from glider_trigger.outbound.history import DynamoDBHistory, HistoryEntry
-from glider_trigger.outbound.queues import CoalescingWriter, QueueWriter
+from glider_trigger.outbound.queues import QueueWriter
 from glider_trigger.outbound.secrets import ApiKeyProvider
 from glider_trigger.outbound.telemetry import Telemetry
 from glider_trigger.settings import ApiVersion, Settings, TracingMode
@@ -77,10 +77,8 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
             api_keys,
             guard,
             telemetry,
-            # Each worker sends its trigger's first follow-up before the guard records the
-            # trigger; coalesced, 16 workers make a few SQS calls instead of 16.
-            follow_ups=CoalescingWriter(
-                QueueWriter(settings.follow_up_queue_url, client=aws.sqs, error_type=FollowUpError)
+            follow_ups=QueueWriter(
+                settings.follow_up_queue_url, client=aws.sqs, error_type=FollowUpError
             ),
             dead_letters=dead_letters,
             events=EventBridgeOutcomes(bus, client=aws.events) if bus else None,

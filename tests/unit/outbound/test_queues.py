@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import pytest
@@ -22,7 +20,6 @@ from glider_trigger.outbound.glider import shared
 from glider_trigger.outbound.queues import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
-    CoalescingWriter,
     QueueWriter,
     _batches,
     _entry,
@@ -303,73 +300,3 @@ def test_a_delay_is_passed_to_sqs_and_capped_at_its_limit() -> None:
     assert _entry("0", OutgoingMessage("{}", delay_seconds=125))["DelaySeconds"] == 125
     assert _entry("0", OutgoingMessage("{}", delay_seconds=5000))["DelaySeconds"] == 900
     assert "DelaySeconds" not in _entry("0", OutgoingMessage("{}"))
-
-
-# --- writes coalesced across workers -------------------------------------------------------
-
-
-class SlowWriter:
-    """A QueueWriter stand-in: each send takes a while; records what each call carried."""
-
-    def __init__(self, *, refuse: set[str] | None = None) -> None:
-        self.queue_url = QUEUE_URL
-        self.error_type = DeadLetterWriteError
-        self.calls: list[list[str]] = []
-        self._refuse = refuse or set()
-        self._lock = threading.Lock()
-
-    def send(self, messages: list[OutgoingMessage], *, parallelism: int = 1) -> None:
-        time.sleep(0.02)
-        bodies = [m.body for m in messages]
-        with self._lock:
-            self.calls.append(bodies)
-        if self._refuse & set(bodies):
-            raise DeadLetterWriteError("refused", unsent=len(bodies))
-
-
-def send_from_threads(writer: CoalescingWriter, bodies: list[str]) -> dict[str, str]:
-    outcomes: dict[str, str] = {}
-
-    def one(body: str) -> None:
-        try:
-            writer.send([OutgoingMessage(body)])
-        except DeadLetterWriteError:
-            outcomes[body] = "error"
-        else:
-            outcomes[body] = "sent"
-
-    threads = [threading.Thread(target=one, args=(body,)) for body in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
-    return outcomes
-
-
-def test_concurrent_writes_go_out_together_each_caller_waiting_for_its_own() -> None:
-    slow = SlowWriter()
-    bodies = [f"m{n}" for n in range(16)]
-
-    outcomes = send_from_threads(CoalescingWriter(slow), bodies)  # type: ignore[arg-type]
-
-    assert outcomes == dict.fromkeys(bodies, "sent")
-    assert sorted(b for call in slow.calls for b in call) == sorted(bodies)  # each once
-    assert len(slow.calls) < len(bodies) / 2
-
-
-def test_a_refused_write_is_retried_caller_by_caller_so_each_learns_its_fate() -> None:
-    slow = SlowWriter(refuse={"bad"})
-    bodies = ["bad", *[f"m{n}" for n in range(7)]]
-
-    outcomes = send_from_threads(CoalescingWriter(slow), bodies)  # type: ignore[arg-type]
-
-    assert outcomes["bad"] == "error"
-    assert all(outcomes[b] == "sent" for b in bodies if b != "bad")
-
-
-def test_one_caller_alone_writes_at_once() -> None:
-    slow = SlowWriter()
-
-    CoalescingWriter(slow).send([OutgoingMessage("only")])  # type: ignore[arg-type]
-
-    assert slow.calls == [["only"]]

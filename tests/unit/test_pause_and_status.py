@@ -196,4 +196,4 @@ def test_status_of_a_paused_stack_says_why_warns_and_keeps_the_last_triggers_hea
     assert "warning: the oldest waiting message is lost in 5h" in text
     assert "unknown" in text  # the oldest message's age
     assert "Last triggers" in text
-    assert "TIME  PORTFOLIO  SOURCE  OUTCOME" in text
+    assert "TIME  PORTFOLIO  KIND  SOURCE  OUTCOME  REASON  REBALANCE" in text

@@ -35,7 +35,7 @@ $(error RUN_ARGS, CHAOS_ARGS and BENCH_ARGS are gone: every target reads ARGS (m
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install ministack up down logs deployed run deploy delete dlq doctor trigger schedules status history pause resume artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
+.PHONY: help install ministack up down logs deployed suites run deploy delete dlq doctor trigger schedules status history pause resume artifact test python-info lint workflows format typecheck security audit chaos bench template build-check unit integration build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -99,7 +99,13 @@ resume: $(INSTALLED) ## Undo exactly what pause changed: make resume ARGS='--sta
 dlq: $(INSTALLED) ## List, redrive and discard dead letters: make dlq ARGS='list --stack NAME'
 	$(call OPERATE,dlq)
 
-test: python-info lint workflows typecheck security template build-check artifact unit integration deployed ## Lint, type-check, security and template checks, sam build and the whole test suite
+test: python-info lint workflows typecheck security template build-check artifact unit suites ## Lint, type-check, security and template checks, sam build and the whole test suite
+
+# The integration suite and the deployed-stack test side by side: both wait (on sockets,
+# queues, schedules, MiniStack) far more than they compute, so together they take about as long
+# as the longer of the two. Each one's output is printed whole when it ends (-O).
+suites: $(INSTALLED)
+	@$(MAKE) --no-print-directory -j2 -Otarget integration deployed
 
 python-info: $(INSTALLED)
 	@$(BIN)/python -c 'import sys; v = sys.version.split()[0]; print("make test on Python " + v + (" (the Lambda runtime'"'"'s)" if v.startswith("3.13.") else " (no Python 3.13 found: the Lambda runtime runs 3.13)"))'

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from tools.base import CLI, EXIT_CODES, EXIT_OK, EXIT_USAGE
+from tools.base import CLI, EXIT_CODES, EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 # Each subcommand: its module (with `main(argv) -> int`) and what it is for. Modules are imported
 # only when their subcommand runs: `glider-trigger status` does not load the chaos of the rest.
@@ -57,7 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = ", ".join(SUBCOMMANDS)
         print(f"{CLI}: error: unknown command {command!r} (one of: {known})", file=sys.stderr)
         return EXIT_USAGE
-    return entry(command)(rest)
+    try:
+        return entry(command)(rest)
+    except BrokenPipeError:
+        # Read by `head` or a pager that quit early: no traceback. As Python's docs advise, the
+        # rest of the output goes nowhere and the exit is 1 (the pipeline's status is the
+        # reader's anyway).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

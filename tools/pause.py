@@ -294,6 +294,14 @@ class Target:
         held = any(t.get("Id") == HOLD_TARGET_ID for t in targets.get("Targets", []))
         return State.ENABLED if rule.get("State") == "ENABLED" and not held else State.DISABLED
 
+    def rule_held(self, bus: str, name: str) -> bool:
+        """Whether pause holds the rule (its events to the work queue)."""
+        try:
+            listed = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
+        except (ClientError, BotoCoreError) as exc:
+            raise ToolError(f"{Kind.RULE.value} {name}: {describe(exc)}") from exc
+        return any(t.get("Id") == HOLD_TARGET_ID for t in listed.get("Targets", []))
+
     def rule_targets(self, bus: str, name: str) -> list[dict[str, Any]]:
         """The rule's targets as PutTargets takes them back."""
         try:
@@ -555,7 +563,7 @@ def cmd_pause(args: argparse.Namespace, target: Target) -> int:
             f"{earlier.paused_by} ({earlier.reason}): that pause stands."
         )
     for switch in changed:
-        print(f"disabled  {switch.label}")
+        print(f"{_paused_verb(switch):<9} {switch.label}")
     for switch in now_states:
         if switch.before is State.DISABLED:
             kept = record.knows(switch.kind, switch.name)
@@ -583,6 +591,11 @@ def cmd_pause(args: argparse.Namespace, target: Target) -> int:
     )
     print(f"Resume with: glider-trigger resume --stack {target.stack}")
     return EXIT_OK
+
+
+def _paused_verb(switch: Switch) -> str:
+    """What pause did to a switch: the rule is held (sending to the work queue), not disabled."""
+    return "held" if switch.kind is Kind.RULE else "disabled"
 
 
 def merged_record(

@@ -217,7 +217,13 @@ def gather(target: Target) -> Report:
     if target.rule is not None:
         bus, name = target.rule
         report.switches.append(
-            {"kind": Kind.RULE.value, "name": name, "state": target.rule_state(bus, name).value}
+            {
+                "kind": Kind.RULE.value,
+                "name": name,
+                "state": target.rule_state(bus, name).value,
+                # Held by pause: enabled, its events to the work queue.
+                "held": "yes" if target.rule_held(bus, name) else "no",
+            }
         )
     uuid, state = target.mapping()
     report.switches.append({"kind": Kind.MAPPING.value, "name": uuid, "state": state.value})
@@ -315,8 +321,13 @@ def lines(report: Report) -> list[str]:
     return out
 
 
+def _state_shown(switch: dict[str, str]) -> str:
+    held = switch.get("held") == "yes"
+    return "HELD (its events wait in the work queue)" if held else switch["state"]
+
+
 def pause_lines(report: Report) -> list[str]:
-    switches = ", ".join(f"{s['kind']} {s['state']}" for s in report.switches)
+    switches = ", ".join(f"{s['kind']} {_state_shown(s)}" for s in report.switches)
     record = report.pause
     if record is None:
         return [f"Stack {report.stack}: running (not paused). {switches}."]

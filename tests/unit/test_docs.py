@@ -19,7 +19,9 @@ Fast and offline: it reads files and calls `Settings.from_environment` on plain 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
+import shlex
 import tomllib
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -531,3 +533,22 @@ def test_the_readme_links_every_page_and_every_page_links_back() -> None:
     for path in PAGES[1:]:
         head = "\n".join(path.read_text(encoding="utf-8").splitlines()[:5])
         assert "](../README.md)" in head, f"{path.name}: no link back to the README at the top"
+
+
+def recorded_commands() -> list[list[str]]:
+    """Every `$ glider-trigger ...` line of the operations page's recorded session."""
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    return [shlex.split(line[2:]) for line in text.splitlines() if line.startswith("$ glider-")]
+
+
+def test_every_command_of_the_recorded_session_parses_with_its_tools_own_parser() -> None:
+    from tools import cli, pause
+
+    commands = recorded_commands()
+    assert {argv[1] for argv in commands} == set(cli.SUBCOMMANDS), "a command never shown"
+    for argv in commands:
+        assert argv[0] == "glider-trigger", argv
+        command, rest = argv[1], argv[2:]
+        module = importlib.import_module(cli.SUBCOMMANDS[command][0])
+        parser = pause.build_parser(command) if module is pause else module.build_parser()
+        parser.parse_args(rest)  # exits (a failure here) on an option the tool no longer takes

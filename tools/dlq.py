@@ -81,14 +81,12 @@ from glider_trigger.settings import Settings
 from tools.base import (
     EXIT_ERROR,
     EXIT_OK,
-    EXIT_USAGE,
     ToolError,
     UsageError,
     describe,
-    one_line,
-    parse_args,
     positive_int,
     prog,
+    run_main,
     table,
 )
 from tools.common import aws_for
@@ -1293,24 +1291,13 @@ COMMANDS: Final = {
 
 def main(argv: Sequence[str] | None = None, *, sqs: SQSClient | None = None) -> int:
     parser = build_parser()
-    args = parse_args(parser, argv)
-    if isinstance(args, int):
-        return args
-    if not args.command:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
+
+    def work(args: argparse.Namespace) -> int:
+        if not args.command:
+            raise UsageError(f"name a command: {', '.join(COMMANDS)}")
         return _run(args, sqs)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ToolError as exc:
-        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
-    except (ClientError, BotoCoreError) as exc:
-        print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-    return EXIT_ERROR
+
+    return run_main(parser, argv, work)
 
 
 def _run(args: argparse.Namespace, sqs: SQSClient | None) -> int:

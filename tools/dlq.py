@@ -713,7 +713,7 @@ def wrapped_table(groups: Sequence[Group], *, width: int) -> list[str]:
 
 
 def cmd_redrive(args: argparse.Namespace, queues: Queues) -> int:
-    if args.reason:
+    if args.reason or args.portfolio:
         return _redrive_selected(args, queues)
     return _redrive_all(args, queues)
 
@@ -774,10 +774,12 @@ def _redrive_all(args: argparse.Namespace, queues: Queues) -> int:
 
 
 def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
-    """The messages of one reason or class: send each to its queue, then delete it."""
+    """The messages of one reason or class, or of one portfolio: send each to its queue, then
+    delete it."""
 
     def selected(row: Row) -> bool:
-        return row.matches(args.reason)
+        reason = args.reason is None or row.matches(args.reason)
+        return reason and (args.portfolio is None or row.portfolio == args.portfolio)
 
     work_url = queues.work_queue()
     queues.depth(work_url)  # fail before touching the DLQ if the work queue is not there
@@ -786,6 +788,14 @@ def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
     elif count(queues, lambda row: selected(row) and is_follow_up_row(row)):
         queues.follow_up_queue()  # a follow-up has nowhere to go: nothing moves
     depth = queues.depth(queues.dlq_url)
+    chosen = " and ".join(
+        what
+        for what in (
+            f"reason or class {args.reason}" if args.reason else "",
+            f"portfolio {args.portfolio}" if args.portfolio else "",
+        )
+        if what
+    )
     pace = f" at most {args.rate}/s" if args.rate else ""
     onto = f"the work queue {work_url}"
     if queues.follow_up_queue_url:
@@ -794,8 +804,8 @@ def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
         not args.dry_run
         and not args.yes
         and not confirm(
-            f"Replay the DLQ messages with reason or class {args.reason} (of ~{depth}) onto "
-            f"{onto}{pace}? Each can trigger a real rebalance."
+            f"Replay the {count(queues, selected)} DLQ message(s) of {chosen} (of ~{depth} in "
+            f"the DLQ) onto {onto}{pace}? Each can trigger a real rebalance."
         )
     ):
         print("Aborted: nothing moved.")
@@ -803,7 +813,7 @@ def _redrive_selected(args: argparse.Namespace, queues: Queues) -> int:
     moved, skipped, newer = replay(args, queues, selected, depth=depth)
     verb = "would move" if args.dry_run else "moved"
     later = f", {newer} newer than the start of this run left in place" if newer else ""
-    print(f"{verb.capitalize()} {moved}, skipped {skipped} of another reason{later}.")
+    print(f"{verb.capitalize()} {moved}, skipped {skipped} not of {chosen}{later}.")
     return EXIT_OK
 
 
@@ -1223,6 +1233,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--reason",
         metavar="CODE",
         help="only messages of this reason or class (RATE_LIMITED, transient, ...), one by one",
+    )
+    redrive.add_argument(
+        "--portfolio",
+        metavar="ID",
+        help="only this portfolio's letters (with or without --reason), one by one",
     )
     redrive.add_argument(
         "--rate", type=positive_int(MAX_RATE), metavar="N", help="at most N messages a second"

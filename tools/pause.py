@@ -99,6 +99,7 @@ FOLLOW_UPS_NOTE: Final = (
 # The rule's target while paused: the work queue (WorkQueueUpstreamPolicy in template.yaml lets
 # the rule send there), with the function target's retry policy and dead-letter queue.
 HOLD_TARGET_ID: Final = "PausedToWorkQueue"
+HOLD_POLICY_RESOURCE: Final = "WorkQueueUpstreamPolicy"
 UPSTREAM_NOTE: Final = (
     "Upstream events wait in the work queue too: the rule sends them there until resume."
 )
@@ -223,6 +224,7 @@ class Target:
     table: str
     schedules: Schedules
     rule: tuple[str, str] | None  # (bus, name); None when the template left the rule out
+    hold_ready: bool  # the work queue lets the rule send there (WorkQueueUpstreamPolicy)
     function: str
     work_queue_arn: str
     work_queue_url: str
@@ -291,7 +293,10 @@ class Target:
             targets = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
         except (ClientError, BotoCoreError) as exc:
             raise ToolError(f"{Kind.RULE.value} {name}: {describe(exc)}") from exc
-        held = any(t.get("Id") == HOLD_TARGET_ID for t in targets.get("Targets", []))
+        ids = [t.get("Id") for t in targets.get("Targets", [])]
+        # Held only when the work queue is its one target: one that still reaches the function
+        # (a RemoveTargets that failed half-way) is enabled, so that pause finishes the hold.
+        held = ids == [HOLD_TARGET_ID]
         return State.ENABLED if rule.get("State") == "ENABLED" and not held else State.DISABLED
 
     def rule_held(self, bus: str, name: str) -> bool:
@@ -300,7 +305,7 @@ class Target:
             listed = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
         except (ClientError, BotoCoreError) as exc:
             raise ToolError(f"{Kind.RULE.value} {name}: {describe(exc)}") from exc
-        return any(t.get("Id") == HOLD_TARGET_ID for t in listed.get("Targets", []))
+        return [t.get("Id") for t in listed.get("Targets", [])] == [HOLD_TARGET_ID]
 
     def rule_targets(self, bus: str, name: str) -> list[dict[str, Any]]:
         """The rule's targets as PutTargets takes them back."""
@@ -356,14 +361,16 @@ class Target:
                 hold["RetryPolicy"] = before[0]["RetryPolicy"]
             if before and "DeadLetterConfig" in before[0]:
                 hold["DeadLetterConfig"] = before[0]["DeadLetterConfig"]
-            _put(events.put_targets(Rule=rule, EventBusName=bus, Targets=[hold]), rule)
+            _checked(events.put_targets(Rule=rule, EventBusName=bus, Targets=[hold]), rule)
             ids = [t["Id"] for t in before]
             if ids:
-                events.remove_targets(Rule=rule, EventBusName=bus, Ids=ids)
+                removed = events.remove_targets(Rule=rule, EventBusName=bus, Ids=ids)
+                _checked(removed, rule)  # else the function still gets events while paused
             return
         if before:
-            _put(events.put_targets(Rule=rule, EventBusName=bus, Targets=before), rule)
-        events.remove_targets(Rule=rule, EventBusName=bus, Ids=[HOLD_TARGET_ID])
+            _checked(events.put_targets(Rule=rule, EventBusName=bus, Targets=before), rule)
+        removed = events.remove_targets(Rule=rule, EventBusName=bus, Ids=[HOLD_TARGET_ID])
+        _checked(removed, rule)
         events.enable_rule(Name=rule, EventBusName=bus)
 
     def _schedule(self, name: str, state: State) -> None:
@@ -374,11 +381,12 @@ class Target:
         self.aws.scheduler().update_schedule(**whole_schedule(schedule, state))
 
 
-def _put(answer: Any, rule: str) -> None:
-    """PutTargets reports a target it refused in its answer, not as an error."""
+def _checked(answer: Any, rule: str) -> None:
+    """PutTargets and RemoveTargets report a target they refused in their answer, not as an
+    error: one is raised here (the record is kept; running the command again finishes it)."""
     if answer.get("FailedEntryCount"):
         failed = answer.get("FailedEntries", [])
-        raise ToolError(f"{Kind.RULE.value} {rule}: PutTargets refused {failed}")
+        raise ToolError(f"{Kind.RULE.value} {rule}: EventBridge refused {failed}: run it again")
 
 
 def whole_schedule(schedule: GetScheduleOutputTypeDef, state: State) -> UpdateScheduleInputTypeDef:
@@ -422,17 +430,35 @@ def load_target(aws: Aws, stack: str) -> Target:
     table = stack_resource(cloudformation, stack, TABLE_RESOURCE)
     if not table:
         raise ToolError(f"stack {stack} has no {TABLE_RESOURCE}: nowhere to record the pause")
+    rule = rule_of(stack_resource(cloudformation, stack, RULE_RESOURCE), parameters_of(found))
     return Target(
         aws=aws,
         stack=stack,
         table=table,
         schedules=Schedules(aws.scheduler(), load_stack(aws, stack)),
-        rule=rule_of(stack_resource(cloudformation, stack, RULE_RESOURCE), parameters_of(found)),
+        rule=rule,
+        hold_ready=rule is None
+        or stack_resource(cloudformation, stack, HOLD_POLICY_RESOURCE) is not None,
         function=outputs["TriggerFunctionName"],
         work_queue_arn=outputs["WorkQueueArn"],
         work_queue_url=outputs["WorkQueueUrl"],
         outputs=outputs,
     )
+
+
+def pause_of(aws: Aws, stack: str) -> Pause | None:
+    """The stack's pause record, or None when it is not paused (or has no table to keep one)."""
+    table = stack_resource(aws.cloudformation(), stack, TABLE_RESOURCE)
+    if not table:
+        return None
+    try:
+        item = aws.dynamodb().get_item(
+            TableName=table, Key={"id": {"S": RECORD_ID}}, ConsistentRead=True
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(f"the pause record in table {table}: {describe(exc)}") from exc
+    found = item.get("Item")
+    return pause_from_item(dict(found)) if found else None
 
 
 def rule_of(physical_id: str | None, parameters: dict[str, str]) -> tuple[str, str] | None:
@@ -529,10 +555,24 @@ def retention_warning(*, now: datetime, loss: datetime, retention: int, paused: 
 # --- commands --------------------------------------------------------------------------------
 
 
-def cmd_pause(args: argparse.Namespace, target: Target) -> int:
-    reason = args.reason.strip()
+def _checked_pause(args: argparse.Namespace, target: Target) -> str:
+    """The pause's reason, once the pause can be done as said (UsageError/ToolError first)."""
+    reason = str(args.reason).strip()
     if not reason:
         raise ToolError("--reason is empty: say why the stack is paused")
+    if not target.hold_ready:
+        # Without the queue's policy EventBridge could not write to the work queue: held events
+        # would go to the rule's DLQ while pause says they wait. Nothing is changed.
+        raise ToolError(
+            f"stack {target.stack} has no {HOLD_POLICY_RESOURCE} (a template from before pause "
+            "and resume): deploy this version first, so that the upstream rule's events can wait "
+            "in the work queue"
+        )
+    return reason
+
+
+def cmd_pause(args: argparse.Namespace, target: Target) -> int:
+    reason = _checked_pause(args, target)
     earlier = target.load()
     now_states = target.switches_now()
     record = merged_record(earlier, now_states, reason=reason, by=who(target.aws), now=now_utc())

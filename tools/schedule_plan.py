@@ -131,6 +131,14 @@ class Step:
 class Plan:
     steps: tuple[Step, ...]
 
+    def enabling(self) -> list[str]:
+        """The schedules applying this plan leaves enabled that it creates or changes."""
+        return [
+            step.name
+            for step in self.steps
+            if step.action in CHANGING and step.desired is not None and step.desired.enabled
+        ]
+
     def count(self, action: Action) -> int:
         return sum(1 for step in self.steps if step.action is action)
 

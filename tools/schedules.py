@@ -483,6 +483,8 @@ def cmd_sync(args: argparse.Namespace, schedules: Schedules, desired: list[Desir
         desired, live, target=target, own=stack.own_schedule, prune=args.prune, file=args.file
     )
     applying = args.yes and not decided.nothing_to_do
+    if applying:
+        refuse_while_paused(args, decided.enabling())
     if not args.json:
         show_plan(decided, stack, args.file)
     failed = apply_plan(schedules, decided, target, echo=not args.json) if applying else {}
@@ -609,12 +611,31 @@ def connect(args: argparse.Namespace) -> Schedules:
     return Schedules(aws.scheduler(), load_stack(aws, args.stack))
 
 
+def refuse_while_paused(args: argparse.Namespace, enabling: Sequence[str]) -> None:
+    """A paused stack's schedules stay disabled until resume: enabling one now would trigger
+    rebalances during the pause. ToolError naming the pause and what would be enabled."""
+    if not enabling:
+        return
+    # Imported here: tools.pause reads the stack's schedules through this module.
+    from tools.pause import pause_of  # noqa: PLC0415
+
+    record = pause_of(aws_for(args, config=_AWS_CONFIG), args.stack)
+    if record is None:
+        return
+    raise ToolError(
+        f"stack {args.stack} is paused since {record.paused_at} by {record.paused_by} "
+        f"({record.reason}): not enabling {', '.join(enabling)} during the pause (resume "
+        "first, or declare them disabled: enabled: false / --disabled); nothing changed"
+    )
+
+
 def work(args: argparse.Namespace) -> int:
     if not args.command:
         raise UsageError("a COMMAND: list, add, remove or sync")
     if args.command != "sync":
         if args.command == "add":
             desired_of(args)  # a usage error before any AWS call
+            refuse_while_paused(args, [] if args.disabled else [args.name])
         return COMMANDS[args.command](args, connect(args))
     try:
         desired = load_file(Path(args.file), args.file)  # before any AWS call

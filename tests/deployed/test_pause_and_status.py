@@ -222,6 +222,19 @@ def test_pausing_again_keeps_the_first_pause(
     assert status_json(scene, capsys)["pause"]["reason"] == REASON
 
 
+def test_a_paused_stacks_schedules_are_not_enabled_behind_its_back(
+    scene: Scene, capsys: pytest.CaptureFixture[str]
+) -> None:
+    added = scene.run(
+        capsys, "schedules", "add", "--stack", scene.stack, "--name", "pause-test-enabled",
+        "--expression", "rate(1 minute)", "--portfolio-ids", PAUSED,
+    )  # fmt: skip
+
+    assert added.code == 1
+    assert "is paused since" in added.err
+    assert "pause-test-enabled" not in scene.schedule_states()
+
+
 def test_resume_triggers_the_waiting_message_once_and_restores_what_pause_changed(
     scene: Scene, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -504,7 +504,8 @@ def test_redrive_by_reason_moves_exactly_those_bodies_without_attributes(
 
     assert main(["redrive", "--reason", "RATE_LIMITED", "--rate", "5", "--yes"]) == 0
 
-    assert capsys.readouterr().out.splitlines()[-1] == "Moved 2, skipped 5 of another reason."
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "Moved 2, skipped 5 not of reason or class RATE_LIMITED."
     replayed = drain(aws.sqs, aws.work_queue.url)
     assert sorted(m["Body"] for m in replayed) == sorted(
         [filled["port_busy01"], filled["port_busy02"]]
@@ -569,6 +570,24 @@ def test_reason_matches_the_reason_column_or_the_class_ignoring_case(
     assert visible(aws) == 7 - len(moved)
 
 
+def test_redrive_of_one_portfolio_moves_its_letters_only(
+    filled: dict[str, str], aws: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A notice names one portfolio: replaying it must not replay everyone else's of that reason.
+    assert main(["redrive", "--reason", "RATE_LIMITED", "--portfolio", "port_busy01", "--yes"]) == 0
+
+    bodies = [m["Body"] for m in drain(aws.sqs, aws.work_queue.url)]
+    assert bodies == [filled["port_busy01"]]
+    assert visible(aws) == 6
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith(
+            "Moved 1, skipped 6 not of reason or class RATE_LIMITED and portfolio port_busy01"
+        )
+    )
+
+
 def test_dry_run_moves_nothing_and_says_what_would_move(
     filled: dict[str, str], aws: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -579,7 +598,7 @@ def test_dry_run_moves_nothing_and_says_what_would_move(
         "port_busy01",
         "port_busy02",
     ]
-    assert out.splitlines()[-1] == "Would move 2, skipped 5 of another reason."
+    assert out.splitlines()[-1] == "Would move 2, skipped 5 not of reason or class rate_limited."
     assert visible(aws, aws.work_queue.url) == 0
     assert visible(aws) == 7
 

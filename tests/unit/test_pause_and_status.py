@@ -4,6 +4,7 @@ retention warning and alarm, and what status prints."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from tools.pause import (
     Pause,
     State,
     Switch,
+    Target,
     item_of,
     loss_moment,
     merged_record,
@@ -197,3 +199,80 @@ def test_status_of_a_paused_stack_says_why_warns_and_keeps_the_last_triggers_hea
     assert "unknown" in text  # the oldest message's age
     assert "Last triggers" in text
     assert "TIME  PORTFOLIO  KIND  SOURCE  OUTCOME  REASON  REBALANCE" in text
+
+
+class FakeEvents:
+    """EventBridge's targets of one rule, as the pause's calls change them; RemoveTargets can
+    refuse (in its answer, as EventBridge does) while `refuse_removal` is set."""
+
+    def __init__(self, targets: list[dict[str, Any]]) -> None:
+        self.targets = list(targets)
+        self.refuse_removal = False
+
+    def describe_rule(self, **_: Any) -> dict[str, Any]:
+        return {"State": "ENABLED"}
+
+    def list_targets_by_rule(self, **_: Any) -> dict[str, Any]:
+        return {"Targets": list(self.targets)}
+
+    def put_targets(self, *, Targets: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+        ids = {t["Id"] for t in Targets}
+        self.targets = [t for t in self.targets if t["Id"] not in ids] + list(Targets)
+        return {"FailedEntryCount": 0}
+
+    def remove_targets(self, *, Ids: list[str], **_: Any) -> dict[str, Any]:
+        if self.refuse_removal:
+            return {"FailedEntryCount": len(Ids), "FailedEntries": [{"TargetId": i} for i in Ids]}
+        self.targets = [t for t in self.targets if t["Id"] not in Ids]
+        return {"FailedEntryCount": 0}
+
+    def enable_rule(self, **_: Any) -> None:
+        return None
+
+
+class FakeAws:
+    def __init__(self, events: FakeEvents) -> None:
+        self._events = events
+
+    def events(self) -> FakeEvents:
+        return self._events
+
+
+FUNCTION_TARGET = {"Id": "Lambda", "Arn": "arn:aws:lambda:eu-west-1:1:function:f"}
+WORK_QUEUE_ARN = "arn:aws:sqs:eu-west-1:1:work"
+
+
+def rule_target(events: FakeEvents) -> Target:
+    return Target(
+        aws=FakeAws(events),  # type: ignore[arg-type]
+        stack="s",
+        table="t",
+        schedules=None,  # type: ignore[arg-type]
+        rule=("bus", "rule"),
+        hold_ready=True,
+        function="f",
+        work_queue_arn=WORK_QUEUE_ARN,
+        work_queue_url="https://sqs/1/work",
+        outputs={},
+    )
+
+
+def test_a_hold_that_could_not_remove_the_function_target_fails_and_is_not_taken_as_held() -> None:
+    events = FakeEvents([FUNCTION_TARGET])
+    target = rule_target(events)
+    before = Switch(Kind.RULE, "rule", "bus", State.ENABLED, json.dumps([FUNCTION_TARGET]))
+    events.refuse_removal = True
+
+    with pytest.raises(ToolError, match="EventBridge refused"):
+        target.switch(before, State.DISABLED)
+
+    # The function still gets the rule's events: not held, so the next pause finishes the hold.
+    assert target.rule_state("bus", "rule") is State.ENABLED
+    assert not target.rule_held("bus", "rule")
+    events.refuse_removal = False
+    target.switch(before, State.DISABLED)
+    assert [t["Arn"] for t in events.targets] == [WORK_QUEUE_ARN]
+    assert target.rule_state("bus", "rule") is State.DISABLED
+
+    target.switch(before, State.ENABLED)  # resume: the function's target back, the hold gone
+    assert events.targets == [FUNCTION_TARGET]

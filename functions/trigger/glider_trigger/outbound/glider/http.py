@@ -34,9 +34,6 @@ MAX_RESPONSE_BYTES: Final = 64 * 1024
 MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
 USER_AGENT: Final = "glider-rebalance-trigger/0.1 (+aws-lambda)"
 _DIGITS: Final = re.compile(r"[0-9]+")
-# A Date header has whole seconds and the answer takes its time: a smaller difference between
-# Glider's clock and ours is noise, and is not applied.
-_CLOCK_NOISE_SECONDS: Final = 1.5
 REDACTED: Final = "<redacted>"
 # What a Glider key looks like, whoever's it is. v2 keys are `gldr_sk_...` (docs/glider-api.md);
 # what other kinds Glider issues (test, publishable, v1...) is not published, so, erring on the
@@ -153,7 +150,7 @@ class HttpSession:
             ) from exc
         headers = {name.lower(): scrub(value, secret) for name, value in response.headers.items()}
         answered_at = time.time()
-        offset = _clock_offset(headers.get("date"), sent_at, answered_at)
+        offset = clock_offset(headers.get("date"), sent_at, answered_at)
         payload, unread = _read_bounded(response)
         called = f"{method} {self._base_url}{path}"
         return Answer(
@@ -192,26 +189,27 @@ def _scrub_json(value: Any, secret: str | None) -> Any:
     return value
 
 
-def _clock_offset(date: str | None, sent_at: float, answered_at: float) -> float:
-    """Glider's clock minus ours from a Date header (whole seconds: its middle is taken) against
-    the middle of the round trip; 0 when there is none, it does not parse, or the difference is
-    within what the reading cannot tell apart from 0; clamped.
+def clock_offset(date: str | None, sent_at: float, answered_at: float) -> float:
+    """Glider's clock minus ours, from an answer's Date header; 0 when there is none or it does
+    not parse; clamped.
 
-    Glider stamps its Date somewhere between our send and its answer, so the reading is off by at
-    most half the round trip (plus the half second of a whole-second Date). A slow answer is
-    still read: a clock a minute off, taken as ours, would hide a lost attempt's rebalance, while
-    the reading's error stays within the clock-skew allowance of the lost-answer lookup unless
-    the answer took longer than about ten seconds."""
+    Glider stamps its Date (whole seconds) somewhere between our send and its answer, so the
+    difference lies between `Date - answered_at` and `Date + 1 - sent_at`. The value taken is the
+    one of that interval nearest 0 (0 when the interval holds 0): never more correction than the
+    answer proves, and off by at most the round trip and a second, however slow the answer was
+    (a slow answer read from its middle could be off by half its round trip the other way, and a
+    slow answer ignored leaves the whole difference)."""
     if not date:
         return 0.0
     try:
-        glider_now = parsedate_to_datetime(date).timestamp() + 0.5
+        glider_at = parsedate_to_datetime(date).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return 0.0
-    round_trip = max(0.0, answered_at - sent_at)
-    offset = glider_now - (sent_at + answered_at) / 2
-    if abs(offset) <= max(_CLOCK_NOISE_SECONDS, round_trip / 2 + 0.5):
+    lowest = glider_at - max(answered_at, sent_at)
+    highest = glider_at + 1 - sent_at
+    if lowest <= 0 <= highest:
         return 0.0
+    offset = lowest if lowest > 0 else highest
     return max(-MAX_RETRY_AFTER_SECONDS, min(MAX_RETRY_AFTER_SECONDS, offset))
 
 

@@ -62,6 +62,17 @@ def test_a_404_portfolios_letter_comes_with_one_event_naming_it_and_why(
     assert detail["deliveryKey"]
 
 
+def test_more_letters_than_one_put_events_call_takes_are_each_announced(
+    function: LocalFunction, deployment: Deployment
+) -> None:
+    gone = [f"port_gone{n:02d}" for n in range(12)]  # PutEvents takes 10 entries a call
+
+    function.invoke({"portfolioIds": gone})
+
+    assert len(deployment.dlq_messages()) == 12
+    assert sorted(e["detail"]["portfolioId"] for e in bus_events(deployment)) == gone
+
+
 def test_a_letter_written_once_per_delivery_is_announced_once(
     function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
 ) -> None:

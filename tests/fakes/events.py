@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from glider_trigger.domain.errors import OutcomeEventError
-from glider_trigger.domain.ports import OutcomeReport
+from glider_trigger.domain.ports import FailedTriggerLetter, OutcomeReport
 
 
 class InMemoryEvents:
     def __init__(self) -> None:
         self.published: list[OutcomeReport] = []
+        self.letters: list[FailedTriggerLetter] = []
         self.refuse_next = 0
 
     def publish(self, report: OutcomeReport) -> None:
@@ -16,3 +19,9 @@ class InMemoryEvents:
             self.refuse_next -= 1
             raise OutcomeEventError("the bus refused the event")
         self.published.append(report)
+
+    def trigger_failed(self, letters: Sequence[FailedTriggerLetter]) -> None:
+        if self.refuse_next:
+            self.refuse_next -= 1
+            raise OutcomeEventError("the bus refused the events")
+        self.letters.extend(letters)

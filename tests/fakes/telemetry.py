@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from glider_trigger.domain.errors import TriggerError
 from glider_trigger.domain.models import Failed, FollowUp, InputSource, Next, Outcome, kind_of
-from glider_trigger.domain.ports import OutcomeReport
+from glider_trigger.domain.ports import FailedTriggerLetter, OutcomeReport
 
 
 class RecordingTelemetry:
@@ -77,6 +78,9 @@ class RecordingTelemetry:
 
     def event_not_put(self, report: OutcomeReport) -> None:
         self._add("event_not_put", rebalance_id=report.follow_up.rebalance_id)
+
+    def letter_events_not_put(self, letters: Sequence[FailedTriggerLetter]) -> None:
+        self._add("letter_events_not_put", portfolio_ids=[w.portfolio_id for w in letters])
 
     def looked(self, follow_up: FollowUp) -> None:
         self._add("looked", rebalance_id=follow_up.rebalance_id, number=follow_up.number)

@@ -89,7 +89,11 @@ def test_only_the_notice_rules_may_publish_to_the_alarm_topic(resources: dict[st
         if "Fn::If" in statement and statement["Fn::If"][0] == "NotifyEachFailureOn"
     ]
 
-    assert notices == {"RebalanceFailedNoticeRule", "RebalanceUnknownNoticeRule"}
+    assert notices == {
+        "RebalanceFailedNoticeRule",
+        "RebalanceUnknownNoticeRule",
+        "TriggerFailedNoticeRule",
+    }
     assert events["Principal"] == {"Service": "events.amazonaws.com"}
     assert events["Action"] == "sns:Publish"
     allowed = events["Condition"]["ArnEquals"]["aws:SourceArn"]
@@ -98,7 +102,9 @@ def test_only_the_notice_rules_may_publish_to_the_alarm_topic(resources: dict[st
     )
 
 
-@pytest.mark.parametrize("rule", ["RebalanceFailedNoticeRule", "RebalanceUnknownNoticeRule"])
+@pytest.mark.parametrize(
+    "rule", ["RebalanceFailedNoticeRule", "RebalanceUnknownNoticeRule", "TriggerFailedNoticeRule"]
+)
 def test_a_notice_names_the_portfolio_and_the_command_to_see_more(
     resources: dict[str, Any], rule: str
 ) -> None:

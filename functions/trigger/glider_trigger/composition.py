@@ -69,9 +69,10 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         Reconciler(api, telemetry, pacing=pacing) if settings.reconcile_lost_answers else None
     )
     dead_letters = QueueWriter(settings.dlq_url, client=aws.sqs, error_type=DeadLetterWriteError)
+    bus = settings.outcome_event_bus_name
+    events = EventBridgeOutcomes(bus, client=aws.events) if bus else None
     follower = None
     if settings.follow_outcomes and settings.follow_up_queue_url is not None:
-        bus = settings.outcome_event_bus_name
         follower = OutcomeFollower(
             api,
             api_keys,
@@ -81,7 +82,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
                 settings.follow_up_queue_url, client=aws.sqs, error_type=FollowUpError
             ),
             dead_letters=dead_letters,
-            events=EventBridgeOutcomes(bus, client=aws.events) if bus else None,
+            events=events,
             max_seconds=settings.follow_max_seconds,
             first_delay_seconds=settings.follow_first_delay_seconds,
             pacing=pacing,
@@ -100,6 +101,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         work_queue=_work_queue(settings, aws, logger),
         follower=follower,
         history=history,
+        events=events,
     )
     return LambdaEntry(
         service,

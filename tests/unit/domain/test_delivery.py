@@ -38,6 +38,7 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
 from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
@@ -58,6 +59,7 @@ class World:
     dlq: InMemoryQueue = field(default_factory=lambda: InMemoryQueue(DeadLetterWriteError, "dlq"))
     work: InMemoryQueue | None = field(default_factory=lambda: InMemoryQueue(FanOutError, "work"))
     telemetry: RecordingTelemetry = field(default_factory=RecordingTelemetry)
+    events: InMemoryEvents = field(default_factory=InMemoryEvents)
     max_receive_count: int | None = 5
     fanout_threshold: int = 50
     max_attempts: int = 4
@@ -77,6 +79,7 @@ class World:
                 max_receive_count=self.max_receive_count,
             ),
             work_queue=self.work,
+            events=self.events,
         )
 
     def invocation(self, request_id: str = "req-1") -> Invocation:
@@ -159,6 +162,37 @@ def test_an_unparsable_event_is_dead_lettered_verbatim() -> None:
     assert report.unparsable is not None
     assert [m.body for m in world.dlq.messages] == ['{"nothing": 1}']
     assert world.api.calls == []
+
+
+def test_each_portfolios_letter_is_announced_once_written_naming_it_and_why() -> None:
+    world = World(FakeApi(NOT_FOUND))
+
+    world.event({"portfolioIds": ["p1", "a/b"], "idempotencyKey": "up-1"})
+    world.service.reject_event(
+        '{"nothing": 1}', InvalidInputError("no ids"), InputSource(SourceKind.DIRECT)
+    )
+
+    announced = {w.portfolio_id: w for w in world.events.letters}
+    assert set(announced) == {"p1", "a/b"}  # the unparsable input names no portfolio: no event
+    assert announced["p1"].letter.attributes["reason"] == "NOT_FOUND"
+    assert announced["p1"].delivery_key == "key:up-1"
+    assert [w.letter for w in world.events.letters] == world.dlq.messages[:2]
+
+
+def test_no_letter_no_event_and_a_refused_event_fails_nothing() -> None:
+    refusing = World(FakeApi(NOT_FOUND))
+    refusing.dlq.refuse_next = 1
+    with pytest.raises(DeadLetterWriteError):
+        refusing.event({"portfolioId": "p1"})
+    assert refusing.events.letters == []
+
+    world = World(FakeApi(NOT_FOUND))
+    world.events.refuse_next = 1
+    settlement = world.message({"portfolioId": "p1"})
+
+    assert settlement.redeliver is False
+    assert [letter["portfolioId"] for letter in world.letters()] == ["p1"]
+    assert world.telemetry.named("letter_events_not_put") == [{"portfolio_ids": ["p1"]}]
 
 
 def test_a_dlq_that_refuses_fails_the_invocation_after_the_outcome_is_logged() -> None:

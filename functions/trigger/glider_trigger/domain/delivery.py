@@ -14,6 +14,10 @@
   send fails) the invocation fails, so that Lambda retries it later.
 - A failure after which the API may have acted (a 2xx that was not a success) is remembered by
   the guard; its dead letter is written once per delivery, however often the delivery comes back.
+- Each letter of a portfolio (a failed trigger, a rejected id) is announced once written: one
+  event on the outcome bus naming the portfolio (a notice, with NotifyEachFailure). An event
+  that cannot be put is logged and counted, never a failure. An input that could not be parsed
+  names no portfolio: its letter is announced by the DLQ alarm alone.
 
 Triggers run on a bounded worker pool; logs, metrics and DLQ writes happen on the invocation's
 own thread once the workers are done.
@@ -60,8 +64,10 @@ from glider_trigger.domain.ports import (
     NO_HISTORY,
     Attempts,
     Deadline,
+    FailedTriggerLetter,
     History,
     MessageQueue,
+    OutcomeEvents,
     Telemetry,
     TriggerGuard,
 )
@@ -147,6 +153,7 @@ class DeliveryService:
         work_queue: MessageQueue | None,
         follower: OutcomeFollower | None = None,
         history: History = NO_HISTORY,
+        events: OutcomeEvents | None = None,
     ) -> None:
         self._trigger = trigger
         self._guard = guard
@@ -156,6 +163,7 @@ class DeliveryService:
         self._work_queue = work_queue
         self._follower = follower
         self._history = history
+        self._events = events
 
     def begin(self, deadline: Deadline, *, request_id: str, lifetime_seconds: float) -> Invocation:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
@@ -378,7 +386,7 @@ class DeliveryService:
             if not self._is_last_receive(record.message):
                 raise  # delivered again, fanned out again: the same keys
             refused = FanOutRefusedError(f"the work queue refused the fan-out: {exc}")
-            self._send([letters.for_failure(_not_attempted(r, refused)) for r in parsed.requests])
+            self._send_letters([_letter(_not_attempted(r, refused)) for r in parsed.requests])
         return Settlement(redeliver=False)
 
     def _fan_out_queue(self, parsed: ParsedInput) -> MessageQueue | None:
@@ -413,7 +421,7 @@ class DeliveryService:
             self._telemetry.fan_out_failed(work_queue.queue_url, len(messages))
             raise
         self._telemetry.fanned_out(len(messages), work_queue.queue_url, parsed.source)
-        self._send(self._rejected_letters(parsed))
+        self._send_letters(self._rejected_letters(parsed))
         return Report(parsed.source, rejected=parsed.rejected, fanned_out=len(messages))
 
     def _defer(self, held: Sequence[Failed], invocation: Invocation) -> None:
@@ -444,23 +452,42 @@ class DeliveryService:
             raise DeferralError(str(exc)) from exc
         self._telemetry.deferred(len(messages), delay, self._work_queue.queue_url)
 
-    def _dead_letter(self, rejected: list[OutgoingMessage], failures: Sequence[Failed]) -> None:
+    def _dead_letter(self, rejected: list[FailedTriggerLetter], failures: Sequence[Failed]) -> None:
         """The letters of an input: rejected ids and failures in one batched write; a failure
         that settled its delivery (the API may have acted) through the guard, once per
-        delivery and transport (see TriggerRequest.letter_key)."""
-        plain = [letters.for_failure(f) for f in failures if not f.settles_delivery]
-        self._send(rejected + plain)
+        delivery and transport (see TriggerRequest.letter_key), its event with it."""
+        plain = [_letter(f) for f in failures if not f.settles_delivery]
+        self._send_letters(rejected + plain)
         for failure in failures:
             if failure.settles_delivery:
                 self._guard.once(
                     failure.request.letter_key,
-                    partial(self._send, [letters.for_failure(failure)]),
+                    partial(self._send_letters, [_letter(failure)]),
                 )
 
-    def _rejected_letters(self, parsed: ParsedInput) -> list[OutgoingMessage]:
+    def _rejected_letters(self, parsed: ParsedInput) -> list[FailedTriggerLetter]:
         for rejected in parsed.rejected:
             self._telemetry.rejected(rejected.portfolio_id, rejected.error, parsed.source)
-        return [letters.for_rejected_id(r, parsed.source) for r in parsed.rejected]
+        return [
+            FailedTriggerLetter(
+                str(r.portfolio_id),
+                parsed.source.dedupe_key,
+                letters.for_rejected_id(r, parsed.source),
+            )
+            for r in parsed.rejected
+        ]
+
+    def _send_letters(self, written: Sequence[FailedTriggerLetter]) -> None:
+        """Portfolios' letters, then their events: an event only for a letter written, and one
+        that cannot be put fails nothing (the letter is the record; a retry would write it
+        twice)."""
+        self._send([w.letter for w in written])
+        if self._events is None or not written:
+            return
+        try:
+            self._events.trigger_failed(written)
+        except Exception:  # noqa: BLE001 - logged and counted; the letters are the record
+            self._telemetry.letter_events_not_put(written)
 
     def _send(self, messages: Sequence[OutgoingMessage]) -> None:
         if not messages:
@@ -510,6 +537,13 @@ def _out_of_time(invocation: Invocation) -> NotAttemptedError | None:
     if invocation.deadline.seconds_left() > 0:
         return None
     return NotAttemptedError("no time left in the invocation before its deadline")
+
+
+def _letter(failure: Failed) -> FailedTriggerLetter:
+    request = failure.request
+    return FailedTriggerLetter(
+        request.portfolio_id, request.source.dedupe_key, letters.for_failure(failure)
+    )
 
 
 def _not_attempted(request: TriggerRequest, error: TriggerError) -> Failed:

@@ -101,9 +101,25 @@ class OutcomeReport:
         return max(0.0, state.closed_at - state.started_at)
 
 
+@dataclass(frozen=True)
+class FailedTriggerLetter:
+    """The dead letter of one portfolio whose trigger failed (or whose id was rejected), with
+    what its notice names beyond the letter's own attributes (reason, failureClass, Glider's
+    answer, source, failedAt)."""
+
+    portfolio_id: str
+    delivery_key: str | None
+    letter: OutgoingMessage
+
+
 class OutcomeEvents(Protocol):
     def publish(self, report: OutcomeReport) -> None:
         """Put the outcome's event on the bus; raises OutcomeEventError when it was not put."""
+        ...
+
+    def trigger_failed(self, letters: Sequence[FailedTriggerLetter]) -> None:
+        """One event per letter written (a notice naming its portfolio); raises
+        OutcomeEventError naming how many were not put."""
         ...
 
 
@@ -249,6 +265,11 @@ class Telemetry(Protocol):
 
     def event_not_put(self, report: OutcomeReport) -> None:
         """Called while the error of an outcome event that could not be put is handled."""
+        ...
+
+    def letter_events_not_put(self, letters: Sequence[FailedTriggerLetter]) -> None:
+        """Called while the error of failed-trigger events that could not be put is handled
+        (their letters are written)."""
         ...
 
     def looked(self, follow_up: FollowUp) -> None:

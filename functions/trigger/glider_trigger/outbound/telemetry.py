@@ -8,6 +8,7 @@ outcomes and errors do not carry it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -31,7 +32,7 @@ from glider_trigger.domain.models import (
     Triggered,
     kind_of,
 )
-from glider_trigger.domain.ports import OutcomeReport
+from glider_trigger.domain.ports import FailedTriggerLetter, OutcomeReport
 from glider_trigger.domain.trigger_input import iso_time
 
 METRIC_RECEIVED = "PortfolioIdsReceived"
@@ -56,6 +57,7 @@ METRIC_FOLLOW_UPS = "RebalanceStatusCalls"  # one per follow-up message
 METRIC_AWAITING_USER = "RebalancesAwaitingUser"  # once per rebalance that waits for a person
 METRIC_JOINED = "TriggersJoinedInFlight"  # answered with a rebalance already running (v2)
 METRIC_HISTORY_NOT_WRITTEN = "HistoryNotWritten"  # an entry `glider-trigger history` misses
+METRIC_EVENTS_NOT_PUT = "OutcomeEventsNotPut"  # an outcome's or a failed trigger's event (notice)
 
 
 class Telemetry:
@@ -244,6 +246,15 @@ class Telemetry:
             # counting failed triggers must not count failed rebalances.
             extra={"rebalance_outcome": report.outcome, **outcome_fields(report)},
         )
+        self._metrics.add_metric(METRIC_EVENTS_NOT_PUT, MetricUnit.Count, 1)
+
+    def letter_events_not_put(self, letters: Sequence[FailedTriggerLetter]) -> None:
+        self._logger.exception(
+            "The failed triggers' events could not be put on the bus (their letters are "
+            "written: the DLQ alarm still says how many)",
+            extra={"portfolio_ids": [letter.portfolio_id for letter in letters]},
+        )
+        self._metrics.add_metric(METRIC_EVENTS_NOT_PUT, MetricUnit.Count, len(letters))
 
     def event_not_put(self, report: OutcomeReport) -> None:
         self._logger.exception(

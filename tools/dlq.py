@@ -270,6 +270,12 @@ MIN_DETAIL_WIDTH: Final = 40
 DEFAULT_TERMINAL_WIDTH: Final = 160  # when the output is no terminal (a pipe, a file)
 
 
+# A restored letter is a new message: its first send is kept here (ms since the epoch), so that
+# its age, and redrive's check against the guard's memory, count from when it was first sent.
+ORIGINAL_SENT: Final = "originalSentTimestamp"
+MAX_MESSAGE_ATTRIBUTES: Final = 10  # SQS's limit per message
+
+
 def to_row(message: MessageTypeDef, *, now: float) -> Row:
     attributes = {
         name: value.get("StringValue", "")
@@ -278,7 +284,7 @@ def to_row(message: MessageTypeDef, *, now: float) -> Row:
     body = message.get("Body", "")
     payload, envelope = read_body(body)
     system = message.get("Attributes", {})
-    sent = system.get("SentTimestamp", "")
+    sent = attributes.get(ORIGINAL_SENT) or system.get("SentTimestamp", "")
     sent_ms = int(sent) if sent.isdigit() else None
     received = system.get("ApproximateReceiveCount", "")
     source_queue = system.get("DeadLetterQueueSourceArn") or None
@@ -982,10 +988,21 @@ def cmd_restore(args: argparse.Namespace, queues: Queues) -> int:
     for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
-            records.append((record["body"], record.get("messageAttributes", {})))
+            attributes = dict(record.get("messageAttributes", {}))
+            first_sent = str(record.get("sentTimestamp") or "")
+            if first_sent.isdigit() and ORIGINAL_SENT not in attributes:
+                attributes[ORIGINAL_SENT] = {"DataType": "Number", "StringValue": first_sent}
+            records.append((record["body"], attributes))
         except (ValueError, KeyError, TypeError) as exc:
             raise ToolError(f"{path}:{number}: not a letter `discard` archived ({exc})") from exc
-    for restored, (body, attributes) in enumerate(records):
+    _warn_beyond_memory(lines, queues)
+    younger = 0
+    for restored, (body, archived) in enumerate(records):
+        attributes = archived
+        if len(archived) > MAX_MESSAGE_ATTRIBUTES:
+            # No room for the first send: this one's age counts from now (said below).
+            attributes = {k: v for k, v in archived.items() if k != ORIGINAL_SENT}
+            younger += 1
         try:
             queues.sqs.send_message(
                 QueueUrl=queues.dlq_url,
@@ -1000,9 +1017,35 @@ def cmd_restore(args: argparse.Namespace, queues: Queues) -> int:
             ) from exc
     print(
         f"Restored {len(records)} letter(s) from {path} to the DLQ {queues.dlq_url} (new "
-        f"messages: new ids, their age counts from now)."
+        f"messages with new ids; their age counts from their first send, as `{ORIGINAL_SENT}`)."
     )
+    if younger:
+        warn(
+            f"{younger} letter(s) had no room for {ORIGINAL_SENT}: their age counts from now, "
+            "and redrive cannot warn when they are older than the guard's memory (their first "
+            f"send is in {path})"
+        )
     return EXIT_OK
+
+
+def _warn_beyond_memory(lines: list[str], queues: Queues) -> None:
+    """Each archived letter first sent longer ago than the guard's memory less the work queue's
+    retention, named now: once restored, its age may count from now (no room for
+    ORIGINAL_SENT), and redrive could no longer tell."""
+    safe = queues.safe_age_seconds()
+    now_ms = time.time() * 1000
+    for line in lines:
+        record = json.loads(line)
+        first_sent = str(record.get("sentTimestamp") or "")
+        if not first_sent.isdigit():
+            continue
+        age = (now_ms - int(first_sent)) / 1000
+        if age > safe:
+            warn(
+                f"{record.get('messageId', '?')} was first sent {human_age(age)} ago, beyond the "
+                f"guard's memory ({human_age(queues.guard_seconds)} less the work queue's "
+                "retention): replayed, it may trigger a portfolio its delivery triggered"
+            )
 
 
 def restored_value(value: dict[str, str]) -> MessageAttributeValueTypeDef:

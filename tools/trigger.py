@@ -954,6 +954,8 @@ def trigger(args: argparse.Namespace) -> int:
     requests = build_requests(ids, run_id=run_id, skip=skip)
     aws = Aws(target.aws, config=_AWS_CONFIG, region=args.region, profile=args.profile)
     run = Run(args, target, aws, requests, run_id=run_id, skip=skip)
+    if target.stack:
+        _warn_if_paused(aws, target.stack)
     try:
         return _execute(run, as_json=args.json)
     except (ClientError, BotoCoreError) as exc:
@@ -961,6 +963,22 @@ def trigger(args: argparse.Namespace) -> int:
             hint = UP_HINT if target.stack else LOCAL_HINT
             raise ToolError(f"{describe(exc)}{hint}") from exc
         raise
+
+
+def _warn_if_paused(aws: Aws, stack: str) -> None:
+    """A paused stack keeps the messages in its work queue until resume: said before sending,
+    so that nobody waits out --timeout, or triggers again under another key, for nothing."""
+    # Imported here: tools.pause reads schedules through tools.schedules, not needed otherwise.
+    from tools.pause import pause_of  # noqa: PLC0415
+
+    record = pause_of(aws, stack)
+    if record is not None:
+        print(
+            f"{PROG}: stack {stack} is PAUSED since {record.paused_at} by {record.paused_by} "
+            f"({record.reason}): these requests wait in its work queue and are triggered after "
+            f"`glider-trigger resume --stack {stack}` (sending them again adds nothing)",
+            file=sys.stderr,
+        )
 
 
 def _execute(run: Run, *, as_json: bool) -> int:

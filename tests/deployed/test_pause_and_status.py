@@ -27,6 +27,7 @@ from tools import cli
 
 PAUSED = "port_pause1"  # sent to the work queue while paused
 UPSTREAM_WHILE_PAUSED = "port_pause_upstream1"  # put on the upstream bus while paused
+TRIGGERED_WHILE_PAUSED = "port_pause_trigger1"  # sent by `glider-trigger trigger` while paused
 DISABLED_BEFORE = "pause-test-disabled"  # a schedule disabled before the pause
 REASON = "deployed test: Glider maintenance window"
 QUIET_SECONDS = 8  # how long a paused stack is watched for a trigger that must not happen
@@ -109,6 +110,7 @@ def scene(deployed: Deployed, tmp_path_factory: pytest.TempPathFactory) -> Itera
     path.write_text(json.dumps({"stack": deployed.stack, "aws": deployed.aws.environment()}))
     deployed.emulator.add_portfolio(PAUSED)
     deployed.emulator.add_portfolio(UPSTREAM_WHILE_PAUSED)
+    deployed.emulator.add_portfolio(TRIGGERED_WHILE_PAUSED)
     wait_for_the_templates_schedule(deployed)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tools.common, "LOCAL_AWS_FILE", path)
@@ -235,6 +237,18 @@ def test_a_paused_stacks_schedules_are_not_enabled_behind_its_back(
     assert "pause-test-enabled" not in scene.schedule_states()
 
 
+def test_a_trigger_sent_while_paused_says_it_waits_for_resume(
+    scene: Scene, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent = scene.run(
+        capsys, "trigger", "--stack", scene.stack, "--portfolio-ids", TRIGGERED_WHILE_PAUSED
+    )
+
+    assert sent.code == 0, sent.err
+    assert f"stack {scene.stack} is PAUSED since" in sent.err
+    assert "triggered after `glider-trigger resume" in sent.err
+
+
 def test_resume_triggers_the_waiting_message_once_and_restores_what_pause_changed(
     scene: Scene, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -242,7 +256,7 @@ def test_resume_triggers_the_waiting_message_once_and_restores_what_pause_change
 
     assert result.code == 0, result.err
     assert f"{DISABLED_BEFORE} (disabled before the pause: left so)" in result.out
-    for portfolio in (PAUSED, UPSTREAM_WHILE_PAUSED):
+    for portfolio in (PAUSED, UPSTREAM_WHILE_PAUSED, TRIGGERED_WHILE_PAUSED):
         wait_for(
             lambda portfolio=portfolio: scene.deployed.emulator.rebalances_for(portfolio),
             seconds=TRIGGER_SECONDS,
@@ -251,6 +265,7 @@ def test_resume_triggers_the_waiting_message_once_and_restores_what_pause_change
     time.sleep(3)
     assert len(scene.deployed.emulator.rebalances_for(PAUSED)) == 1
     assert len(scene.deployed.emulator.rebalances_for(UPSTREAM_WHILE_PAUSED)) == 1
+    assert len(scene.deployed.emulator.rebalances_for(TRIGGERED_WHILE_PAUSED)) == 1
     assert scene.rule_targets() == [scene.deployed.outputs["TriggerFunctionArn"]]
     states = scene.schedule_states()
     assert states.pop(DISABLED_BEFORE) == "DISABLED"

@@ -732,6 +732,30 @@ def test_restore_puts_archived_letters_back_into_the_dlq_as_they_were(
     assert "archive" in capsys.readouterr().err
 
 
+def test_a_restored_letter_older_than_the_guards_memory_is_named_at_once(
+    filled: dict[str, str],
+    aws: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Redrive warns about letters older than the guard's memory by their age; a restored letter
+    # is a new message, so the restore says it while the first send is still known.
+    archive = tmp_path / "archive.jsonl"
+    assert main(["discard", "--reason", "transient", "--archive", str(archive), "--yes"]) == 0
+    long_ago = int((time.time() - 18 * 86400) * 1000)  # the guard: 19 days less 4 of retention
+    records = [json.loads(line) for line in archive.read_text().splitlines()]
+    archive.write_text(
+        "".join(json.dumps({**r, "sentTimestamp": str(long_ago)}) + "\n" for r in records)
+    )
+    capsys.readouterr()
+
+    assert main(["restore", str(archive)]) == 0
+
+    err = capsys.readouterr().err
+    for record in records:
+        assert f"{record['messageId']} was first sent 18d ago, beyond the guard's memory" in err
+
+
 def test_discard_by_message_id_and_by_age(
     filled: dict[str, str],
     aws: Stack,

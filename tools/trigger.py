@@ -840,12 +840,16 @@ class Run:
         detail = event.get("detail")
         if not isinstance(detail, dict):
             return
+        outcome = _OUTCOMES.get(str(event.get("detail-type")))
+        if outcome is None:
+            # Not a rebalance's outcome: a failed trigger's letter event (its letter, read from
+            # the DLQ, says it) or anything else on the bus.
+            return
         rebalance_id = detail.get("rebalanceId")
         request = by_key.get(str(detail.get("deliveryKey")))
         if request is None or request.outcome is not None:
             return
-        outcome = _OUTCOMES.get(str(event.get("detail-type")))
-        request.outcome = str(outcome or detail.get("outcome") or FinalOutcome.UNKNOWN)
+        request.outcome = str(outcome)
         request.triggered = True  # an outcome is only ever of a triggered rebalance
         if isinstance(rebalance_id, str) and rebalance_id:
             request.rebalance_id = rebalance_id

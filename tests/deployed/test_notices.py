@@ -98,7 +98,9 @@ def test_a_failed_rebalance_reaches_the_alarm_topic_naming_its_portfolio_and_the
     assert f"rebalance {rebalance.rebalance_id}," in notice
     assert f"by stack {stack}." in notice
     assert f"See: glider-trigger history --stack {stack} --portfolio {PORTFOLIO};" in notice
-    assert f"glider-trigger dlq redrive --reason REBALANCE_FAILED --stack {stack}." in notice
+    # Its own letter only: a redrive by reason alone would replay every portfolio's.
+    redrive = f"glider-trigger dlq redrive --reason REBALANCE_FAILED --portfolio {PORTFOLIO}"
+    assert f"{redrive} --stack {stack}." in notice
     assert "<" not in notice  # every placeholder filled
     capsys.readouterr()
     discard_letter(

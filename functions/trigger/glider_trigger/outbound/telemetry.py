@@ -246,7 +246,6 @@ class Telemetry:
             # counting failed triggers must not count failed rebalances.
             extra={"rebalance_outcome": report.outcome, **outcome_fields(report)},
         )
-        self._metrics.add_metric(METRIC_EVENTS_NOT_PUT, MetricUnit.Count, 1)
 
     def letter_events_not_put(self, letters: Sequence[FailedTriggerLetter]) -> None:
         self._logger.exception(
@@ -261,6 +260,7 @@ class Telemetry:
             "The outcome event could not be put on the bus (the outcome is logged above)",
             extra={"rebalance_outcome": report.outcome, **outcome_fields(report)},
         )
+        self._metrics.add_metric(METRIC_EVENTS_NOT_PUT, MetricUnit.Count, 1)
 
     def looked(self, follow_up: FollowUp) -> None:
         self._metrics.add_metric(METRIC_FOLLOW_UPS, MetricUnit.Count, 1)

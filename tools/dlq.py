@@ -643,7 +643,7 @@ class Scan:
 
 def cmd_list(args: argparse.Namespace, queues: Queues) -> int:
     depth = queues.depth(queues.dlq_url)
-    rows = read_rows(queues, limit=args.limit)
+    rows = read_rows(queues.sqs, queues.dlq_url, limit=args.limit)
     if args.json:
         duplicates = Counter(row.same_letter for row in rows)
         for row in rows:
@@ -665,9 +665,9 @@ def cmd_list(args: argparse.Namespace, queues: Queues) -> int:
     return EXIT_OK
 
 
-def read_rows(queues: Queues, *, limit: int | None = None) -> list[Row]:
+def read_rows(sqs: SQSClient, dlq_url: str, *, limit: int | None = None) -> list[Row]:
     """The DLQ's letters, oldest first, consuming nothing (each is visible again at once)."""
-    scan = Scan(queues.sqs, queues.dlq_url, hold_seconds=LIST_HOLD_SECONDS)
+    scan = Scan(sqs, dlq_url, hold_seconds=LIST_HOLD_SECONDS)
     now = time.time()
     rows: list[Row] = []
     try:
@@ -977,48 +977,75 @@ def archived_value(value: MessageAttributeValueOutputTypeDef) -> dict[str, str]:
     return kept
 
 
-def cmd_restore(args: argparse.Namespace, queues: Queues) -> int:
-    """Send each letter of an archive back to the DLQ as it was: its body and attributes."""
-    path: Path = args.archive
+@dataclass(frozen=True)
+class Archived:
+    """One letter of a `discard` archive, as restore sends it back."""
+
+    message_id: str
+    body: str
+    attributes: dict[str, dict[str, str]]
+    first_sent_ms: int | None  # SentTimestamp of its first send, if the archive kept it
+
+    def restored_attributes(self) -> dict[str, MessageAttributeValueTypeDef]:
+        """Its attributes, plus ORIGINAL_SENT where SQS's limit leaves room."""
+        attributes = dict(self.attributes)
+        if self.keeps_first_send and ORIGINAL_SENT not in attributes:
+            attributes[ORIGINAL_SENT] = {
+                "DataType": "Number",
+                "StringValue": str(self.first_sent_ms),
+            }
+        return {name: restored_value(value) for name, value in attributes.items()}
+
+    @property
+    def keeps_first_send(self) -> bool:
+        room = ORIGINAL_SENT in self.attributes or len(self.attributes) < MAX_MESSAGE_ATTRIBUTES
+        return self.first_sent_ms is not None and room
+
+
+def read_archive(path: Path) -> list[Archived]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ToolError(f"archive {path}: {exc.strerror or exc}") from exc
-    records = []
+    letters = []
     for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
-            attributes = dict(record.get("messageAttributes", {}))
             first_sent = str(record.get("sentTimestamp") or "")
-            if first_sent.isdigit() and ORIGINAL_SENT not in attributes:
-                attributes[ORIGINAL_SENT] = {"DataType": "Number", "StringValue": first_sent}
-            records.append((record["body"], attributes))
+            letters.append(
+                Archived(
+                    message_id=str(record.get("messageId", "?")),
+                    body=record["body"],
+                    attributes=dict(record.get("messageAttributes", {})),
+                    first_sent_ms=int(first_sent) if first_sent.isdigit() else None,
+                )
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise ToolError(f"{path}:{number}: not a letter `discard` archived ({exc})") from exc
-    _warn_beyond_memory(lines, queues)
-    younger = 0
-    for restored, (body, archived) in enumerate(records):
-        attributes = archived
-        if len(archived) > MAX_MESSAGE_ATTRIBUTES:
-            # No room for the first send: this one's age counts from now (said below).
-            attributes = {k: v for k, v in archived.items() if k != ORIGINAL_SENT}
-            younger += 1
+    return letters
+
+
+def cmd_restore(args: argparse.Namespace, queues: Queues) -> int:
+    """Send each letter of an archive back to the DLQ as it was: its body and attributes."""
+    path: Path = args.archive
+    letters = read_archive(path)
+    _warn_beyond_memory(letters, queues)
+    for restored, letter in enumerate(letters):
         try:
             queues.sqs.send_message(
                 QueueUrl=queues.dlq_url,
-                MessageBody=body,
-                MessageAttributes={
-                    name: restored_value(value) for name, value in attributes.items()
-                },
+                MessageBody=letter.body,
+                MessageAttributes=letter.restored_attributes(),
             )
         except (ClientError, BotoCoreError) as exc:
             raise ToolError(
-                f"restored {restored} of {len(records)} from {path}, then stopped: {describe(exc)}"
+                f"restored {restored} of {len(letters)} from {path}, then stopped: {describe(exc)}"
             ) from exc
     print(
-        f"Restored {len(records)} letter(s) from {path} to the DLQ {queues.dlq_url} (new "
+        f"Restored {len(letters)} letter(s) from {path} to the DLQ {queues.dlq_url} (new "
         f"messages with new ids; their age counts from their first send, as `{ORIGINAL_SENT}`)."
     )
+    younger = sum(1 for letter in letters if not letter.keeps_first_send)
     if younger:
         warn(
             f"{younger} letter(s) had no room for {ORIGINAL_SENT}: their age counts from now, "
@@ -1028,23 +1055,21 @@ def cmd_restore(args: argparse.Namespace, queues: Queues) -> int:
     return EXIT_OK
 
 
-def _warn_beyond_memory(lines: list[str], queues: Queues) -> None:
+def _warn_beyond_memory(letters: Sequence[Archived], queues: Queues) -> None:
     """Each archived letter first sent longer ago than the guard's memory less the work queue's
     retention, named now: once restored, its age may count from now (no room for
     ORIGINAL_SENT), and redrive could no longer tell."""
     safe = queues.safe_age_seconds()
     now_ms = time.time() * 1000
-    for line in lines:
-        record = json.loads(line)
-        first_sent = str(record.get("sentTimestamp") or "")
-        if not first_sent.isdigit():
+    for letter in letters:
+        if letter.first_sent_ms is None:
             continue
-        age = (now_ms - int(first_sent)) / 1000
+        age = (now_ms - letter.first_sent_ms) / 1000
         if age > safe:
             warn(
-                f"{record.get('messageId', '?')} was first sent {human_age(age)} ago, beyond the "
-                f"guard's memory ({human_age(queues.guard_seconds)} less the work queue's "
-                "retention): replayed, it may trigger a portfolio its delivery triggered"
+                f"{letter.message_id} was first sent {human_age(age)} ago, beyond the guard's "
+                f"memory ({human_age(queues.guard_seconds)} less the work queue's retention): "
+                "replayed, it may trigger a portfolio its delivery triggered"
             )
 
 

@@ -30,12 +30,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tools.schedule_spec import AT, CRON, RATE
+
 MONTHS: Final = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 DAYS: Final = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")  # Scheduler's 1 ... 7
 LAST_YEAR: Final = 2199  # the last year Scheduler's cron accepts
-RATE: Final = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
-CRON: Final = re.compile(r"cron\((.+)\)")
-AT: Final = re.compile(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)")
 UNIT_SECONDS: Final = {"minute": 60, "hour": 3600, "day": 86400}
 
 DayTest = Callable[[date], bool]

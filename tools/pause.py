@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from glider_trigger.settings import Settings
 from tools.base import (
     EXIT_OK,
     ToolError,
@@ -84,8 +85,6 @@ RECORD_ID: Final = "glider-rebalance-trigger#pause"
 # DeadLetterQueuePolicy already names the rule's.
 RULE_RESOURCE: Final = "TriggerFunctionUpstreamRebalanceRequested"
 DEFAULT_BUS: Final = "default"
-# The template's work queue retention (WORK_QUEUE_RETENTION_SECONDS), when SQS does not say.
-DEFAULT_RETENTION_SECONDS: Final = 345600
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%SZ"
 AWS_CONFIG: Final = BotoConfig(
     connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 4}
@@ -215,6 +214,16 @@ def item_of(record: Pause) -> dict[str, Any]:
 # --- the stack -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RuleView:
+    """The upstream rule: whether it delivers to the function, whether pause holds it, and its
+    targets but the hold (as PutTargets takes them back)."""
+
+    state: State  # ENABLED: it delivers to the function; DISABLED: disabled, or held
+    held: bool  # pause's hold: the work queue its one target
+    targets: list[dict[str, Any]]
+
+
 @dataclass
 class Target:
     """Where pause, resume and status find the stack's switches and its work queue."""
@@ -231,14 +240,7 @@ class Target:
     outputs: dict[str, str]
 
     def load(self) -> Pause | None:
-        try:
-            item = self.aws.dynamodb().get_item(
-                TableName=self.table, Key={"id": {"S": RECORD_ID}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise ToolError(f"the pause record in table {self.table}: {describe(exc)}") from exc
-        found = item.get("Item")
-        return pause_from_item(dict(found)) if found else None
+        return read_record(self.aws, self.table)
 
     def save(self, record: Pause, *, first: bool) -> None:
         """Write the record; the first pause only if no other pause wrote one meanwhile."""
@@ -278,42 +280,30 @@ class Target:
         ]
         if self.rule is not None:
             bus, name = self.rule
-            state = self.rule_state(bus, name)
-            targets = self.rule_targets(bus, name) if state is State.ENABLED else []
-            found.append(Switch(Kind.RULE, name, bus, state, json.dumps(targets)))
+            view = self.rule_view(bus, name)
+            targets = view.targets if view.state is State.ENABLED else []
+            found.append(Switch(Kind.RULE, name, bus, view.state, json.dumps(targets)))
         uuid, state = self.mapping()
         found.append(Switch(Kind.MAPPING, uuid, self.work_queue_arn, state))
         return found
 
-    def rule_state(self, bus: str, name: str) -> State:
-        """ENABLED when the rule delivers to the function; DISABLED when it is disabled or held
-        (sending to the work queue)."""
+    def rule_view(self, bus: str, name: str) -> RuleView:
+        """The rule as pause sees it, from one DescribeRule and one ListTargetsByRule."""
         try:
             rule = self.aws.events().describe_rule(Name=name, EventBusName=bus)
-            targets = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
+            listed = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
         except (ClientError, BotoCoreError) as exc:
             raise ToolError(f"{Kind.RULE.value} {name}: {describe(exc)}") from exc
-        ids = [t.get("Id") for t in targets.get("Targets", [])]
+        targets = listed.get("Targets", [])
         # Held only when the work queue is its one target: one that still reaches the function
         # (a RemoveTargets that failed half-way) is enabled, so that pause finishes the hold.
-        held = ids == [HOLD_TARGET_ID]
-        return State.ENABLED if rule.get("State") == "ENABLED" and not held else State.DISABLED
-
-    def rule_held(self, bus: str, name: str) -> bool:
-        """Whether pause holds the rule (its events to the work queue)."""
-        try:
-            listed = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
-        except (ClientError, BotoCoreError) as exc:
-            raise ToolError(f"{Kind.RULE.value} {name}: {describe(exc)}") from exc
-        return [t.get("Id") for t in listed.get("Targets", [])] == [HOLD_TARGET_ID]
-
-    def rule_targets(self, bus: str, name: str) -> list[dict[str, Any]]:
-        """The rule's targets as PutTargets takes them back."""
-        try:
-            listed = self.aws.events().list_targets_by_rule(Rule=name, EventBusName=bus)
-        except (ClientError, BotoCoreError) as exc:
-            raise ToolError(f"{Kind.RULE.value} {name}: {describe(exc)}") from exc
-        return [dict(t) for t in listed.get("Targets", []) if t.get("Id") != HOLD_TARGET_ID]
+        held = [t.get("Id") for t in targets] == [HOLD_TARGET_ID]
+        enabled = rule.get("State") == "ENABLED" and not held
+        return RuleView(
+            state=State.ENABLED if enabled else State.DISABLED,
+            held=held,
+            targets=[dict(t) for t in targets if t.get("Id") != HOLD_TARGET_ID],
+        )
 
     def mapping(self) -> tuple[str, State]:
         """The function's event source mapping on the work queue (not the follow-up queue's)."""
@@ -449,8 +439,11 @@ def load_target(aws: Aws, stack: str) -> Target:
 def pause_of(aws: Aws, stack: str) -> Pause | None:
     """The stack's pause record, or None when it is not paused (or has no table to keep one)."""
     table = stack_resource(aws.cloudformation(), stack, TABLE_RESOURCE)
-    if not table:
-        return None
+    return read_record(aws, table) if table else None
+
+
+def read_record(aws: Aws, table: str) -> Pause | None:
+    """The pause record in the stack's table, or None."""
     try:
         item = aws.dynamodb().get_item(
             TableName=table, Key={"id": {"S": RECORD_ID}}, ConsistentRead=True
@@ -495,7 +488,7 @@ def retention_seconds(aws: Aws, queue_url: str) -> int:
         )["Attributes"]
     except (ClientError, BotoCoreError) as exc:
         raise ToolError(f"queue {queue_url}: {describe(exc)}") from exc
-    return int(attributes.get("MessageRetentionPeriod", DEFAULT_RETENTION_SECONDS))
+    return int(attributes.get("MessageRetentionPeriod", Settings.work_queue_retention_seconds))
 
 
 def queue_depth(aws: Aws, queue_url: str) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from glider_trigger.domain.trigger_input import iso_time
 from tools.base import EXIT_OK, ToolError, add_stack_options, describe, prog, run_main, table
 from tools.common import aws_for
-from tools.dlq import LIST_HOLD_SECONDS, Scan, human_age, to_row
+from tools.dlq import human_age, read_rows
 from tools.history import recent_entries
 from tools.next_run import Unsupported, Window, next_run
 from tools.pause import (
@@ -147,17 +146,8 @@ def dead_letters(target: Target) -> tuple[Counter[str], int]:
     url = target.outputs.get("DeadLetterQueueUrl")
     if not url:
         return Counter(), 0
-    scan = Scan(target.aws.sqs(), url, hold_seconds=LIST_HOLD_SECONDS)
-    found: Counter[str] = Counter()
-    now = time.time()
-    try:
-        for message in scan.messages():
-            row = to_row(message, now=now)
-            found[row.reason or row.failure_class or "-"] += 1
-            if found.total() >= DLQ_SCAN_LIMIT:
-                break
-    finally:
-        scan.release()
+    rows = read_rows(target.aws.sqs(), url, limit=DLQ_SCAN_LIMIT)
+    found = Counter(row.reason or row.failure_class or "-" for row in rows)
     return found, found.total()
 
 
@@ -216,13 +206,14 @@ def gather(target: Target) -> Report:
     report.schedules = schedule_rows(target, now)
     if target.rule is not None:
         bus, name = target.rule
+        view = target.rule_view(bus, name)
         report.switches.append(
             {
                 "kind": Kind.RULE.value,
                 "name": name,
-                "state": target.rule_state(bus, name).value,
+                "state": view.state.value,
                 # Held by pause: enabled, its events to the work queue.
-                "held": "yes" if target.rule_held(bus, name) else "no",
+                "held": "yes" if view.held else "no",
             }
         )
     uuid, state = target.mapping()

@@ -958,8 +958,8 @@ def trigger(args: argparse.Namespace) -> int:
     requests = build_requests(ids, run_id=run_id, skip=skip)
     aws = Aws(target.aws, config=_AWS_CONFIG, region=args.region, profile=args.profile)
     run = Run(args, target, aws, requests, run_id=run_id, skip=skip)
-    if target.stack:
-        _warn_if_paused(aws, target.stack)
+    if target.stack and target.table_name:
+        _warn_if_paused(aws, target.stack, target.table_name)
     try:
         return _execute(run, as_json=args.json)
     except (ClientError, BotoCoreError) as exc:
@@ -969,13 +969,13 @@ def trigger(args: argparse.Namespace) -> int:
         raise
 
 
-def _warn_if_paused(aws: Aws, stack: str) -> None:
+def _warn_if_paused(aws: Aws, stack: str, table: str) -> None:
     """A paused stack keeps the messages in its work queue until resume: said before sending,
     so that nobody waits out --timeout, or triggers again under another key, for nothing."""
     # Imported here: tools.pause reads schedules through tools.schedules, not needed otherwise.
-    from tools.pause import pause_of  # noqa: PLC0415
+    from tools.pause import read_record  # noqa: PLC0415
 
-    record = pause_of(aws, stack)
+    record = read_record(aws, table)  # the stack's table, read already: no second lookup
     if record is not None:
         print(
             f"{PROG}: stack {stack} is PAUSED since {record.paused_at} by {record.paused_by} "

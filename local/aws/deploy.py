@@ -254,9 +254,7 @@ def settle(aws: LocalAws, stack: str) -> list[str]:
     was done, one line each. Run after every deploy (an update undoes the first one)."""
     done = []
     cloudformation: CloudFormationClient = aws.client("cloudformation")
-    found = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
-    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in found["Parameters"]}
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+    outputs, parameters = stack_description(aws, stack)
     lambda_ = aws.client("lambda")
 
     # MiniStack 1.5.33's CloudFormation stores ScalingConfig.MaximumConcurrency from a Ref as a

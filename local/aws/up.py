@@ -41,6 +41,7 @@ from local.aws.processes import (
     start_ministack,
     stop,
 )
+from tools.common import shown
 
 STACK_NAME: Final = "glider-rebalance-trigger-local"
 STATE_DIR: Final = REPO / "local" / ".up"
@@ -166,8 +167,7 @@ def _write_state(state: dict[str, Any]) -> None:
 
 
 def _shown(path: Path | str) -> str:
-    path = Path(path)
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    return str(shown(Path(path)))
 
 
 def _print_summary(aws: LocalAws, state: dict[str, Any], *, seconds: float, warm: bool) -> None:

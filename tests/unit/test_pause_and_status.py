@@ -267,12 +267,12 @@ def test_a_hold_that_could_not_remove_the_function_target_fails_and_is_not_taken
         target.switch(before, State.DISABLED)
 
     # The function still gets the rule's events: not held, so the next pause finishes the hold.
-    assert target.rule_state("bus", "rule") is State.ENABLED
-    assert not target.rule_held("bus", "rule")
+    assert target.rule_view("bus", "rule").state is State.ENABLED
+    assert not target.rule_view("bus", "rule").held
     events.refuse_removal = False
     target.switch(before, State.DISABLED)
     assert [t["Arn"] for t in events.targets] == [WORK_QUEUE_ARN]
-    assert target.rule_state("bus", "rule") is State.DISABLED
+    assert target.rule_view("bus", "rule").state is State.DISABLED
 
     target.switch(before, State.ENABLED)  # resume: the function's target back, the hold gone
     assert events.targets == [FUNCTION_TARGET]

@@ -48,13 +48,11 @@ class Kind(StrEnum):
     """How a variable's text becomes a setting."""
 
     TEXT = "text"  # required unless it has a default; empty is unset
-    OPTIONAL_TEXT = "optional text"  # empty is None
     INT = "int"
     FLOAT = "float"
     BOOL = "bool"
     CHOICE = "choice"  # one of an enum's values, case-insensitive
-    QUEUE_URL = "queue url"  # required
-    OPTIONAL_QUEUE_URL = "optional queue url"  # empty is None
+    QUEUE_URL = "queue url"  # an SQS queue URL; required unless it has a default
     API_BASE_URL = "api base url"
 
 
@@ -114,9 +112,7 @@ class Settings:
     deadline_safety_margin_seconds: float = _setting(
         2.0, "DEADLINE_SAFETY_MARGIN_SECONDS", Kind.FLOAT, low=0, high=60
     )
-    idempotency_table_name: str | None = _setting(
-        None, "IDEMPOTENCY_TABLE_NAME", Kind.OPTIONAL_TEXT
-    )
+    idempotency_table_name: str | None = _setting(None, "IDEMPOTENCY_TABLE_NAME", Kind.TEXT)
     # 19 days: the work queue's 4 days of retention, the DLQ's 14, and GUARD_MARGIN_SECONDS.
     idempotency_ttl_seconds: int = _setting(
         1_641_600, "IDEMPOTENCY_TTL_SECONDS", Kind.INT, low=60, high=31_536_000
@@ -136,7 +132,7 @@ class Settings:
         None, "RATE_LIMIT_PER_SECOND", Kind.FLOAT, low=0.01, high=10_000
     )
     fanout_threshold: int = _setting(50, "FANOUT_THRESHOLD", Kind.INT, low=1, high=100_000)
-    work_queue_url: str | None = _setting(None, "WORK_QUEUE_URL", Kind.OPTIONAL_QUEUE_URL)
+    work_queue_url: str | None = _setting(None, "WORK_QUEUE_URL", Kind.QUEUE_URL)
     # The work queue's maxReceiveCount: on a record's last receive the function dead-letters
     # what is left itself (letters that name the delivery) instead of leaving the record to
     # the redrive. None: the redrive has the last word.
@@ -147,7 +143,7 @@ class Settings:
     # Follow every triggered rebalance to its outcome with delayed follow-up messages.
     follow_outcomes: bool = _setting(True, "FOLLOW_OUTCOMES", Kind.BOOL)
     # Required when follow_outcomes.
-    follow_up_queue_url: str | None = _setting(None, "FOLLOW_UP_QUEUE_URL", Kind.OPTIONAL_QUEUE_URL)
+    follow_up_queue_url: str | None = _setting(None, "FOLLOW_UP_QUEUE_URL", Kind.QUEUE_URL)
     # Then the outcome is `unknown`.
     follow_max_seconds: int = _setting(7_200, "FOLLOW_MAX_SECONDS", Kind.INT, low=60, high=86_400)
     # Doubled each follow-up, at most 900.
@@ -155,9 +151,7 @@ class Settings:
         30, "FOLLOW_FIRST_DELAY_SECONDS", Kind.INT, low=1, high=900
     )
     # Unset: outcomes in logs and metrics only.
-    outcome_event_bus_name: str | None = _setting(
-        None, "OUTCOME_EVENT_BUS_NAME", Kind.OPTIONAL_TEXT
-    )
+    outcome_event_bus_name: str | None = _setting(None, "OUTCOME_EVENT_BUS_NAME", Kind.TEXT)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -225,10 +219,8 @@ def _read(declared: Field[Any], raw: str) -> Any:
 # How each kind of variable is read (names resolved at call time: the URL checks are below).
 _PARSE: Final[dict[Kind, Callable[[str, str, Mapping[str, Any]], Any]]] = {
     Kind.TEXT: lambda _name, raw, _rules: raw,
-    Kind.OPTIONAL_TEXT: lambda _name, raw, _rules: raw,
     Kind.API_BASE_URL: lambda _name, raw, _rules: api_base_url(raw),
     Kind.QUEUE_URL: lambda name, raw, _rules: _queue_url(name, raw),
-    Kind.OPTIONAL_QUEUE_URL: lambda name, raw, _rules: _queue_url(name, raw),
     Kind.BOOL: lambda name, raw, _rules: _boolean(name, raw),
     Kind.CHOICE: lambda name, raw, rules: _choice(name, raw, rules["choices"]),
     Kind.INT: lambda name, raw, rules: _number(name, raw, int, rules["low"], rules["high"]),

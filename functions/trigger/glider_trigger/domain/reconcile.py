@@ -84,19 +84,10 @@ class Reconciler:
         if not_sent is not None:
             return not_sent
         since = min(window.after for window in windows) - CLOCK_SKEW_SECONDS
-        recent = self._listing(request, api_key, since, longer=False)
-        if (
-            isinstance(recent, RecentRebalances)
-            and recent.more
-            and self._started(recent, windows) is None
-            and self._slots.take(deadline) is None
-        ):
-            # Cut off before the window: one more call, with a slot of its own, for the longest
-            # list the API gives. Without a slot, the short list is all there is.
-            recent = self._listing(request, api_key, since, longer=True)
-        if not isinstance(recent, RecentRebalances):
-            return recent
-        found = self._started(recent, windows)
+        looked = self._look(request, api_key, since, windows, deadline)
+        if not isinstance(looked, tuple):
+            return looked
+        recent, found = looked
         if found is not None:
             return found
         if not recent.complete:
@@ -109,6 +100,28 @@ class Reconciler:
             )
             return False
         return True
+
+    def _look(
+        self,
+        request: TriggerRequest,
+        api_key: ApiKey,
+        since: float,
+        windows: Sequence[Window],
+        deadline: Deadline,
+    ) -> tuple[RecentRebalances, Receipt | None] | bool | TriggerError:
+        """The list read (and what it shows started in `windows`), or why it could not be."""
+        recent = self._listing(request, api_key, since, longer=False)
+        if not isinstance(recent, RecentRebalances):
+            return recent
+        found = self._started(recent, windows)
+        if found is None and recent.more and self._slots.take(deadline) is None:
+            # Cut off before the window: one more call, with a slot of its own, for the longest
+            # list the API gives. Without a slot, the short list is all there is.
+            recent = self._listing(request, api_key, since, longer=True)
+            if not isinstance(recent, RecentRebalances):
+                return recent
+            found = self._started(recent, windows)
+        return recent, found
 
     def _started(self, recent: RecentRebalances, windows: Sequence[Window]) -> Receipt | None:
         """The receipt of a listed rebalance started in one of `windows`, if one was."""

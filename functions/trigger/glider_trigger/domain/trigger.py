@@ -199,7 +199,6 @@ class RebalanceTrigger:
             tally.latencies_ms.append((self._clock() - started) * 1000)
             if isinstance(exc, ApiError) and exc.may_have_acted:
                 tally.uncertain_attempt(sent_at, self._wall_clock())
-            if isinstance(exc, ApiError) and exc.may_have_acted:
                 tally.maybe_delivered += 1
             failure_class = classify(exc)
             if failure_class is FailureClass.TRANSIENT:

@@ -85,6 +85,23 @@ def test_a_rebalance_is_followed_to_completed(
     assert deployment.dlq_messages() == []
 
 
+def events_not_put(function: LocalFunction) -> list[float]:
+    return [v for m in function.metrics for v in m.get("OutcomeEventsNotPut", [])]
+
+
+def test_an_outcome_event_put_on_the_bus_is_not_counted_as_not_put(
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # OutcomeEventsNotPut counts the events the bus refused (test_trigger_failed_events.py).
+    delivered = start_function(FOLLOW_FIRST_DELAY_SECONDS="1")
+    delivered.invoke({"portfolioId": PORTFOLIO})
+    run_follow_ups(delivered, deployment)
+    assert [event["detail-type"] for event in outcome_events(deployment)] == [
+        "Glider Rebalance Completed"
+    ]
+    assert events_not_put(delivered) == []
+
+
 def test_a_failed_rebalance_is_dead_lettered_for_an_operator_and_announced(
     follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
 ) -> None:

@@ -119,3 +119,20 @@ def test_a_fan_out_the_work_queue_refuses_on_the_last_receive_is_dead_lettered_u
     assert {json.loads(letter["Body"])["deliveryKey"] for letter in letters} == {"sqs:big-1"}
     assert {attribute_values(letter)["reason"] for letter in letters} == {"FAN_OUT_FAILED"}
     assert emulator.trigger_requests == []
+
+
+def test_a_refused_fan_out_on_the_last_receive_still_dead_letters_the_ids_it_rejected(
+    start_behind_proxy: Any, proxy: FaultProxy, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    ids = [f"port_{n:03d}" for n in range(60)]
+    function: LocalFunction = start_behind_proxy()
+    work_queue = deployment.work_queue.url.rsplit("/", 1)[-1] + '"'
+    proxy.inject("AmazonSQS.SendMessageBatch", AwsFault.access_denied(), within=work_queue)
+
+    response = function.invoke(one_message([*ids, "not a portfolio id!"], receive_count=2))
+
+    # Bad input is never dropped: the id the function refused has its letter beside the others.
+    assert response == {"batchItemFailures": []}
+    named = [json.loads(letter["Body"])["portfolioId"] for letter in deployment.dlq_messages()]
+    assert "not a portfolio id!" in named
+    assert sorted(p for p in named if p != "not a portfolio id!") == ids

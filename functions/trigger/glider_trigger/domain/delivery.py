@@ -386,7 +386,9 @@ class DeliveryService:
             if not self._is_last_receive(record.message):
                 raise  # delivered again, fanned out again: the same keys
             refused = FanOutRefusedError(f"the work queue refused the fan-out: {exc}")
-            self._send_letters([_letter(_not_attempted(r, refused)) for r in parsed.requests])
+            not_sent = [_letter(_not_attempted(r, refused)) for r in parsed.requests]
+            # The ids it rejected too: the fan-out would have lettered them after its send.
+            self._send_letters([*self._rejected_letters(parsed), *not_sent])
         return Settlement(redeliver=False)
 
     def _fan_out_queue(self, parsed: ParsedInput) -> MessageQueue | None:

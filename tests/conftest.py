@@ -10,6 +10,9 @@ import pytest
 
 from bench import moto_speedups
 from glider_trigger.settings import ApiVersion
+from local.fixtures.delivery import Story
+from local.fixtures.delivery import deliver as delivered
+from local.fixtures.event_source import SqsEventSource
 from local.fixtures.fault_proxy import FaultProxy
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
@@ -98,6 +101,19 @@ def start_function(deployment: Deployment) -> Callable[..., LocalFunction]:
 @pytest.fixture
 def function(start_function: Callable[..., LocalFunction]) -> LocalFunction:
     return start_function()
+
+
+@pytest.fixture
+def deliver(deployment: Deployment, function: LocalFunction) -> Callable[..., Story]:
+    """An event as the stack delivers it: invoked, then its queued portfolios from the work
+    queue (`function=` another execution environment; other keywords go to invoke)."""
+
+    def run(event: object, *, function: LocalFunction = function, **invoke: object) -> Story:
+        return delivered(
+            function, SqsEventSource(deployment.sqs, deployment.work_queue), event, **invoke
+        )
+
+    return run
 
 
 @pytest.fixture

@@ -14,11 +14,15 @@ from aws_lambda_powertools import Logger, Metrics
 from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import DeadLetterWriteError, FanOutError, FollowUpError
 from glider_trigger.domain.follow import OutcomeFollower
-from glider_trigger.domain.ports import NO_HISTORY, History, MessageQueue, RebalancingApi
+from glider_trigger.domain.follow_ups import FollowUpDelivery
+from glider_trigger.domain.intake import Intake
+from glider_trigger.domain.letterbox import LetterBox
+from glider_trigger.domain.ports import NO_HISTORY, NO_OUTCOME_EVENTS, History, RebalancingApi
 from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.domain.trigger import RebalanceTrigger
-from glider_trigger.inbound.entry import LambdaEntry
+from glider_trigger.inbound.entry import LambdaEntry, Routes
+from glider_trigger.inbound.events import follow_up_queue_parser, work_queue_parser
 from glider_trigger.inbound.queues import QueueRoles
 from glider_trigger.inbound.sqs_batch import SqsBatchHandler
 from glider_trigger.inbound.visibility import WorkQueueVisibility
@@ -88,29 +92,40 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
             pacing=pacing,
             history=history,
         )
+    letterbox = LetterBox(dead_letters, guard, telemetry, events or NO_OUTCOME_EVENTS)
+    work_queue = QueueWriter(settings.work_queue_url, client=aws.sqs, error_type=FanOutError)
     service = DeliveryService(
         RebalanceTrigger(api, api_keys, policy, pacing=pacing, reconciler=reconciler),
         guard,
-        dead_letters,
+        letterbox,
+        work_queue,
         telemetry,
         rules=DeliveryRules(
             max_concurrency=settings.max_concurrency,
-            fanout_threshold=settings.fanout_threshold,
             max_receive_count=settings.max_receive_count,
         ),
-        work_queue=_work_queue(settings, aws, logger),
         follower=follower,
         history=history,
-        events=events,
     )
-    return LambdaEntry(
-        service,
+    visibility = WorkQueueVisibility(client=aws.sqs)
+    follow_ups = FollowUpDelivery(
+        follower, letterbox, telemetry, max_concurrency=settings.max_concurrency
+    )
+    routes = Routes(
+        Intake(work_queue, letterbox, telemetry, parallelism=settings.max_concurrency),
         SqsBatchHandler(
             service,
-            WorkQueueVisibility(client=aws.sqs),
+            work_queue_parser(default_skip=settings.default_skip_schedule_validation),
+            visibility,
             telemetry,
-            queues=QueueRoles(settings.follow_up_queue_url),
-            default_skip=settings.default_skip_schedule_validation,
+        ),
+        SqsBatchHandler(follow_ups, follow_up_queue_parser, visibility, telemetry),
+        QueueRoles(settings.follow_up_queue_url),
+    )
+    return LambdaEntry(
+        routes,
+        begin=lambda deadline, request_id, lifetime: service.begin(
+            deadline, request_id=request_id, lifetime_seconds=lifetime
         ),
         on_invocation=guard.register,
         deadline_margin_seconds=settings.deadline_safety_margin_seconds,
@@ -128,16 +143,6 @@ def _glider(settings: Settings, pacing: RateLimiter, telemetry: Telemetry) -> Re
     if settings.glider_api_version is ApiVersion.V2:
         return GliderV2Client(session, rate_limiter=pacing, on_ignored=telemetry.option_ignored)
     return GliderV1Client(session, rate_limiter=pacing)
-
-
-def _work_queue(settings: Settings, aws: AwsClients, logger: Logger) -> MessageQueue | None:
-    if settings.work_queue_url is None:
-        logger.warning(
-            "WORK_QUEUE_URL is not set: inputs with more than FANOUT_THRESHOLD ids are "
-            "triggered inline instead of fanned out"
-        )
-        return None
-    return QueueWriter(settings.work_queue_url, client=aws.sqs, error_type=FanOutError)
 
 
 def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGuard | NoGuard:

@@ -86,6 +86,8 @@ class Settings:
     )
     api_key_secret_id: str = _required("GLIDER_API_KEY_SECRET_ID", Kind.TEXT)
     dlq_url: str = _required("DLQ_URL", Kind.QUEUE_URL)
+    # Every trigger runs from the work queue: an event's portfolios are queued there.
+    work_queue_url: str = _required("WORK_QUEUE_URL", Kind.QUEUE_URL)
     glider_api_version: ApiVersion = _setting(  # noqa: RUF009 - a dataclasses.field
         ApiVersion.V1, "GLIDER_API_VERSION", Kind.CHOICE, choices=ApiVersion
     )
@@ -131,8 +133,6 @@ class Settings:
     rate_limit_per_second: float | None = _setting(
         None, "RATE_LIMIT_PER_SECOND", Kind.FLOAT, low=0.01, high=10_000
     )
-    fanout_threshold: int = _setting(50, "FANOUT_THRESHOLD", Kind.INT, low=1, high=100_000)
-    work_queue_url: str | None = _setting(None, "WORK_QUEUE_URL", Kind.QUEUE_URL)
     # The work queue's maxReceiveCount: on a record's last receive the function dead-letters
     # what is left itself (letters that name the delivery) instead of leaving the record to
     # the redrive. None: the redrive has the last word.

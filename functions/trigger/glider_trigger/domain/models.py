@@ -253,6 +253,16 @@ AttributeValue = str | int | float
 
 
 @dataclass(frozen=True)
+class Message:
+    """An input carried by a message that its queue delivers again unless it is settled. What
+    its earlier receives may have started is the guard's record, never inferred from these."""
+
+    message_id: str
+    body: str
+    receive_count: int = 1  # this is the n-th receive
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     """A message for a queue: a body that is a valid input of this function, attributes that
     say why it was written, and a delay before it becomes visible (0 to the queue's limit)."""

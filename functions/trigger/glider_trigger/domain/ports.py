@@ -123,6 +123,19 @@ class OutcomeEvents(Protocol):
         ...
 
 
+class NoOutcomeEvents:
+    """No outcome bus configured: nothing is announced (the letters and logs remain)."""
+
+    def publish(self, report: OutcomeReport) -> None:
+        pass
+
+    def trigger_failed(self, letters: Sequence[FailedTriggerLetter]) -> None:
+        pass
+
+
+NO_OUTCOME_EVENTS: Final = NoOutcomeEvents()
+
+
 class History(Protocol):
     """Each trigger and each final outcome written down for the operator (`glider-trigger
     history`): one write each. Never raises: a record that cannot be written is reported by
@@ -226,7 +239,7 @@ class Telemetry(Protocol):
 
     def unparsable(self, error: TriggerError, source: InputSource) -> None: ...
 
-    def fanned_out(self, count: int, queue_url: str, source: InputSource) -> None: ...
+    def queued(self, count: int, queue_url: str, source: InputSource) -> None: ...
 
     def deferred(self, count: int, delay_seconds: int, queue_url: str) -> None: ...
 

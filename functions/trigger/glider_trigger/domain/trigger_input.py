@@ -1,6 +1,6 @@
 """The trigger-input contract: what an input of this function looks like, in one place.
 
-The function parses it, writes it (dead letters, deferrals, fan-out messages), and `tools/dlq.py`
+The function parses it, writes it (queued portfolios, dead letters, deferrals), and `tools/dlq.py`
 and the chaos harness read it, all through this module; `docs/schemas/trigger-input.schema.json`
 states it for upstream producers (a test keeps the two in step).
 
@@ -55,6 +55,8 @@ MAY_HAVE_STARTED: Final = "mayHaveStarted"
 FOLLOW_UP: Final = "followUp"
 SCHEDULE_ARN: Final = "scheduleArn"
 SCHEDULED_TIME: Final = "scheduledTime"
+# What a delivery's own messages carry of where it began: a schedule's run.
+CARRIED_METADATA: Final = (SCHEDULE_ARN, SCHEDULED_TIME)
 # Metadata is only echoed into logs: keep it short.
 METADATA_FIELDS: Final = (SCHEDULE_ARN, SCHEDULED_TIME, IDEMPOTENCY_KEY)
 MAX_METADATA_CHARS: Final = 256
@@ -137,6 +139,7 @@ def trigger_input(
     delivery_key: str | None = None,
     idempotency_key: str | None = None,
     may_have_started: Sequence[Window] = (),
+    metadata: Mapping[str, str] | None = None,
 ) -> str:
     """The body of one portfolio's input: what the function writes to its DLQ and work queue.
     `delivery_key` names the very delivery the portfolio belongs to (a dead letter, a deferral:
@@ -150,6 +153,10 @@ def trigger_input(
         body[DELIVERY_KEY_FIELD] = delivery_key
     if idempotency_key is not None:
         body[IDEMPOTENCY_KEY] = idempotency_key
+    # Where the delivery began (a schedule's run), carried for the logs of what it triggers.
+    for name in CARRIED_METADATA:
+        if metadata and name in metadata:
+            body[name] = metadata[name]
     # One window holding them all: a body stays one simple shape (schemas/trigger-input).
     held = hull(may_have_started)
     if held is not None:
@@ -161,14 +168,16 @@ def trigger_input(
 
 
 def resumed_input(request: TriggerRequest, *, may_have_started: Sequence[Window] = ()) -> str:
-    """One portfolio of a delivery, to be taken up again later as part of that same delivery
-    (a dead letter, a deferral): it carries the delivery's key, and when an attempt of it may
-    have started a rebalance whose answer was lost."""
+    """One portfolio of a delivery, to be taken up (again) as part of that same delivery: an
+    event's portfolio queued, a message split, a dead letter, a deferral. It carries the
+    delivery's key, the schedule run it began with, and when an attempt of it may have started
+    a rebalance whose answer was lost."""
     return trigger_input(
         request.portfolio_id,
         request.skip_schedule_validation,
         delivery_key=request.source.dedupe_key,
         may_have_started=may_have_started,
+        metadata=request.source.metadata,
     )
 
 

@@ -13,11 +13,12 @@ Nothing here raises anything but InvalidInputError.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from glider_trigger.domain import trigger_input
 from glider_trigger.domain.errors import InvalidInputError
 from glider_trigger.domain.models import FollowUp, InputSource, ParsedInput, SourceKind
-from glider_trigger.inbound.queues import QueueRole
+from glider_trigger.inbound.sqs_batch import SqsRecord
 
 
 def is_sqs_event(event: object) -> bool:
@@ -42,15 +43,17 @@ def source_of_event(event: object) -> InputSource:
     return trigger_input.source_of(event)
 
 
-def parse_record_body(
-    body: object, *, queue: QueueRole, message_id: str, default_skip: bool
-) -> ParsedInput | FollowUp:
-    """Parse one SQS record's body as the kind its queue takes. A body of the other kind is
-    malformed there: the follow-up queue is no second way to trigger, and a follow-up is
-    followed only from the follow-up queue."""
-    if queue is QueueRole.FOLLOW_UP:
-        return parse_follow_up_body(body)
-    return parse_sqs_body(body, message_id=message_id, default_skip=default_skip)
+def work_queue_parser(*, default_skip: bool) -> Callable[[SqsRecord], ParsedInput]:
+    """How the work queue's records (and any queue's but the follow-up queue's) are read."""
+    return lambda record: parse_sqs_body(
+        record.body, message_id=record.message.message_id, default_skip=default_skip
+    )
+
+
+def follow_up_queue_parser(record: SqsRecord) -> FollowUp:
+    """How the follow-up queue's records are read: the follow-up queue is no second way to
+    trigger, and a follow-up is followed only from the follow-up queue."""
+    return parse_follow_up_body(record.body)
 
 
 def parse_sqs_body(body: object, *, message_id: str, default_skip: bool) -> ParsedInput:

@@ -1,27 +1,40 @@
-"""SQS batches: each record's body read as the kind its queue takes, every record's portfolios
-triggered at once, each record then settled on its own, and a partial batch response
-(ReportBatchItemFailures) listing the records SQS should deliver again.
+"""One queue's SQS records: each body read as the kind its queue takes, all of them prepared at
+once (their portfolios triggered, or their rebalances looked at, on one worker pool), each then
+settled on its own, and the ids of those SQS should deliver again (ReportBatchItemFailures).
 
-The response is built here rather than by Powertools' batch processor: the processor calls a
-handler per record, while the records' triggers must share one worker pool (prepared together,
-settled one by one), which left it nothing to do but format this list.
+The same mechanics serve the work queue (domain/delivery.py) and the follow-up queue
+(domain/follow_ups.py): a `QueueWork` prepares and settles, this adapter turns a settlement
+into a kept record or a visibility timeout. Powertools' batch processor calls a handler per
+record, while the records' work must share one worker pool: it would only format the list.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from glider_trigger.domain.delivery import DeferralError, DeliveryService, Message, PreparedMessage
 from glider_trigger.domain.errors import InvalidInputError, QueueWriteError
+from glider_trigger.domain.fate import Settlement
 from glider_trigger.domain.invocation import Invocation
-from glider_trigger.domain.models import FollowUp, ParsedInput
+from glider_trigger.domain.models import Message
 from glider_trigger.domain.ports import Telemetry
-from glider_trigger.inbound.events import parse_record_body
-from glider_trigger.inbound.queues import QueueRoles
 from glider_trigger.inbound.visibility import PostponeError, WorkQueueVisibility
+
+_Parsed = TypeVar("_Parsed")
+_Parsed_contra = TypeVar("_Parsed_contra", contravariant=True)
+_Prepared = TypeVar("_Prepared")
+
+
+class QueueWork(Protocol[_Parsed_contra, _Prepared]):
+    def prepare(
+        self,
+        messages: Sequence[tuple[Message, _Parsed_contra | InvalidInputError]],
+        invocation: Invocation,
+    ) -> list[_Prepared]: ...
+
+    def settle(self, record: _Prepared, invocation: Invocation) -> Settlement: ...
 
 
 @dataclass(frozen=True)
@@ -46,50 +59,41 @@ class SqsRecord:
         )
 
 
-class SqsBatchHandler:
+class SqsBatchHandler(Generic[_Parsed, _Prepared]):
     def __init__(
         self,
-        service: DeliveryService,
+        work: QueueWork[_Parsed, _Prepared],
+        parse: Callable[[SqsRecord], _Parsed],
         visibility: WorkQueueVisibility,
         telemetry: Telemetry,
-        *,
-        queues: QueueRoles,
-        default_skip: bool,
     ) -> None:
-        self._service = service
+        self._work = work
+        self._parse = parse  # raises InvalidInputError for a body its queue does not take
         self._visibility = visibility
         self._telemetry = telemetry
-        self._queues = queues
-        self._default_skip = default_skip
 
-    def handle(self, event: Mapping[str, Any], invocation: Invocation) -> dict[str, Any]:
-        records = [SqsRecord.of(record) for record in event["Records"]]
-        prepared = self._service.trigger_messages(
-            [(record.message, self._parse(record)) for record in records], invocation
+    def handle(self, records: Sequence[SqsRecord], invocation: Invocation) -> set[str]:
+        """The message ids SQS should deliver again."""
+        prepared = self._work.prepare(
+            [(record.message, self._parsed(record)) for record in records], invocation
         )
-        failures = [
-            {"itemIdentifier": record.message.message_id}
+        return {
+            record.message.message_id
             for record, work in zip(records, prepared, strict=True)
             if not self._settled(record, work, invocation)
-        ]
-        return {"batchItemFailures": failures}
+        }
 
-    def _parse(self, record: SqsRecord) -> ParsedInput | FollowUp | InvalidInputError:
+    def _parsed(self, record: SqsRecord) -> _Parsed | InvalidInputError:
         try:
-            return parse_record_body(
-                record.body,
-                queue=self._queues.of(record.queue_arn),
-                message_id=record.message.message_id,
-                default_skip=self._default_skip,
-            )
+            return self._parse(record)
         except InvalidInputError as exc:
             return exc
 
-    def _settled(self, record: SqsRecord, work: PreparedMessage, invocation: Invocation) -> bool:
+    def _settled(self, record: SqsRecord, work: _Prepared, invocation: Invocation) -> bool:
         """Whether the record leaves the queue; False when SQS should deliver it again."""
         try:
-            settlement = self._service.settle(work, invocation)
-        except (QueueWriteError, DeferralError):
+            settlement = self._work.settle(work, invocation)
+        except QueueWriteError:
             return False  # logged where it happened; SQS keeps the record
         except Exception:  # noqa: BLE001 - a bug costs this record a redelivery, not the batch
             self._telemetry.record_failed(record.message.message_id)
@@ -116,12 +120,7 @@ class SqsBatchHandler:
 
 def _receive_count(record: Mapping[str, Any]) -> int:
     """ApproximateReceiveCount, clamped to at least 1 (absent or unreadable: the first)."""
-    raw = _attribute_number(record, "ApproximateReceiveCount")
-    return max(1, raw) if raw is not None else 1
-
-
-def _attribute_number(record: Mapping[str, Any], name: str) -> int | None:
-    """One of the record's system attributes, when it is a string of ASCII digits."""
     attributes = record.get("attributes")
-    raw = attributes.get(name) if isinstance(attributes, dict) else None
-    return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() else None
+    raw = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    digits = isinstance(raw, str) and raw.isascii() and raw.isdigit()
+    return max(1, int(raw)) if digits and isinstance(raw, str) else 1

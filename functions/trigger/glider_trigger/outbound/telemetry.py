@@ -40,7 +40,7 @@ METRIC_TRIGGERED = "RebalancesTriggered"
 METRIC_FAILED = "TriggerFailures"  # with a FailureClass dimension
 METRIC_DEAD_LETTERED = "DeadLettered"
 METRIC_DUPLICATES = "DuplicateDeliveriesSkipped"
-METRIC_FANNED_OUT = "PortfolioIdsFannedOut"
+METRIC_QUEUED = "PortfoliosQueued"
 METRIC_SYSTEMIC = "SystemicFailures"  # one per systemic error seen, not per id it stopped
 METRIC_API_LATENCY = "GliderApiLatency"
 METRIC_ID_UNKNOWN = "TriggeredWithoutRebalanceId"  # accepted (2xx) but the answer was cut off
@@ -158,11 +158,11 @@ class Telemetry:
             },
         )
 
-    def fanned_out(self, count: int, queue_url: str, source: InputSource) -> None:
-        self._metrics.add_metric(METRIC_FANNED_OUT, MetricUnit.Count, count)
+    def queued(self, count: int, queue_url: str, source: InputSource) -> None:
+        self._metrics.add_metric(METRIC_QUEUED, MetricUnit.Count, count)
         self._logger.info(
-            "Input fanned out to the work queue",
-            extra={"fanned_out": count, "work_queue_url": queue_url, **source_fields(source)},
+            "Input queued: one work-queue message per portfolio",
+            extra={"queued": count, "work_queue_url": queue_url, **source_fields(source)},
         )
 
     def deferred(self, count: int, delay_seconds: int, queue_url: str) -> None:
@@ -178,7 +178,7 @@ class Telemetry:
 
     def fan_out_failed(self, queue_url: str, messages: int) -> None:
         self._logger.exception(
-            "Fan-out to the work queue failed; the invocation fails so that it is retried",
+            "Queueing portfolios to the work queue failed; the input is delivered again",
             extra={"work_queue_url": queue_url, "messages": messages},
         )
 

@@ -15,6 +15,7 @@ from typing import Final
 
 from glider_trigger.domain.errors import (
     ApiError,
+    ApiFacts,
     FailureClass,
     RebalanceFailedError,
     TriggerError,
@@ -89,25 +90,42 @@ def _attributes(
     source: InputSource,
     now: datetime | None,
 ) -> dict[str, AttributeValue]:
-    facts = error.facts if isinstance(error, ApiError) else None
     failed_at = now or datetime.now(UTC)
+    return _fitted(
+        [
+            ("failureClass", failure_class.value),
+            ("reason", error.reason),
+            ("detail", str(error)[:_MAX_DETAIL_CHARS] or error.reason),
+            ("attempts", attempts),
+            ("source", _source_ref(source)),
+            ("failedAt", failed_at.isoformat(timespec="milliseconds")),
+            *_api_facts(error, failed_at),
+        ]
+    )
+
+
+def _source_ref(source: InputSource) -> str:
+    ref = source.delivery_id or source.metadata.get("scheduleArn")
+    return f"{source.kind.value}:{ref}" if ref else source.kind.value
+
+
+def _api_facts(error: TriggerError, failed_at: datetime) -> list[tuple[str, AttributeValue | None]]:
+    """What Glider said, when it said anything."""
+    facts = error.facts if isinstance(error, ApiError) else ApiFacts()
     wait = error.retry_after_seconds
-    retry_at = failed_at + timedelta(seconds=wait) if wait else None
-    source_ref = source.delivery_id or source.metadata.get("scheduleArn")
-    candidates: list[tuple[str, AttributeValue | None]] = [
-        ("failureClass", failure_class.value),
-        ("reason", error.reason),
-        ("detail", str(error)[:_MAX_DETAIL_CHARS] or error.reason),
-        ("attempts", attempts),
-        ("source", f"{source.kind.value}:{source_ref}" if source_ref else source.kind.value),
-        ("failedAt", failed_at.isoformat(timespec="milliseconds")),
-        ("httpStatus", facts.http_status if facts else None),
+    retry_at = (failed_at + timedelta(seconds=wait)).isoformat(timespec="seconds") if wait else None
+    return [
+        ("httpStatus", facts.http_status),
         # When Glider said a retry may succeed: a replay before then is likely to fail again.
-        ("retryAt", retry_at.isoformat(timespec="seconds") if retry_at else None),
-        ("apiErrorCode", facts.code if facts else None),
-        ("gliderRequestId", facts.request_id if facts else None),
-        ("gliderCorrelationId", facts.correlation_id if facts else None),
+        ("retryAt", retry_at),
+        ("apiErrorCode", facts.code),
+        ("gliderRequestId", facts.request_id),
+        ("gliderCorrelationId", facts.correlation_id),
     ]
+
+
+def _fitted(candidates: list[tuple[str, AttributeValue | None]]) -> dict[str, AttributeValue]:
+    """The present attributes, at most MAX_ATTRIBUTES; the rest folded into "detail"."""
     present = [(name, value) for name, value in candidates if value not in (None, "")]
     kept: dict[str, AttributeValue] = {
         name: value for name, value in present[:MAX_ATTRIBUTES] if value is not None

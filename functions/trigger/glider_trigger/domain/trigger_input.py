@@ -226,23 +226,8 @@ def parse_follow_up(payload: Mapping[str, Any], *, now: float | None = None) -> 
     received_at = time.time() if now is None else now
     inner = payload[FOLLOW_UP]
     fields = inner if isinstance(inner, dict) else {}
-    rebalance_id = fields.get("rebalanceId")
     triggered_at = epoch_of(fields.get("triggeredAt"))
-    number = fields.get("number")
-    skip = fields.get(SKIP_SCHEDULE_VALIDATION, False)
-    key = fields.get(DELIVERY_KEY_FIELD)
-    api_version = fields.get(API_VERSION_FIELD)
-    if (
-        not isinstance(rebalance_id, str)
-        or not 0 < len(rebalance_id) <= MAX_REBALANCE_ID_CHARS
-        or triggered_at is None
-        or not isinstance(number, int)
-        or isinstance(number, bool)
-        or number < 1
-        or not isinstance(skip, bool)
-        or not (key is None or (isinstance(key, str) and key))
-        or not (api_version is None or (isinstance(api_version, str) and api_version))
-    ):
+    if triggered_at is None or not _valid_follow_up(fields):
         raise InvalidInputError(
             f"{FOLLOW_UP} must hold portfolioId, rebalanceId, triggeredAt (ISO 8601) and number "
             "(1 or more) (it is the function's own message)"
@@ -253,7 +238,33 @@ def parse_follow_up(payload: Mapping[str, Any], *, now: float | None = None) -> 
         raise InvalidInputError(f"{FOLLOW_UP}: {exc}") from exc
     if triggered_at > received_at + FOLLOW_UP_CLOCK_SKEW_SECONDS:
         triggered_at = received_at
-    return FollowUp(portfolio_id, rebalance_id, skip, key, triggered_at, number, api_version)
+    return FollowUp(
+        portfolio_id,
+        fields["rebalanceId"],
+        fields.get(SKIP_SCHEDULE_VALIDATION, False),
+        fields.get(DELIVERY_KEY_FIELD),
+        triggered_at,
+        fields["number"],
+        fields.get(API_VERSION_FIELD),
+    )
+
+
+def _valid_follow_up(fields: Mapping[str, Any]) -> bool:
+    """Every field of a follow-up but its portfolio id and time, of its type and range."""
+    rebalance_id, number = fields.get("rebalanceId"), fields.get("number")
+    return (
+        isinstance(rebalance_id, str)
+        and 0 < len(rebalance_id) <= MAX_REBALANCE_ID_CHARS
+        and type(number) is int
+        and number >= 1
+        and isinstance(fields.get(SKIP_SCHEDULE_VALIDATION, False), bool)
+        and _optional_text(fields.get(DELIVERY_KEY_FIELD))
+        and _optional_text(fields.get(API_VERSION_FIELD))
+    )
+
+
+def _optional_text(value: object) -> bool:
+    return value is None or (isinstance(value, str) and bool(value))
 
 
 def validate_portfolio_id(portfolio_id: object) -> str:

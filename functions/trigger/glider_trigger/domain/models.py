@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
 from glider_trigger.domain.errors import DuplicateInProgressError, FailureClass, TriggerError
+
+# The metadata field that carries a delivery's origin (domain/trigger_input.py writes it).
+ORIGIN_FIELD: Final = "origin"
 
 
 class SourceKind(StrEnum):
@@ -28,6 +32,15 @@ class InputSource:
     # What makes a second delivery of the same work recognisable (see trigger_input.py); None
     # when only the Lambda request id can tell, which the inbound adapter then uses.
     dedupe_key: str | None = None
+
+    @property
+    def origin(self) -> SourceKind:
+        """The kind of input the delivery began as: this one's, unless one of the delivery's
+        own messages carries it (an event's portfolio queued, a split, a letter replayed)."""
+        try:
+            return SourceKind(self.metadata.get(ORIGIN_FIELD, self.kind))
+        except ValueError:  # not a kind: someone else's field, only echoed into logs
+            return self.kind
 
 
 @dataclass(frozen=True)

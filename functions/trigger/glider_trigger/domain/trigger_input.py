@@ -29,6 +29,7 @@ from typing import Any, Final, TypeGuard
 
 from glider_trigger.domain.errors import InvalidInputError, InvalidPortfolioIdError
 from glider_trigger.domain.models import (
+    ORIGIN_FIELD,
     FollowUp,
     InputSource,
     ParsedInput,
@@ -55,10 +56,13 @@ MAY_HAVE_STARTED: Final = "mayHaveStarted"
 FOLLOW_UP: Final = "followUp"
 SCHEDULE_ARN: Final = "scheduleArn"
 SCHEDULED_TIME: Final = "scheduledTime"
-# What a delivery's own messages carry of where it began: a schedule's run.
-CARRIED_METADATA: Final = (SCHEDULE_ARN, SCHEDULED_TIME)
+# The function's own: the kind of input its delivery began as (a SourceKind value), carried by
+# the delivery's own messages so that logs and the history say "schedule", not "sqs".
+ORIGIN: Final = ORIGIN_FIELD
+# What a delivery's own messages carry of where it began: its origin and a schedule's run.
+CARRIED_METADATA: Final = (ORIGIN, SCHEDULE_ARN, SCHEDULED_TIME)
 # Metadata is only echoed into logs: keep it short.
-METADATA_FIELDS: Final = (SCHEDULE_ARN, SCHEDULED_TIME, IDEMPOTENCY_KEY)
+METADATA_FIELDS: Final = (SCHEDULE_ARN, SCHEDULED_TIME, IDEMPOTENCY_KEY, ORIGIN)
 MAX_METADATA_CHARS: Final = 256
 
 # Opaque ids seen so far look like `port_abc123` or `ao04x0r6`. Letters, digits, `_` and `-`
@@ -177,7 +181,7 @@ def resumed_input(request: TriggerRequest, *, may_have_started: Sequence[Window]
         request.skip_schedule_validation,
         delivery_key=request.source.dedupe_key,
         may_have_started=may_have_started,
-        metadata=request.source.metadata,
+        metadata={**request.source.metadata, ORIGIN: request.source.origin.value},
     )
 
 

@@ -116,7 +116,7 @@ def of_trigger(outcome: Outcome, at: float) -> HistoryEntry:
         at=at,
         portfolio_id=request.portfolio_id,
         kind=Kind.TRIGGER,
-        source=request.source.kind.value,
+        source=request.source.origin.value,
         outcome=kind_of(outcome).value,
         reason=reason,
         rebalance_id=rebalance_id,

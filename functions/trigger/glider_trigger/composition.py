@@ -108,9 +108,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         history=history,
     )
     visibility = WorkQueueVisibility(client=aws.sqs)
-    follow_ups = FollowUpDelivery(
-        follower, letterbox, telemetry, max_concurrency=settings.max_concurrency
-    )
+    follow_ups = FollowUpDelivery(follower, letterbox, max_concurrency=settings.max_concurrency)
     routes = Routes(
         Intake(work_queue, letterbox, telemetry, parallelism=settings.max_concurrency),
         SqsBatchHandler(

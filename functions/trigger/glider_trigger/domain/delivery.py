@@ -46,9 +46,9 @@ from glider_trigger.domain.ports import (
     NO_HISTORY,
     Attempts,
     Deadline,
+    DeliveryReports,
     History,
     MessageQueue,
-    Telemetry,
     TriggerGuard,
 )
 from glider_trigger.domain.trigger import RebalanceTrigger
@@ -89,7 +89,7 @@ class DeliveryService:
         guard: TriggerGuard,
         letterbox: LetterBox,
         work_queue: MessageQueue,
-        telemetry: Telemetry,
+        telemetry: DeliveryReports,
         *,
         rules: DeliveryRules,
         follower: OutcomeFollower | None = None,
@@ -132,7 +132,6 @@ class DeliveryService:
         the message is then delivered again."""
         parsed = record.parsed
         if isinstance(parsed, InvalidInputError):
-            self._telemetry.received(0)
             source = InputSource(SourceKind.SQS, delivery_id=record.message.message_id)
             self._letterbox.unparsable(record.message.body, parsed, source)
             return SETTLED

@@ -41,13 +41,13 @@ from glider_trigger.domain.ports import (
     NO_HISTORY,
     ApiKeySource,
     Deadline,
+    FollowReports,
     History,
     MessageQueue,
     OutcomeEvents,
     OutcomeReport,
     Pacing,
     RebalancingApi,
-    Telemetry,
     TriggerGuard,
 )
 from glider_trigger.domain.slots import CallSlots
@@ -83,7 +83,7 @@ class OutcomeFollower:
         api: RebalancingApi,
         api_keys: ApiKeySource,
         guard: TriggerGuard,
-        telemetry: Telemetry,
+        telemetry: FollowReports,
         *,
         follow_ups: MessageQueue,
         dead_letters: MessageQueue,

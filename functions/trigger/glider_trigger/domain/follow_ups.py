@@ -20,7 +20,6 @@ from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.letterbox import LetterBox
 from glider_trigger.domain.models import FollowUp, InputSource, Message, SourceKind
 from glider_trigger.domain.pool import on_pool
-from glider_trigger.domain.ports import Telemetry
 
 
 @dataclass
@@ -36,13 +35,11 @@ class FollowUpDelivery:
         self,
         follower: OutcomeFollower | None,
         letterbox: LetterBox,
-        telemetry: Telemetry,
         *,
         max_concurrency: int,
     ) -> None:
         self._follower = follower
         self._letterbox = letterbox
-        self._telemetry = telemetry
         self._workers = max_concurrency
 
     def prepare(
@@ -61,7 +58,6 @@ class FollowUpDelivery:
     def settle(self, record: PreparedFollowUp, invocation: Invocation) -> Settlement:
         del invocation  # every look was done in prepare
         if isinstance(record.follow_up, InvalidInputError):
-            self._telemetry.received(0)
             source = InputSource(SourceKind.SQS, delivery_id=record.message.message_id)
             self._letterbox.unparsable(record.message.body, record.follow_up, source)
             return SETTLED

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from glider_trigger.domain.errors import FanOutError, InvalidInputError
 from glider_trigger.domain.letterbox import LetterBox
 from glider_trigger.domain.models import InputSource, OutgoingMessage, ParsedInput, RejectedId
-from glider_trigger.domain.ports import MessageQueue, Telemetry
+from glider_trigger.domain.ports import DeliveryReports, MessageQueue
 from glider_trigger.domain.trigger_input import invocation_key, resumed_input
 
 
@@ -39,7 +39,7 @@ class Intake:
         self,
         work_queue: MessageQueue,
         letterbox: LetterBox,
-        telemetry: Telemetry,
+        telemetry: DeliveryReports,
         *,
         parallelism: int,
     ) -> None:
@@ -50,7 +50,6 @@ class Intake:
 
     def refuse(self, raw: str, error: InvalidInputError, source: InputSource) -> Accepted:
         """An event that is not an input: dead-lettered verbatim."""
-        self._telemetry.received(0)
         self._letterbox.unparsable(raw, error, source)
         return Accepted(source, unparsable=error)
 

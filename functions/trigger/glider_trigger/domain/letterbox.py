@@ -18,9 +18,9 @@ from glider_trigger.domain.models import Failed, InputSource, OutgoingMessage, P
 from glider_trigger.domain.ports import (
     NO_OUTCOME_EVENTS,
     FailedTriggerLetter,
+    LetterReports,
     MessageQueue,
     OutcomeEvents,
-    Telemetry,
     TriggerGuard,
 )
 
@@ -30,7 +30,7 @@ class LetterBox:
         self,
         dead_letters: MessageQueue,
         guard: TriggerGuard,
-        telemetry: Telemetry,
+        telemetry: LetterReports,
         events: OutcomeEvents = NO_OUTCOME_EVENTS,
     ) -> None:
         self._dead_letters = dead_letters
@@ -41,6 +41,7 @@ class LetterBox:
     def unparsable(self, raw: str, error: InvalidInputError, source: InputSource) -> None:
         """An input that is not one: dead-lettered verbatim, under where it came from. It names
         no portfolio: the DLQ's new-letter alarm announces it."""
+        self._telemetry.received(0)
         self._send([letters.for_unparsable_input(raw, error, source)])
         self._telemetry.unparsable(error, source)
 

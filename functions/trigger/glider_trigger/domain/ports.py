@@ -228,33 +228,54 @@ class MessageQueue(Protocol):
         ...
 
 
-class Telemetry(Protocol):
-    """What the domain reports: one line per portfolio outcome, counts, and its own troubles."""
+# What the domain reports, split by concern: each use case takes the one it speaks to, and one
+# adapter (outbound/telemetry.py) implements them all.
+
+
+class DeliveryReports(Protocol):
+    """The work queue's and the intake's: one line per portfolio outcome, and counts."""
 
     def received(self, count: int) -> None: ...
 
     def outcome(self, outcome: Outcome, *, action: Next) -> None: ...
 
-    def rejected(self, portfolio_id: object, error: TriggerError, source: InputSource) -> None: ...
-
-    def unparsable(self, error: TriggerError, source: InputSource) -> None: ...
-
     def queued(self, count: int, queue_url: str, source: InputSource) -> None: ...
 
     def deferred(self, count: int, delay_seconds: int, queue_url: str) -> None: ...
 
-    def dead_lettered(self, count: int) -> None: ...
-
-    # The three below are called while the QueueWriteError is handled (its traceback logged).
+    # The two below are called while the QueueWriteError is handled (its traceback logged).
     def fan_out_failed(self, queue_url: str, messages: int) -> None: ...
 
     def deferral_failed(self, queue_url: str, messages: int) -> None: ...
 
-    def dead_letter_write_failed(self, queue_url: str, messages: int) -> None: ...
-
     def unexpected_error(self, portfolio_id: str) -> None:
         """Called while an unforeseen exception is being handled (a bug)."""
         ...
+
+
+class LetterReports(Protocol):
+    """The dead letters': what was rejected, what was written, what could not be."""
+
+    def received(self, count: int) -> None: ...
+
+    def rejected(self, portfolio_id: object, error: TriggerError, source: InputSource) -> None: ...
+
+    def unparsable(self, error: TriggerError, source: InputSource) -> None: ...
+
+    def dead_lettered(self, count: int) -> None: ...
+
+    def dead_letter_write_failed(self, queue_url: str, messages: int) -> None:
+        """Called while the QueueWriteError is handled (its traceback logged)."""
+        ...
+
+    def letter_events_not_put(self, letters: Sequence[FailedTriggerLetter]) -> None:
+        """Called while the error of failed-trigger events that could not be put is handled
+        (their letters are written)."""
+        ...
+
+
+class BatchReports(Protocol):
+    """An SQS batch's: a record postponed for a Retry-After, or failed by a bug."""
 
     def postponed(self, delivery_id: str, visibility_timeout_seconds: int) -> None: ...
 
@@ -264,6 +285,10 @@ class Telemetry(Protocol):
         """Called while the exception that failed a message's settlement is being handled."""
         ...
 
+
+class ReconcileReports(Protocol):
+    """Looking for a lost answer's rebalance."""
+
     def reconcile_failed(self, portfolio_id: str, error: TriggerError) -> None:
         """The API's list of recent rebalances could not be read: the trigger is sent again."""
         ...
@@ -272,17 +297,16 @@ class Telemetry(Protocol):
         """The key may not read the list: reconciling stops in this execution environment."""
         ...
 
+
+class FollowReports(Protocol):
+    """Following a rebalance to its outcome."""
+
     def rebalance_outcome(self, report: OutcomeReport) -> None:
         """A followed rebalance's final outcome: its one log line and metrics."""
         ...
 
     def event_not_put(self, report: OutcomeReport) -> None:
         """Called while the error of an outcome event that could not be put is handled."""
-        ...
-
-    def letter_events_not_put(self, letters: Sequence[FailedTriggerLetter]) -> None:
-        """Called while the error of failed-trigger events that could not be put is handled
-        (their letters are written)."""
         ...
 
     def looked(self, follow_up: FollowUp) -> None:
@@ -299,4 +323,8 @@ class Telemetry(Protocol):
 
     def follow_up_not_sent(self, queue_url: str, messages: int) -> None:
         """Called while the QueueWriteError is handled: those rebalances are not followed."""
+        ...
+
+    def dead_letter_write_failed(self, queue_url: str, messages: int) -> None:
+        """Called while a failed rebalance's letter could not be written."""
         ...

@@ -29,8 +29,8 @@ from glider_trigger.domain.ports import (
     Pacing,
     RebalancingApi,
     RecentRebalances,
+    ReconcileReports,
     StartedRebalance,
-    Telemetry,
 )
 from glider_trigger.domain.slots import CallSlots
 
@@ -49,7 +49,7 @@ class Reconciler:
     def __init__(
         self,
         api: RebalancingApi,
-        telemetry: Telemetry,
+        telemetry: ReconcileReports,
         *,
         clock: Callable[[], float] = time.time,
         pacing: Pacing | None = None,

@@ -19,7 +19,7 @@ from glider_trigger.domain.errors import InvalidInputError, QueueWriteError
 from glider_trigger.domain.fate import Settlement
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import Message
-from glider_trigger.domain.ports import Telemetry
+from glider_trigger.domain.ports import BatchReports
 from glider_trigger.inbound.visibility import PostponeError, WorkQueueVisibility
 
 _Parsed = TypeVar("_Parsed")
@@ -65,7 +65,7 @@ class SqsBatchHandler(Generic[_Parsed, _Prepared]):
         work: QueueWork[_Parsed, _Prepared],
         parse: Callable[[SqsRecord], _Parsed],
         visibility: WorkQueueVisibility,
-        telemetry: Telemetry,
+        telemetry: BatchReports,
     ) -> None:
         self._work = work
         self._parse = parse  # raises InvalidInputError for a body its queue does not take

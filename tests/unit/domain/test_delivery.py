@@ -18,6 +18,7 @@ from glider_trigger.domain.delivery import (
     Settlement,
 )
 from glider_trigger.domain.errors import (
+    Certainty,
     DeadLetterWriteError,
     FailureClass,
     FanOutError,
@@ -46,7 +47,9 @@ from tests.fakes.telemetry import RecordingTelemetry
 RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
 NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
 DOWN = refused("SERVER_ERROR", FailureClass.TRANSIENT)
-UNEXPECTED_2XX = refused("UNEXPECTED_RESPONSE", FailureClass.PERMANENT, settles=True)
+UNEXPECTED_2XX = refused(
+    "UNEXPECTED_RESPONSE", FailureClass.PERMANENT, certainty=Certainty.ACTED_UNREADABLE
+)
 LIFETIME = 60.0
 
 
@@ -405,8 +408,7 @@ def test_a_bug_while_triggering_costs_one_portfolio_a_retry_not_the_batch() -> N
 
 
 def test_a_letter_after_lost_answers_tells_its_replay_when_to_look() -> None:
-    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT)
-    lost.maybe_delivered = True
+    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT, certainty=Certainty.LOST)
     world = World(FakeApi(then=lost), max_receive_count=1)
 
     world.message({"portfolioId": "p1"})
@@ -433,8 +435,7 @@ def test_a_deferral_carries_no_window_guessed_from_the_holders_lifetime() -> Non
 
 
 def test_a_redelivery_looks_for_exactly_what_its_earlier_receive_recorded() -> None:
-    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT)
-    lost.maybe_delivered = True
+    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT, certainty=Certainty.LOST)
     world = World(FakeApi(lost, RECEIPT), max_attempts=1)
     message = Message("m-1", json.dumps({"portfolioId": "p1"}), 1)
     parsed = parse_sqs_body(message.body, message_id="m-1", default_skip=False)

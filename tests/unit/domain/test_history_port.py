@@ -8,6 +8,7 @@ import json
 
 from glider_trigger.domain.delivery import DeliveryRules, DeliveryService, Message
 from glider_trigger.domain.errors import (
+    Certainty,
     DeadLetterWriteError,
     FailureClass,
     FanOutError,
@@ -37,7 +38,9 @@ from tests.fakes.telemetry import RecordingTelemetry
 RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
 DOWN = refused("SERVER_ERROR", FailureClass.TRANSIENT)
 NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
-UNEXPECTED_2XX = refused("UNEXPECTED_RESPONSE", FailureClass.PERMANENT, settles=True)
+UNEXPECTED_2XX = refused(
+    "UNEXPECTED_RESPONSE", FailureClass.PERMANENT, certainty=Certainty.ACTED_UNREADABLE
+)
 
 
 class World:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from glider_trigger.domain.errors import ApiError, FailureClass
+from glider_trigger.domain.errors import ApiError, Certainty, FailureClass
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import (
     Failed,
@@ -32,11 +32,13 @@ LOST = ApiError(
     "connection reset after the request was sent",
     reason="CONNECTION_ERROR",
     failure_class=FailureClass.TRANSIENT,
-    answered=False,
-    maybe_delivered=True,
+    certainty=Certainty.LOST,
 )
 SERVER_ERROR = ApiError(
-    "HTTP 503", reason="SERVER_ERROR", failure_class=FailureClass.TRANSIENT, uncertain=True
+    "HTTP 503",
+    reason="SERVER_ERROR",
+    failure_class=FailureClass.TRANSIENT,
+    certainty=Certainty.UNPROVEN,
 )
 RATE_LIMITED = refused("RATE_LIMITED", FailureClass.TRANSIENT, retry_after_seconds=0.1)
 FORBIDDEN = refused("FORBIDDEN", FailureClass.SYSTEMIC)

@@ -8,6 +8,7 @@ import pytest
 
 from glider_trigger.domain.errors import (
     ApiError,
+    Certainty,
     FailureClass,
     NotAttemptedError,
     SecretUnavailableError,
@@ -50,7 +51,7 @@ def server_error(request_id: str | None = None) -> ApiError:
 
 
 def timeout() -> ApiError:
-    return unreachable("read timeout", timed_out=True, maybe_delivered=True)
+    return unreachable("read timeout", timed_out=True, certainty=Certainty.LOST)
 
 
 def unauthorized() -> ApiError:

@@ -19,6 +19,7 @@ from glider_trigger.domain.errors import (
     ApiError,
     FailureClass,
     IdempotencyUnavailableError,
+    KeyRefusedError,
     NotAttemptedError,
     SecretUnavailableError,
     TriggerError,
@@ -112,8 +113,7 @@ class RebalanceTrigger:
                     return sent
                 last_error = sent
 
-            unauthorized = isinstance(last_error, ApiError) and last_error.unauthorized
-            if unauthorized and not key_refreshed:
+            if isinstance(last_error, KeyRefusedError) and not key_refreshed:
                 # The key may have been rotated since we cached it: read it again, once.
                 key_refreshed = refresh_key = True
                 continue
@@ -197,7 +197,7 @@ class RebalanceTrigger:
             receipt = self._api.trigger(request, api_key)
         except TriggerError as exc:
             tally.latencies_ms.append((self._clock() - started) * 1000)
-            if isinstance(exc, ApiError) and exc.may_have_acted:
+            if isinstance(exc, ApiError) and exc.certainty.may_have_acted:
                 tally.uncertain_attempt(sent_at, self._wall_clock())
                 tally.maybe_delivered += 1
             failure_class = classify(exc)

@@ -1,5 +1,5 @@
-"""Fakes of the RebalancingApi, ApiKeySource and Deadline ports, a recording sleep, and the
-retry policy of the default settings."""
+"""Fakes of the RebalancingApi, ApiKeySource and Deadline ports, and the retry policy of the
+default settings (the Clock's fake is in tests/fakes/clock.py)."""
 
 from __future__ import annotations
 
@@ -123,14 +123,3 @@ class FakeDeadline:
 
     def seconds_left(self) -> float:
         return self.seconds
-
-
-class RecordingSleep:
-    def __init__(self, deadline: FakeDeadline | None = None) -> None:
-        self.delays: list[float] = []
-        self._deadline = deadline
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        if self._deadline is not None:
-            self._deadline.seconds -= seconds

@@ -39,6 +39,7 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
 from tests.fakes.queues import InMemoryQueue
@@ -72,7 +73,7 @@ class World:
             base_delay_seconds=0, max_delay_seconds=8.0, max_attempts=self.max_attempts
         )
         self.service = DeliveryService(
-            RebalanceTrigger(self.api, FakeKeys(), policy, sleep=lambda _: None),
+            RebalanceTrigger(self.api, FakeKeys(), policy, clock=FakeClock()),
             self.guard,
             self.dlq,
             self.telemetry,
@@ -371,7 +372,7 @@ def test_after_a_systemic_failure_no_other_portfolio_is_attempted() -> None:
     forbidden = refused("FORBIDDEN", FailureClass.SYSTEMIC)
     world = World(FakeApi(forbidden, then=RECEIPT))
     world.service = DeliveryService(
-        RebalanceTrigger(world.api, FakeKeys(), retry_policy(), sleep=lambda _: None),
+        RebalanceTrigger(world.api, FakeKeys(), retry_policy(), clock=FakeClock()),
         world.guard,
         world.dlq,
         world.telemetry,
@@ -478,6 +479,7 @@ def test_a_trigger_is_followed_once_however_often_its_delivery_comes_back() -> N
         events=None,
         max_seconds=7200,
         first_delay_seconds=30,
+        clock=FakeClock(),
     )
 
     world.message({"portfolioId": "p1"})

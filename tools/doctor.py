@@ -602,7 +602,7 @@ class Doctor:
 
     def _route_answer(self, error: ApiError, route: str, glider: Glider) -> tuple[Result, str]:
         facts = error.facts
-        if not error.answered:
+        if not error.certainty.answered:
             return "FAIL", f"Glider unreachable at {glider.base_url}: {error}"
         if error.reason == Reason.NOT_FOUND and facts.code in NOT_FOUND_CODES:
             return "OK", (

@@ -1,5 +1,5 @@
-"""Fakes of the RebalancingApi, ApiKeySource and Deadline ports, a recording sleep, and the
-retry policy of the default settings."""
+"""Fakes of the RebalancingApi, ApiKeySource and Deadline ports, and the retry policy of the
+default settings (the Clock's fake is in tests/fakes/clock.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from glider_trigger.domain.errors import ApiError, FailureClass, TriggerError
+from glider_trigger.domain.errors import ApiError, Certainty, FailureClass, TriggerError
 from glider_trigger.domain.models import ApiKey, FollowUp, RebalanceState, Receipt, TriggerRequest
 from glider_trigger.domain.ports import RecentRebalances, StartedRebalance
 from glider_trigger.domain.retry import RetryPolicy
@@ -32,15 +32,16 @@ def refused(
     failure_class: FailureClass,
     *,
     retry_after_seconds: float | None = None,
-    settles: bool = False,
+    certainty: Certainty = Certainty.REFUSED,
 ) -> ApiError:
-    """An answer the API's adapter read as `reason` and `failure_class`."""
+    """An answer the API's adapter read as `reason` and `failure_class` (by default one that
+    proves Glider started nothing)."""
     return ApiError(
         f"the API answered {reason}",
         reason=reason,
         failure_class=failure_class,
+        certainty=certainty,
         retry_after_seconds=retry_after_seconds,
-        settles=settles,
     )
 
 
@@ -122,14 +123,3 @@ class FakeDeadline:
 
     def seconds_left(self) -> float:
         return self.seconds
-
-
-class RecordingSleep:
-    def __init__(self, deadline: FakeDeadline | None = None) -> None:
-        self.delays: list[float] = []
-        self._deadline = deadline
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        if self._deadline is not None:
-            self._deadline.seconds -= seconds

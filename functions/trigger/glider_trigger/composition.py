@@ -27,6 +27,7 @@ from glider_trigger.inbound.queues import QueueRoles
 from glider_trigger.inbound.sqs_batch import SqsBatchHandler
 from glider_trigger.inbound.visibility import WorkQueueVisibility
 from glider_trigger.outbound.aws import AwsClients, client_config, silence_sdk_debug_logs
+from glider_trigger.outbound.clock import SYSTEM_CLOCK
 from glider_trigger.outbound.events import EventBridgeOutcomes
 from glider_trigger.outbound.glider.http import HttpSession, build_pool_manager
 from glider_trigger.outbound.glider.pacing import RateLimiter
@@ -70,7 +71,9 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
     guard = _guard(settings, logger, aws)
     history = _history(settings, telemetry, aws)
     reconciler = (
-        Reconciler(api, telemetry, pacing=pacing) if settings.reconcile_lost_answers else None
+        Reconciler(api, telemetry, clock=SYSTEM_CLOCK, pacing=pacing)
+        if settings.reconcile_lost_answers
+        else None
     )
     dead_letters = QueueWriter(settings.dlq_url, client=aws.sqs, error_type=DeadLetterWriteError)
     bus = settings.outcome_event_bus_name
@@ -89,13 +92,16 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
             events=events,
             max_seconds=settings.follow_max_seconds,
             first_delay_seconds=settings.follow_first_delay_seconds,
+            clock=SYSTEM_CLOCK,
             pacing=pacing,
             history=history,
         )
     letterbox = LetterBox(dead_letters, guard, telemetry, events or NO_OUTCOME_EVENTS)
     work_queue = QueueWriter(settings.work_queue_url, client=aws.sqs, error_type=FanOutError)
     service = DeliveryService(
-        RebalanceTrigger(api, api_keys, policy, pacing=pacing, reconciler=reconciler),
+        RebalanceTrigger(
+            api, api_keys, policy, clock=SYSTEM_CLOCK, pacing=pacing, reconciler=reconciler
+        ),
         guard,
         letterbox,
         work_queue,

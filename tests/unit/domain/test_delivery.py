@@ -18,6 +18,7 @@ from glider_trigger.domain.delivery import (
     Settlement,
 )
 from glider_trigger.domain.errors import (
+    Certainty,
     DeadLetterWriteError,
     FailureClass,
     FanOutError,
@@ -38,6 +39,7 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
 from tests.fakes.queues import InMemoryQueue
@@ -46,7 +48,9 @@ from tests.fakes.telemetry import RecordingTelemetry
 RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
 NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
 DOWN = refused("SERVER_ERROR", FailureClass.TRANSIENT)
-UNEXPECTED_2XX = refused("UNEXPECTED_RESPONSE", FailureClass.PERMANENT, settles=True)
+UNEXPECTED_2XX = refused(
+    "UNEXPECTED_RESPONSE", FailureClass.PERMANENT, certainty=Certainty.ACTED_UNREADABLE
+)
 LIFETIME = 60.0
 
 
@@ -69,7 +73,7 @@ class World:
             base_delay_seconds=0, max_delay_seconds=8.0, max_attempts=self.max_attempts
         )
         self.service = DeliveryService(
-            RebalanceTrigger(self.api, FakeKeys(), policy, sleep=lambda _: None),
+            RebalanceTrigger(self.api, FakeKeys(), policy, clock=FakeClock()),
             self.guard,
             self.dlq,
             self.telemetry,
@@ -368,7 +372,7 @@ def test_after_a_systemic_failure_no_other_portfolio_is_attempted() -> None:
     forbidden = refused("FORBIDDEN", FailureClass.SYSTEMIC)
     world = World(FakeApi(forbidden, then=RECEIPT))
     world.service = DeliveryService(
-        RebalanceTrigger(world.api, FakeKeys(), retry_policy(), sleep=lambda _: None),
+        RebalanceTrigger(world.api, FakeKeys(), retry_policy(), clock=FakeClock()),
         world.guard,
         world.dlq,
         world.telemetry,
@@ -405,8 +409,7 @@ def test_a_bug_while_triggering_costs_one_portfolio_a_retry_not_the_batch() -> N
 
 
 def test_a_letter_after_lost_answers_tells_its_replay_when_to_look() -> None:
-    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT)
-    lost.maybe_delivered = True
+    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT, certainty=Certainty.LOST)
     world = World(FakeApi(then=lost), max_receive_count=1)
 
     world.message({"portfolioId": "p1"})
@@ -433,8 +436,7 @@ def test_a_deferral_carries_no_window_guessed_from_the_holders_lifetime() -> Non
 
 
 def test_a_redelivery_looks_for_exactly_what_its_earlier_receive_recorded() -> None:
-    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT)
-    lost.maybe_delivered = True
+    lost = refused("CONNECTION_ERROR", FailureClass.TRANSIENT, certainty=Certainty.LOST)
     world = World(FakeApi(lost, RECEIPT), max_attempts=1)
     message = Message("m-1", json.dumps({"portfolioId": "p1"}), 1)
     parsed = parse_sqs_body(message.body, message_id="m-1", default_skip=False)
@@ -477,6 +479,7 @@ def test_a_trigger_is_followed_once_however_often_its_delivery_comes_back() -> N
         events=None,
         max_seconds=7200,
         first_delay_seconds=30,
+        clock=FakeClock(),
     )
 
     world.message({"portfolioId": "p1"})

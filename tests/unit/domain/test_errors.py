@@ -3,12 +3,16 @@ answer), and the reason codes of the domain's own errors."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 
 from glider_trigger.domain.errors import (
+    Certainty,
     FailureClass,
     InvalidInputError,
     InvalidPortfolioIdError,
+    KeyRefusedError,
     NotAttemptedError,
     SecretUnavailableError,
     TriggerError,
@@ -118,7 +122,7 @@ def test_answers_without_gliders_envelope(
 def test_unauthorized_is_status_401_or_an_api_10x_key_code(
     status: int, code: str | None, unauthorized: bool
 ) -> None:
-    assert api_error("x", status=status, code=code).unauthorized is unauthorized
+    assert isinstance(api_error("x", status=status, code=code), KeyRefusedError) is unauthorized
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
@@ -130,18 +134,18 @@ def test_unexpected_2xx_is_permanent_because_glider_may_have_acted(status: int) 
 
 
 @pytest.mark.parametrize(
-    ("timed_out", "maybe_delivered", "reason"),
+    ("timed_out", "certainty", "reason"),
     [
-        (True, False, "TIMEOUT"),
-        (True, True, "TIMEOUT"),
-        (False, False, "CONNECTION_ERROR"),
-        (False, True, "CONNECTION_ERROR"),
+        (True, Certainty.NOT_SENT, "TIMEOUT"),
+        (True, Certainty.LOST, "TIMEOUT"),
+        (False, Certainty.NOT_SENT, "CONNECTION_ERROR"),
+        (False, Certainty.LOST, "CONNECTION_ERROR"),
     ],
 )
 def test_transport_errors_are_transient(
-    timed_out: bool, maybe_delivered: bool, reason: str
+    timed_out: bool, certainty: Literal[Certainty.NOT_SENT, Certainty.LOST], reason: str
 ) -> None:
-    error = unreachable("boom", timed_out=timed_out, maybe_delivered=maybe_delivered)
+    error = unreachable("boom", timed_out=timed_out, certainty=certainty)
 
     assert classify(error) is TRANSIENT
     assert error.reason == reason

@@ -28,6 +28,7 @@ from glider_trigger.domain.models import (
 )
 from glider_trigger.domain.trigger_input import follow_up_body, parse_follow_up
 from tests.fakes.api import WORST_CASE, FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
 from tests.fakes.pacing import FakePacing
@@ -57,7 +58,7 @@ class World:
         self.dlq = InMemoryQueue(DeadLetterWriteError, "dlq")
         self.events = InMemoryEvents()
         self.telemetry = RecordingTelemetry()
-        self.now = NOW
+        self.clock = FakeClock(NOW)
         self.follower = OutcomeFollower(
             self.api,
             FakeKeys(),
@@ -68,7 +69,7 @@ class World:
             events=self.events,
             max_seconds=max_seconds,
             first_delay_seconds=30,
-            clock=lambda: self.now,
+            clock=self.clock,
             pacing=pacing,
         )
 
@@ -162,7 +163,7 @@ def test_a_failed_rebalance_gets_a_letter_an_event_and_is_never_triggered_again(
 
 def test_not_final_within_the_limit_ends_unknown() -> None:
     world = World(RUNNING, max_seconds=600)
-    world.now = NOW + 600
+    world.clock.at = NOW + 600
 
     world.follow(first_follow_up(4))
 
@@ -172,7 +173,7 @@ def test_not_final_within_the_limit_ends_unknown() -> None:
 
 def test_the_last_follow_up_comes_no_later_than_the_limit() -> None:
     world = World(RUNNING, max_seconds=600)
-    world.now = NOW + 590
+    world.clock.at = NOW + 590
 
     world.follow(first_follow_up(5))
 
@@ -315,15 +316,15 @@ def test_a_follow_up_dated_a_year_ahead_ends_unknown_within_the_limit_of_its_fir
     body = follow_up_body(first_follow_up(triggered_at=NOW + YEAR))
 
     for _ in range(50):  # each follow-up read as the function receives it, when it is due
-        world.follow(parse_follow_up(json.loads(body), now=world.now))
+        world.follow(parse_follow_up(json.loads(body), now=world.clock.at))
         if world.outcomes() or not world.follow_ups.messages:
             break
         sent = world.follow_ups.messages.pop()
-        world.now += sent.delay_seconds
+        world.clock.at += sent.delay_seconds
         body = sent.body
 
     assert world.outcomes() == [(FinalOutcome.UNKNOWN, "NOT_FINAL_IN_TIME")]
-    assert world.now - NOW == 600
+    assert world.clock.at - NOW == 600
     assert world.api.state_calls <= most_status_calls(600, 30)
 
 

@@ -8,6 +8,7 @@ import json
 
 from glider_trigger.domain.delivery import DeliveryRules, DeliveryService, Message
 from glider_trigger.domain.errors import (
+    Certainty,
     DeadLetterWriteError,
     FailureClass,
     FanOutError,
@@ -28,6 +29,7 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
 from tests.fakes.history import RecordingHistory
@@ -37,7 +39,9 @@ from tests.fakes.telemetry import RecordingTelemetry
 RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
 DOWN = refused("SERVER_ERROR", FailureClass.TRANSIENT)
 NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
-UNEXPECTED_2XX = refused("UNEXPECTED_RESPONSE", FailureClass.PERMANENT, settles=True)
+UNEXPECTED_2XX = refused(
+    "UNEXPECTED_RESPONSE", FailureClass.PERMANENT, certainty=Certainty.ACTED_UNREADABLE
+)
 
 
 class World:
@@ -46,7 +50,7 @@ class World:
         self.guard = InMemoryGuard()
         self.history = RecordingHistory()
         self.service = DeliveryService(
-            RebalanceTrigger(api, FakeKeys(), retry_policy(max_attempts=1), sleep=lambda _: None),
+            RebalanceTrigger(api, FakeKeys(), retry_policy(max_attempts=1), clock=FakeClock()),
             self.guard,
             InMemoryQueue(DeadLetterWriteError, "dlq"),
             RecordingTelemetry(),
@@ -133,6 +137,7 @@ def test_a_final_outcome_is_written_once_however_often_its_follow_up_arrives() -
         events=InMemoryEvents(),
         max_seconds=7200,
         first_delay_seconds=30,
+        clock=FakeClock(),
         history=history,
     )
     follow_up = FollowUp("p1", "rebal_1", False, "sqs:m-1", 1_000.0, 1, "fake-v1")
@@ -156,6 +161,7 @@ def test_a_rebalance_that_cannot_be_followed_is_written_unknown_with_its_trigger
         events=None,
         max_seconds=7200,
         first_delay_seconds=30,
+        clock=FakeClock(),
         history=history,
     )
     request = TriggerRequest("p1", False, InputSource(SourceKind.SQS, "m-1", {}, "sqs:m-1"))

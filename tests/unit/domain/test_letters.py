@@ -10,6 +10,7 @@ import pytest
 
 from glider_trigger.domain.errors import (
     ApiError,
+    Certainty,
     FailureClass,
     InvalidInputError,
     InvalidPortfolioIdError,
@@ -107,7 +108,7 @@ def test_failure_attributes_say_why_and_carry_glider_ids() -> None:
 
 
 def test_source_of_a_scheduled_failure_names_the_schedule() -> None:
-    error = unreachable("read timeout", timed_out=True, maybe_delivered=True)
+    error = unreachable("read timeout", timed_out=True, certainty=Certainty.LOST)
 
     letter = for_failure(failed(error, source=SCHEDULE_SOURCE, attempts=4), now=NOW)
 

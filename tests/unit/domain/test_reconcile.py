@@ -3,11 +3,9 @@ nothing, the portfolio's recent rebalances are looked at, on fakes of the API an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import pytest
 
-from glider_trigger.domain.errors import ApiError, FailureClass
+from glider_trigger.domain.errors import ApiError, Certainty, FailureClass
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import (
     Failed,
@@ -22,6 +20,7 @@ from glider_trigger.domain.ports import StartedRebalance
 from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS, JOINED_BEFORE_SECONDS, Reconciler
 from glider_trigger.domain.trigger import RebalanceTrigger
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.clock import FakeClock
 from tests.fakes.pacing import FakePacing
 from tests.fakes.telemetry import RecordingTelemetry
 
@@ -32,11 +31,13 @@ LOST = ApiError(
     "connection reset after the request was sent",
     reason="CONNECTION_ERROR",
     failure_class=FailureClass.TRANSIENT,
-    answered=False,
-    maybe_delivered=True,
+    certainty=Certainty.LOST,
 )
 SERVER_ERROR = ApiError(
-    "HTTP 503", reason="SERVER_ERROR", failure_class=FailureClass.TRANSIENT, uncertain=True
+    "HTTP 503",
+    reason="SERVER_ERROR",
+    failure_class=FailureClass.TRANSIENT,
+    certainty=Certainty.UNPROVEN,
 )
 RATE_LIMITED = refused("RATE_LIMITED", FailureClass.TRANSIENT, retry_after_seconds=0.1)
 FORBIDDEN = refused("FORBIDDEN", FailureClass.SYSTEMIC)
@@ -53,20 +54,19 @@ def run(
     reconciler: Reconciler | None = None,
     telemetry: RecordingTelemetry | None = None,
     reconcile: bool = True,
-    wall_clock: Callable[[], float] = lambda: NOW,
+    clock: FakeClock | None = None,
     pacing: FakePacing | None = None,
 ) -> Triggered | Failed:
     telemetry = telemetry or RecordingTelemetry()
     if reconcile and reconciler is None:
-        reconciler = Reconciler(api, telemetry, clock=lambda: NOW, pacing=pacing)
+        reconciler = Reconciler(api, telemetry, clock=FakeClock(NOW), pacing=pacing)
     policy = retry_policy(base_delay_seconds=0)
     trigger = RebalanceTrigger(
         api,
         FakeKeys(),
         policy,
-        sleep=lambda _: None,
+        clock=clock or FakeClock(NOW),
         reconciler=reconciler if reconcile else None,
-        wall_clock=wall_clock,
         pacing=pacing,
     )
     return trigger.trigger(request, Invocation(FakeDeadline(), policy))
@@ -161,7 +161,7 @@ def test_a_key_that_may_not_read_status_stops_reconciling_with_one_warning() -> 
     api = FakeApi(LOST, RECEIPT, LOST, RECEIPT)
     api.list_error = FORBIDDEN
     telemetry = RecordingTelemetry()
-    reconciler = Reconciler(api, telemetry, clock=lambda: NOW)
+    reconciler = Reconciler(api, telemetry, clock=FakeClock(NOW))
 
     first = run(api, reconciler=reconciler, telemetry=telemetry)
     second = run(api, reconciler=reconciler, telemetry=telemetry)
@@ -224,21 +224,19 @@ def test_switched_off_nothing_is_looked_up() -> None:
 
 def test_before_looking_it_gives_a_timed_out_attempt_as_long_again() -> None:
     api = FakeApi(LOST, RECEIPT)
-    times = iter([NOW, NOW + 10.0, NOW + 20.0, NOW + 20.0, NOW + 21.0])
-    sleeps: list[float] = []
+    clock = FakeClock(readings=[NOW, NOW + 10.0, NOW + 20.0, NOW + 20.0, NOW + 21.0])
     policy = retry_policy(base_delay_seconds=0.01, max_delay_seconds=30)
     trigger = RebalanceTrigger(
         api,
         FakeKeys(),
         policy,
-        sleep=sleeps.append,
-        reconciler=Reconciler(api, RecordingTelemetry(), clock=lambda: NOW + 20),
-        wall_clock=lambda: next(times),
+        clock=clock,
+        reconciler=Reconciler(api, RecordingTelemetry(), clock=FakeClock(NOW + 20)),
     )
 
     trigger.trigger(REQUEST, Invocation(FakeDeadline(), policy))
 
-    assert sleeps == [10.0]  # the 10 s the lost attempt waited, not the 0.01 s backoff
+    assert clock.delays == [10.0]  # the 10 s the lost attempt waited, not the 0.01 s backoff
     assert api.list_calls == 1
 
 
@@ -313,11 +311,11 @@ def test_a_repeat_answered_with_what_the_lost_attempt_may_have_started_stays_fla
     # The lost attempt leaves at NOW and Glider submits a rebalance 0.3 s later; the repeat
     # leaves 10 s on and Glider answers it with that rebalance, still running. Which attempt
     # started it cannot be proven: the repeat stays flagged, never called "joined".
-    clock: Iterator[float] = iter([NOW, NOW + 0.5, NOW + 10.0])
+    clock = FakeClock(NOW + 10.0, readings=[NOW, NOW + 0.5, NOW + 10.0])
     answer = Receipt("op_1", None, None, None, submitted_at=NOW + 0.3)
     api = FakeApi(LOST, answer)
 
-    outcome = run(api, reconcile=False, wall_clock=lambda: next(clock, NOW + 10.0))
+    outcome = run(api, reconcile=False, clock=clock)
 
     assert isinstance(outcome, Triggered)
     assert not outcome.receipt.joined
@@ -328,11 +326,11 @@ def test_a_glider_clock_behind_ours_does_not_make_a_fresh_rebalance_look_joined(
     # Glider's clock runs 10 s behind: a second rebalance it just started says it was submitted
     # 10 s before the repeat left. Only "before the delivery's first attempt, by more than
     # clocks can differ" proves a rebalance in flight was someone else's.
-    clock: Iterator[float] = iter([NOW, NOW + 0.5, NOW + 20.0])
+    clock = FakeClock(NOW + 20.0, readings=[NOW, NOW + 0.5, NOW + 20.0])
     fresh = Receipt("op_2", None, None, None, submitted_at=NOW + 20.0 - 10.0)
     api = FakeApi(LOST, fresh)
 
-    outcome = run(api, reconcile=False, wall_clock=lambda: next(clock, NOW + 20.0))
+    outcome = run(api, reconcile=False, clock=clock)
 
     assert isinstance(outcome, Triggered)
     assert not outcome.receipt.joined
@@ -352,11 +350,11 @@ def test_a_rebalance_in_flight_since_well_before_the_first_attempt_was_joined() 
 
 def test_a_quick_repeat_cannot_prove_it_joined_and_stays_flagged() -> None:
     # Within the clock-skew allowance a submission before the repeat proves nothing.
-    clock: Iterator[float] = iter([NOW, NOW + 0.5, NOW + 2.0])
+    clock = FakeClock(NOW + 2.0, readings=[NOW, NOW + 0.5, NOW + 2.0])
     answer = Receipt("op_1", None, None, None, submitted_at=NOW + 0.3)
     api = FakeApi(LOST, answer)
 
-    outcome = run(api, reconcile=False, wall_clock=lambda: next(clock, NOW + 2.0))
+    outcome = run(api, reconcile=False, clock=clock)
 
     assert isinstance(outcome, Triggered)
     assert not outcome.receipt.joined

@@ -8,6 +8,7 @@ import pytest
 
 from glider_trigger.domain.errors import (
     ApiError,
+    Certainty,
     FailureClass,
     NotAttemptedError,
     SecretUnavailableError,
@@ -33,9 +34,9 @@ from tests.fakes.api import (
     FakeApi,
     FakeDeadline,
     FakeKeys,
-    RecordingSleep,
     retry_policy,
 )
+from tests.fakes.clock import FakeClock
 
 REQUEST = TriggerRequest("port_abc123", True, InputSource(SourceKind.DIRECT))
 RECEIPT = Receipt("rebal_def456", "sched_abc123", "req_xyz789", "corr_abc123", "triggered")
@@ -50,7 +51,7 @@ def server_error(request_id: str | None = None) -> ApiError:
 
 
 def timeout() -> ApiError:
-    return unreachable("read timeout", timed_out=True, maybe_delivered=True)
+    return unreachable("read timeout", timed_out=True, certainty=Certainty.LOST)
 
 
 def unauthorized() -> ApiError:
@@ -75,14 +76,12 @@ def run(
     deadline: FakeDeadline | None = None,
     policy: RetryPolicy | None = None,
     rng: random.Random | None = None,
-) -> tuple[Outcome, RecordingSleep, FakeKeys]:
+) -> tuple[Outcome, FakeClock, FakeKeys]:
     keys = keys or FakeKeys()
     deadline = deadline or FakeDeadline()
-    sleep = RecordingSleep(deadline)
+    sleep = FakeClock(monotonic=1000.0, deadline=deadline)
     policy = policy or retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
-    service = RebalanceTrigger(
-        api, keys, policy, sleep=sleep, clock=lambda: 1000.0, rng=rng or seeded(7)
-    )
+    service = RebalanceTrigger(api, keys, policy, clock=sleep, rng=rng or seeded(7))
     return service.trigger(REQUEST, Invocation(deadline, policy)), sleep, keys
 
 
@@ -398,8 +397,7 @@ def trigger_with(api: FakeApi, state: Invocation) -> Outcome:
         api,
         FakeKeys(),
         state.policy,
-        sleep=lambda _: None,
-        clock=lambda: 0.0,
+        clock=FakeClock(),
         rng=seeded(1),
     )
     return service.trigger(REQUEST, state)

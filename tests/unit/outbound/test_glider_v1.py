@@ -13,6 +13,7 @@ from glider_trigger.domain.errors import (
     ApiError,
     FailureClass,
     InvalidPortfolioIdError,
+    KeyRefusedError,
     TriggerError,
     classify,
 )
@@ -183,7 +184,7 @@ def test_a_404_without_gliders_envelope_is_a_missing_route_naming_the_path(
     assert f"POST {TRIGGER_URL}" in str(error)
     assert "Cannot POST" not in str(error)  # the router's words say nothing more
     assert error.facts.http_status == 404
-    assert not error.unauthorized
+    assert not isinstance(error, KeyRefusedError)
 
 
 def test_gliders_own_404_is_the_portfolio_not_found() -> None:
@@ -223,7 +224,7 @@ def test_invalid_key_envelope_is_unauthorized() -> None:
 
     error = api_error(401, JSON_HEADERS, body(document))
 
-    assert error.unauthorized
+    assert isinstance(error, KeyRefusedError)
     assert classify(error) is FailureClass.SYSTEMIC
 
 
@@ -249,7 +250,7 @@ def test_the_codes_the_contract_did_not_list_are_classified(
 
     error = api_error(status, JSON_HEADERS, body(document))
 
-    assert (error.reason, classify(error), error.unauthorized) == (
+    assert (error.reason, classify(error), isinstance(error, KeyRefusedError)) == (
         reason,
         failure_class,
         unauthorized,

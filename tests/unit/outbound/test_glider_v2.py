@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from glider_trigger.domain.errors import ApiError, FailureClass, classify
+from glider_trigger.domain.errors import (
+    ApiError,
+    Certainty,
+    FailureClass,
+    KeyRefusedError,
+    classify,
+)
 from glider_trigger.domain.models import (
     ApiKey,
     FinalOutcome,
@@ -96,8 +102,8 @@ def test_refusals_are_classified_as_on_v1(
     assert error.facts is not None
     assert (error.facts.http_status, error.facts.code) == (status, code)
     assert (error.facts.request_id, error.facts.correlation_id) == ("req_v2", "corr_v2")
-    assert error.unauthorized is (status == 401)
-    assert error.uncertain is (status >= 500)
+    assert isinstance(error, KeyRefusedError) is (status == 401)
+    assert (error.certainty is Certainty.UNPROVEN) is (status >= 500)
 
 
 @pytest.mark.parametrize(
@@ -115,7 +121,7 @@ def test_the_codes_the_contract_did_not_list_are_classified_as_on_v1(
     error = refusal(status, code)
 
     assert (error.reason, classify(error)) == (reason, failure_class)
-    assert error.unauthorized is (code in ("API_108", "API_109"))
+    assert isinstance(error, KeyRefusedError) is (code in ("API_108", "API_109"))
     assert "portfolios:" not in str(error)  # not a scope the key lacks
 
 

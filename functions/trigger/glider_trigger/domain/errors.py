@@ -147,17 +147,46 @@ class ApiFacts:
     correlation_id: str | None = None
 
 
+class Certainty(StrEnum):
+    """What an API's answer (or its absence) proves about whether Glider acted on the request:
+    the one fact the domain needs to decide between sending again, looking first, and never
+    sending again. One value per case instead of flags, so that no combination of flags can
+    claim two things at once (answered and unanswered, refused and settled)."""
+
+    # The request never left (refused or timed-out connection): Glider cannot have acted.
+    NOT_SENT = "not_sent"
+    # Glider answered, and the answer proves it started nothing (a 4xx, a 429; any answer to a
+    # read, which starts nothing whatever it says).
+    REFUSED = "refused"
+    # The request left and no answer came (a read timeout, a reset): Glider may have acted.
+    LOST = "lost"
+    # An answer that proves no refusal (a 5xx): Glider may have started the rebalance and
+    # failed afterwards.
+    UNPROVEN = "unproven"
+    # A 2xx that is not a success: Glider may well have acted, so the delivery is settled and
+    # never sent again (looking would not make sending again safe).
+    ACTED_UNREADABLE = "acted_unreadable"
+
+    @property
+    def answered(self) -> bool:
+        """The API gave an HTTP answer (a 404, say): it is up, whatever the answer."""
+        return self in (Certainty.REFUSED, Certainty.UNPROVEN, Certainty.ACTED_UNREADABLE)
+
+    @property
+    def may_have_acted(self) -> bool:
+        """The API may have started a rebalance on this attempt: look before sending again."""
+        return self in (Certainty.LOST, Certainty.UNPROVEN)
+
+    @property
+    def settles(self) -> bool:
+        """Never sent again: the guard remembers the outcome like a success."""
+        return self is Certainty.ACTED_UNREADABLE
+
+
 class ApiError(TriggerError):
     """A trigger the API did not accept, or whose answer never arrived, as its adapter read
-    it: the adapter decides the reason and the class; the domain only acts on them.
-
-    - `unauthorized`: the key was refused; it may have been rotated, so it is worth one refetch.
-    - `answered`: the API gave an HTTP answer (a 404, say): it is up, whatever the answer.
-    - `maybe_delivered`: no answer, but the request had left: the API may have acted on it.
-    - `uncertain`: an answer that does not prove a refusal (a 5xx: the API may have started the
-      rebalance and failed afterwards).
-    - `settles`: a 2xx that is not a success: the API may have acted on it (never retried).
-    """
+    it: the adapter decides the reason, the class and the certainty (what the answer proves
+    about whether Glider acted); the domain only acts on them."""
 
     def __init__(
         self,
@@ -165,24 +194,16 @@ class ApiError(TriggerError):
         *,
         reason: str,
         failure_class: FailureClass,
+        certainty: Certainty,
         facts: ApiFacts | None = None,
         retry_after_seconds: float | None = None,
-        unauthorized: bool = False,
-        answered: bool = True,
-        maybe_delivered: bool = False,
-        uncertain: bool = False,
-        settles: bool = False,
     ) -> None:
         super().__init__(message)
         self._reason = reason
         self.failure_class = failure_class
+        self.certainty = certainty
         self.facts = facts or ApiFacts()
         self._retry_after_seconds = retry_after_seconds
-        self.unauthorized = unauthorized
-        self.answered = answered
-        self.maybe_delivered = maybe_delivered
-        self.uncertain = uncertain
-        self._settles = settles
 
     @property
     def reason(self) -> str:
@@ -190,16 +211,22 @@ class ApiError(TriggerError):
 
     @property
     def settles_delivery(self) -> bool:
-        return self._settles
-
-    @property
-    def may_have_acted(self) -> bool:
-        """The API may have started a rebalance on this attempt: look before sending again."""
-        return self.maybe_delivered or self.uncertain
+        return self.certainty.settles
 
     @property
     def retry_after_seconds(self) -> float | None:
         return self._retry_after_seconds
+
+
+class KeyRefusedError(ApiError):
+    """The API refused the key (a 401, or a key or token code whatever the status): it may
+    have been rotated since it was cached, so it is worth one refetch before the failure counts.
+
+    A kind of error rather than a Certainty: it says what to do about the key, not whether
+    Glider acted, and the two are independent (a 5xx carrying a key code is UNPROVEN and a
+    refused key at once). Nor is it read from the reason: the adapter's reason follows its own
+    precedence (a 401 with a scope code reads FORBIDDEN, a 429 with a key code RATE_LIMITED),
+    and both of those are refused keys too."""
 
 
 class FanOutRefusedError(TriggerError):

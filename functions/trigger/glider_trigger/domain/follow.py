@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import Final
@@ -40,6 +38,7 @@ from glider_trigger.domain.ports import (
     MAX_DELAY_SECONDS,
     NO_HISTORY,
     ApiKeySource,
+    Clock,
     Deadline,
     FollowReports,
     History,
@@ -90,7 +89,7 @@ class OutcomeFollower:
         events: OutcomeEvents | None,
         max_seconds: int,
         first_delay_seconds: int,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
         pacing: Pacing | None = None,
         history: History = NO_HISTORY,
     ) -> None:
@@ -115,7 +114,7 @@ class OutcomeFollower:
         rebalance whose id is unknown cannot be followed: its outcome is `unknown` at once."""
         if not isinstance(outcome, Triggered) or outcome.already_triggered:
             return
-        request, now = outcome.request, self._clock()
+        request, now = outcome.request, self._clock.now()
         follow_up = FollowUp(
             request.portfolio_id,
             outcome.receipt.rebalance_id or "",
@@ -166,7 +165,7 @@ class OutcomeFollower:
             # Started on another API version than the one configured now: its id means nothing
             # here (and the key may not work there). Said at once, not polled for two hours.
             report = OutcomeReport(
-                follow_up, FinalOutcome.UNKNOWN, None, VERSION_CHANGED, self._clock()
+                follow_up, FinalOutcome.UNKNOWN, None, VERSION_CHANGED, self._clock.now()
             )
             self._finish(report)
             return True
@@ -174,7 +173,7 @@ class OutcomeFollower:
             # No chain of this function's looks this often within FOLLOW_MAX_SECONDS, whatever
             # the message's triggeredAt says: ended at once, not polled on.
             report = OutcomeReport(
-                follow_up, FinalOutcome.UNKNOWN, None, NOT_FINAL_IN_TIME, self._clock()
+                follow_up, FinalOutcome.UNKNOWN, None, NOT_FINAL_IN_TIME, self._clock.now()
             )
             self._finish(report)
             return True
@@ -182,7 +181,7 @@ class OutcomeFollower:
         if read is None:
             return False  # no slot for the status call before the deadline
         self._telemetry.looked(follow_up)
-        now = self._clock()
+        now = self._clock.now()
         if isinstance(read, ApiError) and read.reason == NOT_FOUND:
             # The API does not know this rebalance (a permanent answer): it will not appear.
             self._finish(

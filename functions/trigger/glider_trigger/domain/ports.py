@@ -171,6 +171,25 @@ class Pacing(Protocol):
         ...
 
 
+class Clock(Protocol):
+    """Time, as the domain reads and spends it: one port, so that a test sets every reading
+    and records every wait in one place. Randomness (a retry's jitter) is not time: it stays a
+    `random.Random`, which a test seeds."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for durations (a call's latency)."""
+        ...
+
+    def now(self) -> float:
+        """Epoch seconds on the wall clock: when something happened, as other invocations, the
+        stored records and Glider's own times read it."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (a retry's backoff)."""
+        ...
+
+
 class Deadline(Protocol):
     def seconds_left(self) -> float:
         """Time left for work, safety margin already taken off."""

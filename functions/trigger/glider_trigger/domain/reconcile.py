@@ -12,8 +12,7 @@ not read it (FORBIDDEN), reconciling stops in this execution environment, with o
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from glider_trigger.domain.errors import (
@@ -25,6 +24,7 @@ from glider_trigger.domain.errors import (
 )
 from glider_trigger.domain.models import ApiKey, Receipt, TriggerRequest, Window
 from glider_trigger.domain.ports import (
+    Clock,
     Deadline,
     Pacing,
     RebalancingApi,
@@ -51,7 +51,7 @@ class Reconciler:
         api: RebalancingApi,
         telemetry: ReconcileReports,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
         pacing: Pacing | None = None,
     ) -> None:
         self._api = api
@@ -125,7 +125,7 @@ class Reconciler:
 
     def _started(self, recent: RecentRebalances, windows: Sequence[Window]) -> Receipt | None:
         """The receipt of a listed rebalance started in one of `windows`, if one was."""
-        now = self._clock()
+        now = self._clock.now()
         for window in windows:
             found = _started_in(recent.listed, window, now)
             if found is not None:

@@ -11,14 +11,13 @@ attempted before, the Reconciler looks for the rebalance it may have started (re
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from glider_trigger.domain.errors import (
     ApiError,
     FailureClass,
     IdempotencyUnavailableError,
+    KeyRefusedError,
     NotAttemptedError,
     SecretUnavailableError,
     TriggerError,
@@ -38,6 +37,7 @@ from glider_trigger.domain.ports import (
     NO_RECORD,
     ApiKeySource,
     Attempts,
+    Clock,
     Deadline,
     Pacing,
     RebalancingApi,
@@ -54,20 +54,16 @@ class RebalanceTrigger:
         api_keys: ApiKeySource,
         policy: RetryPolicy,
         *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock,
         rng: random.Random | None = None,
         pacing: Pacing | None = None,
         reconciler: Reconciler | None = None,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._slots = CallSlots(api, pacing)
         self._reconciler = reconciler
-        self._wall_clock = wall_clock
         self._api = api
         self._api_keys = api_keys
         self.policy = policy
-        self._sleep = sleep
         self._clock = clock
         # Jitter spreads retries out; it protects nothing, so a CSPRNG would add nothing.
         self._rng = rng or random.Random()  # noqa: S311  # nosec B311
@@ -112,8 +108,7 @@ class RebalanceTrigger:
                     return sent
                 last_error = sent
 
-            unauthorized = isinstance(last_error, ApiError) and last_error.unauthorized
-            if unauthorized and not key_refreshed:
+            if isinstance(last_error, KeyRefusedError) and not key_refreshed:
                 # The key may have been rotated since we cached it: read it again, once.
                 key_refreshed = refresh_key = True
                 continue
@@ -129,7 +124,7 @@ class RebalanceTrigger:
                 delay = max(delay, tally.last_wait_seconds)
             if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
                 return tally.failed(request, last_error)
-            self._sleep(delay)
+            self._clock.sleep(delay)
 
     def _send(
         self,
@@ -190,15 +185,15 @@ class RebalanceTrigger:
         if recorded is not None:
             return recorded  # nothing sent: the guard could not record that it may be
         tally.attempts += 1
-        started = self._clock()
-        sent_at = self._wall_clock()
+        started = self._clock.monotonic()
+        sent_at = self._clock.now()
         tally.first_sent_at = tally.first_sent_at or sent_at
         try:
             receipt = self._api.trigger(request, api_key)
         except TriggerError as exc:
-            tally.latencies_ms.append((self._clock() - started) * 1000)
-            if isinstance(exc, ApiError) and exc.may_have_acted:
-                tally.uncertain_attempt(sent_at, self._wall_clock())
+            tally.latencies_ms.append((self._clock.monotonic() - started) * 1000)
+            if isinstance(exc, ApiError) and exc.certainty.may_have_acted:
+                tally.uncertain_attempt(sent_at, self._clock.now())
                 tally.maybe_delivered += 1
             failure_class = classify(exc)
             if failure_class is FailureClass.TRANSIENT:
@@ -206,7 +201,7 @@ class RebalanceTrigger:
             elif failure_class is FailureClass.PERMANENT:
                 invocation.api_answered()
             return exc
-        tally.latencies_ms.append((self._clock() - started) * 1000)
+        tally.latencies_ms.append((self._clock.monotonic() - started) * 1000)
         invocation.api_answered()
         if receipt.unread is not None:
             return replace(receipt, sent_at=sent_at)

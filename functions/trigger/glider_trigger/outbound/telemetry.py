@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from glider_trigger.domain.errors import (
     ApiError,
+    Certainty,
     FailureClass,
     SystemicHaltError,
     TriggerError,
@@ -431,8 +432,9 @@ def error_fields(error: TriggerError) -> dict[str, Any]:
             "glider_correlation_id": error.facts.correlation_id,
             "retry_after_seconds": error.retry_after_seconds,
         }
-        if not error.answered:
-            fields["maybe_delivered"] = error.maybe_delivered
+        if not error.certainty.answered:
+            # Said of every unanswered call, true or false: the chaos run counts the true ones.
+            fields["maybe_delivered"] = error.certainty is Certainty.LOST
     return {name: value for name, value in fields.items() if value is not None}
 
 

@@ -19,13 +19,13 @@ import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
-from glider_trigger.domain.errors import ApiError, FailureClass
+from glider_trigger.domain.errors import ApiError, Certainty, FailureClass
 
 # Success and error bodies are a few hundred bytes; anything near this is not Glider talking.
 MAX_RESPONSE_BYTES: Final = 64 * 1024
@@ -85,7 +85,7 @@ class Answer:
 
 class HttpSession:
     """Sends one request on the shared pool and turns every way it can fail before an answer
-    arrives into a transient ApiError (`maybe_delivered` once the request had left)."""
+    arrives into a transient ApiError (Certainty.LOST once the request had left)."""
 
     def __init__(
         self,
@@ -127,26 +127,26 @@ class HttpSession:
             raise unreachable(
                 f"could not connect to Glider: {type(exc).__name__}",
                 timed_out=False,
-                maybe_delivered=False,
+                certainty=Certainty.NOT_SENT,
             ) from exc
         except ConnectTimeoutError as exc:
             raise unreachable(
                 "could not connect to Glider within the connect timeout",
                 timed_out=True,
-                maybe_delivered=False,
+                certainty=Certainty.NOT_SENT,
             ) from exc
         except Urllib3TimeoutError as exc:
             raise unreachable(
                 "no response from Glider within the read timeout",
                 timed_out=True,
-                maybe_delivered=True,
+                certainty=Certainty.LOST,
             ) from exc
         except HTTPError as exc:
             # Reset or closed after the request went out: Glider may have acted on it.
             raise unreachable(
                 f"connection to Glider failed: {type(exc).__name__}",
                 timed_out=False,
-                maybe_delivered=True,
+                certainty=Certainty.LOST,
             ) from exc
         headers = {name.lower(): scrub(value, secret) for name, value in response.headers.items()}
         answered_at = time.time()
@@ -213,14 +213,16 @@ def clock_offset(date: str | None, sent_at: float, answered_at: float) -> float:
     return max(-MAX_RETRY_AFTER_SECONDS, min(MAX_RETRY_AFTER_SECONDS, offset))
 
 
-def unreachable(message: str, *, timed_out: bool, maybe_delivered: bool) -> ApiError:
-    """No HTTP answer: a timeout, a refused or reset connection, a TLS failure (transient)."""
+def unreachable(
+    message: str, *, timed_out: bool, certainty: Literal[Certainty.NOT_SENT, Certainty.LOST]
+) -> ApiError:
+    """No HTTP answer: a timeout, a refused or reset connection, a TLS failure (transient);
+    NOT_SENT before the request left, LOST after (Glider may have acted on it)."""
     return ApiError(
         message,
         reason="TIMEOUT" if timed_out else "CONNECTION_ERROR",
         failure_class=FailureClass.TRANSIENT,
-        answered=False,
-        maybe_delivered=maybe_delivered,
+        certainty=certainty,
     )
 
 

@@ -16,7 +16,13 @@ from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import quote
 
-from glider_trigger.domain.errors import ApiError, ApiFacts, FailureClass
+from glider_trigger.domain.errors import (
+    ApiError,
+    ApiFacts,
+    Certainty,
+    FailureClass,
+    KeyRefusedError,
+)
 from glider_trigger.domain.models import ApiKey, Receipt
 from glider_trigger.domain.trigger_input import MAX_REBALANCE_ID_CHARS, validate_portfolio_id
 from glider_trigger.outbound.glider.http import Answer, HttpSession, json_object, retry_after, text
@@ -179,6 +185,8 @@ def unreadable(answer: Answer, what: str) -> ApiError:
         f"HTTP {answer.status}, but no {what} could be read",
         reason=Reason.UNEXPECTED_RESPONSE,
         failure_class=FailureClass.TRANSIENT,
+        # A read starts nothing, whatever its answer said.
+        certainty=Certainty.REFUSED,
         facts=ApiFacts(answer.status, None, None, None),
     )
 
@@ -201,16 +209,16 @@ def api_error(
     if reason is Reason.ROUTE_NOT_FOUND:
         # Not Glider's words: nothing the router said tells more than that it has no such route.
         message = no_such_route(called)
-    return ApiError(
+    # The key was refused: it may have been rotated, so it is worth one refetch.
+    kind = KeyRefusedError if status == 401 or code in UNAUTHORIZED_CODES else ApiError
+    return kind(
         message,
         reason=reason,
         failure_class=_failure_class(status, code, reason),
+        # A 5xx proves no refusal: Glider may have started the rebalance and failed after.
+        certainty=Certainty.UNPROVEN if status >= 500 else Certainty.REFUSED,
         facts=ApiFacts(status, code, request_id, correlation_id),
         retry_after_seconds=retry_after_seconds,
-        # The key was refused: it may have been rotated, so it is worth one refetch.
-        unauthorized=status == 401 or code in UNAUTHORIZED_CODES,
-        # A 5xx proves no refusal: Glider may have started the rebalance and failed after.
-        uncertain=status >= 500,
     )
 
 
@@ -262,8 +270,8 @@ def unexpected_2xx(
         f"HTTP {status} without a success body; the rebalance may or may not have been triggered",
         reason=Reason.UNEXPECTED_RESPONSE,
         failure_class=FailureClass.PERMANENT,
+        certainty=Certainty.ACTED_UNREADABLE,
         facts=ApiFacts(status, None, request_id, correlation_id),
-        settles=True,
     )
 
 

@@ -81,50 +81,55 @@ class RebalanceTrigger:
     def _attempt(
         self, request: TriggerRequest, invocation: Invocation, attempts: Attempts
     ) -> Outcome:
-        deadline = invocation.deadline
         tally = _Tally(attempts, inherited=request.may_have_started)
-        tries = 0  # calls to the API and retried reads of the key
-        key_refreshed = refresh_key = False
-        last_error: TriggerError | None = None
+        tries = _Tries()
         while True:
             # Checked before every attempt, retries included: workers already in their retry
             # cycles stop too once another worker has seen a systemic failure or an outage.
-            blocker = invocation.blocker()
-            if blocker is not None:
-                return tally.failed(request, last_error or blocker)
-            late = self._slots.late(deadline)
-            if late is not None:
-                return tally.failed(request, last_error or late)
-            tries += 1
-            try:
-                # A throttled Secrets Manager is retried like a busy API; a missing secret is not.
-                api_key = self._api_keys.get(refresh=refresh_key)
-            except SecretUnavailableError as exc:
-                last_error = exc
-            else:
-                refresh_key = False
-                sent = self._send(request, api_key, invocation, tally, last_error)
-                if not isinstance(sent, TriggerError):
-                    return sent
-                last_error = sent
-
-            if isinstance(last_error, KeyRefusedError) and not key_refreshed:
+            stop = invocation.blocker() or self._slots.late(invocation.deadline)
+            if stop is not None:
+                return tally.failed(request, tries.last_error or stop)
+            sent = self._try(request, invocation, tally, tries)
+            if not isinstance(sent, TriggerError):
+                return sent
+            tries.last_error = sent
+            if isinstance(sent, KeyRefusedError) and not tries.key_refreshed:
                 # The key may have been rotated since we cached it: read it again, once.
-                key_refreshed = refresh_key = True
+                tries.key_refreshed = tries.refresh_key = True
                 continue
-            if (
-                classify(last_error) is not FailureClass.TRANSIENT
-                or tries >= self.policy.max_attempts
-            ):
-                return tally.failed(request, last_error)
-            delay = self.policy.delay_before_retry(last_error, tries, self._rng)
-            if delay is not None and tally.unchecked and self._reconciler is not None:
-                # An answer that never came may be a rebalance still starting: give it as long
-                # again as its attempt waited before looking for it.
-                delay = max(delay, tally.last_wait_seconds)
-            if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
-                return tally.failed(request, last_error)
+            delay = self._retry_delay(sent, tries.count, tally, invocation.deadline)
+            if delay is None:
+                return tally.failed(request, sent)
             self._clock.sleep(delay)
+
+    def _try(
+        self, request: TriggerRequest, invocation: Invocation, tally: _Tally, tries: _Tries
+    ) -> Outcome | TriggerError:
+        """One try: the key (a throttled Secrets Manager is retried like a busy API; a missing
+        secret is not), then one attempt with it."""
+        tries.count += 1
+        try:
+            api_key = self._api_keys.get(refresh=tries.refresh_key)
+        except SecretUnavailableError as exc:
+            return exc
+        tries.refresh_key = False
+        return self._send(request, api_key, invocation, tally, tries.last_error)
+
+    def _retry_delay(
+        self, error: TriggerError, tries: int, tally: _Tally, deadline: Deadline
+    ) -> float | None:
+        """How long to wait before the next try; None when there is none (not transient, the
+        budget spent, or no time for the wait and a worst-case call)."""
+        if classify(error) is not FailureClass.TRANSIENT or tries >= self.policy.max_attempts:
+            return None
+        delay = self.policy.delay_before_retry(error, tries, self._rng)
+        if delay is not None and tally.unchecked and self._reconciler is not None:
+            # An answer that never came may be a rebalance still starting: give it as long
+            # again as its attempt waited before looking for it.
+            delay = max(delay, tally.last_wait_seconds)
+        if delay is None or deadline.seconds_left() < delay + self._api.worst_case_seconds:
+            return None
+        return delay
 
     def _send(
         self,
@@ -212,6 +217,16 @@ class RebalanceTrigger:
             # attempt joined it. Submitted later, it may be a lost attempt's: not proven.
             return replace(receipt, joined=True)
         return receipt
+
+
+@dataclass
+class _Tries:
+    """One portfolio's tries so far: calls to the API and retried reads of the key."""
+
+    count: int = 0
+    last_error: TriggerError | None = None
+    key_refreshed: bool = False  # the one refetch of a refused key was made
+    refresh_key: bool = False  # the next try reads the key afresh
 
 
 @dataclass

@@ -123,31 +123,8 @@ class HttpSession:
                 redirect=False,
                 preload_content=False,
             )
-        except NewConnectionError as exc:  # before its base class, ConnectTimeoutError
-            raise unreachable(
-                f"could not connect to Glider: {type(exc).__name__}",
-                timed_out=False,
-                certainty=Certainty.NOT_SENT,
-            ) from exc
-        except ConnectTimeoutError as exc:
-            raise unreachable(
-                "could not connect to Glider within the connect timeout",
-                timed_out=True,
-                certainty=Certainty.NOT_SENT,
-            ) from exc
-        except Urllib3TimeoutError as exc:
-            raise unreachable(
-                "no response from Glider within the read timeout",
-                timed_out=True,
-                certainty=Certainty.LOST,
-            ) from exc
         except HTTPError as exc:
-            # Reset or closed after the request went out: Glider may have acted on it.
-            raise unreachable(
-                f"connection to Glider failed: {type(exc).__name__}",
-                timed_out=False,
-                certainty=Certainty.LOST,
-            ) from exc
+            raise _unanswered(exc) from exc
         headers = {name.lower(): scrub(value, secret) for name, value in response.headers.items()}
         answered_at = time.time()
         offset = clock_offset(headers.get("date"), sent_at, answered_at)
@@ -161,6 +138,34 @@ class HttpSession:
             called=called,
             clock_offset=offset,
         )
+
+
+def _unanswered(exc: HTTPError) -> ApiError:
+    """A request without an answer, as what it proves: never sent, or lost after it left."""
+    if isinstance(exc, NewConnectionError):  # before its base class, ConnectTimeoutError
+        return unreachable(
+            f"could not connect to Glider: {type(exc).__name__}",
+            timed_out=False,
+            certainty=Certainty.NOT_SENT,
+        )
+    if isinstance(exc, ConnectTimeoutError):
+        return unreachable(
+            "could not connect to Glider within the connect timeout",
+            timed_out=True,
+            certainty=Certainty.NOT_SENT,
+        )
+    if isinstance(exc, Urllib3TimeoutError):
+        return unreachable(
+            "no response from Glider within the read timeout",
+            timed_out=True,
+            certainty=Certainty.LOST,
+        )
+    # Reset or closed after the request went out: Glider may have acted on it.
+    return unreachable(
+        f"connection to Glider failed: {type(exc).__name__}",
+        timed_out=False,
+        certainty=Certainty.LOST,
+    )
 
 
 def scrub_payload(payload: bytes, secret: str | None) -> bytes:

@@ -84,51 +84,46 @@ class Telemetry:
             # triggered a rebalance too. Support needs these to reconcile.
             fields["maybe_delivered_attempts"] = outcome.maybe_delivered_attempts
         if isinstance(outcome, Triggered):
-            receipt = outcome.receipt
-            if outcome.already_triggered:
-                self._metrics.add_metric(METRIC_DUPLICATES, MetricUnit.Count, 1)
-            else:
-                if not receipt.joined:
-                    # Rebalances started: one Glider joined to a rebalance in flight started
-                    # none, and is counted as joined (TriggersJoinedInFlight) below instead.
-                    self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
-                if receipt.unread is not None:
-                    self._metrics.add_metric(METRIC_ID_UNKNOWN, MetricUnit.Count, 1)
-                if receipt.reconciled:
-                    self._metrics.add_metric(METRIC_RECONCILED, MetricUnit.Count, 1)
-            if receipt.unread is not None:
-                fields |= {"reason": receipt.reason, "detail": receipt.unread}
-            if receipt.reconciled:
-                fields["reconciled"] = True
-            if receipt.joined and not outcome.already_triggered:
-                # Glider answered with a rebalance already in flight: nothing new started. Said
-                # at WARNING with its age: a rebalance stuck in flight absorbs every trigger.
-                self._metrics.add_metric(METRIC_JOINED, MetricUnit.Count, 1)
-                fields["joined_in_flight"] = True
-                if receipt.submitted_at is not None:
-                    fields["in_flight_since"] = iso_time(receipt.submitted_at)
-                    fields["in_flight_seconds"] = round(
-                        max(0.0, time.time() - receipt.submitted_at)
-                    )
-            flagged = (
-                outcome.maybe_delivered_attempts
-                or receipt.unread is not None
-                or (receipt.joined and not outcome.already_triggered)
-            )
-            log = self._logger.warning if flagged else self._logger.info
-            log(
-                _triggered_message(outcome),
-                extra={
-                    **fields,
-                    "outcome": kind_of(outcome),
-                    "rebalance_id": receipt.rebalance_id,
-                    "schedule_id": receipt.schedule_id,
-                    "glider_request_id": receipt.request_id,
-                    "glider_correlation_id": receipt.correlation_id,
-                },
-            )
+            self._triggered(outcome, fields)
             return
         self._failure(outcome, fields, action)
+
+    def _triggered(self, outcome: Triggered, fields: dict[str, Any]) -> None:
+        self._count_triggered(outcome)
+        receipt = outcome.receipt
+        fields |= _receipt_fields(outcome)
+        flagged = (
+            outcome.maybe_delivered_attempts
+            or receipt.unread is not None
+            or (receipt.joined and not outcome.already_triggered)
+        )
+        log = self._logger.warning if flagged else self._logger.info
+        log(
+            _triggered_message(outcome),
+            extra={
+                **fields,
+                "outcome": kind_of(outcome),
+                "rebalance_id": receipt.rebalance_id,
+                "schedule_id": receipt.schedule_id,
+                "glider_request_id": receipt.request_id,
+                "glider_correlation_id": receipt.correlation_id,
+            },
+        )
+
+    def _count_triggered(self, outcome: Triggered) -> None:
+        receipt = outcome.receipt
+        if outcome.already_triggered:
+            self._metrics.add_metric(METRIC_DUPLICATES, MetricUnit.Count, 1)
+            return
+        if receipt.joined:
+            # Glider joined it to a rebalance in flight: none started, counted as joined.
+            self._metrics.add_metric(METRIC_JOINED, MetricUnit.Count, 1)
+        else:
+            self._metrics.add_metric(METRIC_TRIGGERED, MetricUnit.Count, 1)
+        if receipt.unread is not None:
+            self._metrics.add_metric(METRIC_ID_UNKNOWN, MetricUnit.Count, 1)
+        if receipt.reconciled:
+            self._metrics.add_metric(METRIC_RECONCILED, MetricUnit.Count, 1)
 
     def rejected(self, portfolio_id: object, error: TriggerError, source: InputSource) -> None:
         self._count_failure(error, FailureClass.PERMANENT)
@@ -385,6 +380,23 @@ class Telemetry:
         ) as metric:
             metric.add_dimension(name="FailureClass", value=failure_class)
             metric.add_dimension(name="Reason", value=error.reason)
+
+
+def _receipt_fields(outcome: Triggered) -> dict[str, Any]:
+    receipt = outcome.receipt
+    fields: dict[str, Any] = {}
+    if receipt.unread is not None:
+        fields |= {"reason": receipt.reason, "detail": receipt.unread}
+    if receipt.reconciled:
+        fields["reconciled"] = True
+    if receipt.joined and not outcome.already_triggered:
+        # Glider answered with a rebalance already in flight: nothing new started. Said at
+        # WARNING with its age: a rebalance stuck in flight absorbs every trigger.
+        fields["joined_in_flight"] = True
+        if receipt.submitted_at is not None:
+            fields["in_flight_since"] = iso_time(receipt.submitted_at)
+            fields["in_flight_seconds"] = round(max(0.0, time.time() - receipt.submitted_at))
+    return fields
 
 
 def _triggered_message(outcome: Triggered) -> str:

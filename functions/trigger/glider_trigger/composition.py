@@ -8,6 +8,7 @@ the emulator), so nothing here is replaced for them.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger, Metrics
 
@@ -41,7 +42,52 @@ from glider_trigger.outbound.telemetry import Telemetry
 from glider_trigger.settings import ApiVersion, Settings, TracingMode
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """The adapters every use case shares, built once."""
+
+    aws: AwsClients
+    telemetry: Telemetry
+    pacing: RateLimiter
+    api: RebalancingApi
+    api_keys: ApiKeyProvider
+    guard: IdempotencyGuard | NoGuard
+    history: History
+    dead_letters: QueueWriter
+    events: EventBridgeOutcomes | None
+
+
 def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> LambdaEntry:
+    shared = _shared(settings, logger, metrics)
+    follower = _follower(settings, shared)
+    events = shared.events or NO_OUTCOME_EVENTS
+    letterbox = LetterBox(shared.dead_letters, shared.guard, shared.telemetry, events)
+    work_queue = QueueWriter(settings.work_queue_url, client=shared.aws.sqs, error_type=FanOutError)
+    service = DeliveryService(
+        _trigger(settings, shared),
+        shared.guard,
+        letterbox,
+        work_queue,
+        shared.telemetry,
+        rules=DeliveryRules(
+            max_concurrency=settings.max_concurrency,
+            max_receive_count=settings.max_receive_count,
+        ),
+        follower=follower,
+        history=shared.history,
+    )
+    return LambdaEntry(
+        _routes(settings, shared, service, follower, letterbox, work_queue),
+        begin=lambda deadline, request_id, lifetime: service.begin(
+            deadline, request_id=request_id, lifetime_seconds=lifetime
+        ),
+        on_invocation=shared.guard.register,
+        deadline_margin_seconds=settings.deadline_safety_margin_seconds,
+        default_skip=settings.default_skip_schedule_validation,
+    )
+
+
+def _shared(settings: Settings, logger: Logger, metrics: Metrics) -> _Shared:
     silence_sdk_debug_logs()
     # Lambda sets AWS_REGION (and AWS_DEFAULT_REGION); botocore itself only reads the latter.
     aws = AwsClients(
@@ -50,72 +96,59 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
     telemetry = Telemetry(logger, metrics)
     # One limiter for every request to Glider: triggers, their lookups and status calls.
     pacing = RateLimiter(settings.rate_limit_per_second)
-    api = _glider(settings, pacing, telemetry)
-    if settings.tracing is TracingMode.ACTIVE:
-        # Imported here, not at the top: the X-Ray SDK costs cold-start time, so an environment
-        # without tracing never loads it. Before the first AWS client: botocore gets patched.
-        from glider_trigger.outbound.tracing import TracedApi, tracer  # noqa: PLC0415
-
-        api = TracedApi(api, tracer(logger.service), api_version=settings.glider_api_version.value)
-    api_keys = ApiKeyProvider(
-        settings.api_key_secret_id,
-        max_age_seconds=settings.secret_cache_seconds,
-        client=aws.secretsmanager,
-    )
-    policy = RetryPolicy(
-        max_attempts=settings.max_attempts,
-        base_delay_seconds=settings.retry_base_delay_seconds,
-        max_delay_seconds=settings.retry_max_delay_seconds,
-        breaker_threshold=settings.circuit_breaker_threshold,
-    )
-    guard = _guard(settings, logger, aws)
-    history = _history(settings, telemetry, aws)
-    reconciler = (
-        Reconciler(api, telemetry, clock=SYSTEM_CLOCK, pacing=pacing)
-        if settings.reconcile_lost_answers
-        else None
-    )
-    dead_letters = QueueWriter(settings.dlq_url, client=aws.sqs, error_type=DeadLetterWriteError)
     bus = settings.outcome_event_bus_name
-    events = EventBridgeOutcomes(bus, client=aws.events) if bus else None
-    follower = None
-    if settings.follow_outcomes and settings.follow_up_queue_url is not None:
-        follower = OutcomeFollower(
-            api,
-            api_keys,
-            guard,
-            telemetry,
-            follow_ups=QueueWriter(
-                settings.follow_up_queue_url, client=aws.sqs, error_type=FollowUpError
-            ),
-            dead_letters=dead_letters,
-            events=events,
-            max_seconds=settings.follow_max_seconds,
-            first_delay_seconds=settings.follow_first_delay_seconds,
-            clock=SYSTEM_CLOCK,
-            pacing=pacing,
-            history=history,
-        )
-    letterbox = LetterBox(dead_letters, guard, telemetry, events or NO_OUTCOME_EVENTS)
-    work_queue = QueueWriter(settings.work_queue_url, client=aws.sqs, error_type=FanOutError)
-    service = DeliveryService(
-        RebalanceTrigger(
-            api, api_keys, policy, clock=SYSTEM_CLOCK, pacing=pacing, reconciler=reconciler
+    return _Shared(
+        aws=aws,
+        telemetry=telemetry,
+        pacing=pacing,
+        api=_api(settings, pacing, telemetry, logger),
+        api_keys=ApiKeyProvider(
+            settings.api_key_secret_id,
+            max_age_seconds=settings.secret_cache_seconds,
+            client=aws.secretsmanager,
         ),
-        guard,
-        letterbox,
-        work_queue,
-        telemetry,
-        rules=DeliveryRules(
-            max_concurrency=settings.max_concurrency,
-            max_receive_count=settings.max_receive_count,
-        ),
-        follower=follower,
-        history=history,
+        guard=_guard(settings, logger, aws),
+        history=_history(settings, telemetry, aws),
+        dead_letters=QueueWriter(settings.dlq_url, client=aws.sqs, error_type=DeadLetterWriteError),
+        events=EventBridgeOutcomes(bus, client=aws.events) if bus else None,
     )
-    visibility = WorkQueueVisibility(client=aws.sqs)
+
+
+def _follower(settings: Settings, shared: _Shared) -> OutcomeFollower | None:
+    if not settings.follow_outcomes or settings.follow_up_queue_url is None:
+        return None
+    return OutcomeFollower(
+        shared.api,
+        shared.api_keys,
+        shared.guard,
+        shared.telemetry,
+        follow_ups=QueueWriter(
+            settings.follow_up_queue_url, client=shared.aws.sqs, error_type=FollowUpError
+        ),
+        dead_letters=shared.dead_letters,
+        events=shared.events,
+        max_seconds=settings.follow_max_seconds,
+        first_delay_seconds=settings.follow_first_delay_seconds,
+        clock=SYSTEM_CLOCK,
+        pacing=shared.pacing,
+        history=shared.history,
+    )
+
+
+def _routes(  # noqa: PLR0917 - the pieces of one wiring, in the order they were built
+    settings: Settings,
+    shared: _Shared,
+    service: DeliveryService,
+    follower: OutcomeFollower | None,
+    letterbox: LetterBox,
+    work_queue: QueueWriter,
+) -> Routes:
+    """Events to the intake; the work queue's records to the triggers; the follow-up queue's to
+    the follow-ups."""
+    telemetry = shared.telemetry
+    visibility = WorkQueueVisibility(client=shared.aws.sqs)
     follow_ups = FollowUpDelivery(follower, letterbox, max_concurrency=settings.max_concurrency)
-    routes = Routes(
+    return Routes(
         Intake(work_queue, letterbox, telemetry, parallelism=settings.max_concurrency),
         SqsBatchHandler(
             service,
@@ -126,14 +159,36 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         SqsBatchHandler(follow_ups, follow_up_queue_parser, visibility, telemetry),
         QueueRoles(settings.follow_up_queue_url),
     )
-    return LambdaEntry(
-        routes,
-        begin=lambda deadline, request_id, lifetime: service.begin(
-            deadline, request_id=request_id, lifetime_seconds=lifetime
-        ),
-        on_invocation=guard.register,
-        deadline_margin_seconds=settings.deadline_safety_margin_seconds,
-        default_skip=settings.default_skip_schedule_validation,
+
+
+def _api(
+    settings: Settings, pacing: RateLimiter, telemetry: Telemetry, logger: Logger
+) -> RebalancingApi:
+    api = _glider(settings, pacing, telemetry)
+    if settings.tracing is not TracingMode.ACTIVE:
+        return api
+    # Imported here, not at the top: the X-Ray SDK costs cold-start time, so an environment
+    # without tracing never loads it. Before the first AWS client: botocore gets patched.
+    from glider_trigger.outbound.tracing import TracedApi, tracer  # noqa: PLC0415
+
+    return TracedApi(api, tracer(logger.service), api_version=settings.glider_api_version.value)
+
+
+def _trigger(settings: Settings, shared: _Shared) -> RebalanceTrigger:
+    policy = RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_delay_seconds=settings.retry_base_delay_seconds,
+        max_delay_seconds=settings.retry_max_delay_seconds,
+        breaker_threshold=settings.circuit_breaker_threshold,
+    )
+    api, pacing = shared.api, shared.pacing
+    reconciler = (
+        Reconciler(api, shared.telemetry, clock=SYSTEM_CLOCK, pacing=pacing)
+        if settings.reconcile_lost_answers
+        else None
+    )
+    return RebalanceTrigger(
+        api, shared.api_keys, policy, clock=SYSTEM_CLOCK, pacing=pacing, reconciler=reconciler
     )
 
 

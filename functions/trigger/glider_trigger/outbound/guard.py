@@ -17,11 +17,14 @@ Record ids and the COMPLETED/INPROGRESS fields are Powertools Idempotency's, so 
 written before the ledger are read as they were written.
 
 `once` runs an action (the dead letter of a settled failure, an outcome's log line) at most once
-per key, on Powertools Idempotency, so that a redelivery does not write it twice.
+per key, on the same ledger under its own key prefix, so that a redelivery does not write it
+twice: held while it runs, settled once it ran, released if it raised (records Powertools
+Idempotency wrote for it earlier are read the same way).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -32,15 +35,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    BaseError,
-    IdempotencyAlreadyInProgressError,
-)
 from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.domain.errors import (
@@ -60,7 +54,6 @@ from glider_trigger.domain.models import (
     merged,
 )
 from glider_trigger.domain.ports import NO_RECORD, Attempts
-from glider_trigger.outbound.aws import Lazy
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -95,10 +88,10 @@ _HOLDER, _ATTEMPTS = "holder", "attempts"
 TTL_ATTRIBUTE: Final = _EXPIRY
 
 
-def record_id(key: str) -> str:
+def record_id(key: str, *, prefix: str = KEY_PREFIX) -> str:
     """A delivery's record id: Powertools' form (its prefix, then the MD5 of the key as JSON)."""
     digest = hashlib.md5(json.dumps(key).encode(), usedforsecurity=False).hexdigest()
-    return f"{KEY_PREFIX}#{digest}"
+    return f"{prefix}#{digest}"
 
 
 @dataclass(frozen=True)
@@ -141,11 +134,6 @@ class NoGuard:
         action()
 
 
-def _run_once(delivery: dict[str, str], action: Callable[[], None]) -> Any:
-    action()
-    return {"done": True}
-
-
 class _Taken(Exception):
     """The record is settled, or held by another invocation: `record` says which."""
 
@@ -179,11 +167,17 @@ class Ledger:
     """The records' reads and writes, each one DynamoDB call."""
 
     def __init__(
-        self, table_name: str, client: Callable[[], DynamoDBClient], expires_after_seconds: int
+        self,
+        table_name: str,
+        client: Callable[[], DynamoDBClient],
+        expires_after_seconds: int,
+        *,
+        prefix: str = KEY_PREFIX,
     ) -> None:
         self._table = table_name
         self._client = client
         self._expires_after = expires_after_seconds
+        self._prefix = prefix
 
     def claim(self, key: str, holder: str, until: float) -> tuple[Window, ...] | None:
         """Hold the record until `until`; what earlier holders may have started (None: there
@@ -193,7 +187,7 @@ class Ledger:
         try:
             answer = self._client().update_item(
                 TableName=self._table,
-                Key={_ID: {"S": record_id(key)}},
+                Key={_ID: {"S": record_id(key, prefix=self._prefix)}},
                 UpdateExpression=(
                     f"SET #{_STATUS} = :held, #{_HOLDER} = :holder, #{_HELD_UNTIL_MS} = :until, "
                     f"#{_EXPIRY} = :expiry REMOVE #{_DATA}"
@@ -242,7 +236,7 @@ class Ledger:
         ]
         self._client().update_item(
             TableName=self._table,
-            Key={_ID: {"S": record_id(key)}},
+            Key={_ID: {"S": record_id(key, prefix=self._prefix)}},
             UpdateExpression=expression,
             ConditionExpression=f"#{_HOLDER} = :holder",
             ExpressionAttributeNames=_names(_HOLDER, *names),
@@ -257,7 +251,7 @@ class Ledger:
             {":none": {"L": []}, ":window": {"L": [_window_value(window)]}},
         )
 
-    def settle(self, key: str, holder: str, outcome: Outcome) -> None:
+    def settle(self, key: str, holder: str, stored: Mapping[str, Any]) -> None:
         self.update(
             key,
             holder,
@@ -265,7 +259,7 @@ class Ledger:
             f"REMOVE #{_HELD_UNTIL_MS}, #{_ATTEMPTS}",
             {
                 ":settled": {"S": Status.SETTLED.value},
-                ":data": {"S": json.dumps(_stored(outcome), sort_keys=True)},
+                ":data": {"S": json.dumps(stored, sort_keys=True)},
                 ":expiry": {"N": str(int(time.time()) + self._expires_after)},
             },
         )
@@ -292,30 +286,13 @@ class IdempotencyGuard:
         on_unrecorded: Callable[[str, str, str], None],
     ) -> None:
         self._ledger = Ledger(table_name, client, expires_after_seconds)
-        self._config = IdempotencyConfig(
-            event_key_jmespath="key", expires_after_seconds=expires_after_seconds
-        )
-        # Powertools touches the client when constructed: build it with the first `once`.
-        self._store = Lazy(
-            lambda: DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client())
-        )
-        self._guarded_action = Lazy(
-            lambda: idempotent_function(
-                data_keyword_argument="delivery",
-                persistence_store=self._store.get(),
-                config=self._config,
-                # Fixed, so that renaming the function (Lambda's or ours) in a deployment does
-                # not change every key while redeliveries of the old ones are still arriving.
-                key_prefix=ONCE_KEY_PREFIX,
-            )(_run_once)
-        )
+        self._once = Ledger(table_name, client, expires_after_seconds, prefix=ONCE_KEY_PREFIX)
         self._on_unrecorded = on_unrecorded
         self._context: LambdaContext | None = None
 
     def register(self, context: LambdaContext) -> None:
         """Per invocation: a record it holds is held until its deadline, and no longer."""
         self._context = context
-        self._config.register_lambda_context(context)
 
     def _deadline(self) -> float:
         context = self._context
@@ -324,24 +301,27 @@ class IdempotencyGuard:
         return time.time() + context.get_remaining_time_in_millis() / 1000
 
     def once(self, key: str, action: Callable[[], None]) -> None:
-        completed = False
-
-        def tracked() -> None:
-            nonlocal completed
-            action()
-            completed = True
-
+        holder = uuid.uuid4().hex
         try:
-            self._guarded_action.get()(delivery={"key": key}, action=tracked)
-        except IdempotencyAlreadyInProgressError as exc:
+            self._once.claim(key, holder, self._deadline())
+        except _Taken as taken:
+            if taken.record.status is Status.SETTLED:
+                return  # done before
             # Another invocation is doing it right now: running it too would do it twice. Not
             # now: the caller's delivery comes back (and finds it done, or does it).
-            raise OnceInProgressError(f"{key} is being done by another invocation") from exc
-        except BaseError:
-            # The store failed around the action: unless the action completed here, run it now
-            # (its own failure then propagates to the caller).
-            if not completed:
-                action()
+            raise OnceInProgressError(f"{key} is being done by another invocation") from taken
+        except (ClientError, BotoCoreError):
+            action()  # the store cannot tell: a duplicate is noise, a missing one is a loss
+            return
+        try:
+            action()
+        except Exception:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self._once.release(key, holder, ())  # not done: the next delivery does it
+            raise
+        with contextlib.suppress(ClientError, BotoCoreError):
+            # Unrecorded, the next delivery after this deadline does it again: noise, not loss.
+            self._once.settle(key, holder, {"done": True})
 
     def run(
         self,
@@ -378,7 +358,8 @@ class IdempotencyGuard:
             self._write(request, "released", lambda: self._ledger.release(key, holder, left))
             raise
         if outcome.settles_delivery:
-            self._write(request, "settled", lambda: self._ledger.settle(key, holder, outcome))
+            stored = _stored(outcome)
+            self._write(request, "settled", lambda: self._ledger.settle(key, holder, stored))
         else:
             unresolved = outcome.uncertain if isinstance(outcome, Failed) else ()
             self._write(request, "released", lambda: self._ledger.release(key, holder, unresolved))

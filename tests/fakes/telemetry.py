@@ -38,8 +38,8 @@ class RecordingTelemetry:
     def unparsable(self, error: TriggerError, source: InputSource) -> None:
         self._add("unparsable", reason=error.reason)
 
-    def fanned_out(self, count: int, queue_url: str, source: InputSource) -> None:
-        self._add("fanned_out", count=count)
+    def queued(self, count: int, queue_url: str, source: InputSource) -> None:
+        self._add("queued", count=count, queue_url=queue_url, dedupe_key=source.dedupe_key)
 
     def deferred(self, count: int, delay_seconds: int, queue_url: str) -> None:
         self._add("deferred", count=count, delay_seconds=delay_seconds)

@@ -9,9 +9,11 @@ from glider_trigger.settings import DEFAULT_GLIDER_API_BASE_URL, ApiVersion, Set
 
 DLQ = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-dlq"
 FOLLOW_UPS = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-follow-up"
+WORK = "https://sqs.eu-west-1.amazonaws.com/123456789012/glider-trigger-work"
 REQUIRED = {
     "GLIDER_API_KEY_SECRET_ID": "glider/api-key",
     "DLQ_URL": DLQ,
+    "WORK_QUEUE_URL": WORK,
     "FOLLOW_UP_QUEUE_URL": FOLLOW_UPS,
 }
 
@@ -27,6 +29,7 @@ def test_defaults() -> None:
         glider_api_base_url="https://api.glider.fi",
         api_key_secret_id="glider/api-key",
         dlq_url=DLQ,
+        work_queue_url=WORK,
         connect_timeout_seconds=3.0,
         read_timeout_seconds=10.0,
         max_attempts=4,
@@ -102,7 +105,8 @@ def test_values_are_read_and_typed() -> None:
     assert settings.deadline_safety_margin_seconds == 5.0
 
 
-@pytest.mark.parametrize("name", ["GLIDER_API_KEY_SECRET_ID", "DLQ_URL"])
+# Every trigger runs from the work queue: without it an event's portfolios could go nowhere.
+@pytest.mark.parametrize("name", ["GLIDER_API_KEY_SECRET_ID", "DLQ_URL", "WORK_QUEUE_URL"])
 @pytest.mark.parametrize("value", [None, "", "   "])
 def test_missing_required_variable_is_named(name: str, value: str | None) -> None:
     env = dict(REQUIRED)
@@ -116,9 +120,10 @@ def test_missing_required_variable_is_named(name: str, value: str | None) -> Non
 
 
 @pytest.mark.parametrize("url", ["sqs-queue", "https://sqs.eu-west-1.amazonaws.com/", "ftp://x/q"])
-def test_dlq_url_that_is_not_a_queue_url_is_named(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="DLQ_URL"):
-        settings_with(DLQ_URL=url)
+@pytest.mark.parametrize("name", ["DLQ_URL", "WORK_QUEUE_URL"])
+def test_a_queue_url_that_is_not_one_is_named(name: str, url: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        settings_with(**{name: url})
 
 
 def test_a_queue_url_without_its_account_is_refused_at_start() -> None:

@@ -116,6 +116,7 @@ def test_the_guard_remembers_longer_than_any_copy_can_arrive(template: dict[str,
 REQUIRED = {
     "GLIDER_API_KEY_SECRET_ID": "secret",
     "DLQ_URL": "https://sqs.example/1/dlq",
+    "WORK_QUEUE_URL": "https://sqs.example/1/work",
     "FOLLOW_UP_QUEUE_URL": "https://sqs.example/1/follow-up",
 }
 # Parameters whose default the template chooses, where the function alone does without.

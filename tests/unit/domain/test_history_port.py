@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from glider_trigger.domain.delivery import DeliveryRules, DeliveryService, Message
+from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import (
     Certainty,
     DeadLetterWriteError,
@@ -16,10 +16,12 @@ from glider_trigger.domain.errors import (
 )
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
+from glider_trigger.domain.letterbox import LetterBox
 from glider_trigger.domain.models import (
     FinalOutcome,
     FollowUp,
     InputSource,
+    Message,
     RebalanceState,
     Receipt,
     SourceKind,
@@ -27,7 +29,7 @@ from glider_trigger.domain.models import (
     TriggerRequest,
 )
 from glider_trigger.domain.trigger import RebalanceTrigger
-from glider_trigger.inbound.events import parse_event, parse_sqs_body
+from glider_trigger.inbound.events import parse_sqs_body
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
 from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
@@ -49,13 +51,15 @@ class World:
         self.api = api
         self.guard = InMemoryGuard()
         self.history = RecordingHistory()
+        self.work = InMemoryQueue(FanOutError, "work")
+        telemetry = RecordingTelemetry()
         self.service = DeliveryService(
             RebalanceTrigger(api, FakeKeys(), retry_policy(max_attempts=1), clock=FakeClock()),
             self.guard,
-            InMemoryQueue(DeadLetterWriteError, "dlq"),
-            RecordingTelemetry(),
-            rules=DeliveryRules(max_concurrency=4, fanout_threshold=50, max_receive_count=5),
-            work_queue=InMemoryQueue(FanOutError, "work"),
+            LetterBox(InMemoryQueue(DeadLetterWriteError, "dlq"), self.guard, telemetry),
+            self.work,
+            telemetry,
+            rules=DeliveryRules(max_concurrency=4, max_receive_count=5),
             history=self.history,
         )
 
@@ -66,7 +70,7 @@ class World:
         text = json.dumps(body)
         parsed = parse_sqs_body(text, message_id=message_id, default_skip=False)
         invocation = self.invocation()
-        [prepared] = self.service.trigger_messages(
+        [prepared] = self.service.prepare(
             [(Message(message_id, text, receive), parsed)], invocation
         )
         self.service.settle(prepared, invocation)
@@ -81,12 +85,19 @@ class World:
 def test_each_trigger_and_each_failure_is_written_once() -> None:
     world = World(FakeApi(RECEIPT, NOT_FOUND))
 
-    world.service.deliver_event(
-        parse_event({"portfolioIds": ["p1"]}, default_skip=False), world.invocation()
-    )
-    world.service.deliver_event(
-        parse_event({"portfolioIds": ["p2"]}, default_skip=False), world.invocation()
-    )
+    world.message({"portfolioId": "p1"}, message_id="m-1")
+    world.message({"portfolioId": "p2"}, message_id="m-2")
+
+    assert world.written() == [("p1", "triggered"), ("p2", "NOT_FOUND")]
+
+
+def test_a_split_writes_nothing_and_each_of_its_portfolios_is_written_when_triggered() -> None:
+    world = World(FakeApi(RECEIPT, NOT_FOUND))
+
+    world.message({"portfolioIds": ["p1", "p2"]})  # split: nothing triggered yet
+    assert world.written() == []
+    for number, queued in enumerate(world.work.bodies()):
+        world.message(queued, message_id=f"w-{number}")
 
     assert world.written() == [("p1", "triggered"), ("p2", "NOT_FOUND")]
 

@@ -58,7 +58,12 @@ class Intake:
         parsed = _keyed(parsed, request_id)
         # Each queued portfolio is counted as received when its message is processed.
         self._telemetry.received(len(parsed.rejected))
-        messages = [OutgoingMessage(resumed_input(request)) for request in parsed.requests]
+        # What an attempt of this delivery may have started (a replayed letter's window) goes
+        # with it: its trigger looks there before sending again.
+        messages = [
+            OutgoingMessage(resumed_input(request, may_have_started=request.may_have_started))
+            for request in parsed.requests
+        ]
         try:
             self._work_queue.send(messages, parallelism=self._parallelism)
         except FanOutError:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from glider_trigger.composition import build_entry
 from glider_trigger.domain.errors import ConfigurationError
 from glider_trigger.settings import Settings
+
+if TYPE_CHECKING:  # an annotation only: not imported at init
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "glider-rebalance-trigger")
 metrics = Metrics(

@@ -32,8 +32,6 @@ from glider_trigger.outbound.clock import SYSTEM_CLOCK
 from glider_trigger.outbound.events import EventBridgeOutcomes
 from glider_trigger.outbound.glider.http import HttpSession, build_pool_manager
 from glider_trigger.outbound.glider.pacing import RateLimiter
-from glider_trigger.outbound.glider.v1 import GliderV1Client
-from glider_trigger.outbound.glider.v2 import GliderV2Client
 from glider_trigger.outbound.guard import IdempotencyGuard, NoGuard
 from glider_trigger.outbound.history import DynamoDBHistory, HistoryEntry
 from glider_trigger.outbound.queues import QueueWriter
@@ -199,8 +197,13 @@ def _glider(settings: Settings, pacing: RateLimiter, telemetry: Telemetry) -> Re
         read_timeout_seconds=settings.read_timeout_seconds,
         http=build_pool_manager(max_connections=settings.max_concurrency),
     )
+    # Each client imported here, not at the top: an environment loads only the one it talks to.
     if settings.glider_api_version is ApiVersion.V2:
+        from glider_trigger.outbound.glider.v2 import GliderV2Client  # noqa: PLC0415
+
         return GliderV2Client(session, rate_limiter=pacing, on_ignored=telemetry.option_ignored)
+    from glider_trigger.outbound.glider.v1 import GliderV1Client  # noqa: PLC0415
+
     return GliderV1Client(session, rate_limiter=pacing)
 
 

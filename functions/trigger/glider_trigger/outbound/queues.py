@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -74,7 +73,10 @@ class QueueWriter:
                 self._send_batch(batch)
             return
         # Large fan-outs: 100,000 ids are 10,000 calls; one after another they would not fit
-        # in an invocation. Every batch is attempted; the first failure is raised after.
+        # in an invocation. Every batch is attempted; the first failure is raised after. The
+        # pool's module is imported here: most invocations never make one (a cold start less).
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
         with ThreadPoolExecutor(max_workers=min(parallelism, len(batches))) as pool:
             failures = [f for f in pool.map(self._try_batch, batches) if f is not None]
         if failures:

@@ -1,4 +1,4 @@
-"""The Glider API key, read from Secrets Manager through Powertools' cached provider.
+"""The Glider API key, read from Secrets Manager and cached for SECRET_CACHE_SECONDS.
 
 The secret is a plain string or a JSON object with an "apiKey" field. The value lives only in
 an ApiKey (domain/models.py), whose repr and str are redacted, so it cannot reach a log line by
@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.domain.errors import SecretUnavailableError
 from glider_trigger.domain.models import ApiKey
-from glider_trigger.outbound.aws import Lazy
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -45,42 +43,40 @@ class ApiKeyProvider:
     ) -> None:
         self._secret_id = secret_id
         self._max_age = max_age_seconds
-        # Powertools touches the client when constructed: build it with the first read.
-        self._provider = Lazy(lambda: SecretsProvider(boto3_client=client()))
+        self._client = client
         self._lock = threading.Lock()
+        self._cached: tuple[ApiKey, float] | None = None  # the key and when it was read
 
     def get(self, *, refresh: bool = False) -> ApiKey:
         """The cached key, or a fresh read when `refresh` (after a 401: it may have rotated)."""
         # One read at a time: on a cold start every worker asks at once, and without the lock
         # each would miss the still-empty cache and read the secret itself.
         with self._lock:
-            try:
-                raw = self._provider.get().get(
-                    self._secret_id, max_age=self._max_age, force_fetch=refresh
-                )
-            except GetParameterError as exc:
-                raise self._unavailable(exc) from exc
-        return _parse_secret(raw, self._secret_id)
+            cached, now = self._cached, time.monotonic()
+            if cached is not None and not refresh and now - cached[1] < self._max_age:
+                return cached[0]
+            key = _parse_secret(self._read(), self._secret_id)
+            self._cached = (key, now)
+            return key
 
-    def _unavailable(self, exc: GetParameterError) -> SecretUnavailableError:
-        # Powertools wraps the SDK error; the original is the implicit context.
-        cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, ClientError):
-            code = str(cause.response.get("Error", {}).get("Code", "Unknown"))
-            retryable = code in _RETRYABLE_CODES
+    def _read(self) -> object:
+        try:
+            answer = self._client().get_secret_value(SecretId=self._secret_id)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
             hint = _HINTS.get(code, "see the error code")
-            return SecretUnavailableError(
-                f"cannot read secret {self._secret_id!r}: {code}: {hint}", retryable=retryable
-            )
-        if isinstance(cause, BotoCoreError):
-            return SecretUnavailableError(
-                f"cannot reach Secrets Manager for {self._secret_id!r}: {type(cause).__name__}",
+            raise SecretUnavailableError(
+                f"cannot read secret {self._secret_id!r}: {code}: {hint}",
+                retryable=code in _RETRYABLE_CODES,
+            ) from exc
+        except BotoCoreError as exc:
+            raise SecretUnavailableError(
+                f"cannot reach Secrets Manager for {self._secret_id!r}: {type(exc).__name__}",
                 retryable=True,
-            )
-        return SecretUnavailableError(
-            f"cannot read secret {self._secret_id!r}: {type(cause or exc).__name__}",
-            retryable=False,
-        )
+            ) from exc
+        # A binary secret's answer has no SecretString (the stubs say it always does).
+        found: dict[str, object] = dict(answer)
+        return found.get("SecretString", found.get("SecretBinary"))
 
 
 def _parse_secret(raw: object, secret_id: str) -> ApiKey:

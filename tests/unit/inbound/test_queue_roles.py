@@ -142,14 +142,18 @@ class Recorded:
         self.given: list[tuple[str, object]] = []
         self.again = set(again)
 
-    def prepare(
-        self, messages: Sequence[tuple[Message, object]], invocation: Invocation
-    ) -> list[Message]:
+    def deliver(
+        self,
+        messages: Sequence[tuple[Message, object]],
+        invocation: Invocation,
+        *,
+        on_bug: Callable[[str], None],
+    ) -> list[Settlement]:
         self.given.extend((message.message_id, parsed) for message, parsed in messages)
-        return [message for message, _ in messages]
-
-    def settle(self, record: Message, invocation: Invocation) -> Settlement:
-        return Settlement(redeliver=True) if record.message_id in self.again else SETTLED
+        return [
+            Settlement(redeliver=True) if message.message_id in self.again else SETTLED
+            for message, _ in messages
+        ]
 
 
 @dataclass

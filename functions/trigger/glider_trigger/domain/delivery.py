@@ -14,7 +14,7 @@ metrics and queue writes happen on the invocation's own thread once the workers 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from glider_trigger.domain.errors import (
@@ -25,7 +25,7 @@ from glider_trigger.domain.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.domain.fate import SETTLED, Settlement, decide
+from glider_trigger.domain.fate import SETTLED, Settlement, decide, settle_each
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.letterbox import LetterBox
@@ -108,6 +108,22 @@ class DeliveryService:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
         return Invocation(
             deadline, self._trigger.policy, request_id=request_id, lifetime_seconds=lifetime_seconds
+        )
+
+    def deliver(
+        self,
+        messages: Sequence[tuple[Message, ParsedInput | InvalidInputError]],
+        invocation: Invocation,
+        *,
+        on_bug: Callable[[str], None],
+    ) -> list[Settlement]:
+        """A batch: every portfolio triggered at once, then each message's fate carried out."""
+        prepared = self.prepare(messages, invocation)
+        return settle_each(
+            prepared,
+            lambda record: self.settle(record, invocation),
+            message_of=lambda record: record.message,
+            on_bug=on_bug,
         )
 
     def prepare(

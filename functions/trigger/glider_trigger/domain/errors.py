@@ -33,12 +33,13 @@ class QueueWriteError(Exception):
 
 
 class DeadLetterWriteError(QueueWriteError):
-    """The DLQ refused a message: the invocation must fail so that AWS keeps the event."""
+    """The DLQ refused a message: what was to be lettered stays where it was (the message, or
+    the event that Lambda retries)."""
 
 
 class FanOutError(QueueWriteError):
-    """The work queue refused part of a fan-out: the invocation fails so that it is retried
-    (what was enqueued already is de-duplicated by its idempotency key)."""
+    """The work queue refused messages (an event's queued portfolios, a split, a deferral): the
+    input is delivered again (what was queued already is de-duplicated by its delivery key)."""
 
 
 class FollowUpError(QueueWriteError):

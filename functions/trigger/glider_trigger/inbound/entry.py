@@ -14,9 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from glider_trigger.domain.delivery import PreparedMessage
 from glider_trigger.domain.errors import InvalidInputError
-from glider_trigger.domain.follow_ups import PreparedFollowUp
 from glider_trigger.domain.intake import Intake
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import FollowUp, ParsedInput
@@ -47,8 +45,8 @@ class Routes:
     """Where each kind of invocation goes."""
 
     intake: Intake
-    triggers: SqsBatchHandler[ParsedInput, PreparedMessage]
-    follow_ups: SqsBatchHandler[FollowUp, PreparedFollowUp]
+    triggers: SqsBatchHandler[ParsedInput]
+    follow_ups: SqsBatchHandler[FollowUp]
     queues: QueueRoles
 
 

@@ -1,11 +1,11 @@
-"""One queue's SQS records: each body read as the kind its queue takes, all of them prepared at
-once (their portfolios triggered, or their rebalances looked at, on one worker pool), each then
-settled on its own, and the ids of those SQS should deliver again (ReportBatchItemFailures).
+"""One queue's SQS records: each body read as the kind its queue takes, the batch handed to
+that queue's use case at once (its portfolios triggered, or its rebalances looked at, on one
+worker pool), and each message's settlement turned into what SQS does next: nothing (it is
+deleted), a redelivery (ReportBatchItemFailures), or a later one (a visibility timeout).
 
 The same mechanics serve the work queue (domain/delivery.py) and the follow-up queue
-(domain/follow_ups.py): a `QueueWork` prepares and settles, this adapter turns a settlement
-into a kept record or a visibility timeout. Powertools' batch processor calls a handler per
-record, while the records' work must share one worker pool: it would only format the list.
+(domain/follow_ups.py). Powertools' batch processor calls a handler per record, while the
+records' work must share one worker pool: it would have only formatted the list.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from glider_trigger.domain.errors import InvalidInputError, QueueWriteError
+from glider_trigger.domain.errors import InvalidInputError
 from glider_trigger.domain.fate import Settlement
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import Message
@@ -24,17 +24,18 @@ from glider_trigger.inbound.visibility import PostponeError, WorkQueueVisibility
 
 _Parsed = TypeVar("_Parsed")
 _Parsed_contra = TypeVar("_Parsed_contra", contravariant=True)
-_Prepared = TypeVar("_Prepared")
 
 
-class QueueWork(Protocol[_Parsed_contra, _Prepared]):
-    def prepare(
+class QueueWork(Protocol[_Parsed_contra]):
+    def deliver(
         self,
         messages: Sequence[tuple[Message, _Parsed_contra | InvalidInputError]],
         invocation: Invocation,
-    ) -> list[_Prepared]: ...
-
-    def settle(self, record: _Prepared, invocation: Invocation) -> Settlement: ...
+        *,
+        on_bug: Callable[[str], None],
+    ) -> list[Settlement]:
+        """Each message's settlement, in order; `on_bug(message id)` for one that failed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,10 @@ class SqsRecord:
         )
 
 
-class SqsBatchHandler(Generic[_Parsed, _Prepared]):
+class SqsBatchHandler(Generic[_Parsed]):
     def __init__(
         self,
-        work: QueueWork[_Parsed, _Prepared],
+        work: QueueWork[_Parsed],
         parse: Callable[[SqsRecord], _Parsed],
         visibility: WorkQueueVisibility,
         telemetry: BatchReports,
@@ -74,33 +75,24 @@ class SqsBatchHandler(Generic[_Parsed, _Prepared]):
 
     def handle(self, records: Sequence[SqsRecord], invocation: Invocation) -> set[str]:
         """The message ids SQS should deliver again."""
-        prepared = self._work.prepare(
-            [(record.message, self._parsed(record)) for record in records], invocation
+        settlements = self._work.deliver(
+            [(record.message, self._parsed(record)) for record in records],
+            invocation,
+            on_bug=self._telemetry.record_failed,
         )
-        return {
-            record.message.message_id
-            for record, work in zip(records, prepared, strict=True)
-            if not self._settled(record, work, invocation)
-        }
+        again = set()
+        for record, settlement in zip(records, settlements, strict=True):
+            if settlement.not_before_seconds is not None:
+                self._postpone(record, settlement.not_before_seconds, invocation)
+            if settlement.redeliver:
+                again.add(record.message.message_id)
+        return again
 
     def _parsed(self, record: SqsRecord) -> _Parsed | InvalidInputError:
         try:
             return self._parse(record)
         except InvalidInputError as exc:
             return exc
-
-    def _settled(self, record: SqsRecord, work: _Prepared, invocation: Invocation) -> bool:
-        """Whether the record leaves the queue; False when SQS should deliver it again."""
-        try:
-            settlement = self._work.settle(work, invocation)
-        except QueueWriteError:
-            return False  # logged where it happened; SQS keeps the record
-        except Exception:  # noqa: BLE001 - a bug costs this record a redelivery, not the batch
-            self._telemetry.record_failed(record.message.message_id)
-            return False
-        if settlement.not_before_seconds is not None:
-            self._postpone(record, settlement.not_before_seconds, invocation)
-        return not settlement.redeliver
 
     def _postpone(self, record: SqsRecord, seconds: float, invocation: Invocation) -> None:
         """A Retry-After longer than the invocation could wait becomes the message's visibility

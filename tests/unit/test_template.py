@@ -140,10 +140,31 @@ def parameter_variables(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+# The settings a deploy decides, each through a parameter; every other setting keeps the
+# function's default (a parameter that only repeated it would be one more prompt of `sam deploy
+# --guided`; docs/configuration.md says how to change one).
+DEPLOY_DECISIONS = {
+    "GLIDER_API_BASE_URL",
+    "GLIDER_API_VERSION",
+    "TRACING",
+    "DEFAULT_SKIP_SCHEDULE_VALIDATION",  # the tools read the parameter too
+    "IDEMPOTENCY_TTL_SECONDS",  # the guard's window; the tools read the parameter too
+    "MAX_CONCURRENCY",
+    "RATE_LIMIT_PER_SECOND",
+    "MAX_RECEIVE_COUNT",
+    "FOLLOW_OUTCOMES",  # the tools read the parameter too
+    "OUTCOME_EVENT_BUS_NAME",
+}
+
+
+def test_only_deploy_decisions_are_parameters(template: dict[str, Any]) -> None:
+    assert set(parameter_variables(template)) == DEPLOY_DECISIONS
+
+
 def test_a_parameters_default_is_the_functions_own(template: dict[str, Any]) -> None:
     defaults = Settings.from_environment(REQUIRED)
     variables = parameter_variables(template)
-    assert "GLIDER_MAX_ATTEMPTS" in variables
+    assert "MAX_CONCURRENCY" in variables
 
     for variable, parameter in variables.items():
         if variable in NO_FUNCTION_DEFAULT:
@@ -154,7 +175,7 @@ def test_a_parameters_default_is_the_functions_own(template: dict[str, Any]) -> 
 
 def test_a_parameters_range_is_the_one_the_function_accepts(template: dict[str, Any]) -> None:
     ranged = {v: p for v, p in parameter_variables(template).items() if "MinValue" in p}
-    assert {"GLIDER_MAX_ATTEMPTS", "MAX_CONCURRENCY", "IDEMPOTENCY_TTL_SECONDS"} <= set(ranged)
+    assert {"MAX_CONCURRENCY", "MAX_RECEIVE_COUNT", "IDEMPOTENCY_TTL_SECONDS"} <= set(ranged)
 
     for variable, parameter in ranged.items():
         low, high = parameter["MinValue"], parameter["MaxValue"]

@@ -59,7 +59,9 @@ class Intake:
         parsed = _keyed(parsed, request_id)
         # Each queued portfolio is counted as received when its message is processed.
         self._telemetry.received(len(parsed.rejected))
-        messages = [OutgoingMessage(resumed_input(request)) for request in parsed.requests]
+        messages = [
+            OutgoingMessage(resumed_input(request, queued=True)) for request in parsed.requests
+        ]
         try:
             self._work_queue.send(messages, parallelism=self._parallelism)
         except FanOutError:

@@ -94,12 +94,16 @@ def _attributes(
     wait = error.retry_after_seconds
     retry_at = failed_at + timedelta(seconds=wait) if wait else None
     source_ref = source.delivery_id or source.metadata.get("scheduleArn")
+    # A queued message's letter names where its delivery came in (an event, a message split).
+    source_name = source.queued_by or (
+        f"{source.kind.value}:{source_ref}" if source_ref else source.kind.value
+    )
     candidates: list[tuple[str, AttributeValue | None]] = [
         ("failureClass", failure_class.value),
         ("reason", error.reason),
         ("detail", str(error)[:_MAX_DETAIL_CHARS] or error.reason),
         ("attempts", attempts),
-        ("source", f"{source.kind.value}:{source_ref}" if source_ref else source.kind.value),
+        ("source", source_name),
         ("failedAt", failed_at.isoformat(timespec="milliseconds")),
         ("httpStatus", facts.http_status if facts else None),
         # When Glider said a retry may succeed: a replay before then is likely to fail again.

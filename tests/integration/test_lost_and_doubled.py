@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from glider_trigger.domain.errors import ConfigurationError, DeadLetterWriteError
+from glider_trigger.domain.errors import ConfigurationError
+from local.fixtures.delivery import Story
 from local.fixtures.event_source import SqsEventSource
 from local.fixtures.fault_proxy import AwsFault, FaultProxy
 from local.fixtures.function import LocalFunction
@@ -20,6 +21,9 @@ from local.fixtures.lambda_context import EnvironmentCrash, LocalLambdaContext
 from local.fixtures.stack import Deployment, attribute_values, drain
 
 DLQ_WRITE = "AmazonSQS.SendMessageBatch"
+# On the work queue's path, the look at the clock that is the first attempt's deadline check:
+# after the guard's claim, before the POST.
+CRASH_AT = 4
 
 
 def sqs_event(*bodies: str, receive_count: int = 1) -> dict[str, Any]:
@@ -48,10 +52,13 @@ def rebalanced(emulator: GliderEmulator) -> list[str]:
     return sorted(r.portfolio_id for r in emulator.rebalances)
 
 
-def replay(deployment: Deployment, function: LocalFunction) -> int:
-    """Move every DLQ message to the work queue, body verbatim (what a move task does), and
-    run the work queue through the function; returns how many were replayed."""
-    letters = deployment.dlq_messages()
+def replay(
+    deployment: Deployment, function: LocalFunction, taken: Sequence[dict[str, Any]] = ()
+) -> int:
+    """Move every DLQ message (and those `taken` from it before) to the work queue, body
+    verbatim (what a move task does), and run the work queue through the function; returns how
+    many were replayed."""
+    letters = [*taken, *deployment.dlq_messages()]
     for letter in letters:
         deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=letter["Body"])
     SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke, idle_seconds=1)
@@ -61,28 +68,37 @@ def replay(deployment: Deployment, function: LocalFunction) -> int:
 # --------------------------------------------------------------------------- lost
 
 
-def test_a_crash_then_lambdas_retry_inside_the_window_defers_the_portfolio_not_drops_it(
-    start_function, emulator: GliderEmulator, deployment: Deployment
+def test_a_crash_then_the_last_receive_inside_the_window_defers_the_portfolio_not_drops_it(
+    start_function, deliver: Callable[..., Story], emulator: GliderEmulator, deployment: Deployment
 ) -> None:
     event = {"portfolioId": "port_abc123"}  # an async invocation: keyed by its request id
-    # The fourth look at the clock is the first attempt's deadline check: after the claim,
-    # before the POST. The environment dies there, its record left "in progress".
-    crashing = LocalLambdaContext(timeout_seconds=3, crash_after_calls=4)
+    context = LocalLambdaContext(timeout_seconds=30)
+    queued = start_function().invoke(event, context=context)
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+    # The environment that receives the message dies after the claim, before the POST (the
+    # CRASH_AT-th look at the clock), its record left "in progress".
+    crashing = LocalLambdaContext(timeout_seconds=3, crash_after_calls=CRASH_AT)
+    dying = start_function()
     with pytest.raises(EnvironmentCrash):
-        start_function().invoke(event, context=crashing)
+        source.poll(lambda batch: dying.invoke(batch, context=crashing))
     assert emulator.trigger_requests == []
+    [held] = deployment.moto.client("dynamodb").scan(TableName=deployment.idempotency_table)[
+        "Items"
+    ]
+    assert held["status"]["S"] == "INPROGRESS"
 
-    # Lambda's retry: same request id, a new environment, inside the crashed one's window.
-    retry = LocalLambdaContext(timeout_seconds=3, aws_request_id=crashing.aws_request_id)
-    response = start_function().invoke(event, context=retry)
+    # The message's last receive (maxReceiveCount 2), in a new environment, inside the crashed
+    # one's window: deferred, not dead-lettered (a replay would be a new delivery).
+    function = start_function()
+    last = source.poll(lambda batch: function.invoke(batch, timeout_seconds=3), wait_seconds=3)
 
-    [result] = response["results"]
-    assert (result["outcome"], result["action"]) == ("in-progress-elsewhere", "deferred")
+    assert last is not None
+    assert last.deleted  # the deferral carries it on
+    [line] = [log for log in function.logs if log.get("portfolio_id") == "port_abc123"]
+    assert (line["outcome"], line["action"]) == ("failed", "deferred: in progress elsewhere")
     assert deployment.dlq_messages() == []
     # The deferral becomes visible after the holder's longest window (the function's timeout),
     # carrying the delivery's key: the crashed holder's record has lapsed by then.
-    function = start_function()
-    source = SqsEventSource(deployment.sqs, deployment.work_queue)
     assert source.poll(function.invoke) is None  # not visible yet
     deferred = source.poll(function.invoke, wait_seconds=15)  # a long poll: back when visible
     assert deferred is not None
@@ -92,35 +108,24 @@ def test_a_crash_then_lambdas_retry_inside_the_window_defers_the_portfolio_not_d
     assert body == {
         "portfolioId": "port_abc123",
         "skipScheduleValidation": False,
-        "deliveryKey": f"lambda:{crashing.aws_request_id}",
+        "deliveryKey": f"lambda:{context.aws_request_id}",
+        "queuedBy": "direct",  # the transport it came in by, a direct invocation
     }
+    assert queued["deliveryKey"] == body["deliveryKey"]
     assert rebalanced(emulator) == ["port_abc123"]
     assert [r.method for r in emulator.requests] == ["POST"]  # nothing to look up first
-    # Lambda's last retry of the same event, later still: done, not triggered again.
-    late = LocalLambdaContext(timeout_seconds=3, aws_request_id=crashing.aws_request_id)
-    [again] = function.invoke(event, context=late)["results"]
-    assert again["outcome"] == "already-triggered"
+    # Lambda's retry of the same event, later still: queued again, done, not triggered again.
+    late = LocalLambdaContext(timeout_seconds=30, aws_request_id=context.aws_request_id)
+    story = deliver(event, function=function, context=late)
+    assert [o["outcome"] for o in story.outcomes] == ["already-triggered"]
     assert rebalanced(emulator) == ["port_abc123"]
 
 
-def test_without_a_work_queue_a_held_portfolio_fails_the_invocation_for_lambda_to_retry(
-    start_function, emulator: GliderEmulator
-) -> None:
-    event = {"portfolioId": "port_abc123"}
-    crashing = LocalLambdaContext(timeout_seconds=2, crash_after_calls=4)
-    with pytest.raises(EnvironmentCrash):
-        start_function(WORK_QUEUE_URL="").invoke(event, context=crashing)
-
-    retry = LocalLambdaContext(timeout_seconds=2, aws_request_id=crashing.aws_request_id)
-    function = start_function(WORK_QUEUE_URL="")
-    with pytest.raises(Exception, match="held in progress by another invocation"):
-        function.invoke(event, context=retry)
-
-    time.sleep(2.1)  # Lambda's next retry comes after the crashed invocation's deadline
-    later = LocalLambdaContext(timeout_seconds=5, aws_request_id=crashing.aws_request_id)
-    [result] = function.invoke(event, context=later)["results"]
-    assert result["outcome"] == "triggered"
-    assert rebalanced(emulator) == ["port_abc123"]
+def test_a_work_queue_is_required(start_function) -> None:
+    # Every trigger runs from the work queue: without one the function does not start (it
+    # used to trigger an event's portfolios inline, and fail a held one for Lambda to retry).
+    with pytest.raises(ConfigurationError, match="WORK_QUEUE_URL"):
+        start_function(WORK_QUEUE_URL="")
 
 
 # --------------------------------------------------------------------------- doubled
@@ -160,73 +165,85 @@ def test_a_2xx_without_a_success_body_is_remembered_posted_once_and_dead_lettere
     emulator.script("port_abc123", Fault.malformed(200, b'{"success": false}', "application/json"))
     emulator.script("port_def456", *[Fault.error(503, "API_000", "down")] * 4)
     event = sqs_event(json.dumps({"portfolioIds": ["port_abc123", "port_def456"]}))
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
 
-    first = function.invoke(event)
-    second = function.invoke(event)  # redelivered for port_def456's transient failure
+    split = function.invoke(event)  # one message per portfolio, under this message's key
+    first = source.drain(function.invoke, idle_seconds=2)  # port_def456 back after its failure
+    again = function.invoke(event)  # the many-id message redelivered: split again
+    second = source.drain(function.invoke, idle_seconds=0)
 
-    assert first == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
-    assert second == {"batchItemFailures": []}
+    assert split == again == {"batchItemFailures": []}
+    assert [len(batch.redelivered) for batch in first] == [1, 0]
+    assert [len(batch.deleted) for batch in second] == [2]
     assert posts(emulator, "port_abc123") == 1
     assert rebalanced(emulator) == ["port_def456"]
     letters = deployment.dlq_messages()
     assert [attribute_values(m)["reason"] for m in letters] == ["UNEXPECTED_RESPONSE"]
-    [again] = [log for log in function.logs if log.get("outcome") == "already-failed"]
-    assert again["action"] == "none: dead-lettered by an earlier delivery"
+    [again_line] = [log for log in function.logs if log.get("outcome") == "already-failed"]
+    assert again_line["action"] == "none: dead-lettered by an earlier delivery"
     # Its letter replayed: not sent again, and the letter stays in the DLQ (a replay is a new
     # message, so the guard writes it again) rather than vanishing with the replayed message.
     deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=letters[0]["Body"])
-    SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke, idle_seconds=1)
+    source.drain(function.invoke, idle_seconds=1)
     assert posts(emulator, "port_abc123") == 1
     replayed = deployment.dlq_messages()
     assert [attribute_values(m)["reason"] for m in replayed] == ["UNEXPECTED_RESPONSE"]
     assert replayed[0]["Body"] == letters[0]["Body"]
 
 
-def test_a_remembered_2xx_failure_whose_letter_was_not_written_gets_it_on_the_retry(
-    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator, deployment: Deployment
+def test_a_remembered_2xx_failure_whose_letter_was_not_written_gets_it_on_the_redelivery(
+    start_behind_proxy,
+    proxy: FaultProxy,
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    deployment: Deployment,
 ) -> None:
     function = start_behind_proxy()
     emulator.script("port_abc123", Fault.malformed(200, b"<html>ok</html>", "text/html"))
-    proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=3)  # the DLQ write's 3 attempts
+    proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=3, within=deployment.dlq.url)
     context = LocalLambdaContext(timeout_seconds=30)
     event = {"portfolioId": "port_abc123"}
 
-    with pytest.raises(DeadLetterWriteError):
-        function.invoke(event, context=context)
+    story = deliver(event, function=function, context=context)
+    assert len(story.batches[0].redelivered) == 1  # the letter not written: delivered again
+    again = SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke)
     retry = LocalLambdaContext(timeout_seconds=30, aws_request_id=context.aws_request_id)
-    function.invoke(event, context=retry)
-    last = LocalLambdaContext(timeout_seconds=30, aws_request_id=context.aws_request_id)
-    function.invoke(event, context=last)
+    late = deliver(event, function=function, context=retry)  # a retry of the same event
 
+    assert [len(b.deleted) for b in [*story.batches, *again]] == [0] + [1] * (
+        len(story.batches) + len(again) - 1
+    )
+    assert proxy.injected == {DLQ_WRITE: 3}
+    assert [o["outcome"] for o in late.outcomes] == ["already-failed"]
     assert posts(emulator, "port_abc123") == 1
     assert [attribute_values(m)["reason"] for m in deployment.dlq_messages()] == [
         "UNEXPECTED_RESPONSE"
     ]
 
 
-def test_stale_letters_of_a_half_written_dlq_trigger_nothing_twice_on_replay(
-    start_behind_proxy, proxy: FaultProxy, emulator: GliderEmulator, deployment: Deployment
+def test_stale_letters_trigger_nothing_twice_on_replay(
+    start_function, deliver: Callable[..., Story], emulator: GliderEmulator, deployment: Deployment
 ) -> None:
-    function = start_behind_proxy(MAX_CONCURRENCY="4")
+    function = start_function(MAX_CONCURRENCY="4")
     ids = [f"port_many{n:02d}" for n in range(12)]
     for portfolio_id in ids:
         emulator.add_portfolio(portfolio_id)
-    event = {"portfolioIds": [*ids, "port_gone"]}  # port_gone: unknown, a genuine failure
-    context = LocalLambdaContext(timeout_seconds=30)
+    # port_gone: unknown, a genuine failure
+    event = {"id": "ev-stale", "detail-type": "X", "detail": {"portfolioIds": [*ids, "port_gone"]}}
     emulator.set_outage(Fault.error(503, "API_000", "down"))
-    # 13 letters: the first batch of 10 lands, the second is refused (3 attempts).
-    proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=3, after=1)
-    with pytest.raises(DeadLetterWriteError):
-        function.invoke(event, context=context)
+    deliver(event, function=function)
+    time.sleep(1.2)  # the last receive: every portfolio dead-lettered
+    SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke, idle_seconds=1)
+    stale = deployment.dlq_messages()
+    assert len(stale) == 13
     emulator.set_outage(None)
 
-    retry = LocalLambdaContext(timeout_seconds=30, aws_request_id=context.aws_request_id)
-    response = function.invoke(event, context=retry)  # Lambda's retry: every id but one
+    story = deliver(event, function=function)  # the event delivered again: the same keys
 
-    assert response["triggered"] == 12
+    assert story.triggered == 12
     assert rebalanced(emulator) == sorted(ids)
-    replayed = replay(deployment, function)
-    assert replayed == 11  # 10 stale letters, and port_gone's (still unknown)
+    replayed = replay(deployment, function, stale)
+    assert replayed == 14  # 13 stale letters, and port_gone's (still unknown)
     assert rebalanced(emulator) == sorted(ids)  # nothing triggered twice
     # A genuine failure still triggers on replay once its cause is fixed.
     emulator.add_portfolio("port_gone")
@@ -242,17 +259,17 @@ def test_the_guard_must_remember_as_long_as_a_copy_can_arrive(start_function) ->
 
 
 def test_long_idempotency_keys_that_share_a_prefix_are_two_deliveries(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     prefix = "k" * 300
-    first = function.invoke({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-1"})
-    second = function.invoke({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-2"})
-    again = function.invoke({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-2"})
+    first = deliver({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-1"})
+    second = deliver({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-2"})
+    again = deliver({"portfolioId": "port_abc123", "idempotencyKey": prefix + "-2"})
 
-    assert [r["results"][0]["outcome"] for r in (first, second, again)] == [
-        "triggered",
-        "triggered",
-        "already-triggered",
+    assert [[o["outcome"] for o in story.outcomes] for story in (first, second, again)] == [
+        ["triggered"],
+        ["triggered"],
+        ["already-triggered"],
     ]
     assert rebalanced(emulator) == ["port_abc123", "port_abc123"]
 
@@ -262,13 +279,28 @@ def test_long_idempotency_keys_that_share_a_prefix_are_two_deliveries(
 
 @pytest.mark.parametrize("retry_after", [10**11, 10**400], ids=["1e11", "400 digits"])
 def test_an_absurd_retry_after_is_clamped_and_every_letter_written(
-    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment, retry_after: int
+    function: LocalFunction,
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    retry_after: int,
 ) -> None:
-    emulator.script("port_abc123", Fault.rate_limited(retry_after=retry_after))
+    emulator.script("port_abc123", *[Fault.rate_limited(retry_after=retry_after)] * 2)
 
-    response = function.invoke({"portfolioIds": ["port_abc123", "port_unknown"]})
+    story = deliver({"portfolioIds": ["port_abc123", "port_unknown"]})
+    # port_abc123's message postponed (SQS's 12 h at most); on its last receive, lettered.
+    [postponed] = [log for log in story.logs if log["message"].startswith("Message postponed")]
+    assert 0 < postponed["visibility_timeout_seconds"] <= 43_200
+    [body] = [
+        r["body"]
+        for batch in story.batches
+        for r in batch.event["Records"]
+        if json.loads(r["body"])["portfolioId"] == "port_abc123"
+    ]
+    last = sqs_event(body, receive_count=2)
+    last["Records"][0]["eventSourceARN"] = deployment.work_queue.arn
 
-    assert response["deadLettered"] == 2
+    assert function.invoke(last) == {"batchItemFailures": []}
     letters = {
         json.loads(m["Body"])["portfolioId"]: attribute_values(m) for m in deployment.dlq_messages()
     }
@@ -303,7 +335,10 @@ def test_a_postponement_counts_the_time_since_the_receive(
 
 
 def test_control_characters_from_outside_reach_the_dlq_made_sqs_safe(
-    start_behind_proxy, emulator: GliderEmulator, deployment: Deployment
+    start_behind_proxy,
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    deployment: Deployment,
 ) -> None:
     function = start_behind_proxy()
     emulator.script("port_abc123", Fault.error(404, "API_200\x07", "not\x01found\ud800"))
@@ -313,9 +348,9 @@ def test_control_characters_from_outside_reach_the_dlq_made_sqs_safe(
         "detail": {"portfolioId": "port_abc123"},
     }
 
-    response = function.invoke(event)
+    story = deliver(event, function=function)
 
-    assert response["deadLettered"] == 1
+    assert story.dead_lettered == 1
     [letter] = drain(deployment.sqs, deployment.dlq.url)
     attributes = attribute_values(letter)
     assert attributes["detail"].startswith("not\ufffdfound\ufffd")
@@ -338,18 +373,20 @@ def test_on_its_last_receive_a_record_is_dead_lettered_by_the_function_and_repla
 
     results = source.drain(function.invoke, idle_seconds=2)
 
-    # Receive 1: port_abc123 triggered, port_def456 kept for retry. Receive 2, the last: the
-    # function writes port_def456's letter itself and the record is done, not redriven.
-    assert [r.response for r in results] == [
-        {"batchItemFailures": [{"itemIdentifier": results[0].event["Records"][0]["messageId"]}]},
-        {"batchItemFailures": []},
-    ]
+    # The message split into one per portfolio under its key; receive 1 of those: port_abc123
+    # triggered, port_def456 kept for retry. Receive 2, the last: the function writes
+    # port_def456's letter itself and the record is done, not redriven.
+    [split, first, last] = results
+    [original] = split.event["Records"]
+    assert (split.deleted, len(first.event["Records"])) == ([original["messageId"]], 2)
+    assert len(first.redelivered) == 1
+    assert (last.redelivered, len(last.deleted)) == ([], 1)
     assert rebalanced(emulator) == ["port_abc123"]
     [letter] = deployment.dlq_messages()
     body = json.loads(letter["Body"])
     assert (body["portfolioId"], body["deliveryKey"]) == (
         "port_def456",
-        f"sqs:{results[0].event['Records'][0]['messageId']}",
+        f"sqs:{original['messageId']}",
     )
     assert attribute_values(letter)["reason"] == "SERVER_ERROR"
     # Replayed, it triggers the portfolio that failed, and not the one that had succeeded.

@@ -160,7 +160,6 @@ def test_a_permanent_failure_settles_the_message_with_a_letter_naming_its_delive
             "portfolioId": "p1",
             "skipScheduleValidation": False,
             "deliveryKey": "sqs:m-1",
-            "origin": "sqs",
         }
     ]
     assert world.dlq.messages[0].attributes["reason"] == "NOT_FOUND"
@@ -201,7 +200,6 @@ def test_on_its_last_receive_what_still_fails_is_dead_lettered_here() -> None:
             "portfolioId": "p1",
             "skipScheduleValidation": False,
             "deliveryKey": "sqs:m-1",
-            "origin": "sqs",
         }
     ]
     assert world.actions() == [Next.DEAD_LETTERED_LAST_RECEIVE]

@@ -228,7 +228,6 @@ def test_a_failure_of_a_queued_portfolio_is_dead_lettered_with_the_events_key() 
             "portfolioId": "p1",
             "skipScheduleValidation": False,
             "deliveryKey": "key:up-1",
-            "origin": "direct",
         }
     ]
     assert world.dlq.messages[0].attributes["reason"] == "NOT_FOUND"

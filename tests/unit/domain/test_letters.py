@@ -74,8 +74,6 @@ def test_failure_body_is_exactly_the_replayable_input(portfolio_id: str, skip: b
     assert json.loads(letter.body) == {
         "portfolioId": portfolio_id,
         "skipScheduleValidation": skip,
-        # Where its delivery began, for the logs and the history of its replay.
-        "origin": "sqs",
     }
     # Moving the DLQ back onto the work queue replays exactly this request...
     replayed = parse_sqs_body(letter.body, message_id="replay-1", default_skip=not skip)

@@ -626,3 +626,26 @@ def test_trigger_input_round_trips_through_the_parser() -> None:
     parsed = parse_sqs_body(body, message_id="m", default_skip=False)
     assert [(r.portfolio_id, r.skip_schedule_validation) for r in parsed.requests] == [("p1", True)]
     assert parsed.source.dedupe_key == "event:e-1"
+
+
+@pytest.mark.parametrize(
+    ("queued_by", "origin"),
+    [
+        ("schedule", SourceKind.SCHEDULE),
+        ("eventbridge:ev-1", SourceKind.EVENTBRIDGE),
+        ("sqs:m-0", SourceKind.SQS),
+        (None, SourceKind.SQS),  # an upstream message, or a replayed letter: a delivery itself
+        ("no-such-kind:1", SourceKind.SQS),  # not one the function writes: its own kind
+    ],
+)
+def test_a_queued_portfolio_says_where_its_delivery_began(
+    queued_by: str | None, origin: SourceKind
+) -> None:
+    body: dict[str, Any] = {"portfolioId": "p1", "deliveryKey": "schedule:arn@t"}
+    if queued_by is not None:
+        body["queuedBy"] = queued_by
+
+    parsed = parse_sqs_body(json.dumps(body), message_id="m-9", default_skip=False)
+
+    assert parsed.source.origin is origin
+    assert parsed.source.kind is SourceKind.SQS  # the transport is still the message

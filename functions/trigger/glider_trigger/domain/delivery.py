@@ -221,7 +221,7 @@ class DeliveryService:
         be a new delivery)."""
         self._telemetry.received(len(parsed.rejected))
         messages = [
-            OutgoingMessage(resumed_input(r, may_have_started=r.may_have_started))
+            OutgoingMessage(resumed_input(r, may_have_started=r.may_have_started, queued=True))
             for r in parsed.requests
         ]
         try:
@@ -246,7 +246,8 @@ class DeliveryService:
         delay = min(MAX_DELAY_SECONDS, math.ceil(invocation.lifetime_seconds) + DEFER_SLACK_SECONDS)
         request = held.request
         message = OutgoingMessage(
-            resumed_input(request, may_have_started=request.may_have_started), delay_seconds=delay
+            resumed_input(request, may_have_started=request.may_have_started, queued=True),
+            delay_seconds=delay,
         )
         try:
             self._work_queue.send([message])

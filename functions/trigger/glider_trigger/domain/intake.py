@@ -61,7 +61,9 @@ class Intake:
         # What an attempt of this delivery may have started (a replayed letter's window) goes
         # with it: its trigger looks there before sending again.
         messages = [
-            OutgoingMessage(resumed_input(request, may_have_started=request.may_have_started))
+            OutgoingMessage(
+                resumed_input(request, may_have_started=request.may_have_started, queued=True)
+            )
             for request in parsed.requests
         ]
         try:

@@ -105,6 +105,8 @@ def _attributes(
 
 
 def _source_ref(source: InputSource) -> str:
+    if source.queued_by is not None:
+        return source.queued_by  # a queued message's letter names where its delivery came in
     ref = source.delivery_id or source.metadata.get("scheduleArn")
     return f"{source.kind.value}:{ref}" if ref else source.kind.value
 

@@ -9,9 +9,6 @@ from typing import Final
 
 from glider_trigger.domain.errors import DuplicateInProgressError, FailureClass, TriggerError
 
-# The metadata field that carries a delivery's origin (domain/trigger_input.py writes it).
-ORIGIN_FIELD: Final = "origin"
-
 
 class SourceKind(StrEnum):
     SCHEDULE = "schedule"  # EventBridge Scheduler or a rule target with constant input
@@ -20,6 +17,9 @@ class SourceKind(StrEnum):
     DIRECT = "direct"  # any other direct invocation (CLI, SDK, a replayed DLQ body)
     LAMBDA_DESTINATION = "lambda-destination"  # an on-failure record of this function
     FOLLOW_UP = "follow-up"  # a rebalance followed to its outcome
+
+
+_KINDS: Final = frozenset(kind.value for kind in SourceKind)
 
 
 @dataclass(frozen=True)
@@ -32,15 +32,24 @@ class InputSource:
     # What makes a second delivery of the same work recognisable (see trigger_input.py); None
     # when only the Lambda request id can tell, which the inbound adapter then uses.
     dedupe_key: str | None = None
+    # On a message the function queued itself (an event's portfolio, a split, a deferral): the
+    # transport that first carried the delivery in (`<kind>:<delivery id>`). Queued again (a
+    # retried event, a redelivered many-id message), a copy is a new message of that transport.
+    queued_by: str | None = None
+
+    @property
+    def transport(self) -> str:
+        """What carried the delivery in: the transport that queued it, else this one."""
+        if self.queued_by is not None:
+            return self.queued_by
+        return f"{self.kind.value}:{self.delivery_id}" if self.delivery_id else self.kind.value
 
     @property
     def origin(self) -> SourceKind:
-        """The kind of input the delivery began as: this one's, unless one of the delivery's
-        own messages carries it (an event's portfolio queued, a split, a letter replayed)."""
-        try:
-            return SourceKind(self.metadata.get(ORIGIN_FIELD, self.kind))
-        except ValueError:  # not a kind: someone else's field, only echoed into logs
-            return self.kind
+        """The kind of input the delivery began as: the transport that queued this message,
+        else this one's (a dead letter replayed is a delivery of its own)."""
+        kind = (self.queued_by or "").split(":", 1)[0]
+        return SourceKind(kind) if kind in _KINDS else self.kind
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,7 @@ class TriggerRequest:
         """What the guard remembers a settled failure's dead letter under: once per delivery and
         transport (message or event id), so a redelivery or retry never writes it twice, while
         a replay of the letter (a new message) writes it again."""
-        return f"{self.guard_key}#dead-letter@{self.source.delivery_id}"
+        return f"{self.guard_key}#dead-letter@{self.source.queued_by or self.source.delivery_id}"
 
 
 @dataclass(frozen=True)

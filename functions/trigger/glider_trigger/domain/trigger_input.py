@@ -22,14 +22,13 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, TypeGuard
 
 from glider_trigger.domain.errors import InvalidInputError, InvalidPortfolioIdError
 from glider_trigger.domain.models import (
-    ORIGIN_FIELD,
     FollowUp,
     InputSource,
     ParsedInput,
@@ -47,6 +46,10 @@ IDEMPOTENCY_KEY: Final = "idempotencyKey"
 # The function's own continuation messages (dead letters, deferrals) name the delivery they
 # belong to with this field: its value is that delivery's key, used verbatim.
 DELIVERY_KEY_FIELD: Final = "deliveryKey"
+# Also the function's own, on the messages it queues (never on a dead letter: a replay is a new
+# transport): the transport that first carried the delivery in, `<kind>:<delivery id>` (its
+# kind is what logs and the history show as the delivery's origin: "schedule", not "sqs").
+QUEUED_BY: Final = "queuedBy"
 # Also the function's own: when an earlier attempt of the delivery may have started a rebalance
 # whose answer was lost ({"after": <ISO time>, "before": <ISO time, optional>}); looked for
 # among the portfolio's recent rebalances before the first trigger is sent.
@@ -56,13 +59,10 @@ MAY_HAVE_STARTED: Final = "mayHaveStarted"
 FOLLOW_UP: Final = "followUp"
 SCHEDULE_ARN: Final = "scheduleArn"
 SCHEDULED_TIME: Final = "scheduledTime"
-# The function's own: the kind of input its delivery began as (a SourceKind value), carried by
-# the delivery's own messages so that logs and the history say "schedule", not "sqs".
-ORIGIN: Final = ORIGIN_FIELD
-# What a delivery's own messages carry of where it began: its origin and a schedule's run.
-CARRIED_METADATA: Final = (ORIGIN, SCHEDULE_ARN, SCHEDULED_TIME)
+# What a delivery's own messages carry of where it began, for the logs: a schedule's run.
+CARRIED_METADATA: Final = (SCHEDULE_ARN, SCHEDULED_TIME)
 # Metadata is only echoed into logs: keep it short.
-METADATA_FIELDS: Final = (SCHEDULE_ARN, SCHEDULED_TIME, IDEMPOTENCY_KEY, ORIGIN)
+METADATA_FIELDS: Final = (SCHEDULE_ARN, SCHEDULED_TIME, IDEMPOTENCY_KEY)
 MAX_METADATA_CHARS: Final = 256
 
 # Opaque ids seen so far look like `port_abc123` or `ao04x0r6`. Letters, digits, `_` and `-`
@@ -144,6 +144,7 @@ def trigger_input(
     idempotency_key: str | None = None,
     may_have_started: Sequence[Window] = (),
     metadata: Mapping[str, str] | None = None,
+    queued_by: str | None = None,
 ) -> str:
     """The body of one portfolio's input: what the function writes to its DLQ and work queue.
     `delivery_key` names the very delivery the portfolio belongs to (a dead letter, a deferral:
@@ -157,6 +158,8 @@ def trigger_input(
         body[DELIVERY_KEY_FIELD] = delivery_key
     if idempotency_key is not None:
         body[IDEMPOTENCY_KEY] = idempotency_key
+    if queued_by is not None:
+        body[QUEUED_BY] = queued_by
     # Where the delivery began (a schedule's run), carried for the logs of what it triggers.
     for name in CARRIED_METADATA:
         if metadata and name in metadata:
@@ -171,17 +174,21 @@ def trigger_input(
     return json.dumps(body, default=str)
 
 
-def resumed_input(request: TriggerRequest, *, may_have_started: Sequence[Window] = ()) -> str:
+def resumed_input(
+    request: TriggerRequest, *, may_have_started: Sequence[Window] = (), queued: bool = False
+) -> str:
     """One portfolio of a delivery, to be taken up (again) as part of that same delivery: an
     event's portfolio queued, a message split, a dead letter, a deferral. It carries the
     delivery's key, the schedule run it began with, and when an attempt of it may have started
-    a rebalance whose answer was lost."""
+    a rebalance whose answer was lost; `queued` (the function's own queued message, not a
+    letter), the transport that carried the delivery in."""
     return trigger_input(
         request.portfolio_id,
         request.skip_schedule_validation,
         delivery_key=request.source.dedupe_key,
         may_have_started=may_have_started,
-        metadata={**request.source.metadata, ORIGIN: request.source.origin.value},
+        metadata=request.source.metadata,
+        queued_by=request.source.transport if queued else None,
     )
 
 
@@ -325,6 +332,7 @@ def parse(payload: object, *, default_skip: bool, transport: InputSource | None)
     metadata = metadata_of(inner, {name: name for name in METADATA_FIELDS})
     kind = SourceKind.SCHEDULE if SCHEDULE_ARN in metadata else SourceKind.DIRECT
     source = _nest(delivery, InputSource(kind, metadata=metadata, dedupe_key=_content_key(inner)))
+    source = replace(source, queued_by=_queued_by(inner))
     window = _window(inner)
     requests: dict[str, TriggerRequest] = {}
     rejected: list[RejectedId] = []
@@ -424,6 +432,18 @@ def _content_key(payload: Mapping[str, Any]) -> str | None:
     if arn is not None and when is not None:
         return delivery_key("schedule", f"{arn}@{when}")
     return None
+
+
+def _queued_by(payload: Mapping[str, Any]) -> str | None:
+    if QUEUED_BY not in payload:
+        return None
+    value = payload[QUEUED_BY]
+    if not isinstance(value, str) or not value or len(value) > MAX_KEY_CHARS:
+        raise InvalidInputError(
+            f"{QUEUED_BY} must be a string of 1-{MAX_KEY_CHARS} characters (it is the "
+            "function's own field)"
+        )
+    return value
 
 
 def _window(payload: Mapping[str, Any]) -> tuple[Window, ...]:

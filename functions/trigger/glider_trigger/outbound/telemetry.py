@@ -456,4 +456,6 @@ def source_fields(source: InputSource) -> dict[str, Any]:
         fields["delivery_id"] = source.delivery_id
     if source.metadata:
         fields["source_metadata"] = dict(source.metadata)
+    if source.queued_by is not None:
+        fields["queued_by"] = source.queued_by  # where the delivery came in (an event, a split)
     return fields

@@ -204,12 +204,13 @@ def test_a_schedule_fires_and_its_portfolios_are_triggered_once(
     assert [triggered(deployed, portfolio) for portfolio in SCHEDULED] == [1, 1]
     # Its run names the schedule's ARN and the time it was due, as Scheduler fills them in on AWS
     # (MiniStack needs local/aws/launcher.py for it): the guard keys the run by them, so each run
-    # of each schedule is a delivery of its own.
+    # of each schedule is a delivery of its own. Each portfolio is triggered from the work queue,
+    # from a message the schedule's invocation queued (queued_by) with the run's fields.
     due = deployed.parameters["ScheduleExpression"].removeprefix("at(").removesuffix(")") + "Z"
     runs = [
         line["source_metadata"]
         for line in function_log(deployed, "Rebalance triggered")
-        if line.get("source") == "schedule"
+        if line.get("source") == "sqs" and line.get("queued_by") == "schedule"
     ]
     assert len(runs) == 2, runs
     for run in runs:

@@ -13,6 +13,7 @@ from itertools import count
 
 import pytest
 
+from glider_trigger.domain.batch import Settlement
 from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import (
     Certainty,
@@ -22,7 +23,6 @@ from glider_trigger.domain.errors import (
     FollowUpError,
     InvalidInputError,
 )
-from glider_trigger.domain.fate import Settlement
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.letterbox import LetterBox

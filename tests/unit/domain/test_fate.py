@@ -9,20 +9,19 @@ from collections.abc import Callable
 
 import pytest
 
+from glider_trigger.domain.batch import SETTLED
 from glider_trigger.domain.errors import (
     Certainty,
     CircuitOpenError,
-    DeadLetterWriteError,
     DuplicateInProgressError,
     FailureClass,
     TriggerError,
     classify,
 )
-from glider_trigger.domain.fate import SETTLED, Fate, Settlement, decide, settle_each
+from glider_trigger.domain.fate import Fate, decide
 from glider_trigger.domain.models import (
     Failed,
     InputSource,
-    Message,
     Next,
     Outcome,
     Receipt,
@@ -217,23 +216,3 @@ def test_a_message_is_either_kept_or_accounted_for_never_both_nor_neither(
     # Only a redelivery waits for a Retry-After.
     if decided.settlement.not_before_seconds is not None:
         assert kept
-
-
-# --- carrying each fate out on its own ------------------------------------------------------
-
-
-def test_a_record_whose_fate_cannot_be_carried_out_is_delivered_again_alone() -> None:
-    def settle(message: Message) -> Settlement:
-        if message.message_id == "dlq-refused":
-            raise DeadLetterWriteError("the DLQ refused", unsent=1)
-        if message.message_id == "bug":
-            raise KeyError("a bug")
-        return SETTLED
-
-    bugs: list[str] = []
-    messages = [Message(i, "{}") for i in ("ok-1", "dlq-refused", "bug", "ok-2")]
-
-    settlements = settle_each(messages, settle, message_of=lambda m: m, on_bug=bugs.append)
-
-    assert [s.redeliver for s in settlements] == [False, True, True, False]
-    assert bugs == ["bug"]  # a queue that refused is logged where it happened, not as a bug

@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 import pytest
 
+from glider_trigger.domain.batch import SETTLED, Settlement
 from glider_trigger.domain.errors import (
     DeadLetterWriteError,
     FollowUpError,
     InvalidInputError,
     OnceInProgressError,
 )
-from glider_trigger.domain.fate import SETTLED, Settlement
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.follow_ups import FollowUpDelivery
 from glider_trigger.domain.invocation import Invocation

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from glider_trigger.domain.batch import SETTLED, BatchWork, Settlement
 from glider_trigger.domain.errors import DeadLetterWriteError, FanOutError, InvalidInputError
-from glider_trigger.domain.fate import SETTLED, Settlement
 from glider_trigger.domain.intake import Intake
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.letterbox import LetterBox
@@ -135,25 +135,21 @@ def test_a_body_of_the_other_kind_is_malformed_input_that_says_why(
 # --- the entry routes each record by its queue ---------------------------------------------
 
 
-class Recorded:
-    """A QueueWork that keeps what it was given, and asks for the redelivery of `again`."""
+class Recorded(BatchWork[object, Message]):
+    """A queue's work that keeps what it was given, and asks for the redelivery of `again`."""
 
     def __init__(self, *again: str) -> None:
         self.given: list[tuple[str, object]] = []
         self.again = set(again)
 
-    def deliver(
-        self,
-        messages: Sequence[tuple[Message, object]],
-        invocation: Invocation,
-        *,
-        on_bug: Callable[[str], None],
-    ) -> list[Settlement]:
+    def prepare(
+        self, messages: Sequence[tuple[Message, object]], invocation: Invocation
+    ) -> list[Message]:
         self.given.extend((message.message_id, parsed) for message, parsed in messages)
-        return [
-            Settlement(redeliver=True) if message.message_id in self.again else SETTLED
-            for message, _ in messages
-        ]
+        return [message for message, _ in messages]
+
+    def settle(self, record: Message, invocation: Invocation) -> Settlement:
+        return Settlement(redeliver=True) if record.message_id in self.again else SETTLED
 
 
 @dataclass

@@ -14,9 +14,10 @@ metrics and queue writes happen on the invocation's own thread once the workers 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from glider_trigger.domain.batch import SETTLED, BatchWork, Settlement
 from glider_trigger.domain.errors import (
     FanOutError,
     FanOutRefusedError,
@@ -25,7 +26,7 @@ from glider_trigger.domain.errors import (
     TriggerError,
     classify,
 )
-from glider_trigger.domain.fate import SETTLED, Settlement, decide, settle_each
+from glider_trigger.domain.fate import decide
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.letterbox import LetterBox
@@ -82,7 +83,7 @@ class PreparedMessage:
         return None
 
 
-class DeliveryService:
+class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
     def __init__(
         self,
         trigger: RebalanceTrigger,
@@ -108,22 +109,6 @@ class DeliveryService:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
         return Invocation(
             deadline, self._trigger.policy, request_id=request_id, lifetime_seconds=lifetime_seconds
-        )
-
-    def deliver(
-        self,
-        messages: Sequence[tuple[Message, ParsedInput | InvalidInputError]],
-        invocation: Invocation,
-        *,
-        on_bug: Callable[[str], None],
-    ) -> list[Settlement]:
-        """A batch: every portfolio triggered at once, then each message's fate carried out."""
-        prepared = self.prepare(messages, invocation)
-        return settle_each(
-            prepared,
-            lambda record: self.settle(record, invocation),
-            message_of=lambda record: record.message,
-            on_bug=on_bug,
         )
 
     def prepare(

@@ -9,34 +9,17 @@
 - held in progress by another invocation on the last receive: deferred (a delayed message with
   the delivery's key looks again once the holder's window has passed), never dead-lettered (a
   replay would be a second trigger).
-The delivery service carries the fate out (domain/delivery.py); `decide` acts on nothing, and
-`settle_each` only keeps one record's failure to carry its fate out from the others.
+The delivery service carries the fate out (domain/delivery.py); this module acts on nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from glider_trigger.domain.errors import FailureClass, QueueWriteError
-from glider_trigger.domain.models import Failed, Message, Next, Outcome
-
-_Record = TypeVar("_Record")
-
-
-@dataclass(frozen=True)
-class Settlement:
-    """A message's fate in its queue: settled (it leaves the queue), or delivered again, no
-    sooner than `not_before_seconds` when the API asked for longer than an invocation waits."""
-
-    redeliver: bool = False
-    not_before_seconds: float | None = None
-    why: str = ""
-
-
-SETTLED = Settlement()
-AGAIN = Settlement(redeliver=True)  # what could not be carried out is delivered again
+from glider_trigger.domain.batch import SETTLED, Settlement
+from glider_trigger.domain.errors import FailureClass
+from glider_trigger.domain.models import Failed, Next, Outcome
 
 
 @dataclass(frozen=True)
@@ -73,25 +56,3 @@ def decide(
         f"({outcome.request.portfolio_id}: {outcome.error.reason})"
     )
     return Fate(remembered or Next.RETRY, Settlement(True, not_before, why))
-
-
-def settle_each(
-    records: Sequence[_Record],
-    settle: Callable[[_Record], Settlement],
-    *,
-    message_of: Callable[[_Record], Message],
-    on_bug: Callable[[str], None],
-) -> list[Settlement]:
-    """Each record's fate carried out on its own: a queue that cannot be written (logged where
-    it happened) or a bug (`on_bug(message id)`, called while it is handled) costs that record a
-    redelivery, never the batch its progress."""
-    settlements = []
-    for record in records:
-        try:
-            settlements.append(settle(record))
-        except QueueWriteError:
-            settlements.append(AGAIN)
-        except Exception:  # noqa: BLE001 - reported, and the message delivered again
-            on_bug(message_of(record).message_id)
-            settlements.append(AGAIN)
-    return settlements

@@ -9,12 +9,12 @@ follow-up not written) is raised to the batch, which delivers it again too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from glider_trigger.domain.batch import SETTLED, BatchWork, Settlement
 from glider_trigger.domain.errors import InvalidInputError, OnceInProgressError
-from glider_trigger.domain.fate import SETTLED, Settlement, settle_each
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.letterbox import LetterBox
@@ -30,7 +30,7 @@ class PreparedFollowUp:
     followed: bool | Exception = False
 
 
-class FollowUpDelivery:
+class FollowUpDelivery(BatchWork[FollowUp, PreparedFollowUp]):
     def __init__(
         self,
         follower: OutcomeFollower | None,
@@ -41,22 +41,6 @@ class FollowUpDelivery:
         self._follower = follower
         self._letterbox = letterbox
         self._workers = max_concurrency
-
-    def deliver(
-        self,
-        messages: Sequence[tuple[Message, FollowUp | InvalidInputError]],
-        invocation: Invocation,
-        *,
-        on_bug: Callable[[str], None],
-    ) -> list[Settlement]:
-        """A batch: every rebalance looked at once, then each message settled."""
-        prepared = self.prepare(messages, invocation)
-        return settle_each(
-            prepared,
-            lambda record: self.settle(record, invocation),
-            message_of=lambda record: record.message,
-            on_bug=on_bug,
-        )
 
     def prepare(
         self,

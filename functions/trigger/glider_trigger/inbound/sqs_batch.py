@@ -13,29 +13,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
+from glider_trigger.domain.batch import BatchWork
 from glider_trigger.domain.errors import InvalidInputError
-from glider_trigger.domain.fate import Settlement
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import Message
 from glider_trigger.domain.ports import BatchReports
 from glider_trigger.inbound.visibility import PostponeError, WorkQueueVisibility
 
 _Parsed = TypeVar("_Parsed")
-_Parsed_contra = TypeVar("_Parsed_contra", contravariant=True)
-
-
-class QueueWork(Protocol[_Parsed_contra]):
-    def deliver(
-        self,
-        messages: Sequence[tuple[Message, _Parsed_contra | InvalidInputError]],
-        invocation: Invocation,
-        *,
-        on_bug: Callable[[str], None],
-    ) -> list[Settlement]:
-        """Each message's settlement, in order; `on_bug(message id)` for one that failed."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +50,7 @@ class SqsRecord:
 class SqsBatchHandler(Generic[_Parsed]):
     def __init__(
         self,
-        work: QueueWork[_Parsed],
+        work: BatchWork[_Parsed, Any],
         parse: Callable[[SqsRecord], _Parsed],
         visibility: WorkQueueVisibility,
         telemetry: BatchReports,

@@ -108,6 +108,44 @@ def test_a_guard_write_that_fails_after_a_lost_answer_keeps_its_window_for_the_n
     assert deployment.dlq_messages() == []
 
 
+def test_a_guard_write_that_fails_after_a_lost_answer_on_the_last_receive_keeps_it_for_the_replay(
+    deployment: Deployment,
+    proxy: FaultProxy,
+    start_behind_proxy: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+) -> None:
+    function = start_behind_proxy(GLIDER_MAX_ATTEMPTS="1")
+    # Its first receive refused (nothing started), its last one's only attempt lost.
+    emulator.script(PORTFOLIO, Fault.rate_limited(retry_after=0), Fault.lost_response())
+    function.invoke({"portfolioId": PORTFOLIO})
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+    first = source.poll(function.invoke)
+    assert first is not None
+    assert first.redelivered
+    # On the last receive every write of the guard's after the attempt left fails.
+    proxy.inject("DynamoDB_20120810.DeleteItem", AwsFault.access_denied())
+    proxy.inject("DynamoDB_20120810.UpdateItem", AwsFault.access_denied(), after=2)
+    last = source.poll(  # a 3 s invocation, from the receive
+        lambda batch: function.invoke(batch, timeout_seconds=3), wait_seconds=5
+    )
+    assert last is not None
+    assert last.deleted  # lettered by the function on its last receive
+    [letter] = deployment.dlq_messages()
+    body = json.loads(letter["Body"])
+    assert set(body["mayHaveStarted"]) == {"after", "before"}
+
+    proxy.clear()
+    time.sleep(3.1)  # after the interrupted holder's window
+    sent = len(emulator.trigger_requests)
+    deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=letter["Body"])
+    source.drain(function.invoke, idle_seconds=0)  # the operator replays it
+
+    assert len(emulator.trigger_requests) == sent  # looked up, found, not sent again
+    assert len(emulator.rebalances_for(PORTFOLIO)) == 1
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line["reconciled"] is True
+
+
 def test_a_holder_that_dies_with_its_request_in_flight_leaves_that_window_to_look_at(
     start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
 ) -> None:

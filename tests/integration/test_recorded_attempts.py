@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from local.fixtures.event_source import SqsEventSource
 from local.fixtures.fault_proxy import AwsFault, FaultProxy
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
@@ -73,7 +74,7 @@ def test_a_refused_request_is_sent_again_not_absorbed_by_another_deliverys_rebal
     assert "reconciled" not in line
 
 
-def test_a_guard_write_that_fails_after_a_lost_answer_keeps_its_window_for_the_replay(
+def test_a_guard_write_that_fails_after_a_lost_answer_keeps_its_window_for_the_next_receive(
     deployment: Deployment,
     proxy: FaultProxy,
     start_behind_proxy: Callable[..., LocalFunction],
@@ -81,37 +82,90 @@ def test_a_guard_write_that_fails_after_a_lost_answer_keeps_its_window_for_the_r
 ) -> None:
     function = start_behind_proxy(GLIDER_MAX_ATTEMPTS="1")
     emulator.script(PORTFOLIO, Fault.lost_response())
+    assert function.invoke({"portfolioId": PORTFOLIO})["queued"] == 1
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
     # Every write of the guard's after the attempt left fails: the record of what it may have
     # started cannot be kept there (the claim, and the write before sending, go through).
     proxy.inject("DynamoDB_20120810.DeleteItem", AwsFault.access_denied())
     proxy.inject("DynamoDB_20120810.UpdateItem", AwsFault.access_denied(), after=2)
     context = LocalLambdaContext(timeout_seconds=3)
-    function.invoke({"portfolioId": PORTFOLIO}, context=context)
-    [letter] = deployment.dlq_messages()
-    body = json.loads(letter["Body"])
+    first = source.poll(lambda batch: function.invoke(batch, context=context))
+    assert first is not None
+    assert first.redelivered  # its only attempt lost: kept for retry
+    assert len(emulator.trigger_requests) == 1
+    assert [log for log in function.logs if log["message"].startswith("Outcome not recorded")]
 
     proxy.clear()
     time.sleep(3.1)  # after the interrupted holder's window
-    function.invoke(body)  # the operator replays it
+    last = source.poll(function.invoke, wait_seconds=5)  # its last receive (maxReceiveCount 2)
 
-    assert len(emulator.rebalances_for(PORTFOLIO)) == 1  # looked up, found, not sent again
+    assert last is not None
+    assert last.deleted
+    assert len(emulator.trigger_requests) == 1  # looked up, found, not sent again
+    assert len(emulator.rebalances_for(PORTFOLIO)) == 1
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line["reconciled"] is True
+    assert deployment.dlq_messages() == []
+
+
+def test_a_guard_write_that_fails_after_a_lost_answer_on_the_last_receive_keeps_it_for_the_replay(
+    deployment: Deployment,
+    proxy: FaultProxy,
+    start_behind_proxy: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+) -> None:
+    function = start_behind_proxy(GLIDER_MAX_ATTEMPTS="1")
+    # Its first receive refused (nothing started), its last one's only attempt lost.
+    emulator.script(PORTFOLIO, Fault.rate_limited(retry_after=0), Fault.lost_response())
+    function.invoke({"portfolioId": PORTFOLIO})
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+    first = source.poll(function.invoke)
+    assert first is not None
+    assert first.redelivered
+    # On the last receive every write of the guard's after the attempt left fails.
+    proxy.inject("DynamoDB_20120810.DeleteItem", AwsFault.access_denied())
+    proxy.inject("DynamoDB_20120810.UpdateItem", AwsFault.access_denied(), after=2)
+    last = source.poll(  # a 3 s invocation, from the receive
+        lambda batch: function.invoke(batch, timeout_seconds=3), wait_seconds=5
+    )
+    assert last is not None
+    assert last.deleted  # lettered by the function on its last receive
+    [letter] = deployment.dlq_messages()
+    body = json.loads(letter["Body"])
+    assert set(body["mayHaveStarted"]) == {"after", "before"}
+
+    proxy.clear()
+    time.sleep(3.1)  # after the interrupted holder's window
+    sent = len(emulator.trigger_requests)
+    deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=letter["Body"])
+    source.drain(function.invoke, idle_seconds=0)  # the operator replays it
+
+    assert len(emulator.trigger_requests) == sent  # looked up, found, not sent again
+    assert len(emulator.rebalances_for(PORTFOLIO)) == 1
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line["reconciled"] is True
 
 
 def test_a_holder_that_dies_with_its_request_in_flight_leaves_that_window_to_look_at(
-    start_function: Callable[..., LocalFunction], emulator: GliderEmulator
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
 ) -> None:
     emulator.script(PORTFOLIO, Fault.lost_response())
-    event = {"portfolioId": PORTFOLIO}
+    start_function().invoke({"portfolioId": PORTFOLIO})  # queued
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
     # The seventh look at the clock comes after the first POST, before a retry: it dies there.
     crashing = LocalLambdaContext(timeout_seconds=4, crash_after_calls=7)
+    dying = start_function(GLIDER_MAX_ATTEMPTS="2")
     with pytest.raises(EnvironmentCrash):
-        start_function(GLIDER_MAX_ATTEMPTS="2").invoke(event, context=crashing)
+        source.poll(lambda batch: dying.invoke(batch, context=crashing))
     assert len(emulator.trigger_requests) == 1  # it died with its answer lost
 
-    time.sleep(4.1)  # Lambda's retry, after the dead holder's deadline
-    retry = LocalLambdaContext(timeout_seconds=5, aws_request_id=crashing.aws_request_id)
-    [result] = start_function().invoke(event, context=retry)["results"]
+    time.sleep(4.1)  # the message's redelivery, after the dead holder's deadline
+    function = start_function()
+    again = source.poll(function.invoke, wait_seconds=5)
 
-    assert result["outcome"] == "triggered"
-    assert result.get("reconciled") is True  # found where the dead holder had recorded it
+    assert again is not None
+    assert again.deleted
+    [line] = [log for log in function.logs if log.get("outcome") == "triggered"]
+    assert line.get("reconciled") is True  # found where the dead holder had recorded it
+    assert len(emulator.trigger_requests) == 1
     assert len(emulator.rebalances_for(PORTFOLIO)) == 1

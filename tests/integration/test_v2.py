@@ -1,6 +1,7 @@
 """What only Glider's v2 API does, through the real handler, the moto server and the emulator:
 a lost answer closed by the portfolio's lastRebalanceAt, a repeat Glider joins to the rebalance
-in flight, a key that lacks a scope, and the operation states v1 does not have."""
+in flight, a key that lacks a scope, and the operation states v1 does not have. Each event is
+delivered as the stack delivers it (queued, then triggered from the work queue)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 
 from glider_trigger.domain.trigger_input import iso_time
-from local.fixtures.event_source import sqs_event
+from local.fixtures.delivery import Story
+from local.fixtures.event_source import SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import REGION, Deployment, attribute_values, drain
@@ -25,17 +27,12 @@ def api_version() -> str:
     return "v2"
 
 
-def only_result(response: dict[str, Any]) -> dict[str, Any]:
-    [result] = response["results"]
-    return result  # type: ignore[no-any-return]
-
-
 def posts(emulator: GliderEmulator) -> int:
     return sum(1 for r in emulator.requests if r.method == "POST")
 
 
-def lines(function: LocalFunction, field: str) -> list[dict[str, Any]]:
-    return [log for log in function.logs if field in log]
+def lines(logs: LocalFunction | Story, field: str) -> list[dict[str, Any]]:
+    return [log for log in logs.logs if field in log]
 
 
 def run_follow_ups(function: LocalFunction, deployment: Deployment) -> None:
@@ -50,26 +47,28 @@ def run_follow_ups(function: LocalFunction, deployment: Deployment) -> None:
 
 
 def test_a_lost_answer_closed_by_last_rebalance_at_is_not_sent_again(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     emulator.set_workflow_seconds(60)
     emulator.script(PORTFOLIO, Fault.lost_response())
 
-    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    story = deliver({"portfolioId": PORTFOLIO})
 
-    assert result["outcome"] == "triggered"
+    triggered = story.of(PORTFOLIO)
+    assert triggered["outcome"] == "triggered"
     assert posts(emulator) == 1  # the lost one: never sent twice
     assert len(emulator.rebalances) == 1
-    [triggered] = [log for log in lines(function, "outcome") if log["outcome"] == "triggered"]
     assert triggered["reconciled"] is True
     assert triggered.get("rebalance_id") is None  # v2 says when, not which
     # Which rebalance is unknown, so it cannot be followed: its outcome is said at once.
-    [outcome] = lines(function, "rebalance_outcome")
+    [outcome] = lines(story, "rebalance_outcome")
     assert (outcome["rebalance_outcome"], outcome["reason"]) == ("unknown", "REBALANCE_ID_UNKNOWN")
 
 
 def test_without_reconciling_a_late_repeat_answered_with_the_lost_attempts_rebalance_stays_flagged(
-    start_function: Callable[..., LocalFunction], emulator: GliderEmulator
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
 ) -> None:
     emulator.set_workflow_seconds(60)
     # Lost, then a cooldown answer that holds the repeat back 6 s, then Glider's own answer:
@@ -78,48 +77,59 @@ def test_without_reconciling_a_late_repeat_answered_with_the_lost_attempts_rebal
     emulator.script(PORTFOLIO, Fault.lost_response(), Fault.rate_limited(retry_after=6))
     function = start_function(RECONCILE_LOST_ANSWERS="false", RETRY_MAX_DELAY_SECONDS="10")
 
-    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    triggered = deliver({"portfolioId": PORTFOLIO}, function=function).of(PORTFOLIO)
 
-    assert result["outcome"] == "triggered"
+    assert triggered["outcome"] == "triggered"
     assert posts(emulator) == 3
     [rebalance] = emulator.rebalances  # one rebalance for three POSTs
-    assert result["rebalanceId"] == rebalance.operation_id
+    assert triggered["rebalance_id"] == rebalance.operation_id
     assert emulator.collapsed_triggers() == 1
-    [triggered] = [log for log in lines(function, "outcome") if log["outcome"] == "triggered"]
     assert "joined_in_flight" not in triggered
     assert triggered["level"] == "WARNING"
     assert triggered["maybe_delivered_attempts"] == 1
 
 
 def test_a_glider_clock_behind_ours_never_passes_a_second_rebalance_off_as_joined(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     emulator.set_clock_offset(-10)  # Glider's clock 10 s behind ours
     emulator.script(PORTFOLIO, Fault.lost_response())
     emulator.set_status_outage(Fault.error(503, "API_000", "status unavailable"))
 
-    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    triggered = deliver({"portfolioId": PORTFOLIO}).of(PORTFOLIO)
 
-    assert result["outcome"] == "triggered"
+    assert triggered["outcome"] == "triggered"
     assert len(emulator.rebalances) == 2  # the lost one had finished: the repeat started one
-    [triggered] = [log for log in lines(function, "outcome") if log["outcome"] == "triggered"]
     assert "joined_in_flight" not in triggered  # never "started no new one"
     assert triggered["maybe_delivered_attempts"] == 1  # flagged for support
 
 
 def test_a_key_without_portfolios_write_is_systemic_and_says_what_to_ask_for(
-    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    function: LocalFunction,
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    deployment: Deployment,
 ) -> None:
     emulator.add_v2_key("gldr_sk_readonly", scopes=("portfolios:read",))
     deployment.put_api_key(json.dumps({"apiKey": "gldr_sk_readonly"}))
     function = LocalFunction(function.env)  # a new environment: the new key, not the cached one
 
-    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    story = deliver({"portfolioId": PORTFOLIO}, function=function)
+    failed = story.of(PORTFOLIO)
+    assert (failed["failure_class"], failed["reason"]) == ("systemic", "FORBIDDEN")
+    assert failed["action"] == "retry"  # kept for when the key is fixed
+    assert deployment.dlq_messages() == []
+    # Not fixed by its last receive (maxReceiveCount 2): lettered, with what to ask for.
+    last = SqsEventSource(deployment.sqs, deployment.work_queue).poll(
+        function.invoke, wait_seconds=5
+    )
 
-    assert (result["failureClass"], result["reason"]) == ("systemic", "FORBIDDEN")
+    assert last is not None
+    assert last.deleted
     assert emulator.rebalances == []
     [letter] = deployment.dlq_messages()
     attributes = attribute_values(letter)
+    assert attributes["failureClass"] == "systemic"
     assert attributes["apiErrorCode"] == "API_104"
     assert "ask Glider for portfolios:write" in attributes["detail"]
     assert "gldr_sk_readonly" not in json.dumps(function.logs)
@@ -127,6 +137,7 @@ def test_a_key_without_portfolios_write_is_systemic_and_says_what_to_ask_for(
 
 def test_if_glider_serves_the_trigger_under_the_docs_other_name_it_is_said_once_loudly(
     start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
     emulator: GliderEmulator,
     deployment: Deployment,
 ) -> None:
@@ -134,21 +145,20 @@ def test_if_glider_serves_the_trigger_under_the_docs_other_name_it_is_said_once_
     # would be "not found": the invocation halts on the route, keeps the work and alarms.
     emulator.set_v2_trigger_route("trigger")
     function = start_function(MAX_CONCURRENCY="1")
-    record = {
-        "messageId": "m-1",
-        "receiptHandle": "h",
-        "body": json.dumps({"portfolioIds": [PORTFOLIO, "port_def456"]}),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": deployment.work_queue.arn,
-    }
+    ids = [PORTFOLIO, "port_def456"]
 
-    response = function.invoke({"Records": [record]})
+    story = deliver({"portfolioIds": ids}, function=function)
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}  # kept for later
-    assert [r.path for r in emulator.requests] == [f"/v2/portfolios/{PORTFOLIO}/rebalance"]
-    [failed] = [log for log in function.logs if log.get("outcome") == "failed"][:1]
-    assert (failed["reason"], failed["level"]) == ("ROUTE_NOT_FOUND", "ERROR")
-    assert f"POST {emulator.base_url}/v2/portfolios/{PORTFOLIO}/rebalance" in failed["detail"]
+    assert [len(batch.redelivered) for batch in story.batches] == [2]  # kept for later
+    assert {o["action"] for o in story.outcomes} == {"retry"}
+    # One call: whichever portfolio went first halted the invocation on the route.
+    [request] = emulator.requests
+    assert {o["reason"] for o in story.outcomes} == {"ROUTE_NOT_FOUND"}
+    [failed] = [o for o in story.outcomes if o["attempts"] == 1]
+    assert failed["portfolio_id"] in ids
+    assert request.path == f"/v2/portfolios/{failed['portfolio_id']}/rebalance"
+    assert failed["level"] == "ERROR"
+    assert f"POST {emulator.base_url}{request.path}" in failed["detail"]
     assert [m["SystemicFailures"] for m in function.metrics if "SystemicFailures" in m] == [[1.0]]
     assert emulator.rebalances == []
     assert deployment.dlq_messages() == []
@@ -156,6 +166,7 @@ def test_if_glider_serves_the_trigger_under_the_docs_other_name_it_is_said_once_
 
 def test_a_rebalance_awaiting_its_owner_is_said_once_counted_and_followed_on(
     start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
     emulator: GliderEmulator,
     deployment: Deployment,
 ) -> None:
@@ -163,7 +174,7 @@ def test_a_rebalance_awaiting_its_owner_is_said_once_counted_and_followed_on(
     emulator.set_workflow_seconds(2)
     emulator.await_user_next_rebalance(PORTFOLIO)
 
-    function.invoke({"portfolioId": PORTFOLIO})
+    assert deliver({"portfolioId": PORTFOLIO}, function=function).triggered == 1
     run_follow_ups(function, deployment)
 
     awaiting = [log for log in function.logs if log.get("rebalance_status") == "awaiting_user"]
@@ -178,6 +189,7 @@ def test_a_rebalance_awaiting_its_owner_is_said_once_counted_and_followed_on(
 
 def test_a_cancelled_rebalance_is_failed_with_its_letter(
     start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
     emulator: GliderEmulator,
     deployment: Deployment,
 ) -> None:
@@ -185,49 +197,51 @@ def test_a_cancelled_rebalance_is_failed_with_its_letter(
     emulator.set_workflow_seconds(1)
     emulator.fail_next_rebalance(PORTFOLIO, "cancelled by the owner", state="cancelled")
 
-    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    triggered = deliver({"portfolioId": PORTFOLIO}, function=function).of(PORTFOLIO)
     run_follow_ups(function, deployment)
 
     [outcome] = lines(function, "rebalance_outcome")
     assert (outcome["rebalance_outcome"], outcome["rebalance_status"]) == ("failed", "cancelled")
     [letter] = deployment.dlq_messages()
     assert attribute_values(letter)["reason"] == "REBALANCE_FAILED"
-    assert attribute_values(letter)["source"] == f"follow-up:{result['rebalanceId']}"
+    assert attribute_values(letter)["source"] == f"follow-up:{triggered['rebalance_id']}"
 
 
 # --- lastRebalanceAt read as an end time (the docs say neither): still nothing doubled -------
 
 
 def test_read_as_an_end_a_lost_answer_still_in_flight_is_sent_again_and_joined_not_doubled(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     emulator.set_last_rebalance_at("end")
     emulator.set_workflow_seconds(60)  # still running when the repeat comes
     emulator.script(PORTFOLIO, Fault.lost_response())
 
-    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    triggered = deliver({"portfolioId": PORTFOLIO}).of(PORTFOLIO)
 
     assert posts(emulator) == 2  # nothing has ended yet: the repeat is sent ...
     [rebalance] = emulator.rebalances  # ... and Glider answers it with the one in flight
     assert emulator.collapsed_triggers() == 1
-    assert result["rebalanceId"] == rebalance.operation_id  # known, so it is followed
+    assert triggered["outcome"] == "triggered"
+    assert triggered["rebalance_id"] == rebalance.operation_id  # known, so it is followed
 
 
 def test_read_as_an_end_a_lost_answers_finished_rebalance_closes_it(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     emulator.set_last_rebalance_at("end")  # instantly final: it has ended when looked for
     emulator.script(PORTFOLIO, Fault.lost_response())
 
-    result = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    triggered = deliver({"portfolioId": PORTFOLIO}).of(PORTFOLIO)
 
-    assert result["outcome"] == "triggered"
+    assert triggered["outcome"] == "triggered"
+    assert triggered["reconciled"] is True
     assert posts(emulator) == 1
     assert len(emulator.rebalances) == 1
 
 
 def test_a_replay_after_the_lost_attempts_rebalance_ended_long_after_its_window_sends_nothing(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     # A letter of a failure after a lost answer carries the window its attempt was sent in; the
     # rebalance it started ran for 7 s and ended long after that window closed. Read as an
@@ -235,14 +249,15 @@ def test_a_replay_after_the_lost_attempts_rebalance_ended_long_after_its_window_
     emulator.set_last_rebalance_at("end")
     emulator.set_workflow_seconds(7)
     before = time.time()
-    function.invoke({"portfolioId": PORTFOLIO})  # the lost attempt's rebalance, as it were
+    deliver({"portfolioId": PORTFOLIO})  # the lost attempt's rebalance, as it were
     after = time.time()
     time.sleep(7.5)
     window = {"after": iso_time(before), "before": iso_time(after)}
 
-    result = only_result(function.invoke({"portfolioId": PORTFOLIO, "mayHaveStarted": window}))
+    replay = deliver({"portfolioId": PORTFOLIO, "mayHaveStarted": window}).of(PORTFOLIO)
 
-    assert result["outcome"] == "triggered"
+    assert replay["outcome"] == "triggered"
+    assert replay["reconciled"] is True
     assert posts(emulator) == 1  # the replay sent nothing
     assert len(emulator.rebalances) == 1
 
@@ -255,16 +270,17 @@ def metric_values(function: LocalFunction, name: str) -> list[float]:
 
 
 def test_a_repeat_glider_joins_to_the_rebalance_in_flight_is_not_counted_as_a_new_rebalance(
-    function: LocalFunction, emulator: GliderEmulator
+    function: LocalFunction, deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     emulator.set_workflow_seconds(600)  # still in flight when the repeat comes
-    first = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    first = deliver({"portfolioId": PORTFOLIO}).of(PORTFOLIO)
     emulator.backdate_latest(PORTFOLIO, 120)  # submitted well before the repeat's delivery
 
-    repeat = only_result(function.invoke({"portfolioId": PORTFOLIO}))
+    repeat = deliver({"portfolioId": PORTFOLIO}).of(PORTFOLIO)
 
     [rebalance] = emulator.rebalances  # one rebalance started, for two triggers
-    assert repeat["rebalanceId"] == first["rebalanceId"] == rebalance.operation_id
+    assert repeat["rebalance_id"] == first["rebalance_id"] == rebalance.operation_id
+    assert posts(emulator) == 2
     assert len(lines(function, "joined_in_flight")) == 1  # said once, for the repeat
     assert metric_values(function, "RebalancesTriggered") == [1.0]  # the first only
     assert metric_values(function, "TriggersJoinedInFlight") == [1.0]  # the repeat

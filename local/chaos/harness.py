@@ -198,8 +198,8 @@ class Harness:
         armed = next((k for k in keys.values() if k in self.crash_armed), None)
         crash_after = None
         if armed is not None:
-            # A trigger reads the deadline at least twice: within the batch's calls.
-            crash_after = max(1, min(self.crash_armed[armed], 2 * len(records)))
+            # Each trigger reads the deadline at least once: within the batch's calls.
+            crash_after = max(1, min(self.crash_armed[armed], 2 * len(records) - 1))
         context = LocalLambdaContext(
             timeout_seconds=self.config.context_timeout_seconds, crash_after_calls=crash_after
         )
@@ -294,8 +294,7 @@ class Harness:
         self.invocations["async invocations"] += 1
         if delivery.attempts > 1:
             self.invocations["async retries"] += 1
-        if delivery.staged:
-            self.outages.secret_faults(len(delivery.ids))
+        # No secret faults: an event's invocation only queues its portfolios, it reads no key.
         if delivery.attempts <= delivery.outage_attempts:
             self.outages.work_queue_outage(batches_of(delivery.ids))
         staged = delivery.partial_write and delivery.attempts < ASYNC_ATTEMPTS

@@ -5,14 +5,19 @@ only loads the handler fresh (a cold start, as a new execution environment does)
 so that its peak RSS is the function's and not the harness's. SPEC is a JSON file:
 
     {"mode": "invoke", "env": {...}, "event": {...}, "timeout_seconds": 900,
-     "warmup_event": {...} or null, "calls_url": moto's call counter or null}
+     "warmup_event": {...} or null, "calls_url": moto's call counter or null,
+     "work_queue": {"queue_url": ..., "queue_arn": ..., "moto_url": ...} or null}
     {"mode": "drain", "env": {...}, "queue_url": ..., "queue_arn": ..., "moto_url": ...}
 
 and OUT receives a JSON object with the wall time of the invocation (or of the drain), the
-time the import took, the peak RSS and what the function answered. With a warmup_event, the
-measured invocation is the environment's second (warm: clients built and the key read by the
-first, which is not measured); with a calls_url, the AWS calls counted are the measured
-invocation's alone.
+time the import took, the peak RSS and what the function answered. An event's invocation
+triggers nothing itself: it queues one work-queue message per portfolio. With a work_queue,
+the measured figure is the event's invocation and then the drain of what it queued, in batches
+of 10 (the template's BatchSize) by this one environment, as the work queue's event source
+hands them over: the event queued then drained. With a warmup_event, the measured invocation
+is the environment's second (warm: clients built and the key read by the first, which is not
+measured, nor the drain of what it queued); with a calls_url, the AWS calls counted are the
+measured invocation's (and its drain's) alone.
 
 The handler is loaded as local/fixtures/function.py's LocalFunction loads it (the environment set,
 stdout captured, `import app`), but without importing local.function: that module imports
@@ -96,21 +101,39 @@ def invoke(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
     with contextlib.redirect_stdout(log):
         module = load_handler(spec["env"])
         imported = time.perf_counter()
-        if spec.get("warmup_event") is not None:
+    work_queue = work_queue_source(spec.get("work_queue"))
+    timeout = float(spec["timeout_seconds"])
+
+    def handler(event: dict[str, Any]) -> Mapping[str, Any]:
+        with contextlib.redirect_stdout(log):
+            result: Mapping[str, Any] = module.lambda_handler(
+                event, LocalLambdaContext(timeout_seconds=timeout)
+            )
+        return result
+
+    if spec.get("warmup_event") is not None:
+        with contextlib.redirect_stdout(log):
             module.lambda_handler(spec["warmup_event"], LocalLambdaContext(timeout_seconds=60))
-        calls_before, connections_before = served(spec.get("calls_url"))
-        context = LocalLambdaContext(timeout_seconds=float(spec["timeout_seconds"]))
-        started_at, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
-        error = ""
-        response: Mapping[str, Any] = {}
-        try:
-            response = module.lambda_handler(spec["event"], context)
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the case
-            error = f"{type(exc).__name__}: {exc}"
-        wall = time.perf_counter() - t0
-        cpu = cpu_seconds() - cpu0
+        if work_queue is not None:
+            work_queue.drain(handler, idle_seconds=0)  # what the warm-up queued: not measured
+    outcomes_before = len(read_log_outcomes(log))
+    calls_before, connections_before = served(spec.get("calls_url"))
+    started_at, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
+    error = ""
+    response: Mapping[str, Any] = {}
+    batches: list[Any] = []
+    try:
+        response = handler(spec["event"])
+        if work_queue is not None:
+            batches = work_queue.drain(handler, idle_seconds=0)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the case
+        error = f"{type(exc).__name__}: {exc}"
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
     calls, connections = served(spec.get("calls_url"))
     calls.subtract(calls_before)
+    outcomes = Counter(read_log_outcomes(log)[outcomes_before:])
+    batch_errors = [f"{type(b.error).__name__}: {b.error}" for b in batches if b.error]
     return {
         "wall_s": wall,
         "cpu_s": cpu,
@@ -120,12 +143,52 @@ def invoke(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
         "aws_connections": connections - connections_before - 1 if spec.get("calls_url") else None,
         "started_at": started_at,
         "import_s": imported - started,
-        "error": error,
-        "portfolios": response.get("portfolios"),
-        "triggered": response.get("triggered"),
+        "error": error or "; ".join(batch_errors[:3]),
+        # The event's answer: the portfolios it queued, the ids it dead-lettered at once.
+        "queued": response.get("queued"),
         "dead_lettered": response.get("deadLettered"),
-        "fanned_out": response.get("fannedOut"),
+        # The drain's (with a work_queue): the portfolios triggered (a repeat found done
+        # included), and its invocations and redeliveries.
+        "triggered": outcomes["triggered"] + outcomes["already-triggered"]
+        if work_queue is not None
+        else None,
+        "drain_invocations": len(batches),
+        "drain_redelivered": sum(len(b.redelivered) for b in batches),
     }
+
+
+def work_queue_source(where: Mapping[str, Any] | None) -> Any:
+    """The work queue's event source (batches of 10), or None."""
+    if where is None:
+        return None
+    # Here, not at the top: the function's own import must load boto3 first.
+    import boto3  # noqa: PLC0415 - the harness's SQS client (receive/delete), straight to moto
+
+    from local.fixtures.event_source import SqsEventSource  # noqa: PLC0415
+
+    sqs = boto3.session.Session().client(
+        "sqs",
+        endpoint_url=where["moto_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
+    )
+    # local.stack.Queue's two fields, without importing local.stack (and moto with it).
+    queue = cast("Queue", SimpleNamespace(url=where["queue_url"], arn=where["queue_arn"]))
+    return SqsEventSource(sqs, queue, batch_size=10)
+
+
+def read_log_outcomes(log: Any) -> list[str]:
+    """The portfolio outcomes (triggered, failed, ...) logged so far, in order."""
+    log.flush()
+    outcomes = []
+    with Path(log.name).open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and "outcome" in record and "portfolio_id" in record:
+                    outcomes.append(str(record["outcome"]))
+    return outcomes
 
 
 def drain(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The fan-out path end to end: enqueue to the work queue, drain it; its tables."""
+"""A large event end to end: its invocation queues one work-queue message per portfolio (every
+trigger runs from the work queue), then the work queue is drained; its tables."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
     if stack.queue_depth(work.url):
         raise RuntimeError("the work queue is not empty before the fan-out")
     dlq_before = stack.queue_depth(dlq.url)
-    env = stack.env(MAX_CONCURRENCY=str(plan.workers))  # the default FANOUT_THRESHOLD (50)
+    env = stack.env(MAX_CONCURRENCY=str(plan.workers))
     progress(f"fan-out: {ids} ids, enqueue")
     enqueue = stack.run(
         {
@@ -116,7 +117,7 @@ def enqueued(ids: int, enqueue: Run, depth: int) -> dict[str, Any]:
     return {
         "ids": ids,
         "enqueue_s": enqueue.wall_s,
-        "fanned_out": enqueue.child.get("fanned_out"),
+        "queued": enqueue.child.get("queued"),
         "enqueue_error": enqueue.child.get("error", ""),
         "send_message_batch_calls": enqueue.calls[SEND_BATCH],
         "messages_on_queue": depth,
@@ -167,12 +168,13 @@ def reasons(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
     enqueue = Table(
-        "Fan-out: enqueue (one EventBridge event; FANOUT_THRESHOLD=50, MAX_CONCURRENCY=16)",
+        "Large event: queued (one EventBridge event; one work-queue message per portfolio, "
+        "MAX_CONCURRENCY=16)",
         ["ids", "enqueue time", "ids/s", "SendMessageBatch", "messages sent", "API calls",
          "peak RSS"],
     )  # fmt: skip
     drain = Table(
-        "Fan-out: end to end (work queue drained in batches of 10, one invocation each)",
+        "Large event: end to end (work queue drained in batches of 10, one invocation each)",
         ["ids", "API latency", "drain time", "ids/s", "invocations", "API calls", "status calls",
          "rebalances", "triggered twice", "retried", "left / DLQ"],
     )  # fmt: skip
@@ -207,7 +209,7 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
         )
     enqueue.notes.append(
         "enqueue time: the invocation's wall time; messages sent: the work queue's depth after; "
-        "API calls: Glider requests during the fan-out (must be 0)."
+        "API calls: Glider requests during the event's invocation (must be 0: it only queues)."
     )
     drain.notes.append(
         "API calls: trigger requests; status calls: lookups of a redelivered record's earlier "

@@ -650,13 +650,9 @@ class Doctor:
 
     def _unconfigured(self, key: str) -> tuple[Result, str]:
         where = self.config.names[key]
-        if key == "dlq":
+        if key in ("dlq", "work"):
+            # Every trigger runs from the work queue: an event's invocation only queues there.
             return "FAIL", f"not configured ({where}): the function refuses to start without it"
-        if key == "work":
-            return "SKIP", (
-                f"not configured ({where}): inputs with more than FANOUT_THRESHOLD ids are "
-                "triggered inline instead of fanned out"
-            )
         if key == "follow":
             if self.config.follow_outcomes:
                 return "FAIL", (

@@ -27,20 +27,23 @@ Faults, seeded and bounded: Glider 5xx (API_000), 429 with a short Retry-After a
 longer than the function waits, connection resets, answers slower than the read timeout, lost
 responses (triggered, then reset), 200s whose body is cut off (triggered, the rebalance id never
 arrives), 404 (unknown portfolio); through the proxy, Secrets Manager GetSecretValue throttling
-(the secret is read for every trigger) and SendMessageBatch failures (the function's DLQ writes),
+(the secret is read for every trigger) and SendMessageBatch failures (the function's DLQ and
+work-queue writes),
 some long enough to exhaust the SDK's and the function's retries. And three scenarios:
 
-- crashes: a few async events (`crashes`) lose their execution environment in the middle of
-  their first attempt (`LocalLambdaContext(crash_after_calls=N)`, N drawn from the seed), after
-  some of their triggers were done; the records the attempt had claimed stay "in progress" until
-  its deadline, and Lambda's first retry comes inside that window. The next invocation runs in a
+- crashes: the first work-queue batch of a few async events' queued portfolios (`crashes`)
+  loses its execution environment in the middle (`LocalLambdaContext(crash_after_calls=N)`, N
+  drawn from the seed), after some of its triggers were done; the records it had claimed stay
+  "in progress" until its deadline, and SQS redelivers the batch inside that window (a held
+  portfolio is delivered again, deferred on its last receive). The next invocation runs in a
   new execution environment (a cold start); the logs of every environment are kept.
-- a DLQ write that fails after its first batch landed (`partial_dlq_writes` async events of more
-  than 10 ids): Glider is down for the event's first attempt (every id fails and is
-  dead-lettered, in batches of 10), the first batch lands and the next one is denied, so the
-  invocation fails; Lambda's retry triggers every id, and the first batch's letters stay in the
-  DLQ as stale letters.
-- the first event meets a DLQ outage on all three attempts: its on-failure destination record.
+- a work-queue write that fails after its first batch landed (`partial_dlq_writes` async events
+  of more than 10 ids): the event's invocation queues its portfolios in batches of 10, the
+  first batch lands and the next one is denied, so the invocation fails; Lambda's retry queues
+  every portfolio again under the same key, and the first batch's messages are stale repeats
+  that the guard finds done.
+- the first event meets a work-queue outage on all three attempts: its on-failure destination
+  record.
 
 A lost answer on a delivery's last try (`glider.lost_last_try`: 429s, then the lost answer):
 the invocation gives up without having looked, and the delivery's next receive, Lambda's retry

@@ -123,7 +123,12 @@ class Tally:
             if replayed is not None:
                 self.replay_triggers[portfolio_id].add(replayed.kind)
             else:
-                self.trigger_sources[portfolio_id].add(str(record["source"]))
+                # Every trigger runs from the work queue: where its message came from is its
+                # delivery key (an async event's, as its answer named it).
+                key = harness.message_keys.get(str(record.get("delivery_id")), "")
+                self.trigger_sources[portfolio_id].add(
+                    "event" if key in harness.event_keys else str(record["source"])
+                )
         self.final_failures = Counter(
             str(r.get("reason")) for r in logs if r.get("outcome") == "failed"
         )

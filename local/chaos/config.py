@@ -44,8 +44,10 @@ class ChaosConfig:
     dlq_server_error_rate: float = 0.03  # any SendMessageBatch: the SDK retries it
     dlq_reset_rate: float = 0.01
     dlq_outage_chance_sqs: float = 0.03  # per SQS invocation: AccessDenied for 1-2 DLQ writes
-    # Per async event: AccessDenied for the DLQ write of its first 1-3 attempts (3: the
-    # on-failure destination record).
+    # ... and per SQS invocation naming an unknown portfolio (a letter it will write).
+    dlq_outage_chance_letters: float = 0.25
+    # Per async event: AccessDenied for the work-queue write of its first 1-3 attempts (an
+    # event's invocation only queues its portfolios; 3: the on-failure destination record).
     dlq_outage_chance_event: float = 0.15
     store_fault_rate: float = 0.0  # opt-in: the guard's UpdateItem (success record) denied
     idempotency: bool = True  # False: run the function without its table (no guard)
@@ -75,9 +77,9 @@ class ChaosConfig:
     pacing: bool = True
     pacing_allowance_seconds: float = 0.15
     # Staged scenarios on async events (each event has at most one; the first event has the
-    # DLQ outage that ends in its on-failure destination record).
-    crashes: int = 3  # events whose first attempt loses its execution environment
-    partial_dlq_writes: int = 1  # events of >10 ids whose first DLQ write fails after 1 batch
+    # work-queue outage that ends in its on-failure destination record).
+    crashes: int = 3  # events whose queued portfolios' first batch loses its environment
+    partial_dlq_writes: int = 1  # events of >10 ids whose first queue write fails after 1 batch
     # The function, the queue and the run.
     context_timeout_seconds: float = 30.0
     function_timeout_seconds: float = 120.0  # the deployed function's (template.yaml)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from local.chaos.config import ChaosConfig
 from local.fixtures.fault_proxy import AwsFault, FaultProxy
-from local.fixtures.glider_emulator import Fault, GliderEmulator
+from local.fixtures.glider_emulator import GliderEmulator
 
 SECRETS_READ = "secretsmanager.GetSecretValue"
 DLQ_WRITE = "AmazonSQS.SendMessageBatch"
@@ -33,14 +33,14 @@ AWS_FAULTS = {
     f"aws.{SECRETS_READ}.throttling": "GetSecretValue ThrottlingException",
     f"aws.{DLQ_WRITE}.server_error": "SendMessageBatch 500 InternalFailure",
     f"aws.{DLQ_WRITE}.connection_reset": "SendMessageBatch connection reset",
-    f"aws.{DLQ_WRITE}.access_denied": "SendMessageBatch AccessDenied (DLQ outage)",
+    f"aws.{DLQ_WRITE}.access_denied": "SendMessageBatch AccessDenied (DLQ or work-queue outage)",
 }
 # Faults the harness stages around an invocation (not one request's answer).
 CRASH_FAULT = "lambda.crash"
-PARTIAL_DLQ_FAULT = "aws.partial_dlq_write"
+PARTIAL_QUEUE_FAULT = "aws.partial_work_queue_write"
 SCENARIO_FAULTS = {
-    CRASH_FAULT: "execution environment crashed mid-invocation (async, first attempt)",
-    PARTIAL_DLQ_FAULT: "DLQ write failed after its first batch landed (stale letters)",
+    CRASH_FAULT: "execution environment crashed mid-invocation (an async event's queued batch)",
+    PARTIAL_QUEUE_FAULT: "work-queue write failed after its first batch landed (stale messages)",
 }
 STORE_FAULT = f"aws.{STORE_UPDATE}.access_denied"
 STORE_FAULT_LABEL = "DynamoDB UpdateItem AccessDenied (idempotency success write)"
@@ -69,6 +69,7 @@ class Outages:
         rng: random.Random,
         invocations: Counter[str],
         dlq_url: str,
+        work_queue_url: str,
         expected_invocations: int,
     ) -> None:
         self.config = config
@@ -77,6 +78,7 @@ class Outages:
         self.rng = rng  # the harness's: one seeded sequence of draws for the run
         self.invocations = invocations  # the harness's counts, which this adds to
         self.dlq_url = dlq_url  # the staged DLQ outages deny writes to it, not to other queues
+        self.work_queue_url = work_queue_url  # ... and the staged work-queue outages, to it
         self.access_denied_staged = 0  # AccessDenied the staged DLQ outages may deny, in all
         self.secret_outage_staged = False
         # emulator.requests index ranges whose triggers the Glider outage answered
@@ -104,10 +106,10 @@ class Outages:
                 proxy.inject(DLQ_WRITE, fault, times=1)
 
     def end_dlq_outages(self) -> None:
-        """A DLQ outage staged for an invocation ends with it: AccessDenied left over (the
-        invocation wrote fewer letters than the outage would deny) would otherwise deny the
-        next invocation's writes, whatever was staged for that one (a partial write, say). The
-        DLQ's rules are reset to the background faults."""
+        """A DLQ (or work-queue) outage staged for an invocation ends with it: AccessDenied
+        left over (the invocation wrote less than the outage would deny) would otherwise deny
+        the next invocation's writes, whatever was staged for that one (a partial write, say).
+        The queues' rules are reset to the background faults."""
         fired = self.proxy.injected_by_fault.get((DLQ_WRITE, "access_denied"), 0)
         if fired < self.access_denied_staged:
             self.proxy.clear(DLQ_WRITE)
@@ -148,27 +150,35 @@ class Outages:
         self.proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times, within=self.dlq_url)
         self.access_denied_staged += times
 
+    def work_queue_outage(self, writes: int) -> None:
+        """AccessDenied for `writes` whole work-queue writes (batches of 10): an event's
+        invocation that cannot queue its portfolios fails, and Lambda retries it."""
+        times = writes * self.config.dlq_send_attempts  # the same writer, the same attempts
+        proxy = self.proxy
+        proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times, within=self.work_queue_url)
+        self.access_denied_staged += times
+
     def in_outage(self, request_index: int) -> bool:
         return any(start <= request_index < end for start, end in self.outage_windows)
 
     @contextmanager
-    def partial_dlq_write(self) -> Iterator[None]:
-        """Glider down, and the DLQ write's second batch denied after its first one landed.
+    def partial_work_queue_write(self, batches: int) -> Iterator[None]:
+        """An event's work-queue write (`batches` batches of 10) whose first batch lands and
+        whose others are denied: the invocation fails and Lambda retries it, which queues every
+        portfolio again under the same key; the first batch's messages are stale repeats.
 
-        For this attempt the DLQ meets the staged fault alone (a background fault on the first
-        batch, retried by the SDK, would make the staged denial hit that batch instead); the
-        background faults are back after it."""
-        emulator, proxy = self.emulator, self.proxy
-        times = self.config.dlq_send_attempts
+        For this attempt the work queue meets the staged fault alone (a background fault on
+        the first batch, retried by the SDK, would make the staged denial hit that batch
+        instead); the background faults are back after it."""
+        proxy = self.proxy
+        times = max(1, batches - 1) * self.config.dlq_send_attempts
         proxy.clear(DLQ_WRITE)
-        proxy.inject(DLQ_WRITE, AwsFault.access_denied(), times=times, after=1, within=self.dlq_url)
+        proxy.inject(
+            DLQ_WRITE, AwsFault.access_denied(), times=times, after=1, within=self.work_queue_url
+        )
         self.access_denied_staged += times
-        start = len(emulator.requests)
-        emulator.set_outage(Fault.error(503, "API_000", "Service unavailable"))
         try:
             yield
         finally:
-            emulator.set_outage(None)
-            self.outage_windows.append((start, len(emulator.requests)))
             proxy.clear(DLQ_WRITE)
             self.dlq_background_faults()

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from local.chaos.config import FUNCTION_ARN, REGION, ChaosConfig
-from local.chaos.faults import CRASH_FAULT, PARTIAL_DLQ_FAULT, Outages
+from local.chaos.faults import CRASH_FAULT, PARTIAL_QUEUE_FAULT, Outages
 from local.chaos.letters import DESTINATION, body_ids, dlq_kind
 from local.chaos.plan import ChaosPlan, message_body
 from local.fixtures.event_source import SqsEventSource
@@ -28,6 +28,25 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 ASYNC_ATTEMPTS = 3  # Lambda's asynchronous invocation: the first try and two retries
+
+
+class BatchLost(Exception):
+    """A work-queue batch whose execution environment crashed: no answer, so SQS delivers
+    every message again after its visibility timeout."""
+
+
+def batches_of(ids: list[str]) -> int:
+    """The work-queue writes (SendMessageBatch, 10 entries each) of an event's portfolios."""
+    return max(1, math.ceil(len(set(ids)) / 10))
+
+
+def delivery_key_of(body: str) -> str:
+    """The delivery key a work-queue message carries ("" for none or an unreadable body)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    return str(parsed.get("deliveryKey") or "") if isinstance(parsed, dict) else ""
 
 
 @dataclass
@@ -73,16 +92,18 @@ class AsyncDelivery:
     event: dict[str, Any]
     ids: list[str]
     request_id: str
-    crash_after: int | None = None  # the first attempt's environment dies on this context call
-    # Meets the run's staged AWS faults (secret outages, DLQ outages); not the phase's events,
-    # whose scenario is Glider's cooldown and lost answers.
+    # The environment of the first work-queue batch of its queued portfolios dies on this
+    # context call (an event's invocation triggers nothing: the work is the batch's).
+    crash_after: int | None = None
+    # Meets the run's staged AWS faults (secret outages, work-queue outages); not the phase's
+    # events, whose scenario is Glider's cooldown and lost answers.
     staged: bool = True
-    partial_dlq: bool = False  # staged on the first attempt (or the next, if it did not take)
-    dlq_outage_attempts: int = 0  # attempts, from the first, whose DLQ write is denied
+    partial_write: bool = False  # staged on the first attempt (or the next, if it did not take)
+    outage_attempts: int = 0  # attempts, from the first, whose work-queue write is denied
     attempts: int = 0
     due: float = 0.0  # time.monotonic() of the next attempt
     error: BaseException | None = None
-    in_progress_until: float | None = None  # a crashed attempt's deadline (monotonic)
+    key: str = ""  # the delivery key its answer named (what its queued messages carry)
 
 
 @dataclass(frozen=True)
@@ -106,7 +127,16 @@ class Harness:
         self.work_queue_message_ids: set[str] = set()  # every message the event source got
         self.retries: list[AsyncDelivery] = []  # failed attempts waiting for Lambda's retry
         self.abandoned: list[AsyncDelivery] = []  # retries still pending when a drain gave up
-        self.crash_retries_in_window = 0
+        # Crashes armed for the work-queue batch of an event's queued portfolios (by the
+        # event's delivery key: the context call to crash on), and the messages a crashed
+        # batch held, until when (monotonic: the crashed invocation's deadline).
+        self.crash_armed: dict[str, int] = {}
+        self.crashed_until: dict[str, float] = {}
+        self.crash_retries_in_window = 0  # redeliveries of those messages inside that window
+        # Each work-queue message's delivery key, as the event source handed it over, and the
+        # delivery keys of the async events (their answers name them).
+        self.message_keys: dict[str, str] = {}
+        self.event_keys: set[str] = set()
         # The replay: where it starts in emulator.requests and emulator.rebalances, and what
         # each replayed message (by its new message id) was in the DLQ.
         self.replay_request_start: int | None = None
@@ -134,6 +164,7 @@ class Harness:
             rng=self.rng,
             invocations=self.invocations,
             dlq_url=stack.deployment.dlq.url,
+            work_queue_url=stack.deployment.work_queue.url,
             expected_invocations=total,
         )
 
@@ -149,15 +180,40 @@ class Harness:
         self.invocations["SQS batches"] += 1
         if self.replay_request_start is not None:
             self.invocations["SQS batches during the replay"] += 1
-        self.work_queue_message_ids.update(r["messageId"] for r in event["Records"])
-        self.outages.secret_faults(
-            len({i for r in event["Records"] for i in body_ids(str(r["body"]))})
+        records = event["Records"]
+        self.work_queue_message_ids.update(r["messageId"] for r in records)
+        keys = {r["messageId"]: delivery_key_of(str(r["body"])) for r in records}
+        self.message_keys.update({m: k for m, k in keys.items() if k})
+        now = time.monotonic()
+        self.crash_retries_in_window += sum(
+            1 for m in keys if now < self.crashed_until.get(m, float("-inf"))
         )
-        if self.rng.random() < self.config.dlq_outage_chance_sqs:
+        named = {i for r in records for i in body_ids(str(r["body"]))}
+        self.outages.secret_faults(len(named))
+        if self.rng.random() < self.config.dlq_outage_chance_sqs or (
+            named & self.stack.plan.not_found
+            and self.rng.random() < self.config.dlq_outage_chance_letters
+        ):
             self.outages.dlq_outage(self.rng.choice((1, 1, 2)))
-        context = LocalLambdaContext(timeout_seconds=self.config.context_timeout_seconds)
+        armed = next((k for k in keys.values() if k in self.crash_armed), None)
+        crash_after = None
+        if armed is not None:
+            # Each trigger reads the deadline at least once: within the batch's calls.
+            crash_after = max(1, min(self.crash_armed[armed], 2 * len(records) - 1))
+        context = LocalLambdaContext(
+            timeout_seconds=self.config.context_timeout_seconds, crash_after_calls=crash_after
+        )
         try:
             response: Mapping[str, Any] = self.stack.function.invoke(event, context=context)
+        except EnvironmentCrash as crash:
+            # The environment is gone, and with it whatever the batch was doing; its claimed
+            # records stay in progress until its deadline. The batch is not answered: SQS
+            # delivers every message again after its visibility timeout, to a new environment.
+            self.scenarios[CRASH_FAULT] += 1
+            del self.crash_armed[str(armed)]
+            self.crashed_until.update(dict.fromkeys(keys, context.deadline))
+            self.stack.new_environment()
+            raise BatchLost(str(crash)) from None
         except Exception as exc:
             self.handler_errors[f"SQS batch: {type(exc).__name__}"] += 1
             raise
@@ -186,18 +242,18 @@ class Harness:
             plan.event_ids[index],
             str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
             crash_after=plan.crash_after.get(index),
-            partial_dlq=index in plan.partial_dlq,
+            partial_write=index in plan.partial_dlq,
         )
         if index == 0:
-            # The first event names an unknown portfolio, so each of its attempts writes to the
-            # DLQ: an outage over all three makes Lambda send the on-failure destination record.
-            delivery.dlq_outage_attempts = ASYNC_ATTEMPTS
+            # Each attempt of the first event writes to the work queue: an outage over all
+            # three makes Lambda send the on-failure destination record.
+            delivery.outage_attempts = ASYNC_ATTEMPTS
         elif (
             delivery.crash_after is None
-            and not delivery.partial_dlq
+            and not delivery.partial_write
             and self.rng.random() < self.config.dlq_outage_chance_event
         ):
-            delivery.dlq_outage_attempts = self.rng.choice((1, 2, 3))
+            delivery.outage_attempts = self.rng.choice((1, 2, 3))
         self.attempt(delivery)
 
     def start_extra_async(self, event: dict[str, Any], ids: list[str]) -> None:
@@ -238,25 +294,24 @@ class Harness:
         self.invocations["async invocations"] += 1
         if delivery.attempts > 1:
             self.invocations["async retries"] += 1
-            if delivery.in_progress_until and time.monotonic() < delivery.in_progress_until:
-                self.crash_retries_in_window += 1
-        if delivery.staged:
-            self.outages.secret_faults(len(delivery.ids))
-        if delivery.attempts <= delivery.dlq_outage_attempts:
-            self.outages.dlq_outage(1)
-        staged = delivery.partial_dlq and delivery.attempts < ASYNC_ATTEMPTS
+        # No secret faults: an event's invocation only queues its portfolios, it reads no key.
+        if delivery.attempts <= delivery.outage_attempts:
+            self.outages.work_queue_outage(batches_of(delivery.ids))
+        staged = delivery.partial_write and delivery.attempts < ASYNC_ATTEMPTS
         context = LocalLambdaContext(
             timeout_seconds=self.config.context_timeout_seconds,
             aws_request_id=delivery.request_id,
-            crash_after_calls=delivery.crash_after if delivery.attempts == 1 else None,
         )
         if staged:
-            error = self._attempt_with_partial_dlq_write(delivery, context)
+            error = self._attempt_with_partial_write(delivery, context)
         else:
             error = self._invoke_async(delivery, context)
         self.outages.end_dlq_outages()
         self.outages.end_secret_outages()
         if error is None:
+            if delivery.crash_after is not None and delivery.key:  # its queued batch crashes
+                self.crash_armed[delivery.key] = delivery.crash_after
+                delivery.crash_after = None
             return
         delivery.error = error
         if delivery.attempts < ASYNC_ATTEMPTS:
@@ -270,39 +325,38 @@ class Harness:
     ) -> BaseException | None:
         try:
             response = self.stack.function.invoke(delivery.event, context=context)
-        except EnvironmentCrash as crash:
-            # The environment is gone, and with it whatever the invocation was doing; its
-            # claimed records stay in progress until its deadline. Lambda retries the event
-            # (same request id) on a new environment.
-            self.scenarios[CRASH_FAULT] += 1
-            delivery.in_progress_until = context.deadline
-            self.stack.new_environment()
-            return crash
         except Exception as exc:
             self.handler_errors[f"async: {type(exc).__name__}"] += 1
             return exc
         if isinstance(response, Mapping):
-            elsewhere = int(response.get("inProgressElsewhere") or 0)
-            self.invocations["portfolios left in progress elsewhere (async summaries)"] += elsewhere
+            delivery.key = str(response.get("deliveryKey") or "")
+            self.event_keys.add(delivery.key)
+            # An event triggers nothing itself: it queues one work-queue message per portfolio
+            # (the drain hands them to the function) and dead-letters what it rejects.
+            queued = int(response.get("queued") or 0)
+            self.invocations["portfolios queued by async events"] += queued
+            dead_lettered = int(response.get("deadLettered") or 0)
+            self.invocations["ids dead-lettered by async events"] += dead_lettered
         return None
 
-    def _attempt_with_partial_dlq_write(
+    def _attempt_with_partial_write(
         self, delivery: AsyncDelivery, context: LocalLambdaContext
     ) -> BaseException | None:
-        """Glider down for this attempt (every id fails and is dead-lettered, 10 letters a
-        batch), and the DLQ write's second batch denied after its first one landed: the
-        invocation fails and Lambda retries it; the first batch stays in the DLQ."""
-        dlq_before = self.dlq_depth()
-        with self.outages.partial_dlq_write():
+        """The event's work-queue write (one message per portfolio, 10 a batch) denied after
+        its first batch landed: the invocation fails and Lambda retries it, which queues every
+        portfolio again under the same key; the first batch's messages are stale repeats the
+        guard finds done (or in progress)."""
+        before = self.queue_depth()
+        with self.outages.partial_work_queue_write(batches_of(delivery.ids)):
             error = self._invoke_async(delivery, context)
-        landed = self.dlq_depth() - dlq_before
-        if error is not None and not isinstance(error, EnvironmentCrash) and landed > 0:
-            delivery.partial_dlq = False  # done: the retry runs without an outage
-            self.scenarios[PARTIAL_DLQ_FAULT] += 1
-            self.invocations["stale DLQ letters (written before a failed write)"] += landed
+        landed = self.queue_depth() - before
+        if error is not None and landed > 0:
+            delivery.partial_write = False  # done: the retry runs without an outage
+            self.scenarios[PARTIAL_QUEUE_FAULT] += 1
+            self.invocations["stale work-queue messages (written before a failed write)"] += landed
         elif error is None:
-            delivery.partial_dlq = False  # the write went through after all: nothing to retry
-        # else (the environment crashed, or no letter landed): staged again on the retry.
+            delivery.partial_write = False  # the write went through after all: nothing to retry
+        # else (no message landed): staged again on the retry.
         return error
 
     def send_destination_record(self, delivery: AsyncDelivery) -> None:

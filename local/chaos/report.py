@@ -15,7 +15,7 @@ from local.chaos.faults import (
 )
 from local.chaos.pacing import PacingCheck
 
-IN_WINDOW = "async retries inside a crashed attempt's in-progress window"
+IN_WINDOW = "redeliveries inside a crashed batch's in-progress window"
 
 
 @dataclass

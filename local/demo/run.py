@@ -2,7 +2,9 @@
 
 Starts a moto server (Secrets Manager, SQS, DynamoDB) and the Glider API emulator on loopback,
 creates the secret, the queues and the idempotency table, invokes the handler with each file in
-events/ as Lambda would (with a context that has a real deadline), and prints what happened to
+events/ as Lambda would (with a context that has a real deadline), then hands it the work
+queue's messages as the stack's event source would (an event's invocation only queues one
+message per portfolio: every trigger runs from the work queue), and prints what happened to
 each portfolio (read from the function's own JSON log lines) and what ended up in the DLQ.
 
     make run                                  # the local demo, no AWS account, no Docker
@@ -28,8 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from glider_trigger.settings import ApiVersion
-from local.demo.show import OutcomeRows, describe_response, print_dlq, print_raw, print_stack
-from local.fixtures.event_source import sqs_event
+from local.demo.show import (
+    OutcomeRows,
+    describe_batches,
+    describe_response,
+    print_dlq,
+    print_raw,
+    print_stack,
+)
+from local.fixtures.event_source import SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction, json_records
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import REGION, Deployment, MotoServer, deploy, drain
@@ -137,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool) -> None:
     # Follow-ups after 1 s (then 2, 4, ...) instead of 30 s: the story fits in seconds.
     function = LocalFunction(deployment.environment(FOLLOW_FIRST_DELAY_SECONDS="1"))
+    work_queue = SqsEventSource(deployment.sqs, deployment.work_queue, region=REGION)
     shown = OutcomeRows(ApiVersion(deployment.api_version))
     print_raw(function.new_lines(), verbose=verbose)
     for name, event in events:
@@ -147,16 +157,26 @@ def run(deployment: Deployment, events: list[tuple[str, Any]], *, verbose: bool)
             response, error = None, f"{type(exc).__name__}: {exc}"
         else:
             error = ""
-        lines = function.new_lines()
-        for row in shown.rows([r for r in json_records(lines) if "_aws" not in r]):
-            print(row)
+        show_lines(function.new_lines(), shown, verbose=verbose)
         if error:
             print(f"   handler raised {error}: Lambda would retry and keep the event")
         else:
             print(f"   returned {describe_response(response)}")
-        print_raw(lines, verbose=verbose)
+        # What it queued (or split), handed to the function as the work queue's event source
+        # would: what is visible at once; a redelivery comes back after its visibility timeout.
+        batches = work_queue.drain(function.invoke, idle_seconds=0)
+        if batches:
+            show_lines(function.new_lines(), shown, verbose=verbose)
+            print(f"   work queue: {describe_batches(batches)}")
     follow_outcomes(function, deployment, shown, verbose=verbose)
     print_dlq(deployment)
+
+
+def show_lines(lines: list[str], shown: OutcomeRows, *, verbose: bool) -> None:
+    """Each portfolio's outcome among an invocation's output lines (and them raw if verbose)."""
+    for row in shown.rows([r for r in json_records(lines) if "_aws" not in r]):
+        print(row)
+    print_raw(lines, verbose=verbose)
 
 
 def follow_outcomes(

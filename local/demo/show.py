@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from glider_trigger.settings import ApiVersion
+from local.fixtures.event_source import PollResult
 from local.fixtures.stack import Deployment, MotoServer
 from tools import dlq
 
@@ -126,10 +127,28 @@ def describe_response(response: Mapping[str, Any] | None) -> str:
         if not failures:
             return "batchItemFailures=[] (every record is done: SQS deletes them)"
         return f"batchItemFailures={failures} (SQS redelivers these)"
+    # An event's invocation triggers nothing itself: it queues one work-queue message per
+    # portfolio (triggered from the work queue, below) and dead-letters what it rejects.
+    queued, dead_lettered = response.get("queued", 0), response.get("deadLettered", 0)
     return (
-        f"{response.get('triggered')} triggered, {response.get('deadLettered')} dead-lettered "
-        f"of {response.get('portfolios')} (source: {response.get('source')})"
+        f"queued {queued} (one work-queue message per portfolio), dead-lettered {dead_lettered}"
+        f" (source: {response.get('source')})"
     )
+
+
+def describe_batches(batches: list[PollResult]) -> str:
+    """What the work queue's event source did with the batches it handed the function."""
+    messages = sum(len(b.deleted) + len(b.redelivered) for b in batches)
+    redelivered = [m[:8] for b in batches for m in b.redelivered]
+    errors = [f"{type(b.error).__name__}: {b.error}" for b in batches if b.error is not None]
+    said = f"{messages} message(s) in {len(batches)} batch(es) to the function"
+    if redelivered:
+        said += f"; SQS redelivers {redelivered} after their visibility timeout"
+    else:
+        said += ", every one done (SQS deletes them)"
+    if errors:
+        said += f"; the handler raised {'; '.join(errors)}"
+    return said
 
 
 def print_dlq(deployment: Deployment) -> None:

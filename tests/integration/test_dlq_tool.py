@@ -44,6 +44,7 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.ports import OutcomeReport
 from glider_trigger.outbound.glider.shared import api_error
 from glider_trigger.outbound.queues import QueueWriter
+from local.fixtures.delivery import deliver
 from local.fixtures.event_source import SqsEventSource
 from local.fixtures.stack import (
     FAKE_AWS_CREDENTIALS,
@@ -1090,7 +1091,9 @@ def test_a_follow_up_the_follow_up_queue_redrove_is_listed_replayed_there_and_fo
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     function = start_function(FOLLOW_FIRST_DELAY_SECONDS="1")
-    [triggered] = function.invoke({"portfolioId": "port_abc123"})["results"]
+    work_queue = SqsEventSource(deployment.sqs, deployment.work_queue)
+    triggered = deliver(function, work_queue, {"portfolioId": "port_abc123"}).of("port_abc123")
+    assert triggered["outcome"] == "triggered"
     queue = deployment.follow_up_queue
     assert queue is not None
     assert deployment.outcome_events is not None
@@ -1118,7 +1121,7 @@ def test_a_follow_up_the_follow_up_queue_redrove_is_listed_replayed_there_and_fo
     assert main(["redrive", "--reason", "follow_up_not_finished", "--yes"]) == 0
     moved = capsys.readouterr().out
 
-    rebalance_id = triggered["rebalanceId"]
+    rebalance_id = triggered["rebalance_id"]
     assert (row["portfolio"], row["reason"], row["source"]) == (
         "port_abc123",
         "FOLLOW_UP_NOT_FINISHED",

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from glider_trigger.domain.follow import most_status_calls
-from local.fixtures.event_source import sqs_event
+from local.fixtures.delivery import Story, deliver
+from local.fixtures.event_source import SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
 from local.fixtures.stack import REGION, Deployment, drain
@@ -28,12 +29,16 @@ FIRST_DELAY = 1
 
 
 def running_rebalance(
-    start_function: Callable[..., LocalFunction], emulator: GliderEmulator
+    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
 ) -> str:
-    """A rebalance that stays running for an hour, triggered without following it."""
+    """A rebalance that stays running for an hour, triggered (from the work queue, as the stack
+    does) without following it."""
     emulator.set_workflow_seconds(3600)
-    [result] = start_function(FOLLOW_OUTCOMES="false").invoke({"portfolioId": PORTFOLIO})["results"]
-    return str(result["rebalanceId"])
+    function = start_function(FOLLOW_OUTCOMES="false")
+    work_queue = SqsEventSource(deployment.sqs, deployment.work_queue)
+    story: Story = deliver(function, work_queue, {"portfolioId": PORTFOLIO})
+    assert story.of(PORTFOLIO)["outcome"] == "triggered"
+    return str(story.of(PORTFOLIO)["rebalance_id"])
 
 
 def send_follow_up(
@@ -79,7 +84,7 @@ def test_a_follow_up_dated_a_year_ahead_ends_unknown_once_the_limit_has_passed(
     emulator: GliderEmulator,
     deployment: Deployment,
 ) -> None:
-    rebalance_id = running_rebalance(start_function, emulator)
+    rebalance_id = running_rebalance(start_function, emulator, deployment)
     follower = start_function(
         FOLLOW_MAX_SECONDS=str(MAX_SECONDS), FOLLOW_FIRST_DELAY_SECONDS=str(FIRST_DELAY)
     )
@@ -103,7 +108,7 @@ def test_a_follow_up_numbered_past_the_most_status_calls_ends_unknown_at_once(
     emulator: GliderEmulator,
     deployment: Deployment,
 ) -> None:
-    rebalance_id = running_rebalance(start_function, emulator)
+    rebalance_id = running_rebalance(start_function, emulator, deployment)
     follower = start_function()
     send_follow_up(deployment, rebalance_id, triggered_at=datetime.now(UTC), number=10**9)
 

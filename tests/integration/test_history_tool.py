@@ -17,7 +17,8 @@ from cfnlint.decode import cfn_yaml
 import tools.base
 import tools.history
 from glider_trigger.outbound import history
-from local.fixtures.event_source import sqs_event
+from local.fixtures.delivery import deliver
+from local.fixtures.event_source import SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import FAKE_AWS_CREDENTIALS, REGION, Deployment, MotoServer, drain
@@ -83,6 +84,13 @@ def run_follow_ups(function: LocalFunction, deployment: Deployment) -> None:
     pytest.fail("the follow-ups did not end")
 
 
+def delivered(function: LocalFunction, deployment: Deployment, portfolio_id: str) -> dict[str, Any]:
+    """A direct invocation naming one portfolio, as the stack delivers it (queued, then
+    triggered from the work queue): the portfolio's outcome line."""
+    work_queue = SqsEventSource(deployment.sqs, deployment.work_queue)
+    return deliver(function, work_queue, {"portfolioId": portfolio_id}).of(portfolio_id)
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     status = tools.history.main(list(argv))
     captured = capsys.readouterr()
@@ -104,22 +112,24 @@ def test_a_trigger_and_its_outcome_are_both_shown_with_the_rebalance_id(
 ) -> None:
     emulator.add_portfolio("port_hist1")
     emulator.set_workflow_seconds(1.0)
-    [result] = follow.invoke({"portfolioId": "port_hist1"})["results"]
+    result = delivered(follow, deployment, "port_hist1")
     run_follow_ups(follow, deployment)
-    rebalance = result["rebalanceId"]
+    rebalance = result["rebalance_id"]
 
     status, out, err = run(capsys, "--stack", stack[0], "--portfolio", "port_hist1")
 
     assert (status, err) == (0, "")
     [trigger, outcome] = rows(out)
-    assert trigger[1:] == ["direct", "trigger", "triggered", "-", rebalance]
+    # Triggered by the work-queue message the invocation queued (every trigger runs from the
+    # work queue); the invocation it came from is its delivery key (lambda:..., below).
+    assert trigger[1:] == ["sqs", "trigger", "triggered", "-", rebalance]
     assert outcome[1:] == ["follow-up", "outcome", "completed", "-", rebalance]
     assert trigger[0] <= outcome[0]  # oldest first, in UTC
     assert outcome[0].endswith("Z")
 
 
 def test_a_failed_trigger_shows_its_reason_and_json_tells_what_was_said(
-    function: LocalFunction,
+    deployment: Deployment,
     start_function: Callable[..., LocalFunction],
     emulator: GliderEmulator,
     stack: tuple[str, str],
@@ -128,12 +138,13 @@ def test_a_failed_trigger_shows_its_reason_and_json_tells_what_was_said(
     emulator.add_portfolio("port_hist2")
     emulator.script("port_hist2", Fault.error(404, "API_200", "Portfolio not found"))
     on_stack = start_function(IDEMPOTENCY_TABLE_NAME=stack[1])
-    [result] = on_stack.invoke({"portfolioId": "port_hist2"})["results"]
+    result = delivered(on_stack, deployment, "port_hist2")
+    assert (result["outcome"], result["action"]) == ("failed", "dead-lettered")
 
     status, out, _ = run(capsys, "--stack", stack[0], "--portfolio", "port_hist2")
     [row] = rows(out)
     assert status == 0
-    assert row[1:] == ["direct", "trigger", "failed", result["reason"], "-"]
+    assert row[1:] == ["sqs", "trigger", "failed", result["reason"], "-"]
 
     status, out, _ = run(capsys, "--stack", stack[0], "--portfolio", "port_hist2", "--json")
     document = json.loads(out)

@@ -51,9 +51,10 @@ def documented_excerpt() -> list[str]:
 
 
 def comparable(line: str) -> str:
-    """A line of `make run` as it reads on any run: its rebalance and message ids, ages and
-    spacing vary."""
+    """A line of `make run` as it reads on any run: its rebalance and message ids (a queued
+    portfolio's work-queue message is new on each run), ages and spacing vary."""
     line = re.sub(r"rebal_[0-9a-f]{16}", "rebal_ID", line)
+    line = re.sub(r"^(\s*)\[[0-9a-f]{8}\] ", r"\1[ID] ", line)
     line = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "UUID", line)
     line = re.sub(r"\b\d+s\b", "AGE", line)
     return " ".join(line.split())

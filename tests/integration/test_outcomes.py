@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from local.fixtures.delivery import Story
+from local.fixtures.delivery import deliver as delivered
 from local.fixtures.event_source import SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
@@ -27,6 +29,31 @@ PORTFOLIO = "port_abc123"
 @pytest.fixture
 def follow(start_function: Callable[..., LocalFunction]) -> LocalFunction:
     return start_function(FOLLOW_FIRST_DELAY_SECONDS="1")
+
+
+Deliver = Callable[..., Story]
+
+
+@pytest.fixture
+def deliver(deployment: Deployment) -> Deliver:
+    """conftest's `deliver`, to a function the test starts itself (`function=`), without
+    starting the default execution environment as well: the function's logger is the process's
+    one, and the environment started last would take its lines."""
+
+    def run(event: object, *, function: LocalFunction, **invoke: object) -> Story:
+        work_queue = SqsEventSource(deployment.sqs, deployment.work_queue)
+        return delivered(function, work_queue, event, **invoke)
+
+    return run
+
+
+def triggered_rebalance(deliver: Deliver, function: LocalFunction, event: object) -> str:
+    """The event delivered as the stack does (queued, then triggered from the work queue): the
+    id of the one rebalance it triggered."""
+    story = deliver(event, function=function)
+    [line] = story.outcomes
+    assert line["outcome"] == "triggered", line
+    return str(line["rebalance_id"])
 
 
 def as_sqs_event(messages: list[dict[str, Any]], arn: str) -> dict[str, Any]:
@@ -60,17 +87,21 @@ def outcome_lines(function: LocalFunction) -> list[dict[str, Any]]:
 
 
 def test_a_rebalance_is_followed_to_completed(
-    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment, api_version: str
+    follow: LocalFunction,
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    api_version: str,
+    deliver: Deliver,
 ) -> None:
     emulator.set_workflow_seconds(3.0)
 
-    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    rebalance_id = triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
     looks = run_follow_ups(follow, deployment)
 
     assert looks >= 2  # running at the first look, completed later
     [line] = outcome_lines(follow)
     assert line["rebalance_outcome"] == "completed"
-    assert line["rebalance_id"] == result["rebalanceId"]
+    assert line["rebalance_id"] == rebalance_id
     if api_version == "v1":
         assert line["transaction_hash"].startswith("0x")
     else:  # v2's operation carries no transaction
@@ -79,7 +110,7 @@ def test_a_rebalance_is_followed_to_completed(
     [event] = outcome_events(deployment)
     assert event["source"] == "glider-rebalance-trigger"
     assert event["detail-type"] == "Glider Rebalance Completed"
-    assert event["detail"]["rebalanceId"] == result["rebalanceId"]
+    assert event["detail"]["rebalanceId"] == rebalance_id
     assert event["detail"].get("transactionHash") == line.get("transaction_hash")
     assert [m["RebalancesCompleted"] for m in follow.metrics if "RebalancesCompleted" in m]
     assert deployment.dlq_messages() == []
@@ -90,11 +121,14 @@ def events_not_put(function: LocalFunction) -> list[float]:
 
 
 def test_an_outcome_event_put_on_the_bus_is_not_counted_as_not_put(
-    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    deliver: Deliver,
 ) -> None:
     # OutcomeEventsNotPut counts the events the bus refused (test_trigger_failed_events.py).
     delivered = start_function(FOLLOW_FIRST_DELAY_SECONDS="1")
-    delivered.invoke({"portfolioId": PORTFOLIO})
+    triggered_rebalance(deliver, delivered, {"portfolioId": PORTFOLIO})
     run_follow_ups(delivered, deployment)
     assert [event["detail-type"] for event in outcome_events(deployment)] == [
         "Glider Rebalance Completed"
@@ -103,11 +137,11 @@ def test_an_outcome_event_put_on_the_bus_is_not_counted_as_not_put(
 
 
 def test_a_failed_rebalance_is_dead_lettered_for_an_operator_and_announced(
-    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment, deliver: Deliver
 ) -> None:
     emulator.fail_next_rebalance(PORTFOLIO, "execution reverted: slippage too high")
 
-    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    rebalance_id = triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
     run_follow_ups(follow, deployment)
 
     [line] = outcome_lines(follow)
@@ -121,31 +155,32 @@ def test_a_failed_rebalance_is_dead_lettered_for_an_operator_and_announced(
     attributes = attribute_values(letter)
     assert attributes["reason"] == "REBALANCE_FAILED"
     assert "slippage too high" in attributes["detail"]
-    assert attributes["source"] == f"follow-up:{result['rebalanceId']}"
+    assert attributes["source"] == f"follow-up:{rebalance_id}"
     body = json.loads(letter["Body"])
     assert body == {
         "portfolioId": PORTFOLIO,
         "skipScheduleValidation": False,
-        "idempotencyKey": f"retrigger:{result['rebalanceId']}",
+        "idempotencyKey": f"retrigger:{rebalance_id}",
     }
     assert len(emulator.rebalances) == 1  # never triggered again by the function itself
 
-    replayed = follow.invoke(body)  # an operator decides to trigger it again
-    again = follow.invoke(body)  # ... and replays the letter twice by mistake
+    replayed = deliver(body, function=follow)  # an operator decides to trigger it again
+    again = deliver(body, function=follow)  # ... and replays the letter twice by mistake
 
-    assert replayed["triggered"] == again["triggered"] == 1
+    assert replayed.of(PORTFOLIO)["outcome"] == "triggered"
+    assert again.of(PORTFOLIO)["outcome"] == "already-triggered"
     assert len(emulator.rebalances) == 2
 
 
 def test_a_failed_rebalance_whose_error_quotes_a_key_keeps_it_out_of_every_output(
-    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment, deliver: Deliver
 ) -> None:
     # Glider's error text of a failed rebalance is copied into the log line, the letter and the
     # event: it quotes the function's own key and another tenant's v2 key.
     other_key = "gldr_sk_Zq81vQ2LmNp4R7sTe"
     emulator.fail_next_rebalance(PORTFOLIO, f"reverted: signer {API_KEY} ({other_key}) refused")
 
-    follow.invoke({"portfolioId": PORTFOLIO})
+    triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
     run_follow_ups(follow, deployment)
 
     [line] = outcome_lines(follow)
@@ -179,14 +214,15 @@ def test_a_rebalance_not_final_in_time_ends_unknown(
     emulator: GliderEmulator,
     deployment: Deployment,
     api_version: str,
+    deliver: Deliver,
 ) -> None:
     function = start_function(FOLLOW_OUTCOMES="false")
     emulator.set_workflow_seconds(3600)
-    [result] = function.invoke({"portfolioId": PORTFOLIO})["results"]
+    rebalance_id = triggered_rebalance(deliver, function, {"portfolioId": PORTFOLIO})
     follower = start_function(FOLLOW_MAX_SECONDS="60")
     assert deployment.follow_up_queue is not None
     # At 60 s and a first delay of 30 s, the second look is the one at the limit.
-    late = follow_up_message(deployment, result["rebalanceId"], triggered_ago=61, number=2)
+    late = follow_up_message(deployment, rebalance_id, triggered_ago=61, number=2)
 
     follower.invoke(as_sqs_event([late], deployment.follow_up_queue.arn))
 
@@ -199,9 +235,9 @@ def test_a_rebalance_not_final_in_time_ends_unknown(
 
 
 def test_a_redelivered_follow_up_reports_nothing_twice(
-    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment, deliver: Deliver
 ) -> None:
-    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    rebalance_id = triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
     assert deployment.follow_up_queue is not None
     first = drain(deployment.sqs, deployment.follow_up_queue.url, wait_seconds=3)
     time.sleep(0.1)
@@ -212,17 +248,17 @@ def test_a_redelivered_follow_up_reports_nothing_twice(
 
     assert len(outcome_lines(follow)) == 1
     assert len(outcome_events(deployment)) == 1
-    assert result["rebalanceId"] == outcome_lines(follow)[0]["rebalance_id"]
+    assert rebalance_id == outcome_lines(follow)[0]["rebalance_id"]
 
 
 def test_two_follow_ups_of_one_rebalance_in_one_batch_report_it_once_without_an_error(
-    follow: LocalFunction, deployment: Deployment
+    follow: LocalFunction, deployment: Deployment, deliver: Deliver
 ) -> None:
     # Two deliveries that got the same rebalance (v2 answers a repeat with the one in flight),
     # each followed: their follow-ups meet in one batch, each on its own worker.
-    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    rebalance_id = triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
     assert deployment.follow_up_queue is not None
-    message = follow_up_message(deployment, result["rebalanceId"], triggered_ago=1)
+    message = follow_up_message(deployment, rebalance_id, triggered_ago=1)
     twin = {**message, "MessageId": "f-twin"}
 
     response = follow.invoke(as_sqs_event([message, twin], deployment.follow_up_queue.arn))
@@ -235,10 +271,10 @@ def test_two_follow_ups_of_one_rebalance_in_one_batch_report_it_once_without_an_
 
 
 def test_a_redelivered_follow_up_of_a_running_rebalance_schedules_the_next_one_once(
-    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment, deliver: Deliver
 ) -> None:
     emulator.set_workflow_seconds(3600)
-    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    rebalance_id = triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
     assert deployment.follow_up_queue is not None
     first = drain(deployment.sqs, deployment.follow_up_queue.url, wait_seconds=3)
     event = as_sqs_event(first, deployment.follow_up_queue.arn)
@@ -248,16 +284,16 @@ def test_a_redelivered_follow_up_of_a_running_rebalance_schedules_the_next_one_o
 
     later = drain(deployment.sqs, deployment.follow_up_queue.url, wait_seconds=4)
     assert [json.loads(m["Body"])["followUp"]["number"] for m in later] == [2]
-    assert json.loads(later[0]["Body"])["followUp"]["rebalanceId"] == result["rebalanceId"]
+    assert json.loads(later[0]["Body"])["followUp"]["rebalanceId"] == rebalance_id
     assert outcome_lines(follow) == []
 
 
 def test_each_follow_up_makes_at_most_one_status_call(
-    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment, deliver: Deliver
 ) -> None:
     emulator.set_workflow_seconds(2.5)
 
-    follow.invoke({"portfolioId": PORTFOLIO})
+    triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
     looks = run_follow_ups(follow, deployment)
 
     status_calls = sum(1 for r in emulator.requests if r.method == "GET")
@@ -294,10 +330,11 @@ def test_a_trigger_body_on_the_follow_up_queue_triggers_nothing_and_is_dead_lett
 
 
 def test_a_follow_up_body_on_the_work_queue_is_not_followed_and_is_dead_lettered(
-    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment, deliver: Deliver
 ) -> None:
-    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]  # a real rebalance
-    body = follow_up_message(deployment, result["rebalanceId"], triggered_ago=1)["Body"]
+    # a real rebalance
+    rebalance_id = triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
+    body = follow_up_message(deployment, rebalance_id, triggered_ago=1)["Body"]
     message_id = deployment.sqs.send_message(QueueUrl=deployment.work_queue.url, MessageBody=body)[
         "MessageId"
     ]
@@ -333,7 +370,10 @@ def test_each_queue_still_takes_its_own_kind_of_body(
 
 
 def test_follow_ups_keep_to_the_client_side_rate_limit(
-    start_function: Callable[..., LocalFunction], emulator: GliderEmulator, deployment: Deployment
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    deliver: Deliver,
 ) -> None:
     # Ten rebalances triggered without a limit; their ten follow-ups then meet in one batch of an
     # execution environment limited to one request a second.
@@ -343,7 +383,7 @@ def test_follow_ups_keep_to_the_client_side_rate_limit(
     # A generous read timeout: a busy machine must not cut an answer off (its rebalance would
     # then be unknown at once, with no follow-up to pace).
     unlimited = start_function(FOLLOW_FIRST_DELAY_SECONDS="1", GLIDER_READ_TIMEOUT_SECONDS="5")
-    unlimited.invoke({"portfolioIds": portfolios})
+    assert deliver({"portfolioIds": portfolios}, function=unlimited).triggered == len(portfolios)
     queue = deployment.follow_up_queue
     assert queue is not None
     follow_ups: list[dict[str, Any]] = []
@@ -367,17 +407,17 @@ def test_follow_ups_keep_to_the_client_side_rate_limit(
 
 
 def test_a_status_call_that_meets_a_routers_404_does_not_end_the_rebalance_as_not_found(
-    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    follow: LocalFunction, emulator: GliderEmulator, deployment: Deployment, deliver: Deliver
 ) -> None:
     # Only Glider's own 404 says the rebalance does not exist; a router's says the path does not.
     emulator.script_status(PORTFOLIO, Fault.malformed(404, b"Not Found", "text/plain"))
 
-    [result] = follow.invoke({"portfolioId": PORTFOLIO})["results"]
+    rebalance_id = triggered_rebalance(deliver, follow, {"portfolioId": PORTFOLIO})
     looks = run_follow_ups(follow, deployment)
 
     assert looks == 2  # the router's 404, then the rebalance's own state
     [line] = outcome_lines(follow)
-    assert (line["rebalance_outcome"], line["rebalance_id"]) == ("completed", result["rebalanceId"])
+    assert (line["rebalance_outcome"], line["rebalance_id"]) == ("completed", rebalance_id)
     [unreadable] = [log for log in follow.logs if log.get("reason") == "ROUTE_NOT_FOUND"]
     assert unreadable["level"] == "ERROR"
     assert unreadable["detail"].startswith("GET http://127.0.0.1:")

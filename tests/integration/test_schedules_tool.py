@@ -23,7 +23,7 @@ from cfnlint.decode import cfn_yaml
 import tools.schedule_spec
 from glider_trigger.domain.models import SourceKind
 from glider_trigger.domain.trigger_input import parse
-from local.fixtures.function import LocalFunction
+from local.fixtures.delivery import Story
 from local.fixtures.glider_emulator import GliderEmulator
 from local.fixtures.stack import FAKE_AWS_CREDENTIALS, REGION, Deployment, MotoServer
 from tools.schedules import main
@@ -292,7 +292,7 @@ def test_list_shows_the_stacks_schedules_only(
 def test_the_input_it_writes_triggers_through_the_function(
     stack: Stack,
     scheduler: Any,
-    function: LocalFunction,
+    deliver: Callable[..., Story],
     emulator: GliderEmulator,
     deployment: Deployment,
     run: Callable[..., Result],
@@ -312,11 +312,12 @@ def test_the_input_it_writes_triggers_through_the_function(
     arn = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{name}"
     assert parsed.source.dedupe_key == f"schedule:{arn}@{SCHEDULED_TIME}"
     # ... and the handler triggers them, once however often Scheduler retries that run.
-    first = function.invoke(event)
-    retried = function.invoke(event)
+    first = deliver(event)
+    retried = deliver(event)
 
-    assert [r["outcome"] for r in first["results"]] == ["triggered"] * 2, first
-    assert [r["outcome"] for r in retried["results"]] == ["already-triggered"] * 2, retried
+    assert [r["outcome"] for r in first.outcomes] == ["triggered"] * 2, first.outcomes
+    assert [r["outcome"] for r in retried.outcomes] == ["already-triggered"] * 2, retried.outcomes
+    assert first.answer["deliveryKey"] == retried.answer["deliveryKey"] == parsed.source.dedupe_key
     assert sorted(r.portfolio_id for r in emulator.rebalances) == ids.split(",")
     assert {r.skip_schedule_validation for r in emulator.rebalances} == {True}
     assert deployment.dlq_messages() == []

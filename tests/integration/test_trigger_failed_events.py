@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from local.fixtures.event_source import sqs_event
+from local.fixtures.delivery import Story
+from local.fixtures.event_source import PollResult, SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import REGION, Deployment, attribute_values, drain
@@ -28,6 +29,20 @@ def received_from_work_queue(deployment: Deployment, body: dict[str, Any]) -> di
     return sqs_event(messages, deployment.work_queue.arn, REGION)
 
 
+def split_and_drained(
+    function: LocalFunction, deployment: Deployment, event: dict[str, Any]
+) -> list[PollResult]:
+    """A work-queue batch whose message names several portfolios: it is split into one message
+    per portfolio, which the event source then hands to the function until none is visible."""
+    response = function.invoke(event)
+    assert response == {"batchItemFailures": []}  # the split settled it
+    drained = SqsEventSource(deployment.sqs, deployment.work_queue).drain(
+        function.invoke, idle_seconds=0
+    )
+    assert [b.response for b in drained] == [{"batchItemFailures": []}] * len(drained)
+    return drained
+
+
 def bus_events(deployment: Deployment) -> list[dict[str, Any]]:
     assert deployment.outcome_events is not None
     received = drain(deployment.sqs, deployment.outcome_events.url, wait_seconds=1)
@@ -39,9 +54,8 @@ def test_a_404_portfolios_letter_comes_with_one_event_naming_it_and_why(
 ) -> None:
     event = received_from_work_queue(deployment, {"portfolioIds": [GONE, "port_abc123"]})
 
-    response = function.invoke(event)
+    split_and_drained(function, deployment, event)
 
-    assert response == {"batchItemFailures": []}
     [letter] = deployment.dlq_messages()
     assert json.loads(letter["Body"])["portfolioId"] == GONE
     letter_attributes = attribute_values(letter)
@@ -63,14 +77,18 @@ def test_a_404_portfolios_letter_comes_with_one_event_naming_it_and_why(
 
 
 def test_more_letters_than_one_put_events_call_takes_are_each_announced(
-    function: LocalFunction, deployment: Deployment
+    deliver: Callable[..., Story], deployment: Deployment
 ) -> None:
-    gone = [f"port_gone{n:02d}" for n in range(12)]  # PutEvents takes 10 entries a call
+    # Twelve ids the input rejects: dead-lettered at once, in the event's own invocation, twelve
+    # letters in one write (PutEvents takes 10 entries a call).
+    rejected = sorted(f"port.gone{n:02d}" for n in range(12))
 
-    function.invoke({"portfolioIds": gone})
+    story = deliver({"portfolioIds": rejected})
 
+    assert (story.answer["queued"], story.answer["deadLettered"]) == (0, 12)
+    assert story.batches == []  # nothing was queued: all twelve in the one invocation
     assert len(deployment.dlq_messages()) == 12
-    assert sorted(e["detail"]["portfolioId"] for e in bus_events(deployment)) == gone
+    assert sorted(e["detail"]["portfolioId"] for e in bus_events(deployment)) == rejected
 
 
 def test_a_letter_written_once_per_delivery_is_announced_once(
@@ -97,9 +115,8 @@ def test_a_bus_that_refuses_the_event_fails_nothing_and_is_counted(
     function = start_function(OUTCOME_EVENT_BUS_NAME="no-such-bus")
     event = received_from_work_queue(deployment, {"portfolioIds": [GONE, "port_abc123"]})
 
-    response = function.invoke(event)
+    split_and_drained(function, deployment, event)  # settled: not delivered again
 
-    assert response == {"batchItemFailures": []}  # settled: not delivered again
     [letter] = deployment.dlq_messages()
     assert json.loads(letter["Body"])["portfolioId"] == GONE
     assert [r.portfolio_id for r in emulator.rebalances] == ["port_abc123"]  # once, not again

@@ -7,7 +7,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from glider_trigger.domain.errors import FanOutError
 from local.fixtures.delivery import Story
+from local.fixtures.event_source import SqsEventSource
 from local.fixtures.event_source import sqs_event as lambdas_sqs_event
 from local.fixtures.fault_proxy import AwsFault, FaultProxy
 from local.fixtures.function import LocalFunction
@@ -203,3 +207,47 @@ def test_parallel_workers_keep_one_aws_connection_each_across_invocations(
     # The warm invocation reused them: at most one per worker in all (one more only if the
     # cold one never had all 16 workers in a call at once), never one per call.
     assert proxy.connections_opened <= 16 + 1
+
+
+def test_an_event_whose_work_queue_write_fails_is_retried_by_lambda_and_triggers_nothing_twice(
+    start_behind_proxy: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    proxy: FaultProxy,
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    lambda_context: Callable[..., Any],
+) -> None:
+    # 15 portfolios: two batches to the work queue; the first lands, every later one is denied.
+    ids = [f"port_q{n:02d}" for n in range(15)]
+    for portfolio_id in ids:
+        emulator.add_portfolio(portfolio_id)
+    function = start_behind_proxy()
+    work_queue = deployment.work_queue.url.rsplit("/", 1)[-1] + '"'  # as a request body quotes it
+    proxy.inject("AmazonSQS.SendMessageBatch", AwsFault.access_denied(), after=1, within=work_queue)
+    event = {"portfolioIds": ids}
+    context = lambda_context()
+
+    # The invocation fails, so that Lambda keeps the event and invokes it again (the same
+    # request id); what landed of its first copy stays queued.
+    with pytest.raises(FanOutError):
+        function.invoke(event, context=context)
+    assert emulator.trigger_requests == []  # an event's invocation triggers nothing itself
+    landed = int(
+        deployment.sqs.get_queue_attributes(
+            QueueUrl=deployment.work_queue.url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+    )
+    assert 0 < landed < len(ids)
+    proxy.clear("AmazonSQS.SendMessageBatch")
+    story = deliver(event, function=function, context=context)
+    # A portfolio's two messages taken at once: one waits for the other's outcome (redelivered).
+    SqsEventSource(deployment.sqs, deployment.work_queue).drain(function.invoke, idle_seconds=3)
+
+    assert story.answer["queued"] == len(ids)
+    # The first copy's portfolios and the retry's alike are one delivery: each triggered once,
+    # the copies queued twice found done.
+    assert sorted(r.portfolio_id for r in emulator.rebalances) == ids
+    outcomes = [line["outcome"] for line in function.logs if line.get("portfolio_id") in ids]
+    done = [outcome for outcome in outcomes if outcome in ("triggered", "already-triggered")]
+    assert (done.count("triggered"), done.count("already-triggered")) == (len(ids), landed)
+    assert deployment.dlq_messages() == []

@@ -1,8 +1,12 @@
 """Run inside the artifact's interpreter (python3.13 -I -S -B): the built function, the built
 layer and the runtime's boto3 on sys.path, nothing else; every sample event through the handler.
 
-Reads {"function", "layer", "runtime", "events": [[name, event], ...]} on stdin; prints one JSON
-document: each event's response (or the exception it raised), the SDK versions used, every
+Reads {"function", "layer", "runtime", "events": [[name, event], ...], "work_queue": {"url",
+"arn"}} on stdin; then the work queue's messages (what the events queued) through the handler
+too, a batch at a time, as Lambda's event source mapping hands them over (each received batch is
+deleted: what the artifact does with it is the point, not its redelivery). Prints one JSON
+document: each event's and batch's response (or the exception it raised), the messages the work
+queue held, the SDK versions used, every
 imported module whose file lies outside the standard library and those three directories, and
 every source of the function or the layer that Python compiled because no bytecode it could use
 shipped beside it.
@@ -70,11 +74,45 @@ import botocore  # noqa: E402
 import app  # noqa: E402 - after sys.path is set, as Lambda's init does
 
 results = []
-for name, event in spec["events"]:
+
+
+def invoke(name, event):
     try:
         results.append([name, app.lambda_handler(event, Context()), None])
     except Exception as exc:  # reported, not raised: the test says which event and why
         results.append([name, None, f"{type(exc).__name__}: {exc}"])
+
+
+for name, event in spec["events"]:
+    invoke(name, event)
+
+# The runtime's boto3, pointed at the local stack by AWS_ENDPOINT_URL as the function's is.
+sqs = boto3.client("sqs")
+work_queue = spec["work_queue"]
+worked = 0
+while True:
+    messages = sqs.receive_message(
+        QueueUrl=work_queue["url"], MaxNumberOfMessages=10, AttributeNames=["All"]
+    ).get("Messages", [])
+    if not messages:
+        break
+    worked += len(messages)
+    records = [
+        {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": work_queue["arn"],
+            "awsRegion": os.environ["AWS_REGION"],
+        }
+        for message in messages
+    ]
+    invoke("work-queue", {"Records": records})
+    for message in messages:
+        sqs.delete_message(QueueUrl=work_queue["url"], ReceiptHandle=message["ReceiptHandle"])
 
 stdlib = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]]
 allowed = [os.path.realpath(p) for p in roots + stdlib]
@@ -90,6 +128,7 @@ print(
     json.dumps(
         {
             "results": results,
+            "worked": worked,
             "compiled": sorted(path for path in compiled if path.startswith(artifact)),
             "probe_seen": probe_seen,
             "boto3": boto3.__version__,

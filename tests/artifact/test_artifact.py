@@ -48,6 +48,7 @@ def run_artifact(deployment: Deployment, tracing: str) -> dict[str, Any]:
         "layer": str(built("layer")),
         "runtime": required("LAMBDA_RUNTIME_SITE"),
         "events": [[p.name, json.loads(p.read_text())] for p in sorted(EVENTS.glob("*.json"))],
+        "work_queue": {"url": deployment.work_queue.url, "arn": deployment.work_queue.arn},
     }
     env = deployment.environment(
         GLIDER_READ_TIMEOUT_SECONDS="2",
@@ -87,8 +88,14 @@ def test_every_sample_event_runs_on_the_artifact_alone(
     failures = [(name, error) for name, _, error in report["results"] if error]
     assert failures == []
     responses = {name: response for name, response, _ in report["results"]}
-    assert responses["schedule-single.json"]["triggered"] == 1
+    assert responses["schedule-single.json"]["queued"] == 1
     assert "batchItemFailures" in responses["sqs-batch.json"]
+    # Every portfolio an event queued was worked by the artifact from the work queue.
+    queued = sum(r.get("queued", 0) for name, r, _ in report["results"] if name != "work-queue")
+    assert queued > 0
+    assert report["worked"] == queued
+    assert "work-queue" in responses
+    assert emulator.rebalances_for("port_def456")  # only schedule-many.json names it
     assert emulator.rebalances  # the artifact's calls reached the API
     # Every module the cold start and the invocations loaded from the function and the layer
     # came from the bytecode shipped beside it: none was compiled (a probe proves that one

@@ -24,17 +24,29 @@ from tests.conftest import FAST_SETTINGS
 REPO = Path(__file__).resolve().parents[2]
 
 # Runs in the child: init, then the invocations named on the command line, reporting after each
-# step whether the batch utility is loaded. Invocation outputs are reported as they came back.
+# step whether the batch utility is loaded. Invocation outputs are reported as they came back. A
+# step whose event is "work queue" is the work queue's batch as Lambda's event source mapping
+# hands it over (its messages received straight from moto, not through the counting proxy).
 CHILD = """
 import json, sys
 from local.fixtures.function import LocalFunction
 
 BATCH_UTILITY = "aws_lambda_powertools.utilities.batch"
-env, events = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+env, events, work = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 function = LocalFunction(env)
 steps = [{"step": "init", "batch_loaded": BATCH_UTILITY in sys.modules}]
 for name, event in events:
-    response = function.invoke(event)
+    if event == "work queue":
+        import boto3
+        from local.fixtures.event_source import SqsEventSource
+        from local.fixtures.stack import Queue
+        sqs = boto3.client("sqs", endpoint_url=work["endpoint"], region_name="us-east-1",
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+        batch = SqsEventSource(sqs, Queue(work["url"], work["arn"])).poll(function.invoke)
+        response = batch and batch.response
+    else:
+        response = function.invoke(event)
     steps.append({"step": name, "batch_loaded": BATCH_UTILITY in sys.modules, "response": response})
 print(json.dumps(steps))
 """
@@ -50,8 +62,13 @@ def run_environment(
     deployment: Deployment, proxy: FaultProxy, events: list[tuple[str, object]]
 ) -> list[dict[str, object]]:
     env = deployment.environment(**FAST_SETTINGS, AWS_ENDPOINT_URL=proxy.endpoint_url)
+    work = {
+        "endpoint": deployment.moto.endpoint_url,
+        "url": deployment.work_queue.url,
+        "arn": deployment.work_queue.arn,
+    }
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", CHILD, json.dumps(env), json.dumps(events)],
+        [sys.executable, "-c", CHILD, json.dumps(env), json.dumps(events), json.dumps(work)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -88,15 +105,21 @@ def test_neither_schedules_nor_sqs_batches_load_the_batch_utility(
         ]
     }
 
-    init, schedule, batch = run_environment(
+    init, schedule, queued, batch = run_environment(
         deployment,
         proxy,
-        [("schedule", {"portfolioIds": ["port_abc123"]}), ("sqs", sqs_event)],
+        [
+            ("schedule", {"portfolioIds": ["port_abc123"]}),
+            ("schedule's work", "work queue"),
+            ("sqs", sqs_event),
+        ],
     )
 
     assert init["batch_loaded"] is False
     assert schedule["batch_loaded"] is False
-    assert schedule["response"]["triggered"] == 1  # type: ignore[index]
+    assert schedule["response"]["queued"] == 1  # type: ignore[index]
+    assert queued["batch_loaded"] is False
+    assert queued["response"] == {"batchItemFailures": []}
     assert batch["batch_loaded"] is False
     assert batch["response"] == {"batchItemFailures": []}
     assert sorted(r.portfolio_id for r in emulator.rebalances) == ["port_abc123", "port_def456"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from local.fixtures.delivery import Story
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
+from local.fixtures.lambda_context import LocalLambdaContext
 from local.fixtures.stack import Deployment, attribute_values
 
 # Every input kind and failure class holds on both Glider API versions.
@@ -26,12 +29,14 @@ def skip_ignored_lines(function: LocalFunction) -> list[dict[str, object]]:
 
 
 def test_schedule_input_triggers_with_the_contract_request(
-    function: LocalFunction, emulator: GliderEmulator, api_version: str
+    deliver: Callable[..., Story], emulator: GliderEmulator, api_version: str
 ) -> None:
-    response = function.invoke(json.loads((EVENTS / "schedule-single.json").read_text()))
+    event = json.loads((EVENTS / "schedule-single.json").read_text())
 
-    assert response["triggered"] == 1
-    assert response["source"] == "schedule"
+    story = deliver(event)
+
+    assert (story.answer["source"], story.answer["queued"]) == ("schedule", 1)
+    assert story.triggered == 1
     [request] = emulator.trigger_requests
     assert request.method == "POST"
     assert request.headers["x-api-key"] == "test-canary-key-7Hq2ZpXv9L"
@@ -45,41 +50,47 @@ def test_schedule_input_triggers_with_the_contract_request(
         assert request.body == b""
     [rebalance] = emulator.rebalances
     rebalance_id = rebalance.rebalance_id if api_version == "v1" else rebalance.operation_id
-    assert response["results"] == [
-        {
-            "portfolioId": "port_abc123",
-            "outcome": "triggered",
-            "rebalanceId": rebalance_id,
-            "attempts": 1,
-        }
-    ]
+    line = story.of("port_abc123")
+    assert (line["outcome"], line["rebalance_id"], line["attempts"]) == (
+        "triggered",
+        rebalance_id,
+        1,
+    )
+    # The queued portfolio's line still names the schedule run it began with.
+    assert line["source_metadata"]["scheduleArn"] == event["scheduleArn"]
+    assert line["source_metadata"]["scheduledTime"] == event["scheduledTime"]
 
 
 def test_duplicate_ids_in_one_input_are_triggered_once(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
-    response = function.invoke(
+    story = deliver(
         {
             "portfolioIds": ["port_abc123", "port_def456", "port_abc123"],
             "portfolioId": "port_def456",
         }
     )
 
-    assert response["triggered"] == 2
+    assert story.answer["queued"] == 2
+    assert story.triggered == 2
     assert sorted(r.portfolio_id for r in emulator.rebalances) == ["port_abc123", "port_def456"]
 
 
 def test_eventbridge_envelope_uses_its_detail(
-    function: LocalFunction, emulator: GliderEmulator, api_version: str
+    deliver: Callable[..., Story],
+    function: LocalFunction,
+    emulator: GliderEmulator,
+    api_version: str,
 ) -> None:
     event = json.loads((EVENTS / "eventbridge-rule.json").read_text())
     event["detail"] = {"portfolioIds": ["port_ghi789"], "skipScheduleValidation": True}
 
-    response = function.invoke(event)
+    story = deliver(event)
 
-    assert response["source"] == "eventbridge"
-    assert response["deliveryId"] == event["id"]
-    assert response["triggered"] == 1
+    assert story.answer["source"] == "eventbridge"
+    assert story.answer["deliveryId"] == event["id"]
+    assert story.answer["queued"] == 1
+    assert story.of("port_ghi789")["outcome"] == "triggered"
     if api_version == "v1":
         assert trigger_bodies(emulator, "port_ghi789") == [{"skipScheduleValidation": True}]
     else:  # v2 has no such option: said in the log, never a failure
@@ -88,22 +99,28 @@ def test_eventbridge_envelope_uses_its_detail(
 
 
 def test_skip_schedule_validation_defaults_from_the_environment(
-    start_function, emulator: GliderEmulator, api_version: str
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    api_version: str,
 ) -> None:
     emulator.add_portfolio("port_nosched", has_schedule=False)
     function = start_function(DEFAULT_SKIP_SCHEDULE_VALIDATION="true")
 
-    response = function.invoke({"portfolioIds": ["port_nosched", "port_abc123"]})
+    story = deliver({"portfolioIds": ["port_nosched", "port_abc123"]}, function=function)
 
-    assert response["triggered"] == 2
-    response = function.invoke({"portfolioId": "port_nosched", "skipScheduleValidation": False})
+    assert story.triggered == 2
+    story = deliver(
+        {"portfolioId": "port_nosched", "skipScheduleValidation": False}, function=function
+    )
     if api_version == "v1":
         assert trigger_bodies(emulator, "port_nosched")[0] == {"skipScheduleValidation": True}
-        # An explicit false still wins over the default.
-        assert response["results"][0]["reason"] == "BAD_REQUEST"
+        # An explicit false still wins over the default (carried in the queued message).
+        assert trigger_bodies(emulator, "port_nosched")[1] == {"skipScheduleValidation": False}
+        assert story.of("port_nosched")["reason"] == "BAD_REQUEST"
     else:
         # v2 triggers outside the schedule either way; the flag is said once per environment.
-        assert response["results"][0]["outcome"] == "triggered"
+        assert story.of("port_nosched")["outcome"] == "triggered"
         assert len(skip_ignored_lines(function)) == 1
 
 
@@ -111,12 +128,16 @@ def test_skip_schedule_validation_defaults_from_the_environment(
     "bad_id", ["../x", "a/b", "a?b=1", "a#b", "a b", "a\nb", "%2e%2e", "", "x" * 129, 42, None]
 )
 def test_an_id_that_could_bend_the_path_never_reaches_the_api(
-    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment, bad_id: object
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+    bad_id: object,
 ) -> None:
-    response = function.invoke({"portfolioIds": [bad_id, "port_abc123"]})
+    story = deliver({"portfolioIds": [bad_id, "port_abc123"]})
 
     assert [r.portfolio_id for r in emulator.trigger_requests] == ["port_abc123"]
-    assert response["triggered"] == 1
+    assert (story.answer["queued"], story.answer["deadLettered"]) == (1, 1)
+    assert story.triggered == 1
     [letter] = deployment.dlq_messages()
     assert json.loads(letter["Body"])["portfolioId"] == bad_id
     attributes = attribute_values(letter)
@@ -174,7 +195,7 @@ def test_inputs_without_ids_are_classified_not_crashes(
 
 
 def test_an_on_failure_destination_record_replays_its_payload(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     record = {
         "version": "1.0",
@@ -189,16 +210,48 @@ def test_an_on_failure_destination_record_replays_its_payload(
         "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
     }
 
-    response = function.invoke(record)
+    story = deliver(record)
 
-    assert response["source"] == "lambda-destination"
+    assert story.answer["source"] == "lambda-destination"
+    assert story.of("port_def456")["outcome"] == "triggered"
     assert [r.portfolio_id for r in emulator.rebalances] == ["port_def456"]
 
 
+def test_an_on_failure_record_finds_done_what_the_failed_invocation_triggered(
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    lambda_context: Callable[..., LocalLambdaContext],
+) -> None:
+    """Its invocation's portfolios were queued and triggered before it failed (Lambda then
+    kept the event): the record, replayed, is the same delivery and triggers nothing again."""
+    payload = {"portfolioIds": ["port_def456", "port_ghi789"]}
+    context = lambda_context()
+    first = deliver(payload, context=context)
+    record = {
+        "version": "1.0",
+        "requestContext": {
+            "requestId": context.aws_request_id,
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+    }
+
+    replay = deliver(record)
+
+    assert first.triggered == 2
+    assert replay.answer["deliveryKey"] == first.answer["deliveryKey"]
+    assert replay.answer["queued"] == 2
+    assert [replay.of(p)["outcome"] for p in payload["portfolioIds"]] == ["already-triggered"] * 2
+    assert sorted(r.portfolio_id for r in emulator.rebalances) == ["port_def456", "port_ghi789"]
+
+
 def test_every_sample_event_runs_without_raising(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     emulator.add_portfolio("port_nosched", has_schedule=False)
     for path in sorted(EVENTS.glob("*.json")):
-        response = function.invoke(json.loads(path.read_text()))
-        assert isinstance(response, dict), path.name
+        story = deliver(json.loads(path.read_text()))
+        assert isinstance(story.answer, dict), path.name
+        assert all(batch.error is None for batch in story.batches), path.name

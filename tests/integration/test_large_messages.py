@@ -81,23 +81,25 @@ def test_a_large_message_delivered_twice_triggers_each_portfolio_once(
     assert deployment.dlq_messages() == []
 
 
-def test_ids_a_receive_triggered_inline_stay_done_when_a_later_receive_fans_it_out(
+def test_ids_one_receives_split_triggered_stay_done_when_the_message_comes_again(
     start_function: Any, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
-    # Worked inline on one receive (below the threshold, or before an upgrade), fanned out on
-    # the next (the threshold lowered): the fanned ids name the message's own delivery.
+    # The first receive's split: two of its ids triggered, one kept for a retry; then SQS
+    # delivers the whole message again (its visibility ran out): split again, same keys.
     ids = ["port_abc123", "port_def456", "port_ghi789"]
-    emulator.script("port_ghi789", Fault.rate_limited(30))
-    inline: LocalFunction = start_function(GLIDER_MAX_ATTEMPTS="1")
-    assert inline.invoke(one_message(ids, receive_count=1)) == {
-        "batchItemFailures": [{"itemIdentifier": "big-1"}]
-    }
+    emulator.script("port_ghi789", Fault.error(503, "API_000", "down"))
+    function: LocalFunction = start_function(GLIDER_MAX_ATTEMPTS="1", MAX_CONCURRENCY="1")
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+    assert function.invoke(one_message(ids, receive_count=1)) == {"batchItemFailures": []}
+    first = source.poll(function.invoke)
+    assert first is not None
+    assert (len(first.deleted), len(first.redelivered)) == (2, 1)
 
-    fanned: LocalFunction = start_function(FANOUT_THRESHOLD="2")
-    assert fanned.invoke(one_message(ids, receive_count=2)) == {"batchItemFailures": []}
-    SqsEventSource(deployment.sqs, deployment.work_queue).drain(fanned.invoke, idle_seconds=1)
+    assert function.invoke(one_message(ids, receive_count=2)) == {"batchItemFailures": []}
+    source.drain(function.invoke, idle_seconds=3)
 
     assert sorted(r.portfolio_id for r in emulator.rebalances) == ids  # each once
+    assert deployment.dlq_messages() == []
 
 
 def test_a_fan_out_the_work_queue_refuses_on_the_last_receive_is_dead_lettered_under_its_key(

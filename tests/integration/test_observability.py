@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from local.fixtures.delivery import Story
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 
 
 def test_each_outcome_is_one_json_log_line_with_request_and_portfolio_ids(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
     emulator.script("port_def456", Fault.error(404, "API_200", "Portfolio not found"))
 
-    function.invoke({"portfolioIds": ["port_abc123", "port_def456"]})
+    story = deliver({"portfolioIds": ["port_abc123", "port_def456"]})
 
-    outcomes = {log["portfolio_id"]: log for log in function.logs if "outcome" in log}
-    triggered, failed = outcomes["port_abc123"], outcomes["port_def456"]
+    assert sorted(log["portfolio_id"] for log in story.outcomes) == ["port_abc123", "port_def456"]
+    triggered, failed = story.of("port_abc123"), story.of("port_def456")
     [rebalance] = emulator.rebalances
     assert triggered["rebalance_id"] == rebalance.rebalance_id
     assert triggered["schedule_id"] == rebalance.schedule_id
@@ -28,9 +31,11 @@ def test_each_outcome_is_one_json_log_line_with_request_and_portfolio_ids(
     assert failed["glider_request_id"].startswith("req_")
 
 
-def test_metrics_are_emitted_as_emf(function: LocalFunction, emulator: GliderEmulator) -> None:
+def test_metrics_are_emitted_as_emf(
+    deliver: Callable[..., Story], function: LocalFunction, emulator: GliderEmulator
+) -> None:
     emulator.script("port_def456", Fault.error(503, "API_000", "down"))
-    function.invoke({"portfolioIds": ["port_abc123", "port_def456", "port_gone"]})
+    deliver({"portfolioIds": ["port_abc123", "port_def456", "port_gone"]})
 
     values: dict[str, list[float]] = {}
     failure_classes = set()
@@ -45,7 +50,10 @@ def test_metrics_are_emitted_as_emf(function: LocalFunction, emulator: GliderEmu
             failure_classes.add(record["FailureClass"])
         assert record["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "GliderRebalanceTrigger"
 
-    assert values["PortfolioIdsReceived"] == [3]
+    # Queued by the event's invocation, each received once from the work queue: the base the
+    # outcomes add up to (two triggered, one dead-lettered).
+    assert values["PortfoliosQueued"] == [3]
+    assert sum(values["PortfolioIdsReceived"]) == 3
     assert values["RebalancesTriggered"] == [1, 1]
     assert values["DeadLettered"] == [1]
     assert values["TriggerFailures"] == [1]
@@ -54,11 +62,11 @@ def test_metrics_are_emitted_as_emf(function: LocalFunction, emulator: GliderEmu
 
 
 def test_keep_alive_connections_are_reused_across_warm_invocations(
-    function: LocalFunction, emulator: GliderEmulator
+    deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:
-    function.invoke({"portfolioIds": ["port_abc123", "port_def456"]})
+    deliver({"portfolioIds": ["port_abc123", "port_def456"]})
     opened = emulator.connections_opened
-    function.invoke({"portfolioId": "port_ghi789"})
+    deliver({"portfolioId": "port_ghi789"})
 
     assert len(emulator.rebalances) == 3
     assert 1 <= opened <= 2  # at most one per worker in use
@@ -66,7 +74,9 @@ def test_keep_alive_connections_are_reused_across_warm_invocations(
 
 
 def test_workers_run_in_parallel_but_never_open_more_connections_than_workers(
-    start_function, emulator: GliderEmulator
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
 ) -> None:
     function = start_function(MAX_CONCURRENCY="4")
     ids = [f"port_p{n:02d}" for n in range(24)]
@@ -74,7 +84,7 @@ def test_workers_run_in_parallel_but_never_open_more_connections_than_workers(
         emulator.add_portfolio(portfolio_id)
     emulator.set_latency(0.05)
 
-    response = function.invoke({"portfolioIds": ids})
+    story = deliver({"portfolioIds": ids}, function=function)
 
-    assert response["triggered"] == 24
+    assert story.triggered == 24
     assert 1 < emulator.connections_opened <= 4

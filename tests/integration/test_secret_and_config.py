@@ -10,50 +10,67 @@ from collections.abc import Callable
 import pytest
 
 from glider_trigger.domain.errors import ConfigurationError
+from local.fixtures.delivery import Story
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import Deployment, attribute_values
 from tests.conftest import API_KEY
+
+# Every receive of the work queue its last: a failure kept for redelivery (transient,
+# systemic) is dead-lettered at once, so that its letter can be read within the test.
+LAST_RECEIVE = {"MAX_RECEIVE_COUNT": "1"}
 
 
 def sent_keys(emulator: GliderEmulator) -> list[str]:
     return [r.headers.get("x-api-key", "") for r in emulator.trigger_requests]
 
 
+def answers(story: Story) -> str:
+    """What the delivery's invocations returned (or raised), as text."""
+    returned = [(batch.response, repr(batch.error)) for batch in story.batches]
+    return json.dumps([story.answer, *returned], default=str)
+
+
 def test_the_key_is_cached_across_warm_invocations(
-    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    deliver: Callable[..., Story], emulator: GliderEmulator, deployment: Deployment
 ) -> None:
-    function.invoke({"portfolioId": "port_abc123"})
+    deliver({"portfolioId": "port_abc123"})
     # Rotated in Secrets Manager, but both keys still valid at Glider (a rotation window):
     deployment.put_api_key("second-key")
     emulator.set_api_keys([API_KEY, "second-key"])
 
-    function.invoke({"portfolioId": "port_def456"})
+    deliver({"portfolioId": "port_def456"})
 
     assert sent_keys(emulator) == [API_KEY, API_KEY]  # served from the cache, not re-read
 
 
 def test_the_cache_expires_after_secret_cache_seconds(
-    start_function, emulator: GliderEmulator, deployment: Deployment
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    deployment: Deployment,
 ) -> None:
     function = start_function(SECRET_CACHE_SECONDS="0")
-    function.invoke({"portfolioId": "port_abc123"})
+    deliver({"portfolioId": "port_abc123"}, function=function)
     deployment.put_api_key("second-key")
     emulator.set_api_keys([API_KEY, "second-key"])
 
-    function.invoke({"portfolioId": "port_def456"})
+    deliver({"portfolioId": "port_def456"}, function=function)
 
     assert sent_keys(emulator) == [API_KEY, "second-key"]
 
 
 def test_a_plain_string_secret_is_the_key(
-    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    deliver: Callable[..., Story],
+    function: LocalFunction,
+    emulator: GliderEmulator,
+    deployment: Deployment,
 ) -> None:
     deployment.put_api_key("  plain-string-key \n")
     emulator.set_api_keys(["plain-string-key"])
     fresh = LocalFunction(function.env)
 
-    assert fresh.invoke({"portfolioId": "port_abc123"})["triggered"] == 1
+    assert deliver({"portfolioId": "port_abc123"}, function=fresh).triggered == 1
     assert sent_keys(emulator) == ["plain-string-key"]
 
 
@@ -66,6 +83,7 @@ def test_a_plain_string_secret_is_the_key(
     ],
 )
 def test_an_unusable_secret_is_systemic_and_never_echoed(
+    deliver: Callable[..., Story],
     function: LocalFunction,
     emulator: GliderEmulator,
     deployment: Deployment,
@@ -73,29 +91,32 @@ def test_an_unusable_secret_is_systemic_and_never_echoed(
     detail: str,
 ) -> None:
     deployment.put_api_key(secret)
-    fresh = LocalFunction(function.env)
+    fresh = LocalFunction({**function.env, **LAST_RECEIVE})
 
-    response = fresh.invoke({"portfolioId": "port_abc123"})
+    story = deliver({"portfolioId": "port_abc123"}, function=fresh)
 
-    [result] = response["results"]
-    assert result["failureClass"] == "systemic"
+    result = story.of("port_abc123")
+    assert result["failure_class"] == "systemic"
     assert result["reason"] == "SECRET_UNAVAILABLE"
     assert detail in result["detail"]
     assert emulator.trigger_requests == []
-    everything = json.dumps(response) + "\n".join(fresh.output.lines)
-    everything += json.dumps(deployment.dlq_messages())
+    letters = deployment.dlq_messages()
+    assert [attribute_values(letter)["reason"] for letter in letters] == ["SECRET_UNAVAILABLE"]
+    everything = answers(story) + "\n".join(fresh.output.lines) + json.dumps(letters)
     assert "canary" not in everything
 
 
 def test_a_missing_secret_names_the_secret_and_the_cause(
-    start_function, emulator: GliderEmulator, deployment: Deployment
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    deployment: Deployment,
 ) -> None:
-    function = start_function(GLIDER_API_KEY_SECRET_ID="glider/does-not-exist")
+    function = start_function(GLIDER_API_KEY_SECRET_ID="glider/does-not-exist", **LAST_RECEIVE)
 
-    response = function.invoke({"portfolioId": "port_abc123"})
+    result = deliver({"portfolioId": "port_abc123"}, function=function).of("port_abc123")
 
-    [result] = response["results"]
-    assert result["failureClass"] == "systemic"
+    assert result["failure_class"] == "systemic"
     assert "glider/does-not-exist" in result["detail"]
     assert "ResourceNotFoundException" in result["detail"]
     assert emulator.trigger_requests == []
@@ -104,26 +125,30 @@ def test_a_missing_secret_names_the_secret_and_the_cause(
 
 
 def test_the_key_never_appears_in_logs_metrics_responses_or_the_dlq(
-    start_function, emulator: GliderEmulator, deployment: Deployment
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    emulator: GliderEmulator,
+    deployment: Deployment,
 ) -> None:
-    function = start_function(POWERTOOLS_LOG_LEVEL="DEBUG", GLIDER_MAX_ATTEMPTS="2")
+    function = start_function(POWERTOOLS_LOG_LEVEL="DEBUG", GLIDER_MAX_ATTEMPTS="2", **LAST_RECEIVE)
     emulator.add_portfolio("port_nosched", has_schedule=False)
     emulator.script("port_abc123", Fault.error(503, "API_000", "down"), Fault.slow(1.5))
     emulator.script("port_def456", Fault.malformed(status=200, body=b"<html>"))
     emulator.script("port_ghi789", Fault.connection_reset(), Fault.rate_limited(retry_after=60))
-    responses = [
-        function.invoke(
-            {"portfolioIds": ["port_abc123", "port_def456", "port_ghi789", "port_nosched", "x/y"]}
+    stories = [
+        deliver(
+            {"portfolioIds": ["port_abc123", "port_def456", "port_ghi789", "port_nosched", "x/y"]},
+            function=function,
         ),
-        function.invoke({"unknown": "shape"}),
+        deliver({"unknown": "shape"}, function=function),
     ]
     emulator.set_api_keys(["some-other-key"])  # 401, refetch, 401 again: systemic
-    responses.append(function.invoke({"portfolioId": "port_abc123"}))
+    stories.append(deliver({"portfolioId": "port_abc123"}, function=function))
 
     output = "\n".join(function.output.lines)
     assert "Rebalance trigger failed" in output  # the failure paths were really logged
     assert API_KEY not in output
-    assert API_KEY not in json.dumps(responses)
+    assert API_KEY not in "".join(answers(story) for story in stories)
     letters = deployment.dlq_messages()
     assert len(letters) >= 5
     assert API_KEY not in json.dumps(letters)
@@ -132,13 +157,14 @@ def test_the_key_never_appears_in_logs_metrics_responses_or_the_dlq(
 @pytest.mark.both_api_versions
 def test_a_key_glider_quotes_back_stays_out_of_logs_letters_and_answers(
     start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
     emulator: GliderEmulator,
     deployment: Deployment,
     api_version: str,
 ) -> None:
     # One worker: the id after the systemic failure is not attempted, and its letter quotes
     # the cause's message ("not attempted after a systemic failure: FORBIDDEN: ...").
-    function = start_function(POWERTOOLS_LOG_LEVEL="DEBUG", MAX_CONCURRENCY="1")
+    function = start_function(POWERTOOLS_LOG_LEVEL="DEBUG", MAX_CONCURRENCY="1", **LAST_RECEIVE)
     emulator.script("port_def456", Fault.quoting_key(400, "API_002", "Invalid request for key"))
     emulator.script("port_abc123", Fault.quoting_key(403, "API_104"))
     # An SQS record on its last receive: an answer lost, the lookup for its rebalance (a 500
@@ -162,9 +188,9 @@ def test_a_key_glider_quotes_back_stays_out_of_logs_letters_and_answers(
     }
 
     responses = [
-        function.invoke({"portfolioId": "port_def456"}),
-        function.invoke({"portfolioIds": ["port_abc123", "port_ghi789"]}),
-        function.invoke({"Records": [record]}),
+        answers(deliver({"portfolioId": "port_def456"}, function=function)),
+        answers(deliver({"portfolioIds": ["port_abc123", "port_ghi789"]}, function=function)),
+        json.dumps(function.invoke({"Records": [record]})),
     ]
 
     answered = [r.status for r in emulator.requests]
@@ -182,7 +208,7 @@ def test_a_key_glider_quotes_back_stays_out_of_logs_letters_and_answers(
     output = "\n".join(function.output.lines)
     assert "Rebalance trigger failed" in output
     assert "Could not read the portfolio's recent rebalances" in output
-    everything = "\n".join([json.dumps(responses), output, json.dumps(letters)])
+    everything = "\n".join([*responses, output, json.dumps(letters)])
     assert API_KEY not in everything
     # What Glider said is still there, with the key in its place.
     assert "Permission denied for API key <redacted>" in everything
@@ -246,7 +272,8 @@ FAILURE_PATHS = {
 
 @pytest.mark.parametrize("arrange", FAILURE_PATHS.values(), ids=FAILURE_PATHS.keys())
 def test_the_key_stays_out_of_every_failure_path(
-    start_function,
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
     emulator: GliderEmulator,
     deployment: Deployment,
     arrange: Callable[[GliderEmulator, Deployment], dict[str, str]],
@@ -254,24 +281,23 @@ def test_the_key_stays_out_of_every_failure_path(
     overrides = arrange(emulator, deployment)
     function = start_function(POWERTOOLS_LOG_LEVEL="DEBUG", **overrides)
     outputs: list[str] = []
-    for event in (
-        {"portfolioIds": ["port_abc123", "port_def456"]},
-        {
-            "Records": [
-                {
-                    "messageId": "m-1",
-                    "receiptHandle": "h",
-                    "body": '{"portfolioId": "port_abc123"}',
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": deployment.work_queue.arn,
-                }
-            ]
-        },
-    ):
-        try:
-            outputs.append(json.dumps(function.invoke(event), default=str))
-        except Exception as exc:  # the DLQ path raises, as it must
-            outputs.append(f"{type(exc).__name__}: {exc!r} {exc.__cause__!r}")
+    # The event's portfolios through the work queue, as the stack delivers them.
+    event = {"portfolioIds": ["port_abc123", "port_def456"]}
+    try:
+        outputs.append(answers(deliver(event, function=function)))
+    except Exception as exc:  # the DLQ path raises, as it must
+        outputs.append(f"{type(exc).__name__}: {exc!r} {exc.__cause__!r}")
+    record = {
+        "messageId": "m-1",
+        "receiptHandle": "h",
+        "body": '{"portfolioId": "port_abc123"}',
+        "eventSource": "aws:sqs",
+        "eventSourceARN": deployment.work_queue.arn,
+    }
+    try:
+        outputs.append(json.dumps(function.invoke({"Records": [record]}), default=str))
+    except Exception as exc:  # the DLQ path raises, as it must
+        outputs.append(f"{type(exc).__name__}: {exc!r} {exc.__cause__!r}")
 
     everything = "\n".join(
         [*outputs, *function.output.lines, json.dumps(deployment.dlq_messages())]

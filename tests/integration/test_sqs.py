@@ -4,11 +4,13 @@ partial batch responses, redelivery, the redrive policy, and replaying the DLQ."
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
+from local.fixtures.delivery import Story
 from local.fixtures.event_source import SqsEventSource
-from local.fixtures.function import LocalFunction
+from local.fixtures.function import LocalFunction, json_records
 from local.fixtures.glider_emulator import Fault, GliderEmulator
 from local.fixtures.stack import Deployment, attribute_values
 
@@ -126,10 +128,13 @@ def test_a_systemic_failure_keeps_the_record_for_retry_not_the_dlq(
 
 
 def test_dead_letters_replay_through_the_work_queue(
-    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
+    deliver: Callable[..., Story],
+    function: LocalFunction,
+    emulator: GliderEmulator,
+    deployment: Deployment,
 ) -> None:
     # A portfolio Glider does not know (yet) fails permanently ...
-    function.invoke({"portfolioIds": ["port_new001"]})
+    assert deliver({"portfolioIds": ["port_new001"]}).of("port_new001")["reason"] == "NOT_FOUND"
     [letter] = deployment.dlq_messages()
     assert attribute_values(letter)["reason"] == "NOT_FOUND"
     # ... until it exists; then the DLQ message, moved as is, replays it.
@@ -156,10 +161,9 @@ def test_an_unwritable_dlq_keeps_the_record_on_the_work_queue(
     assert result.redelivered == [message_id]
 
 
-def test_a_large_input_fans_out_through_the_work_queue_and_triggers_each_id_once(
-    start_function, emulator: GliderEmulator, deployment: Deployment
+def test_a_large_input_queued_twice_triggers_each_id_once(
+    function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
-    function = start_function(FANOUT_THRESHOLD="50")
     ids = [f"port_f{n:03d}" for n in range(120)]
     for portfolio_id in ids:
         emulator.add_portfolio(portfolio_id)
@@ -168,21 +172,78 @@ def test_a_large_input_fans_out_through_the_work_queue_and_triggers_each_id_once
     response = function.invoke(event)
     again = function.invoke(event)  # EventBridge delivers the event a second time
     source = SqsEventSource(deployment.sqs, deployment.work_queue)
-    results = source.drain(function.invoke, idle_seconds=1)
+    results = source.drain(function.invoke, idle_seconds=3)
 
-    assert response["fannedOut"] == again["fannedOut"] == 120
-    assert sum(len(r.deleted) for r in results) == 240  # every message done, none redelivered
+    assert response["queued"] == again["queued"] == 120
+    assert response["deliveryKey"] == again["deliveryKey"]  # the event's id: one delivery
+    assert sum(len(r.deleted) for r in results) == 240  # every message done
     assert sorted(r.portfolio_id for r in emulator.rebalances) == ids  # each exactly once
     # The invalid id, once per delivery of the input (no key to tell them apart in a body).
     letters = deployment.dlq_messages()
     assert [json.loads(m["Body"])["portfolioId"] for m in letters] == ["../x", "../x"]
 
 
-def test_a_small_input_is_triggered_inline(
+def test_an_events_portfolios_are_triggered_from_the_work_queue_not_inline(
     function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
 ) -> None:
     response = function.invoke({"portfolioIds": ["port_abc123", "port_def456"]})
 
-    assert response["fannedOut"] == 0
-    assert response["triggered"] == 2
+    # The invocation only queued them: nothing was sent to Glider yet.
+    assert response["queued"] == 2
+    assert emulator.trigger_requests == []
+    assert work_queue_depth(deployment) == 2
+    results = SqsEventSource(deployment.sqs, deployment.work_queue).drain(
+        function.invoke, idle_seconds=0
+    )
+    assert sorted(r.portfolio_id for r in emulator.rebalances) == ["port_abc123", "port_def456"]
+    assert sum(len(r.deleted) for r in results) == 2
     assert work_queue_depth(deployment) == 0
+
+
+def test_a_many_id_message_is_split_and_its_redelivery_triggers_nothing_twice(
+    start_function: Callable[..., LocalFunction],
+    emulator: GliderEmulator,
+    deployment: Deployment,
+) -> None:
+    # An upstream's message naming several portfolios (and an id that cannot be one).
+    function = start_function(MAX_CONCURRENCY="1")
+    body = json.dumps({"portfolioIds": ["port_abc123", "port_def456", "../x"]})
+    [message_id] = send(deployment, body)
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+
+    split = source.poll(function.invoke)
+
+    # Split, not triggered: one message per valid portfolio, the rejected id dead-lettered.
+    assert split is not None
+    assert split.deleted == [message_id]
+    assert emulator.trigger_requests == []
+    [rejected] = deployment.dlq_messages()
+    assert attribute_values(rejected)["reason"] == "INVALID_PORTFOLIO_ID"
+    triggered = source.drain(function.invoke, idle_seconds=0)
+    bodies = [json.loads(r["body"]) for batch in triggered for r in batch.event["Records"]]
+    assert sorted(b["portfolioId"] for b in bodies) == ["port_abc123", "port_def456"]
+    assert {b["deliveryKey"] for b in bodies} == {f"sqs:{message_id}"}
+    assert sorted(r.portfolio_id for r in emulator.rebalances) == ["port_abc123", "port_def456"]
+
+    # SQS delivers the very message again (at-least-once): split again under the same key,
+    # and each portfolio is found done.
+    function.new_lines()
+    replayed = {
+        "Records": [{**split.event["Records"][0], "attributes": {"ApproximateReceiveCount": "2"}}]
+    }
+    assert function.invoke(replayed) == {"batchItemFailures": []}
+    source.drain(function.invoke, idle_seconds=0)
+    outcomes = [
+        (r["portfolio_id"], r["outcome"])
+        for r in json_records(function.new_lines())
+        if "outcome" in r and "portfolio_id" in r
+    ]
+    assert sorted(outcomes) == [
+        ("../x", "failed"),
+        ("port_abc123", "already-triggered"),
+        ("port_def456", "already-triggered"),
+    ]
+    # The rejected id once per receive, as for any input (no key to tell its letters apart).
+    [again] = deployment.dlq_messages()
+    assert json.loads(again["Body"])["portfolioId"] == "../x"
+    assert sorted(r.portfolio_id for r in emulator.rebalances) == ["port_abc123", "port_def456"]

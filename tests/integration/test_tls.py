@@ -8,7 +8,7 @@ import ipaddress
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from local.fixtures.stack import Deployment
+from local.fixtures.delivery import Story
+from local.fixtures.function import LocalFunction
 
 SUCCESS = {
     "success": True,
@@ -93,24 +94,30 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def test_an_untrusted_certificate_is_refused_before_the_key_is_sent(
-    start_function, tls_server: tuple[str, Path], deployment: Deployment
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    tls_server: tuple[str, Path],
 ) -> None:
     url, _ = tls_server
     function = start_function(GLIDER_API_BASE_URL=url, GLIDER_MAX_ATTEMPTS="1")
 
-    [result] = function.invoke({"portfolioId": "port_abc123"})["results"]
+    result = deliver({"portfolioId": "port_abc123"}, function=function).of("port_abc123")
 
     assert result["reason"] == "CONNECTION_ERROR"
     assert "SSLError" in result["detail"]
     assert _Handler.keys_seen == []
 
 
-def test_a_trusted_certificate_is_accepted(start_function, tls_server: tuple[str, Path]) -> None:
+def test_a_trusted_certificate_is_accepted(
+    start_function: Callable[..., LocalFunction],
+    deliver: Callable[..., Story],
+    tls_server: tuple[str, Path],
+) -> None:
     url, cert_path = tls_server
     function = start_function(GLIDER_API_BASE_URL=url, SSL_CERT_FILE=str(cert_path))
 
-    [result] = function.invoke({"portfolioId": "port_abc123"})["results"]
+    result = deliver({"portfolioId": "port_abc123"}, function=function).of("port_abc123")
 
     assert result["outcome"] == "triggered"
-    assert result["rebalanceId"] == "rebal_tls"
+    assert result["rebalance_id"] == "rebal_tls"
     assert len(_Handler.keys_seen) == 1

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from local.fixtures.event_source import SqsEventSource
 from local.fixtures.stack import Deployment
 from tests.conftest import API_KEY, FAST_SETTINGS
 
@@ -28,7 +29,9 @@ from local.fixtures.function import LocalFunction
 env, event = json.load(sys.stdin)
 function = LocalFunction(env)
 response = function.invoke(event)
-print(json.dumps({"response": response, "xray": "aws_xray_sdk" in sys.modules}))
+print(json.dumps({
+    "response": response, "xray": "aws_xray_sdk" in sys.modules, "logs": function.logs
+}))
 """
 
 
@@ -86,6 +89,30 @@ def invoke_in_child(env: dict[str, str], event: object) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def deliver_in_children(
+    deployment: Deployment, env: dict[str, str], event: object
+) -> list[dict[str, Any]]:
+    """The event's invocation, then each work-queue batch it led to, each in its own child (a
+    traced process patches botocore: this process's SQS client stays out of the trace)."""
+    invocations = [invoke_in_child(env, event)]
+
+    def invoke(sqs_event: dict[str, Any]) -> Any:
+        invocations.append(invoke_in_child(env, sqs_event))
+        return invocations[-1]["response"]
+
+    SqsEventSource(deployment.sqs, deployment.work_queue).drain(invoke, idle_seconds=0)
+    return invocations
+
+
+def outcomes(invocations: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return sorted(
+        (log["portfolio_id"], log["outcome"])
+        for invocation in invocations
+        for log in invocation["logs"]
+        if "outcome" in log and "portfolio_id" in log
+    )
+
+
 def subsegments(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
 
@@ -111,18 +138,28 @@ def test_active_tracing_records_the_glider_and_aws_calls_without_the_key(
         FOLLOW_OUTCOMES="false",
     )
 
-    # Two triggered, one unknown to Glider: its dead letter is an SQS call.
-    result = invoke_in_child(env, {"portfolioIds": ["port_abc123", "port_def456", "port_gone01"]})
+    # Queued (an SQS call), then two triggered, one unknown to Glider: its dead letter too.
+    invocations = deliver_in_children(
+        deployment, env, {"portfolioIds": ["port_abc123", "port_def456", "port_gone01"]}
+    )
 
-    assert (result["response"]["triggered"], result["response"]["deadLettered"]) == (2, 1)
-    assert result["xray"] is True
+    assert invocations[0]["response"]["queued"] == 3
+    assert outcomes(invocations) == [
+        ("port_abc123", "triggered"),
+        ("port_def456", "triggered"),
+        ("port_gone01", "failed"),
+    ]
+    assert len(deployment.dlq_messages()) == 1
+    assert all(invocation["xray"] is True for invocation in invocations)
     recorded = subsegments(daemon.documents())
     glider = [s for s in recorded if s["name"] == "glider.trigger"]
     traced = sorted(s["annotations"]["portfolio_id"] for s in glider)
     assert traced == ["port_abc123", "port_def456", "port_gone01"]
     assert {s["annotations"]["glider_api_version"] for s in glider} == {"v1"}
-    aws = {s["name"] for s in recorded if s.get("namespace") == "aws"}
-    assert {"secretsmanager", "dynamodb", "sqs"} <= aws
+    aws = {(s["name"], s["aws"].get("operation")) for s in recorded if s.get("namespace") == "aws"}
+    names = {name for name, _ in aws}
+    assert {"secretsmanager", "dynamodb", "sqs"} <= names
+    assert ("sqs", "SendMessageBatch") in aws  # the queued portfolios and the dead letter
     assert API_KEY not in b"".join(daemon.datagrams).decode()
 
 
@@ -137,8 +174,9 @@ def test_without_tracing_the_xray_sdk_is_never_imported(
         FOLLOW_OUTCOMES="false",
     )
 
-    result = invoke_in_child(env, {"portfolioId": "port_abc123"})
+    invocations = deliver_in_children(deployment, env, {"portfolioId": "port_abc123"})
 
-    assert result["response"]["triggered"] == 1
-    assert result["xray"] is False
+    assert outcomes(invocations) == [("port_abc123", "triggered")]
+    assert len(invocations) == 2  # the event's, then the work queue's
+    assert all(invocation["xray"] is False for invocation in invocations)
     assert daemon.datagrams == []

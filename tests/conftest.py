@@ -104,13 +104,16 @@ def function(start_function: Callable[..., LocalFunction]) -> LocalFunction:
 
 
 @pytest.fixture
-def deliver(deployment: Deployment, function: LocalFunction) -> Callable[..., Story]:
+def deliver(deployment: Deployment, request: pytest.FixtureRequest) -> Callable[..., Story]:
     """An event as the stack delivers it: invoked, then its queued portfolios from the work
-    queue (`function=` another execution environment; other keywords go to invoke)."""
+    queue (`function=` another execution environment; other keywords go to invoke). The
+    `function` fixture is started only when none is given: the environment started last takes
+    the shared logger's lines, so starting one more would leave the given one's Story empty."""
 
-    def run(event: object, *, function: LocalFunction = function, **invoke: object) -> Story:
+    def run(event: object, *, function: LocalFunction | None = None, **invoke: object) -> Story:
+        chosen = function or request.getfixturevalue("function")
         return delivered(
-            function, SqsEventSource(deployment.sqs, deployment.work_queue), event, **invoke
+            chosen, SqsEventSource(deployment.sqs, deployment.work_queue), event, **invoke
         )
 
     return run

@@ -615,12 +615,12 @@ def test_unconfigured_resources_say_what_that_costs(doctor: Doctor, glider: Glid
         "v2", WORK_QUEUE_URL="", IDEMPOTENCY_TABLE_NAME="", FOLLOW_UP_QUEUE_URL=""
     )
 
-    # Following is on without a follow-up queue: the function would refuse to start.
+    # Without a work queue the function would refuse to start: every trigger runs from it.
     assert report.status == 1
     assert report.result("configuration") == "FAIL"
-    assert "FOLLOW_UP_QUEUE_URL is required" in report.detail("configuration")
+    assert "WORK_QUEUE_URL is required" in report.detail("configuration")
     assert report.result("follow-up queue") == "FAIL"
-    assert report.result("work queue") == "SKIP"
+    assert report.result("work queue") == "FAIL"
     assert report.result("idempotency table") == "WARN"
     assert "without its duplicate guard" in report.detail("idempotency table")
 

@@ -50,7 +50,9 @@ class ChaosChecks:
         assert report.invocations["SQS records reported for retry"] > 0
         assert report.invocations["on-failure destination records"] > 0
         assert report.invocations["function's DLQ writes that failed"] > 0
-        assert report.final_failures.get("SECRET_THROTTLED", 0) > 0
+        # A secret exhausted for a batch fails its triggers SECRET_THROTTLED: transient, so kept
+        # on the work queue and triggered on a later receive (a letter only on a last receive):
+        # injected (above), and nothing lost (the verdict).
 
     def test_crashed_environments_were_replaced_and_retried_inside_their_in_progress_window(
         self,
@@ -66,11 +68,12 @@ class ChaosChecks:
         assert report.crash_retries_in_window >= 1
 
     def test_a_partial_work_queue_write_left_stale_messages(self, report: ChaosReport) -> None:
-        # An event's queue write failed after its first batch of 10 landed: Lambda's retry
-        # queued every portfolio again under the same key (nothing doubled: checked above).
+        # An event's queue write failed after a batch of it landed (its batches go out in
+        # parallel: how many landed varies): Lambda's retry queued every portfolio again under
+        # the same key, and the copies that had landed were found done (nothing doubled: above).
         assert report.faults[PARTIAL_QUEUE_FAULT] >= 1
         stale = "stale work-queue messages (written before a failed write)"
-        assert report.invocations[stale] >= 10
+        assert report.invocations[stale] >= 1
 
     def test_the_whole_dlq_was_replayed(self, report: ChaosReport) -> None:
         assert sum(report.replayed.values()) > 0
@@ -181,10 +184,15 @@ class TestQuickRunOnV1(ChaosChecks):
         assert report.joined_deliveries == 0
         assert report.shared_rebalances == report.shared_deliveries
 
-    def test_the_lost_answers_a_page_down_are_sent_again_flagged(self, report: ChaosReport) -> None:
-        # v1 lists the newest 10, then 50 (Glider's cap): the lost one is not among them.
-        assert report.deep_cut_off >= report.deep_portfolios
-        assert report.deep_resent == report.deep_portfolios
+    def test_the_lost_answers_a_page_down_are_found_or_sent_again_flagged(
+        self, report: ChaosReport
+    ) -> None:
+        # The lost attempt's message comes back a second later and looks before the other
+        # client's rebalances bury it: found, not sent again. One looked for only once buried
+        # (v1 lists the newest 10, then 50) is sent again flagged: never silently
+        # (tests/integration/test_reconcile.py drives that case directly).
+        assert report.deep_found + report.deep_cut_off == report.deep_portfolios
+        assert report.deep_resent == report.deep_cut_off
         assert report.unpreventable_flagged >= report.deep_resent
 
 
@@ -224,11 +232,12 @@ def test_the_harness_sees_doubles_when_the_guard_is_off() -> None:
     unguarded = run_chaos(config=config)
 
     assert unguarded.lost == 0
-    assert unguarded.doubled_by_redelivery > 0, unguarded.table()
-    assert unguarded.doubled_by_cause.get("SQS redelivery", 0) > 0
-    assert unguarded.doubled_by_cause.get("async retry", 0) > 0
-    # ... and the replay of a destination record triggers again what the event had triggered.
-    assert unguarded.replay_doubled_by_kind.get(DESTINATION, 0) > 0, unguarded.table()
+    # Every trigger runs from the work queue, one portfolio a message: without the guard, a
+    # message that comes back after its trigger went out (a lost answer, a crashed batch) is
+    # sent again without a look and without a flag. The accounting sees each as a double of its
+    # delivery or as an unflagged repeat: either fails the run.
+    seen = unguarded.doubled_by_redelivery + unguarded.unflagged_repeats
+    assert seen > 0, unguarded.table()
     assert unguarded.over_rate_ceiling > 0, unguarded.table()
     assert not unguarded.passed
 

@@ -120,9 +120,9 @@ def test_a_trigger_and_its_outcome_are_both_shown_with_the_rebalance_id(
 
     assert (status, err) == (0, "")
     [trigger, outcome] = rows(out)
-    # Triggered by the work-queue message the invocation queued (every trigger runs from the
-    # work queue); the invocation it came from is its delivery key (lambda:..., below).
-    assert trigger[1:] == ["sqs", "trigger", "triggered", "-", rebalance]
+    # Triggered from the work-queue message a direct invocation queued: the history says where
+    # the delivery began (the message's queuedBy), and its key names the invocation (lambda:...).
+    assert trigger[1:] == ["direct", "trigger", "triggered", "-", rebalance]
     assert outcome[1:] == ["follow-up", "outcome", "completed", "-", rebalance]
     assert trigger[0] <= outcome[0]  # oldest first, in UTC
     assert outcome[0].endswith("Z")
@@ -144,7 +144,7 @@ def test_a_failed_trigger_shows_its_reason_and_json_tells_what_was_said(
     status, out, _ = run(capsys, "--stack", stack[0], "--portfolio", "port_hist2")
     [row] = rows(out)
     assert status == 0
-    assert row[1:] == ["sqs", "trigger", "failed", result["reason"], "-"]
+    assert row[1:] == ["direct", "trigger", "failed", result["reason"], "-"]
 
     status, out, _ = run(capsys, "--stack", stack[0], "--portfolio", "port_hist2", "--json")
     document = json.loads(out)

@@ -88,15 +88,15 @@ def test_a_guard_write_that_fails_after_a_lost_answer_keeps_its_window_for_the_n
     # started cannot be kept there (the claim, and the write before sending, go through).
     proxy.inject("DynamoDB_20120810.DeleteItem", AwsFault.access_denied())
     proxy.inject("DynamoDB_20120810.UpdateItem", AwsFault.access_denied(), after=2)
-    context = LocalLambdaContext(timeout_seconds=3)
-    first = source.poll(lambda batch: function.invoke(batch, context=context))
+    # A short invocation (its window is the guard's hold), its clock started when it is invoked.
+    first = source.poll(lambda batch: function.invoke(batch, timeout_seconds=4))
     assert first is not None
     assert first.redelivered  # its only attempt lost: kept for retry
     assert len(emulator.trigger_requests) == 1
     assert [log for log in function.logs if log["message"].startswith("Outcome not recorded")]
 
     proxy.clear()
-    time.sleep(3.1)  # after the interrupted holder's window
+    time.sleep(4.1)  # after the interrupted holder's window
     last = source.poll(function.invoke, wait_seconds=5)  # its last receive (maxReceiveCount 2)
 
     assert last is not None

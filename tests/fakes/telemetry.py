@@ -94,8 +94,8 @@ class RecordingTelemetry:
     def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None:
         self._add("state_unreadable", rebalance_id=follow_up.rebalance_id, reason=error.reason)
 
-    def follow_up_not_sent(self, queue_url: str, messages: int) -> None:
-        self._add("follow_up_not_sent", messages=messages)
+    def follow_up_not_sent(self, queue_url: str, messages: int, *, again: bool = False) -> None:
+        self._add("follow_up_not_sent", messages=messages, again=again)
 
     def reconcile_failed(self, portfolio_id: str, error: TriggerError) -> None:
         self._add("reconcile_failed", portfolio_id=portfolio_id, reason=error.reason)

@@ -118,8 +118,21 @@ def test_a_follow_up_queue_that_refuses_is_reported_not_raised() -> None:
 
     world.follower.start(triggered())
 
-    assert world.telemetry.named("follow_up_not_sent") == [{"messages": 1}]
+    assert world.telemetry.named("follow_up_not_sent") == [{"messages": 1, "again": False}]
     assert world.outcomes() == [(FinalOutcome.UNKNOWN, "FOLLOW_UP_NOT_SENT")]
+
+
+def test_a_next_follow_up_the_queue_refuses_is_said_and_raised_so_its_look_comes_again() -> None:
+    world = World(RUNNING)
+    world.follow_ups.refuse_next = 1
+
+    with pytest.raises(FollowUpError):
+        world.follow(first_follow_up())
+
+    assert world.telemetry.named("follow_up_not_sent") == [{"messages": 1, "again": True}]
+    assert world.sent() == []
+    assert world.follow(first_follow_up())  # delivered again: the next look is sent then
+    assert world.sent() == [first_follow_up(2)]
 
 
 def test_a_running_rebalance_is_looked_at_again_later_and_later() -> None:

@@ -16,6 +16,7 @@ from glider_trigger.domain.trigger_input import (
     MAX_KEY_CHARS,
     PORTFOLIO_ID_PATTERN,
     delivery_key,
+    resumed_input,
     trigger_input,
     validate_portfolio_id,
 )
@@ -649,3 +650,31 @@ def test_a_queued_portfolio_says_where_its_delivery_began(
 
     assert parsed.source.origin is origin
     assert parsed.source.kind is SourceKind.SQS  # the transport is still the message
+
+
+def test_what_carried_a_delivery_in_names_its_letters_the_same_on_every_copy() -> None:
+    # An upstream message M's settled failure is lettered once: its own receive and the copy
+    # the function queued of it (a deferral) name the same transport, "sqs:M".
+    body = json.dumps({"portfolioId": "p1"})
+    [own] = parse_sqs_body(body, message_id="M", default_skip=False).requests
+    copy_body = resumed_input(own, queued=True)
+    [copy] = parse_sqs_body(copy_body, message_id="D", default_skip=False).requests
+
+    assert json.loads(copy_body)["queuedBy"] == "sqs:M"
+    assert copy.letter_key == own.letter_key
+
+
+def test_an_event_id_too_long_for_a_key_is_carried_bounded_and_read_back() -> None:
+    event = {
+        "id": "e" * 300,
+        "detail-type": "Rebalance",
+        "source": "up",
+        "detail": {"portfolioId": "p1"},
+    }
+    [request] = parse_event(event, default_skip=False).requests
+    body = resumed_input(request, queued=True)
+
+    [queued] = parse_sqs_body(body, message_id="m-1", default_skip=False).requests
+    assert len(json.loads(body)["queuedBy"]) <= 256
+    assert queued.source.origin is SourceKind.EVENTBRIDGE
+    assert queued.guard_key == request.guard_key

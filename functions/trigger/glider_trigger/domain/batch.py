@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from glider_trigger.domain.errors import InvalidInputError, QueueWriteError
+from glider_trigger.domain.errors import InvalidInputError, OnceInProgressError, QueueWriteError
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import Message
 
@@ -50,7 +50,8 @@ class BatchWork(ABC, Generic[_Parsed, _Prepared]):
         ):
             try:
                 settlements.append(self.settle(record, invocation))
-            except QueueWriteError:
+            except (QueueWriteError, OnceInProgressError):
+                # Logged where it happened, or another invocation is doing it right now.
                 settlements.append(AGAIN)
             except Exception:  # noqa: BLE001 - reported, and the message delivered again
                 on_bug(message.message_id)

@@ -226,7 +226,12 @@ class OutcomeFollower:
         later = replace(follow_up, number=number)
 
         def send() -> None:
-            self._follow_ups.send([OutgoingMessage(follow_up_body(later), delay_seconds=delay)])
+            try:
+                self._follow_ups.send([OutgoingMessage(follow_up_body(later), delay_seconds=delay)])
+            except FollowUpError:
+                # Its follow-up is delivered again, and this step tried again then.
+                self._telemetry.follow_up_not_sent(self._follow_ups.queue_url, 1, again=True)
+                raise
 
         # Once per step: a redelivered follow-up does not start a second chain.
         self._guard.once(f"rebalance:{follow_up.rebalance_id}#follow-up@{number}", send)

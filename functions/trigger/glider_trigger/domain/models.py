@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +21,18 @@ class SourceKind(StrEnum):
 
 
 _KINDS: Final = frozenset(kind.value for kind in SourceKind)
+# A delivery key at most this long is used as it is; a longer one is hashed (see delivery_key).
+MAX_KEY_CHARS: Final = 256
+
+
+def delivery_key(kind: str, value: str) -> str:
+    """`kind:value`, or `kind:sha256:<hex of value>` when that would exceed MAX_KEY_CHARS:
+    bounded (it travels in message bodies) and never shared by two different values."""
+    key = f"{kind}:{value}"
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind}:sha256:{digest}"
 
 
 @dataclass(frozen=True)
@@ -39,10 +52,13 @@ class InputSource:
 
     @property
     def transport(self) -> str:
-        """What carried the delivery in: the transport that queued it, else this one."""
+        """What carried the delivery in: the transport that queued it, else this one (bounded
+        as a key is: it travels in the bodies of the messages it queues)."""
         if self.queued_by is not None:
             return self.queued_by
-        return f"{self.kind.value}:{self.delivery_id}" if self.delivery_id else self.kind.value
+        if not self.delivery_id:
+            return self.kind.value
+        return delivery_key(self.kind.value, self.delivery_id)
 
     @property
     def origin(self) -> SourceKind:
@@ -107,9 +123,10 @@ class TriggerRequest:
     @property
     def letter_key(self) -> str:
         """What the guard remembers a settled failure's dead letter under: once per delivery and
-        transport (message or event id), so a redelivery or retry never writes it twice, while
-        a replay of the letter (a new message) writes it again."""
-        return f"{self.guard_key}#dead-letter@{self.source.queued_by or self.source.delivery_id}"
+        transport (the event or message that carried the delivery in, whichever copy of it was
+        queued), so a redelivery or retry never writes it twice, while a replay of the letter (a
+        new message) writes it again."""
+        return f"{self.guard_key}#dead-letter@{self.source.transport}"
 
 
 @dataclass(frozen=True)

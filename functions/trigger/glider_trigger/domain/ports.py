@@ -340,8 +340,9 @@ class FollowReports(Protocol):
 
     def state_unreadable(self, follow_up: FollowUp, error: TriggerError) -> None: ...
 
-    def follow_up_not_sent(self, queue_url: str, messages: int) -> None:
-        """Called while the QueueWriteError is handled: those rebalances are not followed."""
+    def follow_up_not_sent(self, queue_url: str, messages: int, *, again: bool = False) -> None:
+        """Called while the QueueWriteError is handled: those rebalances are not followed, or
+        (`again`) the follow-up that sent them is delivered again."""
         ...
 
     def dead_letter_write_failed(self, queue_url: str, messages: int) -> None:

@@ -17,7 +17,6 @@ replaced by its SHA-256, so two different keys never become one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -29,6 +28,7 @@ from typing import Any, Final, TypeGuard
 
 from glider_trigger.domain.errors import InvalidInputError, InvalidPortfolioIdError
 from glider_trigger.domain.models import (
+    MAX_KEY_CHARS,
     FollowUp,
     InputSource,
     ParsedInput,
@@ -36,6 +36,7 @@ from glider_trigger.domain.models import (
     SourceKind,
     TriggerRequest,
     Window,
+    delivery_key,
     hull,
 )
 
@@ -68,8 +69,6 @@ MAX_METADATA_CHARS: Final = 256
 # Opaque ids seen so far look like `port_abc123` or `ao04x0r6`. Letters, digits, `_` and `-`
 # cannot change a URL path; anything else is rejected before it reaches an HTTP client.
 PORTFOLIO_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-# A delivery key at most this long is used as it is; a longer one is hashed (see delivery_key).
-MAX_KEY_CHARS: Final = 256
 # An envelope inside an envelope is the most nesting any supported input has.
 MAX_ENVELOPE_DEPTH: Final = 3
 # The longest rebalance (or v2 operation) id the function follows: a follow-up names it in full,
@@ -288,16 +287,6 @@ def validate_portfolio_id(portfolio_id: object) -> str:
             f"portfolio id {portfolio_id[:140]!r} is not 1-128 letters, digits, '_' or '-'"
         )
     return portfolio_id
-
-
-def delivery_key(kind: str, value: str) -> str:
-    """`kind:value`, or `kind:sha256:<hex of value>` when that would exceed MAX_KEY_CHARS:
-    bounded (it travels in message bodies) and never shared by two different values."""
-    key = f"{kind}:{value}"
-    if len(key) <= MAX_KEY_CHARS:
-        return key
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{kind}:sha256:{digest}"
 
 
 def invocation_key(request_id: str) -> str:

@@ -310,10 +310,14 @@ class Telemetry:
             return
         self._logger.warning(message, extra={**fields, **error_fields(error)})
 
-    def follow_up_not_sent(self, queue_url: str, messages: int) -> None:
+    def follow_up_not_sent(self, queue_url: str, messages: int, *, again: bool = False) -> None:
+        what = (
+            "the follow-up that sent them is delivered again"
+            if again
+            else "these rebalances are not followed (their outcome is reported unknown)"
+        )
         self._logger.exception(
-            "The follow-up queue refused messages: these rebalances are not followed (their "
-            "outcome is reported unknown)",
+            f"The follow-up queue refused messages: {what}",
             extra={"follow_up_queue_url": queue_url, "messages": messages},
         )
 

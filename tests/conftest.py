@@ -17,7 +17,7 @@ from local.fixtures.fault_proxy import FaultProxy
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
 from local.fixtures.lambda_context import LocalLambdaContext
-from local.fixtures.stack import Deployment, MotoServer, deploy
+from local.fixtures.stack import FAKE_AWS_CREDENTIALS, REGION, Deployment, MotoServer, deploy
 
 API_KEY = "test-canary-key-7Hq2ZpXv9L"  # a canary: it must never show up in any output
 
@@ -117,6 +117,18 @@ def deliver(deployment: Deployment, request: pytest.FixtureRequest) -> Callable[
         )
 
     return run
+
+
+@pytest.fixture
+def aws_environment(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standard AWS environment pointed at the moto server: what the operator tools' --stack
+    reads, with nothing of the developer's own (profile, session, retry settings)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_AWS_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
 
 
 @pytest.fixture

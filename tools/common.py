@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.domain.errors import InvalidPortfolioIdError
 from glider_trigger.domain.trigger_input import validate_portfolio_id
+from glider_trigger.settings import Settings
 from tools.base import (
     ToolError,
     UsageError,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from mypy_boto3_scheduler import EventBridgeSchedulerClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_sts import STSClient
 
 REPO: Final = Path(__file__).resolve().parent.parent
@@ -278,6 +280,21 @@ def stack_resource(cloudformation: CloudFormationClient, stack: str, logical_id:
     except BotoCoreError as exc:
         raise ToolError(describe(exc)) from exc
     return resource.get("PhysicalResourceId") or None
+
+
+def queue_attributes(sqs: SQSClient, url: str, *names: QueueAttributeNameType) -> dict[str, str]:
+    """A queue's attributes by name; ToolError naming the queue when they cannot be read."""
+    try:
+        found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))
+    except (ClientError, BotoCoreError) as exc:
+        raise ToolError(f"queue {url}: {describe(exc)}") from exc
+    return {str(name): value for name, value in found["Attributes"].items()}
+
+
+def retention_seconds(sqs: SQSClient, url: str) -> int:
+    """The queue's MessageRetentionPeriod (the template's work queue's when it says none)."""
+    attributes = queue_attributes(sqs, url, "MessageRetentionPeriod")
+    return int(attributes.get("MessageRetentionPeriod", Settings.work_queue_retention_seconds))
 
 
 def error_code(exc: ClientError) -> str:

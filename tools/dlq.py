@@ -89,7 +89,7 @@ from tools.base import (
     run_main,
     table,
 )
-from tools.common import aws_for
+from tools.common import aws_for, queue_attributes, retention_seconds
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -426,16 +426,11 @@ class Queues:
     follow_up_queue_url: str | None = None
 
     def attributes(self, url: str, *names: QueueAttributeNameType) -> dict[str, str]:
-        try:
-            found = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(names))
-        except (ClientError, BotoCoreError) as exc:
-            raise ToolError(f"queue {url}: {describe(exc)}") from exc
-        return {str(name): value for name, value in found["Attributes"].items()}
+        return queue_attributes(self.sqs, url, *names)
 
     def retention(self, url: str) -> int:
         """The queue's MessageRetentionPeriod, in seconds."""
-        attributes = self.attributes(url, "MessageRetentionPeriod")
-        return int(attributes.get("MessageRetentionPeriod", Settings.work_queue_retention_seconds))
+        return retention_seconds(self.sqs, url)
 
     def safe_age_seconds(self) -> int:
         """The oldest a letter may be for its replay to stay inside the guard's memory."""

@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from glider_trigger.settings import Settings
 from tools.base import (
     EXIT_OK,
     ToolError,
@@ -69,6 +68,8 @@ from tools.common import (
     error_code,
     outputs_of,
     parameters_of,
+    queue_attributes,
+    retention_seconds,
     stack_resource,
 )
 from tools.dlq import human_age
@@ -425,7 +426,7 @@ def load_target(aws: Aws, stack: str) -> Target:
         aws=aws,
         stack=stack,
         table=table,
-        schedules=Schedules(aws.scheduler(), load_stack(aws, stack)),
+        schedules=Schedules(aws.scheduler(), load_stack(aws, stack, outputs=outputs)),
         rule=rule,
         hold_ready=rule is None
         or stack_resource(cloudformation, stack, HOLD_POLICY_RESOURCE) is not None,
@@ -481,25 +482,11 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
-def retention_seconds(aws: Aws, queue_url: str) -> int:
-    try:
-        attributes = aws.sqs().get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["MessageRetentionPeriod"]
-        )["Attributes"]
-    except (ClientError, BotoCoreError) as exc:
-        raise ToolError(f"queue {queue_url}: {describe(exc)}") from exc
-    return int(attributes.get("MessageRetentionPeriod", Settings.work_queue_retention_seconds))
-
-
 def queue_depth(aws: Aws, queue_url: str) -> int:
     """Messages waiting or in flight."""
-    try:
-        attributes = aws.sqs().get_queue_attributes(
-            QueueUrl=queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-    except (ClientError, BotoCoreError) as exc:
-        raise ToolError(f"queue {queue_url}: {describe(exc)}") from exc
+    attributes = queue_attributes(
+        aws.sqs(), queue_url, "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
+    )
     return sum(int(value) for value in attributes.values())
 
 
@@ -574,7 +561,7 @@ def cmd_pause(args: argparse.Namespace, target: Target) -> int:
     changed = [s for s in now_states if s.before is State.ENABLED]
     for switch in changed:
         target.switch(switch, State.DISABLED)
-    retention = retention_seconds(target.aws, target.work_queue_url)
+    retention = retention_seconds(target.aws.sqs(), target.work_queue_url)
     waiting = queue_depth(target.aws, target.work_queue_url)
     oldest = oldest_age_seconds(target.aws, target.work_queue_url) if waiting else 0.0
     loss = loss_moment(now=now_utc(), retention=retention, oldest_age=oldest)

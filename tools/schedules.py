@@ -48,7 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -177,12 +177,14 @@ class Stack:
         return f"group {self.group}"
 
 
-def load_stack(aws: Aws, name: str) -> Stack:
+def load_stack(aws: Aws, name: str, *, outputs: Mapping[str, str] | None = None) -> Stack:
+    """The stack's schedules' side; `outputs` when the caller has already read them."""
     try:
         cloudformation = aws.cloudformation()
     except BotoCoreError as exc:
         raise ToolError(f"stack {name}: {describe(exc)}") from exc
-    outputs = outputs_of(describe_stack(cloudformation, name))
+    if outputs is None:
+        outputs = outputs_of(describe_stack(cloudformation, name))
     function_arn = outputs.get("TriggerFunctionArn")
     if not function_arn:
         raise ToolError(f"stack {name} has no output TriggerFunctionArn")

@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from glider_trigger.domain.trigger_input import iso_time
 from tools.base import EXIT_OK, ToolError, add_stack_options, describe, prog, run_main, table
-from tools.common import aws_for
+from tools.common import aws_for, queue_attributes, retention_seconds
 from tools.dlq import human_age, read_rows
 from tools.history import recent_entries
 from tools.next_run import Unsupported, Window, next_run
@@ -42,7 +42,6 @@ from tools.pause import (
     loss_moment,
     now_utc,
     oldest_age_seconds,
-    retention_seconds,
     retention_warning,
     stamp,
 )
@@ -126,13 +125,12 @@ def queue_row(target: Target, what: str, output: str) -> dict[str, Any]:
     url = target.outputs.get(output)
     if not url:
         return {"queue": what, "waiting": None, "inFlight": None, "note": f"no output {output}"}
-    try:
-        attributes = target.aws.sqs().get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-    except (ClientError, BotoCoreError) as exc:
-        raise ToolError(f"queue {url}: {describe(exc)}") from exc
+    attributes = queue_attributes(
+        target.aws.sqs(),
+        url,
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+    )
     return {
         "queue": what,
         "url": url,
@@ -227,7 +225,7 @@ def gather(target: Target) -> Report:
     dlq = queue_row(target, "DLQ", "DeadLetterQueueUrl")
     dlq["note"] = "dead letters"
     report.queues = [work, follow_ups, dlq]
-    report.retention = retention_seconds(target.aws, target.work_queue_url)
+    report.retention = retention_seconds(target.aws.sqs(), target.work_queue_url)
     if record is not None:
         waiting = (work.get("waiting") or 0) + (work.get("inFlight") or 0)
         loss = loss_moment(

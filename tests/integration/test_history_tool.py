@@ -21,23 +21,15 @@ from local.fixtures.delivery import deliver
 from local.fixtures.event_source import SqsEventSource, sqs_event
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import Fault, GliderEmulator
-from local.fixtures.stack import FAKE_AWS_CREDENTIALS, REGION, Deployment, MotoServer, drain
+from local.fixtures.stack import REGION, Deployment, MotoServer, drain
 from tools.common import Aws
+
+# The standard AWS environment pointed at the moto server (what --stack uses).
+pytestmark = pytest.mark.usefixtures("aws_environment")
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 TTL_SECONDS = 1_641_600  # the template's default: 19 days
 HEADER = ["WHEN", "(UTC)", "SOURCE", "KIND", "OUTCOME", "REASON", "REBALANCE/OPERATION", "ID"]
-
-
-@pytest.fixture(autouse=True)
-def aws_environment(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The standard AWS environment pointed at the moto server (what --stack uses)."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_AWS_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
 
 
 @pytest.fixture

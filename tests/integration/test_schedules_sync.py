@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
-from local.fixtures.stack import FAKE_AWS_CREDENTIALS, REGION, MotoServer
+from local.fixtures.stack import REGION, MotoServer
 from tools.schedule_spec import schedule_input
 from tools.schedules import Schedules, main
+
+# The standard AWS environment pointed at the moto server (what --stack uses).
+pytestmark = pytest.mark.usefixtures("aws_environment")
 
 ACCOUNT = "123456789012"
 PLAN_HEADER = ["ACTION", "NAME", "CHANGES"]
@@ -54,16 +57,6 @@ class Result:
             action, name = line[:changes_at].split()
             rows[name] = (action, line[changes_at:].strip())
         return rows
-
-
-@pytest.fixture(autouse=True)
-def aws_environment(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_AWS_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
 
 
 @pytest.fixture

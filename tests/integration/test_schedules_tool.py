@@ -25,8 +25,11 @@ from glider_trigger.domain.models import SourceKind
 from glider_trigger.domain.trigger_input import parse
 from local.fixtures.delivery import Story
 from local.fixtures.glider_emulator import GliderEmulator
-from local.fixtures.stack import FAKE_AWS_CREDENTIALS, REGION, Deployment, MotoServer
+from local.fixtures.stack import REGION, Deployment, MotoServer
 from tools.schedules import main
+
+# The standard AWS environment pointed at the moto server (what --stack uses).
+pytestmark = pytest.mark.usefixtures("aws_environment")
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 ACCOUNT = "123456789012"
@@ -72,16 +75,6 @@ class Stack:
 @pytest.fixture
 def scheduler(moto_server: MotoServer) -> Any:
     return moto_server.client("scheduler")
-
-
-@pytest.fixture(autouse=True)
-def aws_environment(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_AWS_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
 
 
 @pytest.fixture

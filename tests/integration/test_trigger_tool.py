@@ -27,8 +27,6 @@ from local.fixtures.event_source import SqsEventSource
 from local.fixtures.function import LocalFunction
 from local.fixtures.glider_emulator import GliderEmulator
 from local.fixtures.stack import (
-    FAKE_AWS_CREDENTIALS,
-    REGION,
     Deployment,
     MotoServer,
     attribute_values,
@@ -93,17 +91,6 @@ def quick_looks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tools.dlq, "RECEIVE_WAIT_SECONDS", 0)
     monkeypatch.setattr(tools.trigger, "DLQ_LOOK_SECONDS", 0.0)
     monkeypatch.setattr(tools.trigger, "POLL_SECONDS", 0.2)
-
-
-@pytest.fixture
-def aws_environment(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The standard AWS environment pointed at the moto server (what --stack uses)."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_AWS_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
 
 
 @pytest.fixture

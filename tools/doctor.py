@@ -650,20 +650,15 @@ class Doctor:
 
     def _unconfigured(self, key: str) -> tuple[Result, str]:
         where = self.config.names[key]
-        if key in ("dlq", "work"):
-            # Every trigger runs from the work queue: an event's invocation only queues there.
+        if key in ("dlq", "work", "table"):
+            # Every trigger runs from the work queue, under the guard's ledger.
             return "FAIL", f"not configured ({where}): the function refuses to start without it"
-        if key == "follow":
-            if self.config.follow_outcomes:
-                return "FAIL", (
-                    f"not configured ({where}) while following outcomes is on: the function "
-                    "refuses to start"
-                )
-            return "SKIP", "following outcomes is off: no follow-up queue needed"
-        return "WARN", (
-            f"not configured ({where}): the function runs without its duplicate guard, so a "
-            "redelivered message can trigger a portfolio twice"
-        )
+        if self.config.follow_outcomes:
+            return "FAIL", (
+                f"not configured ({where}) while following outcomes is on: the function "
+                "refuses to start"
+            )
+        return "SKIP", "following outcomes is off: no follow-up queue needed"
 
     def _queue(self, sqs: SQSClient, url: str, *, dlq: bool) -> tuple[Result, str]:
         try:

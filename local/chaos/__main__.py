@@ -46,14 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also deny this share of the idempotency guard's UpdateItem calls (default 0)",
     )
     parser.add_argument(
-        "--no-idempotency",
+        "--guard-forgets",
         action="store_true",
-        help="run the function without its idempotency table, to see the doubles it prevents",
-    )
-    parser.add_argument(
-        "--no-reconcile",
-        action="store_true",
-        help="run the function with RECONCILE_LOST_ANSWERS=false (lost answers are not looked up)",
+        help="delete every guard record no invocation holds, to see the doubles the guard prevents",
     )
     parser.add_argument(
         "--rate",
@@ -78,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     config = replace(
         config,
         store_fault_rate=args.store_fault_rate,
-        idempotency=not args.no_idempotency,
-        reconcile=not args.no_reconcile,
+        guard_forgets=args.guard_forgets,
         pacing=not args.no_pacing,
         api_version=args.api,
     )

@@ -50,7 +50,8 @@ class ChaosConfig:
     # event's invocation only queues its portfolios; 3: the on-failure destination record).
     dlq_outage_chance_event: float = 0.15
     store_fault_rate: float = 0.0  # opt-in: the guard's UpdateItem (success record) denied
-    idempotency: bool = True  # False: run the function without its table (no guard)
+    # True: the guard's table forgets every record no invocation holds (local/chaos/amnesia.py).
+    guard_forgets: bool = False
     # Several deliveries of one portfolio (an upstream request and a schedule, or two upstream
     # requests), in a phase of the run's tail with Glider's per-portfolio cooldown on: this share
     # of the ids (at least shared_min) is requested twice, by two distinct deliveries.
@@ -96,7 +97,6 @@ class ChaosConfig:
     # Following rebalances to their outcome: each runs this long on the emulator's chain, and
     # the first follow-up comes after this many seconds (then 2x, ...; 30 s when deployed).
     workflow_seconds: float = 0.5
-    reconcile: bool = True  # RECONCILE_LOST_ANSWERS
     api_version: str = "v1"  # GLIDER_API_VERSION: the emulator serves both from one state
     follow_first_delay_seconds: int = 1
     sdk_attempts: int = 4  # the function's botocore config: max_attempts=3 retries, 4 in all
@@ -141,7 +141,6 @@ class ChaosConfig:
             "GLIDER_READ_TIMEOUT_SECONDS": str(self.read_timeout_seconds),
             "DEADLINE_SAFETY_MARGIN_SECONDS": "0.5",
             "FOLLOW_FIRST_DELAY_SECONDS": str(self.follow_first_delay_seconds),
-            "RECONCILE_LOST_ANSWERS": "true" if self.reconcile else "false",
             **({"RATE_LIMIT_PER_SECOND": f"{self.rate_limit_per_second:g}"} if self.pacing else {}),
         }
 

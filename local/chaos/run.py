@@ -13,6 +13,7 @@ from typing import Any
 from botocore.retries.standard import ExponentialBackoff
 
 from local.chaos.accounting import Tally
+from local.chaos.amnesia import forget_released_records
 from local.chaos.config import API_KEY, ChaosConfig
 from local.chaos.harness import Harness, Stack
 from local.chaos.phase import Phase
@@ -67,6 +68,10 @@ def run_chaos(
             api_version=config.api_version,
         )
         env, notes = function_environment(deployment, moto, proxy, config)
+        if config.guard_forgets:
+            table = env["IDEMPOTENCY_TABLE_NAME"]
+            stoppers.append(forget_released_records(moto.client("dynamodb"), table))
+            notes.append("note: the guard forgot every record no invocation held (--guard-forgets)")
         say(f"chaos: {config.ids} ids, seed {config.seed}, Glider API {config.api_version}")
         stack = Stack(config, plan, env, proxy, emulator, deployment, moto.client("sqs"))
         stack.new_environment()
@@ -118,10 +123,7 @@ def function_environment(
     for name, value in list(env.items()):
         if name.startswith("AWS_ENDPOINT_URL") and value.rstrip("/") == moto.endpoint_url:
             env[name] = proxy.endpoint_url
-    if not config.idempotency:
-        env["IDEMPOTENCY_TABLE_NAME"] = ""
-        notes.append("note: the function ran without IDEMPOTENCY_TABLE_NAME (no guard)")
-    elif not env.get("IDEMPOTENCY_TABLE_NAME"):
+    if not env.get("IDEMPOTENCY_TABLE_NAME"):
         table = getattr(deployment, "idempotency_table", None)
         if not isinstance(table, str) or not table:
             table = create_idempotency_table(moto)

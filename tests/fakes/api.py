@@ -3,15 +3,21 @@ default settings (the Clock's fake is in tests/fakes/clock.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from glider_trigger.domain.errors import ApiError, Certainty, FailureClass, TriggerError
 from glider_trigger.domain.models import ApiKey, FollowUp, RebalanceState, Receipt, TriggerRequest
-from glider_trigger.domain.ports import RecentRebalances, StartedRebalance
+from glider_trigger.domain.ports import RecentRebalances, ReconcileReports, StartedRebalance
+from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
+from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.settings import Settings
+from tests.fakes.telemetry import RecordingTelemetry
+
+if TYPE_CHECKING:  # tests/fakes/clock.py imports this module
+    from tests.fakes.clock import FakeClock
 
 WORST_CASE = 13.0  # connect 3 s + read 10 s
 
@@ -123,3 +129,17 @@ class FakeDeadline:
 
     def seconds_left(self) -> float:
         return self.seconds
+
+
+def rebalance_trigger(
+    api: FakeApi,
+    keys: FakeKeys,
+    policy: RetryPolicy,
+    *,
+    clock: FakeClock,
+    reports: ReconcileReports | None = None,
+    **options: Any,
+) -> RebalanceTrigger:
+    """The trigger as composition.py wires it: its Reconciler looks through the same API."""
+    reconciler = Reconciler(api, reports or RecordingTelemetry(), clock=clock)
+    return RebalanceTrigger(api, keys, policy, clock=clock, reconciler=reconciler, **options)

@@ -141,7 +141,8 @@ def test_an_attempt_whose_answer_was_lost_is_flagged_on_the_success_line(
     emulator: GliderEmulator,
 ) -> None:
     # Unreconciled (tests/integration/test_reconcile.py shows the lookup that prevents this).
-    function = start_behind_proxy(RECONCILE_LOST_ANSWERS="false")
+    emulator.set_status_outage(Fault.error(503, "API_000", "status unavailable"))
+    function = start_behind_proxy()
     emulator.script("port_abc123", Fault.lost_response())
 
     story = deliver({"portfolioId": "port_abc123"}, function=function)

@@ -215,15 +215,14 @@ class TestQuickRunOnV2(ChaosChecks):
         assert report.deep_found == report.deep_portfolios
 
 
-def test_the_harness_sees_doubles_when_the_guard_is_off() -> None:
-    """Without its idempotency table (and without reconciling, which would find a redelivered
-    record's earlier rebalance) the function redelivers and retries into doubles: the
-    accounting must see them (so a zero above means something). And without
-    RATE_LIMIT_PER_SECOND, its requests go over a ceiling of 5 a second."""
+def test_the_harness_sees_doubles_when_the_guard_forgets() -> None:
+    """With a guard that forgets every record as soon as its holder lets it go (no settled
+    outcome, no recorded window), redeliveries trigger again: the accounting must see them (so
+    a zero above means something). And without RATE_LIMIT_PER_SECOND, its requests go over a
+    ceiling of 5 a second."""
     config = replace(
         ChaosConfig.quick(ids=120, seed=7),
-        idempotency=False,
-        reconcile=False,
+        guard_forgets=True,
         secret_exhaustions=0,
         pacing=False,
         rate_limit_per_second=5.0,
@@ -232,7 +231,7 @@ def test_the_harness_sees_doubles_when_the_guard_is_off() -> None:
     unguarded = run_chaos(config=config)
 
     assert unguarded.lost == 0
-    # Every trigger runs from the work queue, one portfolio a message: without the guard, a
+    # Every trigger runs from the work queue, one portfolio a message: with the guard forgetful, a
     # message that comes back after its trigger went out (a lost answer, a crashed batch) is
     # sent again without a look and without a flag. The accounting sees each as a double of its
     # delivery or as an unflagged repeat: either fails the run.

@@ -615,14 +615,16 @@ def test_unconfigured_resources_say_what_that_costs(doctor: Doctor, glider: Glid
         "v2", WORK_QUEUE_URL="", IDEMPOTENCY_TABLE_NAME="", FOLLOW_UP_QUEUE_URL=""
     )
 
-    # Without a work queue the function would refuse to start: every trigger runs from it.
+    # Without a work queue or a table the function would refuse to start: every trigger runs
+    # from the queue, under the guard's ledger.
     assert report.status == 1
     assert report.result("configuration") == "FAIL"
     assert "WORK_QUEUE_URL is required" in report.detail("configuration")
+    assert "IDEMPOTENCY_TABLE_NAME is required" in report.detail("configuration")
     assert report.result("follow-up queue") == "FAIL"
     assert report.result("work queue") == "FAIL"
-    assert report.result("idempotency table") == "WARN"
-    assert "without its duplicate guard" in report.detail("idempotency table")
+    assert report.result("idempotency table") == "FAIL"
+    assert "refuses to start" in report.detail("idempotency table")
 
 
 # --- where the configuration comes from ------------------------------------------------------

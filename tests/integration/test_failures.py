@@ -326,9 +326,9 @@ def test_backoff_stops_before_the_deadline_and_the_invocation_returns_in_time(
         GLIDER_MAX_ATTEMPTS="10",
         RETRY_BASE_DELAY_SECONDS="1",
         RETRY_MAX_DELAY_SECONDS="1",
-        # Each slow answer would be found among the recent rebalances: the deadline is the point.
-        RECONCILE_LOST_ANSWERS="false",
     )
+    # Each slow answer would be found among the recent rebalances: the deadline is the point.
+    emulator.set_status_outage(Fault.error(503, "API_000", "status unavailable"))
     emulator.script("port_abc123", *[Fault.slow(1.0)] * 10)
     function.invoke({"portfolioId": "port_abc123"})
 

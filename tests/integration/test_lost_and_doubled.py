@@ -135,7 +135,8 @@ def test_a_2xx_whose_body_is_cut_off_is_never_posted_again(
     start_function: Callable[..., LocalFunction], emulator: GliderEmulator
 ) -> None:
     # Unreconciled, its rebalance id stays unknown (test_reconcile.py: the lookup that finds it).
-    function = start_function(RECONCILE_LOST_ANSWERS="false")
+    function = start_function()
+    emulator.set_status_outage(Fault.error(503, "API_000", "status unavailable"))
     emulator.script("port_abc123", Fault.truncated())
     event = sqs_event(json.dumps({"portfolioId": "port_abc123"}))
 

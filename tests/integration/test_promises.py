@@ -178,18 +178,6 @@ def test_after_a_failed_dlq_write_the_async_retry_triggers_nothing_twice(
     assert [json.loads(m["Body"])["portfolioId"] for m in late.get("Messages", [])] == ["x!"]
 
 
-def test_without_a_table_the_function_runs_unguarded_and_says_so_once(
-    start_function, deliver: Callable[..., Story], emulator: GliderEmulator
-) -> None:
-    function = start_function(IDEMPOTENCY_TABLE_NAME="")
-    deliver({"portfolioId": "port_abc123", "idempotencyKey": "k"}, function=function)
-    deliver({"portfolioId": "port_abc123", "idempotencyKey": "k"}, function=function)
-
-    assert rebalanced(emulator) == ["port_abc123", "port_abc123"]
-    warnings = [log for log in function.logs if "IDEMPOTENCY_TABLE_NAME" in log["message"]]
-    assert len(warnings) == 1
-
-
 def test_a_concurrent_duplicate_waits_for_the_first_and_never_triggers(
     start_function, emulator: GliderEmulator, deployment: Deployment
 ) -> None:

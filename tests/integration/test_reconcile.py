@@ -124,21 +124,6 @@ def test_a_key_that_may_not_read_status_warns_once_and_stops_reconciling(
     assert len(emulator.rebalances) == 4  # each lost answer repeated, as without reconciling
 
 
-def test_switched_off_a_lost_answer_is_repeated_as_before(
-    start_function: Callable[..., LocalFunction],
-    deliver: Callable[..., Story],
-    emulator: GliderEmulator,
-) -> None:
-    function = start_function(RECONCILE_LOST_ANSWERS="false")
-    emulator.script(PORTFOLIO, Fault.lost_response())
-
-    story = deliver({"portfolioId": PORTFOLIO}, function=function)
-
-    assert story.of(PORTFOLIO)["outcome"] == "triggered"
-    assert status_reads(emulator) == 0
-    assert len(emulator.rebalances) == 2
-
-
 def test_an_accepted_trigger_whose_answer_was_cut_off_gets_its_rebalance_id(
     deliver: Callable[..., Story], emulator: GliderEmulator
 ) -> None:

@@ -65,7 +65,7 @@ def test_a_lost_answer_closed_by_last_rebalance_at_is_not_sent_again(
     assert (outcome["rebalance_outcome"], outcome["reason"]) == ("unknown", "REBALANCE_ID_UNKNOWN")
 
 
-def test_without_reconciling_a_late_repeat_answered_with_the_lost_attempts_rebalance_stays_flagged(
+def test_unreconciled_a_late_repeat_answered_with_the_lost_attempts_rebalance_stays_flagged(
     start_function: Callable[..., LocalFunction],
     deliver: Callable[..., Story],
     emulator: GliderEmulator,
@@ -75,7 +75,8 @@ def test_without_reconciling_a_late_repeat_answered_with_the_lost_attempts_rebal
     # the rebalance in flight, submitted after the delivery's first attempt left. Nothing
     # doubled, but nothing proves which attempt started it: flagged, not called "joined".
     emulator.script(PORTFOLIO, Fault.lost_response(), Fault.rate_limited(retry_after=6))
-    function = start_function(RECONCILE_LOST_ANSWERS="false", RETRY_MAX_DELAY_SECONDS="10")
+    emulator.set_status_outage(Fault.error(503, "API_000", "status unavailable"))  # nothing found
+    function = start_function(RETRY_MAX_DELAY_SECONDS="10")
 
     triggered = deliver({"portfolioId": PORTFOLIO}, function=function).of(PORTFOLIO)
 

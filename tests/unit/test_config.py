@@ -15,6 +15,7 @@ REQUIRED = {
     "DLQ_URL": DLQ,
     "WORK_QUEUE_URL": WORK,
     "FOLLOW_UP_QUEUE_URL": FOLLOW_UPS,
+    "IDEMPOTENCY_TABLE_NAME": "glider-trigger-idempotency",
 }
 
 
@@ -39,6 +40,7 @@ def test_defaults() -> None:
         default_skip_schedule_validation=False,
         deadline_safety_margin_seconds=2.0,
         follow_up_queue_url=FOLLOW_UPS,
+        idempotency_table_name="glider-trigger-idempotency",
     )
     assert DEFAULT_GLIDER_API_BASE_URL == "https://api.glider.fi"
 

@@ -45,6 +45,7 @@ REQUIRED = {
     "GLIDER_API_KEY_SECRET_ID": "glider/api-key",
     "DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
     "WORK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/work",
+    "IDEMPOTENCY_TABLE_NAME": "glider-trigger-idempotency",
     "FOLLOW_UP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/follow-up",
 }
 # Variables in the configuration table that Settings does not read: Powertools reads them

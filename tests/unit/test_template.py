@@ -117,6 +117,7 @@ REQUIRED = {
     "GLIDER_API_KEY_SECRET_ID": "secret",
     "DLQ_URL": "https://sqs.example/1/dlq",
     "WORK_QUEUE_URL": "https://sqs.example/1/work",
+    "IDEMPOTENCY_TABLE_NAME": "glider-trigger-idempotency",
     "FOLLOW_UP_QUEUE_URL": "https://sqs.example/1/follow-up",
 }
 # Parameters whose default the template chooses, where the function alone does without.

@@ -18,7 +18,7 @@ from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.follow_ups import FollowUpDelivery
 from glider_trigger.domain.intake import Intake
 from glider_trigger.domain.letterbox import LetterBox
-from glider_trigger.domain.ports import NO_HISTORY, NO_OUTCOME_EVENTS, History, RebalancingApi
+from glider_trigger.domain.ports import NO_OUTCOME_EVENTS, History, RebalancingApi
 from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.domain.trigger import RebalanceTrigger
@@ -32,7 +32,7 @@ from glider_trigger.outbound.clock import SYSTEM_CLOCK
 from glider_trigger.outbound.events import EventBridgeOutcomes
 from glider_trigger.outbound.glider.http import HttpSession, build_pool_manager
 from glider_trigger.outbound.glider.pacing import RateLimiter
-from glider_trigger.outbound.guard import IdempotencyGuard, NoGuard
+from glider_trigger.outbound.guard import IdempotencyGuard
 from glider_trigger.outbound.history import DynamoDBHistory, HistoryEntry
 from glider_trigger.outbound.queues import QueueWriter
 from glider_trigger.outbound.secrets import ApiKeyProvider
@@ -49,7 +49,7 @@ class _Shared:
     pacing: RateLimiter
     api: RebalancingApi
     api_keys: ApiKeyProvider
-    guard: IdempotencyGuard | NoGuard
+    guard: IdempotencyGuard
     history: History
     dead_letters: QueueWriter
     events: EventBridgeOutcomes | None
@@ -180,11 +180,7 @@ def _trigger(settings: Settings, shared: _Shared) -> RebalanceTrigger:
         breaker_threshold=settings.circuit_breaker_threshold,
     )
     api, pacing = shared.api, shared.pacing
-    reconciler = (
-        Reconciler(api, shared.telemetry, clock=SYSTEM_CLOCK, pacing=pacing)
-        if settings.reconcile_lost_answers
-        else None
-    )
+    reconciler = Reconciler(api, shared.telemetry, clock=SYSTEM_CLOCK, pacing=pacing)
     return RebalanceTrigger(
         api, shared.api_keys, policy, clock=SYSTEM_CLOCK, pacing=pacing, reconciler=reconciler
     )
@@ -207,14 +203,7 @@ def _glider(settings: Settings, pacing: RateLimiter, telemetry: Telemetry) -> Re
     return GliderV1Client(session, rate_limiter=pacing)
 
 
-def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGuard | NoGuard:
-    if settings.idempotency_table_name is None:
-        logger.warning(
-            "IDEMPOTENCY_TABLE_NAME is not set: running without the duplicate guard, so a "
-            "redelivered message or a retried event can trigger a portfolio twice"
-        )
-        return NoGuard()
-
+def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGuard:
     def unrecorded(portfolio_id: str, what: str, error: str) -> None:
         logger.error(
             f"Outcome not recorded in the idempotency table ({what}): the record keeps the window "
@@ -231,9 +220,7 @@ def _guard(settings: Settings, logger: Logger, aws: AwsClients) -> IdempotencyGu
 
 
 def _history(settings: Settings, telemetry: Telemetry, aws: AwsClients) -> History:
-    """In the guard's table, kept as long as the guard remembers (none without a table)."""
-    if settings.idempotency_table_name is None:
-        return NO_HISTORY
+    """In the guard's table, kept as long as the guard remembers."""
 
     def not_written(entry: HistoryEntry, error: str) -> None:
         what = f"{entry.kind.value} {entry.outcome}"

@@ -114,7 +114,8 @@ class Settings:
     deadline_safety_margin_seconds: float = _setting(
         2.0, "DEADLINE_SAFETY_MARGIN_SECONDS", Kind.FLOAT, low=0, high=60
     )
-    idempotency_table_name: str | None = _setting(None, "IDEMPOTENCY_TABLE_NAME", Kind.TEXT)
+    # The guard's ledger: without it a redelivery could trigger twice, so there is no default.
+    idempotency_table_name: str = _required("IDEMPOTENCY_TABLE_NAME", Kind.TEXT)
     # 19 days: the work queue's 4 days of retention, the DLQ's 14, and GUARD_MARGIN_SECONDS.
     idempotency_ttl_seconds: int = _setting(
         1_641_600, "IDEMPOTENCY_TTL_SECONDS", Kind.INT, low=60, high=31_536_000
@@ -137,9 +138,6 @@ class Settings:
     # what is left itself (letters that name the delivery) instead of leaving the record to
     # the redrive. None: the redrive has the last word.
     max_receive_count: int | None = _setting(None, "MAX_RECEIVE_COUNT", Kind.INT, low=1, high=1000)
-    # Look among the portfolio's recent rebalances before sending a trigger again after an
-    # answer that proves nothing (a lost answer, a 5xx): found, it is not sent twice.
-    reconcile_lost_answers: bool = _setting(True, "RECONCILE_LOST_ANSWERS", Kind.BOOL)
     # Follow every triggered rebalance to its outcome with delayed follow-up messages.
     follow_outcomes: bool = _setting(True, "FOLLOW_OUTCOMES", Kind.BOOL)
     # Required when follow_outcomes.

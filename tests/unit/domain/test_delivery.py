@@ -35,9 +35,15 @@ from glider_trigger.domain.models import (
     Receipt,
     Triggered,
 )
-from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
-from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.api import (
+    FakeApi,
+    FakeDeadline,
+    FakeKeys,
+    rebalance_trigger,
+    refused,
+    retry_policy,
+)
 from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
@@ -75,7 +81,7 @@ class World:
         )
         self.letterbox = LetterBox(self.dlq, self.guard, self.telemetry, self.events)
         self.service = DeliveryService(
-            RebalanceTrigger(self.api, FakeKeys(), policy, clock=FakeClock()),
+            rebalance_trigger(self.api, FakeKeys(), policy, clock=FakeClock()),
             self.guard,
             self.letterbox,
             self.work,

@@ -28,9 +28,15 @@ from glider_trigger.domain.models import (
     Triggered,
     TriggerRequest,
 )
-from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_sqs_body
-from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.api import (
+    FakeApi,
+    FakeDeadline,
+    FakeKeys,
+    rebalance_trigger,
+    refused,
+    retry_policy,
+)
 from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
@@ -54,7 +60,7 @@ class World:
         self.work = InMemoryQueue(FanOutError, "work")
         telemetry = RecordingTelemetry()
         self.service = DeliveryService(
-            RebalanceTrigger(api, FakeKeys(), retry_policy(max_attempts=1), clock=FakeClock()),
+            rebalance_trigger(api, FakeKeys(), retry_policy(max_attempts=1), clock=FakeClock()),
             self.guard,
             LetterBox(InMemoryQueue(DeadLetterWriteError, "dlq"), self.guard, telemetry),
             self.work,

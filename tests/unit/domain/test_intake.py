@@ -19,9 +19,15 @@ from glider_trigger.domain.errors import (
 from glider_trigger.domain.intake import Accepted, Intake
 from glider_trigger.domain.letterbox import LetterBox
 from glider_trigger.domain.models import InputSource, Message, Receipt, SourceKind
-from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.inbound.events import parse_event, parse_sqs_body
-from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.api import (
+    FakeApi,
+    FakeDeadline,
+    FakeKeys,
+    rebalance_trigger,
+    refused,
+    retry_policy,
+)
 from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
@@ -47,7 +53,7 @@ class World:
         letterbox = LetterBox(self.dlq, self.guard, self.telemetry, self.events)
         self.intake = Intake(self.work, letterbox, self.telemetry, parallelism=4)
         self.service = DeliveryService(
-            RebalanceTrigger(self.api, FakeKeys(), retry_policy(), clock=FakeClock()),
+            rebalance_trigger(self.api, FakeKeys(), retry_policy(), clock=FakeClock()),
             self.guard,
             letterbox,
             self.work,

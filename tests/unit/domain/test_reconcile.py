@@ -53,12 +53,11 @@ def run(
     request: TriggerRequest = REQUEST,
     reconciler: Reconciler | None = None,
     telemetry: RecordingTelemetry | None = None,
-    reconcile: bool = True,
     clock: FakeClock | None = None,
     pacing: FakePacing | None = None,
 ) -> Triggered | Failed:
     telemetry = telemetry or RecordingTelemetry()
-    if reconcile and reconciler is None:
+    if reconciler is None:
         reconciler = Reconciler(api, telemetry, clock=FakeClock(NOW), pacing=pacing)
     policy = retry_policy(base_delay_seconds=0)
     trigger = RebalanceTrigger(
@@ -66,7 +65,7 @@ def run(
         FakeKeys(),
         policy,
         clock=clock or FakeClock(NOW),
-        reconciler=reconciler if reconcile else None,
+        reconciler=reconciler,
         pacing=pacing,
     )
     return trigger.trigger(request, Invocation(FakeDeadline(), policy))
@@ -211,17 +210,6 @@ def test_a_failure_after_lost_answers_keeps_their_window_for_its_dead_letter() -
     assert api.list_calls == 3  # before each of the 3 repeats
 
 
-def test_switched_off_nothing_is_looked_up() -> None:
-    api = FakeApi(LOST, RECEIPT)
-    api.listed = [listed(NOW)]
-
-    outcome = run(api, reconcile=False)
-
-    assert isinstance(outcome, Triggered)
-    assert api.list_calls == 0
-    assert len(api.calls) == 2
-
-
 def test_before_looking_it_gives_a_timed_out_attempt_as_long_again() -> None:
     api = FakeApi(LOST, RECEIPT)
     clock = FakeClock(readings=[NOW, NOW + 10.0, NOW + 20.0, NOW + 20.0, NOW + 21.0])
@@ -315,7 +303,8 @@ def test_a_repeat_answered_with_what_the_lost_attempt_may_have_started_stays_fla
     answer = Receipt("op_1", None, None, None, submitted_at=NOW + 0.3)
     api = FakeApi(LOST, answer)
 
-    outcome = run(api, reconcile=False, clock=clock)
+    api.list_error = SERVER_ERROR  # the look proves nothing: the answer alone decides
+    outcome = run(api, clock=clock)
 
     assert isinstance(outcome, Triggered)
     assert not outcome.receipt.joined
@@ -330,7 +319,8 @@ def test_a_glider_clock_behind_ours_does_not_make_a_fresh_rebalance_look_joined(
     fresh = Receipt("op_2", None, None, None, submitted_at=NOW + 20.0 - 10.0)
     api = FakeApi(LOST, fresh)
 
-    outcome = run(api, reconcile=False, clock=clock)
+    api.list_error = SERVER_ERROR  # the look proves nothing: the answer alone decides
+    outcome = run(api, clock=clock)
 
     assert isinstance(outcome, Triggered)
     assert not outcome.receipt.joined
@@ -341,7 +331,8 @@ def test_a_rebalance_in_flight_since_well_before_the_first_attempt_was_joined() 
     before = NOW - JOINED_BEFORE_SECONDS - 1
     api = FakeApi(LOST, Receipt("op_0", None, None, None, submitted_at=before))
 
-    outcome = run(api, reconcile=False)
+    api.list_error = SERVER_ERROR  # the look proves nothing: the answer alone decides
+    outcome = run(api)
 
     assert isinstance(outcome, Triggered)
     assert outcome.receipt.joined
@@ -354,7 +345,8 @@ def test_a_quick_repeat_cannot_prove_it_joined_and_stays_flagged() -> None:
     answer = Receipt("op_1", None, None, None, submitted_at=NOW + 0.3)
     api = FakeApi(LOST, answer)
 
-    outcome = run(api, reconcile=False, clock=clock)
+    api.list_error = SERVER_ERROR  # the look proves nothing: the answer alone decides
+    outcome = run(api, clock=clock)
 
     assert isinstance(outcome, Triggered)
     assert not outcome.receipt.joined
@@ -389,7 +381,8 @@ def test_a_repeat_answered_with_a_new_submission_stays_flagged() -> None:
     fresh = Receipt("op_2", None, None, None, submitted_at=NOW)
     api = FakeApi(LOST, fresh)
 
-    outcome = run(api, reconcile=False)
+    api.list_error = SERVER_ERROR  # the look proves nothing: the answer alone decides
+    outcome = run(api)
 
     assert isinstance(outcome, Triggered)
     assert not outcome.receipt.joined

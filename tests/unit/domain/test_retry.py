@@ -26,7 +26,6 @@ from glider_trigger.domain.models import (
     TriggerRequest,
 )
 from glider_trigger.domain.retry import RetryPolicy
-from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.outbound.glider.http import unreachable
 from glider_trigger.outbound.glider.shared import api_error, unexpected_2xx
 from tests.fakes.api import (
@@ -34,6 +33,7 @@ from tests.fakes.api import (
     FakeApi,
     FakeDeadline,
     FakeKeys,
+    rebalance_trigger,
     retry_policy,
 )
 from tests.fakes.clock import FakeClock
@@ -81,7 +81,7 @@ def run(
     deadline = deadline or FakeDeadline()
     sleep = FakeClock(monotonic=1000.0, deadline=deadline)
     policy = policy or retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
-    service = RebalanceTrigger(api, keys, policy, clock=sleep, rng=rng or seeded(7))
+    service = rebalance_trigger(api, keys, policy, clock=sleep, rng=rng or seeded(7))
     return service.trigger(REQUEST, Invocation(deadline, policy)), sleep, keys
 
 
@@ -393,7 +393,7 @@ def invocation(threshold: int = 3) -> Invocation:
 
 
 def trigger_with(api: FakeApi, state: Invocation) -> Outcome:
-    service = RebalanceTrigger(
+    service = rebalance_trigger(
         api,
         FakeKeys(),
         state.policy,

@@ -55,9 +55,9 @@ class RebalanceTrigger:
         policy: RetryPolicy,
         *,
         clock: Clock,
+        reconciler: Reconciler,
         rng: random.Random | None = None,
         pacing: Pacing | None = None,
-        reconciler: Reconciler | None = None,
     ) -> None:
         self._slots = CallSlots(api, pacing)
         self._reconciler = reconciler
@@ -123,7 +123,7 @@ class RebalanceTrigger:
         if classify(error) is not FailureClass.TRANSIENT or tries >= self.policy.max_attempts:
             return None
         delay = self.policy.delay_before_retry(error, tries, self._rng)
-        if delay is not None and tally.unchecked and self._reconciler is not None:
+        if delay is not None and tally.unchecked:
             # An answer that never came may be a rebalance still starting: give it as long
             # again as its attempt waited before looking for it.
             delay = max(delay, tally.last_wait_seconds)
@@ -143,7 +143,7 @@ class RebalanceTrigger:
         with its slot. An Outcome ends the portfolio's attempts; a TriggerError is this call's
         failure."""
         deadline = invocation.deadline
-        if tally.unchecked and self._reconciler is not None:
+        if tally.unchecked:
             # The look takes a slot of its own; without one, nothing is sent again unlooked.
             found = self._reconciler.find(request, api_key, tally.unchecked, deadline=deadline)
             if isinstance(found, NotAttemptedError):
@@ -168,7 +168,7 @@ class RebalanceTrigger:
     ) -> Receipt:
         """An accepted trigger whose answer was cut off, with its rebalance id if the API lists
         a rebalance it started (and the look gets a slot in time)."""
-        if receipt.unread is None or receipt.sent_at is None or self._reconciler is None:
+        if receipt.unread is None or receipt.sent_at is None:
             return receipt
         window = (Window(receipt.sent_at),)
         found = self._reconciler.find(request, api_key, window, deadline=deadline)

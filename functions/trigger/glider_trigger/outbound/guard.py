@@ -53,7 +53,7 @@ from glider_trigger.domain.models import (
     Window,
     merged,
 )
-from glider_trigger.domain.ports import NO_RECORD, Attempts
+from glider_trigger.domain.ports import Attempts
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -114,24 +114,6 @@ def read(client: DynamoDBClient, table_name: str, key: str) -> Record | None:
     )
     found = item.get("Item")
     return _record(found) if found else None
-
-
-class NoGuard:
-    """Without IDEMPOTENCY_TABLE_NAME: every delivery triggers."""
-
-    def register(self, context: LambdaContext) -> None:
-        pass
-
-    def run(
-        self,
-        key: str,
-        request: TriggerRequest,
-        trigger: Callable[[TriggerRequest, Attempts], Outcome],
-    ) -> Outcome:
-        return trigger(request, NO_RECORD)
-
-    def once(self, key: str, action: Callable[[], None]) -> None:
-        action()
 
 
 class _Taken(Exception):

@@ -76,9 +76,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
     )
     return LambdaEntry(
         _routes(settings, shared, service, follower, letterbox, work_queue),
-        begin=lambda deadline, request_id, lifetime: service.begin(
-            deadline, request_id=request_id, lifetime_seconds=lifetime
-        ),
+        begin=lambda deadline, lifetime: service.begin(deadline, lifetime_seconds=lifetime),
         on_invocation=shared.guard.register,
         deadline_margin_seconds=settings.deadline_safety_margin_seconds,
         default_skip=settings.default_skip_schedule_validation,

@@ -92,8 +92,8 @@ class World:
             follower=self.follower,
         )
 
-    def invocation(self, request_id: str = "req-1") -> Invocation:
-        return self.service.begin(FakeDeadline(), request_id=request_id, lifetime_seconds=LIFETIME)
+    def invocation(self) -> Invocation:
+        return self.service.begin(FakeDeadline(), lifetime_seconds=LIFETIME)
 
     def batch(self, *messages: Message) -> list[Settlement]:
         """One SQS batch: every message prepared at once, then each settled on its own."""
@@ -492,7 +492,7 @@ def test_a_bug_while_triggering_costs_one_message_a_retry_not_the_batch() -> Non
 
 def test_with_no_time_left_nothing_is_asked_and_the_message_comes_back() -> None:
     world = World(FakeApi())
-    invocation = world.service.begin(FakeDeadline(0), request_id="r", lifetime_seconds=LIFETIME)
+    invocation = world.service.begin(FakeDeadline(0), lifetime_seconds=LIFETIME)
     message = Message("m-1", json.dumps({"portfolioId": "p1"}))
 
     [record] = world.service.prepare([(message, parsed(message))], invocation)

@@ -70,7 +70,7 @@ class World:
         )
 
     def invocation(self) -> Invocation:
-        return self.service.begin(FakeDeadline(), request_id="req-1", lifetime_seconds=60.0)
+        return self.service.begin(FakeDeadline(), lifetime_seconds=60.0)
 
     def message(self, body: object, *, message_id: str = "m-1", receive: int = 1) -> None:
         text = json.dumps(body)

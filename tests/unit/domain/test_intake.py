@@ -72,7 +72,7 @@ class World:
             (m, parse_sqs_body(m.body, message_id=m.message_id, default_skip=False))
             for m in messages
         ]
-        invocation = self.service.begin(FakeDeadline(), request_id="r", lifetime_seconds=60)
+        invocation = self.service.begin(FakeDeadline(), lifetime_seconds=60)
         for record in self.service.prepare(parsed, invocation):
             self.service.settle(record, invocation)
 

@@ -182,8 +182,8 @@ class Entry:
         )
         self.entry = LambdaEntry(
             routes,
-            begin=lambda deadline, request_id, lifetime: Invocation(
-                deadline, retry_policy(), request_id=request_id, lifetime_seconds=lifetime
+            begin=lambda deadline, lifetime: Invocation(
+                deadline, retry_policy(), lifetime_seconds=lifetime
             ),
             on_invocation=lambda context: None,
             deadline_margin_seconds=2,

@@ -105,11 +105,9 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
         self._follower = follower
         self._history = history
 
-    def begin(self, deadline: Deadline, *, request_id: str, lifetime_seconds: float) -> Invocation:
+    def begin(self, deadline: Deadline, *, lifetime_seconds: float) -> Invocation:
         """Fresh per-invocation state: the deadline, and no halt or open circuit yet."""
-        return Invocation(
-            deadline, self._trigger.policy, request_id=request_id, lifetime_seconds=lifetime_seconds
-        )
+        return Invocation(deadline, self._trigger.policy, lifetime_seconds=lifetime_seconds)
 
     def prepare(
         self,

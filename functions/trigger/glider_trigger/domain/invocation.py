@@ -25,7 +25,6 @@ class Invocation:
 
     deadline: Deadline
     policy: RetryPolicy
-    request_id: str = ""
     # The whole invocation's time at its start: no other invocation of this function can hold
     # a delivery "in progress" for longer than this from now (Lambda's timeout is the same).
     lifetime_seconds: float = 0.0

@@ -61,10 +61,6 @@ class Reconciler:
         self._forbidden = False
         self._lock = threading.Lock()
 
-    @property
-    def active(self) -> bool:
-        return not self._forbidden
-
     def find(
         self,
         request: TriggerRequest,

@@ -55,7 +55,7 @@ class LambdaEntry:
         self,
         routes: Routes,
         *,
-        begin: Callable[[Deadline, str, float], Invocation],
+        begin: Callable[[Deadline, float], Invocation],
         on_invocation: Callable[[LambdaContext], None],
         deadline_margin_seconds: float,
         default_skip: bool,
@@ -78,7 +78,6 @@ class LambdaEntry:
             return summary(routes.intake.accept(parsed, request_id=context.aws_request_id))
         invocation = self._begin(
             ContextDeadline(context, self._margin),
-            context.aws_request_id,
             context.get_remaining_time_in_millis() / 1000,
         )
         records = [SqsRecord.of(record) for record in event["Records"]]

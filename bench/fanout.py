@@ -61,6 +61,7 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
             "queue_url": work.url,
             "queue_arn": work.arn,
             "moto_url": stack.moto.endpoint_url,
+            "batch_size": plan.batch_size,
             "timeout_seconds": LAMBDA_TIMEOUT_SECONDS,
             "idle_seconds": 1,
         },
@@ -79,6 +80,7 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
         "drain_latency_ms": plan.fanout_latency_ms,
         "drain_s": drain.wall_s,
         "drain_pollers": plan.drain_pollers,
+        "batch_size": plan.batch_size,
         "drain_invocations": drain.total("invocations"),
         "drain_errors": dict(errors),
         "drain_redelivered": drain.total("redelivered"),
@@ -173,8 +175,11 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
         ["ids", "enqueue time", "ids/s", "SendMessageBatch", "messages sent", "API calls",
          "peak RSS"],
     )  # fmt: skip
+    drained = [r for r in rows if not r.get("enqueue_only")]
+    batch = drained[0]["batch_size"] if drained else "BatchSize"
     drain = Table(
-        "Large event: end to end (work queue drained in batches of 10, one invocation each)",
+        f"Large event: end to end (work queue drained in batches of at most {batch}, one "
+        "invocation each)",
         ["ids", "API latency", "drain time", "ids/s", "invocations", "API calls", "status calls",
          "rebalances", "triggered twice", "retried", "left / DLQ"],
     )  # fmt: skip
@@ -221,7 +226,6 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
         for r in rows
         if r.get("enqueue_only")
     ]
-    drained = [r for r in rows if not r.get("enqueue_only")]
     pollers = drained[0]["drain_pollers"] if drained else 1
     drain.notes.append(
         f"drain time: {pollers} pollers at once (local/fixtures/event_source.py, each in a "

@@ -20,8 +20,8 @@ class Placement:
     In Lambda the function has its own share of CPU (one vCPU at the template's MemorySize of
     1769 MB) and AWS's services run on other machines. Here all share one machine: left to the
     scheduler, moto and the function take turns on the same core. So an invocation gets the
-    first CPU, and the stack the others. A fan-out drain runs several invocations at once (one
-    per poller, as concurrent execution environments) and keeps every CPU."""
+    first CPU, and the stack the others. Several environments at once (a work queue's drain, one
+    per poller, as concurrent execution environments) keep every CPU, shared with the stack."""
 
     function: frozenset[int] | None  # None: not pinned (fewer than 2 CPUs, or no affinity API)
     stack: frozenset[int] | None
@@ -35,9 +35,9 @@ class Placement:
             return cls(None, None)
         return cls(frozenset(cpus[:1]), frozenset(cpus[1:]))
 
-    def cpus_for(self, mode: str) -> frozenset[int] | None:
-        """An invocation's CPUs; a drain's (several environments at once): all of them."""
-        if self.function is None or mode == "invoke":
+    def cpus_for(self, mode: str, copies: int = 1) -> frozenset[int] | None:
+        """An invocation's CPUs; a drain's or several environments' at once: all of them."""
+        if self.function is None or (mode == "invoke" and copies == 1):
             return self.function
         return self.function | (self.stack or frozenset())
 
@@ -46,7 +46,7 @@ class Placement:
             return "not pinned (fewer than 2 CPUs or no CPU affinity here)"
         return (
             f"each measured invocation on CPU {_cpus(self.function)}, moto and the emulator on "
-            f"CPU {_cpus(self.stack)}; fan-out drains on all"
+            f"CPU {_cpus(self.stack)}; several environments at once on all"
         )
 
 

@@ -38,6 +38,7 @@ from local.fixtures.stack import MotoServer
 
 REPO = Path(__file__).resolve().parent.parent
 LATENCY_ENV = "BENCH_AWS_LATENCY_MS"
+CONNECTION_LIMIT = 2000
 THREADS = 4  # without AWS latency: moto is one GIL, more threads only contend for it
 # With AWS latency: each of the function's concurrent calls (16 workers, a few calls each, plus
 # fan-out's parallel sends) holds a thread while it waits, as AWS would serve them in parallel.
@@ -116,7 +117,16 @@ def serve(threads: int = THREADS, latency_ms: float = 0.0) -> Any:
             counter.connection_opened()
             super().__init__(*args, **kwargs)
 
-    server = waitress.server.create_server(counter, host="127.0.0.1", port=0, threads=threads)
+    server = waitress.server.create_server(
+        counter,
+        host="127.0.0.1",
+        port=0,
+        threads=threads,
+        # AWS's endpoints take every connection: waitress's default limit (100) stops accepting
+        # when the work queue's environments (each with its own pools) hold more at once.
+        connection_limit=CONNECTION_LIMIT,
+        asyncore_use_poll=True,  # select() cannot watch descriptors above 1024
+    )
     server.channel_class = CountedChannel
     return server
 

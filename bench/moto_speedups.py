@@ -17,7 +17,10 @@ would take over an hour, all of it moto's time, not the function's.
 clock once per call and compare plain attributes: the same results (visibility and delay are
 decided exactly as Message.visible and Message.delayed decide them), a constant factor of
 ~20x less work. The delete also takes the queue's lock, which moto's own does not (with two
-pollers, two unlocked deletes at once could each undo the other). That still leaves each
+pollers, two unlocked deletes at once could each undo the other), and so does a receive (two
+unlocked receives at once could each take the same visible message, which SQS hands to one:
+with ten environments polling, a batch found its message's delivery in progress in another).
+That still leaves each
 SendMessage linear in the queue's depth (the counts it builds and throws away), so 100,000
 messages would take hours: while a SendMessage runs on a standard queue, `attributes` answers
 without them (SendMessage reads only ContentBasedDeduplication, a FIFO queue's attribute, and a
@@ -68,11 +71,14 @@ def apply() -> bool:
         or not isinstance(vars(UpdateExpressionParser).get("make"), classmethod)
         or not isinstance(vars(models.Queue).get("attributes"), property)
         or not hasattr(models.SQSBackend, "send_message")
+        or not hasattr(models.SQSBackend, "receive_message")
+        or not hasattr(models.SQSBackend, "get_queue")
     ):
         return False
     _memoize_routing(werkzeug_app.DomainDispatcherApplication)
     _count_queues_linearly(models.Queue)
     _send_without_counting(models.Queue, models.SQSBackend)
+    _receive_under_lock(models.SQSBackend)
     _memoize_constant_work(responses, UpdateExpressionParser)
     _APPLIED = True
     return True
@@ -151,6 +157,17 @@ def _send_without_counting(queue_class: Any, backend_class: Any) -> None:
 
     queue_class.attributes = property(attributes)
     backend_class.send_message = send_message_uncounted
+
+
+def _receive_under_lock(backend_class: Any) -> None:
+    receive_message = backend_class.receive_message
+
+    def receive_under_lock(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        # The queue's lock is a Condition on an RLock: a long poll's wait inside releases it.
+        with self.get_queue(queue_name)._messages_lock:
+            return receive_message(self, queue_name, *args, **kwargs)
+
+    backend_class.receive_message = receive_under_lock
 
 
 def _memoize_constant_work(responses: Any, update_parser: Any) -> None:

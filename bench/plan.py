@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+@functools.cache
+def template_default(parameter: str) -> int:
+    """A numeric parameter's default in template.yaml: the deployed stack's own figure, read
+    where it is set rather than copied here."""
+    # Here, not at the top: only a run reads the template (cfn-lint's loader: !Ref and the like).
+    from cfnlint.decode import cfn_yaml  # noqa: PLC0415
+
+    loaded: dict[str, Any] = cfn_yaml.load(str(TEMPLATE))
+    return int(loaded["Parameters"][parameter]["Default"])
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,11 @@ class Plan:
     goal_latency_ms: float = 100
     goal_speedup: float = 12
     workers: int = 16
+    # The work queue's event source as the template deploys it: up to `environments` execution
+    # environments at once (ScalingConfig.MaximumConcurrency), each taking batches of at most
+    # `batch_size` messages. The goal case and the inline runs are drained that way.
+    environments: int = field(default_factory=lambda: template_default("SqsMaximumConcurrency"))
+    batch_size: int = field(default_factory=lambda: template_default("BatchSize"))
     sweep_workers: tuple[int, ...] = (1, 4, 16, 64)
     fanout_ids: tuple[int, ...] = (1000, 10000)
     # Fanned out, counted, then purged: too many to drain here.

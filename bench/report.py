@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,42 +52,37 @@ def throughput_chart(
     *,
     workers: Sequence[int],
     measured: Sequence[float],
-    ids: int,
-    latency_ms: float,
+    ideal: Sequence[float],
+    title: str,
     machine: str,
-    diagnosis: tuple[int, float, str] | None = None,
+    extras: Sequence[tuple[int, float, str]] = (),
 ) -> None:
-    """Triggers/s against MAX_CONCURRENCY (log2 x axis), with the ideal for this many ids."""
+    """Triggers/s against MAX_CONCURRENCY (log2 x axis), with the latency-bound ideal, and
+    single points beside (`extras`: MAX_CONCURRENCY, triggers/s, label)."""
     import matplotlib  # noqa: PLC0415 - only the chart needs it (installed by `make bench`)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    latency = latency_ms / 1000
-    # The best any pool can do: ceil(ids / workers) rounds of one API latency each.
-    ideal = [ids / (math.ceil(ids / w) * latency) for w in workers]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     ax.plot(workers, ideal, linestyle="--", color="grey", marker="", label="ideal (latency-bound)")
     ax.plot(workers, measured, marker="o", color="tab:blue", label="measured")
     for x, y in zip(workers, measured, strict=True):
         ax.annotate(f"{y:.0f}/s", (x, y), textcoords="offset points", xytext=(6, -14), fontsize=9)
-    if diagnosis is not None:
-        x, y, label = diagnosis
-        ax.plot([x], [y], marker="x", markersize=9, linestyle="", color="tab:orange", label=label)
+    for (x, y, label), color in zip(extras, ("tab:orange", "tab:green", "tab:red"), strict=False):
+        ax.plot([x], [y], marker="x", markersize=9, linestyle="", color=color, label=label)
         ax.annotate(f"{y:.0f}/s", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(workers), [str(w) for w in workers])
     ax.set_xlim(min(workers) / 1.4, max(workers) * 1.6)  # room for the labels
     ax.set_yscale("log")
-    ax.set_ylim(bottom=min(measured) * 0.6, top=max(ideal) * 1.6)
-    ax.set_xlabel("MAX_CONCURRENCY (workers)")
+    lowest = min([*measured, *(y for _, y, _ in extras)])
+    ax.set_ylim(bottom=lowest * 0.6, top=max(ideal) * 1.6)
+    ax.set_xlabel("MAX_CONCURRENCY (triggers in flight per invocation)")
     ax.set_ylabel("triggers per second (log)")
-    ax.set_title(
-        f"Inline throughput: {ids} portfolios at {latency_ms:g} ms API latency\n{machine}",
-        fontsize=10,
-    )
+    ax.set_title(f"{title}\n{machine}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,11 @@ class Run:
 
     @property
     def wall_s(self) -> float:
+        """From the measured work's start in the first child (an event's invocation) to the
+        end of the last child's (its last batch settled, for the work queue's environments)."""
+        settled = [c["clock_settled"] for c in self.children if c.get("clock_settled")]
+        if settled and self.child.get("clock_started") is not None:
+            return max(settled) - float(self.child["clock_started"])
         return max(float(child["wall_s"]) for child in self.children)
 
     @property
@@ -102,8 +107,18 @@ class Stack:
 
     def run(self, spec: Mapping[str, Any], *, latency_ms: float, copies: int = 1) -> Run:
         """Child processes (`copies` of them at once, each its own execution environment); the
-        emulator's and moto's counters are read around them."""
+        emulator's and moto's counters are read around them.
+
+        With a work queue in the spec (an event queued then drained), the copies are the
+        environments the work queue's event source runs: each warms in turn (bench/case.py),
+        then all start at once, copy 0 invoked with the event; the AWS calls are those moto
+        served from that start to the last copy's end (the warm-ups' left out), and the wall
+        time runs from copy 0's invocation to the last batch settled in any copy."""
         self.runs += 1
+        spec = dict(spec)
+        coordinated = spec.get("work_queue") is not None
+        if coordinated:
+            spec["invoked_flag"] = str(self.workdir / f"case-{self.runs}.invoked")
         spec_path = self.workdir / f"case-{self.runs}.json"
         spec_path.write_text(json.dumps(spec))
         outs = [self.workdir / f"case-{self.runs}-{n}.out.json" for n in range(copies)]
@@ -113,20 +128,31 @@ class Stack:
         calls_before, aws_connections_before = self.moto.served()
         overflows = listen_overflows()
         stack_cpu = cpu_seconds() + self.moto.cpu_seconds()
-        cpus = self.placement.cpus_for(spec["mode"])
+        cpus = self.placement.cpus_for(spec["mode"], copies)
+        pipe = subprocess.PIPE if coordinated else subprocess.DEVNULL
         processes = []
-        for out, err in zip(outs, errs, strict=True):
+        for n, (out, err) in enumerate(zip(outs, errs, strict=True)):
             with err.open("w") as stderr:
                 processes.append(
                     subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                        [sys.executable, "-m", "bench.case", str(spec_path), str(out)],
+                        [sys.executable, "-m", "bench.case", str(spec_path), str(out), str(n)],
                         cwd=REPO,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
+                        stdin=pipe,
+                        stdout=pipe,
                         stderr=stderr,
                     )
                 )
                 pin(processes[-1].pid, cpus)  # at once: before it has imported anything
+        if coordinated and start_together(processes):
+            # The measured window: from the "go" to the last copy's end.
+            calls_before, aws_connections_before = self.moto.served()
+            stack_cpu = cpu_seconds() + self.moto.cpu_seconds()
+            for process in processes:
+                tell(process, "go")
+        for process in processes:
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
         codes = [process.wait(timeout=1200) for process in processes]
         stack_cpu = cpu_seconds() + self.moto.cpu_seconds() - stack_cpu
         overflows_after = listen_overflows()
@@ -144,7 +170,7 @@ class Stack:
         # (less the one connection the served() call above opened)
         aws_connections = aws_connections - aws_connections_before - 1
         environment_calls = +calls
-        if copies == 1 and children[0].get("aws_calls") is not None:
+        if not coordinated and copies == 1 and children[0].get("aws_calls") is not None:
             # The measured invocation's own calls, counted by the child around it: a warm-up
             # invocation before it made calls of its own.
             calls = Counter(children[0]["aws_calls"])
@@ -159,7 +185,7 @@ class Stack:
             environment_calls=environment_calls,
             api_calls=len(requests),
             status_calls=len(every) - len(requests),
-            # The warm-up's connection included: the measured invocation reuses it.
+            # The warm-ups' connections included: the measured work reuses them.
             connections=self.emulator.connections_opened,
             aws_connections=aws_connections,
             rebalances=[
@@ -176,6 +202,29 @@ class Stack:
             ),
             first_api_call_s=None if first is None or started_at is None else first - started_at,
         )
+
+
+def start_together(processes: Sequence[subprocess.Popen[bytes]]) -> bool:
+    """Each coordinated child warmed in turn (each drains its own warm-up's message); False
+    when one exited instead of answering (the parent then reports its exit code)."""
+    for process in processes:
+        tell(process, "warm")
+        if hear(process) != "ready":
+            return False
+    return True
+
+
+def tell(process: subprocess.Popen[bytes], line: str) -> None:
+    """A line to a coordinated child (bench/case.py waits for it on its stdin)."""
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):  # a child that died: its exit code says why
+            process.stdin.write(f"{line}\n".encode())
+            process.stdin.flush()
+
+
+def hear(process: subprocess.Popen[bytes]) -> str:
+    """A coordinated child's next line ("" once it has exited)."""
+    return process.stdout.readline().decode().strip() if process.stdout is not None else ""
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ def inline_run(
     *,
     environments: int,
     batch_size: int,
-    guard: bool = True,
     warm: bool = True,
 ) -> dict[str, Any]:
     """One direct invocation with `ids` portfolios, which queues one work-queue message each,
@@ -38,20 +37,16 @@ def inline_run(
     of at most `batch_size`, one invocation each. Each environment is warm (one earlier,
     unmeasured invocation of one portfolio, and its drain, built its clients and read the key),
     so the figures are the triggers' and not the cold start's (measured on its own, in the cold
-    section). `warm=False` measures the environments' first invocations instead; `guard=False`
-    leaves IDEMPOTENCY_TABLE_NAME unset (a diagnosis: what the DynamoDB guard costs here)."""
-    unguarded = "" if guard else ", no idempotency table"
+    section). `warm=False` measures the environments' first invocations instead."""
     cold = "" if warm else ", cold environments"
     progress(
         f"event queued then drained: {ids} ids at {latency_ms:g} ms, "
-        f"MAX_CONCURRENCY={workers}, {environments} environment(s){unguarded}{cold}"
+        f"MAX_CONCURRENCY={workers}, {environments} environment(s){cold}"
     )
     env = stack.env(MAX_CONCURRENCY=str(workers))
     work = stack.deployment.work_queue
     if stack.queue_depth(work.url):
         raise RuntimeError("the work queue is not empty before the event")
-    if not guard:
-        del env["IDEMPOTENCY_TABLE_NAME"]
     run = stack.run(
         {
             "mode": "invoke",
@@ -82,7 +77,6 @@ def inline_run(
         "workers": workers,
         "environments": environments,
         "batch_size": batch_size,
-        "idempotency_guard": guard,
         "warm": warm,
         "estimated": False,
         "wall_s": run.wall_s,

@@ -100,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def chart(path: Path, sweep: Mapping[str, Any], info: Mapping[str, Any]) -> None:
-    """The throughput chart: the sweep as deployed, one environment and the diagnosis beside."""
-    one, unguarded = sweep["one_environment"], sweep["without_idempotency_table"]
+    """The throughput chart: the sweep as deployed, one environment beside it."""
+    one = sweep["one_environment"]
     throughput_chart(
         path,
         workers=[p["workers"] for p in sweep["points"]],
@@ -115,11 +115,6 @@ def chart(path: Path, sweep: Mapping[str, Any], info: Mapping[str, Any]) -> None
         machine=f"{info['cpu']}, {info['cores']} cores, Python {info['python']}",
         extras=[
             (one["workers"], one["triggers_per_s"], "measured, one environment"),
-            (
-                unguarded["workers"],
-                unguarded["triggers_per_s"],
-                "measured, IDEMPOTENCY_TABLE_NAME unset (diagnosis)",
-            ),
         ],
     )
 

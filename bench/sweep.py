@@ -58,10 +58,9 @@ def sweep_section(stack: Stack, plan: Plan) -> dict[str, Any]:
         point["repeats_wall_s"] = [r["wall_s"] for r in runs]
         points[workers] = point
     one_environment = run(plan.workers, 1)
-    unguarded = run(plan.workers, plan.environments, guard=False)
     cold = run(plan.workers, plan.environments, warm=False)
     ordered = [points[w] for w in sorted(points)]
-    for point in [sequential, *ordered, one_environment, unguarded, cold]:
+    for point in [sequential, *ordered, one_environment, cold]:
         point["ideal_per_s"] = plan.goal_ids / ideal_wall_s(
             plan.goal_ids,
             plan.goal_latency_ms / 1000,
@@ -79,7 +78,6 @@ def sweep_section(stack: Stack, plan: Plan) -> dict[str, Any]:
         "points": ordered,
         "goal_workers": plan.workers,
         "one_environment": one_environment,
-        "without_idempotency_table": unguarded,
         "cold_environment": cold,
     }
 
@@ -159,7 +157,6 @@ def cost_table(sweep: Mapping[str, Any]) -> Table:
         ("sequential (one environment, MAX_CONCURRENCY=1)", sweep["sequential"]),
         (f"{envs} environments, MAX_CONCURRENCY={goal}", by_workers[goal]),
         (f"{envs} environments, cold", sweep["cold_environment"]),
-        (f"{envs} environments, IDEMPOTENCY_TABLE_NAME unset", sweep["without_idempotency_table"]),
         (f"one environment, MAX_CONCURRENCY={goal}", sweep["one_environment"]),
     ]
     for label, p in runs:
@@ -179,8 +176,6 @@ def cost_table(sweep: Mapping[str, Any]) -> Table:
         "function CPU: the environments' processes from the event's invocation on, summed; stack "
         "CPU: moto's process and the emulator's meanwhile; GetSecretValue / DynamoDB: calls from "
         "the event's invocation on. Cold: each environment's first invocation, which builds its "
-        "AWS clients and reads the key before its first trigger (see 'first API call'). The "
-        "IDEMPOTENCY_TABLE_NAME row is a diagnosis, not a deployment (the guard is what keeps a "
-        "redelivery from triggering twice)."
+        "AWS clients and reads the key before its first trigger (see 'first API call')."
     )
     return table

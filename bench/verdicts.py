@@ -102,8 +102,7 @@ def checks(results: Mapping[str, Any]) -> list[Verdict]:
     runs += [r["sequential"] for r in runs if not r["sequential"]["estimated"]]
     sweep = results.get("throughput") or {}
     runs += list(sweep.get("points", []))
-    runs += [sweep[k] for k in ("sequential", "one_environment", "without_idempotency_table",
-                                "cold_environment") if k in sweep]  # fmt: skip
+    runs += [sweep[k] for k in ("sequential", "one_environment", "cold_environment") if k in sweep]
     incomplete = [
         r
         for r in runs
@@ -164,8 +163,7 @@ def observations(results: Mapping[str, Any]) -> list[str]:
     rows = list(results.get("inline", []))
     sweep = results.get("throughput") or {}
     rows += list(sweep.get("points", []))
-    rows += [sweep[k] for k in ("sequential", "one_environment", "without_idempotency_table",
-                                "cold_environment") if k in sweep]  # fmt: skip
+    rows += [sweep[k] for k in ("sequential", "one_environment", "cold_environment") if k in sweep]
     stderr: Counter[str] = Counter()
     for row in rows + list(results.get("fanout", [])):
         for line in row.get("stderr", []):

@@ -222,6 +222,8 @@ def test_a_key_glider_quotes_back_stays_out_of_logs_letters_and_answers(
         ("GLIDER_API_KEY_SECRET_ID", "", "GLIDER_API_KEY_SECRET_ID is required"),
         # No running unguarded: a redelivery would trigger twice.
         ("IDEMPOTENCY_TABLE_NAME", "", "IDEMPOTENCY_TABLE_NAME is required"),
+        # The queue's own: without it a redriven original would be replayed as a new delivery.
+        ("MAX_RECEIVE_COUNT", "", "MAX_RECEIVE_COUNT is required"),
         ("GLIDER_API_BASE_URL", "http://api.glider.fi", "GLIDER_API_BASE_URL must use https"),
         ("GLIDER_MAX_ATTEMPTS", "0", "GLIDER_MAX_ATTEMPTS must be between 1 and 10"),
         ("GLIDER_READ_TIMEOUT_SECONDS", "soon", "GLIDER_READ_TIMEOUT_SECONDS must be a float"),

@@ -74,28 +74,6 @@ def test_a_batch_with_every_outcome_reports_only_the_transient_failure(
     assert letters["not json at all"]["source"] == f"sqs:{malformed}"
 
 
-def test_without_max_receive_count_a_record_still_failing_lands_in_the_dlq_via_redrive(
-    start_function, emulator: GliderEmulator, deployment: Deployment
-) -> None:
-    # MAX_RECEIVE_COUNT unset: the redrive has the last word (with it, the function writes the
-    # letter itself on the last receive: test_lost_and_doubled.py).
-    function = start_function(MAX_RECEIVE_COUNT="")
-    emulator.script("port_def456", *[Fault.error(502, "API_000", "bad gateway")] * 20)
-    [message_id] = send(deployment, json.dumps({"portfolioId": "port_def456"}))
-    source = SqsEventSource(deployment.sqs, deployment.work_queue)
-
-    deliveries = 0
-    while (result := source.poll(function.invoke, wait_seconds=3)) is not None:
-        deliveries += 1
-        assert result.redelivered == [message_id]
-
-    assert deliveries == 2  # maxReceiveCount of this deployment
-    [letter] = deployment.dlq_messages()
-    assert letter["MessageId"] == message_id
-    assert json.loads(letter["Body"]) == {"portfolioId": "port_def456"}
-    assert work_queue_depth(deployment) == 0
-
-
 def test_a_redelivered_record_succeeds_once_the_api_recovers(
     function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
 ) -> None:

@@ -16,6 +16,7 @@ REQUIRED = {
     "WORK_QUEUE_URL": WORK,
     "FOLLOW_UP_QUEUE_URL": FOLLOW_UPS,
     "IDEMPOTENCY_TABLE_NAME": "glider-trigger-idempotency",
+    "MAX_RECEIVE_COUNT": "5",
 }
 
 
@@ -41,6 +42,7 @@ def test_defaults() -> None:
         deadline_safety_margin_seconds=2.0,
         follow_up_queue_url=FOLLOW_UPS,
         idempotency_table_name="glider-trigger-idempotency",
+        max_receive_count=5,
     )
     assert DEFAULT_GLIDER_API_BASE_URL == "https://api.glider.fi"
 

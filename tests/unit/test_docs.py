@@ -46,6 +46,7 @@ REQUIRED = {
     "DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
     "WORK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/work",
     "IDEMPOTENCY_TABLE_NAME": "glider-trigger-idempotency",
+    "MAX_RECEIVE_COUNT": "5",
     "FOLLOW_UP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/follow-up",
 }
 # Variables in the configuration table that Settings does not read: Powertools reads them

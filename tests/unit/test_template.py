@@ -118,11 +118,11 @@ REQUIRED = {
     "DLQ_URL": "https://sqs.example/1/dlq",
     "WORK_QUEUE_URL": "https://sqs.example/1/work",
     "IDEMPOTENCY_TABLE_NAME": "glider-trigger-idempotency",
+    "MAX_RECEIVE_COUNT": "5",
     "FOLLOW_UP_QUEUE_URL": "https://sqs.example/1/follow-up",
 }
 # Parameters whose default the template chooses, where the function alone does without.
 NO_FUNCTION_DEFAULT = {
-    "MAX_RECEIVE_COUNT": "unset, the queue's redrive has the last word",
     "OUTCOME_EVENT_BUS_NAME": "the account's default bus; unset, no outcome events",
 }
 NOT_THE_FUNCTIONS = {"POWERTOOLS_LOG_LEVEL"}  # Powertools reads it

@@ -72,8 +72,8 @@ def _setting(default: Any, name: str, kind: Kind, **rules: Any) -> Any:
     return field(default=default, metadata=_var(name, kind, **rules))
 
 
-def _required(name: str, kind: Kind) -> Any:
-    return field(metadata=_var(name, kind))
+def _required(name: str, kind: Kind, **rules: Any) -> Any:
+    return field(metadata=_var(name, kind, **rules))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,8 +136,8 @@ class Settings:
     )
     # The work queue's maxReceiveCount: on a record's last receive the function dead-letters
     # what is left itself (letters that name the delivery) instead of leaving the record to
-    # the redrive. None: the redrive has the last word.
-    max_receive_count: int | None = _setting(None, "MAX_RECEIVE_COUNT", Kind.INT, low=1, high=1000)
+    # the redrive, whose replay would be a new delivery. No default: it must be the queue's.
+    max_receive_count: int = _required("MAX_RECEIVE_COUNT", Kind.INT, low=1, high=1000)
     # Follow every triggered rebalance to its outcome with delayed follow-up messages.
     follow_outcomes: bool = _setting(True, "FOLLOW_OUTCOMES", Kind.BOOL)
     # Required when follow_outcomes.

@@ -69,7 +69,7 @@ class World:
     work: InMemoryQueue = field(default_factory=lambda: InMemoryQueue(FanOutError, "work"))
     telemetry: RecordingTelemetry = field(default_factory=RecordingTelemetry)
     events: InMemoryEvents = field(default_factory=InMemoryEvents)
-    max_receive_count: int | None = 5
+    max_receive_count: int = 5
     max_attempts: int = 4
     max_concurrency: int = 4
     follower: OutcomeFollower | None = None
@@ -209,13 +209,6 @@ def test_on_its_last_receive_what_still_fails_is_dead_lettered_here() -> None:
         }
     ]
     assert world.actions() == [Next.DEAD_LETTERED_LAST_RECEIVE]
-
-
-def test_without_a_receive_limit_the_redrive_has_the_last_word() -> None:
-    world = World(FakeApi(then=DOWN), max_receive_count=None)
-
-    assert world.message({"portfolioId": "p1"}, receive=99).redeliver is True
-    assert world.letters() == []
 
 
 def test_an_unparsable_message_is_dead_lettered_verbatim_and_settled() -> None:

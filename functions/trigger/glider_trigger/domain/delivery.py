@@ -63,7 +63,7 @@ DEFER_SLACK_SECONDS = 5
 class DeliveryRules:
     max_concurrency: int  # workers triggering in parallel
     # The work queue's maxReceiveCount (None: the redrive has the last word).
-    max_receive_count: int | None
+    max_receive_count: int
 
 
 @dataclass
@@ -153,8 +153,7 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
         return fate.settlement
 
     def _is_last_receive(self, message: Message) -> bool:
-        limit = self._rules.max_receive_count
-        return limit is not None and message.receive_count >= limit
+        return message.receive_count >= self._rules.max_receive_count
 
     def _trigger_one(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         blocker = invocation.blocker() or _out_of_time(invocation)

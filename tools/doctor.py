@@ -9,7 +9,8 @@
 The configuration comes from --stack NAME (the stack's parameters GliderApiKeySecretArn,
 GliderApiBaseUrl and GliderApiVersion, its queue outputs and its IdempotencyTable resource), or
 --from-env (the function's own variables: GLIDER_API_KEY_SECRET_ID, GLIDER_API_BASE_URL,
-GLIDER_API_VERSION, WORK_QUEUE_URL, DLQ_URL, FOLLOW_UP_QUEUE_URL, IDEMPOTENCY_TABLE_NAME), or
+GLIDER_API_VERSION, WORK_QUEUE_URL, DLQ_URL, FOLLOW_UP_QUEUE_URL, IDEMPOTENCY_TABLE_NAME,
+MAX_RECEIVE_COUNT), or
 else local/.stack.json, which `make run ARGS=--keep` writes while its local stack is up (its
 AWS_* values, the moto endpoint and fake credentials, are applied to the AWS clients). Otherwise
 region, credentials and endpoint come from the standard AWS environment, as for tools/dlq.py.

@@ -11,8 +11,10 @@ from dataclasses import replace
 
 import pytest
 
+from glider_trigger.outbound.guard import ONCE_KEY_PREFIX, Status, record_id
 from glider_trigger.settings import ApiVersion
 from local.chaos.accounting import announced_repeats, joined_deliveries
+from local.chaos.amnesia import sweep
 from local.chaos.config import ChaosConfig
 from local.chaos.faults import (
     AWS_FAULTS,
@@ -27,6 +29,7 @@ from local.chaos.plan import AFTER_COOLDOWN, AT_COOLDOWN_END, MINUTES_APART, TOG
 from local.chaos.report import ChaosReport
 from local.chaos.run import run_chaos
 from local.fixtures.glider_emulator import RecordedRequest
+from local.fixtures.stack import Deployment
 
 
 class ChaosChecks:
@@ -282,3 +285,24 @@ def test_a_delivery_is_joined_only_when_glider_collapsed_it_and_the_function_sen
     # B refused (429), then only looked and took A's rebalance for its own: case 1, not a join.
     taken = {**b, "reconciled": True}
     assert joined_deliveries({"p": 2}, [trigger(202), trigger(429)], [a, taken], {"p": 1}) == {}
+
+
+def test_the_forgetful_guard_forgets_only_the_triggers_it_may(deployment: Deployment) -> None:
+    # --guard-forgets must not forget a record its holder still needs, nor `once` records (a
+    # letter or an outcome line written twice would be the harness's double, not the function's).
+    dynamodb = deployment.moto.client("dynamodb")
+    table = deployment.idempotency_table
+    records = {
+        "open": (record_id("schedule:a#p1"), Status.OPEN),
+        "settled": (record_id("schedule:a#p2"), Status.SETTLED),
+        "held": (record_id("schedule:a#p3"), Status.HELD),
+        "once": (record_id("letter:x", prefix=ONCE_KEY_PREFIX), Status.SETTLED),
+    }
+    for key, status in records.values():
+        dynamodb.put_item(TableName=table, Item={"id": {"S": key}, "status": {"S": status.value}})
+    dynamodb.put_item(TableName=table, Item={"id": {"S": "history#p1#2026-12-07"}})
+
+    assert sweep(dynamodb, table) == 2
+
+    left = {item["id"]["S"] for item in dynamodb.scan(TableName=table)["Items"]}
+    assert left == {records["held"][0], records["once"][0], "history#p1#2026-12-07"}

@@ -44,6 +44,7 @@ FUNCTION_VARIABLES = (
     "FOLLOW_UP_QUEUE_URL",
     "FOLLOW_OUTCOMES",
     "IDEMPOTENCY_TABLE_NAME",
+    "MAX_RECEIVE_COUNT",
 )
 
 
@@ -383,6 +384,24 @@ def test_a_stack_without_the_version_parameter_is_v1(
     assert missing.status == 1
     assert "configuration  FAIL    stack no-such-stack: DescribeStacks: ValidationError" in (
         missing.out
+    )
+
+    # A stack without the table (not this template's): the function would refuse to start.
+    del template["Resources"]["IdempotencyTable"]
+    moto_server.client("cloudformation").create_stack(
+        StackName=f"{name}-tableless",
+        TemplateBody=json.dumps(template),
+        Parameters=[
+            {"ParameterKey": "GliderApiKeySecretArn", "ParameterValue": doctor.stack.secret_id},
+            {"ParameterKey": "GliderApiBaseUrl", "ParameterValue": glider.base_url},
+        ],
+    )
+    tableless = doctor.run("--stack", f"{name}-tableless", "--json")
+    assert tableless.status == 1
+    result, detail = tableless.rows["idempotency table"]
+    assert result == "FAIL"
+    assert detail == (
+        "not configured (resource IdempotencyTable): the function refuses to start without it"
     )
 
 

@@ -74,6 +74,32 @@ def test_a_batch_with_every_outcome_reports_only_the_transient_failure(
     assert letters["not json at all"]["source"] == f"sqs:{malformed}"
 
 
+def test_a_record_the_function_cannot_letter_on_its_last_receive_is_redriven_whole(
+    start_function, emulator: GliderEmulator, deployment: Deployment
+) -> None:
+    # The redrive is the safety net: on its last receive the function letters what is still
+    # failing itself, and when that letter cannot be written (here its DLQ does not exist) it
+    # keeps the record, which the queue's redrive then moves to the DLQ, body unchanged.
+    unwritable = deployment.dlq.url.rsplit("/", 1)[0] + "/no-such-dlq"
+    function = start_function(DLQ_URL=unwritable)
+    emulator.script("port_def456", *[Fault.error(502, "API_000", "bad gateway")] * 20)
+    [message_id] = send(deployment, json.dumps({"portfolioId": "port_def456"}))
+    source = SqsEventSource(deployment.sqs, deployment.work_queue)
+
+    deliveries = 0
+    while (result := source.poll(function.invoke, wait_seconds=3)) is not None:
+        deliveries += 1
+        assert result.redelivered == [message_id]
+
+    assert deliveries == 2  # maxReceiveCount of this deployment
+    [letter] = deployment.dlq_messages()
+    assert letter["MessageId"] == message_id
+    assert json.loads(letter["Body"]) == {"portfolioId": "port_def456"}
+    assert work_queue_depth(deployment) == 0
+    errors = [log for log in function.logs if log["level"] == "ERROR"]
+    assert any("no-such-dlq" in json.dumps(log) for log in errors)
+
+
 def test_a_redelivered_record_succeeds_once_the_api_recovers(
     function: LocalFunction, emulator: GliderEmulator, deployment: Deployment
 ) -> None:

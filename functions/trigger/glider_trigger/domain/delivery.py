@@ -62,7 +62,7 @@ DEFER_SLACK_SECONDS = 5
 @dataclass(frozen=True, kw_only=True)
 class DeliveryRules:
     max_concurrency: int  # workers triggering in parallel
-    # The work queue's maxReceiveCount (None: the redrive has the last word).
+    # The work queue's maxReceiveCount: on the last receive the function letters what is left.
     max_receive_count: int
 
 

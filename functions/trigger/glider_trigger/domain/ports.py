@@ -207,7 +207,8 @@ class Attempts(Protocol):
 
 
 class NoRecord:
-    """Attempts with nowhere to record them (no guard): sending is never refused."""
+    """Attempts with nowhere to record them (a trigger run outside the guard, as the domain's
+    tests run it): sending is never refused."""
 
     def sending(self) -> None:
         pass

@@ -72,7 +72,7 @@ class RebalanceTrigger:
         self, request: TriggerRequest, invocation: Invocation, attempts: Attempts | None = None
     ) -> Outcome:
         """`attempts` records, before the first request leaves, that this holder may make Glider
-        act (the guard's record; none without a guard)."""
+        act (the guard's record; none where no guard runs it, as in the domain's own tests)."""
         outcome = self._attempt(request, invocation, attempts or NO_RECORD)
         if isinstance(outcome, Failed) and outcome.failure_class is FailureClass.SYSTEMIC:
             invocation.halt(outcome.error)

@@ -7,7 +7,7 @@ only loads the handler fresh (a cold start, as a new execution environment does)
 so that its peak RSS is the function's and not the harness's. SPEC is a JSON file:
 
     {"mode": "invoke", "env": {...}, "event": {...}, "timeout_seconds": 900,
-     "warmup_event": {...} or null, "calls_url": moto's call counter or null,
+     "warmup_event": {...} or null,
      "work_queue": {"queue_url": ..., "queue_arn": ..., "moto_url": ..., "batch_size": 10}
      or null, "invoked_flag": a path or null}
     {"mode": "drain", "env": {...}, "queue_url": ..., "queue_arn": ..., "moto_url": ...,
@@ -25,8 +25,7 @@ the flag: their batches start once the invocation has returned, where AWS's poll
 first messages while it is still queuing the rest). The parent's figure is from copy 0's
 invocation to the last batch settled in any copy. With a warmup_event, the measured work is the
 environment's second (warm: clients built and the key read by the first, which is not measured,
-nor the drain of what it queued); with a calls_url, the AWS calls counted are those moto served
-while this copy ran (every copy's: the parent counts a run's calls itself).
+nor the drain of what it queued). The parent counts a run's AWS calls itself (moto's process).
 
 The handler is loaded as local/fixtures/function.py's LocalFunction loads it (the environment set,
 stdout captured, `import app`), but without importing local.function: that module imports
@@ -48,7 +47,6 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
-from bench.moto_calls import read_calls
 from local.fixtures.lambda_context import LocalLambdaContext
 
 if TYPE_CHECKING:
@@ -99,11 +97,6 @@ def read_log(path: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
                     if level not in ("INFO", "DEBUG") and len(notable) < MAX_NOTABLE:
                         notable.append(record)
     return dict(levels), notable
-
-
-def served(calls_url: str | None) -> tuple[Counter[str], int]:
-    """moto's counts (bench/moto_calls.py); nothing without a URL."""
-    return read_calls(calls_url) if calls_url else (Counter(), 0)
 
 
 def signal(line: str) -> None:
@@ -179,7 +172,6 @@ def invoke(spec: Mapping[str, Any], log: Any, copy: int) -> dict[str, Any]:
 
     warm_up(spec, module, log, work_queue, handler)
     outcomes_before = len(read_log_outcomes(log))
-    calls_before, connections_before = served(spec.get("calls_url"))
     started_at, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
     clock_started = time.monotonic()
     error = ""
@@ -206,8 +198,6 @@ def invoke(spec: Mapping[str, Any], log: Any, copy: int) -> dict[str, Any]:
             invoked_flag.touch()  # the other environments must not wait for it
     wall = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0
-    calls, connections = served(spec.get("calls_url"))
-    calls.subtract(calls_before)
     outcomes = Counter(read_log_outcomes(log)[outcomes_before:])
     batch_errors = [f"{type(b.error).__name__}: {b.error}" for b in batches if b.error]
     return {
@@ -215,9 +205,6 @@ def invoke(spec: Mapping[str, Any], log: Any, copy: int) -> dict[str, Any]:
         "cpu_s": cpu,
         "warm": spec.get("warmup_event") is not None,
         "invoker": invoker,
-        # Only with a calls_url; the connection of the second count's own request left out.
-        "aws_calls": dict(+calls) if spec.get("calls_url") else None,
-        "aws_connections": connections - connections_before - 1 if spec.get("calls_url") else None,
         "started_at": started_at,
         # The monotonic clock (one for every process on the machine): when the measured part
         # began (the parent's "go") and when this environment settled its last batch (or, for
@@ -279,23 +266,9 @@ def read_log_outcomes(log: Any) -> list[str]:
 def drain(spec: Mapping[str, Any], log: Any) -> dict[str, Any]:
     """Lambda's SQS event source on the work queue: batches of at most `batch_size`, one warm
     invocation each."""
-    # Here, not at the top: in "invoke" mode the function's own import must load boto3.
-    import boto3  # noqa: PLC0415 - the harness's SQS client (receive/delete), straight to moto
-
-    from local.fixtures.event_source import SqsEventSource  # noqa: PLC0415
-
     with contextlib.redirect_stdout(log):
         module = load_handler(spec["env"])
-    sqs = boto3.session.Session().client(
-        "sqs",
-        endpoint_url=spec["moto_url"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
-    )
-    # local.stack.Queue's two fields, without importing local.stack (and moto with it).
-    queue = cast("Queue", SimpleNamespace(url=spec["queue_url"], arn=spec["queue_arn"]))
-    source = SqsEventSource(sqs, queue, batch_size=int(spec["batch_size"]))
+    source = work_queue_source(spec)
     timeout = float(spec["timeout_seconds"])
     invocations = 0
     errors: Counter[str] = Counter()

@@ -83,9 +83,8 @@ def inline_run(
         "triggers_per_s": ids / run.wall_s,
         "tcp_connections": run.connections,
         "aws_tcp_connections": run.aws_connections,
-        # In the environments (the warm-ups' reads included): each reads the key once.
-        "secrets_manager_calls": run.environment_calls[SECRET_CALLS],
-        "invocation_secrets_manager_calls": run.calls[SECRET_CALLS],
+        # From the parent's "go" on, the warm-ups' reads left out: 0 warm, one per cold environment.
+        "secrets_manager_calls": run.calls[SECRET_CALLS],
         "dynamodb_calls": run.dynamodb_calls,
         "sqs_sends": run.sqs_sends,
         "api_calls": run.api_calls,

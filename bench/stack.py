@@ -36,7 +36,6 @@ class Run:
 
     children: list[dict[str, Any]]
     calls: Counter[str]  # AWS operations of the measured invocation(s)
-    environment_calls: Counter[str]  # ... and of the whole run, a warm-up invocation included
     api_calls: int  # trigger requests (the calls that can start a rebalance)
     status_calls: int  # status requests: lost answers reconciled before a trigger is sent again
     connections: int  # TCP connections the Glider emulator accepted
@@ -169,12 +168,6 @@ class Stack:
         children = [json.loads(out.read_text()) for out in outs]
         # (less the one connection the served() call above opened)
         aws_connections = aws_connections - aws_connections_before - 1
-        environment_calls = +calls
-        if not coordinated and copies == 1 and children[0].get("aws_calls") is not None:
-            # The measured invocation's own calls, counted by the child around it: a warm-up
-            # invocation before it made calls of its own.
-            calls = Counter(children[0]["aws_calls"])
-            aws_connections = int(children[0]["aws_connections"])
         every = [r for r in self.emulator.requests if r.portfolio_id != WARMUP_PORTFOLIO]
         requests = [r for r in every if r.method == "POST"]
         first = min((r.received_at for r in requests), default=None)
@@ -182,7 +175,6 @@ class Stack:
         return Run(
             children=children,
             calls=+calls,
-            environment_calls=environment_calls,
             api_calls=len(requests),
             status_calls=len(every) - len(requests),
             # The warm-ups' connections included: the measured work reuses them.

@@ -168,7 +168,7 @@ def cost_table(sweep: Mapping[str, Any]) -> Table:
                 f"{1000 * p['function_cpu_s'] / p['ids']:.1f} ms",
                 f"{1000 * p['stack_cpu_s'] / p['ids']:.1f} ms",
                 f"{1000 * (p['first_api_call_s'] or 0):.0f} ms",
-                str(p["invocation_secrets_manager_calls"]),
+                str(p["secrets_manager_calls"]),
                 str(p["dynamodb_calls"]),
             ]
         )

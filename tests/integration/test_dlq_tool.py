@@ -160,7 +160,7 @@ def sqs(moto_server: MotoServer) -> Any:
 
 
 @pytest.fixture
-def aws(moto_server: MotoServer, sqs: Any, monkeypatch: pytest.MonkeyPatch) -> Stack:
+def aws(sqs: Any, monkeypatch: pytest.MonkeyPatch, aws_environment: None) -> Stack:
     """Fresh queues, and the standard AWS environment pointed at the moto server."""
     suffix = uuid.uuid4().hex[:8]
     dlq = create_queue(sqs, f"glider-dlq-{suffix}", {})
@@ -169,13 +169,6 @@ def aws(moto_server: MotoServer, sqs: Any, monkeypatch: pytest.MonkeyPatch) -> S
     follow_ups = create_queue(
         sqs, f"glider-follow-up-{suffix}", {"RedrivePolicy": json.dumps(redrive)}
     )
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_AWS_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    # The standard variable: the tool has no endpoint option of its own.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
     monkeypatch.setenv("DLQ_URL", dlq.url)
     monkeypatch.setenv("WORK_QUEUE_URL", work.url)
     monkeypatch.setenv("FOLLOW_UP_QUEUE_URL", follow_ups.url)

@@ -61,12 +61,14 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
     events = shared.events or NO_OUTCOME_EVENTS
     letterbox = LetterBox(shared.dead_letters, shared.guard, shared.telemetry, events)
     work_queue = QueueWriter(settings.work_queue_url, client=shared.aws.sqs, error_type=FanOutError)
+    intake = Intake(work_queue, letterbox, shared.telemetry, parallelism=settings.max_concurrency)
     service = DeliveryService(
         _trigger(settings, shared),
         shared.guard,
         letterbox,
         work_queue,
         shared.telemetry,
+        intake=intake,
         rules=DeliveryRules(
             max_concurrency=settings.max_concurrency,
             max_receive_count=settings.max_receive_count,
@@ -75,7 +77,7 @@ def build_entry(settings: Settings, *, logger: Logger, metrics: Metrics) -> Lamb
         history=shared.history,
     )
     return LambdaEntry(
-        _routes(settings, shared, service, follower, letterbox, work_queue),
+        _routes(settings, shared, intake, service, follower, letterbox),
         begin=lambda deadline, lifetime: service.begin(deadline, lifetime_seconds=lifetime),
         on_invocation=shared.guard.register,
         deadline_margin_seconds=settings.deadline_safety_margin_seconds,
@@ -134,10 +136,10 @@ def _follower(settings: Settings, shared: _Shared) -> OutcomeFollower | None:
 def _routes(  # noqa: PLR0917 - the pieces of one wiring, in the order they were built
     settings: Settings,
     shared: _Shared,
+    intake: Intake,
     service: DeliveryService,
     follower: OutcomeFollower | None,
     letterbox: LetterBox,
-    work_queue: QueueWriter,
 ) -> Routes:
     """Events to the intake; the work queue's records to the triggers; the follow-up queue's to
     the follow-ups."""
@@ -145,7 +147,7 @@ def _routes(  # noqa: PLR0917 - the pieces of one wiring, in the order they were
     visibility = WorkQueueVisibility(client=shared.aws.sqs)
     follow_ups = FollowUpDelivery(follower, letterbox, max_concurrency=settings.max_concurrency)
     return Routes(
-        Intake(work_queue, letterbox, telemetry, parallelism=settings.max_concurrency),
+        intake,
         SqsBatchHandler(
             service,
             work_queue_parser(default_skip=settings.default_skip_schedule_validation),

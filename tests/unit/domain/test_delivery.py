@@ -8,30 +8,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from itertools import count
 
 import pytest
 
-from glider_trigger.domain.batch import Settlement
-from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import (
     Certainty,
     DeadLetterWriteError,
     FailureClass,
     FanOutError,
     FollowUpError,
-    InvalidInputError,
 )
 from glider_trigger.domain.follow import OutcomeFollower
-from glider_trigger.domain.invocation import Invocation
-from glider_trigger.domain.letterbox import LetterBox
 from glider_trigger.domain.models import (
     Failed,
     Message,
     Next,
     OutcomeKind,
-    ParsedInput,
     Receipt,
     Triggered,
 )
@@ -40,15 +32,14 @@ from tests.fakes.api import (
     FakeApi,
     FakeDeadline,
     FakeKeys,
-    rebalance_trigger,
     refused,
-    retry_policy,
 )
 from tests.fakes.clock import FakeClock
-from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
 from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
+from tests.fakes.world import LIFETIME, parsed
+from tests.fakes.world import DeliveryWorld as World
 
 RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
 NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
@@ -56,72 +47,6 @@ DOWN = refused("SERVER_ERROR", FailureClass.TRANSIENT)
 UNEXPECTED_2XX = refused(
     "UNEXPECTED_RESPONSE", FailureClass.PERMANENT, certainty=Certainty.ACTED_UNREADABLE
 )
-LIFETIME = 60.0
-
-
-@dataclass
-class World:
-    """The use case wired to fakes: the API answers `api`'s script."""
-
-    api: FakeApi
-    guard: InMemoryGuard = field(default_factory=InMemoryGuard)
-    dlq: InMemoryQueue = field(default_factory=lambda: InMemoryQueue(DeadLetterWriteError, "dlq"))
-    work: InMemoryQueue = field(default_factory=lambda: InMemoryQueue(FanOutError, "work"))
-    telemetry: RecordingTelemetry = field(default_factory=RecordingTelemetry)
-    events: InMemoryEvents = field(default_factory=InMemoryEvents)
-    max_receive_count: int = 5
-    max_attempts: int = 4
-    max_concurrency: int = 4
-    follower: OutcomeFollower | None = None
-    _ids: count[int] = field(default_factory=lambda: count(1))
-
-    def __post_init__(self) -> None:
-        policy = retry_policy(
-            base_delay_seconds=0, max_delay_seconds=8.0, max_attempts=self.max_attempts
-        )
-        self.letterbox = LetterBox(self.dlq, self.guard, self.telemetry, self.events)
-        self.service = DeliveryService(
-            rebalance_trigger(self.api, FakeKeys(), policy, clock=FakeClock()),
-            self.guard,
-            self.letterbox,
-            self.work,
-            self.telemetry,
-            rules=DeliveryRules(
-                max_concurrency=self.max_concurrency, max_receive_count=self.max_receive_count
-            ),
-            follower=self.follower,
-        )
-
-    def invocation(self) -> Invocation:
-        return self.service.begin(FakeDeadline(), lifetime_seconds=LIFETIME)
-
-    def batch(self, *messages: Message) -> list[Settlement]:
-        """One SQS batch: every message prepared at once, then each settled on its own."""
-        invocation = self.invocation()
-        prepared = self.service.prepare([(m, parsed(m)) for m in messages], invocation)
-        return [self.service.settle(record, invocation) for record in prepared]
-
-    def message(self, body: object, *, message_id: str = "m-1", receive: int = 1) -> Settlement:
-        [settlement] = self.batch(Message(message_id, json.dumps(body), receive))
-        return settlement
-
-    def drain(self) -> list[Settlement]:
-        """What the work queue holds, delivered once each as new messages (and taken off it)."""
-        queued, self.work.messages = self.work.messages, []
-        return self.batch(*(Message(f"w-{next(self._ids)}", m.body) for m in queued))
-
-    def letters(self) -> list[dict[str, object]]:
-        return self.dlq.bodies()
-
-    def actions(self) -> list[Next]:
-        return [line["action"] for line in self.telemetry.named("outcome")]
-
-
-def parsed(message: Message) -> ParsedInput | InvalidInputError:
-    try:
-        return parse_sqs_body(message.body, message_id=message.message_id, default_skip=False)
-    except InvalidInputError as exc:
-        return exc
 
 
 def portfolio_ids(bodies: Sequence[dict[str, object]]) -> list[object]:

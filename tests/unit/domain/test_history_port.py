@@ -4,36 +4,28 @@ followed rebalance's final outcome however often its follow-up comes back."""
 
 from __future__ import annotations
 
-import json
-
-from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import (
     Certainty,
     DeadLetterWriteError,
     FailureClass,
-    FanOutError,
     FollowUpError,
 )
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
-from glider_trigger.domain.letterbox import LetterBox
 from glider_trigger.domain.models import (
     FinalOutcome,
     FollowUp,
     InputSource,
-    Message,
     RebalanceState,
     Receipt,
     SourceKind,
     Triggered,
     TriggerRequest,
 )
-from glider_trigger.inbound.events import parse_sqs_body
 from tests.fakes.api import (
     FakeApi,
     FakeDeadline,
     FakeKeys,
-    rebalance_trigger,
     refused,
     retry_policy,
 )
@@ -43,6 +35,7 @@ from tests.fakes.guard import InMemoryGuard
 from tests.fakes.history import RecordingHistory
 from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
+from tests.fakes.world import DeliveryWorld
 
 RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
 DOWN = refused("SERVER_ERROR", FailureClass.TRANSIENT)
@@ -52,40 +45,16 @@ UNEXPECTED_2XX = refused(
 )
 
 
-class World:
-    def __init__(self, api: FakeApi) -> None:
-        self.api = api
-        self.guard = InMemoryGuard()
-        self.history = RecordingHistory()
-        self.work = InMemoryQueue(FanOutError, "work")
-        telemetry = RecordingTelemetry()
-        self.service = DeliveryService(
-            rebalance_trigger(api, FakeKeys(), retry_policy(max_attempts=1), clock=FakeClock()),
-            self.guard,
-            LetterBox(InMemoryQueue(DeadLetterWriteError, "dlq"), self.guard, telemetry),
-            self.work,
-            telemetry,
-            rules=DeliveryRules(max_concurrency=4, max_receive_count=5),
-            history=self.history,
-        )
+def World(api: FakeApi) -> DeliveryWorld:
+    """One try a receive: a failure is written, then its redelivery."""
+    return DeliveryWorld(api, max_attempts=1)
 
-    def invocation(self) -> Invocation:
-        return self.service.begin(FakeDeadline(), lifetime_seconds=60.0)
 
-    def message(self, body: object, *, message_id: str = "m-1", receive: int = 1) -> None:
-        text = json.dumps(body)
-        parsed = parse_sqs_body(text, message_id=message_id, default_skip=False)
-        invocation = self.invocation()
-        [prepared] = self.service.prepare(
-            [(Message(message_id, text, receive), parsed)], invocation
-        )
-        self.service.settle(prepared, invocation)
-
-    def written(self) -> list[tuple[str, str]]:
-        return [
-            (o.request.portfolio_id, "triggered" if isinstance(o, Triggered) else o.error.reason)
-            for o in self.history.triggers
-        ]
+def written(world: DeliveryWorld) -> list[tuple[str, str]]:
+    return [
+        (o.request.portfolio_id, "triggered" if isinstance(o, Triggered) else o.error.reason)
+        for o in world.history.triggers
+    ]
 
 
 def test_each_trigger_and_each_failure_is_written_once() -> None:
@@ -94,18 +63,18 @@ def test_each_trigger_and_each_failure_is_written_once() -> None:
     world.message({"portfolioId": "p1"}, message_id="m-1")
     world.message({"portfolioId": "p2"}, message_id="m-2")
 
-    assert world.written() == [("p1", "triggered"), ("p2", "NOT_FOUND")]
+    assert written(world) == [("p1", "triggered"), ("p2", "NOT_FOUND")]
 
 
 def test_a_split_writes_nothing_and_each_of_its_portfolios_is_written_when_triggered() -> None:
     world = World(FakeApi(RECEIPT, NOT_FOUND))
 
     world.message({"portfolioIds": ["p1", "p2"]})  # split: nothing triggered yet
-    assert world.written() == []
+    assert written(world) == []
     for number, queued in enumerate(world.work.bodies()):
         world.message(queued, message_id=f"w-{number}")
 
-    assert world.written() == [("p1", "triggered"), ("p2", "NOT_FOUND")]
+    assert written(world) == [("p1", "triggered"), ("p2", "NOT_FOUND")]
 
 
 def test_each_receive_that_failed_is_written_and_the_redelivery_that_finds_it_done_is_not() -> None:
@@ -115,7 +84,7 @@ def test_each_receive_that_failed_is_written_and_the_redelivery_that_finds_it_do
     world.message({"portfolioId": "p1"}, receive=2)  # triggered
     world.message({"portfolioId": "p1"}, receive=3)  # a duplicate: nothing sent, nothing new
 
-    assert world.written() == [("p1", "SERVER_ERROR"), ("p1", "triggered")]
+    assert written(world) == [("p1", "SERVER_ERROR"), ("p1", "triggered")]
 
 
 def test_a_settled_failure_that_comes_back_is_not_written_again() -> None:
@@ -124,7 +93,7 @@ def test_a_settled_failure_that_comes_back_is_not_written_again() -> None:
     world.message({"portfolioId": "p1"})
     world.message({"portfolioId": "p1"})
 
-    assert world.written() == [("p1", "UNEXPECTED_RESPONSE")]
+    assert written(world) == [("p1", "UNEXPECTED_RESPONSE")]
 
 
 def test_a_portfolio_held_by_another_invocation_is_left_to_its_holder() -> None:

@@ -4,77 +4,25 @@ is triggered until the work queue delivers them (drained here through the Delive
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from itertools import count
-
 import pytest
 
-from glider_trigger.domain.delivery import DeliveryRules, DeliveryService
 from glider_trigger.domain.errors import (
     DeadLetterWriteError,
     FailureClass,
     FanOutError,
     InvalidInputError,
 )
-from glider_trigger.domain.intake import Accepted, Intake
-from glider_trigger.domain.letterbox import LetterBox
-from glider_trigger.domain.models import InputSource, Message, Receipt, SourceKind
-from glider_trigger.inbound.events import parse_event, parse_sqs_body
+from glider_trigger.domain.models import InputSource, Receipt, SourceKind
+from glider_trigger.inbound.events import parse_event
 from tests.fakes.api import (
     FakeApi,
-    FakeDeadline,
-    FakeKeys,
-    rebalance_trigger,
     refused,
-    retry_policy,
 )
-from tests.fakes.clock import FakeClock
-from tests.fakes.events import InMemoryEvents
-from tests.fakes.guard import InMemoryGuard
-from tests.fakes.queues import InMemoryQueue
-from tests.fakes.telemetry import RecordingTelemetry
+from tests.fakes.world import DeliveryWorld as World
 
 RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
 NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
 SCHEDULE = "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/daily"
-
-
-@dataclass
-class World:
-    api: FakeApi
-    guard: InMemoryGuard = field(default_factory=InMemoryGuard)
-    dlq: InMemoryQueue = field(default_factory=lambda: InMemoryQueue(DeadLetterWriteError, "dlq"))
-    work: InMemoryQueue = field(default_factory=lambda: InMemoryQueue(FanOutError, "work"))
-    telemetry: RecordingTelemetry = field(default_factory=RecordingTelemetry)
-    events: InMemoryEvents = field(default_factory=InMemoryEvents)
-    _ids: count[int] = field(default_factory=lambda: count(1))
-
-    def __post_init__(self) -> None:
-        letterbox = LetterBox(self.dlq, self.guard, self.telemetry, self.events)
-        self.intake = Intake(self.work, letterbox, self.telemetry, parallelism=4)
-        self.service = DeliveryService(
-            rebalance_trigger(self.api, FakeKeys(), retry_policy(), clock=FakeClock()),
-            self.guard,
-            letterbox,
-            self.work,
-            self.telemetry,
-            rules=DeliveryRules(max_concurrency=4, max_receive_count=5),
-        )
-
-    def event(self, event: object, request_id: str = "req-1") -> Accepted:
-        return self.intake.accept(parse_event(event, default_skip=False), request_id=request_id)
-
-    def drain(self) -> None:
-        """What the work queue holds, each delivered once as a new message."""
-        queued, self.work.messages = self.work.messages, []
-        messages = [Message(f"w-{next(self._ids)}", m.body) for m in queued]
-        parsed = [
-            (m, parse_sqs_body(m.body, message_id=m.message_id, default_skip=False))
-            for m in messages
-        ]
-        invocation = self.service.begin(FakeDeadline(), lifetime_seconds=60)
-        for record in self.service.prepare(parsed, invocation):
-            self.service.settle(record, invocation)
 
 
 def test_an_event_queues_one_message_per_portfolio_and_triggers_nothing_itself() -> None:

@@ -28,6 +28,7 @@ from glider_trigger.domain.errors import (
 )
 from glider_trigger.domain.fate import decide
 from glider_trigger.domain.follow import OutcomeFollower
+from glider_trigger.domain.intake import Intake
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.letterbox import LetterBox
 from glider_trigger.domain.models import (
@@ -92,6 +93,7 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
         work_queue: MessageQueue,
         telemetry: DeliveryReports,
         *,
+        intake: Intake,
         rules: DeliveryRules,
         follower: OutcomeFollower | None = None,
         history: History = NO_HISTORY,
@@ -102,6 +104,7 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
         self._work_queue = work_queue
         self._telemetry = telemetry
         self._rules = rules
+        self._intake = intake  # a split is an intake of the message's own input, under its key
         self._follower = follower
         self._history = history
 
@@ -201,23 +204,13 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
         triggered stays done. If the work queue refuses on the last receive, the ids are
         dead-lettered under the same key rather than left to the redrive (whose replay would
         be a new delivery)."""
-        self._telemetry.received(len(parsed.rejected))
-        messages = [
-            OutgoingMessage(resumed_input(r, may_have_started=r.may_have_started, queued=True))
-            for r in parsed.requests
-        ]
         try:
-            self._work_queue.send(messages, parallelism=self._rules.max_concurrency)
+            self._intake.queue(parsed)
         except FanOutError as exc:
-            self._telemetry.fan_out_failed(self._work_queue.queue_url, len(messages))
             if not self._is_last_receive(message):
                 raise  # delivered again, split again: the same keys
             refused = FanOutRefusedError(f"the work queue refused the split: {exc}")
             self._letterbox.failures(parsed, [_not_attempted(r, refused) for r in parsed.requests])
-            return SETTLED
-        if messages:
-            self._telemetry.queued(len(messages), self._work_queue.queue_url, parsed.source)
-        self._letterbox.failures(parsed, ())
         return SETTLED
 
     def _defer(self, held: Failed, invocation: Invocation) -> None:

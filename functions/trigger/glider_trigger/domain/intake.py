@@ -56,6 +56,12 @@ class Intake:
     def accept(self, parsed: ParsedInput, *, request_id: str) -> Accepted:
         """Queue each portfolio under the delivery's key, then dead-letter the rejected ids."""
         parsed = _keyed(parsed, request_id)
+        return Accepted(parsed.source, self.queue(parsed), parsed.rejected)
+
+    def queue(self, parsed: ParsedInput) -> int:
+        """One work-queue message per portfolio under the input's own key, then its rejected ids
+        dead-lettered; how many were queued. Raises FanOutError (reported) when the work queue
+        refuses: nothing is dead-lettered then, and the caller decides what becomes of it."""
         # Each queued portfolio is counted as received when its message is processed.
         self._telemetry.received(len(parsed.rejected))
         # What an attempt of this delivery may have started (a replayed letter's window) goes
@@ -74,7 +80,7 @@ class Intake:
         if messages:
             self._telemetry.queued(len(messages), self._work_queue.queue_url, parsed.source)
         self._letterbox.failures(parsed, ())
-        return Accepted(parsed.source, len(messages), parsed.rejected)
+        return len(messages)
 
 
 def _keyed(parsed: ParsedInput, request_id: str) -> ParsedInput:

@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from glider_trigger.domain.errors import DuplicateInProgressError, classify
+from glider_trigger.domain.errors import DuplicateInProgressError
 from glider_trigger.domain.models import Failed, Outcome, Triggered, TriggerRequest, Window
 from glider_trigger.domain.ports import Attempts
 
 
-class _Sending:
+class RecordedAttempts:
+    """The guard's record of attempts, counted: how many holders recorded sending."""
+
     def __init__(self) -> None:
         self.recorded = 0
 
@@ -36,7 +38,7 @@ class InMemoryGuard:
     ) -> Outcome:
         if key in self.held:
             error = DuplicateInProgressError("another invocation is triggering this delivery")
-            return Failed(request, error, classify(error), attempts=0)
+            return Failed.not_attempted(request, error)
         earlier = self.settled.get(key)
         if isinstance(earlier, Triggered):
             return replace(earlier, request=request, attempts=0, already_triggered=True)
@@ -44,7 +46,7 @@ class InMemoryGuard:
             return replace(earlier, request=request, attempts=0, remembered=True)
         recorded = self.open.pop(key, ())
         held = replace(request, may_have_started=(*recorded, *request.may_have_started))
-        sending = _Sending()
+        sending = RecordedAttempts()
         outcome = trigger(held, sending)
         self.sent[key] = self.sent.get(key, 0) + sending.recorded
         if outcome.settles_delivery:

@@ -169,7 +169,7 @@ def _api(
     # without tracing never loads it. Before the first AWS client: botocore gets patched.
     from glider_trigger.outbound.tracing import TracedApi, tracer  # noqa: PLC0415
 
-    return TracedApi(api, tracer(logger.service), api_version=settings.glider_api_version.value)
+    return TracedApi(api, tracer(logger.service))
 
 
 def _trigger(settings: Settings, shared: _Shared) -> RebalanceTrigger:

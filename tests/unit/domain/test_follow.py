@@ -31,6 +31,7 @@ from tests.fakes.api import WORST_CASE, FakeApi, FakeDeadline, FakeKeys, refused
 from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
+from tests.fakes.history import RecordingHistory
 from tests.fakes.pacing import FakePacing
 from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
@@ -71,6 +72,7 @@ class World:
             first_delay_seconds=30,
             clock=self.clock,
             pacing=pacing,
+            history=RecordingHistory(),
         )
 
     def follow(self, follow_up: FollowUp, seconds_left: float = 900) -> bool:
@@ -85,7 +87,7 @@ class World:
 
 
 def triggered(rebalance_id: str | None = "rebal_1", *, again: bool = False) -> Triggered:
-    receipt = Receipt(rebalance_id, "sched_1", "req_1", "corr_1", "triggered")
+    receipt = Receipt(rebalance_id, "sched_1", "req_1", "corr_1")
     return Triggered(REQUEST, receipt, attempts=1, already_triggered=again)
 
 

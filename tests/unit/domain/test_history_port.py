@@ -37,7 +37,7 @@ from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
 from tests.fakes.world import DeliveryWorld
 
-RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
+RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1")
 DOWN = refused("SERVER_ERROR", FailureClass.TRANSIENT)
 NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
 UNEXPECTED_2XX = refused(

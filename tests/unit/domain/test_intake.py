@@ -20,7 +20,7 @@ from tests.fakes.api import (
 )
 from tests.fakes.world import DeliveryWorld as World
 
-RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
+RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1")
 NOT_FOUND = refused("NOT_FOUND", FailureClass.PERMANENT)
 SCHEDULE = "arn:aws:scheduler:eu-west-1:123456789012:schedule/default/daily"
 

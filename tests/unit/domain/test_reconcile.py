@@ -21,12 +21,13 @@ from glider_trigger.domain.reconcile import CLOCK_SKEW_SECONDS, JOINED_BEFORE_SE
 from glider_trigger.domain.trigger import RebalanceTrigger
 from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
 from tests.fakes.clock import FakeClock
+from tests.fakes.guard import RecordedAttempts
 from tests.fakes.pacing import FakePacing
 from tests.fakes.telemetry import RecordingTelemetry
 
 NOW = 1_000.0  # the wall clock of every attempt here
 REQUEST = TriggerRequest("port_abc123", False, InputSource(SourceKind.SQS, "m-1", {}, "sqs:m-1"))
-RECEIPT = Receipt("rebal_new", "sched_1", "req_1", "corr_1", "triggered")
+RECEIPT = Receipt("rebal_new", "sched_1", "req_1", "corr_1")
 LOST = ApiError(
     "connection reset after the request was sent",
     reason="CONNECTION_ERROR",
@@ -44,7 +45,7 @@ FORBIDDEN = refused("FORBIDDEN", FailureClass.SYSTEMIC)
 
 
 def listed(started_at: float, rebalance_id: str = "rebal_lost") -> StartedRebalance:
-    return StartedRebalance(rebalance_id, started_at, "running")
+    return StartedRebalance(rebalance_id, started_at)
 
 
 def run(
@@ -68,7 +69,7 @@ def run(
         reconciler=reconciler,
         pacing=pacing,
     )
-    return trigger.trigger(request, Invocation(FakeDeadline(), policy))
+    return trigger.trigger(request, Invocation(FakeDeadline(), policy), RecordedAttempts())
 
 
 def test_a_lost_answers_rebalance_is_found_and_not_sent_again() -> None:
@@ -221,7 +222,7 @@ def test_before_looking_it_gives_a_timed_out_attempt_as_long_again() -> None:
         reconciler=Reconciler(api, RecordingTelemetry(), clock=FakeClock(NOW + 20)),
     )
 
-    trigger.trigger(REQUEST, Invocation(FakeDeadline(), policy))
+    trigger.trigger(REQUEST, Invocation(FakeDeadline(), policy), RecordedAttempts())
 
     assert clock.delays == [10.0]  # the 10 s the lost attempt waited, not the 0.01 s backoff
     assert api.list_calls == 1

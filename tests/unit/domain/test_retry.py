@@ -37,9 +37,10 @@ from tests.fakes.api import (
     retry_policy,
 )
 from tests.fakes.clock import FakeClock
+from tests.fakes.guard import RecordedAttempts
 
 REQUEST = TriggerRequest("port_abc123", True, InputSource(SourceKind.DIRECT))
-RECEIPT = Receipt("rebal_def456", "sched_abc123", "req_xyz789", "corr_abc123", "triggered")
+RECEIPT = Receipt("rebal_def456", "sched_abc123", "req_xyz789", "corr_abc123")
 
 
 def seeded(seed: int) -> random.Random:
@@ -82,7 +83,7 @@ def run(
     sleep = FakeClock(monotonic=1000.0, deadline=deadline)
     policy = policy or retry_policy(max_attempts=4, base_delay_seconds=0.5, max_delay_seconds=8.0)
     service = rebalance_trigger(api, keys, policy, clock=sleep, rng=rng or seeded(7))
-    return service.trigger(REQUEST, Invocation(deadline, policy)), sleep, keys
+    return service.trigger(REQUEST, Invocation(deadline, policy), RecordedAttempts()), sleep, keys
 
 
 # --- RetryPolicy ---------------------------------------------------------------------------
@@ -153,7 +154,9 @@ def test_success_on_the_first_attempt() -> None:
     assert outcome.receipt == RECEIPT
     assert outcome.attempts == 1
     assert outcome.request == REQUEST
-    assert api.calls == [("port_abc123", True, ApiKey("key-1"))]
+    assert [(pid, skip, key.reveal()) for pid, skip, key in api.calls] == [
+        ("port_abc123", True, "key-1")
+    ]
     assert sleep.delays == []
     assert keys.refreshes == [False]
     assert len(outcome.api_latencies_ms) == 1
@@ -241,7 +244,7 @@ def test_unauthorized_refetches_the_key_once_then_succeeds() -> None:
     assert isinstance(outcome, Triggered)
     assert outcome.attempts == 2
     assert keys.refreshes == [False, True]
-    assert [call[2] for call in api.calls] == [ApiKey("key-1"), ApiKey("key-2")]
+    assert [call[2].reveal() for call in api.calls] == ["key-1", "key-2"]
     assert sleep.delays == []
 
 
@@ -400,7 +403,7 @@ def trigger_with(api: FakeApi, state: Invocation) -> Outcome:
         clock=FakeClock(),
         rng=seeded(1),
     )
-    return service.trigger(REQUEST, state)
+    return service.trigger(REQUEST, state, RecordedAttempts())
 
 
 def test_after_a_systemic_failure_the_rest_of_the_invocation_is_not_attempted() -> None:

@@ -94,7 +94,6 @@ def test_success_body_becomes_a_receipt(status: int) -> None:
         schedule_id="sched_abc123",
         request_id="req_xyz789",
         correlation_id="corr_abc123",
-        status="triggered",
     )
 
 
@@ -452,12 +451,12 @@ def test_a_body_nested_too_deep_to_scrub_as_json_is_still_read_and_classified() 
 
 
 def test_a_receipt_copies_no_key_from_a_success_body() -> None:
-    document = {**SUCCESS, "data": {**SUCCESS["data"], "status": f"triggered by {KEY}"}}
+    document = {**SUCCESS, "data": {**SUCCESS["data"], "scheduleId": f"sched_{KEY}"}}
     receipt = client(AnsweringPool(200, body(document), {"X-Request-Id": OTHER_KEY})).trigger(
         request("port_abc123", False), ApiKey(KEY)
     )
 
-    assert receipt.status == "triggered by <redacted>"
+    assert receipt.schedule_id == "sched_<redacted>"
     assert receipt.rebalance_id == "rebal_def456"  # nothing else is touched
 
 

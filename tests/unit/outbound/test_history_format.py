@@ -39,7 +39,7 @@ REQUEST = TriggerRequest(
 
 
 def test_a_trigger_is_written_with_its_source_rebalance_id_and_delivery() -> None:
-    receipt = Receipt("rebal_1", "sched_1", "req_1", "corr_1", "triggered")
+    receipt = Receipt("rebal_1", "sched_1", "req_1", "corr_1")
 
     entry = history.of_trigger(Triggered(REQUEST, receipt, attempts=2), AT)
 

@@ -26,7 +26,6 @@ class Settlement:
 
     redeliver: bool = False
     not_before_seconds: float | None = None
-    why: str = ""
 
 
 SETTLED: Final = Settlement()

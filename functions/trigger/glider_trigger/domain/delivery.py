@@ -24,7 +24,6 @@ from glider_trigger.domain.errors import (
     InvalidInputError,
     NotAttemptedError,
     TriggerError,
-    classify,
 )
 from glider_trigger.domain.fate import decide
 from glider_trigger.domain.follow import OutcomeFollower
@@ -45,7 +44,6 @@ from glider_trigger.domain.models import (
 from glider_trigger.domain.pool import on_pool
 from glider_trigger.domain.ports import (
     MAX_DELAY_SECONDS,
-    NO_HISTORY,
     Attempts,
     Deadline,
     DeliveryReports,
@@ -96,7 +94,7 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
         intake: Intake,
         rules: DeliveryRules,
         follower: OutcomeFollower | None = None,
-        history: History = NO_HISTORY,
+        history: History,
     ) -> None:
         self._trigger = trigger
         self._guard = guard
@@ -143,7 +141,6 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
         outcome = record.outcome
         fate = decide(
             outcome,
-            message_id=record.message.message_id,
             last_receive=self._is_last_receive(record.message),
             waits_for=self._trigger.policy.waits_for,
         )
@@ -161,7 +158,7 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
     def _trigger_one(self, request: TriggerRequest, invocation: Invocation) -> Outcome:
         blocker = invocation.blocker() or _out_of_time(invocation)
         if blocker is not None:  # decided before touching the idempotency store
-            outcome: Outcome = _not_attempted(request, blocker)
+            outcome: Outcome = Failed.not_attempted(request, blocker)
         else:
             outcome = self._guarded(request, invocation)
         # Past the deadline, not even history: the time left is the letters' and the answer's.
@@ -182,7 +179,7 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
         except Exception as exc:  # noqa: BLE001 - reported, and kept as a transient failure
             # A bug must cost one portfolio a retry, not the whole batch its progress.
             self._telemetry.unexpected_error(request.portfolio_id)
-            return _not_attempted(
+            return Failed.not_attempted(
                 request, TriggerError(f"unexpected {type(exc).__name__} while triggering")
             )
 
@@ -210,7 +207,9 @@ class DeliveryService(BatchWork[ParsedInput, PreparedMessage]):
             if not self._is_last_receive(message):
                 raise  # delivered again, split again: the same keys
             refused = FanOutRefusedError(f"the work queue refused the split: {exc}")
-            self._letterbox.failures(parsed, [_not_attempted(r, refused) for r in parsed.requests])
+            self._letterbox.failures(
+                parsed, [Failed.not_attempted(r, refused) for r in parsed.requests]
+            )
         return SETTLED
 
     def _defer(self, held: Failed, invocation: Invocation) -> None:
@@ -248,8 +247,3 @@ def _out_of_time(invocation: Invocation) -> NotAttemptedError | None:
     if invocation.deadline.seconds_left() > 0:
         return None
     return NotAttemptedError("no time left in the invocation before its deadline")
-
-
-def _not_attempted(request: TriggerRequest, error: TriggerError) -> Failed:
-    """Failed before any attempt: what an earlier attempt may have started stays to look for."""
-    return Failed(request, error, classify(error), attempts=0, uncertain=request.may_have_started)

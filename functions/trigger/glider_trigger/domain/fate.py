@@ -33,7 +33,6 @@ class Fate:
 def decide(
     outcome: Outcome,
     *,
-    message_id: str,
     last_receive: bool,
     waits_for: Callable[[float], bool],
 ) -> Fate:
@@ -51,8 +50,4 @@ def decide(
     # A Retry-After the invocation waited out needs nothing more; a longer one becomes the
     # earliest redelivery (the queue's own visibility timeout is longer than the former).
     not_before = wait if wait and not waits_for(wait) else None
-    why = (
-        f"message {message_id} will be redelivered "
-        f"({outcome.request.portfolio_id}: {outcome.error.reason})"
-    )
-    return Fate(remembered or Next.RETRY, Settlement(True, not_before, why))
+    return Fate(remembered or Next.RETRY, Settlement(True, not_before))

@@ -36,7 +36,6 @@ from glider_trigger.domain.models import (
 )
 from glider_trigger.domain.ports import (
     MAX_DELAY_SECONDS,
-    NO_HISTORY,
     ApiKeySource,
     Clock,
     Deadline,
@@ -91,7 +90,7 @@ class OutcomeFollower:
         first_delay_seconds: int,
         clock: Clock,
         pacing: Pacing | None = None,
-        history: History = NO_HISTORY,
+        history: History,
     ) -> None:
         self._api = api
         self._slots = CallSlots(api, pacing)

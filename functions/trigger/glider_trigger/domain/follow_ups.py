@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from glider_trigger.domain.batch import SETTLED, BatchWork, Settlement
+from glider_trigger.domain.batch import AGAIN, SETTLED, BatchWork, Settlement
 from glider_trigger.domain.errors import InvalidInputError, OnceInProgressError
 from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
@@ -67,11 +67,11 @@ class FollowUpDelivery(BatchWork[FollowUp, PreparedFollowUp]):
             # Another follow-up of the same rebalance (two deliveries that got one rebalance,
             # or a redelivery) is writing its outcome right now: looked at again later, when
             # it is done or, if its holder died, is done by this one.
-            return Settlement(redeliver=True, why=str(record.followed))
+            return AGAIN
         if isinstance(record.followed, Exception):
             raise record.followed  # the outcome or the next follow-up was not written
         if not record.followed:
-            return Settlement(redeliver=True, why="no time left to look at the rebalance")
+            return AGAIN  # no time was left to look at the rebalance
         return SETTLED
 
 

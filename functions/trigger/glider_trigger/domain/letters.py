@@ -16,7 +16,6 @@ from typing import Final
 from glider_trigger.domain.errors import (
     ApiError,
     ApiFacts,
-    FailureClass,
     RebalanceFailedError,
     TriggerError,
     classify,
@@ -41,9 +40,7 @@ def for_failure(failed: Failed, *, now: datetime | None = None) -> OutgoingMessa
     request = failed.request
     return OutgoingMessage(
         body=resumed_input(request, may_have_started=failed.uncertain),
-        attributes=_attributes(
-            failed.error, failed.failure_class, failed.attempts, request.source, now
-        ),
+        attributes=_attributes(failed.error, failed.attempts, request.source, now),
     )
 
 
@@ -61,7 +58,7 @@ def for_failed_rebalance(report: OutcomeReport, *, now: datetime | None = None) 
             follow_up.skip_schedule_validation,
             idempotency_key=f"retrigger:{follow_up.rebalance_id}",
         ),
-        attributes=_attributes(error, classify(error), 0, source, now),
+        attributes=_attributes(error, 0, source, now),
     )
 
 
@@ -70,7 +67,7 @@ def for_rejected_id(
 ) -> OutgoingMessage:
     return OutgoingMessage(
         body=trigger_input(rejected.portfolio_id, rejected.skip_schedule_validation),
-        attributes=_attributes(rejected.error, classify(rejected.error), 0, source, now),
+        attributes=_attributes(rejected.error, 0, source, now),
     )
 
 
@@ -78,14 +75,11 @@ def for_unparsable_input(
     raw_body: str, error: TriggerError, source: InputSource, *, now: datetime | None = None
 ) -> OutgoingMessage:
     """The input exactly as received, so nothing about it is lost."""
-    return OutgoingMessage(
-        body=raw_body, attributes=_attributes(error, classify(error), 0, source, now)
-    )
+    return OutgoingMessage(body=raw_body, attributes=_attributes(error, 0, source, now))
 
 
 def _attributes(
     error: TriggerError,
-    failure_class: FailureClass,
     attempts: int,
     source: InputSource,
     now: datetime | None,
@@ -93,7 +87,7 @@ def _attributes(
     failed_at = now or datetime.now(UTC)
     return _fitted(
         [
-            ("failureClass", failure_class.value),
+            ("failureClass", classify(error).value),
             ("reason", error.reason),
             ("detail", str(error)[:_MAX_DETAIL_CHARS] or error.reason),
             ("attempts", attempts),

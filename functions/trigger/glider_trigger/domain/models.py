@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
 from typing import Final
 
-from glider_trigger.domain.errors import DuplicateInProgressError, FailureClass, TriggerError
+from glider_trigger.domain.errors import (
+    DuplicateInProgressError,
+    FailureClass,
+    TriggerError,
+    classify,
+)
 
 
 class SourceKind(StrEnum):
@@ -157,7 +162,7 @@ class Receipt:
     schedule_id: str | None
     request_id: str | None
     correlation_id: str | None
-    status: str | None = None
+    _: KW_ONLY  # the facts below by name: a value in the wrong place is refused
     # Why the 2xx answer's body could not be read (cut off, reset, timed out): Glider accepted
     # the trigger, but its rebalance id is unknown. None for a complete answer.
     unread: str | None = None
@@ -209,6 +214,12 @@ class Failed:
     # since (the guard records them and its dead letter carries them, so a redelivery or a
     # replay looks for their rebalance before sending again).
     uncertain: tuple[Window, ...] = ()
+
+    @classmethod
+    def not_attempted(cls, request: TriggerRequest, error: TriggerError) -> Failed:
+        """Failed before any attempt: what an earlier attempt may have started stays to look
+        for (on a redelivery or a replay)."""
+        return cls(request, error, classify(error), attempts=0, uncertain=request.may_have_started)
 
     @property
     def settles_delivery(self) -> bool:
@@ -326,9 +337,3 @@ class ApiKey:
         return "ApiKey(<redacted>)"
 
     __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ApiKey) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)

@@ -34,7 +34,6 @@ class StartedRebalance:
 
     rebalance_id: str | None  # None when the API tells when, not which (v2's lastRebalanceAt)
     started_at: float | None  # epoch seconds; None when the API gave none it could read
-    status: str | None = None
     # The API shows only the portfolio's latest rebalance (v2): one at or after a lost
     # attempt's window opened means a rebalance has run since, whenever it ran (a later one
     # would hide the lost attempt's, and sending again could then start a second).
@@ -146,19 +145,6 @@ class History(Protocol):
     def outcome(self, report: OutcomeReport) -> None: ...
 
 
-class NoHistory:
-    """Nowhere to write it (no table): nothing is kept."""
-
-    def trigger(self, outcome: Outcome) -> None:
-        pass
-
-    def outcome(self, report: OutcomeReport) -> None:
-        pass
-
-
-NO_HISTORY: Final = NoHistory()
-
-
 class ApiKeySource(Protocol):
     def get(self, *, refresh: bool = False) -> ApiKey:
         """The key (cached); a fresh read when `refresh`. Raises SecretUnavailableError."""
@@ -204,17 +190,6 @@ class Attempts(Protocol):
         Glider may act on what it sends (a holder that dies then leaves this window to look
         at). Raises IdempotencyUnavailableError when it cannot be recorded: nothing is sent."""
         ...
-
-
-class NoRecord:
-    """Attempts with nowhere to record them (a trigger run outside the guard, as the domain's
-    tests run it): sending is never refused."""
-
-    def sending(self) -> None:
-        pass
-
-
-NO_RECORD: Final = NoRecord()
 
 
 class TriggerGuard(Protocol):

@@ -130,7 +130,6 @@ class Reconciler:
                     schedule_id=None,
                     request_id=None,
                     correlation_id=None,
-                    status=found.status,
                     reconciled=True,
                 )
         return None

@@ -34,7 +34,6 @@ from glider_trigger.domain.models import (
     Window,
 )
 from glider_trigger.domain.ports import (
-    NO_RECORD,
     ApiKeySource,
     Attempts,
     Clock,
@@ -69,11 +68,11 @@ class RebalanceTrigger:
         self._rng = rng or random.Random()  # noqa: S311  # nosec B311
 
     def trigger(
-        self, request: TriggerRequest, invocation: Invocation, attempts: Attempts | None = None
+        self, request: TriggerRequest, invocation: Invocation, attempts: Attempts
     ) -> Outcome:
         """`attempts` records, before the first request leaves, that this holder may make Glider
-        act (the guard's record; none where no guard runs it, as in the domain's own tests)."""
-        outcome = self._attempt(request, invocation, attempts or NO_RECORD)
+        act (the guard's record of this delivery)."""
+        outcome = self._attempt(request, invocation, attempts)
         if isinstance(outcome, Failed) and outcome.failure_class is FailureClass.SYSTEMIC:
             invocation.halt(outcome.error)
         return outcome
@@ -177,7 +176,6 @@ class RebalanceTrigger:
         return replace(
             receipt,
             rebalance_id=found.rebalance_id,
-            status=found.status,
             unread=None,
             reconciled=True,
         )

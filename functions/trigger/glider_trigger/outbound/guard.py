@@ -320,12 +320,12 @@ class IdempotencyGuard:
             error = DuplicateInProgressError(
                 "another invocation is triggering this delivery right now"
             )
-            return _failed(request, error)
+            return Failed.not_attempted(request, error)
         except (ClientError, BotoCoreError) as exc:
             unavailable = IdempotencyUnavailableError(
                 f"idempotency store unavailable: {_describe(exc)}"
             )
-            return _failed(request, unavailable)
+            return Failed.not_attempted(request, unavailable)
         # The record is exact, and holds at least what any letter of this delivery carries (one
         # window around them all): the letter's is used only where there is no record.
         windows = request.may_have_started if earlier is None else earlier
@@ -378,7 +378,6 @@ def _stored(outcome: Outcome) -> dict[str, Any]:
         "scheduleId": receipt.schedule_id,
         "requestId": receipt.request_id,
         "correlationId": receipt.correlation_id,
-        "status": receipt.status,
         "unread": receipt.unread,
         "reconciled": receipt.reconciled,
     }
@@ -397,18 +396,10 @@ def _remembered(request: TriggerRequest, stored: object) -> Outcome:
         schedule_id=data.get("scheduleId"),
         request_id=data.get("requestId"),
         correlation_id=data.get("correlationId"),
-        status=data.get("status"),
         unread=data.get("unread"),
         reconciled=data.get("reconciled") is True,
     )
     return Triggered(request, receipt, attempts=0, already_triggered=True)
-
-
-def _failed(
-    request: TriggerRequest, error: DuplicateInProgressError | IdempotencyUnavailableError
-) -> Failed:
-    # Not attempted: what an earlier attempt may have started stays to look for, on a replay.
-    return Failed(request, error, classify(error), attempts=0, uncertain=request.may_have_started)
 
 
 def _describe(exc: Exception) -> str:

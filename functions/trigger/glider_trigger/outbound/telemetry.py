@@ -169,8 +169,7 @@ class Telemetry:
         )
 
     def dead_lettered(self, count: int) -> None:
-        if count:
-            self._metrics.add_metric(METRIC_DEAD_LETTERED, MetricUnit.Count, count)
+        self._metrics.add_metric(METRIC_DEAD_LETTERED, MetricUnit.Count, count)
 
     def fan_out_failed(self, queue_url: str, messages: int) -> None:
         self._logger.exception(

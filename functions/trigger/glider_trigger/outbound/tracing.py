@@ -27,10 +27,9 @@ def tracer(service: str) -> Tracer:
 class TracedApi:
     """A RebalancingApi whose every call is an X-Ray subsegment."""
 
-    def __init__(self, api: RebalancingApi, tracing: Tracer, *, api_version: str) -> None:
+    def __init__(self, api: RebalancingApi, tracing: Tracer) -> None:
         self._api = api
         self._tracer = tracing
-        self._api_version = api_version
 
     @property
     def worst_case_seconds(self) -> float:
@@ -58,5 +57,5 @@ class TracedApi:
     def _subsegment(self, name: str, portfolio_id: str) -> Iterator[None]:
         with self._tracer.provider.in_subsegment(name) as subsegment:
             subsegment.put_annotation("portfolio_id", portfolio_id)
-            subsegment.put_annotation("glider_api_version", self._api_version)
+            subsegment.put_annotation("glider_api_version", self._api.version)
             yield

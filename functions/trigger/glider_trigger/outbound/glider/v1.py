@@ -152,9 +152,7 @@ def read_recent(answer: Answer) -> list[StartedRebalance]:
             workflow_id = rebalance_id(workflow.get("workflowId"))
             # A workflow just triggered may not show its start yet: its scheduled time, then.
             started = epoch_of(workflow.get("startedAt")) or epoch_of(workflow.get("scheduledAt"))
-            listed.append(
-                StartedRebalance(workflow_id, answer.local(started), text(workflow.get("status")))
-            )
+            listed.append(StartedRebalance(workflow_id, answer.local(started)))
     return listed
 
 
@@ -177,6 +175,5 @@ def interpret(answer: Answer) -> Receipt:
         fields=lambda data: {
             "rebalance_id": text(data.get("rebalanceId")),
             "schedule_id": text(data.get("scheduleId")),
-            "status": text(data.get("status")),
         },
     )

@@ -287,8 +287,8 @@ def artifact_cold(env: Mapping[str, str], plan: Plan) -> dict[str, Any]:
         top = top_beyond_boto3(env, variants["boto3"][1], variants["bytecode"][1])
     medians = {name: statistics.median(values) for name, values in times.items()}
     cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
-    # Each app run against the boto3 run just before it: a load that drifts during the run
-    # (this machine is shared) moves both.
+    # Each run (Powertools, app) against its round's boto3 run: a load that drifts during the
+    # run (this machine is shared) moves both.
     paired = {
         name: statistics.median(a / b for a, b in zip(times[name], times["boto3"], strict=True))
         for name in ("powertools", "bytecode", "source")

@@ -1,5 +1,6 @@
-"""The guard's `once` on its own ledger (a moto DynamoDB table over HTTP): an action keyed once
-runs once, however often its delivery comes back, and never twice at the same time."""
+"""The guard's ledger (a moto DynamoDB table over HTTP): an action keyed `once` runs once, however
+often its delivery comes back, and never twice at the same time; what earlier versions recorded
+is honoured."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 
 from glider_trigger.domain.errors import OnceInProgressError
-from glider_trigger.outbound.guard import ONCE_KEY_PREFIX, IdempotencyGuard
+from glider_trigger.domain.models import InputSource, SourceKind, Triggered, TriggerRequest
+from glider_trigger.outbound.guard import ONCE_KEY_PREFIX, IdempotencyGuard, record_id
 from local.fixtures.stack import Deployment
 
 
@@ -81,3 +83,42 @@ def test_a_record_powertools_idempotency_completed_before_is_honoured(
     guard(deployment).once("k-old", lambda: done.append("again"))
 
     assert done == []
+
+
+def test_a_trigger_an_earlier_version_settled_is_remembered_and_not_sent_again(
+    deployment: Deployment,
+) -> None:
+    # A settled trigger's record written before dac91a7 also kept Glider's trigger "status"
+    # (no longer written): such a record still settles its delivery.
+    client: Any = deployment.moto.client("dynamodb")
+    stored = {
+        "rebalanceId": "rebal_old",
+        "scheduleId": "sched_1",
+        "requestId": "req_1",
+        "correlationId": "corr_1",
+        "status": "triggered",
+        "unread": None,
+        "reconciled": False,
+    }
+    client.put_item(
+        TableName=deployment.idempotency_table,
+        Item={
+            "id": {"S": record_id("sqs:m-old#port_abc123")},
+            "status": {"S": "COMPLETED"},
+            "expiration": {"N": str(int(time.time()) + 3600)},
+            "data": {"S": json.dumps(stored)},
+        },
+    )
+    request = TriggerRequest("port_abc123", False, InputSource(SourceKind.SQS, delivery_id="m-old"))
+    sent: list[TriggerRequest] = []
+
+    def trigger(held: TriggerRequest, _attempts: object) -> Triggered:
+        sent.append(held)
+        raise AssertionError("a settled delivery is never sent again")
+
+    outcome = guard(deployment).run("sqs:m-old#port_abc123", request, trigger)
+
+    assert sent == []
+    assert isinstance(outcome, Triggered)
+    assert outcome.already_triggered
+    assert (outcome.receipt.rebalance_id, outcome.receipt.request_id) == ("rebal_old", "req_1")

@@ -386,6 +386,9 @@ def test_after_a_systemic_failure_no_other_portfolio_of_the_batch_is_attempted()
     assert len(world.api.calls) == 1
     assert [s.redeliver for s in settlements] == [True, True, True]  # none lost, none lettered
     assert world.letters() == []
+    # p2 and p3 were stopped by the halt, which reports the cause that halted the invocation.
+    reasons = {line["portfolio_id"]: line["reason"] for line in world.telemetry.named("outcome")}
+    assert reasons == {"p1": "FORBIDDEN", "p2": "FORBIDDEN", "p3": "FORBIDDEN"}
 
 
 def test_a_bug_while_triggering_costs_one_message_a_retry_not_the_batch() -> None:

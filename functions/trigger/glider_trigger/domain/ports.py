@@ -7,7 +7,7 @@ The outbound adapters implement them (outbound/), in-memory fakes implement them
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Final, Protocol
 
 from glider_trigger.domain.errors import TriggerError
@@ -34,6 +34,7 @@ class StartedRebalance:
 
     rebalance_id: str | None  # None when the API tells when, not which (v2's lastRebalanceAt)
     started_at: float | None  # epoch seconds; None when the API gave none it could read
+    _: KW_ONLY  # a value in the wrong place is refused, never read as "latest only"
     # The API shows only the portfolio's latest rebalance (v2): one at or after a lost
     # attempt's window opened means a rebalance has run since, whenever it ran (a later one
     # would hide the lost attempt's, and sending again could then start a second).

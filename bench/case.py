@@ -204,7 +204,6 @@ def invoke(spec: Mapping[str, Any], log: Any, copy: int) -> dict[str, Any]:
         "wall_s": wall,
         "cpu_s": cpu,
         "warm": spec.get("warmup_event") is not None,
-        "invoker": invoker,
         "started_at": started_at,
         # The monotonic clock (one for every process on the machine): when the measured part
         # began (the parent's "go") and when this environment settled its last batch (or, for

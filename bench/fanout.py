@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bench.case import MAX_NOTABLE
 from bench.inline import inline_event
 from bench.plan import Plan
 from bench.report import Table, progress
@@ -84,7 +85,7 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
         "drain_invocations": drain.total("invocations"),
         "drain_errors": dict(errors),
         "drain_redelivered": drain.total("redelivered"),
-        "drain_function_cpu_s": sum(float(c.get("cpu_s") or 0) for c in drain.children),
+        "drain_function_cpu_s": drain.cpu_s,
         "drain_stack_cpu_s": drain.stack_cpu_s,
         "drain_idle_s": drain.child.get("idle_s"),
         "drain_peak_rss_mb": drain.peak_rss_mb,
@@ -98,11 +99,8 @@ def fanout_run(stack: Stack, plan: Plan, ids: int) -> dict[str, Any]:
         "never_triggered": len(set(portfolio_ids) - set(per_id)),
         "left_on_queue": left,
         "dead_lettered": stack.queue_depth(dlq.url) - dlq_before,
-        "log_levels": {"enqueue": enqueue.child.get("log_levels", {}),
-                       "drain": dict(sum((Counter(c.get("log_levels", {}))
-                                          for c in drain.children), Counter()))},
-        "log_notable": [r for c in [enqueue.child, *drain.children]
-                        for r in c.get("log_notable", [])][:20],
+        "log_levels": {"enqueue": enqueue.child.get("log_levels", {}), "drain": drain.log_levels},
+        "log_notable": (enqueue.log_notable + drain.log_notable)[:MAX_NOTABLE],
         "stderr": (enqueue.stderr + drain.stderr)[:5],
         "stderr_lines": len(enqueue.stderr) + len(drain.stderr),
     }  # fmt: skip
@@ -168,7 +166,7 @@ def reasons(rows: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{reason} x{n}" for reason, n in counted.most_common())
 
 
-def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
+def fanout_tables(rows: Sequence[Mapping[str, Any]], plan: Plan) -> list[Table]:
     enqueue = Table(
         "Large event: queued (one EventBridge event; one work-queue message per portfolio, "
         "MAX_CONCURRENCY=16)",
@@ -176,9 +174,8 @@ def fanout_tables(rows: Sequence[Mapping[str, Any]]) -> list[Table]:
          "peak RSS"],
     )  # fmt: skip
     drained = [r for r in rows if not r.get("enqueue_only")]
-    batch = drained[0]["batch_size"] if drained else "BatchSize"
     drain = Table(
-        f"Large event: end to end (work queue drained in batches of at most {batch}, one "
+        f"Large event: end to end (work queue drained in batches of at most {plan.batch_size}, one "
         "invocation each)",
         ["ids", "API latency", "drain time", "ids/s", "invocations", "API calls", "status calls",
          "rebalances", "triggered twice", "retried", "left / DLQ"],

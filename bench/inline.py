@@ -5,7 +5,6 @@ is the event queued then drained."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,9 +66,6 @@ def inline_run(
     child = run.child  # the environment invoked with the event
     children = run.children
     errors = [str(c["error"]) for c in children if c.get("error")]
-    levels: Counter[str] = Counter()
-    for c in children:
-        levels.update(c.get("log_levels", {}))
     sizes = [n for c in children for n in c.get("drain_batch_sizes", [])]
     row = {
         "ids": ids,
@@ -101,12 +97,12 @@ def inline_run(
         "error": "; ".join(errors[:3]),
         "peak_rss_mb": run.peak_rss_mb,
         "import_s": child.get("import_s"),
-        "function_cpu_s": sum(float(c.get("cpu_s") or 0) for c in children),
+        "function_cpu_s": run.cpu_s,
         "stack_cpu_s": run.stack_cpu_s,
         "first_api_call_s": run.first_api_call_s,
         "listen_overflows": run.listen_overflows,
-        "log_levels": dict(levels),
-        "log_notable": [r for c in children for r in c.get("log_notable", [])][:20],
+        "log_levels": run.log_levels,
+        "log_notable": run.log_notable,
         "stderr": run.stderr[:5],
         "stderr_lines": len(run.stderr),
     }

@@ -35,7 +35,7 @@ class Placement:
             return cls(None, None)
         return cls(frozenset(cpus[:1]), frozenset(cpus[1:]))
 
-    def cpus_for(self, mode: str, copies: int = 1) -> frozenset[int] | None:
+    def cpus_for(self, mode: str, copies: int) -> frozenset[int] | None:
         """An invocation's CPUs; a drain's or several environments' at once: all of them."""
         if self.function is None or (mode == "invoke" and copies == 1):
             return self.function

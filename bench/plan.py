@@ -13,15 +13,20 @@ from typing import Any
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
 
-@functools.cache
 def template_default(parameter: str) -> int:
     """A numeric parameter's default in template.yaml: the deployed stack's own figure, read
     where it is set rather than copied here."""
+    return int(_template_parameters()[parameter]["Default"])
+
+
+@functools.cache
+def _template_parameters() -> dict[str, Any]:
+    """template.yaml's Parameters, read once per process."""
     # Here, not at the top: only a run reads the template (cfn-lint's loader: !Ref and the like).
     from cfnlint.decode import cfn_yaml  # noqa: PLC0415
 
     loaded: dict[str, Any] = cfn_yaml.load(str(TEMPLATE))
-    return int(loaded["Parameters"][parameter]["Default"])
+    return dict(loaded["Parameters"])
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,10 @@ def throughput_chart(
     ideal: Sequence[float],
     title: str,
     machine: str,
-    extras: Sequence[tuple[int, float, str]] = (),
+    beside: tuple[int, float, str] | None = None,
 ) -> None:
-    """Triggers/s against MAX_CONCURRENCY (log2 x axis), with the latency-bound ideal, and
-    single points beside (`extras`: MAX_CONCURRENCY, triggers/s, label)."""
+    """Triggers/s against MAX_CONCURRENCY (log2 x axis), with the latency-bound ideal, and one
+    point beside (`beside`: MAX_CONCURRENCY, triggers/s, label)."""
     import matplotlib  # noqa: PLC0415 - only the chart needs it (installed by `make bench`)
 
     matplotlib.use("Agg")
@@ -69,14 +69,15 @@ def throughput_chart(
     ax.plot(workers, measured, marker="o", color="tab:blue", label="measured")
     for x, y in zip(workers, measured, strict=True):
         ax.annotate(f"{y:.0f}/s", (x, y), textcoords="offset points", xytext=(6, -14), fontsize=9)
-    for (x, y, label), color in zip(extras, ("tab:orange", "tab:green", "tab:red"), strict=False):
-        ax.plot([x], [y], marker="x", markersize=9, linestyle="", color=color, label=label)
+    if beside is not None:
+        x, y, label = beside
+        ax.plot([x], [y], marker="x", markersize=9, linestyle="", color="tab:orange", label=label)
         ax.annotate(f"{y:.0f}/s", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(workers), [str(w) for w in workers])
     ax.set_xlim(min(workers) / 1.4, max(workers) * 1.6)  # room for the labels
     ax.set_yscale("log")
-    lowest = min([*measured, *(y for _, y, _ in extras)])
+    lowest = min([*measured, *([beside[1]] if beside else [])])
     ax.set_ylim(bottom=lowest * 0.6, top=max(ideal) * 1.6)
     ax.set_xlabel("MAX_CONCURRENCY (triggers in flight per invocation)")
     ax.set_ylabel("triggers per second (log)")

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "fanout" in sections:
             results["fanout"] = [fanout_run(stack, plan, n) for n in plan.fanout_ids]
             results["fanout"] += [enqueue_only_run(stack, plan, n) for n in plan.enqueue_only_ids]
-            tables += fanout_tables(results["fanout"])
+            tables += fanout_tables(results["fanout"], plan)
         if "cold" in sections:
             results["cold_start"] = cold_section(stack, plan)
             tables += cold_tables(results["cold_start"])
@@ -108,14 +108,12 @@ def chart(path: Path, sweep: Mapping[str, Any], info: Mapping[str, Any]) -> None
         measured=[p["triggers_per_s"] for p in sweep["points"]],
         ideal=[p["ideal_per_s"] for p in sweep["points"]],
         title=(
-            f"{sweep['ids']} portfolios at {sweep['latency_ms']:g} ms API latency: the work "
+            f"{sweep['ids']} portfolios at {sweep['latency_ms']:g} ms API latency:\nthe work "
             f"queue drained by {sweep['environments']} environments at once, batches of at "
             f"most {sweep['batch_size']}"
         ),
         machine=f"{info['cpu']}, {info['cores']} cores, Python {info['python']}",
-        extras=[
-            (one["workers"], one["triggers_per_s"], "measured, one environment"),
-        ],
+        beside=(one["workers"], one["triggers_per_s"], "measured, one environment"),
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.case import cpu_seconds
+from bench.case import MAX_NOTABLE, cpu_seconds
 from bench.machine import Placement, pin
 from bench.moto_process import MotoProcess
 from local.fixtures.glider_emulator import GliderEmulator
@@ -65,6 +65,24 @@ class Run:
 
     def total(self, name: str) -> int:
         return sum(int(child.get(name) or 0) for child in self.children)
+
+    @property
+    def cpu_s(self) -> float:
+        """The function's CPU time, every child's."""
+        return sum(float(child.get("cpu_s") or 0) for child in self.children)
+
+    @property
+    def log_levels(self) -> dict[str, int]:
+        """Log records per level, every child's."""
+        levels: Counter[str] = Counter()
+        for child in self.children:
+            levels.update(child.get("log_levels", {}))
+        return dict(levels)
+
+    @property
+    def log_notable(self) -> list[Any]:
+        """The warning and error records, the first child's first, at most MAX_NOTABLE."""
+        return [r for child in self.children for r in child.get("log_notable", [])][:MAX_NOTABLE]
 
     @property
     def dynamodb_calls(self) -> int:

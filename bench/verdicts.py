@@ -95,14 +95,19 @@ def goals(plan: Plan, results: Mapping[str, Any]) -> list[Verdict]:
     return verdicts
 
 
+def sweep_runs(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every run of the throughput sweep: its points, then sequential, one environment, cold."""
+    sweep = results.get("throughput") or {}
+    extra = ("sequential", "one_environment", "cold_environment")
+    return [*sweep.get("points", []), *(sweep[k] for k in extra if k in sweep)]
+
+
 def checks(results: Mapping[str, Any]) -> list[Verdict]:
     """What must hold whatever the sizes: every id triggered, once; nothing lost."""
     out: list[Verdict] = []
     runs = list(results.get("inline", []))
     runs += [r["sequential"] for r in runs if not r["sequential"]["estimated"]]
-    sweep = results.get("throughput") or {}
-    runs += list(sweep.get("points", []))
-    runs += [sweep[k] for k in ("sequential", "one_environment", "cold_environment") if k in sweep]
+    runs += sweep_runs(results)
     incomplete = [
         r
         for r in runs
@@ -161,9 +166,7 @@ def observations(results: Mapping[str, Any]) -> list[str]:
     """Warnings the function logged or printed during the runs, for the record."""
     notes: list[str] = []
     rows = list(results.get("inline", []))
-    sweep = results.get("throughput") or {}
-    rows += list(sweep.get("points", []))
-    rows += [sweep[k] for k in ("sequential", "one_environment", "cold_environment") if k in sweep]
+    rows += sweep_runs(results)
     stderr: Counter[str] = Counter()
     for row in rows + list(results.get("fanout", [])):
         for line in row.get("stderr", []):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,9 @@ from local.chaos.plan import make_plan
 from local.chaos.report import ChaosReport
 from local.fixtures.fault_proxy import FaultProxy
 from local.fixtures.glider_emulator import GliderEmulator
-from local.fixtures.stack import Deployment, MotoServer, create_table, deploy
+from local.fixtures.stack import Deployment, MotoServer, deploy
+
+GUARD_FORGETS_NOTE = "note: the guard forgot every record no invocation held (--guard-forgets)"
 
 
 def run_chaos(
@@ -67,11 +68,13 @@ def run_chaos(
             visibility_timeout=config.visibility_timeout_seconds,
             api_version=config.api_version,
         )
-        env, notes = function_environment(deployment, moto, proxy, config)
+        env = function_environment(deployment, moto, proxy, config)
+        notes = [GUARD_FORGETS_NOTE] if config.guard_forgets else []
         if config.guard_forgets:
-            table = env["IDEMPOTENCY_TABLE_NAME"]
-            stoppers.append(forget_released_records(moto.client("dynamodb"), table))
-            notes.append("note: the guard forgot every record no invocation held (--guard-forgets)")
+            forgetting = forget_released_records(
+                moto.client("dynamodb"), deployment.idempotency_table
+            )
+            stoppers.append(forgetting)
         say(f"chaos: {config.ids} ids, seed {config.seed}, Glider API {config.api_version}")
         stack = Stack(config, plan, env, proxy, emulator, deployment, moto.client("sqs"))
         stack.new_environment()
@@ -115,25 +118,10 @@ def _scale_sdk_backoff(scale: float) -> Callable[[], None]:
 
 def function_environment(
     deployment: Deployment, moto: MotoServer, proxy: FaultProxy, config: ChaosConfig
-) -> tuple[dict[str, str], list[str]]:
-    """The function's environment: every AWS endpoint of moto's behind the proxy, and an
-    idempotency table (created here if local.fixtures.stack.deploy did not create one)."""
-    notes: list[str] = []
+) -> dict[str, str]:
+    """The function's environment: every AWS endpoint of moto's behind the proxy."""
     env = deployment.environment(**config.function_environment())
     for name, value in list(env.items()):
         if name.startswith("AWS_ENDPOINT_URL") and value.rstrip("/") == moto.endpoint_url:
             env[name] = proxy.endpoint_url
-    if not env.get("IDEMPOTENCY_TABLE_NAME"):
-        table = getattr(deployment, "idempotency_table", None)
-        if not isinstance(table, str) or not table:
-            table = create_idempotency_table(moto)
-            notes.append(f"note: the harness created the idempotency table {table}")
-        env["IDEMPOTENCY_TABLE_NAME"] = table
-    return env, notes
-
-
-def create_idempotency_table(moto: MotoServer) -> str:
-    """The idempotency table, as the template creates it (local/fixtures/stack.py)."""
-    name = f"glider-rebalance-trigger-idempotency-{uuid.uuid4().hex[:8]}"
-    create_table(moto.client("dynamodb"), name)
-    return name
+    return env

@@ -7,13 +7,31 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from glider_trigger.domain.errors import ApiError, Certainty, FailureClass, TriggerError
+from glider_trigger.domain.errors import (
+    ApiError,
+    Certainty,
+    DeadLetterWriteError,
+    FailureClass,
+    FollowUpError,
+    TriggerError,
+)
+from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.models import ApiKey, FollowUp, RebalanceState, Receipt, TriggerRequest
-from glider_trigger.domain.ports import RecentRebalances, ReconcileReports, StartedRebalance
+from glider_trigger.domain.ports import (
+    FollowReports,
+    History,
+    OutcomeEvents,
+    RecentRebalances,
+    ReconcileReports,
+    StartedRebalance,
+)
 from glider_trigger.domain.reconcile import Reconciler
 from glider_trigger.domain.retry import RetryPolicy
 from glider_trigger.domain.trigger import RebalanceTrigger
 from glider_trigger.settings import Settings
+from tests.fakes.guard import InMemoryGuard
+from tests.fakes.history import RecordingHistory
+from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
 
 if TYPE_CHECKING:  # tests/fakes/clock.py imports this module
@@ -143,3 +161,33 @@ def rebalance_trigger(
     """The trigger as composition.py wires it: its Reconciler looks through the same API."""
     reconciler = Reconciler(api, reports or RecordingTelemetry(), clock=clock)
     return RebalanceTrigger(api, keys, policy, clock=clock, reconciler=reconciler, **options)
+
+
+def outcome_follower(
+    api: FakeApi,
+    *,
+    clock: FakeClock,
+    guard: InMemoryGuard | None = None,
+    telemetry: FollowReports | None = None,
+    follow_ups: InMemoryQueue | None = None,
+    dead_letters: InMemoryQueue | None = None,
+    events: OutcomeEvents | None = None,
+    history: History | None = None,
+    **options: Any,
+) -> OutcomeFollower:
+    """The follower as composition.py wires it, in memory: what a test does not name is a fresh
+    fake; rebalances are followed for two hours, the first look 30 s after the trigger."""
+    return OutcomeFollower(
+        api,
+        FakeKeys(),
+        InMemoryGuard() if guard is None else guard,
+        RecordingTelemetry() if telemetry is None else telemetry,
+        follow_ups=InMemoryQueue(FollowUpError, "follow-ups") if follow_ups is None else follow_ups,
+        dead_letters=InMemoryQueue(DeadLetterWriteError, "dlq")
+        if dead_letters is None
+        else dead_letters,
+        events=events,
+        clock=clock,
+        history=RecordingHistory() if history is None else history,
+        **{"max_seconds": 7200, "first_delay_seconds": 30, **options},
+    )

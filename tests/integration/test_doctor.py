@@ -357,15 +357,18 @@ def test_a_stack_without_the_version_parameter_is_v1(
             "FollowUpQueueUrl": {"Value": {"Ref": "FollowUpQueue"}},
         },
     }
-    moto_server.client("cloudformation").create_stack(
-        StackName=name,
-        TemplateBody=json.dumps(template),
-        Parameters=[
-            {"ParameterKey": "GliderApiKeySecretArn", "ParameterValue": doctor.stack.secret_id},
-            {"ParameterKey": "GliderApiBaseUrl", "ParameterValue": glider.base_url},
-        ],
-    )
 
+    def create(stack_name: str) -> None:
+        moto_server.client("cloudformation").create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(template),
+            Parameters=[
+                {"ParameterKey": "GliderApiKeySecretArn", "ParameterValue": doctor.stack.secret_id},
+                {"ParameterKey": "GliderApiBaseUrl", "ParameterValue": glider.base_url},
+            ],
+        )
+
+    create(name)
     report = doctor.run("--stack", name, "--portfolio-id", PORTFOLIO, "--json")
 
     assert report.status == 0, report.out
@@ -388,14 +391,7 @@ def test_a_stack_without_the_version_parameter_is_v1(
 
     # A stack without the table (not this template's): the function would refuse to start.
     del template["Resources"]["IdempotencyTable"]
-    moto_server.client("cloudformation").create_stack(
-        StackName=f"{name}-tableless",
-        TemplateBody=json.dumps(template),
-        Parameters=[
-            {"ParameterKey": "GliderApiKeySecretArn", "ParameterValue": doctor.stack.secret_id},
-            {"ParameterKey": "GliderApiBaseUrl", "ParameterValue": glider.base_url},
-        ],
-    )
+    create(f"{name}-tableless")
     tableless = doctor.run("--stack", f"{name}-tableless", "--json")
     assert tableless.status == 1
     result, detail = tableless.rows["idempotency table"]

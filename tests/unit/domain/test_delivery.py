@@ -18,7 +18,6 @@ from glider_trigger.domain.errors import (
     FanOutError,
     FollowUpError,
 )
-from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.models import (
     Failed,
     Message,
@@ -31,14 +30,12 @@ from glider_trigger.inbound.events import parse_event, parse_sqs_body
 from tests.fakes.api import (
     FakeApi,
     FakeDeadline,
-    FakeKeys,
+    outcome_follower,
     refused,
 )
 from tests.fakes.clock import FakeClock
 from tests.fakes.guard import InMemoryGuard
-from tests.fakes.history import RecordingHistory
 from tests.fakes.queues import InMemoryQueue
-from tests.fakes.telemetry import RecordingTelemetry
 from tests.fakes.world import LIFETIME, parsed
 from tests.fakes.world import DeliveryWorld as World
 
@@ -475,18 +472,8 @@ def test_a_trigger_is_followed_once_however_often_its_delivery_comes_back() -> N
     api = FakeApi(RECEIPT)
     guard = InMemoryGuard()
     dlq = InMemoryQueue(DeadLetterWriteError, "dlq")
-    follower = OutcomeFollower(
-        api,
-        FakeKeys(),
-        guard,
-        RecordingTelemetry(),
-        follow_ups=follow_ups,
-        dead_letters=dlq,
-        events=None,
-        max_seconds=7200,
-        first_delay_seconds=30,
-        clock=FakeClock(),
-        history=RecordingHistory(),
+    follower = outcome_follower(
+        api, clock=FakeClock(), guard=guard, follow_ups=follow_ups, dead_letters=dlq
     )
     world = World(api, guard=guard, dlq=dlq, follower=follower)
 

@@ -14,7 +14,7 @@ from glider_trigger.domain.errors import (
     FollowUpError,
     OutcomeEventError,
 )
-from glider_trigger.domain.follow import OutcomeFollower, follow_delay, most_status_calls
+from glider_trigger.domain.follow import follow_delay, most_status_calls
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import (
     FinalOutcome,
@@ -27,11 +27,17 @@ from glider_trigger.domain.models import (
     TriggerRequest,
 )
 from glider_trigger.domain.trigger_input import follow_up_body, parse_follow_up
-from tests.fakes.api import WORST_CASE, FakeApi, FakeDeadline, FakeKeys, refused, retry_policy
+from tests.fakes.api import (
+    WORST_CASE,
+    FakeApi,
+    FakeDeadline,
+    outcome_follower,
+    refused,
+    retry_policy,
+)
 from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
 from tests.fakes.guard import InMemoryGuard
-from tests.fakes.history import RecordingHistory
 from tests.fakes.pacing import FakePacing
 from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
@@ -60,19 +66,16 @@ class World:
         self.events = InMemoryEvents()
         self.telemetry = RecordingTelemetry()
         self.clock = FakeClock(NOW)
-        self.follower = OutcomeFollower(
+        self.follower = outcome_follower(
             self.api,
-            FakeKeys(),
-            self.guard,
-            self.telemetry,
+            clock=self.clock,
+            guard=self.guard,
+            telemetry=self.telemetry,
             follow_ups=self.follow_ups,
             dead_letters=self.dlq,
             events=self.events,
             max_seconds=max_seconds,
-            first_delay_seconds=30,
-            clock=self.clock,
             pacing=pacing,
-            history=RecordingHistory(),
         )
 
     def follow(self, follow_up: FollowUp, seconds_left: float = 900) -> bool:

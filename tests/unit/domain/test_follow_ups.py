@@ -18,17 +18,15 @@ from glider_trigger.domain.errors import (
     InvalidInputError,
     OnceInProgressError,
 )
-from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.follow_ups import FollowUpDelivery
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.letterbox import LetterBox
 from glider_trigger.domain.models import FinalOutcome, FollowUp, Message, RebalanceState
 from glider_trigger.domain.trigger_input import follow_up_body
 from glider_trigger.inbound.events import parse_follow_up_body
-from tests.fakes.api import FakeApi, FakeDeadline, FakeKeys, retry_policy
+from tests.fakes.api import FakeApi, FakeDeadline, outcome_follower, retry_policy
 from tests.fakes.clock import FakeClock
 from tests.fakes.guard import InMemoryGuard
-from tests.fakes.history import RecordingHistory
 from tests.fakes.queues import InMemoryQueue
 from tests.fakes.telemetry import RecordingTelemetry
 
@@ -64,18 +62,13 @@ class World:
         self.follow_ups = InMemoryQueue(FollowUpError, "follow-ups")
         self.dlq = InMemoryQueue(DeadLetterWriteError, "dlq")
         self.telemetry = RecordingTelemetry()
-        follower = OutcomeFollower(
+        follower = outcome_follower(
             self.api,
-            FakeKeys(),
-            self.guard,
-            self.telemetry,
+            clock=FakeClock(NOW),
+            guard=self.guard,
+            telemetry=self.telemetry,
             follow_ups=self.follow_ups,
             dead_letters=self.dlq,
-            events=None,
-            max_seconds=7200,
-            first_delay_seconds=30,
-            clock=FakeClock(NOW),
-            history=RecordingHistory(),
         )
         self.delivery = FollowUpDelivery(
             follower if following else None,

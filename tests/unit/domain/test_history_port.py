@@ -6,11 +6,8 @@ from __future__ import annotations
 
 from glider_trigger.domain.errors import (
     Certainty,
-    DeadLetterWriteError,
     FailureClass,
-    FollowUpError,
 )
-from glider_trigger.domain.follow import OutcomeFollower
 from glider_trigger.domain.invocation import Invocation
 from glider_trigger.domain.models import (
     FinalOutcome,
@@ -25,16 +22,13 @@ from glider_trigger.domain.models import (
 from tests.fakes.api import (
     FakeApi,
     FakeDeadline,
-    FakeKeys,
+    outcome_follower,
     refused,
     retry_policy,
 )
 from tests.fakes.clock import FakeClock
 from tests.fakes.events import InMemoryEvents
-from tests.fakes.guard import InMemoryGuard
 from tests.fakes.history import RecordingHistory
-from tests.fakes.queues import InMemoryQueue
-from tests.fakes.telemetry import RecordingTelemetry
 from tests.fakes.world import DeliveryWorld
 
 RECEIPT = Receipt("rebal_1", "sched_1", "req_1", "corr_1")
@@ -113,19 +107,7 @@ def test_a_final_outcome_is_written_once_however_often_its_follow_up_arrives() -
         RebalanceState("failed", FinalOutcome.FAILED, error="execution reverted"),
     ]
     history = RecordingHistory()
-    follower = OutcomeFollower(
-        api,
-        FakeKeys(),
-        InMemoryGuard(),
-        RecordingTelemetry(),
-        follow_ups=InMemoryQueue(FollowUpError, "follow-ups"),
-        dead_letters=InMemoryQueue(DeadLetterWriteError, "dlq"),
-        events=InMemoryEvents(),
-        max_seconds=7200,
-        first_delay_seconds=30,
-        clock=FakeClock(),
-        history=history,
-    )
+    follower = outcome_follower(api, clock=FakeClock(), events=InMemoryEvents(), history=history)
     follow_up = FollowUp("p1", "rebal_1", False, "sqs:m-1", 1_000.0, 1, "fake-v1")
 
     for _ in range(2):  # the same follow-up delivered twice
@@ -137,19 +119,7 @@ def test_a_final_outcome_is_written_once_however_often_its_follow_up_arrives() -
 
 def test_a_rebalance_that_cannot_be_followed_is_written_unknown_with_its_trigger() -> None:
     history = RecordingHistory()
-    follower = OutcomeFollower(
-        FakeApi(),
-        FakeKeys(),
-        InMemoryGuard(),
-        RecordingTelemetry(),
-        follow_ups=InMemoryQueue(FollowUpError, "follow-ups"),
-        dead_letters=InMemoryQueue(DeadLetterWriteError, "dlq"),
-        events=None,
-        max_seconds=7200,
-        first_delay_seconds=30,
-        clock=FakeClock(),
-        history=history,
-    )
+    follower = outcome_follower(FakeApi(), clock=FakeClock(), history=history)
     request = TriggerRequest("p1", False, InputSource(SourceKind.SQS, "m-1", {}, "sqs:m-1"))
     cut_off = Receipt(None, None, None, None, unread="connection reset")
 
